@@ -1,0 +1,51 @@
+"""Errors padiff raises.
+
+Two roots, as in Polygraphy: :class:`PadiffError` for things the *user* can fix (bad
+options, inputs, maps, models that cannot be exported), and :class:`PadiffInternalError`
+for a broken internal invariant, which is a padiff bug and says so.
+"""
+
+from __future__ import annotations
+
+
+class PadiffError(Exception):
+    """Base class of every error a user can act on; the message says what to do."""
+
+
+class OptionsError(PadiffError, ValueError):
+    """An option, tolerance, step count, loss or optimizer argument is invalid."""
+
+
+class InputError(PadiffError, ValueError):
+    """``example_inp`` or a model argument is not what padiff needs."""
+
+
+class MappingError(PadiffError):
+    """The two models cannot be paired, or a layer map does not fit them."""
+
+
+class MapFileError(MappingError):
+    """A saved layer-map file is malformed, of another version, or names missing layers."""
+
+
+class ExportError(PadiffError):
+    """A model could not be exported to ONNX (the aligner falls back to the module trees)."""
+
+
+class WeightAssignError(PadiffError):
+    """Weights could not be copied between a paired paddle layer and torch module."""
+
+
+class ModelRunError(PadiffError):
+    """A model, loss function or optimizer raised while padiff was running it.
+
+    The original exception is chained as ``__cause__``; the message names the model,
+    the stage and, when known, the layer that was running.
+    """
+
+
+class PadiffInternalError(Exception):
+    """An internal invariant failed: this is a padiff bug, not a usage problem."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message} (this is a bug in padiff; please report it)")

@@ -1,0 +1,339 @@
+"""``LayerMap`` and ``LayerPair``: the one map type every pairing producer fills.
+
+Call-order pairing, a user's dict, a hand-built ``LayerMap``, a saved file and the
+structural aligner all produce a ``LayerMap``; the runtime engine only consumes the
+path-based :class:`ResolvedMap` that :meth:`LayerMap.resolve` derives from it against
+the two live models. Paths are the strings ``named_sublayers()`` / ``named_modules()``
+give; the root is ``""``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from padiff.errors import MappingError
+
+log = logging.getLogger("padiff")
+
+MAP_FORMAT_VERSION = 1
+SIDES = ("paddle", "torch")
+
+
+@dataclass(frozen=True)
+class LayerPair:
+    """One proposed or declared correspondence between a paddle layer and a torch module.
+
+    ``opaque`` pairs are compared at their tops only (their insides are not hooked) and
+    their weights are copied by a special init or an inferred conversion.
+    ``compare_output=False`` marks a weight-only pair whose outputs are not expected to
+    agree (e.g. a paddle block holding raw parameters vs the torch ``Linear`` inside it).
+    """
+
+    paddle_path: str
+    torch_path: str
+    paddle_class: str = ""
+    torch_class: str = ""
+    paddle_shapes: tuple[tuple[int, ...], ...] = ()
+    torch_shapes: tuple[tuple[int, ...], ...] = ()
+    confidence: float = 1.0
+    evidence: tuple[str, ...] = ()
+    opaque: bool = False
+    compare_output: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON/YAML-friendly dict (tuples become lists)."""
+        d = asdict(self)
+        d["paddle_shapes"] = [list(s) for s in self.paddle_shapes]
+        d["torch_shapes"] = [list(s) for s in self.torch_shapes]
+        d["evidence"] = list(self.evidence)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LayerPair:
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming the valid ones."""
+        valid = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - valid)
+        if unknown:
+            raise MappingError(f"unknown pair field(s) {unknown}; valid fields: {sorted(valid)}")
+        if "paddle_path" not in d or "torch_path" not in d:
+            raise MappingError("a pair needs both 'paddle_path' and 'torch_path'")
+        kw = dict(d)
+        for key in ("paddle_shapes", "torch_shapes"):
+            if key in kw:
+                kw[key] = tuple(tuple(int(x) for x in s) for s in kw[key])
+        if "evidence" in kw:
+            ev = kw["evidence"]
+            kw["evidence"] = (ev,) if isinstance(ev, str) else tuple(str(e) for e in ev)
+        if "confidence" in kw:
+            kw["confidence"] = float(kw["confidence"])
+        for key in ("paddle_path", "torch_path", "paddle_class", "torch_class"):
+            if key in kw:
+                kw[key] = "" if kw[key] is None else str(kw[key])
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class Unpaired:
+    """A layer the proposal could not pair, with the reason a person can check."""
+
+    side: str  # "paddle" or "torch"
+    path: str
+    cls: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON/YAML-friendly dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """A path-based ignore entry: ``kind`` is ``"self"``, ``"recursive"`` or ``"class"``.
+
+    For ``"class"`` entries ``path`` is the root under which instances are skipped and
+    ``cls`` the class name.
+    """
+
+    side: str
+    kind: str
+    path: str
+    cls: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON/YAML-friendly dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ResolvedMap:
+    """A ``LayerMap`` applied to two live models: only paths, ready for the engine."""
+
+    pairs: tuple[LayerPair, ...] = ()
+    ignored: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    ignored_recursive: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def skipped(self, side: str, path: str) -> bool:
+        """True when ``path`` itself is not to be compared on ``side``."""
+        return path in self.ignored.get(side, frozenset()) or self.hidden(side, path)
+
+    def hidden(self, side: str, path: str) -> bool:
+        """True when ``path`` is inside (or is) a recursively ignored layer on ``side``."""
+        for top in self.ignored_recursive.get(side, frozenset()):
+            if _is_within(path, top):
+                return True
+        return False
+
+    def opaque_paths(self, side: str) -> frozenset[str]:
+        """Tops of the opaque pairs on one side (their insides are not compared)."""
+        return frozenset(p.paddle_path if side == "paddle" else p.torch_path for p in self.pairs if p.opaque)
+
+    def pair_of(self, side: str) -> dict[str, LayerPair]:
+        """Index the pairs by the path on ``side``."""
+        return {(p.paddle_path if side == "paddle" else p.torch_path): p for p in self.pairs}
+
+
+def _is_within(path: str, top: str) -> bool:
+    return top == "" or path == top or path.startswith(top + ".")
+
+
+class LayerMap:
+    """Which paddle sublayer corresponds to which torch submodule.
+
+    - ``map``: ``{paddle_layer: torch_module}`` opaque pairs: compare only their tops,
+      never their insides, and initialise them with a special init.
+    - ``pairs``: full correspondences (``LayerPair``), e.g. from the structural
+      aligner; they replace call-order pairing for the layers they cover.
+    - ``ignore`` / ``ignore_recursively`` / ``ignore_class``: layers to pass over.
+    - ``unpaired``, ``route``, ``notes``: what a proposal could not pair and how it was made.
+    """
+
+    def __init__(
+        self,
+        pairs: Iterable[LayerPair] = (),
+        *,
+        route: str = "manual",
+        notes: Iterable[str] = (),
+        unpaired: Iterable[Unpaired] = (),
+    ) -> None:
+        self.map: dict[Any, Any] = {}
+        self.pairs: list[LayerPair] = list(pairs)
+        self.unpaired: list[Unpaired] = list(unpaired)
+        self.route: str = route
+        self.notes: list[str] = list(notes)
+        self.ignores: list[Ignore] = []
+        self._object_ignores: list[tuple[str, Any, Any]] = []  # (kind, layer, cls)
+
+    # --- building by hand -------------------------------------------------------------
+    def ignore(self, layer: Any) -> None:
+        """Skip this layer itself in comparisons; layers inside it are still compared."""
+        self._object_ignores.append(("self", _one_layer(layer, "ignore"), None))
+
+    def ignore_recursively(self, layer: Any) -> None:
+        """Skip this layer and everything inside it."""
+        self._object_ignores.append(("recursive", _one_layer(layer, "ignore_recursively"), None))
+
+    ignore_recursivly = ignore_recursively  # spelling of the original API, kept for ports
+
+    def ignore_class(self, layer: Any, cls: type) -> None:
+        """Skip every instance of ``cls`` found under ``layer`` (the layer itself included)."""
+        if not isinstance(cls, type):
+            raise MappingError(f"ignore_class needs a class as its second argument, got {cls!r}.")
+        self._object_ignores.append(("class", _one_layer(layer, "ignore_class"), cls))
+
+    def auto(self, layer: Any, module: Any) -> LayerMap:
+        """Add to ``map`` every pair of layers that has a registered special init.
+
+        Pairs are found in call-agnostic tree order, per special-init kind; each pair found
+        is logged. Returns ``self`` so calls can be chained.
+        """
+        from padiff.runtime.special_init import find_special_pairs
+
+        for p_layer, t_module, p_path, t_path in find_special_pairs(layer, module):
+            log.info("LayerMap.auto: %s (%s) <-> %s (%s)", p_path or "<root>", type(p_layer).__name__,
+                     t_path or "<root>", type(t_module).__name__)
+            self.map[p_layer] = t_module
+        return self
+
+    # --- applying to live models ------------------------------------------------------
+    def resolve(self, layer: Any, module: Any) -> ResolvedMap:
+        """Turn objects into paths against the live models and check every entry fits.
+
+        Raises :class:`MappingError` naming the entry when a layer is not inside the
+        model it should be in, or a path does not exist.
+        """
+        from padiff.runtime.adapters import PADDLE, TORCH
+
+        p_paths = {id(obj): path for path, obj in PADDLE.named_layers(layer)}
+        t_paths = {id(obj): path for path, obj in TORCH.named_layers(module)}
+        p_classes = {path: type(obj).__name__ for path, obj in PADDLE.named_layers(layer)}
+        t_classes = {path: type(obj).__name__ for path, obj in TORCH.named_layers(module)}
+        pairs: list[LayerPair] = []
+        for p_obj, t_obj in self.map.items():
+            if id(p_obj) not in p_paths:
+                if id(p_obj) in t_paths and id(t_obj) in p_paths:
+                    raise MappingError(
+                        "layer_map is reversed: keys must be paddle sublayers and values torch "
+                        f"submodules (paddle first), got {{{type(p_obj).__name__}: {type(t_obj).__name__}}}."
+                    )
+                raise MappingError(
+                    f"layer_map key {type(p_obj).__name__} is not a sublayer of the paddle model; "
+                    "use layers reached from the model you pass (e.g. layer.encoder)."
+                )
+            if id(t_obj) not in t_paths:
+                raise MappingError(
+                    f"layer_map value {type(t_obj).__name__} (for paddle {p_paths[id(p_obj)] or '<root>'}) "
+                    "is not a submodule of the torch model."
+                )
+            pp, tp = p_paths[id(p_obj)], t_paths[id(t_obj)]
+            pairs.append(LayerPair(pp, tp, p_classes[pp], t_classes[tp], opaque=True,
+                                   evidence=("given in LayerMap.map",)))
+        for pair in self.pairs:
+            if pair.paddle_path not in p_classes:
+                raise MappingError(f"pair {pair.paddle_path!r} <-> {pair.torch_path!r}: paddle model has no "
+                                   f"sublayer {pair.paddle_path!r}.")
+            if pair.torch_path not in t_classes:
+                raise MappingError(f"pair {pair.paddle_path!r} <-> {pair.torch_path!r}: torch model has no "
+                                   f"submodule {pair.torch_path!r}.")
+            pairs.append(pair)
+        _check_unique(pairs)
+
+        ignored: dict[str, set[str]] = {"paddle": set(), "torch": set()}
+        recursive: dict[str, set[str]] = {"paddle": set(), "torch": set()}
+        trees = {"paddle": PADDLE.named_layers(layer), "torch": TORCH.named_layers(module)}
+        for kind, obj, cls in self._object_ignores:
+            if id(obj) in p_paths:
+                side, path = "paddle", p_paths[id(obj)]
+            elif id(obj) in t_paths:
+                side, path = "torch", t_paths[id(obj)]
+            else:
+                raise MappingError(f"LayerMap.{_method(kind)}: {type(obj).__name__} is in neither model.")
+            self._add_ignore(Ignore(side, kind, path, cls.__name__ if cls else ""), trees, ignored, recursive)
+        for entry in self.ignores:
+            self._add_ignore(entry, trees, ignored, recursive)
+        return ResolvedMap(
+            pairs=tuple(pairs),
+            ignored={s: frozenset(v) for s, v in ignored.items()},
+            ignored_recursive={s: frozenset(v) for s, v in recursive.items()},
+        )
+
+    @staticmethod
+    def _add_ignore(entry: Ignore, trees: dict[str, list[tuple[str, Any]]],
+                    ignored: dict[str, set[str]], recursive: dict[str, set[str]]) -> None:
+        if entry.side not in SIDES:
+            raise MappingError(f"ignore entry {entry}: side must be 'paddle' or 'torch'.")
+        paths = {p for p, _ in trees[entry.side]}
+        if entry.path not in paths:
+            raise MappingError(f"ignore entry {entry.kind} {entry.path!r}: the {entry.side} model has no such layer.")
+        if entry.kind == "self":
+            ignored[entry.side].add(entry.path)
+        elif entry.kind == "recursive":
+            recursive[entry.side].add(entry.path)
+        elif entry.kind == "class":
+            for path, obj in trees[entry.side]:
+                if _is_within(path, entry.path) and any(c.__name__ == entry.cls for c in type(obj).__mro__):
+                    ignored[entry.side].add(path)
+        else:
+            raise MappingError(f"ignore entry kind must be self, recursive or class, got {entry.kind!r}.")
+
+    def path_ignores(self, layer: Any, module: Any) -> list[Ignore]:
+        """All ignores as path-based entries (object ones resolved), for saving."""
+        from padiff.runtime.adapters import PADDLE, TORCH
+
+        p_paths = {id(obj): path for path, obj in PADDLE.named_layers(layer)}
+        t_paths = {id(obj): path for path, obj in TORCH.named_layers(module)}
+        out = list(self.ignores)
+        for kind, obj, cls in self._object_ignores:
+            side, paths = ("paddle", p_paths) if id(obj) in p_paths else ("torch", t_paths)
+            if id(obj) in paths:
+                out.append(Ignore(side, kind, paths[id(obj)], cls.__name__ if cls else ""))
+        return out
+
+    # --- convenience ------------------------------------------------------------------
+    @classmethod
+    def coerce(cls, value: Any) -> LayerMap:
+        """Accept a ``LayerMap``, a plain ``{paddle_layer: torch_module}`` dict, or ``None``."""
+        if value is None:
+            return cls()
+        if isinstance(value, LayerMap):
+            return value
+        if isinstance(value, Mapping):
+            lm = cls()
+            lm.map = dict(value)
+            return lm
+        raise MappingError(
+            f"layer_map must be a LayerMap, a dict {{paddle_layer: torch_module}} or 'auto', got {type(value).__name__}."
+        )
+
+    def __len__(self) -> int:
+        return len(self.pairs) + len(self.map)
+
+    def __repr__(self) -> str:
+        return (f"LayerMap(route={self.route!r}, pairs={len(self.pairs)}, map={len(self.map)}, "
+                f"ignores={len(self.ignores) + len(self._object_ignores)}, unpaired={len(self.unpaired)})")
+
+
+def _one_layer(layer: Any, method: str) -> Any:
+    if isinstance(layer, str | bytes | int | float) or layer is None:
+        raise MappingError(f"LayerMap.{method} needs a layer object (e.g. model.encoder), got {layer!r}.")
+    return layer
+
+
+def _method(kind: str) -> str:
+    return {"self": "ignore", "recursive": "ignore_recursively", "class": "ignore_class"}.get(kind, kind)
+
+
+def _check_unique(pairs: list[LayerPair]) -> None:
+    seen: dict[tuple[str, str], LayerPair] = {}
+    for pair in pairs:
+        for side, path in (("paddle", pair.paddle_path), ("torch", pair.torch_path)):
+            other = seen.get((side, path))
+            if other is not None:
+                raise MappingError(
+                    f"{side} layer {path or '<root>'!r} is paired twice: with "
+                    f"{other.torch_path if side == 'paddle' else other.paddle_path!r} and with "
+                    f"{pair.torch_path if side == 'paddle' else pair.paddle_path!r}. Keep one pair."
+                )
+            seen[(side, path)] = pair

@@ -1,0 +1,128 @@
+"""The user's ``options`` dict, parsed once into a frozen :class:`DiffOptions`.
+
+Nothing downstream reads the raw dict and the user's dict is never mutated. Cross-field
+rules (``diff_phase="backward"`` needs ``single_step``, ``steps > 1`` needs an optimizer
+and both phases) live here so every entry point gives the same answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from padiff.errors import OptionsError
+
+DIFF_PHASES = ("both", "forward", "backward")
+COMPARE_MODES = ("mean", "strict")
+
+
+@dataclass(frozen=True)
+class DiffOptions:
+    """Validated comparison options.
+
+    ``atol``/``rtol`` follow ``numpy.isclose``: a pair agrees when
+    ``|paddle - torch| <= atol + rtol * |torch|``. ``compare_mode="mean"`` applies that
+    test to the two means, ``"strict"`` to every element.
+    """
+
+    atol: float = 0.0
+    rtol: float = 1e-7
+    diff_phase: str = "both"
+    compare_mode: str = "mean"
+    single_step: bool = False
+
+    @classmethod
+    def valid_keys(cls) -> tuple[str, ...]:
+        """The option names a user may pass, in documentation order."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any] | None) -> DiffOptions:
+        """Copy and validate a user's options dict; unknown keys name the valid ones."""
+        if options is None:
+            return cls()
+        if isinstance(options, DiffOptions):
+            return options
+        if not isinstance(options, Mapping):
+            raise OptionsError(
+                f"options must be a dict such as {{'atol': 1e-6}}, got {type(options).__name__}. "
+                f"Valid keys: {', '.join(cls.valid_keys())}."
+            )
+        raw = dict(options)
+        unknown = sorted(str(k) for k in raw if k not in cls.valid_keys())
+        if unknown:
+            raise OptionsError(
+                f"unknown option(s) {', '.join(repr(k) for k in unknown)}. "
+                f"Valid keys: {', '.join(cls.valid_keys())}."
+            )
+        atol = _tolerance(raw.get("atol", cls.atol), "atol")
+        rtol = _tolerance(raw.get("rtol", cls.rtol), "rtol")
+        diff_phase = _choice(raw.get("diff_phase", cls.diff_phase), "diff_phase", DIFF_PHASES)
+        compare_mode = _choice(raw.get("compare_mode", cls.compare_mode), "compare_mode", COMPARE_MODES)
+        single_step = raw.get("single_step", cls.single_step)
+        if not isinstance(single_step, bool):
+            raise OptionsError(f"option 'single_step' must be True or False, got {single_step!r}.")
+        if diff_phase == "backward" and not single_step:
+            raise OptionsError(
+                "diff_phase='backward' is only valid with single_step=True: without it the "
+                "backward pass depends on the forward, so compare both with diff_phase='both'."
+            )
+        return cls(atol=atol, rtol=rtol, diff_phase=diff_phase, compare_mode=compare_mode, single_step=single_step)
+
+    @property
+    def checks_forward(self) -> bool:
+        """Whether forward outputs (and the loss) are compared."""
+        return self.diff_phase in ("both", "forward")
+
+    @property
+    def checks_backward(self) -> bool:
+        """Whether gradients are compared (and so whether backward runs at all)."""
+        return self.diff_phase in ("both", "backward")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict of the options, for reports."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def validate_steps(steps: Any, options: DiffOptions, has_optimizer: bool) -> int:
+    """Check ``steps`` against the options: several steps need an optimizer and both phases."""
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise OptionsError(f"steps must be a positive int, got {steps!r}.")
+    if steps < 1:
+        raise OptionsError(f"steps must be at least 1, got {steps}.")
+    if steps > 1:
+        if not has_optimizer:
+            raise OptionsError(
+                f"steps={steps} needs optimizer=[paddle_opt, torch_opt]: without an optimizer "
+                "every step would repeat the first one. Pass an optimizer or use steps=1."
+            )
+        if options.diff_phase != "both":
+            raise OptionsError(
+                f"steps={steps} needs diff_phase='both' (got {options.diff_phase!r}): training "
+                "steps need the backward pass. Use steps=1 to check one phase only."
+            )
+        if options.single_step:
+            raise OptionsError(
+                f"steps={steps} cannot be combined with single_step=True: a single-step forward "
+                "feeds paddle inputs into torch layers, so it cannot be used for real training."
+            )
+    return steps
+
+
+def _tolerance(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise OptionsError(f"option {name!r} must be a number, got {value!r}.")
+    value = float(value)
+    if math.isnan(value) or value < 0 or math.isinf(value):
+        raise OptionsError(f"option {name!r} must be a finite number >= 0, got {value!r}.")
+    return value
+
+
+def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise OptionsError(
+            f"option {name!r} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}."
+        )
+    return str(value)

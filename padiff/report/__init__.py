@@ -1,0 +1,1 @@
+"""Reports: records produced by the engine (``records``) and their renderers."""

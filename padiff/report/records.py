@@ -1,0 +1,156 @@
+"""Data records the engine produces; every renderer (text, HTML, JSON, CLI) reads only these."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from padiff.runtime.compare import Stats
+
+STAGES = ("assign_weight", "forward", "loss", "backward", "grad", "weight")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One comparison of one tensor pair: where, what stage, and the numbers."""
+
+    stage: str
+    step: int
+    paddle_path: str
+    torch_path: str
+    paddle_class: str
+    torch_class: str
+    stats: Stats
+    call: int = 0  # which call of a layer called several times (0-based)
+    item: str = ""  # which tensor of the output / which parameter ("out[1]", "weight")
+    order: int = 0  # position in the stage (forward call order; backward: reverse)
+    depth: int = 0  # nesting depth of the paddle layer (for plots)
+    dtype: str = ""
+    paddle_stack: tuple[tuple[str, int, str], ...] = ()
+    torch_stack: tuple[tuple[str, int, str], ...] = ()
+
+    passed = property(lambda self: self.stats.passed)
+    max_abs_diff = property(lambda self: self.stats.max_abs_diff)
+    max_rel_diff = property(lambda self: self.stats.max_rel_diff)
+    mismatched = property(lambda self: self.stats.mismatched)
+    total = property(lambda self: self.stats.total)
+    paddle_mean = property(lambda self: self.stats.paddle_mean)
+    torch_mean = property(lambda self: self.stats.torch_mean)
+    cosine = property(lambda self: self.stats.cosine)
+    note = property(lambda self: self.stats.note)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (infinities and NaN become strings)."""
+        d = {k: v for k, v in asdict(self).items() if k != "stats"}
+        d.update({k: _json_num(v) for k, v in asdict(self.stats).items()})
+        d["worst_index"] = list(self.stats.worst_index)
+        d["paddle_stack"] = [list(f) for f in self.paddle_stack]
+        d["torch_stack"] = [list(f) for f in self.torch_stack]
+        return d
+
+
+@dataclass(frozen=True)
+class SkippedLayer:
+    """A layer that ran but was not compared, and why."""
+
+    side: str
+    path: str
+    cls: str
+    reason: str
+
+
+@dataclass
+class DiffReport:
+    """Everything one run compared. Truthy iff everything agreed within tolerance."""
+
+    records: list[Comparison] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    steps: int = 1
+    stages: list[str] = field(default_factory=list)
+    skipped: list[SkippedLayer] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    mapping: list[dict[str, Any]] = field(default_factory=list)  # pairs used (from the LayerMap)
+    mapping_route: str = ""
+    conversions: list[str] = field(default_factory=list)  # inferred weight conversions
+    settled_numerically: list[str] = field(default_factory=list)
+    paddle_tree: list[tuple[str, str, int]] = field(default_factory=list)  # (path, class, depth)
+    torch_tree: list[tuple[str, str, int]] = field(default_factory=list)
+    paddle_root_class: str = ""
+    torch_root_class: str = ""
+    log_dir: str = ""
+    assign_error: str = ""
+    _first: Comparison | None = field(default=None, repr=False)
+
+    def __bool__(self) -> bool:
+        return not self.assign_error and all(r.passed for r in self.records)
+
+    @property
+    def ok(self) -> bool:
+        """Same as ``bool(report)``."""
+        return bool(self)
+
+    @property
+    def first_diff(self) -> Comparison | None:
+        """The first failing comparison in run order (stage by stage, step by step)."""
+        if self._first is not None:
+            return self._first
+        for rec in self.ordered():
+            if not rec.passed:
+                return rec
+        return None
+
+    def ordered(self) -> list[Comparison]:
+        """Records in the order a person reads a run: step, stage, position within stage."""
+        rank = {s: i for i, s in enumerate(STAGES)}
+        return sorted(self.records, key=lambda r: (r.step, rank.get(r.stage, 99), r.order))
+
+    def failures(self) -> list[Comparison]:
+        """Every failing record, in run order."""
+        return [r for r in self.ordered() if not r.passed]
+
+    def by_stage(self, stage: str) -> list[Comparison]:
+        """Records of one stage, in order."""
+        return [r for r in self.ordered() if r.stage == stage]
+
+    def max_diff(self, stage: str = "forward") -> float:
+        """Largest max-abs-diff of a stage (0.0 when nothing was compared)."""
+        vals = [r.max_abs_diff for r in self.records if r.stage == stage]
+        return max(vals) if vals else 0.0
+
+    def suggested_tolerances(self) -> dict[str, dict[str, float]]:
+        """Per dtype: the smallest atol (at the run's rtol) and rtol (at its atol) that pass everything."""
+        out: dict[str, dict[str, float]] = {}
+        for r in self.records:
+            d = out.setdefault(r.dtype or "float32", {"atol": 0.0, "rtol": 0.0})
+            d["atol"] = max(d["atol"], r.stats.min_atol)
+            d["rtol"] = max(d["rtol"], r.stats.min_rtol)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict of the whole report."""
+        first = self.first_diff
+        return {
+            "ok": bool(self),
+            "options": dict(self.options),
+            "steps": self.steps,
+            "stages": list(self.stages),
+            "first_diff": first.to_dict() if first else None,
+            "records": [r.to_dict() for r in self.ordered()],
+            "skipped": [asdict(s) for s in self.skipped],
+            "warnings": list(self.warnings),
+            "mapping_route": self.mapping_route,
+            "mapping": list(self.mapping),
+            "conversions": list(self.conversions),
+            "settled_numerically": list(self.settled_numerically),
+            "suggested_tolerances": {k: {kk: _json_num(vv) for kk, vv in v.items()}
+                                     for k, v in self.suggested_tolerances().items()},
+            "assign_error": self.assign_error,
+            "log_dir": self.log_dir,
+        }
+
+
+def _json_num(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v

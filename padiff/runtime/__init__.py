@@ -1,0 +1,1 @@
+"""The eager runtime: adapters, hooks, pairing, comparison, weights, special init."""

@@ -1,0 +1,385 @@
+"""One small interface per framework: walk layers, own state, hooks, tensors, grads, modes.
+
+Framework differences live here (and in ``weights.py``), nowhere else: the engine calls
+``PADDLE.xxx`` / ``TORCH.xxx`` and never checks tensor types itself. Frameworks are
+imported lazily so ``import padiff`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StateEntry:
+    """One tensor a layer owns directly: a parameter or a buffer."""
+
+    name: str
+    tensor: Any
+    trainable: bool
+    is_buffer: bool
+
+
+class Side:
+    """Operations padiff needs from one framework; see :data:`PADDLE` and :data:`TORCH`."""
+
+    name: str = ""
+
+    # --- identification --------------------------------------------------------------
+    def is_model(self, obj: Any) -> bool:
+        raise NotImplementedError
+
+    def is_tensor(self, obj: Any) -> bool:
+        raise NotImplementedError
+
+    # --- tree ------------------------------------------------------------------------
+    def named_layers(self, root: Any) -> list[tuple[str, Any]]:
+        """``(path, layer)`` for the root (``""``) and every sublayer, definition order."""
+        raise NotImplementedError
+
+    def children(self, layer: Any) -> list[tuple[str, Any]]:
+        raise NotImplementedError
+
+    def raw_state(self, layer: Any) -> list[StateEntry]:
+        """Parameters and float buffers held directly by ``layer`` (not its children)."""
+        raise NotImplementedError
+
+    def owned_state(self, root: Any) -> dict[str, list[StateEntry]]:
+        """``{path: entries}`` where each tensor is owned by its top-most holder only.
+
+        Paddle's RNN layers hold the same parameters as their cells; ownership by the
+        first (outermost) holder keeps each tensor in exactly one place.
+        """
+        seen: set[int] = set()
+        out: dict[str, list[StateEntry]] = {}
+        for path, layer in self.named_layers(root):
+            own = []
+            for entry in self.raw_state(layer):
+                if id(entry.tensor) in seen:
+                    continue
+                seen.add(id(entry.tensor))
+                own.append(entry)
+            if own:
+                out[path] = own
+        return out
+
+    # --- tensors -----------------------------------------------------------------------
+    def to_numpy(self, t: Any) -> np.ndarray:
+        """A host copy of ``t``; half types are widened to float32 for comparison."""
+        raise NotImplementedError
+
+    def from_numpy(self, arr: np.ndarray, like: Any | None = None) -> Any:
+        raise NotImplementedError
+
+    def set_value(self, t: Any, arr: np.ndarray) -> None:
+        """Overwrite a parameter or buffer in place, keeping its dtype."""
+        raise NotImplementedError
+
+    def shape(self, t: Any) -> tuple[int, ...]:
+        return tuple(int(s) for s in t.shape)
+
+    def dtype_name(self, t: Any) -> str:
+        return str(t.dtype).replace("paddle.", "").replace("torch.", "")
+
+    def grad(self, t: Any) -> Any | None:
+        return t.grad
+
+    def set_grad(self, t: Any, g: Any | None) -> None:
+        raise NotImplementedError
+
+    def requires_grad(self, t: Any) -> bool:
+        raise NotImplementedError
+
+    def set_requires_grad(self, t: Any, flag: bool) -> None:
+        raise NotImplementedError
+
+    def add_grad_hook(self, t: Any, fn: Callable[[Any], Any]) -> Any:
+        """Call ``fn(grad)`` when the gradient of ``t`` is computed; a return value replaces it."""
+        return t.register_hook(fn)
+
+    def clone_detached(self, t: Any) -> Any:
+        raise NotImplementedError
+
+    def backward(self, loss: Any) -> None:
+        loss.backward()
+
+    def numel(self, t: Any) -> int:
+        return int(np.prod(self.shape(t))) if self.shape(t) else 1
+
+    # --- hooks ---------------------------------------------------------------------------
+    def add_pre_hook(self, layer: Any, fn: Callable[[Any, tuple, dict], Any]) -> Any:
+        """``fn(layer, args, kwargs)``; may return ``(args, kwargs)`` to replace the inputs."""
+        raise NotImplementedError
+
+    def add_post_hook(self, layer: Any, fn: Callable[[Any, tuple, Any], Any]) -> Any:
+        """``fn(layer, args, output)``; return value is ignored."""
+        raise NotImplementedError
+
+    def hook_count(self, root: Any) -> int:
+        """Total forward hooks registered anywhere under ``root`` (for leak checks)."""
+        raise NotImplementedError
+
+    # --- modes ---------------------------------------------------------------------------
+    def is_training(self, layer: Any) -> bool:
+        return bool(layer.training)
+
+    def set_training(self, layer: Any, flag: bool) -> None:
+        layer.training = flag
+
+    def no_grad(self) -> contextlib.AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def seed(self, seed: int) -> None:
+        raise NotImplementedError
+
+    # --- structure helpers -----------------------------------------------------------------
+    def flatten(self, obj: Any) -> list[Any]:
+        """Every tensor in a nested output, in a stable order; non-tensors are passed over.
+
+        Dicts are walked in insertion order, so the two sides must build them alike (they
+        do when the models are ports of each other).
+        """
+        out: list[Any] = []
+        self._flatten(obj, out, 0)
+        return out
+
+    def _flatten(self, obj: Any, out: list[Any], depth: int) -> None:
+        if depth > 50:
+            return
+        if self.is_tensor(obj):
+            out.append(obj)
+        elif isinstance(obj, Mapping):
+            for v in obj.values():
+                self._flatten(v, out, depth + 1)
+        elif isinstance(obj, list | tuple):
+            for v in obj:
+                self._flatten(v, out, depth + 1)
+        elif hasattr(obj, "__dataclass_fields__"):
+            for name in obj.__dataclass_fields__:
+                self._flatten(getattr(obj, name, None), out, depth + 1)
+
+    def map_tensors(self, obj: Any, fn: Callable[[Any], Any]) -> Any:
+        """Rebuild a nested structure with ``fn`` applied to each tensor."""
+        if self.is_tensor(obj):
+            return fn(obj)
+        if isinstance(obj, dict):
+            return type(obj)((k, self.map_tensors(v, fn)) for k, v in obj.items())
+        if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+            return type(obj)(*(self.map_tensors(v, fn) for v in obj))
+        if isinstance(obj, list | tuple):
+            return type(obj)(self.map_tensors(v, fn) for v in obj)
+        return obj
+
+
+class PaddleSide(Side):
+    """Adapter for ``paddle.nn.Layer`` models."""
+
+    name = "paddle"
+
+    @property
+    def fw(self) -> Any:
+        import paddle
+
+        return paddle
+
+    def is_model(self, obj: Any) -> bool:
+        return _module_is_loaded("paddle") and isinstance(obj, self.fw.nn.Layer)
+
+    def is_tensor(self, obj: Any) -> bool:
+        return _module_is_loaded("paddle") and isinstance(obj, self.fw.Tensor)
+
+    def named_layers(self, root: Any) -> list[tuple[str, Any]]:
+        return list(root.named_sublayers(include_self=True))
+
+    def children(self, layer: Any) -> list[tuple[str, Any]]:
+        return list(layer.named_children())
+
+    def raw_state(self, layer: Any) -> list[StateEntry]:
+        out = [StateEntry(n, p, not p.stop_gradient, False)
+               for n, p in layer.named_parameters(include_sublayers=False)]
+        non_persistable = getattr(layer, "_non_persistable_buffer_names_set", set())
+        for n, b in layer.named_buffers(include_sublayers=False):
+            if b is None or n in non_persistable or not _is_float_dtype(str(b.dtype)):
+                continue
+            out.append(StateEntry(n, b, False, True))
+        return out
+
+    def to_numpy(self, t: Any) -> np.ndarray:
+        paddle = self.fw
+        if t.dtype in (paddle.float16, paddle.bfloat16):
+            t = t.astype("float32")
+        return np.array(t.detach().numpy() if hasattr(t, "detach") else t.numpy())
+
+    def from_numpy(self, arr: np.ndarray, like: Any | None = None) -> Any:
+        t = self.fw.to_tensor(np.ascontiguousarray(arr))
+        if like is not None and t.dtype != like.dtype:
+            t = t.astype(like.dtype)
+        return t
+
+    def set_value(self, t: Any, arr: np.ndarray) -> None:
+        t.set_value(np.ascontiguousarray(arr).astype(self.to_numpy_dtype(t), copy=False))
+
+    def to_numpy_dtype(self, t: Any) -> Any:
+        name = self.dtype_name(t)
+        return np.float32 if name in ("float16", "bfloat16") else np.dtype(name)
+
+    def set_grad(self, t: Any, g: Any | None) -> None:
+        if g is None:
+            t.clear_gradient(False) if hasattr(t, "clear_gradient") else None
+            with contextlib.suppress(Exception):
+                t.grad = None
+            return
+        t.grad = g
+
+    def requires_grad(self, t: Any) -> bool:
+        return not t.stop_gradient
+
+    def set_requires_grad(self, t: Any, flag: bool) -> None:
+        t.stop_gradient = not flag
+
+    def clone_detached(self, t: Any) -> Any:
+        return t.detach().clone()
+
+    def add_pre_hook(self, layer: Any, fn: Callable[[Any, tuple, dict], Any]) -> Any:
+        def hook(lay: Any, args: tuple) -> Any:
+            res = fn(lay, args, {})
+            if res is not None:
+                return res[0]
+            return None
+
+        return layer.register_forward_pre_hook(hook)
+
+    def add_post_hook(self, layer: Any, fn: Callable[[Any, tuple, Any], Any]) -> Any:
+        def hook(lay: Any, args: tuple, out: Any) -> None:
+            fn(lay, args, out)
+
+        return layer.register_forward_post_hook(hook)
+
+    def hook_count(self, root: Any) -> int:
+        n = 0
+        for _, layer in self.named_layers(root):
+            n += len(getattr(layer, "_forward_pre_hooks", {})) + len(getattr(layer, "_forward_post_hooks", {}))
+        return n
+
+    def no_grad(self) -> contextlib.AbstractContextManager[Any]:
+        return self.fw.no_grad()
+
+    def seed(self, seed: int) -> None:
+        self.fw.seed(seed)
+
+
+class TorchSide(Side):
+    """Adapter for ``torch.nn.Module`` models."""
+
+    name = "torch"
+
+    @property
+    def fw(self) -> Any:
+        import torch
+
+        return torch
+
+    def is_model(self, obj: Any) -> bool:
+        return _module_is_loaded("torch") and isinstance(obj, self.fw.nn.Module)
+
+    def is_tensor(self, obj: Any) -> bool:
+        return _module_is_loaded("torch") and isinstance(obj, self.fw.Tensor)
+
+    def named_layers(self, root: Any) -> list[tuple[str, Any]]:
+        return list(root.named_modules(remove_duplicate=False))
+
+    def children(self, layer: Any) -> list[tuple[str, Any]]:
+        return list(layer.named_children())
+
+    def raw_state(self, layer: Any) -> list[StateEntry]:
+        out = [StateEntry(n, p, p.requires_grad, False) for n, p in layer.named_parameters(recurse=False)]
+        non_persistent = getattr(layer, "_non_persistent_buffers_set", set())
+        for n, b in layer.named_buffers(recurse=False):
+            if b is None or n in non_persistent or not b.is_floating_point():
+                continue
+            out.append(StateEntry(n, b, False, True))
+        return out
+
+    def to_numpy(self, t: Any) -> np.ndarray:
+        torch = self.fw
+        t = t.detach()
+        if t.dtype in (torch.float16, torch.bfloat16):
+            t = t.float()
+        if t.is_conj():
+            t = t.resolve_conj()
+        return t.cpu().numpy().copy()
+
+    def from_numpy(self, arr: np.ndarray, like: Any | None = None) -> Any:
+        t = self.fw.from_numpy(np.ascontiguousarray(arr))
+        if like is not None:
+            t = t.to(dtype=like.dtype, device=like.device)
+        return t
+
+    def set_value(self, t: Any, arr: np.ndarray) -> None:
+        with self.fw.no_grad():
+            t.copy_(self.fw.from_numpy(np.ascontiguousarray(arr)).to(dtype=t.dtype, device=t.device).reshape(t.shape))
+
+    def set_grad(self, t: Any, g: Any | None) -> None:
+        t.grad = g
+
+    def requires_grad(self, t: Any) -> bool:
+        return bool(t.requires_grad)
+
+    def set_requires_grad(self, t: Any, flag: bool) -> None:
+        t.requires_grad_(flag)
+
+    def clone_detached(self, t: Any) -> Any:
+        return t.detach().clone()
+
+    def add_pre_hook(self, layer: Any, fn: Callable[[Any, tuple, dict], Any]) -> Any:
+        return layer.register_forward_pre_hook(fn, with_kwargs=True)
+
+    def add_post_hook(self, layer: Any, fn: Callable[[Any, tuple, Any], Any]) -> Any:
+        def hook(mod: Any, args: tuple, out: Any) -> None:
+            fn(mod, args, out)
+
+        return layer.register_forward_hook(hook)
+
+    def hook_count(self, root: Any) -> int:
+        n = 0
+        for _, mod in self.named_layers(root):
+            n += len(mod._forward_pre_hooks) + len(mod._forward_hooks) + len(mod._backward_hooks)
+        return n
+
+    def no_grad(self) -> contextlib.AbstractContextManager[Any]:
+        return self.fw.no_grad()
+
+    def seed(self, seed: int) -> None:
+        self.fw.manual_seed(seed)
+
+
+def _module_is_loaded(name: str) -> bool:
+    import sys
+
+    if name in sys.modules:
+        return True
+    try:
+        __import__(name)
+    except ImportError:
+        return False
+    return True
+
+
+def _is_float_dtype(name: str) -> bool:
+    return any(k in name for k in ("float", "bfloat", "half", "double"))
+
+
+PADDLE = PaddleSide()
+TORCH = TorchSide()
+SIDES: dict[str, Side] = {"paddle": PADDLE, "torch": TORCH}
+
+
+def iter_sides() -> Iterator[Side]:
+    """Paddle first, torch second, as everywhere in padiff."""
+    yield PADDLE
+    yield TORCH

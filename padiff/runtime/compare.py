@@ -1,0 +1,125 @@
+"""Tensor comparison: one pair of host arrays in, one :class:`Stats` record out.
+
+``mean`` mode judges the two means, ``strict`` every element, both with
+``|a - b| <= atol + rtol * |b|`` (torch side as the reference). NaN anywhere, or an Inf
+that is not matched by the same Inf, is never agreement. Beside the verdict the record
+carries what a person needs to pick tolerances: max abs/rel diff, mismatched count,
+cosine similarity and the smallest atol (at the given rtol) and rtol (at the given atol)
+that would have passed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Stats:
+    """The numbers of one comparison of two tensors (paddle ``a`` vs torch ``b``)."""
+
+    passed: bool
+    max_abs_diff: float
+    max_rel_diff: float
+    mismatched: int
+    total: int
+    paddle_mean: float
+    torch_mean: float
+    cosine: float
+    min_atol: float  # smallest atol that passes at the given rtol
+    min_rtol: float  # smallest rtol that passes at the given atol
+    worst_index: tuple[int, ...] = ()
+    note: str = ""  # "shape", "nan", "inf", "structure", ...
+
+
+def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode: str) -> Stats:
+    """Compare paddle array ``a`` to torch array ``b`` under the tolerances and mode."""
+    note = ""
+    if a.shape != b.shape:
+        if a.size == b.size and np.squeeze(a).shape == np.squeeze(b).shape:
+            a, b = a.reshape(b.shape), b
+            note = f"shapes {list(a.shape)} vs {list(b.shape)} differ only by size-1 dims"
+        else:
+            return Stats(False, math.inf, math.inf, max(a.size, b.size), max(a.size, b.size),
+                         _mean(a), _mean(b), math.nan, math.inf, math.inf, (),
+                         f"shape mismatch: paddle {list(a.shape)} vs torch {list(b.shape)}")
+    if a.dtype.kind not in "fc":
+        a = a.astype(np.float64)
+    if b.dtype.kind not in "fc":
+        b = b.astype(np.float64)
+    if a.dtype != b.dtype:
+        wide = np.promote_types(a.dtype, b.dtype)
+        a, b = a.astype(wide), b.astype(wide)
+    total = int(a.size)
+    if total == 0:
+        return Stats(True, 0.0, 0.0, 0, 0, 0.0, 0.0, 1.0, 0.0, 0.0, (), "empty")
+    diff = np.abs(a - b)
+    finite = np.isfinite(diff)
+    all_finite = bool(finite.all())
+    if not all_finite:
+        # equal infinities are agreement; NaN never is
+        same_inf = np.isinf(a) & (a == b)
+        bad = ~finite & ~same_inf
+        diff = np.where(same_inf, 0.0, diff)
+        if bad.any():
+            note = "nan" if (np.isnan(a) | np.isnan(b)).any() else "inf"
+    abs_b = np.abs(b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(abs_b > 0, diff / abs_b, np.where(diff > 0, np.inf, 0.0))
+    max_abs = float(np.nanmax(diff)) if not note else math.nan if note == "nan" else math.inf
+    if note:
+        max_rel = max_abs
+    else:
+        max_rel = float(rel.max())
+    mean_a, mean_b = _mean(a), _mean(b)
+    if mode == "mean":
+        d = abs(mean_a - mean_b)
+        passed = (not note) and d <= atol + rtol * abs(mean_b)
+        mismatched = 0 if passed else total
+        min_atol = max(0.0, d - rtol * abs(mean_b))
+        min_rtol = (max(0.0, d - atol) / abs(mean_b)) if abs(mean_b) > 0 else (0.0 if d <= atol else math.inf)
+    else:
+        allowed = atol + rtol * abs_b
+        bad_el = ~(diff <= allowed)
+        mismatched = int(bad_el.sum())
+        passed = mismatched == 0 and not note
+        min_atol = float(np.max(diff - rtol * abs_b)) if not note else math.inf
+        min_atol = max(0.0, min_atol)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            need = np.where(abs_b > 0, (diff - atol) / abs_b, np.where(diff > atol, np.inf, 0.0))
+        min_rtol = max(0.0, float(np.max(need))) if not note else math.inf
+    worst: tuple[int, ...] = ()
+    if not passed and not note and total > 1:
+        worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape))
+    if note in ("nan", "inf"):
+        passed = False
+        mismatched = max(mismatched, 1)
+    return Stats(bool(passed), max_abs, max_rel, mismatched, total, mean_a, mean_b,
+                 _cosine(a, b), float(min_atol), float(min_rtol), worst, note)
+
+
+def _mean(a: np.ndarray) -> float:
+    if a.size == 0:
+        return 0.0
+    with np.errstate(all="ignore"):
+        return float(np.mean(a, dtype=np.float64))
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    with np.errstate(all="ignore"):
+        af, bf = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+        na, nb = float(np.linalg.norm(af)), float(np.linalg.norm(bf))
+        if na == 0 and nb == 0:
+            return 1.0
+        if na == 0 or nb == 0 or not (np.isfinite(na) and np.isfinite(nb)):
+            return 0.0 if np.isfinite(na) and np.isfinite(nb) else math.nan
+        return float(np.dot(af, bf) / (na * nb))
+
+
+def structure_mismatch(n_paddle: int, n_torch: int) -> Stats:
+    """A record for outputs whose tensor counts differ between the two sides."""
+    return Stats(False, math.inf, math.inf, max(n_paddle, n_torch), max(n_paddle, n_torch), math.nan, math.nan,
+                 math.nan, math.inf, math.inf, (),
+                 f"structure mismatch: paddle gives {n_paddle} tensor(s), torch gives {n_torch}")
