@@ -165,6 +165,8 @@ class LayerMap:
         self.notes: list[str] = list(notes)
         self.ignores: list[Ignore] = []
         self._object_ignores: list[tuple[str, Any, Any]] = []  # (kind, layer, cls)
+        # what plain default (call/definition-order) pairing would do, for review()
+        self.baseline: list[LayerPair] = []
 
     # --- building by hand -------------------------------------------------------------
     def ignore(self, layer: Any) -> None:
@@ -290,6 +292,45 @@ class LayerMap:
             if id(obj) in paths:
                 out.append(Ignore(side, kind, paths[id(obj)], cls.__name__ if cls else ""))
         return out
+
+    # --- files and review (implemented in padiff.mapping_io) ----------------------------
+    def to_dict(self, layer: Any = None, module: Any = None) -> dict[str, Any]:
+        """A versioned, JSON/YAML-friendly dict; live models resolve object entries to paths."""
+        from padiff.mapping_io import map_to_dict
+
+        return map_to_dict(self, layer, module)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], layer: Any = None, module: Any = None) -> LayerMap:
+        """Inverse of :meth:`to_dict`; with live models, every entry is validated against them."""
+        from padiff.mapping_io import map_from_dict
+
+        return map_from_dict(data, layer, module)
+
+    def save(self, path: str, layer: Any = None, module: Any = None) -> None:
+        """Write the map as YAML (``.yaml``/``.yml``) or JSON (``.json``) for a person to review and edit."""
+        from padiff.mapping_io import save_map
+
+        save_map(self, path, layer, module)
+
+    @classmethod
+    def load(cls, path: str, layer: Any = None, module: Any = None) -> LayerMap:
+        """Read a saved map; with live models, entries are validated against them."""
+        from padiff.mapping_io import load_map
+
+        return load_map(path, layer, module)
+
+    def review(self) -> str:
+        """A printable side-by-side mapping diff: proposal vs default pairing, doubts, unpaired."""
+        from padiff.mapping_io import review_map
+
+        return review_map(self)
+
+    def diff(self, other: LayerMap) -> str:
+        """What changed from ``self`` to ``other``: pairs added, removed and re-paired."""
+        from padiff.mapping_io import diff_maps
+
+        return diff_maps(self, other)
 
     # --- convenience ------------------------------------------------------------------
     @classmethod
