@@ -137,6 +137,14 @@ class Side:
     def seed(self, seed: int) -> None:
         raise NotImplementedError
 
+    def clear_grads(self, root: Any) -> None:
+        """Drop every parameter gradient under ``root`` (the run starts from none)."""
+        raise NotImplementedError
+
+    def step_optimizer(self, opt: Any) -> None:
+        """One optimizer step then clear grads; a zero-argument callable does both itself."""
+        raise NotImplementedError
+
     # --- structure helpers -----------------------------------------------------------------
     def flatten(self, obj: Any) -> list[Any]:
         """Every tensor in a nested output, in a stable order; non-tensors are passed over.
@@ -272,6 +280,17 @@ class PaddleSide(Side):
     def seed(self, seed: int) -> None:
         self.fw.seed(seed)
 
+    def clear_grads(self, root: Any) -> None:
+        for _, p in root.named_parameters():
+            p.clear_gradient(False)
+
+    def step_optimizer(self, opt: Any) -> None:
+        if hasattr(opt, "step") and hasattr(opt, "clear_grad"):
+            opt.step()
+            opt.clear_grad()
+        else:
+            opt()
+
 
 class TorchSide(Side):
     """Adapter for ``torch.nn.Module`` models."""
@@ -357,6 +376,16 @@ class TorchSide(Side):
     def seed(self, seed: int) -> None:
         self.fw.manual_seed(seed)
 
+    def clear_grads(self, root: Any) -> None:
+        root.zero_grad(set_to_none=True)
+
+    def step_optimizer(self, opt: Any) -> None:
+        if hasattr(opt, "step") and hasattr(opt, "zero_grad"):
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        else:
+            opt()
+
 
 def _module_is_loaded(name: str) -> bool:
     import sys
@@ -383,3 +412,19 @@ def iter_sides() -> Iterator[Side]:
     """Paddle first, torch second, as everywhere in padiff."""
     yield PADDLE
     yield TORCH
+
+
+def subtree_state(owned: Mapping[str, list[StateEntry]], top: str) -> list[StateEntry]:
+    """Every tensor owned inside the layer at ``top``, named relative to it (``q_proj.weight``).
+
+    Opaque pairs and special inits see their whole subtree as one set of tensors.
+    """
+    out: list[StateEntry] = []
+    prefix = top + "." if top else ""
+    for path, entries in owned.items():
+        if path == top or (path.startswith(prefix) and prefix) or top == "":
+            rel = path[len(prefix):] if prefix else path
+            for e in entries:
+                name = f"{rel}.{e.name}" if rel else e.name
+                out.append(StateEntry(name, e.tensor, e.trainable, e.is_buffer))
+    return out

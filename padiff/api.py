@@ -1,0 +1,264 @@
+"""The public entry points ``compare`` and ``auto_diff``: validate, prepare, run, restore.
+
+Everything the user passes is checked here first (so misuse is a clear ``PadiffError``,
+never a traceback from inside a framework), the models' state is snapshotted, the engine
+runs, and the state is restored in ``finally`` whatever happened.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from padiff.errors import InputError, OptionsError, PadiffError, WeightAssignError
+from padiff.layer_map import LayerMap
+from padiff.options import DiffOptions, validate_steps
+from padiff.report.records import Comparison, DiffReport
+from padiff.runtime.adapters import PADDLE, TORCH, Side
+from padiff.runtime.compare import Stats
+from padiff.runtime.engine import Engine, RunSpec
+from padiff.runtime.state import SideSnapshot
+
+log = logging.getLogger("padiff")
+
+
+def compare(
+    layer: Any,
+    module: Any,
+    example_inp: Any,
+    auto_weights: bool = False,
+    steps: int = 1,
+    options: Mapping[str, Any] | None = None,
+    layer_map: Any = None,
+    loss_fn: Any = None,
+    optimizer: Any = None,
+    *,
+    report: str | None = None,
+    json_path: str | None = None,
+    log_dir: str | None = None,
+) -> DiffReport:
+    """Run the paddle ``layer`` and torch ``module`` side by side and return a :class:`DiffReport`.
+
+    Same arguments as :func:`auto_diff`; ``report`` writes an HTML report, ``json_path``
+    a JSON dump. The report is truthy iff everything compared agreed.
+    """
+    opts = DiffOptions.from_mapping(options)
+    check_models(layer, module)
+    p_inp, t_inp = check_example_inp(example_inp, layer, module)
+    loss_fns = _pair_of_callables(loss_fn, "loss_fn")
+    optimizers = _optimizer_pair(optimizer)
+    steps = validate_steps(steps, opts, optimizers is not None)
+    if not isinstance(auto_weights, bool):
+        raise OptionsError(f"auto_weights must be True or False, got {auto_weights!r}.")
+    lm = _layer_map(layer_map, layer, module, example_inp)
+    resolved = lm.resolve(layer, module)
+
+    rep = DiffReport(options=opts.to_dict(), steps=steps)
+    rep.mapping_route = lm.route
+    rep.settled_numerically = [n for n in lm.notes if "numeric" in n.lower()]
+    rep.paddle_tree = _tree(PADDLE, layer)
+    rep.torch_tree = _tree(TORCH, module)
+    rep.paddle_root_class, rep.torch_root_class = type(layer).__name__, type(module).__name__
+    rep.warnings.extend(_randomness_warnings(layer, module))
+
+    training_check = optimizers is not None and opts.checks_backward
+    snaps = [SideSnapshot.take(PADDLE, layer, p_inp, keep_values=False),
+             SideSnapshot.take(TORCH, module, t_inp, keep_values=False)]
+    try:
+        if auto_weights and not _assign(layer, module, resolved, rep):
+            return _finish(rep, report, json_path, log_dir)
+        if auto_weights:
+            # the assigned weights stay: record them as the state to come back to
+            snaps[0] = SideSnapshot.take(PADDLE, layer, p_inp, keep_values=False)
+        spec = RunSpec(layer, module, p_inp, t_inp, opts, resolved, steps, loss_fns, optimizers,
+                       strict_pairing=not lm.pairs and lm.route == "manual")
+        engine = Engine(spec, rep)
+        engine.run()
+        rep.mapping = [
+            {"paddle_path": pr.path, "torch_path": tr.path, "paddle_class": pr.cls, "torch_class": tr.cls}
+            for (pr, tr, _) in engine._pairs_seen.values()
+        ]
+    finally:
+        for snap in snaps:
+            snap.restore(values=not training_check, grads=not training_check)
+    return _finish(rep, report, json_path, log_dir)
+
+
+def auto_diff(
+    layer: Any,
+    module: Any,
+    example_inp: Any,
+    auto_weights: bool = False,
+    steps: int = 1,
+    options: Mapping[str, Any] | None = None,
+    layer_map: Any = None,
+    loss_fn: Any = None,
+    optimizer: Any = None,
+    **kwargs: Any,
+) -> bool:
+    """Compare the two models and print the report; True iff everything agreed (SPEC §1).
+
+    Raises a :class:`~padiff.errors.PadiffError` for misuse, never for a numerical difference.
+    """
+    rep = compare(layer, module, example_inp, auto_weights, steps, options, layer_map, loss_fn, optimizer, **kwargs)
+    from padiff.report.console import print_report
+
+    print_report(rep)
+    return bool(rep)
+
+
+# --- validation --------------------------------------------------------------------------
+def check_models(layer: Any, module: Any) -> None:
+    """The paddle model first, the torch model second; say so when they are swapped."""
+    if PADDLE.is_model(module) and TORCH.is_model(layer):
+        raise InputError("the models are swapped: pass the paddle layer first and the torch module second "
+                         "(paddle first everywhere in padiff).")
+    if not PADDLE.is_model(layer):
+        raise InputError(f"layer must be a paddle.nn.Layer, got {type(layer).__name__}.")
+    if not TORCH.is_model(module):
+        raise InputError(f"module must be a torch.nn.Module, got {type(module).__name__}.")
+
+
+def check_example_inp(example_inp: Any, layer: Any, module: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``example_inp`` must be ``(paddle_kwargs, torch_kwargs)``; checks halves, tensor kinds and keys."""
+    hint = "example_inp must be a pair of dicts (paddle_input, torch_input), e.g. ({'x': paddle_x}, {'x': torch_x})"
+    if isinstance(example_inp, Mapping) or not isinstance(example_inp, Sequence) or isinstance(example_inp, str):
+        raise InputError(f"{hint}; got {type(example_inp).__name__}.")
+    if len(example_inp) != 2:
+        raise InputError(f"{hint}; got a sequence of length {len(example_inp)}.")
+    p_inp, t_inp = example_inp
+    if not isinstance(p_inp, Mapping) or not isinstance(t_inp, Mapping):
+        raise InputError(f"{hint}; got ({type(p_inp).__name__}, {type(t_inp).__name__}).")
+    p_tensors, t_tensors = PADDLE.flatten(dict(p_inp)), TORCH.flatten(dict(t_inp))
+    p_wrong, t_wrong = TORCH.flatten(dict(p_inp)), PADDLE.flatten(dict(t_inp))
+    if p_wrong and t_wrong:
+        raise InputError("the halves of example_inp are swapped: the first dict holds torch tensors and the second "
+                         "paddle tensors. Pass (paddle_input, torch_input).")
+    if p_wrong:
+        raise InputError("the paddle half of example_inp (the first dict) holds torch tensors; convert them with "
+                         "paddle.to_tensor(t.numpy()).")
+    if t_wrong:
+        raise InputError("the torch half of example_inp (the second dict) holds paddle tensors; convert them with "
+                         "torch.from_numpy(t.numpy()).")
+    if not p_tensors and p_inp or not t_tensors and t_inp:
+        pass  # non-tensor inputs (ints, flags) are allowed
+    _check_keys(layer, dict(p_inp), "paddle", "first")
+    _check_keys(module, dict(t_inp), "torch", "second")
+    return dict(p_inp), dict(t_inp)
+
+
+def _check_keys(model: Any, inputs: dict[str, Any], side: str, which: str) -> None:
+    try:
+        sig = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return
+    params = sig.parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                           inspect.Parameter.KEYWORD_ONLY)]
+    unknown = [k for k in inputs if k not in accepted]
+    if unknown:
+        raise InputError(
+            f"the {side} model's forward does not take {', '.join(repr(k) for k in unknown)} (from the {which} dict "
+            f"of example_inp); it takes {', '.join(repr(a) for a in accepted) or 'no keyword arguments'}."
+        )
+    missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty
+               and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+               and n not in inputs]
+    if missing:
+        raise InputError(f"the {which} dict of example_inp lacks {', '.join(repr(m) for m in missing)}, which the "
+                         f"{side} model's forward requires.")
+
+
+def _pair_of_callables(value: Any, name: str) -> tuple[Any, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise OptionsError(f"{name} must be [paddle_fn, torch_fn], a pair of callables, got {type(value).__name__}.")
+    if not all(callable(f) for f in value):
+        raise OptionsError(f"both items of {name} must be callables taking the model output.")
+    return value[0], value[1]
+
+
+def _optimizer_pair(value: Any) -> tuple[Any, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise OptionsError("optimizer must be [paddle_opt, torch_opt]: two optimizers, or two zero-argument callables "
+                           f"that step and clear grads; got {type(value).__name__}.")
+    for opt, side in zip(value, ("paddle", "torch")):
+        ok = callable(opt) or (hasattr(opt, "step") and (hasattr(opt, "clear_grad") or hasattr(opt, "zero_grad")))
+        if not ok:
+            raise OptionsError(f"the {side} optimizer must be an optimizer or a zero-argument callable, "
+                               f"got {type(opt).__name__}.")
+    p_opt, t_opt = value
+    if hasattr(p_opt, "zero_grad") and not hasattr(p_opt, "clear_grad") and hasattr(t_opt, "clear_grad"):
+        raise OptionsError("optimizer is swapped: pass [paddle_opt, torch_opt].")
+    return p_opt, t_opt
+
+
+def _layer_map(value: Any, layer: Any, module: Any, example_inp: Any) -> LayerMap:
+    if isinstance(value, str):
+        if value != "auto":
+            raise OptionsError(f"layer_map must be a LayerMap, a dict or 'auto', got the string {value!r}.")
+        from padiff.graph.suggest import suggest_layer_map
+
+        lm = suggest_layer_map(layer, module, example_inp)
+        from padiff.report.console import print_mapping
+
+        print_mapping(lm)
+        return lm
+    return LayerMap.coerce(value)
+
+
+def _assign(layer: Any, module: Any, resolved: Any, rep: DiffReport) -> bool:
+    from padiff.runtime.assign import copy_weights, plan_weights
+
+    try:
+        plans = plan_weights(layer, module, resolved)
+        rep.conversions = copy_weights(layer, module, plans)
+        return True
+    except WeightAssignError as e:
+        rep.assign_error = str(e)
+        nan = float("nan")
+        stats = Stats(False, nan, nan, 0, 0, nan, nan, nan, nan, nan, (), str(e))
+        rep.records.append(Comparison("assign_weight", 0, getattr(e, "paddle_path", ""), getattr(e, "torch_path", ""),
+                                      getattr(e, "paddle_class", ""), getattr(e, "torch_class", ""), stats))
+        return False
+
+
+def _tree(side: Side, root: Any) -> list[tuple[str, str, int]]:
+    return [(p, type(m).__name__, 0 if p == "" else p.count(".") + 1) for p, m in side.named_layers(root)]
+
+
+def _randomness_warnings(layer: Any, module: Any) -> list[str]:
+    out = []
+    for side, root in ((PADDLE, layer), (TORCH, module)):
+        for path, m in side.named_layers(root):
+            p = getattr(m, "p", None)
+            if "dropout" in type(m).__name__.lower() and side.is_training(m) and isinstance(p, float) and p > 0:
+                out.append(f"{side.name} {path} ({type(m).__name__}, p={p}) is in train mode: its random masks differ "
+                           "between frameworks, so results cannot agree. Call .eval() on both models or set p=0.")
+    p_train, t_train = PADDLE.is_training(layer), TORCH.is_training(module)
+    if p_train != t_train:
+        out.append(f"the paddle model is in {'train' if p_train else 'eval'} mode and the torch model in "
+                   f"{'train' if t_train else 'eval'} mode; BatchNorm and Dropout will behave differently.")
+    return out
+
+
+def _finish(rep: DiffReport, html: str | None, json_path: str | None, log_dir: str | None) -> DiffReport:
+    try:
+        if html:
+            from padiff.report.html import write_html
+
+            write_html(rep, html)
+        if json_path:
+            from padiff.report.json_report import write_json
+
+            write_json(rep, json_path)
+    except PadiffError:
+        raise
+    return rep

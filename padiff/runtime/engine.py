@@ -1,0 +1,532 @@
+"""The eager comparison run: paddle records, torch compares as it goes.
+
+Per step: paddle forward (hooked; outputs kept as host copies), torch forward (each call
+paired online and compared at once, the paddle copy dropped right after), loss, paddle
+backward (output gradients recorded), torch backward (compared as they arrive),
+parameter gradients, optimizer step, parameter values. ``single_step`` feeds each torch
+layer the paddle layer's input (forward) or gradient (backward) so each layer is judged
+alone. The engine consumes a :class:`ResolvedMap` and never guesses pairs beyond the
+call-order rules of :mod:`padiff.runtime.pairing`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from padiff.errors import MappingError, ModelRunError, OptionsError, PadiffError, PadiffInternalError, WeightAssignError
+from padiff.layer_map import ResolvedMap
+from padiff.options import DiffOptions
+from padiff.report.records import Comparison, DiffReport, SkippedLayer
+from padiff.runtime.adapters import PADDLE, TORCH, Side, StateEntry, subtree_state
+from padiff.runtime.compare import Stats, compare_arrays, structure_mismatch
+from padiff.runtime.hooks import HookSet, user_stack
+from padiff.runtime.pairing import Event, OnlinePairer, Role, assign_roles
+from padiff.runtime.weights import PairPlan, plan_pair, torch_arrays
+
+
+@dataclass
+class RunSpec:
+    """Everything a run needs, already validated by :mod:`padiff.api`."""
+
+    layer: Any
+    module: Any
+    paddle_inputs: dict[str, Any]
+    torch_inputs: dict[str, Any]
+    options: DiffOptions
+    resolved: ResolvedMap
+    steps: int = 1
+    loss_fns: tuple[Callable[[Any], Any], Callable[[Any], Any]] | None = None
+    optimizers: tuple[Any, Any] | None = None
+    strict_pairing: bool = True  # default pairing: unpaired stateful layers are an error
+
+
+@dataclass
+class _Pass:
+    """What one forward/backward pass does."""
+
+    compare_forward: bool
+    sync_inputs: bool
+    backward: bool
+    compare_backward: bool
+    sync_grads: bool
+
+
+@dataclass
+class _SideRun:
+    side: Side
+    root: Any
+    roles: dict[str, Role]
+    owned: dict[str, list[StateEntry]]
+    events: list[Event] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)
+    active: list[Event] = field(default_factory=list)
+
+
+class Engine:
+    """Runs one comparison and fills a :class:`DiffReport`."""
+
+    def __init__(self, spec: RunSpec, report: DiffReport) -> None:
+        self.spec = spec
+        self.report = report
+        self.opts = spec.options
+        p_owned = PADDLE.owned_state(spec.layer)
+        t_owned = TORCH.owned_state(spec.module)
+        self.p = _SideRun(PADDLE, spec.layer, assign_roles(PADDLE, spec.layer, spec.resolved, set(p_owned)), p_owned)
+        self.t = _SideRun(TORCH, spec.module, assign_roles(TORCH, spec.module, spec.resolved, set(t_owned)), t_owned)
+        self.step = 0
+        self._order = 0
+        self._hook_error: BaseException | None = None
+        self._plans: dict[tuple[str, str], PairPlan | None] = {}
+        self._pairs_seen: dict[tuple[str, str], tuple[Role, Role, int]] = {}
+        self._pairing_checked = False
+
+    # --- public --------------------------------------------------------------------------
+    def run(self) -> None:
+        """All steps; records land in the report. Raises PadiffError subclasses for misuse."""
+        opts = self.opts
+        passes: list[_Pass] = []
+        if opts.single_step:
+            if opts.checks_forward:
+                passes.append(_Pass(True, True, False, False, False))
+            if opts.checks_backward:
+                passes.append(_Pass(False, False, True, True, True))
+        else:
+            passes.append(_Pass(opts.checks_forward, False, opts.checks_backward, opts.checks_backward, False))
+        stages = []
+        if opts.checks_forward:
+            stages += ["forward", "loss"]
+        if opts.checks_backward:
+            stages += ["backward", "grad"]
+        if self.spec.optimizers is not None and opts.checks_backward:
+            stages.append("weight")
+        self.report.stages = stages
+        for side in (self.p, self.t):
+            side.side.clear_grads(side.root)
+        for step in range(self.spec.steps):
+            self.step = step
+            for ps in passes:
+                self._one_pass(ps)
+            if self.spec.optimizers is not None and opts.checks_backward:
+                self._optimizer_step()
+
+    # --- one pass ------------------------------------------------------------------------
+    def _one_pass(self, ps: _Pass) -> None:
+        for side in (self.p, self.t):
+            side.events, side.calls, side.active = [], {}, []
+        keep_inputs = ps.sync_inputs
+        with HookSet() as hooks:
+            self._hook_paddle(hooks, ps, keep_inputs)
+            PADDLE.seed(0)
+            p_out = self._call(self.p, self.spec.paddle_inputs, "forward")
+            p_loss = self._loss(self.p, p_out, 0) if (ps.compare_forward or ps.backward) else None
+            pairer = OnlinePairer(self.p.events)
+            self._hook_torch(hooks, ps, pairer)
+            TORCH.seed(0)
+            t_out = self._call(self.t, self.spec.torch_inputs, "forward")
+            t_loss = self._loss(self.t, t_out, 1) if (ps.compare_forward or ps.backward) else None
+            pairer.finish()
+            self._check_pairing(pairer)
+            if ps.compare_forward:
+                self._compare_model_outputs(p_out, t_out)
+                if p_loss is not None and t_loss is not None:
+                    self._add("loss", "", "", "loss", "loss", self._cmp(PADDLE.to_numpy(p_loss),
+                              TORCH.to_numpy(t_loss)), item="loss", dtype=TORCH.dtype_name(t_loss))
+            if ps.backward:
+                self._backward(self.p, p_loss)
+                self._backward(self.t, t_loss)
+                self._raise_hook_error()
+                self._compare_missing_grads()
+                self._compare_params("grad")
+        self._raise_hook_error()
+
+    # --- hooks -----------------------------------------------------------------------------
+    def _hook_paddle(self, hooks: HookSet, ps: _Pass, keep_inputs: bool) -> None:
+        run = self.p
+        for layer, role in _hooked_layers(run):
+            def pre(lay: Any, args: tuple, kwargs: dict, role: Role = role) -> Any:
+                try:
+                    ev = self._open(run, role)
+                    if keep_inputs:
+                        ev.inputs = [PADDLE.to_numpy(t) for t in PADDLE.flatten((args, kwargs))]
+                except Exception as e:  # noqa: BLE001 - reported after the forward
+                    self._hook_error = self._hook_error or e
+                return None
+
+            def post(lay: Any, args: tuple, out: Any, role: Role = role) -> None:
+                try:
+                    ev = self._close(run, role)
+                    if ev is None:
+                        return
+                    outs = PADDLE.flatten(out)
+                    if ps.compare_forward:
+                        ev.outputs = [PADDLE.to_numpy(t) for t in outs]
+                    ev.dtype = PADDLE.dtype_name(outs[0]) if outs else ""
+                    if ps.backward:
+                        for i, t in enumerate(outs):
+                            if PADDLE.requires_grad(t):
+                                hooks.add(PADDLE.add_grad_hook(t, _recorder(ev, i)))
+                except Exception as e:  # noqa: BLE001
+                    self._hook_error = self._hook_error or e
+
+            hooks.add(PADDLE.add_pre_hook(layer, pre))
+            hooks.add(PADDLE.add_post_hook(layer, post))
+
+    def _hook_torch(self, hooks: HookSet, ps: _Pass, pairer: OnlinePairer) -> None:
+        run = self.t
+        for layer, role in _hooked_layers(run):
+            def pre(mod: Any, args: tuple, kwargs: dict, role: Role = role) -> Any:
+                try:
+                    ev = self._open(run, role)
+                    pev = pairer.match(ev)
+                    ev.partner = pev
+                    if pev is not None:
+                        pev.partner = ev
+                        self._pairs_seen.setdefault((pev.role.path, role.path), (pev.role, role, len(self._pairs_seen)))
+                    if ps.sync_inputs and pev is not None and pev.inputs:
+                        return _replace_inputs(args, kwargs, pev.inputs)
+                except Exception as e:  # noqa: BLE001
+                    self._hook_error = self._hook_error or e
+                return None
+
+            def post(mod: Any, args: tuple, out: Any, role: Role = role) -> None:
+                try:
+                    ev = self._close(run, role)
+                    if ev is None:
+                        return
+                    outs = TORCH.flatten(out)
+                    ev.dtype = TORCH.dtype_name(outs[0]) if outs else ""
+                    pev = ev.partner
+                    if pev is None:
+                        return
+                    if ps.compare_forward and _compares_output(pev, ev):
+                        self._compare_outputs("forward", pev, ev, pev.outputs or [],
+                                              [TORCH.to_numpy(t) for t in outs])
+                    pev.outputs = None
+                    pev.inputs = None
+                    if ps.backward:
+                        for i, t in enumerate(outs):
+                            if TORCH.requires_grad(t):
+                                hooks.add(TORCH.add_grad_hook(t, self._grad_checker(pev, ev, i, ps)))
+                except Exception as e:  # noqa: BLE001
+                    self._hook_error = self._hook_error or e
+
+            hooks.add(TORCH.add_pre_hook(layer, pre))
+            hooks.add(TORCH.add_post_hook(layer, post))
+
+    def _open(self, run: _SideRun, role: Role) -> Event:
+        call = run.calls.get(role.path, 0)
+        run.calls[role.path] = call + 1
+        ev = Event(len(run.events), role, call, stack=user_stack())
+        run.events.append(ev)
+        run.active.append(ev)
+        return ev
+
+    def _close(self, run: _SideRun, role: Role) -> Event | None:
+        for i in range(len(run.active) - 1, -1, -1):
+            if run.active[i].role is role:
+                ev = run.active[i]
+                del run.active[i:]
+                return ev
+        return None
+
+    def _grad_checker(self, pev: Event, tev: Event, i: int, ps: _Pass) -> Callable[[Any], Any]:
+        def check(grad: Any) -> Any:
+            try:
+                p_grad = pev.grads.get(i)
+                if p_grad is None:
+                    return None
+                if ps.compare_backward and _compares_output(pev, tev):
+                    stats = self._cmp(p_grad, TORCH.to_numpy(grad))
+                    self._add("backward", pev.role.path, tev.role.path, pev.role.cls, tev.role.cls, stats,
+                              call=tev.call, item=_item("grad of output", i, 2), order=-pev.index * 64 + i,
+                              depth=pev.role.depth, dtype=tev.dtype, pev=pev, tev=tev)
+                    tev.grads[i] = True
+                if ps.sync_grads and p_grad.shape == tuple(grad.shape):
+                    return TORCH.from_numpy(p_grad, like=grad)
+            except Exception as e:  # noqa: BLE001
+                self._hook_error = self._hook_error or e
+            return None
+
+        return check
+
+    # --- running the models ---------------------------------------------------------------
+    def _call(self, run: _SideRun, inputs: Mapping[str, Any], what: str) -> Any:
+        try:
+            return run.root(**inputs)
+        except PadiffError:
+            raise
+        except Exception as e:
+            where = ""
+            if run.active:
+                inner = run.active[-1].role
+                where = f" inside layer {inner.path or '<root>'} ({inner.cls})"
+            raise ModelRunError(
+                f"the {run.side.name} model raised during {what} (step {self.step}){where}: "
+                f"{type(e).__name__}: {e}. Check the {run.side.name} half of example_inp "
+                "(shapes, dtypes, key names) and that the model runs on its own."
+            ) from e
+        finally:
+            run.active.clear()
+
+    def _loss(self, run: _SideRun, out: Any, which: int) -> Any:
+        side = run.side
+        fns = self.spec.loss_fns
+        try:
+            if fns is not None:
+                loss = fns[which](out)
+            else:
+                tensors = [t for t in side.flatten(out) if "float" in side.dtype_name(t)]
+                if not tensors:
+                    return None
+                loss = tensors[0].mean()
+                for t in tensors[1:]:
+                    loss = loss + t.mean()
+        except PadiffError:
+            raise
+        except Exception as e:
+            raise ModelRunError(f"the {side.name} loss function raised: {type(e).__name__}: {e}") from e
+        if not side.is_tensor(loss):
+            raise OptionsError(f"loss_fn for {side.name} must return a {side.name} tensor, got {type(loss).__name__}.")
+        if side.numel(loss) != 1:
+            raise OptionsError(
+                f"loss_fn for {side.name} returned a tensor of shape {list(side.shape(loss))}; it must return "
+                "a scalar (e.g. end it with .mean() or .sum())."
+            )
+        return loss
+
+    def _backward(self, run: _SideRun, loss: Any) -> None:
+        if loss is None:
+            self.report.warnings.append(f"{run.side.name}: the output has no float tensor, so backward was skipped.")
+            return
+        if not run.side.requires_grad(loss):
+            raise ModelRunError(
+                f"the {run.side.name} loss does not require grad, so backward cannot run: no parameter or "
+                "input takes part in it (frozen model, or a no_grad region). Use options={'diff_phase': "
+                "'forward'} to compare the forward pass only."
+            )
+        try:
+            run.side.backward(loss)
+        except PadiffError:
+            raise
+        except Exception as e:
+            raise ModelRunError(
+                f"the {run.side.name} model raised during backward (step {self.step}): {type(e).__name__}: {e}"
+            ) from e
+
+    def _optimizer_step(self) -> None:
+        assert self.spec.optimizers is not None
+        for run, opt in ((self.p, self.spec.optimizers[0]), (self.t, self.spec.optimizers[1])):
+            try:
+                run.side.step_optimizer(opt)
+            except Exception as e:
+                raise ModelRunError(
+                    f"the {run.side.name} optimizer raised during step {self.step}: {type(e).__name__}: {e}. "
+                    "optimizer must be [paddle_opt, torch_opt] optimizers, or two callables that step and clear."
+                ) from e
+        self._compare_params("weight")
+
+    # --- comparisons ------------------------------------------------------------------------
+    def _cmp(self, a: np.ndarray, b: np.ndarray) -> Stats:
+        return compare_arrays(a, b, self.opts.atol, self.opts.rtol, self.opts.compare_mode)
+
+    def _add(self, stage: str, p_path: str, t_path: str, p_cls: str, t_cls: str, stats: Stats, *,
+             call: int = 0, item: str = "", order: int | None = None, depth: int = 0, dtype: str = "",
+             pev: Event | None = None, tev: Event | None = None) -> None:
+        if order is None:
+            self._order += 1
+            order = self._order
+        self.report.records.append(Comparison(
+            stage=stage, step=self.step, paddle_path=p_path, torch_path=t_path, paddle_class=p_cls,
+            torch_class=t_cls, stats=stats, call=call, item=item, order=order, depth=depth, dtype=dtype,
+            paddle_stack=pev.stack if pev else (), torch_stack=tev.stack if tev else ()))
+
+    def _compare_outputs(self, stage: str, pev: Event, tev: Event, p_arrs: list[np.ndarray],
+                         t_arrs: list[np.ndarray]) -> None:
+        common = dict(call=tev.call, depth=pev.role.depth, dtype=tev.dtype, pev=pev, tev=tev)
+        if len(p_arrs) != len(t_arrs):
+            self._add(stage, pev.role.path, tev.role.path, pev.role.cls, tev.role.cls,
+                      structure_mismatch(len(p_arrs), len(t_arrs)), item="output", **common)
+            return
+        for i, (a, b) in enumerate(zip(p_arrs, t_arrs)):
+            self._add(stage, pev.role.path, tev.role.path, pev.role.cls, tev.role.cls, self._cmp(a, b),
+                      item=_item("output", i, len(p_arrs)), **common)
+
+    def _compare_model_outputs(self, p_out: Any, t_out: Any) -> None:
+        """The models' own outputs, always compared last in forward (catches root-level code)."""
+        p_arrs = [PADDLE.to_numpy(t) for t in PADDLE.flatten(p_out)]
+        t_arrs = [TORCH.to_numpy(t) for t in TORCH.flatten(t_out)]
+        root_p, root_t = type(self.spec.layer).__name__, type(self.spec.module).__name__
+        stack = user_stack()
+        if len(p_arrs) != len(t_arrs):
+            self._add("forward", "", "", root_p, root_t, structure_mismatch(len(p_arrs), len(t_arrs)),
+                      item="model output", order=10**9)
+            return
+        for i, (a, b) in enumerate(zip(p_arrs, t_arrs)):
+            self.report.records.append(Comparison(
+                "forward", self.step, "", "", root_p, root_t, self._cmp(a, b), item=_item("model output", i,
+                len(p_arrs)), order=10**9 + i, dtype=str(b.dtype), paddle_stack=stack, torch_stack=stack))
+
+    def _compare_missing_grads(self) -> None:
+        """An output gradient that reached only one side is a difference, not a silent pass."""
+        for tev in self.t.events:
+            pev = tev.partner
+            if pev is None or not self.opts.checks_backward or not _compares_output(pev, tev):
+                continue
+            for i in pev.grads:
+                if i not in tev.grads and not self.opts.single_step:
+                    self._add("backward", pev.role.path, tev.role.path, pev.role.cls, tev.role.cls,
+                              _one_sided("gradient reached the paddle output but not the torch output"),
+                              call=tev.call, item=_item("grad of output", i, 2), order=-pev.index * 64 + i,
+                              depth=pev.role.depth, pev=pev, tev=tev)
+
+    def _compare_params(self, stage: str) -> None:
+        """Parameter gradients (``grad``) or values after the optimizer step (``weight``), in paddle layout."""
+        which = "grad" if stage == "grad" else "value"
+        for (p_path, t_path), (p_role, t_role, idx) in self._pairs_seen.items():
+            plan = self._plan(p_role, t_role)
+            if plan is None:
+                continue
+            p_state, t_state = self._state(self.p, p_role), self._state(self.t, t_role)
+            converted = plan.convert(torch_arrays(t_state, which))
+            t_present = {e.name for e in t_state if (TORCH.grad(e.tensor) if which == "grad" else e.tensor) is not None}
+            for k, e in enumerate(p_state):
+                if which == "grad" and not e.trainable:
+                    continue
+                p_t = PADDLE.grad(e.tensor) if which == "grad" else e.tensor
+                link = next((lk for lk in plan.links if lk.paddle_name == e.name), None)
+                if link is None:
+                    continue
+                t_has = all(n in t_present for n in link.torch_names)
+                if p_t is None and not t_has:
+                    continue
+                order = -idx * 64 + k if stage == "grad" else idx * 64 + k
+                if p_t is None or e.name not in converted:
+                    side = "torch" if p_t is None else "paddle"
+                    self._add(stage, p_path, t_path, p_role.cls, t_role.cls,
+                              _one_sided(f"{stage} exists only on the {side} side"), item=e.name, order=order,
+                              depth=p_role.depth)
+                    continue
+                self._add(stage, p_path, t_path, p_role.cls, t_role.cls,
+                          self._cmp(PADDLE.to_numpy(p_t), converted[e.name]), item=e.name, order=order,
+                          depth=p_role.depth, dtype=PADDLE.dtype_name(e.tensor))
+
+    def _state(self, run: _SideRun, role: Role) -> list[StateEntry]:
+        if role.pair is not None and role.pair.opaque:
+            return subtree_state(run.owned, role.path)
+        return run.owned.get(role.path, [])
+
+    def _plan(self, p_role: Role, t_role: Role) -> PairPlan | None:
+        key = (p_role.path, t_role.path)
+        if key not in self._plans:
+            p_state, t_state = self._state(self.p, p_role), self._state(self.t, t_role)
+            plan = None
+            if p_state or t_state:
+                try:
+                    plan = plan_pair(p_role.path, _layer_at(self.p, p_role.path), p_state,
+                                     t_role.path, _layer_at(self.t, t_role.path), t_state)
+                    if plan.layer_init is not None:
+                        self.report.warnings.append(
+                            f"{p_role.path} <-> {t_role.path}: weights use a user special init, so its parameter "
+                            "gradients and values are compared through the outputs only.")
+                        plan = None
+                except WeightAssignError as e:
+                    self.report.warnings.append(f"parameters not compared: {e}")
+            self._plans[key] = plan
+        return self._plans[key]
+
+    def _check_pairing(self, pairer: OnlinePairer) -> None:
+        if self._pairing_checked:
+            return
+        self._pairing_checked = True
+        for side, events in (("paddle", pairer.unmatched_paddle), ("torch", pairer.unmatched_torch)):
+            seen = set()
+            for ev in events:
+                if ev.role.path in seen:
+                    continue
+                seen.add(ev.role.path)
+                reason = ("no counterpart on the other side (functional call there, or an extra layer)"
+                          if ev.role.kind == "soft" else "no counterpart found in call order")
+                self.report.skipped.append(SkippedLayer(side, ev.role.path, ev.role.cls, reason))
+        hard = [ev for ev in pairer.unmatched_paddle + pairer.unmatched_torch if ev.role.kind != "soft"]
+        if hard and self.spec.strict_pairing:
+            p_n = sum(1 for e in self.p.events if e.role.kind == "hard")
+            t_n = sum(1 for e in self.t.events if e.role.kind == "hard")
+            lines = [f"  {('paddle' if ev in pairer.unmatched_paddle else 'torch')}: {ev.role.path or '<root>'} "
+                     f"({ev.role.cls}), call {ev.call}" for ev in hard[:10]]
+            raise MappingError(
+                f"cannot pair the models in call order: the paddle model called {p_n} layers that hold "
+                f"parameters, the torch model {t_n}. Unpaired:\n" + "\n".join(lines) +
+                "\nPass layer_map='auto' to let padiff propose a map from the model structure, or a LayerMap "
+                "/ dict {paddle_layer: torch_module} for the layers that differ (ignore extra ones with "
+                "LayerMap.ignore)."
+            )
+        for ev in hard:
+            self.report.warnings.append(
+                f"{ev.role.path or '<root>'} ({ev.role.cls}) holds parameters but was not paired; it is not compared.")
+
+    def _raise_hook_error(self) -> None:
+        if self._hook_error is not None:
+            err, self._hook_error = self._hook_error, None
+            if isinstance(err, PadiffError):
+                raise err
+            raise PadiffInternalError(f"a padiff hook failed: {type(err).__name__}: {err}") from err
+
+
+def _recorder(ev: Event, i: int) -> Callable[[Any], None]:
+    def record(grad: Any) -> None:
+        ev.grads[i] = PADDLE.to_numpy(grad)
+
+    return record
+
+
+def _hooked_layers(run: _SideRun) -> list[tuple[Any, Role]]:
+    out, seen = [], set()
+    for path, layer in run.side.named_layers(run.root):
+        role = run.roles.get(path)
+        if role is None or id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        out.append((layer, role))
+    return out
+
+
+def _layer_at(run: _SideRun, path: str) -> Any:
+    for p, layer in run.side.named_layers(run.root):
+        if p == path:
+            return layer
+    raise PadiffInternalError(f"no {run.side.name} layer at {path!r}")
+
+
+def _compares_output(pev: Event, tev: Event) -> bool:
+    pair = pev.role.pair or tev.role.pair
+    return pair is None or pair.compare_output
+
+
+def _replace_inputs(args: tuple, kwargs: dict, paddle_inputs: list[np.ndarray]) -> tuple[tuple, dict] | None:
+    tensors = TORCH.flatten((args, kwargs))
+    if len(tensors) != len(paddle_inputs):
+        return None
+    it = iter(paddle_inputs)
+    replacements = {}
+    for t in tensors:
+        arr = next(it)
+        if t.is_floating_point() and tuple(t.shape) == arr.shape:
+            replacements[id(t)] = TORCH.from_numpy(arr, like=t)
+
+    def swap(t: Any) -> Any:
+        return replacements.get(id(t), t)
+
+    return TORCH.map_tensors(args, swap), TORCH.map_tensors(kwargs, swap)
+
+
+def _item(base: str, i: int, n: int) -> str:
+    return f"{base}[{i}]" if n > 1 else base
+
+
+def _one_sided(note: str) -> Stats:
+    return Stats(False, math.inf, math.inf, 1, 1, math.nan, math.nan, math.nan, math.inf, math.inf, (), note)

@@ -1,0 +1,135 @@
+"""Which layer calls are compared, and how a torch call finds its paddle partner.
+
+Roles are decided once per run from the module trees and the resolved map:
+
+- ``explicit``: the layer is in a pair of the map; its k-th call pairs with the k-th call
+  of its partner.
+- ``hard``: owns parameters or buffers; paired with the next hard call of the other side
+  in call order (top-down).
+- ``soft``: a parameter-free leaf (ReLU, pooling, Dropout...); paired only with a soft
+  call of the same kind before the next hard call, so a functional call on one side
+  (``F.relu``) against a layer on the other (``nn.ReLU``) does not break pairing.
+
+Wrappers without own state (Sequential, user containers) get no role and no hooks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from padiff.layer_map import LayerPair, ResolvedMap
+from padiff.runtime.adapters import Side
+
+def kind_of(class_name: str) -> str:
+    """Normalised kind of a layer class: ``Conv2D`` and ``Conv2d`` are both ``conv2d``."""
+    return class_name.lower()
+
+
+@dataclass
+class Role:
+    """How one layer path takes part in a run."""
+
+    path: str
+    cls: str
+    kind: str  # "explicit", "hard", "soft"
+    depth: int
+    pair: LayerPair | None = None
+
+
+@dataclass
+class Event:
+    """One call of a hooked layer on one side."""
+
+    index: int
+    role: Role
+    call: int
+    stack: tuple[tuple[str, int, str], ...] = ()
+    inputs: list[Any] | None = None  # host copies of input tensors (single_step)
+    outputs: list[Any] | None = None  # host copies of output tensors
+    grads: dict[int, Any] = field(default_factory=dict)
+    partner: Event | None = None
+    dtype: str = ""
+
+
+def assign_roles(side: Side, root: Any, resolved: ResolvedMap, owned_paths: set[str]) -> dict[str, Role]:
+    """Decide the role of every layer path on one side (paths absent from the result get no hooks)."""
+    pairs = resolved.pair_of(side.name)
+    opaque = resolved.opaque_paths(side.name)
+    roles: dict[str, Role] = {}
+    for path, layer in side.named_layers(root):
+        if path in roles:  # the same path twice cannot happen; shared layers give two paths
+            continue
+        if any(path != top and (top == "" or path.startswith(top + ".")) for top in opaque):
+            continue  # inside an opaque pair: only its top is compared
+        if resolved.hidden(side.name, path):
+            continue
+        depth = 0 if path == "" else path.count(".") + 1
+        cls = type(layer).__name__
+        if path in pairs:
+            roles[path] = Role(path, cls, "explicit", depth, pairs[path])
+            continue
+        if resolved.skipped(side.name, path):
+            continue
+        if path in owned_paths:
+            roles[path] = Role(path, cls, "hard", depth)
+        elif not side.children(layer) and path != "":
+            roles[path] = Role(path, cls, "soft", depth)
+    return roles
+
+
+class OnlinePairer:
+    """Finds the paddle event for each torch event as the torch model runs.
+
+    Paddle has run completely before torch starts, so its events are all known; the torch
+    side is paired call by call, which lets the engine compare (and, in single_step, feed
+    inputs) immediately and drop the paddle copy right after.
+    """
+
+    def __init__(self, paddle_events: list[Event]) -> None:
+        self.explicit: dict[tuple[str, int], Event] = {}
+        self.left: list[Event] = []
+        for ev in paddle_events:
+            if ev.role.kind == "explicit":
+                self.explicit[(ev.role.path, ev.call)] = ev
+            else:
+                self.left.append(ev)
+        self.ptr = 0
+        self.unmatched_paddle: list[Event] = []
+        self.unmatched_torch: list[Event] = []
+
+    def match(self, tev: Event) -> Event | None:
+        """The paddle partner of torch event ``tev`` (or None), consuming it."""
+        role = tev.role
+        if role.kind == "explicit":
+            assert role.pair is not None
+            pev = self.explicit.pop((role.pair.paddle_path, tev.call), None)
+            if pev is None:
+                self.unmatched_torch.append(tev)
+            return pev
+        if role.kind == "hard":
+            for i in range(self.ptr, len(self.left)):
+                if self.left[i].role.kind == "hard":
+                    self.unmatched_paddle.extend(e for e in self.left[self.ptr:i])
+                    self.ptr = i + 1
+                    return self.left[i]
+            self.unmatched_torch.append(tev)
+            return None
+        kind = kind_of(role.cls)
+        for i in range(self.ptr, len(self.left)):
+            cand = self.left[i]
+            if cand.role.kind == "hard":
+                break
+            if kind_of(cand.role.cls) == kind:
+                self.unmatched_paddle.extend(self.left[self.ptr:i])
+                self.ptr = i + 1
+                return cand
+        self.unmatched_torch.append(tev)
+        return None
+
+    def finish(self) -> None:
+        """Everything on the paddle side not consumed is unmatched."""
+        self.unmatched_paddle.extend(self.left[self.ptr:])
+        self.unmatched_paddle.extend(self.explicit.values())
+        self.ptr = len(self.left)
+        self.explicit = {}

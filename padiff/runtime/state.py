@@ -1,0 +1,74 @@
+"""Snapshot and restore of everything of the user's that a run may touch.
+
+Modes (train/eval) of every layer, ``stop_gradient``/``requires_grad`` of parameters and
+inputs, gradients the user already had, and the non-trainable state a forward pass
+updates (BatchNorm running statistics). A training check (an optimizer was given) keeps
+the trained weights, as the user's optimizers expect; everything else is put back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from padiff.runtime.adapters import Side
+
+
+@dataclass
+class SideSnapshot:
+    """What one model looked like before the run."""
+
+    side: Side
+    root: Any
+    modes: list[tuple[Any, bool]] = field(default_factory=list)
+    flags: list[tuple[Any, bool]] = field(default_factory=list)
+    grads: list[tuple[Any, Any]] = field(default_factory=list)
+    stats: list[tuple[Any, np.ndarray]] = field(default_factory=list)
+    values: list[tuple[Any, np.ndarray]] = field(default_factory=list)
+    inputs: list[tuple[Any, bool, Any]] = field(default_factory=list)
+
+    @classmethod
+    def take(cls, side: Side, root: Any, inputs: Any, keep_values: bool) -> SideSnapshot:
+        """Record modes, flags, grads and running statistics (and all values if asked)."""
+        snap = cls(side, root)
+        snap.modes = [(layer, side.is_training(layer)) for _, layer in side.named_layers(root)]
+        for entries in side.owned_state(root).values():
+            for e in entries:
+                if not e.is_buffer:
+                    snap.flags.append((e.tensor, side.requires_grad(e.tensor)))
+                    g = side.grad(e.tensor)
+                    snap.grads.append((e.tensor, None if g is None else side.clone_detached(g)))
+                if keep_values:
+                    snap.values.append((e.tensor, side.to_numpy(e.tensor)))
+                elif not e.trainable:
+                    snap.stats.append((e.tensor, side.to_numpy(e.tensor)))
+        for t in side.flatten(inputs):
+            g = side.grad(t) if side.requires_grad(t) else None
+            snap.inputs.append((t, side.requires_grad(t), None if g is None else side.clone_detached(g)))
+        return snap
+
+    def restore(self, values: bool = True, grads: bool = True) -> None:
+        """Put modes, flags, inputs and (optionally) values and grads back; never raises."""
+        side = self.side
+        for layer, training in self.modes:
+            _quiet(side.set_training, layer, training)
+        for t, flag in self.flags:
+            _quiet(side.set_requires_grad, t, flag)
+        if grads:
+            for t, g in self.grads:
+                _quiet(side.set_grad, t, g)
+        if values:
+            for t, arr in self.stats + self.values:
+                _quiet(side.set_value, t, arr)
+        for t, flag, g in self.inputs:
+            _quiet(side.set_requires_grad, t, flag)
+            _quiet(side.set_grad, t, g)
+
+
+def _quiet(fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001 - restoring one item must not stop the others
+        pass
