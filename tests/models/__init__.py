@@ -1,0 +1,1 @@
+"""Model pairs shared by the tests (paddle first, torch second)."""

@@ -1,0 +1,286 @@
+"""The eager engine: success and failure for every stage, options, pairing rules."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import paddle
+import pytest
+import torch
+from models.basic import (
+    PaddleMLP,
+    TorchMLP,
+    conv_pair,
+    inputs,
+    mlp_pair,
+    perturb_torch,
+    rand,
+    stack_pair,
+    two_heads_pair,
+)
+
+import padiff
+from padiff import MappingError, OptionsError
+
+
+def synced(pair):
+    layer, module, inp = pair
+    assert padiff.assign_weight(layer, module)
+    return layer, module, inp
+
+
+def test_agreeing_mlp_passes_and_records_every_stage():
+    layer, module, inp = mlp_pair()
+    rep = padiff.compare(layer, module, inp, auto_weights=True, options={"atol": 1e-6})
+    assert rep and rep.first_diff is None
+    stages = {r.stage for r in rep.records}
+    assert stages == {"forward", "loss", "backward", "grad"}
+    fwd = [(r.paddle_path, r.torch_path) for r in rep.by_stage("forward") if r.paddle_path]
+    assert fwd == [("fc1", "first"), ("fc2", "middle"), ("fc3", "last")]
+    grads = {(r.paddle_path, r.item) for r in rep.by_stage("grad")}
+    assert ("fc2", "weight") in grads and ("fc2", "bias") in grads
+    # the ReLU layer has no torch counterpart (functional there) and is passed over, not an error
+    assert any(s.path == "act" and s.side == "paddle" for s in rep.skipped)
+
+
+def test_forward_fault_names_the_faulty_pair():
+    layer, module, inp = synced(mlp_pair())
+    perturb_torch(module, "middle.weight")
+    rep = padiff.compare(layer, module, inp, options={"atol": 1e-6})
+    assert not rep
+    first = rep.first_diff
+    assert (first.stage, first.step, first.paddle_path, first.torch_path) == ("forward", 0, "fc2", "middle")
+    assert (first.paddle_class, first.torch_class) == ("Linear", "Linear")
+    assert first.max_abs_diff > 1e-3 and first.total == 3 * 16
+    assert first.paddle_stack and first.torch_stack  # user code locations on both sides
+
+
+class _DoubleGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2 * g
+
+
+class TorchMLPBadBackward(TorchMLP):
+    def forward(self, inp):
+        h = torch.relu(self.first(inp))
+        h = _DoubleGrad.apply(h)  # forward identical, backward doubled below this point
+        return self.last(torch.relu(self.middle(h)))
+
+
+def test_backward_fault_names_the_layer_below_it():
+    layer, module = PaddleMLP(), TorchMLPBadBackward()
+    inp = inputs(("x", "inp", rand(3, 8)))
+    rep = padiff.compare(layer, module, inp, auto_weights=True, options={"atol": 1e-6})
+    assert not rep
+    first = rep.first_diff
+    assert first.stage == "backward"
+    assert (first.paddle_path, first.torch_path) == ("fc1", "first")
+    assert all(r.passed for r in rep.by_stage("forward"))
+
+
+def test_grad_fault_is_reported_in_the_grad_stage():
+    layer, module, inp = mlp_pair()
+    module.middle.weight.register_hook(lambda g: g * 1.5)
+    rep = padiff.compare(layer, module, inp, auto_weights=True, options={"atol": 1e-6})
+    assert not rep
+    first = rep.first_diff
+    assert (first.stage, first.paddle_path, first.torch_path, first.item) == ("grad", "fc2", "middle", "weight")
+
+
+def test_weight_fault_after_optimizer_step():
+    layer, module, inp = mlp_pair()
+    opts = [paddle.optimizer.SGD(0.1, parameters=layer.parameters()), torch.optim.SGD(module.parameters(), lr=0.2)]
+    rep = padiff.compare(layer, module, inp, auto_weights=True, optimizer=opts, options={"atol": 1e-6})
+    assert not rep
+    assert rep.first_diff.stage == "weight"
+    assert all(r.passed for r in rep.records if r.stage != "weight")
+
+
+def test_loss_fault_is_its_own_stage():
+    layer, module, inp = mlp_pair()
+    rep = padiff.compare(layer, module, inp, auto_weights=True, options={"atol": 1e-6},
+                         loss_fn=[lambda o: o.mean(), lambda o: o.sum()])
+    assert not rep and rep.first_diff.stage == "loss"
+
+
+def test_assign_weight_failure_is_the_first_diff():
+    layer, module = PaddleMLP(d_hidden=16), TorchMLP(d_hidden=17)
+    inp = inputs(("x", "inp", rand(3, 8)))
+    rep = padiff.compare(layer, module, inp, auto_weights=True)
+    assert not rep
+    assert rep.first_diff.stage == "assign_weight"
+    assert padiff.auto_diff(layer, module, inp, auto_weights=True) is False
+
+
+def test_auto_diff_returns_bool_and_prints(capsys):
+    layer, module, inp = mlp_pair()
+    assert padiff.auto_diff(layer, module, inp, auto_weights=True, options={"atol": 1e-6}) is True
+    assert "SUCCESS" in capsys.readouterr().out
+
+
+def test_tolerances_decide():
+    layer, module, inp = synced(mlp_pair())
+    perturb_torch(module, "last.bias", 1e-4)
+    assert not padiff.compare(layer, module, inp, options={"atol": 1e-6, "compare_mode": "strict"})
+    assert padiff.compare(layer, module, inp, options={"atol": 1e-3, "compare_mode": "strict"})
+    assert padiff.compare(layer, module, inp, options={"atol": 0, "rtol": 1e-2, "compare_mode": "mean"})
+
+
+class TorchMLPFlipped(TorchMLP):
+    def forward(self, inp):
+        return super().forward(inp).flip(-1)  # same mean, different elements
+
+
+def test_compare_mode_mean_vs_strict():
+    layer, module = PaddleMLP(), TorchMLPFlipped()
+    inp = inputs(("x", "inp", rand(3, 8)))
+    mean = padiff.compare(layer, module, inp, auto_weights=True, options={"atol": 1e-5, "diff_phase": "forward"})
+    strict = padiff.compare(layer, module, inp, auto_weights=True,
+                            options={"atol": 1e-5, "diff_phase": "forward", "compare_mode": "strict"})
+    assert mean
+    assert not strict and strict.first_diff.item == "model output"
+    assert strict.first_diff.mismatched > 0
+
+
+def test_diff_phase_forward_skips_backward_entirely():
+    layer, module, inp = mlp_pair()
+    rep = padiff.compare(layer, module, inp, auto_weights=True, options={"diff_phase": "forward", "atol": 1e-6})
+    assert rep and {r.stage for r in rep.records} == {"forward", "loss"}
+    assert all(p.grad is None for p in module.parameters())
+
+
+def test_single_step_judges_each_layer_alone():
+    layer, module, inp = synced(mlp_pair())
+    perturb_torch(module, "first.weight")
+    normal = padiff.compare(layer, module, inp, options={"atol": 1e-6, "diff_phase": "forward"})
+    single = padiff.compare(layer, module, inp, options={"atol": 1e-6, "diff_phase": "forward", "single_step": True})
+    fails = lambda rep: [r.paddle_path for r in rep.by_stage("forward") if not r.passed]  # noqa: E731
+    assert fails(normal)[:3] == ["fc1", "fc2", "fc3"]
+    assert fails(single)[0] == "fc1" and "fc2" not in fails(single) and "fc3" not in fails(single)
+
+
+def test_single_step_both_phases_runs_two_passes():
+    layer, module, inp = mlp_pair()
+    rep = padiff.compare(layer, module, inp, auto_weights=True, options={"single_step": True, "atol": 1e-6})
+    assert rep
+    assert {"forward", "backward", "grad"} <= {r.stage for r in rep.records}
+
+
+def test_single_step_backward_only():
+    layer, module, inp = mlp_pair()
+    rep = padiff.compare(layer, module, inp, auto_weights=True,
+                         options={"single_step": True, "diff_phase": "backward", "atol": 1e-6})
+    assert rep and {r.stage for r in rep.records} == {"backward", "grad"}
+
+
+def test_single_step_backward_localises_a_backward_fault():
+    layer, module = PaddleMLP(), TorchMLPBadBackward()
+    inp = inputs(("x", "inp", rand(3, 8)))
+    rep = padiff.compare(layer, module, inp, auto_weights=True,
+                         options={"single_step": True, "diff_phase": "backward", "atol": 1e-6})
+    bad = {r.paddle_path for r in rep.by_stage("backward") if not r.passed}
+    assert bad == {"fc1"}
+
+
+@pytest.mark.parametrize("kind", ["objects", "lambdas"])
+def test_several_steps_with_optimizers(kind):
+    layer, module, inp = mlp_pair()
+    p_opt = paddle.optimizer.SGD(0.05, parameters=layer.parameters())
+    t_opt = torch.optim.SGD(module.parameters(), lr=0.05)
+    if kind == "objects":
+        opt = [p_opt, t_opt]
+    else:
+        opt = [lambda: (p_opt.step(), p_opt.clear_grad()), lambda: (t_opt.step(), t_opt.zero_grad())]
+    rep = padiff.compare(layer, module, inp, auto_weights=True, steps=3, optimizer=opt,
+                         options={"atol": 1e-5, "rtol": 1e-4})
+    assert rep, rep.first_diff
+    assert {r.step for r in rep.by_stage("weight")} == {0, 1, 2}
+    # a training check trains: the weights after the run are the trained ones, equal on both sides
+    np.testing.assert_allclose(layer.fc1.weight.numpy().T, module.first.weight.detach().numpy(), atol=1e-5)
+
+
+def test_steps_need_an_optimizer():
+    layer, module, inp = mlp_pair()
+    with pytest.raises(OptionsError, match="optimizer"):
+        padiff.compare(layer, module, inp, steps=2)
+
+
+def test_two_inputs_other_key_names_dict_and_tuple_outputs_reused_layer():
+    layer, module, inp = two_heads_pair()
+    rep = padiff.compare(layer, module, inp, auto_weights=True, options={"atol": 1e-6})
+    assert rep, rep.first_diff
+    shared = [r for r in rep.by_stage("forward") if r.paddle_path == "shared"]
+    assert [r.call for r in shared] == [0, 1]  # compared at each call
+    outs = [r for r in rep.by_stage("forward") if r.item.startswith("model output")]
+    assert len(outs) == 2  # the int in the tuple is passed over
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_wrapper_vs_flat_conv_net_with_batchnorm(train):
+    layer, module, inp = conv_pair()
+    if not train:
+        layer.eval()
+        module.eval()
+    rep = padiff.compare(layer, module, inp, auto_weights=True, options={"atol": 1e-5, "rtol": 1e-4})
+    assert rep, rep.first_diff
+    pairs = [(r.paddle_path, r.torch_path) for r in rep.by_stage("forward") if r.paddle_path]
+    assert ("stem.0", "conv1") in pairs and ("bn", "bn2") in pairs and ("head", "fc") in pairs
+
+
+def test_functional_gelu_vs_layer_does_not_break_pairing():
+    layer, module, inp = stack_pair(3)
+    rep = padiff.compare(layer, module, inp, auto_weights=True, options={"atol": 1e-5})
+    assert rep, rep.first_diff
+    assert {s.cls for s in rep.skipped} == {"GELU"}
+
+
+def test_fault_in_a_deep_block_is_found():
+    layer, module, inp = synced(stack_pair(3))
+    perturb_torch(module, "layers.2.fc_in.bias", 0.01)
+    rep = padiff.compare(layer, module, inp, options={"atol": 1e-5})
+    assert (rep.first_diff.paddle_path, rep.first_diff.torch_path) == ("blocks.2.up", "layers.2.fc_in")
+
+
+def test_report_is_json_serialisable():
+    layer, module, inp = synced(mlp_pair())
+    perturb_torch(module, "middle.weight")
+    d = padiff.compare(layer, module, inp).to_dict()
+    text = json.dumps(d)
+    assert d["ok"] is False and d["first_diff"]["paddle_path"] == "fc2"
+    assert "records" in json.loads(text)
+
+
+def test_unpairable_models_raise_a_mapping_error():
+    class P(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = paddle.nn.Linear(4, 4), paddle.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.b(self.a(x))
+
+    class T(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.a(x)
+
+    with pytest.raises(MappingError, match="layer_map='auto'"):
+        padiff.compare(P(), T(), inputs(("x", "x", rand(2, 4))))
+
+
+def test_nan_is_never_agreement():
+    layer, module, inp = synced(mlp_pair())
+    with torch.no_grad():
+        module.middle.bias[0] = float("nan")
+        layer.fc2.bias.set_value(module.middle.bias.detach().numpy())
+    rep = padiff.compare(layer, module, inp, options={"atol": 1e-6})
+    assert not rep and rep.first_diff.note == "nan"
