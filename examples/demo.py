@@ -12,8 +12,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import padiff  # noqa: E402
-from demo_models import build  # noqa: E402
+from demo_models import build
+
+import padiff
 
 OUT = "padiff_demo"
 

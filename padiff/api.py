@@ -7,13 +7,14 @@ runs, and the state is restored in ``finally`` whatever happened.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from padiff.errors import InputError, OptionsError, PadiffError, WeightAssignError
-from padiff.layer_map import LayerMap
+from padiff.layer_map import LayerMap, ResolvedMap
 from padiff.options import DiffOptions, validate_steps
 from padiff.report.records import Comparison, DiffReport
 from padiff.runtime.adapters import PADDLE, TORCH, Side
@@ -67,7 +68,8 @@ def compare(
     snaps = [SideSnapshot.take(PADDLE, layer, p_inp, keep_values=False),
              SideSnapshot.take(TORCH, module, t_inp, keep_values=False)]
     try:
-        if auto_weights and not _assign(layer, module, resolved, rep):
+        weights_map = _with_call_order(resolved, lm, layer, module, p_inp, t_inp) if auto_weights else resolved
+        if auto_weights and not _assign(layer, module, weights_map, rep):
             return _finish(rep, report, json_path, log_dir)
         if auto_weights:
             # the assigned weights stay: record them as the state to come back to
@@ -142,7 +144,7 @@ def check_example_inp(example_inp: Any, layer: Any, module: Any) -> tuple[dict[s
     if t_wrong:
         raise InputError("the torch half of example_inp (the second dict) holds paddle tensors; convert them with "
                          "torch.from_numpy(t.numpy()).")
-    if not p_tensors and p_inp or not t_tensors and t_inp:
+    if (not p_tensors and p_inp) or (not t_tensors and t_inp):
         pass  # non-tensor inputs (ints, flags) are allowed
     _check_keys(layer, dict(p_inp), "paddle", "first")
     _check_keys(module, dict(t_inp), "torch", "second")
@@ -212,6 +214,29 @@ def _layer_map(value: Any, layer: Any, module: Any, example_inp: Any) -> LayerMa
         print_mapping(lm)
         return lm
     return LayerMap.coerce(value)
+
+
+def _with_call_order(resolved: ResolvedMap, lm: LayerMap, layer: Any, module: Any, p_inp: dict[str, Any],
+                     t_inp: dict[str, Any]) -> ResolvedMap:
+    """Add call-order pairs of stateful layers to a map that has no full correspondences.
+
+    Weights are copied before the run, but default pairing is by call order; a quiet
+    discovery forward finds it, so layers defined in another order still get the right
+    weights. When the discovery forward fails, tree order is used and the real run will
+    report the model's error properly.
+    """
+    if lm.pairs:
+        return resolved
+    from padiff.runtime.discovery import discover_pairs
+
+    try:
+        found = discover_pairs(layer, module, p_inp, t_inp, resolved)
+    except Exception:  # noqa: BLE001 - the compared run raises the model's error with context
+        return resolved
+    taken_p = {p.paddle_path for p in resolved.pairs}
+    taken_t = {p.torch_path for p in resolved.pairs}
+    extra = tuple(p for p in found if p.paddle_path not in taken_p and p.torch_path not in taken_t)
+    return dataclasses.replace(resolved, pairs=resolved.pairs + extra)
 
 
 def _assign(layer: Any, module: Any, resolved: Any, rep: DiffReport) -> bool:

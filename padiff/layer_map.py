@@ -121,10 +121,7 @@ class ResolvedMap:
 
     def hidden(self, side: str, path: str) -> bool:
         """True when ``path`` is inside (or is) a recursively ignored layer on ``side``."""
-        for top in self.ignored_recursive.get(side, frozenset()):
-            if _is_within(path, top):
-                return True
-        return False
+        return any(_is_within(path, top) for top in self.ignored_recursive.get(side, frozenset()))
 
     def opaque_paths(self, side: str) -> frozenset[str]:
         """Tops of the opaque pairs on one side (their insides are not compared)."""
@@ -345,7 +342,8 @@ class LayerMap:
             lm.map = dict(value)
             return lm
         raise MappingError(
-            f"layer_map must be a LayerMap, a dict {{paddle_layer: torch_module}} or 'auto', got {type(value).__name__}."
+            "layer_map must be a LayerMap, a dict {paddle_layer: torch_module} or 'auto', "
+            f"got {type(value).__name__}."
         )
 
     def __len__(self) -> int:

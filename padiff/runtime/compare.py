@@ -69,10 +69,7 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode:
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(abs_b > 0, diff / abs_b, np.where(diff > 0, np.inf, 0.0))
     max_abs = float(np.nanmax(diff)) if not note else math.nan if note == "nan" else math.inf
-    if note:
-        max_rel = max_abs
-    else:
-        max_rel = float(rel.max())
+    max_rel = max_abs if note else float(rel.max())
     mean_a, mean_b = _mean(a), _mean(b)
     if mode == "mean":
         d = abs(mean_a - mean_b)

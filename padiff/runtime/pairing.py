@@ -21,6 +21,7 @@ from typing import Any
 from padiff.layer_map import LayerPair, ResolvedMap
 from padiff.runtime.adapters import Side
 
+
 def kind_of(class_name: str) -> str:
     """Normalised kind of a layer class: ``Conv2D`` and ``Conv2d`` are both ``conv2d``."""
     return class_name.lower()

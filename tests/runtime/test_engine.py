@@ -284,3 +284,47 @@ def test_nan_is_never_agreement():
         layer.fc2.bias.set_value(module.middle.bias.detach().numpy())
     rep = padiff.compare(layer, module, inp, options={"atol": 1e-6})
     assert not rep and rep.first_diff.note == "nan"
+
+
+class _PaddleTwin(paddle.nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.a = paddle.nn.Linear(4, 4)
+        self.b = paddle.nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.b(paddle.tanh(self.a(x)))
+
+
+class _TorchTwinReordered(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.y = torch.nn.Linear(4, 4)  # defined first, called second
+        self.x = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.y(torch.tanh(self.x(x)))
+
+
+def test_auto_weights_follow_call_order_not_definition_order():
+    layer, module = _PaddleTwin(), _TorchTwinReordered()
+    inp = inputs(("x", "x", rand(3, 4)))
+    rep = padiff.compare(layer, module, inp, auto_weights=True, options={"atol": 1e-6})
+    assert rep, rep.first_diff
+    np.testing.assert_allclose(layer.a.weight.numpy().T, module.x.weight.detach().numpy())
+
+
+def test_auto_weights_with_reordered_definitions_of_different_shapes():
+    class TorchReversed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.last = torch.nn.Linear(16, 4)
+            self.middle = torch.nn.Linear(16, 16)
+            self.first = torch.nn.Linear(8, 16)
+
+        def forward(self, inp):
+            return self.last(torch.relu(self.middle(torch.relu(self.first(inp)))))
+
+    rep = padiff.compare(PaddleMLP(), TorchReversed(), inputs(("x", "inp", rand(3, 8))), auto_weights=True,
+                         options={"atol": 1e-6})
+    assert rep, rep.first_diff
