@@ -167,20 +167,24 @@ class LayerMap:
 
     # --- building by hand -------------------------------------------------------------
     def ignore(self, layer: Any) -> None:
-        """Skip this layer itself in comparisons; layers inside it are still compared."""
-        self._object_ignores.append(("self", _one_layer(layer, "ignore"), None))
+        """Skip this layer itself in comparisons (layers inside it are still compared); a list is accepted."""
+        for one in _layers(layer, "ignore"):
+            self._object_ignores.append(("self", one, None))
 
     def ignore_recursively(self, layer: Any) -> None:
-        """Skip this layer and everything inside it."""
-        self._object_ignores.append(("recursive", _one_layer(layer, "ignore_recursively"), None))
+        """Skip this layer and everything inside it; a list is accepted."""
+        for one in _layers(layer, "ignore_recursively"):
+            self._object_ignores.append(("recursive", one, None))
 
     ignore_recursivly = ignore_recursively  # spelling of the original API, kept for ports
 
-    def ignore_class(self, layer: Any, cls: type) -> None:
-        """Skip every instance of ``cls`` found under ``layer`` (the layer itself included)."""
-        if not isinstance(cls, type):
-            raise MappingError(f"ignore_class needs a class as its second argument, got {cls!r}.")
-        self._object_ignores.append(("class", _one_layer(layer, "ignore_class"), cls))
+    def ignore_class(self, layer: Any, cls: type | tuple[type, ...]) -> None:
+        """Skip every instance of ``cls`` (a class or a tuple of classes) under ``layer``, itself included."""
+        classes = cls if isinstance(cls, tuple) else (cls,)
+        if not classes or not all(isinstance(c, type) for c in classes):
+            raise MappingError(f"ignore_class needs a class (or a tuple of classes) as second argument, got {cls!r}.")
+        for c in classes:
+            self._object_ignores.append(("class", _one_layer(layer, "ignore_class"), c))
 
     def auto(self, layer: Any, module: Any) -> LayerMap:
         """Add to ``map`` every pair of layers that has a registered special init.
@@ -210,13 +214,10 @@ class LayerMap:
         p_classes = {path: type(obj).__name__ for path, obj in PADDLE.named_layers(layer)}
         t_classes = {path: type(obj).__name__ for path, obj in TORCH.named_layers(module)}
         pairs: list[LayerPair] = []
-        for p_obj, t_obj in self.map.items():
+        for key, value in self.map.items():
+            # either orientation is accepted: the frameworks tell the two sides apart
+            p_obj, t_obj = (value, key) if id(key) in t_paths and id(value) in p_paths else (key, value)
             if id(p_obj) not in p_paths:
-                if id(p_obj) in t_paths and id(t_obj) in p_paths:
-                    raise MappingError(
-                        "layer_map is reversed: keys must be paddle sublayers and values torch "
-                        f"submodules (paddle first), got {{{type(p_obj).__name__}: {type(t_obj).__name__}}}."
-                    )
                 raise MappingError(
                     f"layer_map key {type(p_obj).__name__} is not a sublayer of the paddle model; "
                     "use layers reached from the model you pass (e.g. layer.encoder)."
@@ -358,6 +359,12 @@ def _one_layer(layer: Any, method: str) -> Any:
     if isinstance(layer, str | bytes | int | float) or layer is None:
         raise MappingError(f"LayerMap.{method} needs a layer object (e.g. model.encoder), got {layer!r}.")
     return layer
+
+
+def _layers(layer: Any, method: str) -> list[Any]:
+    if isinstance(layer, list | tuple):
+        return [_one_layer(one, method) for one in layer]
+    return [_one_layer(layer, method)]
 
 
 def _method(kind: str) -> str:
