@@ -1,0 +1,273 @@
+"""Export a paddle model to ONNX bytes without touching the user's process or model.
+
+Route (measured, see GRAPH_NOTES): ``paddle.jit.save`` in this process into a temp dir,
+then ``paddle2onnx.export(..., save_file=None)`` in a *child process* (it can SIGABRT or
+``sys.exit`` on unsupported ops, and it may set environment variables or pip-install).
+``paddle.onnx.export`` is avoided: it renames parameters (destroying attribution), runs
+a Polygraphy pass that changes ``os.environ`` and is ~4x slower.
+
+Attribution: unfolded paddle2onnx output names each parameter after its dygraph
+``param.name`` (global counters such as ``linear_0.w_0``), so we record
+``{param.name: (layer_path, attr)}`` from the live model. Parameter-free ops get their
+layer from a path stamp: forward hooks, registered only for the duration of
+``jit.save``, write ``padiff:<call>:<path>`` into each PIR op's ``struct_name``
+attribute; the saved program keeps it and paddle2onnx names op outputs
+``p2o.pd_op.<op>.<k>.<j>`` after the k-th PIR op of that type, which lets us map ONNX
+nodes back to stamps. The stamp is an undocumented channel, so it is only a secondary
+signal: parameter ownership decides first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from padiff.errors import ExportError
+
+OPSET = 17
+STAMP = "padiff:"
+
+
+@dataclass
+class PaddleExport:
+    """ONNX bytes plus what is needed to attribute its ops to layer paths."""
+
+    model: bytes
+    owner: dict[str, tuple[str, str]]  # param.name -> (layer path, attribute)
+    stamps: dict[tuple[str, int], tuple[str, int]]  # (pir op name, k) -> (layer path, call index)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class PendingPaddleExport:
+    """A ``jit.save`` done in this process and a paddle2onnx child still running."""
+
+    proc: subprocess.Popen[bytes]
+    tmpdir: tempfile.TemporaryDirectory[str]
+    out_path: str
+    owner: dict[str, tuple[str, str]]
+    stamps: dict[tuple[str, int], tuple[str, int]]
+    started: float
+    seconds: dict[str, float]
+
+    def cancel(self) -> None:
+        """Stop the child and remove the temp dir."""
+        with contextlib.suppress(Exception):
+            self.proc.kill()
+            self.proc.communicate()
+        self.tmpdir.cleanup()
+
+    def result(self, timeout: float) -> PaddleExport:
+        """Wait for the child; raise :class:`ExportError` (with its message) if it failed."""
+        try:
+            try:
+                _, err = self.proc.communicate(timeout=max(timeout, 0.1))
+            except subprocess.TimeoutExpired as exc:
+                self.proc.kill()
+                self.proc.communicate()
+                raise ExportError(f"paddle2onnx did not finish within {timeout:.0f} s") from exc
+            code = self.proc.returncode
+            if code != 0 or not os.path.exists(self.out_path):
+                why = "killed by a signal (abort in paddle2onnx)" if code < 0 else f"exit code {code}"
+                raise ExportError(f"paddle2onnx failed ({why}): {_last_error_line(err)}")
+            with open(self.out_path, "rb") as f:
+                data = f.read()
+            self.seconds["paddle2onnx"] = time.perf_counter() - self.started
+            return PaddleExport(data, self.owner, self.stamps, self.seconds)
+        finally:
+            self.tmpdir.cleanup()
+
+
+def _last_error_line(err: bytes) -> str:
+    lines = [ln.strip() for ln in err.decode("utf-8", "replace").splitlines() if ln.strip()]
+    keep = [ln for ln in lines if any(k in ln for k in ("Error", "error", "not supported", "Unsupported",
+                                                         "Oops", "Cannot", "cannot"))]
+    msg = (keep or lines or ["no message"])[-1]
+    return msg[:300]
+
+
+def input_specs(layer: Any, kwargs: Mapping[str, Any]) -> list[Any]:
+    """``InputSpec``s in the order of ``layer.forward``'s parameters, from example tensors."""
+    import paddle
+
+    params = [p for p in inspect.signature(layer.forward).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    names = [p.name for p in params]
+    unknown = [k for k in kwargs if k not in names]
+    if unknown:
+        raise ExportError(f"example input keys {unknown} are not positional parameters of forward{tuple(names)}")
+    specs = []
+    for p in params:
+        if p.name not in kwargs:
+            if p.default is inspect.Parameter.empty:
+                raise ExportError(f"forward parameter {p.name!r} has no example input")
+            break
+        v = kwargs[p.name]
+        if not isinstance(v, paddle.Tensor):
+            raise ExportError(f"example input {p.name!r} is a {type(v).__name__}, not a paddle.Tensor")
+        specs.append(paddle.static.InputSpec(list(v.shape), v.dtype, p.name))
+    if len(specs) != len(kwargs):
+        raise ExportError("example inputs must fill forward's leading parameters without gaps")
+    return specs
+
+
+def start_export(layer: Any, kwargs: Mapping[str, Any]) -> PendingPaddleExport:
+    """``jit.save`` the model (eval mode, path stamps) and start the paddle2onnx child.
+
+    The model's modes, hooks and ``stop_gradient`` flags are restored before returning,
+    also on failure. Raises :class:`ExportError` when ``jit.save`` fails.
+    """
+    import paddle
+
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    layers = list(layer.named_sublayers(include_self=True))
+    owner: dict[str, tuple[str, str]] = {}
+    for path, sub in layers:
+        for attr, p in sub.named_parameters(include_sublayers=False):
+            owner.setdefault(p.name, (path, attr))
+        for attr, b in sub.named_buffers(include_sublayers=False):
+            if b is not None:
+                owner.setdefault(b.name, (path, attr))
+    tmpdir = tempfile.TemporaryDirectory(prefix="padiff-export-")
+    prefix = os.path.join(tmpdir.name, "model")
+    modes = [(sub, sub.training) for _, sub in layers]
+    flags = [(p, p.stop_gradient) for p in layer.parameters()]
+    handles: list[Any] = []
+    try:
+        specs = input_specs(layer, kwargs)
+        handles = _add_stamp_hooks(layer, layers)
+        for _, sub in layers:
+            sub.training = False
+        sink = io.StringIO()
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
+            warnings.simplefilter("ignore")
+            paddle.jit.save(layer, prefix, input_spec=specs)
+    except ExportError:
+        tmpdir.cleanup()
+        raise
+    except Exception as exc:  # jit.save raises many types; all mean "cannot export"
+        tmpdir.cleanup()
+        raise ExportError(f"paddle.jit.save failed: {type(exc).__name__}: {_short(exc)}") from exc
+    finally:
+        for h in handles:
+            h.remove()
+        for sub, mode in modes:
+            sub.training = mode
+        for p, flag in flags:
+            p.stop_gradient = flag
+    seconds["jit_save"] = time.perf_counter() - t0
+    model_json = prefix + ".json"
+    try:
+        stamps = read_stamps(model_json)
+    except (OSError, ValueError, KeyError) as exc:
+        tmpdir.cleanup()
+        raise ExportError(f"paddle.jit.save wrote no readable program: {exc}") from exc
+    out_path = prefix + ".onnx"
+    env = dict(os.environ)
+    env["POLYGRAPHY_AUTOINSTALL_DEPS"] = "0"
+    env.setdefault("GLOG_minloglevel", "2")
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "padiff.graph._p2o_child", model_json, prefix + ".pdiparams", out_path, str(OPSET)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=tmpdir.name, env=env,
+    )
+    return PendingPaddleExport(proc, tmpdir, out_path, owner, stamps, started, seconds)
+
+
+def export_paddle(layer: Any, kwargs: Mapping[str, Any], timeout: float = 120.0) -> PaddleExport:
+    """Export ``layer`` called as ``layer(**kwargs)``; raise :class:`ExportError` on failure."""
+    return start_export(layer, kwargs).result(timeout)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else "")[:300]
+
+
+def _add_stamp_hooks(root: Any, layers: list[tuple[str, Any]]) -> list[Any]:
+    """Hooks that stamp ``padiff:<call>:<path>`` on the PIR ops each layer call creates."""
+    import paddle
+
+    starts: dict[int, list[int]] = {}
+    calls: dict[int, int] = {}
+
+    def block_ops() -> list[Any]:
+        return list(paddle.static.default_main_program().global_block().ops)
+
+    def make(path: str, is_root: bool) -> tuple[Any, Any]:
+        def pre(lay: Any, inputs: Any) -> None:
+            if paddle.in_dynamic_mode():
+                return
+            if is_root:
+                calls.clear()
+            starts.setdefault(id(lay), []).append(len(block_ops()))
+
+        def post(lay: Any, inputs: Any, outputs: Any) -> None:
+            if paddle.in_dynamic_mode() or not starts.get(id(lay)):
+                return
+            begin = starts[id(lay)].pop()
+            call = calls.get(id(lay), 0)
+            calls[id(lay)] = call + 1
+            for op in block_ops()[begin:]:
+                try:
+                    current = op.attrs().get("struct_name", "")
+                except Exception:
+                    current = ""
+                if isinstance(current, str) and current.startswith(STAMP):
+                    continue
+                with contextlib.suppress(Exception):
+                    op.set_str_attr("struct_name", f"{STAMP}{call}:{path}")
+
+        return pre, post
+
+    handles = []
+    for path, sub in layers:
+        pre, post = make(path, sub is root)
+        handles.append(sub.register_forward_pre_hook(pre))
+        handles.append(sub.register_forward_post_hook(post))
+    return handles
+
+
+def read_stamps(model_json: str) -> dict[tuple[str, int], tuple[str, int]]:
+    """``{(op name, k): (path, call)}`` for the k-th PIR op of each type, from stamps."""
+    with open(model_json) as f:
+        program = json.load(f)
+    counts: dict[str, int] = {}
+    out: dict[tuple[str, int], tuple[str, int]] = {}
+    for op in _walk_ops(program["program"]):
+        name = str(op.get("#", ""))
+        if "." not in name:
+            continue
+        short = name.split(".", 1)[1]
+        k = counts.get(short, 0)
+        counts[short] = k + 1
+        for attr in op.get("A", []) or []:
+            if isinstance(attr, dict) and attr.get("N") == "struct_name":
+                value = attr.get("AT", {}).get("D", "")
+                if isinstance(value, str) and value.startswith(STAMP):
+                    call, _, path = value[len(STAMP):].partition(":")
+                    out[(short, k)] = (path, int(call))
+    return out
+
+
+def _walk_ops(region_holder: dict[str, Any]) -> list[dict[str, Any]]:
+    ops: list[dict[str, Any]] = []
+    for region in region_holder.get("regions", []):
+        for block in region.get("blocks", []):
+            for op in block.get("ops", []):
+                ops.append(op)
+                if isinstance(op, dict) and op.get("regions"):
+                    ops.extend(_walk_ops(op))
+    return ops

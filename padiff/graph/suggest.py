@@ -1,0 +1,151 @@
+"""``suggest_layer_map``: propose a ``LayerMap`` for a paddle model and its torch port.
+
+With an example input, the graph route: export both models to ONNX (paddle's converter
+in a child process, running while torch exports here), build attributed op graphs,
+canonicalise, match (:mod:`padiff.graph.match`), then settle remaining ties by
+comparing layer outputs (:mod:`padiff.graph.confirm`). Without one, or when an export
+fails, the structure-only route over the module trees (:mod:`padiff.graph.tree`).
+Never raises for an export failure and never leaves the models changed; the notes of
+the returned map say which route was taken and why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from padiff.errors import ExportError, InputError
+from padiff.graph.match import LayerInfo, MatchResult, ProposedPair
+from padiff.layer_map import LayerMap, LayerPair, Unpaired
+
+
+def layer_infos(side: Any, root: Any) -> dict[str, LayerInfo]:
+    """``{path: LayerInfo}`` in definition order, with each layer's own tensor shapes."""
+    owned = side.owned_state(root)
+    out: dict[str, LayerInfo] = {}
+    for path, obj in side.named_layers(root):
+        if path in out:
+            continue
+        shapes = tuple(side.shape(e.tensor) for e in owned.get(path, []))
+        out[path] = LayerInfo(path, type(obj).__name__, not side.children(obj), shapes)
+    return out
+
+
+def baseline_pairs(p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, LayerInfo]) -> list[LayerPair]:
+    """Plain definition-order pairing of parameter-holding layers (what a default would do)."""
+    p = [i for i in p_layers.values() if i.shapes]
+    t = [i for i in t_layers.values() if i.shapes]
+    return [LayerPair(a.path, b.path, a.cls, b.cls, a.shapes, b.shapes, 0.0, ("definition order",))
+            for a, b in zip(p, t)]
+
+
+def _check_inputs(example_inp: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    if (not isinstance(example_inp, tuple | list) or len(example_inp) != 2
+            or not all(isinstance(d, Mapping) for d in example_inp)):
+        raise InputError("example_inp must be a pair (paddle_kwargs, torch_kwargs) of dicts, "
+                         f"got {type(example_inp).__name__}.")
+    return dict(example_inp[0]), dict(example_inp[1])
+
+
+def _graph_route(layer: Any, module: Any, p_in: dict[str, Any], t_in: dict[str, Any],
+                 p_layers: dict[str, LayerInfo], t_layers: dict[str, LayerInfo],
+                 timeout: float, timings: dict[str, float]) -> MatchResult:
+    from padiff.graph import build, canonical, match
+    from padiff.graph.export_paddle import start_export
+    from padiff.graph.export_torch import export_torch
+
+    start = time.perf_counter()
+    pending = start_export(layer, p_in)
+    try:
+        tx = export_torch(module, t_in)
+    except ExportError:
+        pending.cancel()
+        raise
+    px = pending.result(timeout - (time.perf_counter() - start))
+    timings.update(px.seconds)
+    timings.update(tx.seconds)
+    timings["export"] = time.perf_counter() - start
+    t0 = time.perf_counter()
+    pg = build.build_graph(build.load(px.model), px.owner, build.paddle_scope(px.stamps))
+    tg = build.build_graph(build.load(tx.model), tx.owner, build.torch_scope(tx.module_paths))
+    pg, tg = canonical.canonicalize(pg), canonical.canonicalize(tg)
+    timings["build"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result = match.match_graphs(pg, tg, p_layers, t_layers)
+    timings["match"] = time.perf_counter() - t0
+    return result
+
+
+def _to_pairs(result: MatchResult, p_layers: Mapping[str, LayerInfo],
+              t_layers: Mapping[str, LayerInfo]) -> list[LayerPair]:
+    out = []
+    for pr in result.pairs:
+        p, t = p_layers[pr.paddle_path], t_layers[pr.torch_path]
+        out.append(LayerPair(pr.paddle_path, pr.torch_path, p.cls, t.cls, p.shapes, t.shapes,
+                             float(pr.confidence), pr.evidence, compare_output=pr.compare_output))
+    return out
+
+
+def _unpaired(result: MatchResult, p_layers: Mapping[str, LayerInfo],
+              t_layers: Mapping[str, LayerInfo]) -> list[Unpaired]:
+    out = []
+    for left in result.unpaired:
+        table = p_layers if left.side == "paddle" else t_layers
+        cls = table[left.path].cls if left.path in table else ""
+        out.append(Unpaired(left.side, left.path, cls, left.reason))
+    return out
+
+
+def suggest_layer_map(layer: Any, module: Any, example_inp: Any = None, *, timeout: float = 120.0) -> LayerMap:
+    """Propose which paddle sublayer corresponds to which torch submodule.
+
+    ``example_inp`` = ``(paddle_kwargs, torch_kwargs)`` selects the graph route; without
+    it (or when an export fails) the module trees are matched instead. The result's
+    ``route`` is ``"graph"`` or ``"structure"``, ``notes`` say why, ``pairs`` carry
+    confidence and evidence, ``unpaired`` the layers left out with reasons and
+    ``baseline`` the plain definition-order pairing for review.
+    """
+    from padiff.graph.tree import match_trees
+    from padiff.runtime.adapters import PADDLE, TORCH
+
+    if not PADDLE.is_model(layer):
+        raise InputError(f"suggest_layer_map: first argument must be a paddle.nn.Layer, got {type(layer).__name__}.")
+    if not TORCH.is_model(module):
+        raise InputError(f"suggest_layer_map: second argument must be a torch.nn.Module, got {type(module).__name__}.")
+    p_layers, t_layers = layer_infos(PADDLE, layer), layer_infos(TORCH, module)
+    notes: list[str] = []
+    timings: dict[str, float] = {}
+    result: MatchResult | None = None
+    route = "structure"
+    if example_inp is None:
+        notes.append("route: structure only (module trees: classes, parameter shapes, order) "
+                     "because no example input was given; pass example_inp for the graph route.")
+    else:
+        p_in, t_in = _check_inputs(example_inp)
+        try:
+            result = _graph_route(layer, module, p_in, t_in, p_layers, t_layers, timeout, timings)
+            route = "graph"
+            notes.append("route: graph (both models exported to ONNX and matched by dataflow).")
+        except ExportError as exc:
+            notes.append(f"route: structure only, because export failed: {exc}")
+        except Exception as exc:  # a matcher bug must not cost the user the proposal
+            notes.append(f"route: structure only, because graph matching failed: {type(exc).__name__}: {exc}")
+    if result is None:
+        result = match_trees(p_layers, t_layers)
+    elif any(pr.uncertain for pr in result.pairs):
+        from padiff.graph.confirm import confirm_ties
+
+        t0 = time.perf_counter()
+        result, confirm_notes = confirm_ties(layer, module, example_inp, result, p_layers, t_layers)
+        notes.extend(confirm_notes)
+        timings["confirm"] = time.perf_counter() - t0
+    lm = LayerMap(_to_pairs(result, p_layers, t_layers), route=route, notes=notes,
+                  unpaired=_unpaired(result, p_layers, t_layers))
+    lm.baseline = baseline_pairs(p_layers, t_layers)
+    if timings:
+        lm.notes.append("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))
+    return lm
+
+
+__all__ = ["ProposedPair", "suggest_layer_map"]
