@@ -15,10 +15,8 @@ from typing import Any
 import numpy as np
 
 from padiff.errors import WeightAssignError
-from padiff.runtime.adapters import PADDLE, TORCH, StateEntry
-
-# paddle name -> torch name for tensors whose names differ between the frameworks
-NAME_ALIASES = {"_mean": "running_mean", "_variance": "running_var"}
+from padiff.runtime.adapters import PADDLE, TORCH, Side, StateEntry
+from padiff.runtime.layout_infer import infer_links, one_to_one, shapes_of
 
 ArrayDict = dict[str, np.ndarray]
 
@@ -60,31 +58,16 @@ class PairPlan:
                 for lk in self.links if lk.conversion != "copy"]
 
 
-def _copy(arrs: list[np.ndarray]) -> np.ndarray:
-    return arrs[0]
-
-
-def _transpose(arrs: list[np.ndarray]) -> np.ndarray:
-    return np.ascontiguousarray(arrs[0].T)
-
-
-def _reshaper(shape: tuple[int, ...]) -> Callable[[list[np.ndarray]], np.ndarray]:
-    return lambda arrs: arrs[0].reshape(shape)
-
-
-def is_linear_pair(p_class: str, t_class: str) -> bool:
-    """Paddle ``Linear`` keeps its weight as ``[in, out]``; torch ``Linear`` as ``[out, in]``."""
-    return "Linear" in p_class and "Linear" in t_class
-
-
 def plan_pair(p_path: str, p_layer: Any, p_state: list[StateEntry],
               t_path: str, t_layer: Any, t_state: list[StateEntry]) -> PairPlan:
     """Work out how torch ``t_state`` maps onto paddle ``p_state``.
 
-    Special inits come first (registered by class name), then one-to-one links by name
-    (with known aliases such as BatchNorm statistics), then by order with shapes. A
-    weight differing only by a transpose or reshape is converted, and the conversion is
-    recorded. Raises :class:`WeightAssignError` with the shapes when no plan exists.
+    A registered special init comes first (by class name), then conversions inferred
+    from shapes (:mod:`padiff.runtime.layout_infer`): one-to-one links by name (with
+    aliases such as BatchNorm statistics) or order — copy, Linear transpose, transpose,
+    reshape — and, when the counts differ, splits of packed tensors or concatenations.
+    State names may be relative paths (``q_proj.weight``) when a pair covers a subtree.
+    Raises :class:`WeightAssignError` with the shapes when no plan exists.
     """
     from padiff.runtime.special_init import special_plan
 
@@ -92,56 +75,57 @@ def plan_pair(p_path: str, p_layer: Any, p_state: list[StateEntry],
     special = special_plan(p_path, p_layer, p_state, t_path, t_layer, t_state)
     if special is not None:
         return special
-    links = one_to_one_links(p_class, p_state, t_class, t_state)
-    if links is None:
-        raise WeightAssignError(_mismatch_message(p_path, p_class, p_state, t_path, t_class, t_state))
+    p_tensors = shapes_of(p_state, owner_classes(PADDLE, p_layer, p_state))
+    t_tensors = shapes_of(t_state, owner_classes(TORCH, t_layer, t_state))
+    inferred = infer_links(p_tensors, t_tensors)
+    if inferred is None:
+        raise mismatch_error(p_path, p_class, p_state, t_path, t_class, t_state)
+    links = [Link(x.paddle_name, x.torch_names, x.conversion, x.fn) for x in inferred]
     return PairPlan(p_path, t_path, p_class, t_class, links)
 
 
 def one_to_one_links(p_class: str, p_state: list[StateEntry], t_class: str,
                      t_state: list[StateEntry]) -> list[Link] | None:
     """Pair tensors one by one: by name (and aliases) first, then by order; None if impossible."""
-    if len(p_state) != len(t_state):
-        return None
-    linear = is_linear_pair(p_class, t_class)
-    t_by_name = {e.name: e for e in t_state}
-    pairs: list[tuple[StateEntry, StateEntry]] = []
-    by_name = all(NAME_ALIASES.get(e.name, e.name) in t_by_name for e in p_state)
-    if by_name:
-        pairs = [(e, t_by_name[NAME_ALIASES.get(e.name, e.name)]) for e in p_state]
-    else:
-        pairs = list(zip(p_state, t_state, strict=True))
-    links = []
-    for pe, te in pairs:
-        link = _link(pe, te, linear)
-        if link is None:
-            return None
-        links.append(link)
-    return links
+    p_t = shapes_of(p_state, {e.name: p_class for e in p_state})
+    t_t = shapes_of(t_state, {e.name: t_class for e in t_state})
+    got = one_to_one(p_t, t_t)
+    return None if got is None else [Link(x.paddle_name, x.torch_names, x.conversion, x.fn) for x in got]
 
 
-def _link(pe: StateEntry, te: StateEntry, linear: bool) -> Link | None:
-    ps, ts = tuple(pe.tensor.shape), tuple(te.tensor.shape)
-    if len(ps) == 2 and len(ts) == 2 and ps == ts[::-1] and (linear or ps != ts):
-        return Link(pe.name, (te.name,), "transpose", _transpose)
-    if ps == ts:
-        return Link(pe.name, (te.name,), "copy", _copy)
-    if int(np.prod(ps)) == int(np.prod(ts)) and [s for s in ps if s != 1] == [s for s in ts if s != 1]:
-        return Link(pe.name, (te.name,), f"reshape {list(ts)} -> {list(ps)}", _reshaper(ps))
-    return None
+def owner_classes(side: Side, top: Any, state: list[StateEntry]) -> dict[str, str]:
+    """Class name of the layer holding each tensor; names are relative to ``top`` (``q_proj.weight``)."""
+    classes = {path: type(obj).__name__ for path, obj in side.named_layers(top)}
+    return {e.name: classes.get(e.name.rpartition(".")[0], type(top).__name__) for e in state}
 
 
-def _mismatch_message(p_path: str, p_class: str, p_state: list[StateEntry],
-                      t_path: str, t_class: str, t_state: list[StateEntry]) -> str:
-    def fmt(state: list[StateEntry]) -> str:
-        return ", ".join(f"{e.name}{list(e.tensor.shape)}" for e in state) or "(none)"
+def fmt_state(state: list[StateEntry]) -> str:
+    """``weight[8, 4], bias[4]``: names and shapes of a layer's tensors, for messages."""
+    return ", ".join(f"{e.name}{list(e.tensor.shape)}" for e in state) or "(no tensors)"
 
-    return (
-        f"cannot pair the weights of paddle {p_path or '<root>'} ({p_class}) and torch "
-        f"{t_path or '<root>'} ({t_class}): paddle has {fmt(p_state)}; torch has {fmt(t_state)}. "
-        "If these layers really correspond, register a converter with "
-        f"padiff.add_special_init(paddle_name={p_class!r}, torch_name={t_class!r}, func=...)."
-    )
+
+def mismatch_error(p_path: str, p_class: str, p_state: list[StateEntry],
+                   t_path: str, t_class: str, t_state: list[StateEntry]) -> WeightAssignError:
+    """A :class:`WeightAssignError` for a pair whose tensors do not correspond, with structured fields."""
+    reason = ("no one-to-one pairing, transpose, reshape, split or concatenation of the torch tensors gives the "
+              "paddle shapes unambiguously")
+    hint = ("If these layers really correspond, register a converter with "
+            f"padiff.add_special_init(paddle_name={p_class!r}, torch_name={t_class!r}, func=...).")
+    err = WeightAssignError(f"cannot pair the weights of paddle {p_path or '<root>'} ({p_class}) and torch "
+                            f"{t_path or '<root>'} ({t_class}): paddle has {fmt_state(p_state)}; torch has "
+                            f"{fmt_state(t_state)}: {reason}. {hint}")
+    set_error_fields(err, p_path, p_class, p_state, t_path, t_class, t_state, reason)
+    return err
+
+
+def set_error_fields(err: Exception, p_path: str, p_class: str, p_state: list[StateEntry] | None,
+                     t_path: str, t_class: str, t_state: list[StateEntry] | None, reason: str) -> None:
+    """Attach the data renderers need (paths, classes, shapes, reason) to a weight error."""
+    err.paddle_path, err.torch_path = p_path, t_path  # type: ignore[attr-defined]
+    err.paddle_class, err.torch_class = p_class, t_class  # type: ignore[attr-defined]
+    err.paddle_shapes = {e.name: tuple(e.tensor.shape) for e in p_state or []}  # type: ignore[attr-defined]
+    err.torch_shapes = {e.name: tuple(e.tensor.shape) for e in t_state or []}  # type: ignore[attr-defined]
+    err.reason = reason  # type: ignore[attr-defined]
 
 
 def torch_arrays(t_state: list[StateEntry], which: str = "value") -> ArrayDict:

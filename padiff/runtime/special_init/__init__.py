@@ -25,6 +25,7 @@ class SpecialInit:
     torch_name: str
     func: LayerInit | None = None  # object-level init (user registered)
     planner: Callable[..., Any] | None = None  # builds a PairPlan from the two layers (built-in)
+    auto: bool = True  # LayerMap.auto() pairs layers of this kind
 
 
 _REGISTRY: dict[tuple[str, str], SpecialInit] = {}
@@ -43,9 +44,21 @@ def add_special_init(paddle_name: str = "", torch_name: str = "", func: LayerIni
     _REGISTRY[(paddle_name, torch_name)] = SpecialInit(paddle_name, torch_name, func=func)
 
 
-def register_builtin(paddle_name: str, torch_name: str, planner: Callable[..., Any]) -> None:
-    """Register a built-in array-level planner (used by padiff's own special inits)."""
-    _REGISTRY.setdefault((paddle_name, torch_name), SpecialInit(paddle_name, torch_name, planner=planner))
+def register_builtin(paddle_name: str, torch_name: str, planner: Callable[..., Any], auto: bool = True) -> None:
+    """Register a built-in array-level planner (used by padiff's own special inits).
+
+    ``planner(p_path, p_layer, p_state, t_path, t_layer, t_state) -> PairPlan`` returns
+    real links, so the same plan converts gradients. A user function registered for the
+    same names wins. ``auto=False`` keeps the kind out of :meth:`LayerMap.auto` (layers
+    whose tensors pair one by one anyway, such as BatchNorm).
+    """
+    _REGISTRY.setdefault((paddle_name, torch_name), SpecialInit(paddle_name, torch_name, planner=planner, auto=auto))
+
+
+def unregister(paddle_name: str, torch_name: str) -> None:
+    """Remove a registration (tests use it to undo ``add_special_init``); built-ins come back."""
+    _REGISTRY.pop((paddle_name, torch_name), None)
+    _load_builtins(force=True)
 
 
 def lookup(p_layer: Any, t_layer: Any) -> SpecialInit | None:
@@ -78,24 +91,83 @@ def special_plan(p_path: str, p_layer: Any, p_state: list, t_path: str, t_layer:
     return spec.planner(p_path, p_layer, p_state, t_path, t_layer, t_state)
 
 
+def _keys_for(obj: Any, side: int, auto_only: bool) -> list[tuple[str, str]]:
+    """Registry keys whose ``side`` (0 paddle, 1 torch) class name is in ``obj``'s MRO, most specific first."""
+    out = []
+    for cls in type(obj).__mro__:
+        for key, spec in _REGISTRY.items():
+            if key[side] == cls.__name__ and (spec.auto or not auto_only) and key not in out:
+                out.append(key)
+    return out
+
+
+def _inside(path: str, tops: list[str]) -> bool:
+    return any(top == "" or path.startswith(top + ".") for top in tops)
+
+
 def find_special_pairs(layer: Any, module: Any) -> list[tuple[Any, Any, str, str]]:
-    """Pairs of sublayers with a registered special init, matched in tree order per kind."""
+    """Pairs of sublayers with a registered special init, matched per kind in tree order.
+
+    The k-th paddle layer of a kind (e.g. ``LSTM``↔``LSTM``) pairs with the k-th torch
+    module of that kind; layers inside an already paired layer are passed over on both
+    sides (a torch ``MultiheadAttention`` inside a paired user block is not paired again).
+    Kinds registered with ``auto=False`` (BatchNorm) are left to default pairing. When the
+    counts of a kind differ, the extra layers stay unpaired and a warning is logged.
+    """
+    import logging
+
     from padiff.runtime.adapters import PADDLE, TORCH
 
-    p_layers = PADDLE.named_layers(layer)
-    t_layers = TORCH.named_layers(module)
+    log = logging.getLogger("padiff")
+    t_queues: dict[tuple[str, str], list[tuple[str, Any]]] = {}
+    for t_path, t_obj in TORCH.named_layers(module):
+        for key in _keys_for(t_obj, 1, auto_only=True):
+            t_queues.setdefault(key, []).append((t_path, t_obj))
     out: list[tuple[Any, Any, str, str]] = []
-    used_t: set[int] = set()
     covered_p: list[str] = []
-    for p_path, p_obj in p_layers:
-        if any(p_path.startswith(c + ".") or (c == "" and p_path) for c in covered_p):
+    covered_t: list[str] = []
+    used_t: set[int] = set()
+    left_p: dict[tuple[str, str], int] = {}
+    for p_path, p_obj in PADDLE.named_layers(layer):
+        if _inside(p_path, covered_p):
             continue
-        for t_path, t_obj in t_layers:
-            if id(t_obj) in used_t:
-                continue
-            if lookup(p_obj, t_obj) is not None:
+        keys = _keys_for(p_obj, 0, auto_only=True)
+        for key in keys:
+            queue = t_queues.get(key, [])
+            while queue and (id(queue[0][1]) in used_t or _inside(queue[0][0], covered_t)):
+                queue.pop(0)
+            if queue:
+                t_path, t_obj = queue.pop(0)
                 out.append((p_obj, t_obj, p_path, t_path))
                 used_t.add(id(t_obj))
                 covered_p.append(p_path)
+                covered_t.append(t_path)
                 break
+        else:
+            if keys:
+                left_p[keys[0]] = left_p.get(keys[0], 0) + 1
+    for key, n in left_p.items():
+        log.warning("LayerMap.auto: %d paddle %s layer(s) found no torch %s left to pair with.", n, *key)
+    for key, queue in t_queues.items():
+        rest = [p for p, o in queue if id(o) not in used_t and not _inside(p, covered_t)]
+        if rest:
+            log.warning("LayerMap.auto: torch %s module(s) %s found no paddle %s to pair with.", key[1], rest, key[0])
     return out
+
+
+_BUILTINS_LOADED = False
+
+
+def _load_builtins(force: bool = False) -> None:
+    """Register padiff's own special inits (MHA, LSTM/GRU/RNN, BatchNorm) once."""
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED and not force:
+        return
+    _BUILTINS_LOADED = True
+    from padiff.runtime.special_init import attention, batchnorm, rnn
+
+    for mod in (attention, batchnorm, rnn):
+        mod.register()
+
+
+_load_builtins()

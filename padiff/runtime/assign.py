@@ -1,0 +1,269 @@
+"""``assign_weight``: copy a torch model's weights into its paddle port, all or nothing.
+
+Three steps, each usable alone (the engine calls the first two for ``auto_weights``):
+
+1. :func:`plan_weights` pairs every layer that owns tensors: the map's pairs first (a
+   mapped/opaque pair, or a pair with a special init, covers its whole subtree), then the
+   remaining layers in definition order, passing over ignored layers. Each pair gets a
+   :class:`PairPlan` (special init, or conversions inferred from shapes).
+2. :func:`copy_weights` applies the plans after snapshotting every paddle tensor it may
+   touch; on any failure everything is restored before the error propagates.
+3. :func:`assign_weight` is the public wrapper: ``True`` on success, ``False`` plus a
+   printed explanation when the models cannot be paired or copied.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import numpy as np
+
+from padiff.errors import InputError, WeightAssignError
+from padiff.layer_map import LayerMap, LayerPair, ResolvedMap
+from padiff.runtime.adapters import PADDLE, TORCH, StateEntry, subtree_state
+from padiff.runtime.assign_message import TreeMarks, build_error, skip_marks
+from padiff.runtime.weights import PairPlan, plan_pair, torch_arrays
+
+log = logging.getLogger("padiff")
+
+
+def _within(path: str, top: str) -> bool:
+    return top == "" or path == top or path.startswith(top + ".")
+
+
+def covers_subtree(pair: LayerPair, p_layer: Any, t_layer: Any) -> bool:
+    """A pair owns its whole subtree when it is opaque or has a special init (MHA, LSTM ...)."""
+    from padiff.runtime.special_init import lookup
+
+    return pair.opaque or lookup(p_layer, t_layer) is not None
+
+
+class _Planner:
+    """Holds both models' trees and ownership while pairs are planned, for plans and errors."""
+
+    def __init__(self, layer: Any, module: Any, resolved: ResolvedMap) -> None:
+        self.layer, self.module, self.resolved = layer, module, resolved
+        self.p_layers = dict(PADDLE.named_layers(layer))
+        self.t_layers = dict(TORCH.named_layers(module))
+        self.p_owned = PADDLE.owned_state(layer)
+        self.t_owned = TORCH.owned_state(module)
+        self.p_tops: list[str] = []  # subtrees consumed by a pair
+        self.t_tops: list[str] = []
+        self.p_done: set[str] = set()
+        self.t_done: set[str] = set()
+        self.plans: list[PairPlan] = []
+
+    def plan(self) -> list[PairPlan]:
+        pairs = sorted(self.resolved.pairs, key=lambda pr: not covers_subtree(
+            pr, self.p_layers[pr.paddle_path], self.t_layers[pr.torch_path]))
+        for pair in pairs:
+            self._explicit(pair)
+        p_rest = [p for p in self.p_owned if self._free("paddle", p)]
+        t_rest = [t for t in self.t_owned if self._free("torch", t)]
+        for i in range(max(len(p_rest), len(t_rest))):
+            pp = p_rest[i] if i < len(p_rest) else None
+            tp = t_rest[i] if i < len(t_rest) else None
+            if pp is None or tp is None:
+                self._unbalanced(pp, tp, p_rest, t_rest)
+            assert pp is not None and tp is not None
+            self._add(pp, tp, self.p_owned[pp], self.t_owned[tp])
+        return self.plans
+
+    def _free(self, side: str, path: str) -> bool:
+        tops, done = (self.p_tops, self.p_done) if side == "paddle" else (self.t_tops, self.t_done)
+        if path in done or any(_within(path, top) for top in tops):
+            return False
+        return not self.resolved.skipped(side, path)
+
+    def _explicit(self, pair: LayerPair) -> None:
+        pp, tp = pair.paddle_path, pair.torch_path
+        if any(_within(pp, top) for top in self.p_tops) or any(_within(tp, top) for top in self.t_tops):
+            return  # inside a pair that already covers its subtree
+        p_obj, t_obj = self.p_layers[pp], self.t_layers[tp]
+        if covers_subtree(pair, p_obj, t_obj):
+            p_state, t_state = subtree_state(self.p_owned, pp), subtree_state(self.t_owned, tp)
+            self.p_tops.append(pp)
+            self.t_tops.append(tp)
+        else:
+            p_state, t_state = self.p_owned.get(pp, []), self.t_owned.get(tp, [])
+            self.p_done.add(pp)
+            self.t_done.add(tp)
+        if p_state or t_state:
+            self._add(pp, tp, p_state, t_state)
+
+    def _add(self, pp: str, tp: str, p_state: list[StateEntry], t_state: list[StateEntry]) -> None:
+        try:
+            plan = plan_pair(pp, self.p_layers[pp], p_state, tp, self.t_layers[tp], t_state)
+        except WeightAssignError as e:
+            raise self.error(pp, tp, getattr(e, "reason", str(e)), p_state, t_state, cause=e) from e
+        self.plans.append(plan)
+
+    def _unbalanced(self, pp: str | None, tp: str | None, p_rest: list[str], t_rest: list[str]) -> None:
+        n_p, n_t = len(p_rest), len(t_rest)
+        if pp is not None:
+            reason = (f"the paddle model has {n_p} layers holding weights left to pair in definition order, the torch "
+                      f"model only {n_t}; paddle {pp} ({type(self.p_layers[pp]).__name__}) has no torch counterpart.")
+            raise self.error(pp, None, reason, self.p_owned[pp], None)
+        assert tp is not None
+        reason = (f"the torch model has {n_t} layers holding weights left to pair in definition order, the paddle "
+                  f"model only {n_p}; torch {tp} ({type(self.t_layers[tp]).__name__}) has no paddle counterpart.")
+        raise self.error(None, tp, reason, None, self.t_owned[tp])
+
+    def error(self, pp: str | None, tp: str | None, reason: str, p_state: list[StateEntry] | None,
+              t_state: list[StateEntry] | None, cause: BaseException | None = None) -> WeightAssignError:
+        p_marks = skip_marks(PADDLE, self.layer, self.resolved, self.p_owned, self.p_tops)
+        t_marks = skip_marks(TORCH, self.module, self.resolved, self.t_owned, self.t_tops)
+        for plan in self.plans:
+            p_marks.paired[plan.paddle_path] = plan.torch_path
+            t_marks.paired[plan.torch_path] = plan.paddle_path
+        return build_error(self.layer, self.module, pp, tp, reason, p_marks, t_marks, p_state, t_state, cause)
+
+
+def plan_weights(layer: Any, module: Any, resolved: ResolvedMap) -> list[PairPlan]:
+    """Plan the copy of every torch tensor into its paddle counterpart; no tensor is written.
+
+    Raises :class:`WeightAssignError` (with ``paddle_path``/``torch_path``/shapes/trees
+    attached) when a pair's tensors do not correspond or the layer counts differ.
+    """
+    return _Planner(layer, module, resolved).plan()
+
+
+def copy_weights(layer: Any, module: Any, plans: list[PairPlan]) -> list[str]:
+    """Apply ``plans`` all or nothing; returns the conversions that were inferred or special.
+
+    Every paddle tensor a plan may write is snapshotted first (for a user special init:
+    every tensor under its paddle layer); on any failure all of them are restored
+    exactly, and the failure is raised as a :class:`WeightAssignError`.
+    """
+    p_layers, t_layers = dict(PADDLE.named_layers(layer)), dict(TORCH.named_layers(module))
+    p_owned, t_owned = PADDLE.owned_state(layer), TORCH.owned_state(module)
+    snapshot = _snapshot(plans, p_layers, p_owned)
+    done: list[str] = []
+    current: PairPlan | None = None
+    try:
+        for plan in plans:
+            current = plan
+            _apply(plan, p_layers, t_layers, p_owned, t_owned)
+            done.extend(_describe(plan))
+    except Exception as e:  # any failure: put every touched tensor back first
+        _restore(snapshot)
+        if isinstance(e, WeightAssignError) and hasattr(e, "paddle_path"):
+            raise
+        pp, tp = (current.paddle_path, current.torch_path) if current else ("", "")
+        reason = f"copying failed: {type(e).__name__}: {e}"
+        err = build_error(layer, module, pp, tp, reason, TreeMarks(), TreeMarks(), cause=e)
+        raise err from e
+    return done
+
+
+def _apply(plan: PairPlan, p_layers: dict[str, Any], t_layers: dict[str, Any],
+           p_owned: dict[str, list[StateEntry]], t_owned: dict[str, list[StateEntry]]) -> None:
+    if plan.layer_init is not None:
+        with PADDLE.no_grad(), TORCH.no_grad():
+            plan.layer_init(p_layers[plan.paddle_path], t_layers[plan.torch_path])
+        return
+    p_by_name = {e.name: e.tensor for e in subtree_state(p_owned, plan.paddle_path)}
+    t_arrays = torch_arrays(subtree_state(t_owned, plan.torch_path))
+    for link in plan.links:
+        missing = [n for n in link.torch_names if n not in t_arrays]
+        if missing or link.paddle_name not in p_by_name:
+            what = f"torch tensor {missing[0]!r}" if missing else f"paddle tensor {link.paddle_name!r}"
+            raise WeightAssignError(f"{what} of the pair {plan.paddle_path or '<root>'} <-> "
+                                    f"{plan.torch_path or '<root>'} was not found")
+    values = plan.convert(t_arrays)
+    for link in plan.links:
+        target, arr = p_by_name[link.paddle_name], values[link.paddle_name]
+        if tuple(target.shape) != tuple(arr.shape):
+            raise WeightAssignError(f"paddle {plan.paddle_path or '<root>'}.{link.paddle_name} has shape "
+                                    f"{list(target.shape)} but {link.conversion} of torch gives {list(arr.shape)}")
+        PADDLE.set_value(target, arr)
+
+
+def _snapshot(plans: list[PairPlan], p_layers: dict[str, Any],
+              p_owned: dict[str, list[StateEntry]]) -> list[tuple[Any, np.ndarray]]:
+    seen: set[int] = set()
+    out: list[tuple[Any, np.ndarray]] = []
+
+    def keep(t: Any) -> None:
+        if id(t) not in seen:
+            seen.add(id(t))
+            out.append((t, PADDLE.to_numpy(t)))
+
+    for plan in plans:
+        if plan.layer_init is not None:
+            for _, sub in PADDLE.named_layers(p_layers[plan.paddle_path]):
+                for e in PADDLE.raw_state(sub):
+                    keep(e.tensor)
+        else:
+            by_name = {e.name: e.tensor for e in subtree_state(p_owned, plan.paddle_path)}
+            for link in plan.links:
+                if link.paddle_name in by_name:
+                    keep(by_name[link.paddle_name])
+    return out
+
+
+def _restore(snapshot: list[tuple[Any, np.ndarray]]) -> None:
+    for tensor, arr in snapshot:
+        PADDLE.set_value(tensor, arr)
+
+
+def _describe(plan: PairPlan) -> list[str]:
+    where = f"{plan.paddle_path or '<root>'} <- {plan.torch_path or '<root>'}"
+    if plan.layer_init is not None:
+        return [f"{where}: user special init {plan.special}"]
+    out = [f"{where}: special init {plan.special}"] if plan.special else []
+    out += [f"{where}: {lk.paddle_name} <- {' + '.join(lk.torch_names)}: {lk.conversion}"
+            for lk in plan.links if lk.conversion.startswith("inferred")]
+    return out
+
+
+def check_models(layer: Any, module: Any) -> None:
+    """The paddle model first, the torch model second; say so when they are swapped."""
+    if PADDLE.is_model(module) and TORCH.is_model(layer):
+        raise InputError("the models are swapped: pass the paddle layer first and the torch module second "
+                         "(assign_weight(paddle_layer, torch_module); paddle first everywhere in padiff).")
+    if not PADDLE.is_model(layer):
+        raise InputError(f"layer must be a paddle.nn.Layer, got {type(layer).__name__}.")
+    if not TORCH.is_model(module):
+        raise InputError(f"module must be a torch.nn.Module, got {type(module).__name__}.")
+
+
+def _layer_map(layer_map: Any, layer: Any, module: Any) -> LayerMap:
+    if isinstance(layer_map, str):
+        if layer_map != "auto":
+            raise InputError(f"layer_map must be a LayerMap, a dict {{paddle_layer: torch_module}} or 'auto', "
+                             f"got the string {layer_map!r}.")
+        try:
+            from padiff.graph.suggest import suggest_layer_map
+        except ImportError:
+            log.info("padiff.graph.suggest is not available; using LayerMap.auto (special-init pairs only).")
+            return LayerMap().auto(layer, module)
+        return suggest_layer_map(layer, module)
+    return LayerMap.coerce(layer_map)
+
+
+def assign_weight(layer: Any, module: Any, layer_map: Any = None) -> bool:
+    """Copy the torch ``module``'s weights into the paddle ``layer`` (SPEC §2).
+
+    ``layer_map`` may be None, a :class:`LayerMap`, a dict ``{paddle_layer: torch_module}``
+    or ``"auto"``. Returns True when every paired tensor was copied; False when the models
+    cannot be paired or copied, after printing why (paths, classes, shapes, both trees,
+    hints) — the paddle model is then exactly as before. Raises :class:`InputError` for
+    misuse (models swapped, not models) and :class:`MappingError` for a map that does not
+    fit the models.
+    """
+    check_models(layer, module)
+    lm = _layer_map(layer_map, layer, module)
+    resolved = lm.resolve(layer, module)
+    try:
+        plans = plan_weights(layer, module, resolved)
+        conversions = copy_weights(layer, module, plans)
+    except WeightAssignError as e:
+        log.debug("assign_weight failed:\n%s", e)
+        print(str(e), file=sys.stderr)
+        return False
+    for line in conversions:
+        log.debug("assign_weight: %s", line)
+    return True

@@ -1,0 +1,283 @@
+"""Infer how torch tensors become paddle tensors from their shapes alone.
+
+Used when a pair of layers has no special init: the tensors are linked one by one
+(copy, Linear transpose, inferred transpose, inferred reshape) or, when the counts
+differ, by splitting one packed torch tensor into several paddle tensors or
+concatenating several torch tensors into one packed paddle tensor (e.g. a torch
+``qkv`` Linear ``[3E, E]`` against paddle ``q``/``k``/``v`` Linears ``[E, E]`` each).
+
+Every link says in its ``conversion`` text what was inferred, so reports can show it.
+A conversion is only inferred when exactly one reading of the shapes fits; otherwise
+the functions return ``None`` and the caller asks for a special init.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# paddle name -> torch name for tensors whose names differ between the frameworks
+NAME_ALIASES = {"_mean": "running_mean", "_variance": "running_var"}
+
+Fn = Callable[[list[np.ndarray]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """What inference needs to know about one tensor: name, shape, owner class."""
+
+    name: str
+    shape: tuple[int, ...]
+    owner: str = ""  # class name of the layer holding it (``Linear`` ...)
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """One paddle tensor computed from torch tensors (mirrors ``weights.Link``)."""
+
+    paddle_name: str
+    torch_names: tuple[str, ...]
+    conversion: str
+    fn: Fn
+
+
+def is_linear(owner: str) -> bool:
+    """Class names of fully connected layers, whose weight layout differs between frameworks."""
+    return "Linear" in owner
+
+
+def linear_layout(p: Tensor, t_owner: str) -> bool:
+    """True when ``p`` is a 2-D Linear weight paired with a torch Linear: paddle ``[in, out]``, torch ``[out, in]``."""
+    return len(p.shape) == 2 and is_linear(p.owner) and is_linear(t_owner) and not p.name.endswith("bias")
+
+
+def numel(shape: Sequence[int]) -> int:
+    return int(np.prod(shape)) if shape else 1
+
+
+def _prefix_products(shape: Sequence[int]) -> set[int]:
+    out, acc = set(), 1
+    for s in shape[:-1]:
+        acc *= s
+        out.add(acc)
+    return out
+
+
+def is_refinement(a: Sequence[int], b: Sequence[int]) -> bool:
+    """True when ``a`` and ``b`` differ only by merging/splitting neighbouring axes (a C-order reshape)."""
+    if numel(a) != numel(b):
+        return False
+    pa, pb = _prefix_products(a), _prefix_products(b)
+    return pa <= pb or pb <= pa
+
+
+def link_one(p: Tensor, t: Tensor) -> Inferred | None:
+    """Link one paddle tensor to one torch tensor, or None when their shapes do not correspond."""
+    ps, ts = p.shape, t.shape
+    if linear_layout(p, t.owner) and ps == ts[::-1]:
+        return Inferred(p.name, (t.name,), "transpose (Linear layout)", _transpose)
+    if ps == ts:
+        return Inferred(p.name, (t.name,), "copy", _copy)
+    if len(ps) == 2 and ps == ts[::-1]:
+        return Inferred(p.name, (t.name,), f"inferred transpose {list(ts)} -> {list(ps)}", _transpose)
+    if is_refinement(ps, ts):
+        return Inferred(p.name, (t.name,), f"inferred reshape {list(ts)} -> {list(ps)}", _reshaper(ps))
+    return None
+
+
+def one_to_one(ps: Sequence[Tensor], ts: Sequence[Tensor]) -> list[Inferred] | None:
+    """Pair equally many tensors one by one: by name (with aliases) when all names match, else by order."""
+    if len(ps) != len(ts):
+        return None
+    t_by_name = {t.name: t for t in ts}
+    if all(NAME_ALIASES.get(p.name, p.name) in t_by_name for p in ps):
+        pairs = [(p, t_by_name[NAME_ALIASES.get(p.name, p.name)]) for p in ps]
+    else:
+        pairs = list(zip(ps, ts))
+    out = []
+    for p, t in pairs:
+        link = link_one(p, t)
+        if link is None:
+            return None
+        out.append(link)
+    return out
+
+
+def infer_links(ps: Sequence[Tensor], ts: Sequence[Tensor]) -> list[Inferred] | None:
+    """Links for all of ``ps`` from ``ts``: one to one first, then split/concat per rank group.
+
+    Tensors are grouped by rank (weights with weights, biases with biases) and aligned in
+    order within each group; a paddle tensor smaller than its torch counterpart starts a
+    split, a larger one a concatenation. The result must be consistent: every paddle
+    layer draws all its tensors from the same torch layers.
+    """
+    direct = one_to_one(ps, ts)
+    if direct is not None or not ps or not ts:
+        return direct
+    p_groups: dict[int, list[Tensor]] = {}
+    t_groups: dict[int, list[Tensor]] = {}
+    for p in ps:
+        p_groups.setdefault(len(p.shape), []).append(p)
+    for t in ts:
+        t_groups.setdefault(len(t.shape), []).append(t)
+    if set(p_groups) != set(t_groups):
+        return None
+    links: list[Inferred] = []
+    for rank in sorted(p_groups):
+        group = _align(p_groups[rank], t_groups[rank])
+        if group is None:
+            return None
+        links.extend(group)
+    if not _consistent(links):
+        return None
+    order = {p.name: i for i, p in enumerate(ps)}
+    return sorted(links, key=lambda lk: order[lk.paddle_name])
+
+
+def _align(ps: list[Tensor], ts: list[Tensor]) -> list[Inferred] | None:
+    i = j = 0
+    out: list[Inferred] = []
+    while i < len(ps) and j < len(ts):
+        p, t = ps[i], ts[j]
+        if numel(p.shape) == numel(t.shape):
+            link = link_one(p, t)
+            if link is None:
+                return None
+            out.append(link)
+            i, j = i + 1, j + 1
+        elif numel(p.shape) < numel(t.shape):
+            got = _split(ps, i, t)
+            if got is None:
+                return None
+            out.extend(got)
+            i += len(got)
+            j += 1
+        else:
+            got_one, k = _concat(p, ts, j)
+            if got_one is None:
+                return None
+            out.append(got_one)
+            i, j = i + 1, j + k
+    if i != len(ps) or j != len(ts):
+        return None
+    return out
+
+
+def _torch_layout(p: Tensor, t_owner: str) -> tuple[tuple[int, ...], bool]:
+    """Shape of paddle tensor ``p`` as torch would hold it, and whether that needs a transpose."""
+    if linear_layout(p, t_owner):
+        return p.shape[::-1], True
+    return p.shape, False
+
+
+def _fit_axis(pieces: list[tuple[int, ...]], whole: tuple[int, ...]) -> int | None:
+    """The single axis along which ``pieces`` concatenate to ``whole``; None if none or several."""
+    fits = []
+    for ax in range(len(whole)):
+        if all(len(s) == len(whole) and all(s[d] == whole[d] for d in range(len(whole)) if d != ax) for s in pieces) \
+                and sum(s[ax] for s in pieces) == whole[ax]:
+            fits.append(ax)
+    return fits[0] if len(fits) == 1 else None
+
+
+def _split(ps: list[Tensor], i: int, t: Tensor) -> list[Inferred] | None:
+    """Paddle tensors ``ps[i:i+k]`` (k >= 2) cut from the one packed torch tensor ``t``."""
+    total = numel(t.shape)
+    acc, k = 0, 0
+    while i + k < len(ps) and acc < total:
+        acc += numel(ps[i + k].shape)
+        k += 1
+    if acc != total or k < 2:
+        return None
+    pieces = ps[i:i + k]
+    layouts = [_torch_layout(p, t.owner) for p in pieces]
+    if len({tr for _, tr in layouts}) != 1:
+        return None
+    ax = _fit_axis([s for s, _ in layouts], t.shape)
+    if ax is None:
+        return None
+    out, start = [], 0
+    for p, (shape, tr) in zip(pieces, layouts):
+        stop = start + shape[ax]
+        how = f"inferred split: [{start}:{stop}] of {t.name} {list(t.shape)} along axis {ax}"
+        out.append(Inferred(p.name, (t.name,), how + (", transposed" if tr else ""), _slicer(ax, start, stop, tr)))
+        start = stop
+    return out
+
+
+def _concat(p: Tensor, ts: list[Tensor], j: int) -> tuple[Inferred | None, int]:
+    """One packed paddle tensor ``p`` made by concatenating torch tensors ``ts[j:j+k]`` (k >= 2)."""
+    total = numel(p.shape)
+    acc, k = 0, 0
+    while j + k < len(ts) and acc < total:
+        acc += numel(ts[j + k].shape)
+        k += 1
+    if acc != total or k < 2:
+        return None, 0
+    parts = ts[j:j + k]
+    owners = {t.owner for t in parts}
+    if len(owners) != 1:
+        return None, 0
+    shape, tr = _torch_layout(p, next(iter(owners)))
+    ax = _fit_axis([t.shape for t in parts], shape)
+    if ax is None:
+        return None, 0
+    names = tuple(t.name for t in parts)
+    how = f"inferred concat of {' + '.join(names)} along axis {ax}" + (", transposed" if tr else "")
+    return Inferred(p.name, names, how, _concatenator(ax, tr)), k
+
+
+def _consistent(links: list[Inferred]) -> bool:
+    """Every paddle layer draws its tensors from one set of torch layers (weights and biases agree)."""
+    sources: dict[str, set[str]] = {}
+    for lk in links:
+        owner = lk.paddle_name.rpartition(".")[0]
+        src = {n.rpartition(".")[0] for n in lk.torch_names}
+        sources.setdefault(owner, set())
+        if sources[owner] and not (sources[owner] & src):
+            return False
+        sources[owner] |= src
+    return True
+
+
+def shapes_of(entries: Sequence[object], owners: Mapping[str, str]) -> list[Tensor]:
+    """``Tensor`` views of ``StateEntry``-like objects (``.name``, ``.tensor.shape``)."""
+    out = []
+    for e in entries:
+        name = e.name  # type: ignore[attr-defined]
+        out.append(Tensor(name, tuple(int(s) for s in e.tensor.shape), owners.get(name, "")))  # type: ignore[attr-defined]
+    return out
+
+
+# --- array functions (closures keep the plan picklable-free but cheap) ---------------------------------
+def _copy(arrs: list[np.ndarray]) -> np.ndarray:
+    return arrs[0]
+
+
+def _transpose(arrs: list[np.ndarray]) -> np.ndarray:
+    return np.ascontiguousarray(arrs[0].T)
+
+
+def _reshaper(shape: tuple[int, ...]) -> Fn:
+    def fn(arrs: list[np.ndarray]) -> np.ndarray:
+        return arrs[0].reshape(shape)
+
+    return fn
+
+
+def _slicer(axis: int, start: int, stop: int, transpose: bool) -> Fn:
+    def fn(arrs: list[np.ndarray]) -> np.ndarray:
+        piece = np.take(arrs[0], np.arange(start, stop), axis=axis)
+        return np.ascontiguousarray(piece.T if transpose else piece)
+
+    return fn
+
+
+def _concatenator(axis: int, transpose: bool) -> Fn:
+    def fn(arrs: list[np.ndarray]) -> np.ndarray:
+        whole = np.concatenate(arrs, axis=axis)
+        return np.ascontiguousarray(whole.T if transpose else whole)
+
+    return fn
