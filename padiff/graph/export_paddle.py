@@ -72,7 +72,7 @@ class PendingPaddleExport:
         """Wait for the child; raise :class:`ExportError` (with its message) if it failed."""
         try:
             try:
-                _, err = self.proc.communicate(timeout=max(timeout, 0.1))
+                out, err = self.proc.communicate(timeout=max(timeout, 0.1))
             except subprocess.TimeoutExpired as exc:
                 self.proc.kill()
                 self.proc.communicate()
@@ -80,7 +80,7 @@ class PendingPaddleExport:
             code = self.proc.returncode
             if code != 0 or not os.path.exists(self.out_path):
                 why = "killed by a signal (abort in paddle2onnx)" if code < 0 else f"exit code {code}"
-                raise ExportError(f"paddle2onnx failed ({why}): {_last_error_line(err)}")
+                raise ExportError(f"paddle2onnx failed ({why}): {_last_error_line((out or b'') + (err or b''))}")
             with open(self.out_path, "rb") as f:
                 data = f.read()
             self.seconds["paddle2onnx"] = time.perf_counter() - self.started
@@ -91,8 +91,11 @@ class PendingPaddleExport:
 
 def _last_error_line(err: bytes) -> str:
     lines = [ln.strip() for ln in err.decode("utf-8", "replace").splitlines() if ln.strip()]
-    keep = [ln for ln in lines if any(k in ln for k in ("Error", "error", "not supported", "Unsupported",
-                                                         "Oops", "Cannot", "cannot"))]
+    keep = [ln for ln in lines if any(k in ln for k in ("rror", "not supported", "nsupported", "Oops", "annot"))
+            and "C++ Traceback" not in ln and "Process abort" not in ln]
+    ops = [ln for ln in lines if "not supported yet" in ln or "Oops" in ln]
+    if ops:
+        keep.append(ops[-1])
     msg = (keep or lines or ["no message"])[-1]
     return msg[:300]
 
@@ -181,7 +184,7 @@ def start_export(layer: Any, kwargs: Mapping[str, Any]) -> PendingPaddleExport:
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "padiff.graph._p2o_child", model_json, prefix + ".pdiparams", out_path, str(OPSET)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=tmpdir.name, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=tmpdir.name, env=env,
     )
     return PendingPaddleExport(proc, tmpdir, out_path, owner, stamps, started, seconds)
 
@@ -223,7 +226,7 @@ def _add_stamp_hooks(root: Any, layers: list[tuple[str, Any]]) -> list[Any]:
             for op in block_ops()[begin:]:
                 try:
                     current = op.attrs().get("struct_name", "")
-                except Exception:
+                except Exception:  # noqa: BLE001 - attrs() of exotic PIR ops may fail; stamp anyway
                     current = ""
                 if isinstance(current, str) and current.startswith(STAMP):
                     continue

@@ -129,7 +129,7 @@ def suggest_layer_map(layer: Any, module: Any, example_inp: Any = None, *, timeo
             notes.append("route: graph (both models exported to ONNX and matched by dataflow).")
         except ExportError as exc:
             notes.append(f"route: structure only, because export failed: {exc}")
-        except Exception as exc:  # a matcher bug must not cost the user the proposal
+        except Exception as exc:  # noqa: BLE001 - a matcher bug must not cost the user the proposal
             notes.append(f"route: structure only, because graph matching failed: {type(exc).__name__}: {exc}")
     if result is None:
         result = match_trees(p_layers, t_layers)

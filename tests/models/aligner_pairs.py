@@ -425,9 +425,8 @@ class TSvd(tnn.Module):
         self.ln = tnn.LayerNorm(6)
 
     def forward(self, x):
-        h = self.lin(x)
-        s = torch.linalg.svdvals(h)
-        return self.ln(h) + s.sum()
+        h = self.lin(x)  # the torch side exports fine; paddle2onnx lacks svd
+        return self.ln(h) + torch.linalg.norm(h, ord="fro")
 
 
 def export_failure() -> Case:
