@@ -1,15 +1,182 @@
-"""Numeric confirmation of ties the structure could not settle (placeholder, see report)."""
+"""Numeric confirmation: settle the ties the structure could not, by running both models.
+
+Some candidates are structurally indistinguishable in the exported graphs (equal shapes,
+mirrored branches, glue the two exporters decompose differently). For each such tie
+group (uncertain pairs whose paddle layers share a parameter-shape signature), every
+assignment of the group's torch layers to its paddle layers is tried: torch weights are
+copied into the paddle model with :func:`padiff.runtime.weights.plan_pair` /
+``apply_plan`` following that assignment, the paddle forward runs under ``no_grad`` in
+eval mode, and the outputs of all paired layers and of the model are compared with the
+torch run's. The assignment with the smallest total difference wins; when several tie
+numerically too, the assignments are equivalent for this input (truly symmetric) and
+the structural choice is kept.
+
+The paddle weights are snapshotted before and restored exactly in ``finally``; modes
+and hooks of both models are restored too. Deep copies are avoided on purpose: they are
+not reliable for arbitrary user models.
+"""
 
 from __future__ import annotations
 
+import itertools
+from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from padiff.graph.match import LayerInfo, MatchResult
+import numpy as np
+
+from padiff.graph.canonical import shape_key
+from padiff.graph.match import LayerInfo, MatchResult, ProposedPair
+
+MAX_RUNS = 48  # paddle forwards allowed for confirmation (each tie group tries its permutations)
+EQUAL = 1e-6  # relative: assignments closer than this are numerically equivalent
+
+
+def _signature(info: LayerInfo) -> tuple:
+    return tuple(sorted(shape_key(s) for s in info.shapes))
+
+
+def tie_groups(result: MatchResult, p_layers: Mapping[str, LayerInfo]) -> list[list[ProposedPair]]:
+    """Uncertain parameter pairs grouped by their paddle layer's shape signature."""
+    groups: dict[tuple, list[ProposedPair]] = defaultdict(list)
+    for pair in result.pairs:
+        info = p_layers.get(pair.paddle_path)
+        if pair.uncertain and info is not None and info.shapes:
+            groups[(info.cls, _signature(info))].append(pair)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _flat(side: Any, out: Any) -> list[np.ndarray]:
+    return [side.to_numpy(t).astype(np.float64).ravel() for t in side.flatten(out)]
+
+
+class _Recorder:
+    """Post-hooks on the paired layers that keep each call's flattened outputs."""
+
+    def __init__(self, side: Any, root: Any, paths: set[str]) -> None:
+        self.side = side
+        self.outputs: dict[str, list[list[np.ndarray]]] = defaultdict(list)
+        self.handles: list[Any] = []
+        for path, obj in side.named_layers(root):
+            if path in paths:
+                self.handles.append(side.add_post_hook(obj, self._hook(path)))
+
+    def _hook(self, path: str) -> Any:
+        def hook(_layer: Any, _args: tuple, out: Any) -> None:
+            self.outputs[path].append(_flat(self.side, out))
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+
+def _distance(a: list[list[np.ndarray]], b: list[list[np.ndarray]]) -> float:
+    total = 0.0
+    for ca, cb in zip(a, b):
+        for x, y in zip(ca, cb):
+            if x.shape != y.shape:
+                return float("inf")
+            total += float(np.abs(x - y).mean() / (np.abs(y).mean() + 1e-12))
+    return total
 
 
 def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
                  p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, LayerInfo]) -> tuple[MatchResult, list[str]]:
-    """Return ``result`` unchanged with a note naming the pairs left as ties."""
-    tied = [f"{p.paddle_path} <-> {p.torch_path}" for p in result.pairs if p.uncertain]
-    return result, [f"ties not settled numerically: {', '.join(tied)}"]
+    """Settle or re-pair the tie groups of ``result`` numerically; returns the new result and notes."""
+    from padiff.runtime.adapters import PADDLE, TORCH
+
+    groups = tie_groups(result, p_layers)
+    if not groups:
+        return result, []
+    notes: list[str] = []
+    p_objs = dict(PADDLE.named_layers(layer))
+    t_objs = dict(TORCH.named_layers(module))
+    p_state, t_state = PADDLE.owned_state(layer), TORCH.owned_state(module)
+    snapshot = {(path, e.name): PADDLE.to_numpy(e.tensor) for path, es in p_state.items() for e in es}
+    modes = [(side, obj, side.is_training(obj)) for side, root in ((PADDLE, layer), (TORCH, module))
+             for _, obj in side.named_layers(root)]
+    compared = {p.paddle_path: p.torch_path for p in result.pairs if p.compare_output}
+    p_rec = t_rec = None
+    try:
+        for side, obj, _ in modes:
+            side.set_training(obj, False)
+        t_rec = _Recorder(TORCH, module, set(compared.values()))
+        with TORCH.no_grad():
+            t_final = _flat(TORCH, module(**example_inp[1]))
+        t_out = dict(t_rec.outputs)
+        t_rec.remove()
+        p_rec = _Recorder(PADDLE, layer, set(compared))
+
+        def copy(assign: Mapping[str, str]) -> None:
+            from padiff.runtime.weights import apply_plan, plan_pair
+
+            for p_path, t_path in assign.items():
+                if p_path in p_state and t_path in t_state:
+                    plan = plan_pair(p_path, p_objs[p_path], p_state[p_path], t_path, t_objs[t_path], t_state[t_path])
+                    apply_plan(plan, p_objs[p_path], p_state[p_path], t_objs[t_path], t_state[t_path])
+
+        def error(assign: Mapping[str, str]) -> float:
+            copy(assign)
+            p_rec.outputs.clear()  # type: ignore[union-attr]
+            with PADDLE.no_grad():
+                p_final = _flat(PADDLE, layer(**example_inp[0]))
+            total = _distance([p_final], [t_final])
+            for p_path, t_path in compared.items():
+                t_now = assign.get(p_path, t_path)
+                total += _distance(p_rec.outputs.get(p_path, []), t_out.get(t_now, []))  # type: ignore[union-attr]
+            return total
+
+        current = {p.paddle_path: p.torch_path for p in result.pairs}
+        copy(current)
+        runs = 0
+        updated: dict[str, ProposedPair] = {}
+        for group in groups:
+            p_paths = [p.paddle_path for p in group]
+            t_paths = [p.torch_path for p in group]
+            perms = list(itertools.permutations(t_paths))
+            if runs + len(perms) > MAX_RUNS:
+                notes.append(f"numeric confirmation skipped for {p_paths}: {len(perms)} assignments exceed the budget")
+                continue
+            scored = []
+            for perm in perms:
+                assign = dict(current)
+                assign.update(zip(p_paths, perm))
+                scored.append((error(assign), perm))
+                runs += 1
+            scored.sort(key=lambda s: s[0])
+            best_err, best = scored[0]
+            second = scored[1][0] if len(scored) > 1 else float("inf")
+            decisive = second - best_err > EQUAL * max(1.0, best_err)
+            current.update(zip(p_paths, best))
+            copy(current)
+            for pair, t_path in zip(group, best):
+                if decisive:
+                    ev = (*[e for e in pair.evidence if not e.startswith("tie:")],
+                          f"settled numerically: output error {best_err:.2e} vs {second:.2e} for the next assignment")
+                    updated[pair.paddle_path] = replace(pair, torch_path=t_path, evidence=ev, uncertain=False,
+                                                        confidence=max(pair.confidence, 0.9))
+                else:
+                    ev = (*pair.evidence, "numerically equivalent assignments for this input (symmetric): kept")
+                    updated[pair.paddle_path] = replace(pair, torch_path=t_path, evidence=ev)
+            moved = [f"{p} -> {t}" for p, t, old in zip(p_paths, best, t_paths) if t != old]
+            verdict = ("re-paired " + ", ".join(moved)) if moved else "structural choice confirmed"
+            notes.append(f"settled numerically ({verdict}): {', '.join(p_paths)}" if decisive else
+                         f"numeric confirmation found {', '.join(p_paths)} interchangeable for this input")
+    except Exception as exc:  # noqa: BLE001 - confirmation is optional; never lose the proposal
+        notes.append(f"numeric confirmation not done: {type(exc).__name__}: {str(exc)[:200]}")
+        return result, notes
+    finally:
+        for rec in (p_rec, t_rec):
+            if rec is not None:
+                rec.remove()
+        for (path, name), arr in snapshot.items():
+            entry = next(e for e in p_state[path] if e.name == name)
+            PADDLE.set_value(entry.tensor, arr)
+        for side, obj, mode in modes:
+            side.set_training(obj, mode)
+    pairs = [updated.get(p.paddle_path, p) for p in result.pairs]
+    return MatchResult(pairs, result.unpaired, result.unit_pairs), notes

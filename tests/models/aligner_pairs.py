@@ -471,3 +471,18 @@ HARD_CASES = {
     "raw_param": raw_param, "extra_layers": extra_layers, "reused": reused, "attention": attention,
     "resnet18": resnet18,
 }
+
+
+# --- attention whose score product is exported differently (ties only numerics can settle) ------------
+class TEinsumAttention(TAttention):
+    def forward(self, x):
+        v = self.value(x)
+        k = self.key(x)
+        q = self.query(x)
+        att = torch.softmax(torch.einsum("bid,bjd->bij", q, k) * self.scale, dim=-1)
+        return self.proj(torch.matmul(att, v))
+
+
+def attention_einsum() -> Case:
+    return Case("attention_einsum", PAttention(), TEinsumAttention(), _inputs((2, 5, 16)),
+                {"q": "query", "k": "key", "v": "value", "o": "proj"})

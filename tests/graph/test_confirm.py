@@ -1,0 +1,78 @@
+"""Numeric confirmation of ties: settles what the structure cannot, restores the weights."""
+
+from __future__ import annotations
+
+import pytest
+from models import aligner_pairs as ap
+from test_suggest import assert_unchanged, precision_recall, snapshot
+
+from padiff.graph.confirm import confirm_ties
+from padiff.graph.match import MatchResult, ProposedPair
+from padiff.graph.suggest import layer_infos, suggest_layer_map
+from padiff.runtime.adapters import PADDLE, TORCH
+
+
+@pytest.fixture(scope="module")
+def einsum_case() -> tuple[ap.Case, object, dict, dict]:
+    case = ap.attention_einsum()
+    before = snapshot(case.paddle, case.torch)
+    lm = suggest_layer_map(case.paddle, case.torch, case.inputs)
+    return case, lm, before, snapshot(case.paddle, case.torch)
+
+
+def test_ties_from_different_decompositions_are_settled_numerically(einsum_case: tuple) -> None:
+    case, lm, before, after = einsum_case
+    assert lm.route == "graph"
+    assert precision_recall(lm, case) == (1.0, 1.0)
+    settled = {p.paddle_path for p in lm.pairs if any("settled numerically" in e for e in p.evidence)}
+    assert {"q", "k"} <= settled
+    assert any(n.startswith("settled numerically") for n in lm.notes)
+    assert_unchanged(before, after)  # weights copied for the trial runs are restored exactly
+
+
+def test_a_wrong_structural_guess_is_re_paired_and_weights_restored() -> None:
+    case = ap.attention()
+    p_layers, t_layers = layer_infos(PADDLE, case.paddle), layer_infos(TORCH, case.torch)
+    truth = dict(case.truth)
+    wrong = dict(truth, q="key", k="query")  # a swap the structure might have made
+    pairs = [ProposedPair(p, t, 0.4, ("tie: equal candidates",), True, uncertain=p in ("q", "k", "v"))
+             for p, t in wrong.items()]
+    case.paddle.train()
+    before = snapshot(case.paddle, case.torch)
+    result, notes = confirm_ties(case.paddle, case.torch, case.inputs, MatchResult(pairs, []), p_layers, t_layers)
+    assert {p.paddle_path: p.torch_path for p in result.pairs} == truth
+    assert any("re-paired" in n for n in notes), notes
+    fixed = {p.paddle_path: p for p in result.pairs}
+    assert not fixed["q"].uncertain and fixed["q"].confidence >= 0.9
+    assert_unchanged(before, snapshot(case.paddle, case.torch))
+
+
+def test_truly_symmetric_ties_are_reported_as_interchangeable() -> None:
+    import paddle
+    import torch
+
+    class P(paddle.nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.one = paddle.nn.Linear(4, 4)
+            self.two = paddle.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.one(x) + self.two(x)
+
+    class T(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Linear(4, 4)
+            self.b = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.a(x) + self.b(x)
+
+    p, t = P(), T()
+    inputs = ({"x": paddle.ones([2, 4])}, {"x": torch.ones(2, 4)})
+    pairs = [ProposedPair("one", "a", 0.4, ("tie: x",), True, True), ProposedPair("two", "b", 0.4, ("tie: x",),
+                                                                                  True, True)]
+    result, notes = confirm_ties(p, t, inputs, MatchResult(pairs, []), layer_infos(PADDLE, p), layer_infos(TORCH, t))
+    assert any("interchangeable" in n for n in notes), notes
+    assert all(pr.uncertain for pr in result.pairs)
