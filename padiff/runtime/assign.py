@@ -230,6 +230,35 @@ def check_models(layer: Any, module: Any) -> None:
         raise InputError(f"module must be a torch.nn.Module, got {type(module).__name__}.")
 
 
+def with_special_pairs(lm: LayerMap, layer: Any, module: Any) -> LayerMap:
+    """``lm`` plus the special-init pairs ``LayerMap.auto`` finds; pairs inside them are dropped.
+
+    A structural proposal may pair the insides of an attention or recurrent layer piece
+    by piece (or with the wrong neighbour); a registered special init knows the whole
+    layer, so its pair wins. Returns a new map; ``lm`` is not changed.
+    """
+    import copy
+
+    from padiff.runtime.special_init import find_special_pairs
+
+    specials = find_special_pairs(layer, module)
+    if not specials:
+        return lm
+    p_tops = [pp for _, _, pp, _ in specials]
+    t_tops = [tp for _, _, _, tp in specials]
+    out = copy.copy(lm)
+    out.pairs = [pr for pr in lm.pairs if not any(_within(pr.paddle_path, top) for top in p_tops)
+                 and not any(_within(pr.torch_path, top) for top in t_tops)]
+    out.map = dict(lm.map)
+    mapped = {id(k) for k in out.map} | {id(v) for v in out.map.values()}
+    for p_obj, t_obj, _, _ in specials:
+        if id(p_obj) not in mapped and id(t_obj) not in mapped:
+            out.map[p_obj] = t_obj
+    out.notes = [*lm.notes, "special-init pairs added: " + ", ".join(f"{p or '<root>'}<->{t or '<root>'}"
+                                                                     for p, t in zip(p_tops, t_tops))]
+    return out
+
+
 def _layer_map(layer_map: Any, layer: Any, module: Any) -> LayerMap:
     if isinstance(layer_map, str):
         if layer_map != "auto":
@@ -240,7 +269,7 @@ def _layer_map(layer_map: Any, layer: Any, module: Any) -> LayerMap:
         except ImportError:
             log.info("padiff.graph.suggest is not available; using LayerMap.auto (special-init pairs only).")
             return LayerMap().auto(layer, module)
-        return suggest_layer_map(layer, module)
+        return with_special_pairs(suggest_layer_map(layer, module), layer, module)
     return LayerMap.coerce(layer_map)
 
 

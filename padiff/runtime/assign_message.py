@@ -84,9 +84,23 @@ def skip_marks(side: Side, root: Any, resolved: ResolvedMap, owned: Mapping[str,
     return marks
 
 
+def _special_hint(p_class: str, t_class: str) -> list[str]:
+    """Point at a built-in or registered special init one of the two classes takes part in."""
+    from padiff.runtime.special_init import registered_names
+
+    out = []
+    for p_name, t_name in registered_names():
+        if (p_name == p_class) != (t_name == t_class):
+            mine = f"paddle {p_class}" if p_name == p_class else f"torch {t_class}"
+            other = f"torch {t_name}" if p_name == p_class else f"paddle {p_name}"
+            out.append(f"{mine} has a special init with {other}: pair those two with layer_map={{paddle_layer: "
+                       "torch_module}, or let LayerMap().auto(layer, module) find such pairs.")
+    return out[:2]
+
+
 def hints(p_class: str, t_class: str) -> list[str]:
     """What a porting engineer can do about a pairing failure."""
-    return [
+    return [*_special_hint(p_class, t_class),
         "Layers holding weights are paired in definition order (the order of the assignments in __init__), "
         "passing over layers without weights; define them in the same order on both sides, or map the ones "
         "that differ.",

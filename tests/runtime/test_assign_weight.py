@@ -275,3 +275,22 @@ def test_auto_diff_embedding_lstm_with_a_dict_map():
     rep = padiff.compare(layer, module, _inp(["ids"], ids), auto_weights=True,
                          layer_map={layer.lstm: module.lstm}, options=TOL)
     assert rep, rep.first_diff
+
+
+def test_failure_next_to_a_special_layer_points_at_its_special_init(capsys):
+    layer, module = PaddleAttnBlock(), TorchAttnBlock()
+    assert padiff.assign_weight(layer, module) is False
+    assert "torch MultiheadAttention has a special init with paddle MultiHeadAttention" in capsys.readouterr().err
+
+
+def test_auto_string_keeps_special_pairs_whole():
+    """The structural proposal may split an attention layer; the special-init pair wins."""
+    from padiff.runtime.assign import with_special_pairs
+
+    layer, module = PaddleAttnBlock(), TorchAttnBlock()
+    assert padiff.assign_weight(layer, module, layer_map="auto")
+    run_and_check(layer, module, [rand(2, 5, 8, seed=1)] * 3, layer_map=LayerMap().auto(layer, module))
+    proposal = LayerMap([padiff.LayerPair("attn.v_proj", "inp"), padiff.LayerPair("out", "out")])
+    merged = with_special_pairs(proposal, layer, module)
+    assert [(p.paddle_path, p.torch_path) for p in merged.pairs] == [("out", "out")]
+    assert merged.map == {layer.attn: module.attn} and proposal.map == {}

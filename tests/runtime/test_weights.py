@@ -27,7 +27,7 @@ from padiff.runtime.layout_infer import Tensor, infer_links, is_refinement, link
 from padiff.runtime.weights import plan_pair
 
 
-def T(name, *shape, owner=""):  # noqa: N802 - reads like a constructor
+def T(name, *shape, owner=""):
     return Tensor(name, tuple(shape), owner)
 
 
@@ -78,7 +78,7 @@ def test_packed_qkv_split_is_inferred():
     links = infer_links(ps, ts)
     assert [lk.paddle_name for lk in links] == [p.name for p in ps]
     by = {lk.paddle_name: lk for lk in links}
-    assert "inferred split: [6:12] of qkv.weight [18, 6] along axis 0, transposed" == by["k.weight"].conversion
+    assert by["k.weight"].conversion == "inferred split: [6:12] of qkv.weight [18, 6] along axis 0, transposed"
     w, b = rand(18, 6), rand(18)
     np.testing.assert_array_equal(by["v.weight"].fn([w]), w[12:18].T)
     np.testing.assert_array_equal(by["k.bias"].fn([b]), b[6:12])
