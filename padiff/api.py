@@ -65,8 +65,12 @@ def compare(
     rep.warnings.extend(_randomness_warnings(layer, module))
 
     training_check = optimizers is not None and opts.checks_backward
+    if optimizers is not None and not opts.checks_backward:
+        rep.warnings.append("optimizer is not used with diff_phase='forward': no backward pass, so no step. "
+                            "Use diff_phase='both' to check training.")
     snaps = [SideSnapshot.take(PADDLE, layer, p_inp, keep_values=False),
              SideSnapshot.take(TORCH, module, t_inp, keep_values=False)]
+    failed = True  # a run that raised or stopped early trained nothing: the user's grads come back
     try:
         weights_map = _with_call_order(resolved, lm, layer, module, p_inp, t_inp) if auto_weights else resolved
         if auto_weights and not _assign(layer, module, weights_map, rep):
@@ -74,6 +78,8 @@ def compare(
         if auto_weights:
             # the assigned weights stay: record them as the state to come back to
             snaps[0] = SideSnapshot.take(PADDLE, layer, p_inp, keep_values=False)
+        if opts.checks_backward:
+            rep.warnings.extend(_inputs_for_backward(layer, module, p_inp, t_inp))
         spec = RunSpec(layer, module, p_inp, t_inp, opts, resolved, steps, loss_fns, optimizers,
                        strict_pairing=not lm.pairs and lm.route == "manual")
         engine = Engine(spec, rep)
@@ -82,9 +88,13 @@ def compare(
             {"paddle_path": pr.path, "torch_path": tr.path, "paddle_class": pr.cls, "torch_class": tr.cls}
             for (pr, tr, _) in engine._pairs_seen.values()
         ]
+        failed = False
+        rep.warnings.extend(_precision_warnings(rep, opts))
+        if not rep and not any("train mode" in w for w in rep.warnings):
+            rep.warnings.extend(_randomness_probe(module, t_inp))
     finally:
         for snap in snaps:
-            snap.restore(values=not training_check, grads=not training_check)
+            snap.restore(values=not training_check, grads=failed or not training_check)
     return _finish(rep, report, json_path, log_dir)
 
 
@@ -179,10 +189,16 @@ def _pair_of_callables(value: Any, name: str) -> tuple[Any, Any] | None:
     if value is None:
         return None
     if not isinstance(value, list | tuple) or len(value) != 2:
-        raise OptionsError(f"{name} must be [paddle_fn, torch_fn], a pair of callables, got {type(value).__name__}.")
+        raise OptionsError(f"{name} must be [paddle_fn, torch_fn], a pair of callables, got {_describe(value)}.")
     if not all(callable(f) for f in value):
         raise OptionsError(f"both items of {name} must be callables taking the model output.")
     return value[0], value[1]
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return f"a {type(value).__name__} of {len(value)} item(s)"
+    return type(value).__name__
 
 
 def _optimizer_pair(value: Any) -> tuple[Any, Any] | None:
@@ -190,7 +206,7 @@ def _optimizer_pair(value: Any) -> tuple[Any, Any] | None:
         return None
     if not isinstance(value, list | tuple) or len(value) != 2:
         raise OptionsError("optimizer must be [paddle_opt, torch_opt]: two optimizers, or two zero-argument callables "
-                           f"that step and clear grads; got {type(value).__name__}.")
+                           f"that step and clear grads; got {_describe(value)}.")
     for opt, side in zip(value, ("paddle", "torch")):
         ok = callable(opt) or (hasattr(opt, "step") and (hasattr(opt, "clear_grad") or hasattr(opt, "zero_grad")))
         if not ok:
@@ -272,6 +288,63 @@ def _randomness_warnings(layer: Any, module: Any) -> list[str]:
         out.append(f"the paddle model is in {'train' if p_train else 'eval'} mode and the torch model in "
                    f"{'train' if t_train else 'eval'} mode; BatchNorm and Dropout will behave differently.")
     return out
+
+
+def _inputs_for_backward(layer: Any, module: Any, p_inp: dict[str, Any], t_inp: dict[str, Any]) -> list[str]:
+    """Let a model with nothing trainable have a backward pass: its float inputs require grad for the run.
+
+    Without a trainable parameter or an input that requires grad there is no backward
+    at all (a parameter-free block, a frozen model). The snapshot taken before puts the
+    inputs' flags and grads back afterwards.
+    """
+    out = []
+    for side, root, inp in ((PADDLE, layer, p_inp), (TORCH, module, t_inp)):
+        tensors = side.flatten(inp)
+        if any(e.trainable for es in side.owned_state(root).values() for e in es) \
+                or any(side.requires_grad(t) for t in tensors):
+            continue
+        floats = [t for t in tensors if "float" in side.dtype_name(t)]
+        for t in floats:
+            side.set_requires_grad(t, True)
+        if floats:
+            out.append(f"the {side.name} model has no trainable parameter and no input that requires grad: its "
+                       "float inputs were made to require grad for this run (put back afterwards) so the backward "
+                       "pass can be compared. Use options={'diff_phase': 'forward'} to skip backward.")
+    return out
+
+
+# float16/bfloat16 are compared in float32; below these tolerances (torch.testing's defaults
+# for the two types) rounding alone makes the two sides differ
+_HALF_RTOL = {"float16": 1e-3, "bfloat16": 1.6e-2}
+
+
+def _precision_warnings(rep: DiffReport, opts: DiffOptions) -> list[str]:
+    out = []
+    dtypes = {r.dtype for r in rep.records}
+    for dtype, rtol in _HALF_RTOL.items():
+        if dtype not in dtypes:
+            continue
+        text = f"{dtype} tensors were compared in float32 (both sides widened, means in float64)"
+        if opts.rtol < rtol and opts.atol < rtol:
+            text += (f"; {dtype} rounding alone exceeds atol={opts.atol:g}, rtol={opts.rtol:g}: try "
+                     f"options={{'atol': 1e-5, 'rtol': {rtol:g}}} or see report.suggested_tolerances()")
+        out.append(text + ".")
+    return out
+
+
+def _randomness_probe(module: Any, t_inp: dict[str, Any]) -> list[str]:
+    """After a failed run: does the torch forward draw random numbers (functional dropout, rand...)?"""
+    snap = SideSnapshot.take(TORCH, module, t_inp, keep_values=False)
+    try:
+        calls = TORCH.random_calls(module, t_inp)
+    except Exception:  # noqa: BLE001 - only a hint; the run itself has been reported
+        return []
+    finally:
+        snap.restore(values=True, grads=False)
+    if not calls:
+        return []
+    return [f"the torch model calls {', '.join(calls)} in its forward: random numbers differ between frameworks, "
+            "so results cannot agree. Call .eval() on both models, or set the dropout probability to 0."]
 
 
 def _finish(rep: DiffReport, html: str | None, json_path: str | None, log_dir: str | None) -> DiffReport:

@@ -8,6 +8,7 @@ and both phases) live here so every entry point gives the same answer.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -112,16 +113,20 @@ def validate_steps(steps: Any, options: DiffOptions, has_optimizer: bool) -> int
 
 
 def _tolerance(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    # numbers.Real: also numpy scalars (np.float32(1e-5)) and Fractions; bools are not tolerances
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise OptionsError(f"option {name!r} must be a number, got {value!r}.")
-    value = float(value)
-    if math.isnan(value) or value < 0 or math.isinf(value):
+    try:
+        number = float(value)
+    except (OverflowError, ValueError, TypeError):
+        number = math.inf
+    if math.isnan(number) or number < 0 or math.isinf(number):
         raise OptionsError(f"option {name!r} must be a finite number >= 0, got {value!r}.")
-    return value
+    return number
 
 
 def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise OptionsError(
             f"option {name!r} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}."
         )

@@ -108,6 +108,15 @@ class Side:
     def backward(self, loss: Any) -> None:
         loss.backward()
 
+    def widen(self, t: Any) -> Any:
+        """``t`` cast to float32 when it is float16/bfloat16 (differentiably), else ``t`` itself."""
+        if self.dtype_name(t) in ("float16", "bfloat16"):
+            return self.cast_float32(t)
+        return t
+
+    def cast_float32(self, t: Any) -> Any:
+        raise NotImplementedError
+
     def numel(self, t: Any) -> int:
         return int(np.prod(self.shape(t))) if self.shape(t) else 1
 
@@ -135,6 +144,13 @@ class Side:
         raise NotImplementedError
 
     def seed(self, seed: int) -> None:
+        raise NotImplementedError
+
+    def rng_state(self) -> Any:
+        """The framework's global random state (``seed`` is called during a run; the snapshot restores it)."""
+        raise NotImplementedError
+
+    def set_rng_state(self, state: Any) -> None:
         raise NotImplementedError
 
     def clear_grads(self, root: Any) -> None:
@@ -223,6 +239,9 @@ class PaddleSide(Side):
             t = t.astype("float32")
         return np.array(t.detach().numpy() if hasattr(t, "detach") else t.numpy())
 
+    def cast_float32(self, t: Any) -> Any:
+        return t.astype("float32")
+
     def from_numpy(self, arr: np.ndarray, like: Any | None = None) -> Any:
         t = self.fw.to_tensor(np.ascontiguousarray(arr))
         if like is not None and t.dtype != like.dtype:
@@ -280,6 +299,12 @@ class PaddleSide(Side):
     def seed(self, seed: int) -> None:
         self.fw.seed(seed)
 
+    def rng_state(self) -> Any:
+        return self.fw.get_rng_state()
+
+    def set_rng_state(self, state: Any) -> None:
+        self.fw.set_rng_state(state)
+
     def clear_grads(self, root: Any) -> None:
         for _, p in root.named_parameters():
             p.clear_gradient(False)
@@ -333,6 +358,9 @@ class TorchSide(Side):
             t = t.resolve_conj()
         return t.cpu().numpy().copy()
 
+    def cast_float32(self, t: Any) -> Any:
+        return t.float()
+
     def from_numpy(self, arr: np.ndarray, like: Any | None = None) -> Any:
         t = self.fw.from_numpy(np.ascontiguousarray(arr))
         if like is not None:
@@ -376,6 +404,16 @@ class TorchSide(Side):
     def seed(self, seed: int) -> None:
         self.fw.manual_seed(seed)
 
+    def rng_state(self) -> Any:
+        torch = self.fw
+        return torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None)
+
+    def set_rng_state(self, state: Any) -> None:
+        torch = self.fw
+        torch.set_rng_state(state[0])
+        if state[1] is not None:
+            torch.cuda.set_rng_state_all(state[1])
+
     def clear_grads(self, root: Any) -> None:
         root.zero_grad(set_to_none=True)
 
@@ -385,6 +423,24 @@ class TorchSide(Side):
             opt.zero_grad(set_to_none=True)
         else:
             opt()
+
+    def random_calls(self, root: Any, inputs: Mapping[str, Any]) -> list[str]:
+        """Names of random torch functions one ``no_grad`` forward calls (dropout in train mode, rand...)."""
+        from torch.overrides import TorchFunctionMode
+
+        found: list[str] = []
+
+        class _Watch(TorchFunctionMode):
+            def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None) -> Any:
+                kwargs = kwargs or {}
+                name = getattr(func, "__name__", "")
+                if _draws_random(name, args, kwargs) and name not in found:
+                    found.append(name)
+                return func(*args, **kwargs)
+
+        with self.fw.no_grad(), _Watch():
+            root(**inputs)
+        return found
 
 
 def _module_is_loaded(name: str) -> bool:
@@ -397,6 +453,24 @@ def _module_is_loaded(name: str) -> bool:
     except ImportError:
         return False
     return True
+
+
+_RANDOM_FUNCS = frozenset({
+    "rand", "randn", "randint", "rand_like", "randn_like", "randint_like", "randperm", "bernoulli", "bernoulli_",
+    "multinomial", "normal", "normal_", "uniform_", "exponential_", "geometric_", "cauchy_", "log_normal_",
+    "poisson", "random_",
+})
+
+
+def _draws_random(name: str, args: tuple, kwargs: Mapping[str, Any]) -> bool:
+    """Whether a torch function call draws random numbers (dropout and rrelu only when training)."""
+    if name in _RANDOM_FUNCS:
+        return True
+    if "dropout" in name or name.startswith("rrelu"):
+        training = kwargs.get("training", kwargs.get("train", args[2] if len(args) > 2 else True))
+        p = kwargs.get("p", args[1] if len(args) > 1 and isinstance(args[1], float | int) else 1.0)
+        return bool(training) and (not isinstance(p, float | int) or p > 0)
+    return False
 
 
 def _is_float_dtype(name: str) -> bool:

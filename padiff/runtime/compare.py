@@ -1,8 +1,9 @@
 """Tensor comparison: one pair of host arrays in, one :class:`Stats` record out.
 
 ``mean`` mode judges the two means, ``strict`` every element, both with
-``|a - b| <= atol + rtol * |b|`` (torch side as the reference). NaN anywhere, or an Inf
-that is not matched by the same Inf, is never agreement. Beside the verdict the record
+``|a - b| <= atol + rtol * |b|`` (torch side as the reference). NaN or Inf anywhere in
+either tensor is never agreement, not even the same Inf on both sides: the record says
+``note="nan"`` / ``"inf"`` so a person sees it for what it is. Beside the verdict the record
 carries what a person needs to pick tolerances: max abs/rel diff, mismatched count,
 cosine similarity and the smallest atol (at the given rtol) and rtol (at the given atol)
 that would have passed.
@@ -39,8 +40,8 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode:
     note = ""
     if a.shape != b.shape:
         if a.size == b.size and np.squeeze(a).shape == np.squeeze(b).shape:
-            a, b = a.reshape(b.shape), b
             note = f"shapes {list(a.shape)} vs {list(b.shape)} differ only by size-1 dims"
+            a, b = a.reshape(b.shape), b
         else:
             return Stats(False, math.inf, math.inf, max(a.size, b.size), max(a.size, b.size),
                          _mean(a), _mean(b), math.nan, math.inf, math.inf, (),
@@ -55,21 +56,20 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode:
     total = int(a.size)
     if total == 0:
         return Stats(True, 0.0, 0.0, 0, 0, 0.0, 0.0, 1.0, 0.0, 0.0, (), "empty")
-    diff = np.abs(a - b)
-    finite = np.isfinite(diff)
-    all_finite = bool(finite.all())
-    if not all_finite:
-        # equal infinities are agreement; NaN never is
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(a - b)
+    special = ""  # "nan" / "inf": never agreement, not even the same Inf on both sides
+    nonfinite = int((~(np.isfinite(a) & np.isfinite(b))).sum())
+    if nonfinite:
         same_inf = np.isinf(a) & (a == b)
-        bad = ~finite & ~same_inf
         diff = np.where(same_inf, 0.0, diff)
-        if bad.any():
-            note = "nan" if (np.isnan(a) | np.isnan(b)).any() else "inf"
+        special = "nan" if (np.isnan(a) | np.isnan(b)).any() else "inf"
+        note = f"{note}; {special}" if note else special
     abs_b = np.abs(b)
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(abs_b > 0, diff / abs_b, np.where(diff > 0, np.inf, 0.0))
-    max_abs = float(np.nanmax(diff)) if not note else math.nan if note == "nan" else math.inf
-    max_rel = max_abs if note else float(rel.max())
+    max_abs = float(np.nanmax(diff)) if not special else math.nan if special == "nan" else math.inf
+    max_rel = max_abs if special else float(rel.max())
     mean_a, mean_b = _mean(a), _mean(b)
     if mode == "mean":
         d = abs(mean_a - mean_b)
@@ -82,17 +82,18 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode:
         bad_el = ~(diff <= allowed)
         mismatched = int(bad_el.sum())
         passed = mismatched == 0 and not note
-        min_atol = float(np.max(diff - rtol * abs_b)) if not note else math.inf
+        min_atol = float(np.max(diff - rtol * abs_b)) if not special else math.inf
         min_atol = max(0.0, min_atol)
         with np.errstate(divide="ignore", invalid="ignore"):
             need = np.where(abs_b > 0, (diff - atol) / abs_b, np.where(diff > atol, np.inf, 0.0))
-        min_rtol = max(0.0, float(np.max(need))) if not note else math.inf
+        min_rtol = max(0.0, float(np.max(need))) if not special else math.inf
     worst: tuple[int, ...] = ()
-    if not passed and not note and total > 1:
+    if not passed and not special and total > 1:
         worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape))
-    if note in ("nan", "inf"):
+    if special:
         passed = False
-        mismatched = max(mismatched, 1)
+        mismatched = max(mismatched, nonfinite)
+        min_atol = min_rtol = math.inf
     return Stats(bool(passed), max_abs, max_rel, mismatched, total, mean_a, mean_b,
                  _cosine(a, b), float(min_atol), float(min_rtol), worst, note)
 

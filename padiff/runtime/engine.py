@@ -105,8 +105,11 @@ class Engine:
         if self.spec.optimizers is not None and opts.checks_backward:
             stages.append("weight")
         self.report.stages = stages
-        for side in (self.p, self.t):
+        for side, inputs in ((self.p, self.spec.paddle_inputs), (self.t, self.spec.torch_inputs)):
             side.side.clear_grads(side.root)
+            for t in side.side.flatten(inputs):  # the snapshot in padiff.api puts the user's input grads back
+                if side.side.requires_grad(t) and side.side.grad(t) is not None:
+                    side.side.set_grad(t, None)
         for step in range(self.spec.steps):
             self.step = step
             for ps in passes:
@@ -142,6 +145,8 @@ class Engine:
                 self._raise_hook_error()
                 self._compare_missing_grads()
                 self._compare_params("grad")
+                if ps.compare_backward:
+                    self._compare_input_grads()
         self._raise_hook_error()
 
     # --- hooks -----------------------------------------------------------------------------
@@ -262,7 +267,10 @@ class Engine:
             raise
         except Exception as e:
             where = ""
-            if run.active:
+            raiser = _raising_layer(run, e)
+            if raiser is not None:
+                where = f" inside layer {raiser[0] or '<root>'} ({raiser[1]})"
+            elif run.active:
                 inner = run.active[-1].role
                 where = f" inside layer {inner.path or '<root>'} ({inner.cls})"
             raise ModelRunError(
@@ -280,7 +288,9 @@ class Engine:
             if fns is not None:
                 loss = fns[which](out)
             else:
-                tensors = [t for t in side.flatten(out) if "float" in side.dtype_name(t)]
+                # the built-in loss works in float32: half-precision means lose digits (and paddle
+                # has no CPU float16 mean kernel)
+                tensors = [side.widen(t) for t in side.flatten(out) if "float" in side.dtype_name(t)]
                 if not tensors:
                     return None
                 loss = tensors[0].mean()
@@ -289,7 +299,12 @@ class Engine:
         except PadiffError:
             raise
         except Exception as e:
-            raise ModelRunError(f"the {side.name} loss function raised: {type(e).__name__}: {e}") from e
+            what = (f"loss_fn[{which}] (the {side.name} loss function)" if fns is not None
+                    else f"padiff's built-in loss (mean of the {side.name} output)")
+            raise ModelRunError(
+                f"{what} raised during step {self.step}: {type(e).__name__}: {e}. loss_fn must be "
+                "[paddle_loss, torch_loss], each taking the model output and returning a scalar tensor."
+            ) from e
         if not side.is_tensor(loss):
             raise OptionsError(f"loss_fn for {side.name} must return a {side.name} tensor, got {type(loss).__name__}.")
         if side.numel(loss) != 1:
@@ -369,8 +384,12 @@ class Engine:
 
     def _compare_model_outputs(self, p_out: Any, t_out: Any) -> None:
         """The models' own outputs, always compared last in forward (catches root-level code)."""
-        p_arrs = [PADDLE.to_numpy(t) for t in PADDLE.flatten(p_out)]
-        t_arrs = [TORCH.to_numpy(t) for t in TORCH.flatten(t_out)]
+        if isinstance(p_out, Mapping) and isinstance(t_out, Mapping) and list(p_out) != list(t_out) \
+                and set(p_out) == set(t_out):
+            t_out = {k: t_out[k] for k in p_out}  # same keys, other insertion order: pair by key
+        p_tensors, t_tensors = PADDLE.flatten(p_out), TORCH.flatten(t_out)
+        p_arrs = [PADDLE.to_numpy(t) for t in p_tensors]
+        t_arrs = [TORCH.to_numpy(t) for t in t_tensors]
         root_p, root_t = type(self.spec.layer).__name__, type(self.spec.module).__name__
         stack = user_stack()
         if len(p_arrs) != len(t_arrs):
@@ -380,7 +399,29 @@ class Engine:
         for i, (a, b) in enumerate(zip(p_arrs, t_arrs)):
             self.report.records.append(Comparison(
                 "forward", self.step, "", "", root_p, root_t, self._cmp(a, b), item=_item("model output", i,
-                len(p_arrs)), order=10**9 + i, dtype=str(b.dtype), paddle_stack=stack, torch_stack=stack))
+                len(p_arrs)), order=10**9 + i, dtype=TORCH.dtype_name(t_tensors[i]), paddle_stack=stack,
+                torch_stack=stack))
+
+    def _compare_input_grads(self) -> None:
+        """Gradients reaching the model inputs that require grad, compared last in backward.
+
+        For a model without parameters this is the only gradient padiff can see.
+        """
+        p_in = [t for t in PADDLE.flatten(self.spec.paddle_inputs) if PADDLE.requires_grad(t)]
+        t_in = [t for t in TORCH.flatten(self.spec.torch_inputs) if TORCH.requires_grad(t)]
+        if len(p_in) != len(t_in):
+            return
+        root_p, root_t = type(self.spec.layer).__name__, type(self.spec.module).__name__
+        for i, (a, b) in enumerate(zip(p_in, t_in)):
+            ga, gb = PADDLE.grad(a), TORCH.grad(b)
+            if ga is None and gb is None:
+                continue
+            if ga is None or gb is None:
+                stats = _one_sided(f"input gradient exists only on the {'torch' if ga is None else 'paddle'} side")
+            else:
+                stats = self._cmp(PADDLE.to_numpy(ga), TORCH.to_numpy(gb))
+            self._add("backward", "", "", root_p, root_t, stats, item=_item("grad of input", i, len(p_in)),
+                      order=10**9 + i, dtype=TORCH.dtype_name(b))
 
     def _compare_missing_grads(self) -> None:
         """An output gradient that reached only one side is a difference, not a silent pass."""
@@ -486,6 +527,21 @@ class Engine:
             if isinstance(err, PadiffError):
                 raise err
             raise PadiffInternalError(f"a padiff hook failed: {type(err).__name__}: {err}") from err
+
+
+def _raising_layer(run: _SideRun, exc: BaseException) -> tuple[str, str] | None:
+    """``(path, class)`` of the innermost layer of this model whose code is in the traceback."""
+    paths: dict[int, str] = {}
+    for path, layer in run.side.named_layers(run.root):
+        paths.setdefault(id(layer), path)
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        obj = tb.tb_frame.f_locals.get("self")
+        if obj is not None and id(obj) in paths:
+            found = (paths[id(obj)], type(obj).__name__)
+        tb = tb.tb_next
+    return found
 
 
 def _recorder(ev: Event, i: int) -> Callable[[Any], None]:

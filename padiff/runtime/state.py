@@ -1,9 +1,10 @@
 """Snapshot and restore of everything of the user's that a run may touch.
 
 Modes (train/eval) of every layer, ``stop_gradient``/``requires_grad`` of parameters and
-inputs, gradients the user already had, and the non-trainable state a forward pass
-updates (BatchNorm running statistics). A training check (an optimizer was given) keeps
-the trained weights, as the user's optimizers expect; everything else is put back.
+inputs, gradients the user already had, the non-trainable state a forward pass updates
+(BatchNorm running statistics) and the framework's global random state (runs seed it).
+A training check (an optimizer was given) keeps the trained weights, as the user's
+optimizers expect; everything else is put back.
 """
 
 from __future__ import annotations
@@ -28,12 +29,17 @@ class SideSnapshot:
     stats: list[tuple[Any, np.ndarray]] = field(default_factory=list)
     values: list[tuple[Any, np.ndarray]] = field(default_factory=list)
     inputs: list[tuple[Any, bool, Any]] = field(default_factory=list)
+    rng: Any = None  # the global random state: runs seed the frameworks
 
     @classmethod
     def take(cls, side: Side, root: Any, inputs: Any, keep_values: bool) -> SideSnapshot:
         """Record modes, flags, grads and running statistics (and all values if asked)."""
         snap = cls(side, root)
         snap.modes = [(layer, side.is_training(layer)) for _, layer in side.named_layers(root)]
+        try:
+            snap.rng = side.rng_state()
+        except Exception:  # noqa: BLE001 - a framework without the API: nothing to restore
+            snap.rng = None
         for entries in side.owned_state(root).values():
             for e in entries:
                 if not e.is_buffer:
@@ -65,6 +71,8 @@ class SideSnapshot:
         for t, flag, g in self.inputs:
             _quiet(side.set_requires_grad, t, flag)
             _quiet(side.set_grad, t, g)
+        if self.rng is not None:
+            _quiet(side.set_rng_state, self.rng)
 
 
 def _quiet(fn: Any, *args: Any) -> None:
