@@ -22,13 +22,13 @@ import difflib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from padiff.errors import MapFileError, MappingError, WeightAssignError
 from padiff.layer_map import MAP_FORMAT_VERSION, SIDES, Ignore, LayerMap, LayerPair, Unpaired
 from padiff.mapping_review import diff_maps, review_map
+from padiff.report.files import atomic_write
 
 SECTIONS = ("version", "route", "notes", "pairs", "map", "ignores", "unpaired", "baseline")
 PAIR_FIELDS = tuple(LayerPair.__dataclass_fields__)
@@ -408,18 +408,10 @@ def save_map(lm: LayerMap, path: str, layer: Any = None, module: Any = None) -> 
     fmt = _format_of(path)
     data = map_to_dict(lm, layer, module)
     text = to_yaml(data, os.path.basename(path)) if fmt == "yaml" else to_json(data)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise MapFileError(f"cannot write {path}: directory {directory} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix=".padiff-map-", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        atomic_write(path, text, make_dirs=False)
+    except FileNotFoundError as exc:
+        raise MapFileError(f"cannot write {path}: {exc}.") from None
 
 
 def load_map(path: str, layer: Any = None, module: Any = None) -> LayerMap:

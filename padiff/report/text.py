@@ -1,0 +1,304 @@
+"""The terminal rendering of a :class:`DiffReport`, and the long logs written to files.
+
+On success: a short summary. On failure: where it failed (stage, step, both layers), the
+numbers, the tolerance that would have passed, both model trees with the offending layer
+marked ``<--- *** HERE ***``, the user code that made the call on both sides, suggested
+tolerances by dtype, warnings and skipped layers. Everything else (every record) goes to
+a log directory by :func:`write_logs`, whose path the summary prints.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import linecache
+import math
+import os
+from collections.abc import Iterable, Sequence
+
+from padiff.report.records import Comparison, DiffReport
+
+HERE = "<--- *** HERE ***"
+MAX_LISTED = 10  # skipped layers / other failures shown on the terminal; the rest go to the logs
+LOG_DIR_ENV = "PADIFF_LOG_DIR"
+DEFAULT_LOG_DIR = "padiff_logs"
+
+
+def fmt_num(v: float) -> str:
+    """Short, greppable number: ``0``, ``1.23e-05``, ``0.5``, ``inf``, ``nan``."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return str(v)
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    if v == 0:
+        return "0"
+    return f"{v:.4g}"
+
+
+def _show(path: str, root_class: str = "") -> str:
+    if path:
+        return path
+    return f"<root {root_class}>" if root_class else "<root>"
+
+
+def where(rec: Comparison) -> str:
+    """``forward, step 0: paddle fc1 (Linear) <-> torch first (Linear) [output]``."""
+    item = f" [{rec.item}{', call ' + str(rec.call) if rec.call else ''}]" if rec.item or rec.call else ""
+    return (f"{rec.stage}, step {rec.step}: paddle {_show(rec.paddle_path)} ({rec.paddle_class}) <-> "
+            f"torch {_show(rec.torch_path)} ({rec.torch_class}){item}")
+
+
+def numbers(rec: Comparison, options: dict | None = None) -> list[str]:
+    """The numbers of one comparison, one per line, aligned."""
+    s = rec.stats
+    opts = options or {}
+    atol, rtol = opts.get("atol"), opts.get("rtol")
+    pct = 100.0 * s.mismatched / s.total if s.total else 0.0
+    at = f" at index {tuple(s.worst_index)}" if s.worst_index else ""
+    lines = [
+        f"  max abs diff      {fmt_num(s.max_abs_diff)}{at}"
+        + (f"  (allowed: atol {fmt_num(atol)} + rtol {fmt_num(rtol)} * |torch|)" if atol is not None else ""),
+        f"  max rel diff      {fmt_num(s.max_rel_diff)}",
+        f"  mismatched        {s.mismatched} / {s.total} ({pct:.1f}%)"
+        + (f"  [compare_mode={opts['compare_mode']}]" if "compare_mode" in opts else ""),
+        f"  mean              paddle {fmt_num(s.paddle_mean)}   torch {fmt_num(s.torch_mean)}",
+        f"  cosine            {fmt_num(s.cosine)}",
+        f"  would pass with   atol >= {fmt_num(s.min_atol)}"
+        + (f" (at rtol {fmt_num(rtol)})" if rtol is not None else "")
+        + f"  or  rtol >= {fmt_num(s.min_rtol)}" + (f" (at atol {fmt_num(atol)})" if atol is not None else ""),
+    ]
+    if s.note:
+        lines.append(f"  note              {s.note}")
+    if rec.dtype:
+        lines.append(f"  dtype             {rec.dtype}")
+    return lines
+
+
+def tree_lines(tree: Sequence[tuple[str, str, int]], root_class: str, mark: str | None,
+               skipped: Iterable[str] = (), title: str = "") -> list[str]:
+    """An indented model tree; the layer at ``mark`` gets ``<--- *** HERE ***``, skipped ones ``(skip)``."""
+    skipped = set(skipped)
+    out = [title] if title else []
+    if not tree:
+        return [*out, "  (tree not recorded)"]
+    for path, cls, depth in tree:
+        name = path.rsplit(".", 1)[-1] if path else ""
+        label = f"{name} ({cls})" if path else f"{cls or root_class}"
+        line = "  " + "  " * depth + label
+        if path in skipped:
+            line += "  (skip)"
+        if mark is not None and path == mark:
+            line += "  " + HERE
+        out.append(line)
+    return out
+
+
+def stack_lines(stack: Sequence[tuple[str, int, str]], title: str) -> list[str]:
+    """``File "x.py", line 3, in forward`` plus the source line, innermost last."""
+    if not stack:
+        return [title, "  (no user frames recorded)"]
+    out = [title]
+    for filename, lineno, func in stack:
+        out.append(f'  File "{filename}", line {lineno}, in {func}')
+        src = linecache.getline(filename, lineno).strip()
+        if src:
+            out.append(f"    {src}")
+    return out
+
+
+def tolerance_lines(rep: DiffReport) -> list[str]:
+    """Suggested tolerances per dtype: the smallest that would have passed every comparison."""
+    sug = rep.suggested_tolerances()
+    if not sug:
+        return []
+    atol, rtol = rep.options.get("atol"), rep.options.get("rtol")
+    out = ["Suggested tolerances (the smallest that pass every comparison of the run), by dtype:"]
+    for dtype, d in sorted(sug.items()):
+        out.append(f"  {dtype:<9} atol={fmt_num(d['atol'])}" + (f" (with rtol={fmt_num(rtol)})" if rtol is not None
+                                                                 else "")
+                   + f"   or   rtol={fmt_num(d['rtol'])}" + (f" (with atol={fmt_num(atol)})" if atol is not None
+                                                             else ""))
+    return out
+
+
+def stage_summary(rep: DiffReport) -> list[str]:
+    """One line per stage: how many comparisons, how many failed, the largest diff."""
+    out = []
+    stages = rep.stages or sorted({r.stage for r in rep.records})
+    for stage in stages:
+        recs = [r for r in rep.records if r.stage == stage]
+        if not recs:
+            continue
+        bad = sum(not r.passed for r in recs)
+        out.append(f"  {stage:<13} {len(recs):>5} compared, {bad:>4} failed, max abs diff "
+                   f"{fmt_num(max(r.max_abs_diff for r in recs))}")
+    return out
+
+
+def render_report(rep: DiffReport, *, log_dir: str | None = None, write_log: bool | None = None) -> str:
+    """The terminal text of a report.
+
+    ``write_log`` (default: only when the run failed and no log was written yet) writes
+    the long version with :func:`write_logs` under ``log_dir`` and prints its path.
+    """
+    if write_log is None:
+        write_log = not rep and not rep.log_dir
+    if write_log:
+        try:
+            write_logs(rep, log_dir)
+        except OSError as exc:  # a read-only directory must not hide the result
+            rep.warnings.append(f"could not write the log files: {exc}")
+    return render_summary(rep)
+
+
+def render_summary(rep: DiffReport) -> str:
+    """The terminal text without writing anything."""
+    if rep:
+        return _success(rep)
+    return _failure(rep)
+
+
+def _success(rep: DiffReport) -> str:
+    n = len(rep.records)
+    stages = ", ".join(rep.stages or sorted({r.stage for r in rep.records})) or "(none)"
+    lines = [f"padiff: SUCCESS — {n} comparison(s) agree within tolerance; stages: {stages}; steps: {rep.steps}; "
+             f"max forward diff {fmt_num(rep.max_diff('forward'))}"]
+    lines += stage_summary(rep)
+    if rep.mapping_route and rep.mapping_route != "manual":
+        lines.append(f"  layer map: {rep.mapping_route} ({len(rep.mapping)} pairs)")
+    lines += [f"  warning: {w}" for w in rep.warnings]
+    if rep.skipped:
+        lines.append(f"  {len(rep.skipped)} layer(s) ran but were not compared" +
+                     (f"; see {rep.log_dir}" if rep.log_dir else ""))
+    lines += ["  " + ln for ln in tolerance_lines(rep)]
+    if rep.log_dir:
+        lines.append(f"  logs: {rep.log_dir}")
+    return "\n".join(lines)
+
+
+def _failure(rep: DiffReport) -> str:
+    first = rep.first_diff
+    lines: list[str] = []
+    if rep.assign_error:
+        lines.append("padiff: FAILED — the weights could not be assigned (torch -> paddle):")
+        lines.append("  " + rep.assign_error)
+    if first is not None and first.stage != "assign_weight":
+        lines.append(f"padiff: FAILED — first difference in {first.stage}, step {first.step}")
+        lines.append(f"  paddle  {_show(first.paddle_path, rep.paddle_root_class)} ({first.paddle_class})")
+        lines.append(f"  torch   {_show(first.torch_path, rep.torch_root_class)} ({first.torch_class})")
+        if first.item or first.call:
+            lines.append(f"  tensor  {first.item or 'output'}" + (f", call {first.call}" if first.call else ""))
+        lines += numbers(first, rep.options)
+    elif first is None and not rep.assign_error:
+        lines.append("padiff: FAILED")
+    opts = ", ".join(f"{k}={v}" for k, v in rep.options.items())
+    if opts:
+        lines.append(f"  options: {opts}")
+    lines.append("")
+    lines.append("Stages:")
+    lines += stage_summary(rep) or ["  (nothing compared)"]
+    all_others = [r for r in rep.failures() if r is not first]
+    others = all_others[:MAX_LISTED]
+    if others:
+        lines.append("")
+        shown = "" if len(others) == len(all_others) else f", first {len(others)} shown"
+        lines.append(f"Other differences ({len(all_others)}{shown}):")
+        lines += [f"  {where(r)}: max abs diff {fmt_num(r.max_abs_diff)}" for r in others]
+    if first is not None and (first.paddle_path or first.torch_path or first.stage != "assign_weight"):
+        skipped = {s.side: set() for s in rep.skipped}
+        for s in rep.skipped:
+            skipped[s.side].add(s.path)
+        lines.append("")
+        lines += tree_lines(rep.paddle_tree, rep.paddle_root_class, first.paddle_path, skipped.get("paddle", ()),
+                            f"Paddle model ({rep.paddle_root_class or 'paddle'}):")
+        lines.append("")
+        lines += tree_lines(rep.torch_tree, rep.torch_root_class, first.torch_path, skipped.get("torch", ()),
+                            f"Torch model ({rep.torch_root_class or 'torch'}):")
+    if first is not None and (first.paddle_stack or first.torch_stack):
+        lines.append("")
+        lines += stack_lines(first.paddle_stack, "Paddle call (innermost last):")
+        lines += stack_lines(first.torch_stack, "Torch call (innermost last):")
+    tol = tolerance_lines(rep)
+    if tol:
+        lines.append("")
+        lines += tol
+    if rep.warnings:
+        lines.append("")
+        lines += [f"Warning: {w}" for w in rep.warnings]
+    if rep.skipped:
+        lines.append("")
+        lines.append(f"Not compared ({len(rep.skipped)}):")
+        lines += [f"  {s.side} {_show(s.path)} ({s.cls}): {s.reason}" for s in rep.skipped[:MAX_LISTED]]
+        if len(rep.skipped) > MAX_LISTED:
+            lines.append(f"  ... {len(rep.skipped) - MAX_LISTED} more in the logs")
+    if rep.log_dir:
+        lines.append("")
+        lines.append(f"Full logs: {rep.log_dir}")
+    return "\n".join(lines)
+
+
+# --- long logs ---------------------------------------------------------------------------------
+def default_log_root() -> str:
+    """``$PADIFF_LOG_DIR`` if set, else ``./padiff_logs``."""
+    return os.environ.get(LOG_DIR_ENV) or DEFAULT_LOG_DIR
+
+
+def write_logs(rep: DiffReport, log_dir: str | None = None) -> str:
+    """Write every record and the summary under ``log_dir/<timestamp>/``; return that directory.
+
+    ``log_dir`` defaults to :func:`default_log_root`. Each run gets a fresh timestamped
+    directory, so earlier logs are never overwritten. Sets ``rep.log_dir``.
+    """
+    root = os.fspath(log_dir) if log_dir else default_log_root()
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    path = os.path.join(root, stamp)
+    n = 0
+    while os.path.exists(path):
+        n += 1
+        path = os.path.join(root, f"{stamp}-{n}")
+    os.makedirs(path)
+    rep.log_dir = path
+    files = {
+        "summary.txt": render_summary(rep) + "\n",
+        "records.txt": records_text(rep),
+        "trees.txt": "\n".join([*tree_lines(rep.paddle_tree, rep.paddle_root_class, None, (), "Paddle model:"), "",
+                                *tree_lines(rep.torch_tree, rep.torch_root_class, None, (), "Torch model:")]) + "\n",
+        "mapping.txt": mapping_text(rep),
+        "report.json": json.dumps(rep.to_dict(), indent=2, default=str) + "\n",
+    }
+    for name, text in files.items():
+        with open(os.path.join(path, name), "w", encoding="utf-8") as fh:
+            fh.write(text)
+    return path
+
+
+def records_text(rep: DiffReport) -> str:
+    """Every comparison, in run order, one block each (the long version of the summary)."""
+    out = [f"{len(rep.records)} comparison(s); options: {rep.options}", ""]
+    for i, rec in enumerate(rep.ordered()):
+        out.append(f"[{i}] {'ok  ' if rec.passed else 'FAIL'} {where(rec)}")
+        out += numbers(rec, rep.options)
+        if not rec.passed:
+            out += ["  " + ln for ln in stack_lines(rec.paddle_stack, "paddle call:")]
+            out += ["  " + ln for ln in stack_lines(rec.torch_stack, "torch call:")]
+        out.append("")
+    if rep.skipped:
+        out.append("Not compared:")
+        out += [f"  {s.side} {_show(s.path)} ({s.cls}): {s.reason}" for s in rep.skipped]
+    return "\n".join(out) + "\n"
+
+
+def mapping_text(rep: DiffReport) -> str:
+    """The layer pairs the run used, its route and any weight conversions."""
+    out = [f"layer map route: {rep.mapping_route or '(default)'}"]
+    out += [f"  paddle {_show(m.get('paddle_path', ''))} ({m.get('paddle_class', '')}) <-> "
+            f"torch {_show(m.get('torch_path', ''))} ({m.get('torch_class', '')})" for m in rep.mapping]
+    if rep.conversions:
+        out.append("weight conversions:")
+        out += [f"  {c}" for c in rep.conversions]
+    if rep.settled_numerically:
+        out.append("settled numerically:")
+        out += [f"  {c}" for c in rep.settled_numerically]
+    return "\n".join(out) + "\n"

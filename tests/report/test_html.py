@@ -1,0 +1,166 @@
+"""The HTML report: well-formed, self-contained, trees linked, numbers present; rendered in Chromium if present."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import pytest
+from records_factory import make_report, nan_record
+
+from padiff.report.html import render_html, write_html
+
+VOID = {"meta", "br", "hr", "img", "input", "link", "area", "base", "col", "embed", "source", "track", "wbr"}
+SVG_SELF_CLOSING = {"rect", "line", "polyline", "circle", "path"}
+
+
+class Checker(HTMLParser):
+    """Checks nesting, collects data-pair links, ids, text, and any URL-bearing attribute."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.pairs: dict[str, list[tuple[str, dict]]] = {}
+        self.ids: set[str] = set()
+        self.urls: list[str] = []
+        self.text: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        d = dict(attrs)
+        self.tags.append(tag)
+        for k, v in attrs:
+            if k in ("src", "href", "action", "xlink:href") or (v and re.search(r"(https?:|//|url\()", v)):
+                self.urls.append(f"{tag} {k}={v}")
+        if "id" in d:
+            assert d["id"] not in self.ids, f"duplicate id {d['id']}"
+            self.ids.add(d["id"])
+        if "data-pair" in d:
+            self.pairs.setdefault(d["data-pair"], []).append((tag, d))
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        self.handle_starttag(tag, attrs)
+        if tag not in VOID:
+            self.stack.pop()
+
+    def handle_endtag(self, tag):
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"unexpected </{tag}>, open: {self.stack[-3:]}")
+            return
+        self.stack.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def check(page: str) -> Checker:
+    c = Checker()
+    c.feed(page)
+    c.close()
+    assert not c.errors, c.errors[:5]
+    assert not c.stack, f"unclosed tags: {c.stack}"
+    return c
+
+
+def test_html_is_well_formed_and_self_contained():
+    page = render_html(make_report())
+    c = check(page)
+    assert page.startswith("<!DOCTYPE html>")
+    assert c.urls == []
+    assert "http" not in page and "<link" not in page and "@import" not in page
+    assert {"style", "script", "svg"} <= set(c.tags)
+
+
+def test_trees_side_by_side_with_pairs_linked():
+    c = check(render_html(make_report()))
+    assert {"paddle-tree", "torch-tree", "pairs", "plots", "summary"} <= c.ids
+    # every pair is present on both trees, in the table and in the plots
+    for key, elems in c.pairs.items():
+        classes = [d.get("class", "") for _, d in elems]
+        nodes = [cl for cl in classes if "node" in cl.split()]
+        if any("pt" in cl.split() for cl in classes) and nodes:
+            assert len(nodes) == 2, (key, classes)
+    fc2 = [k for k, elems in c.pairs.items()
+           if any(d.get("title", "") == "paired with enc.second" for _, d in elems)]
+    assert len(fc2) == 1
+    tags = {t for t, _ in c.pairs[fc2[0]]}
+    assert {"div", "tr", "circle"} <= tags
+
+
+def test_first_diff_is_highlighted_and_numbers_shown():
+    rep = make_report()
+    page = render_html(rep)
+    c = check(page)
+    text = " ".join(c.text)
+    assert "padiff: FAILED — first difference in forward, step 0: paddle encoder.fc2 (Linear) ↔ torch enc.second" \
+        in text
+    assert page.count("&lt;--- *** HERE ***") == 2
+    assert page.count('class="node paired fail first"') == 2
+    assert 'class="pt fail first"' in page and "first diff: encoder.fc2 ↔ enc.second" in text
+    assert re.search(r'<tr class="first" data-pair="\d+"><td>encoder.fc2', page)
+    for needle in ("cosine", "min passing atol", "min passing rtol", "would pass with", "suggested tolerance",
+                   "0.1 / 1", "the paddle model is in train mode", "functional relu on the torch side"):
+        assert needle in text, needle
+
+
+def test_one_plot_per_stage_on_log_scale():
+    page = render_html(make_report(steps=2))
+    svgs = re.findall(r'<svg [^>]*data-stage="(\w+)" data-x="(\w+)"', page)
+    assert sorted(svgs) == sorted((s, x) for s in ("forward", "loss", "backward", "grad") for x in ("order", "depth"))
+    assert "1e-8" in page and "1e-1" in page  # decades on the y axis
+    assert "step 1" in page  # step separator on multi-step runs
+    assert "atol" in page
+
+
+def test_success_and_nan_and_empty_reports_render():
+    ok = render_html(make_report(fail_at=None))
+    assert "padiff: SUCCESS" in ok and "HERE" not in ok
+    check(ok)
+    rep = make_report(fail_at=None)
+    rep.records.insert(0, nan_record())
+    page = render_html(rep)
+    check(page)
+    assert "inf/nan" in page
+    from padiff.report.records import DiffReport
+
+    check(render_html(DiffReport()))
+
+
+def test_escaping_of_user_strings(tmp_path):
+    rep = make_report()
+    rep.warnings.append('<script>alert("x")</script> & more')
+    page = render_html(rep)
+    check(page)
+    assert '<script>alert("x")' not in page and "&lt;script&gt;" in page
+
+
+def test_write_html_creates_directories(tmp_path):
+    path = write_html(make_report(), str(tmp_path / "a" / "b" / "report.html"))
+    assert os.path.isfile(path) and os.listdir(tmp_path / "a" / "b") == ["report.html"]
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
+def test_renders_in_headless_chromium(tmp_path):
+    html_path = write_html(make_report(steps=2), str(tmp_path / "report.html"))
+    shot = tmp_path / "shot.png"
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600", f"--screenshot={shot}",
+           "file://" + html_path]
+    subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+    assert shot.is_file() and shot.stat().st_size > 20_000
+    # the DOM after scripts ran: the page loaded and nothing was fetched from the network
+    dom = subprocess.run([*cmd[:-2], "--dump-dom", "file://" + html_path], capture_output=True, text=True,
+                         timeout=120, check=False).stdout
+    assert "padiff: FAILED" in dom and 'id="torch-tree"' in dom
