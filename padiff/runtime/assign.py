@@ -60,16 +60,48 @@ class _Planner:
             pr, self.p_layers[pr.paddle_path], self.t_layers[pr.torch_path]))
         for pair in pairs:
             self._explicit(pair)
-        p_rest = [p for p in self.p_owned if self._free("paddle", p)]
-        t_rest = [t for t in self.t_owned if self._free("torch", t)]
-        for i in range(max(len(p_rest), len(t_rest))):
-            pp = p_rest[i] if i < len(p_rest) else None
-            tp = t_rest[i] if i < len(t_rest) else None
-            if pp is None or tp is None:
-                self._unbalanced(pp, tp, p_rest, t_rest)
-            assert pp is not None and tp is not None
-            self._add(pp, tp, self.p_owned[pp], self.t_owned[tp])
+        p_units = self._units("paddle")
+        t_units = self._units("torch")
+        p_rest, t_rest = [u for u, _ in p_units], [u for u, _ in t_units]
+        for i in range(max(len(p_units), len(t_units))):
+            pu = p_units[i] if i < len(p_units) else None
+            tu = t_units[i] if i < len(t_units) else None
+            if pu is None or tu is None:
+                self._unbalanced(pu and pu[0], tu and tu[0], p_rest, t_rest)
+            assert pu is not None and tu is not None
+            (pp, p_sub), (tp, t_sub) = pu, tu
+            p_state = subtree_state(self.p_owned, pp) if p_sub else self.p_owned[pp]
+            t_state = subtree_state(self.t_owned, tp) if t_sub else self.t_owned[tp]
+            if p_sub:
+                self.p_tops.append(pp)
+            if t_sub:
+                self.t_tops.append(tp)
+            self._add(pp, tp, p_state, t_state)
         return self.plans
+
+    def _units(self, side: str) -> list[tuple[str, bool]]:
+        """Layers left to pair in definition order: ``(path, covers_subtree)``.
+
+        A layer whose class has a special init on this side (MultiHeadAttention, LSTM, a
+        user-registered block ...) is one unit with its whole subtree, so an attention
+        layer pairs with its counterpart even without a map; other layers count when they
+        own tensors themselves.
+        """
+        from padiff.runtime.special_init import is_special
+
+        layers, owned = (self.p_layers, self.p_owned) if side == "paddle" else (self.t_layers, self.t_owned)
+        out: list[tuple[str, bool]] = []
+        tops: list[str] = []
+        for path, obj in layers.items():
+            if not self._free(side, path) or any(_within(path, top) for top in tops):
+                continue
+            if is_special(obj, 0 if side == "paddle" else 1):
+                if subtree_state(owned, path):
+                    out.append((path, True))
+                    tops.append(path)
+            elif path in owned:
+                out.append((path, False))
+        return out
 
     def _free(self, side: str, path: str) -> bool:
         tops, done = (self.p_tops, self.p_done) if side == "paddle" else (self.t_tops, self.t_done)

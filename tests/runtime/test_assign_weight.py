@@ -73,12 +73,24 @@ def test_mha_with_a_layermap_object():
                   layer_map=lm)
 
 
-def test_mha_without_a_map_fails_then_auto_works():
+def test_mha_without_a_map_pairs_as_one_unit():
+    """A layer with a special init is one unit in definition order: no map needed for MHA."""
     layer, module = PaddleAttnBlock(), TorchAttnBlock()
-    # default pairing: q_proj (Linear) against the whole torch MultiheadAttention -> no fit
-    assert padiff.assign_weight(layer, module) is False
-    assert padiff.assign_weight(layer, module, LayerMap().auto(layer, module))
+    assert padiff.assign_weight(layer, module)
+    plans = plan_weights(layer, module, LayerMap().resolve(layer, module))
+    assert [(p.paddle_path, p.torch_path) for p in plans] == [("inp", "inp"), ("attn", "attn"), ("out", "out")]
     run_and_check(layer, module, [rand(2, 5, 8, seed=1)] * 3, layer_map=LayerMap().auto(layer, module))
+
+
+def test_lstm_with_projection_inside_a_model_without_a_map():
+    """paddle keeps some proj-LSTM tensors in its cells: the LSTM unit still covers them all."""
+    layer, module = PaddleEmbLSTM(), TorchEmbLSTM()
+    layer.lstm = paddle.nn.LSTM(6, 7, num_layers=2, proj_size=5)
+    module.lstm = torch.nn.LSTM(6, 7, num_layers=2, proj_size=5, batch_first=True)
+    assert padiff.assign_weight(layer, module)
+    ids = np.random.default_rng(0).integers(0, 20, (2, 7))
+    np.testing.assert_allclose(layer(paddle.to_tensor(ids)).numpy(), module(torch.tensor(ids)).detach().numpy(),
+                               atol=1e-5)
 
 
 def test_nop_layer_is_passed_over():
@@ -278,9 +290,14 @@ def test_auto_diff_embedding_lstm_with_a_dict_map():
 
 
 def test_failure_next_to_a_special_layer_points_at_its_special_init(capsys):
+    from models.special_pairs import TorchPackedQKV
+
     layer, module = PaddleAttnBlock(), TorchAttnBlock()
+    module.attn = TorchPackedQKV(8)  # a hand-written attention instead of nn.MultiheadAttention
     assert padiff.assign_weight(layer, module) is False
-    assert "torch MultiheadAttention has a special init with paddle MultiHeadAttention" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "paddle MultiHeadAttention has a special init with torch MultiheadAttention" in err
+    assert "attn (MultiHeadAttention)  <--- *** HERE ***" in err
 
 
 def test_auto_string_keeps_special_pairs_whole():

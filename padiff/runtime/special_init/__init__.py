@@ -71,6 +71,12 @@ def lookup(p_layer: Any, t_layer: Any) -> SpecialInit | None:
     return None
 
 
+def is_special(obj: Any, side: int) -> bool:
+    """True when ``obj``'s class (or a base) is registered on ``side`` (0 paddle, 1 torch)."""
+    names = {key[side] for key in _REGISTRY}
+    return any(cls.__name__ in names for cls in type(obj).__mro__)
+
+
 def registered_names() -> list[tuple[str, str]]:
     """All registered (paddle, torch) class-name pairs."""
     return sorted(_REGISTRY)
