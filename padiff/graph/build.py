@@ -39,12 +39,20 @@ def load(model: bytes) -> onnx.ModelProto:
     return onnx.load_from_string(model)
 
 
-def build_graph(model: onnx.ModelProto, owner: Mapping[str, tuple[str, str]], scope: ScopeFn) -> nx.DiGraph:
-    """The attributed op graph of ``model`` (see module docstring)."""
+def build_graph(model: onnx.ModelProto, owner: Mapping[str, tuple[str, str]], scope: ScopeFn,
+                param_shapes: Mapping[str, tuple[int, ...]] | None = None) -> nx.DiGraph:
+    """The attributed op graph of ``model`` (see module docstring).
+
+    ``owner`` maps parameter tensor names to ``(layer path, attribute)``. The models are
+    exported without weight values (faster, ~100x smaller for resnet50), so parameters
+    may be absent, graph inputs or Constants; ``param_shapes`` (from the live model)
+    supplies their shapes.
+    """
     graph = model.graph
     shapes: dict[str, tuple[int, ...]] = {i.name: tuple(int(d) for d in i.dims) for i in graph.initializer}
-    static: set[str] = set(shapes)  # tensors not depending on any graph input
-    param_of: dict[str, frozenset[str]] = {n: frozenset({n}) for n in shapes if n in owner}
+    shapes.update(param_shapes or {})
+    static: set[str] = set(shapes) | set(owner)  # tensors not depending on any graph input
+    param_of: dict[str, frozenset[str]] = {n: frozenset({n}) for n in owner}
     producer: dict[str, int] = {}
     g = nx.DiGraph()
     control_params: set[str] = set()
@@ -54,7 +62,7 @@ def build_graph(model: onnx.ModelProto, owner: Mapping[str, tuple[str, str]], sc
                 static.add(out)
                 if out in owner:
                     param_of[out] = frozenset({out})
-                    shapes[out] = _constant_shape(node)
+                    shapes.setdefault(out, _constant_shape(node))
             continue
         data_inputs = [n for n in node.input if n]
         if data_inputs and all(n in static for n in data_inputs) and node.op_type not in ("If", "Loop", "Scan"):
@@ -86,7 +94,7 @@ def build_graph(model: onnx.ModelProto, owner: Mapping[str, tuple[str, str]], sc
                 g.add_edge(u, idx, slot=s)
         for out in node.output:
             producer[out] = idx
-    inputs = {i.name for i in graph.input} - set(shapes)
+    inputs = {i.name for i in graph.input} - static
     live: set[int] = set()
     starts = [n for n in g.nodes if any(t in inputs for t in _node_inputs(graph.node[n]))]
     for s in starts:

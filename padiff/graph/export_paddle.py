@@ -46,6 +46,7 @@ class PaddleExport:
     model: bytes
     owner: dict[str, tuple[str, str]]  # param.name -> (layer path, attribute)
     stamps: dict[tuple[str, int], tuple[str, int]]  # (pir op name, k) -> (layer path, call index)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # param.name -> shape
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -58,21 +59,24 @@ class PendingPaddleExport:
     out_path: str
     owner: dict[str, tuple[str, str]]
     stamps: dict[tuple[str, int], tuple[str, int]]
+    shapes: dict[str, tuple[int, ...]]
     started: float
     seconds: dict[str, float]
+    job: bytes = b""
 
     def cancel(self) -> None:
         """Stop the child and remove the temp dir."""
         with contextlib.suppress(Exception):
             self.proc.kill()
-            self.proc.communicate()
+        with contextlib.suppress(Exception):
+            self.proc.communicate(timeout=10)
         self.tmpdir.cleanup()
 
     def result(self, timeout: float) -> PaddleExport:
         """Wait for the child; raise :class:`ExportError` (with its message) if it failed."""
         try:
             try:
-                out, err = self.proc.communicate(timeout=max(timeout, 0.1))
+                out, err = self.proc.communicate(input=self.job, timeout=max(timeout, 0.1))
             except subprocess.TimeoutExpired as exc:
                 self.proc.kill()
                 self.proc.communicate()
@@ -84,7 +88,7 @@ class PendingPaddleExport:
             with open(self.out_path, "rb") as f:
                 data = f.read()
             self.seconds["paddle2onnx"] = time.perf_counter() - self.started
-            return PaddleExport(data, self.owner, self.stamps, self.seconds)
+            return PaddleExport(data, self.owner, self.stamps, self.shapes, self.seconds)
         finally:
             self.tmpdir.cleanup()
 
@@ -126,10 +130,12 @@ def input_specs(layer: Any, kwargs: Mapping[str, Any]) -> list[Any]:
 
 
 def start_export(layer: Any, kwargs: Mapping[str, Any]) -> PendingPaddleExport:
-    """``jit.save`` the model (eval mode, path stamps) and start the paddle2onnx child.
+    """Start the paddle2onnx child, ``jit.save`` the model (eval mode, path stamps), hand it over.
 
     The model's modes, hooks and ``stop_gradient`` flags are restored before returning,
-    also on failure. Raises :class:`ExportError` when ``jit.save`` fails.
+    also on failure. Raises :class:`ExportError` when ``jit.save`` fails. The ONNX model
+    is converted without weight values (only structure and names are needed; shapes
+    come from the live model), which keeps a resnet50 export at kilobytes.
     """
     import paddle
 
@@ -137,17 +143,26 @@ def start_export(layer: Any, kwargs: Mapping[str, Any]) -> PendingPaddleExport:
     t0 = time.perf_counter()
     layers = list(layer.named_sublayers(include_self=True))
     owner: dict[str, tuple[str, str]] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     for path, sub in layers:
-        for attr, p in sub.named_parameters(include_sublayers=False):
-            owner.setdefault(p.name, (path, attr))
-        for attr, b in sub.named_buffers(include_sublayers=False):
-            if b is not None:
-                owner.setdefault(b.name, (path, attr))
+        for attr, t in list(sub.named_parameters(include_sublayers=False)) + list(
+                sub.named_buffers(include_sublayers=False)):
+            if t is not None and t.name not in owner:
+                owner[t.name] = (path, attr)
+                shapes[t.name] = tuple(int(d) for d in t.shape)
     tmpdir = tempfile.TemporaryDirectory(prefix="padiff-export-")
     prefix = os.path.join(tmpdir.name, "model")
+    env = dict(os.environ)
+    env["POLYGRAPHY_AUTOINSTALL_DEPS"] = "0"
+    env.setdefault("GLOG_minloglevel", "2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "padiff.graph._p2o_child"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE, cwd=tmpdir.name, env=env,
+    )
     modes = [(sub, sub.training) for _, sub in layers]
     flags = [(p, p.stop_gradient) for p in layer.parameters()]
     handles: list[Any] = []
+    pending = PendingPaddleExport(proc, tmpdir, prefix + ".onnx", owner, {}, shapes, time.perf_counter(), seconds)
     try:
         specs = input_specs(layer, kwargs)
         handles = _add_stamp_hooks(layer, layers)
@@ -157,11 +172,12 @@ def start_export(layer: Any, kwargs: Mapping[str, Any]) -> PendingPaddleExport:
         with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
             warnings.simplefilter("ignore")
             paddle.jit.save(layer, prefix, input_spec=specs)
+        pending.stamps = read_stamps(prefix + ".json")
     except ExportError:
-        tmpdir.cleanup()
+        pending.cancel()
         raise
     except Exception as exc:  # jit.save raises many types; all mean "cannot export"
-        tmpdir.cleanup()
+        pending.cancel()
         raise ExportError(f"paddle.jit.save failed: {type(exc).__name__}: {_short(exc)}") from exc
     finally:
         for h in handles:
@@ -171,22 +187,11 @@ def start_export(layer: Any, kwargs: Mapping[str, Any]) -> PendingPaddleExport:
         for p, flag in flags:
             p.stop_gradient = flag
     seconds["jit_save"] = time.perf_counter() - t0
-    model_json = prefix + ".json"
-    try:
-        stamps = read_stamps(model_json)
-    except (OSError, ValueError, KeyError) as exc:
-        tmpdir.cleanup()
-        raise ExportError(f"paddle.jit.save wrote no readable program: {exc}") from exc
-    out_path = prefix + ".onnx"
-    env = dict(os.environ)
-    env["POLYGRAPHY_AUTOINSTALL_DEPS"] = "0"
-    env.setdefault("GLOG_minloglevel", "2")
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "padiff.graph._p2o_child", model_json, prefix + ".pdiparams", out_path, str(OPSET)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=tmpdir.name, env=env,
-    )
-    return PendingPaddleExport(proc, tmpdir, out_path, owner, stamps, started, seconds)
+    # no weight values: a params path that does not exist makes paddle2onnx skip them
+    job = json.dumps([prefix + ".json", prefix + ".no-params", prefix + ".onnx", OPSET]) + "\n"
+    pending.job = job.encode()
+    pending.started = time.perf_counter()
+    return pending
 
 
 def export_paddle(layer: Any, kwargs: Mapping[str, Any], timeout: float = 120.0) -> PaddleExport:

@@ -5,8 +5,11 @@ Exporter choice (measured here, torch 2.13 CPU): the TorchScript exporter
 module scope of every op in its node name (``/layer1/layer1.0/conv1/Conv``, a second
 call of ``relu`` becomes ``relu_1``); initializers are ``state_dict`` keys. The dynamo
 exporter is 5-15x slower here, needs ``onnxscript`` and fails on data-dependent control
-flow. ``do_constant_folding=False`` keeps BatchNorm unfused and parameter names intact
-(folding in eval mode merges BN into Conv and renames weights to ``onnx::Conv_N``).
+flow. ``export_params=False``: only structure and names are needed (shapes come from
+the live model); resnet50's graph drops from ~100 MB to ~60 KB and exports in ~0.5 s
+instead of ~0.8 s. ``do_constant_folding=False`` keeps BatchNorm unfused and parameter
+names intact (folding in eval mode merges BN into Conv and renames weights to
+``onnx::Conv_N``).
 Export runs in eval mode (no BatchNorm statistics update, no dropout); every module's
 ``training`` flag and every parameter's ``requires_grad`` is restored afterwards.
 """
@@ -34,6 +37,7 @@ class TorchExport:
     model: bytes
     owner: dict[str, tuple[str, str]]  # state_dict key -> (module path, attribute)
     module_paths: frozenset[str]
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # state_dict key -> shape
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -44,9 +48,13 @@ def export_torch(module: Any, kwargs: Mapping[str, Any]) -> TorchExport:
     t0 = time.perf_counter()
     mods = list(module.named_modules(remove_duplicate=False))
     owner: dict[str, tuple[str, str]] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     for path, sub in mods:
-        for attr, _ in list(sub.named_parameters(recurse=False)) + list(sub.named_buffers(recurse=False)):
-            owner.setdefault(f"{path}.{attr}" if path else attr, (path, attr))
+        for attr, t in list(sub.named_parameters(recurse=False)) + list(sub.named_buffers(recurse=False)):
+            key = f"{path}.{attr}" if path else attr
+            if t is not None and key not in owner:
+                owner[key] = (path, attr)
+                shapes[key] = tuple(int(d) for d in t.shape)
     modes = [(sub, sub.training) for _, sub in mods]
     flags = [(p, p.requires_grad) for p in module.parameters()]
     buf = io.BytesIO()
@@ -56,7 +64,7 @@ def export_torch(module: Any, kwargs: Mapping[str, Any]) -> TorchExport:
         with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (), buf, kwargs=dict(kwargs), dynamo=False, do_constant_folding=False,
-                              opset_version=OPSET, training=torch.onnx.TrainingMode.EVAL)
+                              opset_version=OPSET, training=torch.onnx.TrainingMode.EVAL, export_params=False)
     except Exception as exc:  # the exporter raises many types; all mean "cannot export"
         text = str(exc).strip().splitlines()
         raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {(text[0] if text else '')[:300]}") \
@@ -67,7 +75,7 @@ def export_torch(module: Any, kwargs: Mapping[str, Any]) -> TorchExport:
         for p, flag in flags:
             if p.requires_grad != flag:
                 p.requires_grad_(flag)
-    return TorchExport(buf.getvalue(), owner, frozenset(p for p, _ in mods),
+    return TorchExport(buf.getvalue(), owner, frozenset(p for p, _ in mods), shapes,
                        {"torch_export": time.perf_counter() - t0})
 
 

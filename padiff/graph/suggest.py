@@ -67,8 +67,8 @@ def _graph_route(layer: Any, module: Any, p_in: dict[str, Any], t_in: dict[str, 
     timings.update(tx.seconds)
     timings["export"] = time.perf_counter() - start
     t0 = time.perf_counter()
-    pg = build.build_graph(build.load(px.model), px.owner, build.paddle_scope(px.stamps))
-    tg = build.build_graph(build.load(tx.model), tx.owner, build.torch_scope(tx.module_paths))
+    pg = build.build_graph(build.load(px.model), px.owner, build.paddle_scope(px.stamps), px.shapes)
+    tg = build.build_graph(build.load(tx.model), tx.owner, build.torch_scope(tx.module_paths), tx.shapes)
     pg, tg = canonical.canonicalize(pg), canonical.canonicalize(tg)
     timings["build"] = time.perf_counter() - t0
     t0 = time.perf_counter()
