@@ -311,3 +311,30 @@ def test_auto_string_keeps_special_pairs_whole():
     merged = with_special_pairs(proposal, layer, module)
     assert [(p.paddle_path, p.torch_path) for p in merged.pairs] == [("out", "out")]
     assert merged.map == {layer.attn: module.attn} and proposal.map == {}
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_paddle_model_is_assigned_and_restored_exactly(dtype):
+    layer, module = PaddleWithNop(), TorchNoNop()
+    layer.to(dtype=dtype)
+    assert padiff.assign_weight(layer, module)
+    got = layer.fc1.weight.astype("float32").numpy()
+    np.testing.assert_allclose(got, module.fc1.weight.detach().numpy().T, atol=1e-2)
+
+    class Boom(paddle.nn.Linear):
+        pass
+
+    def broken(p_layer, t_layer):
+        raise RuntimeError("boom")
+
+    perturb_paddle(layer)
+    before = {n: p.astype("float32").numpy() for n, p in layer.named_parameters()}
+    layer.fc2.__class__ = Boom
+    add_special_init(paddle_name="Boom", torch_name="Linear", func=broken)
+    try:
+        assert padiff.assign_weight(layer, module) is False
+    finally:
+        unregister("Boom", "Linear")
+    for n, p in layer.named_parameters():
+        assert str(p.dtype).endswith(dtype)
+        np.testing.assert_array_equal(before[n], p.astype("float32").numpy(), err_msg=n)

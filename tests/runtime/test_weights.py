@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import paddle
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from models.special_pairs import (
     PaddleAttnWrap,
     PaddlePackedQKV,
@@ -178,3 +182,34 @@ def test_packed_qkv_model_without_wrapper_pairs_at_root():
     layer, module = PaddleAttnWrap().attn, TorchPackedQKV()
     assert padiff.assign_weight(layer, module, {layer: module})
     run_and_check(layer, module, [rand(2, 3, 6)], layer_map={layer: module})
+
+
+# --- properties ------------------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(1, 5), min_size=2, max_size=4), d_in=st.integers(1, 5))
+def test_property_packed_split_recovers_every_piece(sizes, d_in):
+    """Any packed torch Linear [sum(out_i), in] splits into paddle Linears [in, out_i] exactly."""
+    ps = [T(f"p{i}.weight", d_in, n, owner="Linear") for i, n in enumerate(sizes)]
+    ts = [T("packed.weight", sum(sizes), d_in, owner="Linear")]
+    links = infer_links(ps, ts)
+    assert links is not None
+    w = np.arange(sum(sizes) * d_in, dtype="float32").reshape(sum(sizes), d_in)
+    start = 0
+    for lk, n in zip(links, sizes):
+        np.testing.assert_array_equal(lk.fn([w]), w[start:start + n].T)
+        start += n
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=4), data=st.data())
+def test_property_merging_neighbour_axes_is_a_reshape(shape, data):
+    cut = sorted(set(data.draw(st.lists(st.integers(1, max(1, len(shape) - 1)), max_size=3))))
+    cut = [c for c in cut if 0 < c < len(shape)]
+    bounds = [0, *cut, len(shape)]
+    merged = tuple(int(np.prod(shape[a:b])) for a, b in itertools.pairwise(bounds))
+    assert is_refinement(tuple(shape), merged) and is_refinement(merged, tuple(shape))
+    link = link_one(T("w", *shape), T("w", *merged))
+    w = np.arange(int(np.prod(merged)), dtype="float32").reshape(merged)
+    np.testing.assert_array_equal(link.fn([w]), w.reshape(shape))
