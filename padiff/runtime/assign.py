@@ -56,7 +56,7 @@ class _Planner:
         self.plans: list[PairPlan] = []
 
     def plan(self) -> list[PairPlan]:
-        pairs = sorted(self.resolved.pairs, key=lambda pr: not covers_subtree(
+        pairs = sorted(self._usable_pairs(), key=lambda pr: not covers_subtree(
             pr, self.p_layers[pr.paddle_path], self.t_layers[pr.torch_path]))
         for pair in pairs:
             self._explicit(pair)
@@ -78,6 +78,31 @@ class _Planner:
                 self.t_tops.append(tp)
             self._add(pp, tp, p_state, t_state)
         return self.plans
+
+    def _usable_pairs(self) -> list[LayerPair]:
+        """The map's pairs minus machine-made ones that cut into a special layer.
+
+        A non-opaque pair (call-order discovery, structural proposal) that puts a layer
+        inside or at a special layer (MultiHeadAttention, LSTM ...) against something that
+        is not its special counterpart would split the special layer's tensors; it is
+        dropped, and the special layer is paired as a whole unit in definition order.
+        Opaque pairs (the user's ``map``) are always kept.
+        """
+        from padiff.runtime.special_init import is_special
+
+        p_special = [p for p, o in self.p_layers.items() if is_special(o, 0)]
+        t_special = [t for t, o in self.t_layers.items() if is_special(o, 1)]
+        out = []
+        for pr in self.resolved.pairs:
+            p_obj, t_obj = self.p_layers[pr.paddle_path], self.t_layers[pr.torch_path]
+            cuts = any(_within(pr.paddle_path, top) for top in p_special) or \
+                any(_within(pr.torch_path, top) for top in t_special)
+            if pr.opaque or not cuts or covers_subtree(pr, p_obj, t_obj):
+                out.append(pr)
+            else:
+                log.debug("assign_weight: pair %s <-> %s cuts into a special layer; paired by unit instead",
+                          pr.paddle_path, pr.torch_path)
+        return out
 
     def _units(self, side: str) -> list[tuple[str, bool]]:
         """Layers left to pair in definition order: ``(path, covers_subtree)``.

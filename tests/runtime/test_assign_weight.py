@@ -338,3 +338,22 @@ def test_half_precision_paddle_model_is_assigned_and_restored_exactly(dtype):
     for n, p in layer.named_parameters():
         assert str(p.dtype).endswith(dtype)
         np.testing.assert_array_equal(before[n], p.astype("float32").numpy(), err_msg=n)
+
+
+def test_machine_pairs_cutting_into_a_special_layer_are_replaced_by_the_unit():
+    """Call-order discovery may pair paddle attn.q_proj with torch attn; the MHA unit wins."""
+    from padiff.layer_map import LayerPair, ResolvedMap
+
+    layer, module = PaddleAttnBlock(), TorchAttnBlock()
+    resolved = ResolvedMap(pairs=(LayerPair("inp", "inp"), LayerPair("attn.q_proj", "attn"),
+                                  LayerPair("attn.k_proj", "out")))
+    plans = plan_weights(layer, module, resolved)
+    assert sorted((p.paddle_path, p.torch_path) for p in plans) == [("attn", "attn"), ("inp", "inp"), ("out", "out")]
+    copy_weights(layer, module, plans)
+    run_and_check(layer, module, [rand(2, 5, 8, seed=1)] * 3, layer_map=LayerMap().auto(layer, module))
+
+
+def test_user_opaque_pairs_are_never_dropped(capsys):
+    layer, module = PaddleAttnBlock(), TorchAttnBlock()
+    assert padiff.assign_weight(layer, module, {layer.attn.q_proj: module.attn}) is False
+    assert "attn.q_proj (Linear)" in capsys.readouterr().err
