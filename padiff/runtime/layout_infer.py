@@ -80,6 +80,11 @@ def link_one(p: Tensor, t: Tensor) -> Inferred | None:
         return Inferred(p.name, (t.name,), "transpose (Linear layout)", _transpose)
     if ps == ts:
         return Inferred(p.name, (t.name,), "copy", _copy)
+    if (len(ps) == 2 and is_linear(p.owner) and not p.name.endswith("bias") and len(ts) > 2
+            and all(s == 1 for s in ts[2:]) and tuple(ts[:2]) == ps[::-1]):
+        # a paddle Linear against a torch 1x1 convolution [out, in, 1, ...]: squeeze, then Linear layout
+        return Inferred(p.name, (t.name,), f"inferred squeeze {list(ts)} -> {list(ts[:2])} and transpose "
+                        "(Linear layout)", _squeeze_transpose)
     if len(ps) == 2 and ps == ts[::-1]:
         return Inferred(p.name, (t.name,), f"inferred transpose {list(ts)} -> {list(ps)}", _transpose)
     if is_refinement(ps, ts):
@@ -258,6 +263,11 @@ def _copy(arrs: list[np.ndarray]) -> np.ndarray:
 
 def _transpose(arrs: list[np.ndarray]) -> np.ndarray:
     return np.ascontiguousarray(arrs[0].T)
+
+
+def _squeeze_transpose(arrs: list[np.ndarray]) -> np.ndarray:
+    a = arrs[0]
+    return np.ascontiguousarray(a.reshape(a.shape[:2]).T)
 
 
 def _reshaper(shape: tuple[int, ...]) -> Fn:

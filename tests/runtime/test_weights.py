@@ -213,3 +213,24 @@ def test_property_merging_neighbour_axes_is_a_reshape(shape, data):
     link = link_one(T("w", *shape), T("w", *merged))
     w = np.arange(int(np.prod(merged)), dtype="float32").reshape(merged)
     np.testing.assert_array_equal(link.fn([w]), w.reshape(shape))
+
+
+def test_linear_against_a_1x1_convolution_is_squeezed_and_transposed():
+    """Square case: a plain reshape would fit the shapes but silently skip the transpose."""
+    link = link_one(T("weight", 4, 4, owner="Linear"), T("weight", 4, 4, 1, 1, owner="Conv2d"))
+    assert link.conversion.startswith("inferred squeeze [4, 4, 1, 1] -> [4, 4] and transpose")
+    w = rand(4, 4, 1, 1)
+    np.testing.assert_array_equal(link.fn([w]), w[:, :, 0, 0].T)
+
+
+def test_paddle_1x1_convolution_against_a_torch_linear_is_a_reshape():
+    link = link_one(T("weight", 4, 3, 1, 1, owner="Conv2D"), T("weight", 4, 3, owner="Linear"))
+    assert link.conversion == "inferred reshape [4, 3] -> [4, 3, 1, 1]"
+
+
+def test_whole_transformer_encoder_without_a_map():
+    layer = paddle.nn.TransformerEncoder(paddle.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0), 2)
+    module = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True),
+                                         2, enable_nested_tensor=False)
+    assert padiff.assign_weight(layer, module)
+    run_and_check(layer, module, [rand(2, 5, 8)], layer_map=LayerMap().auto(layer, module), atol=1e-5)
