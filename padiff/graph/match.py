@@ -11,7 +11,7 @@ Input: per side a canonical op graph (see :mod:`padiff.graph.canonical`; nodes c
    a finer depth (all units), a label (kind + layout-free parameter shapes) and
    signatures of the glue around it (op kinds and consumer slots up to a few hops),
    so ``a - b`` or ``q @ k.T`` tell their operands apart.
-3. **Align** the two orders with Needleman–Wunsch (banded for long sequences):
+3. **Align** the two orders with Needleman–Wunsch (banded by depth for big models):
    same label +2 (parameter units) / +1 (parameter-free), gap −0.6, anything else
    forbidden.
 4. **Refine ties**: groups of aligned pairs sharing label and depth are re-assigned to
@@ -25,6 +25,7 @@ Must not import paddle or torch (a test checks it in a fresh interpreter).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -36,7 +37,9 @@ from padiff.graph.canonical import canonical_kind, compute_kind, shape_key
 
 MATCH, KIND_ONLY, GAP, FORBID = 2.0, 1.0, -0.6, -1e9
 SIG_HOPS = 4
-EXACT_DP_CELLS = 250_000
+GLUE_HOPS = 8
+EXACT_DP_CELLS = 40_000
+DEPTH_BAND = 3
 
 
 @dataclass(frozen=True)
@@ -161,24 +164,32 @@ def _numel(shape: Sequence[int]) -> int:
 
 
 def _unit_graph(g: nx.DiGraph, units: list[Unit], unit_of: dict[int, int]) -> nx.DiGraph:
-    """Unit u → unit v when data flows from u to v through glue ops only."""
+    """Unit u → unit v when data flows from u to v through at most ``GLUE_HOPS`` glue ops.
+
+    The hop limit keeps the graph sparse: without it a residual stream
+    (``x = x + f(x)`` repeated) would link every unit to every later one.
+    """
     ug = nx.DiGraph()
     ug.add_nodes_from(u.uid for u in units)
     for u in units:
         own = set(u.ops)
-        stack = [s for n in u.ops for s in g.successors(n) if s not in own]
+        frontier = {s for n in u.ops for s in g.successors(n) if s not in own}
         seen: set[int] = set()
-        while stack:
-            n = stack.pop()
-            if n in seen:
-                continue
-            seen.add(n)
-            v = unit_of.get(n)
-            if v is not None:
-                if v != u.uid:
-                    ug.add_edge(u.uid, v)
-                continue
-            stack.extend(g.successors(n))
+        for _ in range(GLUE_HOPS + 1):
+            nxt: set[int] = set()
+            for n in frontier:
+                if n in seen:
+                    continue
+                seen.add(n)
+                v = unit_of.get(n)
+                if v is not None:
+                    if v != u.uid:
+                        ug.add_edge(u.uid, v)
+                    continue
+                nxt.update(g.successors(n))
+            frontier = nxt
+            if not frontier:
+                break
     return ug
 
 
@@ -251,25 +262,55 @@ def pair_score(a: Unit, b: Unit) -> float:
     return KIND_ONLY
 
 
-def align(p: Sequence[Unit], t: Sequence[Unit]) -> list[tuple[int, int]]:
-    """Needleman–Wunsch over two unit sequences; returns matched index pairs.
+def _windows(p: Sequence[Unit], t: Sequence[Unit], exact: bool) -> tuple[list[int], list[int]]:
+    """Column window ``[lo[i], hi[i]]`` of each DP row.
 
-    Exact O(n·m) below ``EXACT_DP_CELLS`` cells, otherwise banded around the diagonal
-    (both sequences are in canonical depth order, so a match is never far off it).
+    Exact: every column. Banded: row ``i`` only meets torch units whose depth is within
+    ``DEPTH_BAND`` of paddle unit ``i``'s depth (both orders are sorted by depth, so the
+    windows move monotonically); consecutive windows are made to overlap so a path
+    through the band always exists. Cells grow with n × (units per depth level), i.e.
+    linearly in model depth.
+    """
+    n, m = len(p), len(t)
+    if exact:
+        return [0] * (n + 1), [m] * (n + 1)
+    t_depths = [u.depth for u in t]
+    lo, hi = [0] * (n + 1), [0] * (n + 1)
+    for i in range(1, n + 1):
+        d = p[i - 1].depth
+        lo[i] = bisect.bisect_left(t_depths, d - DEPTH_BAND)
+        hi[i] = bisect.bisect_right(t_depths, d + DEPTH_BAND)
+    hi[0] = lo[1] if n else m
+    for i in range(1, n + 1):
+        hi[i] = max(hi[i], hi[i - 1])
+        lo[i] = min(lo[i], hi[i - 1])
+    hi[n] = m
+    return lo, hi
+
+
+def align(p: Sequence[Unit], t: Sequence[Unit]) -> list[tuple[int, int]]:
+    """Needleman–Wunsch over two unit sequences in canonical order; matched index pairs.
+
+    Exact O(n·m) up to ``EXACT_DP_CELLS`` cells; beyond that banded by depth (see
+    :func:`_windows`), falling back to exact when the band loses most matches (one side
+    much deeper than the other) and the exact table is still affordable.
     """
     n, m = len(p), len(t)
     if n == 0 or m == 0:
         return []
-    band = max(n, m) if n * m <= EXACT_DP_CELLS else max(64, 2 * abs(n - m) + 32)
+    if n * m <= EXACT_DP_CELLS:
+        return _nw(p, t, *_windows(p, t, exact=True))
+    out = _nw(p, t, *_windows(p, t, exact=False))
+    if len(out) < 0.5 * min(n, m) and n * m <= 16 * EXACT_DP_CELLS:
+        out = _nw(p, t, *_windows(p, t, exact=True))
+    return out
+
+
+def _nw(p: Sequence[Unit], t: Sequence[Unit], lo: list[int], hi: list[int]) -> list[tuple[int, int]]:
+    n, m = len(p), len(t)
     neg = float("-inf")
-    # score[i][j] for j in window; store as dicts of rows for the band
-    lo = [0] * (n + 1)
-    hi = [0] * (n + 1)
-    for i in range(n + 1):
-        c = round(i * m / n)
-        lo[i], hi[i] = max(0, c - band), min(m, c + band)
-    score: list[dict[int, float]] = [dict() for _ in range(n + 1)]
-    move: list[dict[int, int]] = [dict() for _ in range(n + 1)]  # 0 diag, 1 up (skip p), 2 left (skip t)
+    score: list[dict[int, float]] = [{} for _ in range(n + 1)]
+    move: list[dict[int, int]] = [{} for _ in range(n + 1)]  # 0 diag, 1 up (skip p), 2 left (skip t)
     for j in range(lo[0], hi[0] + 1):
         score[0][j] = GAP * j
         move[0][j] = 2
@@ -278,22 +319,20 @@ def align(p: Sequence[Unit], t: Sequence[Unit]) -> list[tuple[int, int]]:
         mv = move[i]
         pi = p[i - 1]
         for j in range(lo[i], hi[i] + 1):
-            best, how = prev.get(j, neg) + GAP, 1
-            if j > 0:
-                d = prev.get(j - 1, neg)
-                if d > neg:
-                    s = pair_score(pi, t[j - 1])
-                    if s > FORBID and d + s >= best:
-                        best, how = d + s, 0
-                left = row.get(j - 1, neg) + GAP
-                if left > best:
-                    best, how = left, 2
             if j == 0:
-                best, how = GAP * i, 1
+                row[0], mv[0] = GAP * i, 1
+                continue
+            best, how = prev.get(j, neg) + GAP, 1
+            d = prev.get(j - 1, neg)
+            if d > neg:
+                s = pair_score(pi, t[j - 1])
+                if s > FORBID and d + s >= best:
+                    best, how = d + s, 0
+            left = row.get(j - 1, neg) + GAP
+            if left > best:
+                best, how = left, 2
             row[j], mv[j] = best, how
-    i, j = n, hi[n]
-    if j != m:  # band did not reach the corner: take the best cell of the last row
-        j = max(score[n], key=lambda k: score[n][k])
+    i, j = n, m
     out: list[tuple[int, int]] = []
     while i > 0 and j > 0:
         how = move[i].get(j, 1)
@@ -415,10 +454,12 @@ def match_sides(ps: Side, ts: Side, p_layers: Mapping[str, LayerInfo],
     for p_path, t_path in chosen.items():
         units = per_layer[(p_path, t_path)]
         confs, evidence, doubt = [], [], False
+        nbr_ok = nbr_total = 0
         for pu, tu in units:
             nbrs = list(ps.graph.predecessors(pu.uid)) + list(ps.graph.successors(pu.uid))
             t_nbrs = set(ts.graph.predecessors(tu.uid)) | set(ts.graph.successors(tu.uid))
             agree = sum(1 for x in nbrs if mapping.get(x) in t_nbrs)
+            nbr_ok, nbr_total = nbr_ok + agree, nbr_total + len(nbrs)
             frac = agree / len(nbrs) if nbrs else 1.0
             c = 0.6 + 0.4 * frac
             if pu.uid in unsettled:
@@ -429,10 +470,6 @@ def match_sides(ps: Side, ts: Side, p_layers: Mapping[str, LayerInfo],
         evidence.append(f"same op kind {pu.kind}")
         if pu.has_params:
             evidence.append(f"same parameter shapes {list(pu.shapes)} (layout-free)")
-        nbr_total = sum(len(list(ps.graph.predecessors(u.uid))) + len(list(ps.graph.successors(u.uid)))
-                        for u, _ in units)
-        nbr_ok = sum(1 for u, t in units for x in list(ps.graph.predecessors(u.uid)) + list(ps.graph.successors(u.uid))
-                     if mapping.get(x) in set(ts.graph.predecessors(t.uid)) | set(ts.graph.successors(t.uid)))
         evidence.append(f"{nbr_ok}/{nbr_total} graph neighbours agree")
         if pu.down == tu.down:
             evidence.append("same consumer position")
@@ -449,7 +486,10 @@ def match_sides(ps: Side, ts: Side, p_layers: Mapping[str, LayerInfo],
             evidence.append("weight-only pair: the layers' outputs are different tensors")
         conf = round(min(1.0, sum(confs) / len(confs)) * (votes[p_path][t_path] / total), 3)
         pairs.append(ProposedPair(p_path, t_path, conf, tuple(evidence), compare, doubt))
-    pairs.sort(key=lambda pr: min(u.ops[0] for u in ps.units if u.layer == pr.paddle_path))
+    first_op: dict[str, int] = {}
+    for u in ps.units:
+        first_op[u.layer] = min(first_op.get(u.layer, u.ops[0]), u.ops[0])
+    pairs.sort(key=lambda pr: first_op.get(pr.paddle_path, 0))
 
     unpaired = conflicts + _explain(ps, ts, p_layers, t_layers, set(chosen), set(taken), "paddle") \
         + _explain(ts, ps, t_layers, p_layers, set(taken), set(chosen), "torch")
@@ -466,14 +506,16 @@ def _explain(me: Side, other: Side, mine: Mapping[str, LayerInfo], theirs: Mappi
              paired: set[str], other_paired: set[str], side: str) -> list[Left]:
     """Reasons for the layers of ``me`` left out of the pairs."""
     out: list[Left] = []
-    with_units = {u.layer for u in me.units}
+    by_layer: dict[str, list[Unit]] = defaultdict(list)
+    for u in me.units:
+        by_layer[u.layer].append(u)
+    with_units = set(by_layer)
     other_free = [u for u in other.units if u.layer not in other_paired]
     for path, info in mine.items():
         if path in paired:
             continue
         if path in with_units:
-            units = [u for u in me.units if u.layer == path]
-            u = units[0]
+            u = by_layer[path][0]
             if u.has_params:
                 same_kind = [o for o in other_free if o.has_params and o.kind == u.kind]
                 if same_kind:
