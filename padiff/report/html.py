@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from padiff.report.files import atomic_write
 from padiff.report.records import STAGES, Comparison, DiffReport
-from padiff.report.text import fmt_num, tolerance_lines
+from padiff.report.text import fmt_num, tolerance_lines, user_frames
 
 esc = html.escape
 
@@ -297,7 +297,8 @@ def _summary_html(rep: DiffReport, first: Comparison | None, stages: list[str]) 
                  ("would pass with", f"atol ≥ {fmt_num(s.min_atol)} or rtol ≥ {fmt_num(s.min_rtol)}")]
         if s.note:
             rows.append(("note", s.note))
-        for side, stack in (("paddle call", first.paddle_stack), ("torch call", first.torch_stack)):
+        for side, stack in (("paddle call", user_frames(first.paddle_stack)),
+                            ("torch call", user_frames(first.torch_stack))):
             if stack:
                 fn, ln, func = stack[-1]
                 rows.append((side, f"{fn}:{ln} in {func}"))

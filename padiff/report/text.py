@@ -95,8 +95,17 @@ def tree_lines(tree: Sequence[tuple[str, str, int]], root_class: str, mark: str 
     return out
 
 
+_PADIFF_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def user_frames(stack: Sequence[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
+    """The frames of ``stack`` outside padiff itself (the CLI and API frames are not the user's code)."""
+    return [f for f in stack if not os.path.abspath(f[0]).startswith(_PADIFF_DIR)]
+
+
 def stack_lines(stack: Sequence[tuple[str, int, str]], title: str) -> list[str]:
-    """``File "x.py", line 3, in forward`` plus the source line, innermost last."""
+    """``File "x.py", line 3, in forward`` plus the source line, innermost last (padiff's frames left out)."""
+    stack = user_frames(stack)
     if not stack:
         return [title, "  (no user frames recorded)"]
     out = [title]
