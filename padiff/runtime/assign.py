@@ -159,14 +159,17 @@ class _Planner:
 
     def _unbalanced(self, pp: str | None, tp: str | None, p_rest: list[str], t_rest: list[str]) -> None:
         n_p, n_t = len(p_rest), len(t_rest)
+        tied = _tied_note(PADDLE, self.layer) + _tied_note(TORCH, self.module)
         if pp is not None:
             reason = (f"the paddle model has {n_p} layers holding weights left to pair in definition order, the torch "
-                      f"model only {n_t}; paddle {pp} ({type(self.p_layers[pp]).__name__}) has no torch counterpart.")
-            raise self.error(pp, None, reason, self.p_owned[pp], None)
+                      f"model only {n_t}; paddle {pp} ({type(self.p_layers[pp]).__name__}) has no torch counterpart."
+                      + tied)
+            raise self.error(pp, None, reason, self.p_owned.get(pp) or subtree_state(self.p_owned, pp), None)
         assert tp is not None
         reason = (f"the torch model has {n_t} layers holding weights left to pair in definition order, the paddle "
-                  f"model only {n_p}; torch {tp} ({type(self.t_layers[tp]).__name__}) has no paddle counterpart.")
-        raise self.error(None, tp, reason, None, self.t_owned[tp])
+                  f"model only {n_p}; torch {tp} ({type(self.t_layers[tp]).__name__}) has no paddle counterpart."
+                  + tied)
+        raise self.error(None, tp, reason, None, self.t_owned.get(tp) or subtree_state(self.t_owned, tp))
 
     def error(self, pp: str | None, tp: str | None, reason: str, p_state: list[StateEntry] | None,
               t_state: list[StateEntry] | None, cause: BaseException | None = None) -> WeightAssignError:
@@ -176,6 +179,22 @@ class _Planner:
             p_marks.paired[plan.paddle_path] = plan.torch_path
             t_marks.paired[plan.torch_path] = plan.paddle_path
         return build_error(self.layer, self.module, pp, tp, reason, p_marks, t_marks, p_state, t_state, cause)
+
+
+def _tied_note(side: Any, root: Any) -> str:
+    """Name tensors held by two layers (tied weights), which count once: a common cause of unequal counts."""
+    first: dict[int, str] = {}
+    notes = []
+    for path, obj in side.named_layers(root):
+        for e in side.raw_state(obj):
+            name = f"{path}.{e.name}" if path else e.name
+            if id(e.tensor) in first and first[id(e.tensor)] != name:
+                notes.append(f"{side.name} {name} is the same tensor as {first[id(e.tensor)]}")
+            first.setdefault(id(e.tensor), name)
+    if not notes:
+        return ""
+    return (" Tied weights count once: " + "; ".join(notes[:3]) + ". Tie them on the other side too, or skip "
+            "the extra layer with LayerMap.ignore.")
 
 
 def plan_weights(layer: Any, module: Any, resolved: ResolvedMap) -> list[PairPlan]:

@@ -357,3 +357,34 @@ def test_user_opaque_pairs_are_never_dropped(capsys):
     layer, module = PaddleAttnBlock(), TorchAttnBlock()
     assert padiff.assign_weight(layer, module, {layer.attn.q_proj: module.attn}) is False
     assert "attn.q_proj (Linear)" in capsys.readouterr().err
+
+
+class TorchTiedLM(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(10, 4)
+        self.head = torch.nn.Linear(4, 10, bias=False)
+        self.head.weight = self.emb.weight  # tied
+
+
+class PaddleUntiedLM(paddle.nn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = paddle.nn.Embedding(10, 4)
+        self.head = paddle.nn.Linear(4, 10, bias_attr=False)
+
+
+def test_tied_weights_are_named_when_counts_differ(capsys):
+    assert padiff.assign_weight(PaddleUntiedLM(), TorchTiedLM()) is False
+    err = capsys.readouterr().err
+    assert "paddle head (Linear) has no torch counterpart" in err
+    assert "torch head.weight is the same tensor as emb.weight" in err
+
+
+def test_special_unit_without_a_counterpart_is_reported():
+    layer, module = PaddleAttnBlock(), TorchAttnBlock()
+    layer.extra = paddle.nn.MultiHeadAttention(8, 2)  # owns nothing itself: all in q/k/v/out_proj
+    with pytest.raises(WeightAssignError) as info:
+        plan_weights(layer, module, LayerMap().resolve(layer, module))
+    assert info.value.paddle_path == "extra"
+    assert "q_proj.weight" in str(info.value) and "has no torch counterpart" in str(info.value)
