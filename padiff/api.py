@@ -321,13 +321,15 @@ _HALF_RTOL = {"float16": 1e-3, "bfloat16": 1.6e-2}
 def _precision_warnings(rep: DiffReport, opts: DiffOptions) -> list[str]:
     out = []
     dtypes = {r.dtype for r in rep.records}
+    failing = {r.dtype for r in rep.records if not r.passed}
     for dtype, rtol in _HALF_RTOL.items():
         if dtype not in dtypes:
             continue
         text = f"{dtype} tensors were compared in float32 (both sides widened, means in float64)"
-        if opts.rtol < rtol and opts.atol < rtol:
-            text += (f"; {dtype} rounding alone exceeds atol={opts.atol:g}, rtol={opts.rtol:g}: try "
-                     f"options={{'atol': 1e-5, 'rtol': {rtol:g}}} or see report.suggested_tolerances()")
+        if dtype in failing and opts.rtol < rtol and opts.atol < rtol:
+            text += (f"; atol={opts.atol:g}, rtol={opts.rtol:g} are below {dtype} resolution, so rounding alone "
+                     f"can fail: try options={{'atol': 1e-5, 'rtol': {rtol:g}}} or see "
+                     "report.suggested_tolerances()")
         out.append(text + ".")
     return out
 
