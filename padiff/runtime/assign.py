@@ -265,7 +265,7 @@ def _snapshot(plans: list[PairPlan], p_layers: dict[str, Any],
     def keep(t: Any) -> None:
         if id(t) not in seen:
             seen.add(id(t))
-            out.append((t, PADDLE.to_numpy(t)))
+            out.append((t, np.array(PADDLE.to_numpy(t), copy=True)))  # never a view of t
 
     for plan in plans:
         if plan.layer_init is not None:

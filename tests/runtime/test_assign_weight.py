@@ -388,3 +388,15 @@ def test_special_unit_without_a_counterpart_is_reported():
         plan_weights(layer, module, LayerMap().resolve(layer, module))
     assert info.value.paddle_path == "extra"
     assert "q_proj.weight" in str(info.value) and "has no torch counterpart" in str(info.value)
+
+
+def test_long_trees_are_cut_around_the_failing_layer():
+    layer = paddle.nn.Sequential(*[paddle.nn.Linear(3, 3) for _ in range(200)])
+    module = torch.nn.Sequential(*[torch.nn.Linear(3, 3) for _ in range(150)], torch.nn.Linear(3, 4),
+                                 *[torch.nn.Linear(3, 3) for _ in range(49)])
+    with pytest.raises(WeightAssignError) as info:
+        plan_weights(layer, module, LayerMap().resolve(layer, module))
+    tree = info.value.torch_tree
+    assert "150 (Linear)  <--- *** HERE ***" in tree and "..." in tree
+    assert len(tree.splitlines()) < 70
+    assert tree.splitlines()[0].strip() == "Sequential"
