@@ -1,9 +1,13 @@
 """Weight pairing and copying: torch → paddle, layouts, and the plan the engine reuses.
 
 A :class:`PairPlan` says how the tensors one torch module owns become the tensors the
-paired paddle layer owns (one-to-one with a layout conversion, or a special init). The
-same plan converts weights (``assign_weight``), gradients and post-step values, so grad
-and weight comparisons happen in paddle's layout.
+paired paddle layer owns: a list of :class:`Link` (each paddle tensor computed from named
+torch arrays: copy, Linear transpose, inferred transpose/reshape/split/concat, or a
+built-in special init), or a user special init working on the layer objects. The same
+plan converts weights (``assign_weight``), gradients and post-step values, so grad and
+weight comparisons happen in paddle's layout. Shape inference lives in
+:mod:`padiff.runtime.layout_infer`, built-in special inits in
+:mod:`padiff.runtime.special_init`, pairing of whole models in :mod:`padiff.runtime.assign`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ class Link:
 
     paddle_name: str
     torch_names: tuple[str, ...]
-    conversion: str  # "copy", "transpose", "reshape", "special:<name>" ...
+    conversion: str  # "copy", "transpose (Linear layout)", "inferred split: ...", "special: ..."
     fn: Callable[[list[np.ndarray]], np.ndarray] = field(compare=False)
 
 
@@ -56,6 +60,12 @@ class PairPlan:
         """Human-readable conversions that are not plain copies (for reports)."""
         return [f"{lk.paddle_name} <- {'+'.join(lk.torch_names)}: {lk.conversion}"
                 for lk in self.links if lk.conversion != "copy"]
+
+    @property
+    def inferred(self) -> list[str]:
+        """Only the conversions padiff guessed from shapes (a person should know about these)."""
+        return [c for c, lk in zip(self.conversions, [lk for lk in self.links if lk.conversion != "copy"])
+                if lk.conversion.startswith("inferred")]
 
 
 def plan_pair(p_path: str, p_layer: Any, p_state: list[StateEntry],

@@ -234,3 +234,11 @@ def test_whole_transformer_encoder_without_a_map():
                                          2, enable_nested_tensor=False)
     assert padiff.assign_weight(layer, module)
     run_and_check(layer, module, [rand(2, 5, 8)], layer_map=LayerMap().auto(layer, module), atol=1e-5)
+
+
+def test_plan_lists_inferred_conversions_apart_from_known_layouts():
+    layer, module = PaddleRawReshape(), TorchRawReshape()
+    plan = _plan(layer, module)
+    assert plan.inferred == ["kernel <- kernel: inferred reshape [5, 6] -> [5, 3, 2]",
+                             "mix <- mix: inferred transpose [4, 5] -> [5, 4]"]
+    assert _plan(paddle.nn.Linear(2, 3), torch.nn.Linear(2, 3)).inferred == []
