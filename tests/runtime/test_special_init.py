@@ -256,3 +256,16 @@ def test_find_special_pairs_leaves_batchnorm_to_default_pairing():
     p = paddle.nn.Sequential(paddle.nn.Conv2D(3, 3, 1), paddle.nn.BatchNorm2D(3))
     t = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), torch.nn.BatchNorm2d(3))
     assert find_special_pairs(p, t) == []
+
+
+@pytest.mark.parametrize(("p_cls", "t_cls"), [(paddle.nn.LSTMCell, torch.nn.LSTMCell),
+                                              (paddle.nn.GRUCell, torch.nn.GRUCell),
+                                              (paddle.nn.SimpleRNNCell, torch.nn.RNNCell)])
+def test_recurrent_cells_need_no_special_init(p_cls, t_cls):
+    """Cells hold weight_ih/weight_hh/bias_ih/bias_hh with the same names, shapes and gate order."""
+    layer, module = p_cls(4, 3), t_cls(4, 3)
+    assert padiff.assign_weight(layer, module)
+    x = rand(2, 4)
+    t_out = module(torch.tensor(x))
+    t_h = t_out[0] if isinstance(t_out, tuple) else t_out
+    np.testing.assert_allclose(layer(paddle.to_tensor(x))[0].numpy(), t_h.detach().numpy(), atol=1e-6)
