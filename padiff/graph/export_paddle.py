@@ -21,19 +21,19 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from padiff.errors import ExportError
+from padiff.graph._quiet import quiet
 
 OPSET = 17
 STAMP = "padiff:"
@@ -93,15 +93,18 @@ class PendingPaddleExport:
             self.tmpdir.cleanup()
 
 
-def _last_error_line(err: bytes) -> str:
-    lines = [ln.strip() for ln in err.decode("utf-8", "replace").splitlines() if ln.strip()]
-    keep = [ln for ln in lines if any(k in ln for k in ("rror", "not supported", "nsupported", "Oops", "annot"))
-            and "C++ Traceback" not in ln and "Process abort" not in ln]
-    ops = [ln for ln in lines if "not supported yet" in ln or "Oops" in ln]
-    if ops:
-        keep.append(ops[-1])
-    msg = (keep or lines or ["no message"])[-1]
-    return msg[:300]
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _last_error_line(raw: bytes) -> str:
+    """The most telling line of paddle2onnx's output (its ``[ERROR]`` lines first)."""
+    lines = [_ANSI.sub("", ln).strip() for ln in raw.decode("utf-8", "replace").splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("[0")]
+    primary = [ln for ln in lines if "[ERROR]" in ln or "Oops" in ln or "not supported" in ln]
+    secondary = [ln for ln in lines if ("rror" in ln or "xception" in ln) and "Summary" not in ln
+                 and "FatalError" not in ln and "Traceback" not in ln]
+    msg = (primary or secondary or lines or ["no message"])[-1]
+    return msg.replace("[ERROR][Paddle2ONNX] ", "")[:300]
 
 
 def input_specs(layer: Any, kwargs: Mapping[str, Any]) -> list[Any]:
@@ -168,9 +171,7 @@ def start_export(layer: Any, kwargs: Mapping[str, Any]) -> PendingPaddleExport:
         handles = _add_stamp_hooks(layer, layers)
         for _, sub in layers:
             sub.training = False
-        sink = io.StringIO()
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
-            warnings.simplefilter("ignore")
+        with quiet():
             paddle.jit.save(layer, prefix, input_spec=specs)
         pending.stamps = read_stamps(prefix + ".json")
     except ExportError:

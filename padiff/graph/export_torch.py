@@ -16,16 +16,15 @@ Export runs in eval mode (no BatchNorm statistics update, no dropout); every mod
 
 from __future__ import annotations
 
-import contextlib
 import io
 import re
 import time
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from padiff.errors import ExportError
+from padiff.graph._quiet import quiet
 
 OPSET = 17
 
@@ -58,11 +57,9 @@ def export_torch(module: Any, kwargs: Mapping[str, Any]) -> TorchExport:
     modes = [(sub, sub.training) for _, sub in mods]
     flags = [(p, p.requires_grad) for p in module.parameters()]
     buf = io.BytesIO()
-    sink = io.StringIO()
     try:
         module.eval()
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            warnings.simplefilter("ignore")
+        with quiet():
             torch.onnx.export(module, (), buf, kwargs=dict(kwargs), dynamo=False, do_constant_folding=False,
                               opset_version=OPSET, training=torch.onnx.TrainingMode.EVAL, export_params=False)
     except Exception as exc:  # the exporter raises many types; all mean "cannot export"

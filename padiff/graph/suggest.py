@@ -72,9 +72,39 @@ def _graph_route(layer: Any, module: Any, p_in: dict[str, Any], t_in: dict[str, 
     pg, tg = canonical.canonicalize(pg), canonical.canonicalize(tg)
     timings["build"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result = match.match_graphs(pg, tg, p_layers, t_layers)
+    result = pair_leftovers(match.match_graphs(pg, tg, p_layers, t_layers), p_layers, t_layers)
     timings["match"] = time.perf_counter() - t0
     return result
+
+
+def pair_leftovers(result: MatchResult, p_layers: Mapping[str, LayerInfo],
+                   t_layers: Mapping[str, LayerInfo]) -> MatchResult:
+    """Pair parameter layers the graphs could not place (control flow, not executed) by the trees.
+
+    Such layers have no dataflow evidence on at least one side; the module trees still
+    say something (class, shapes, order), so they are paired with a low confidence and
+    the evidence says so.
+    """
+    from padiff.graph.match import Left
+    from padiff.graph.tree import match_trees
+
+    left_p = {u.path: p_layers[u.path] for u in result.unpaired
+              if u.side == "paddle" and u.path in p_layers and p_layers[u.path].shapes}
+    left_t = {u.path: t_layers[u.path] for u in result.unpaired
+              if u.side == "torch" and u.path in t_layers and t_layers[u.path].shapes}
+    if not left_p or not left_t:
+        return result
+    extra = match_trees(left_p, left_t)
+    if not extra.pairs:
+        return result
+    reasons = {(u.side, u.path): u.reason for u in result.unpaired}
+    added = [ProposedPair(pr.paddle_path, pr.torch_path, min(pr.confidence, 0.4),
+                          (f"not matched in the graphs (paddle: {reasons[('paddle', pr.paddle_path)]}; torch: "
+                           f"{reasons[('torch', pr.torch_path)]})", *pr.evidence), pr.compare_output, uncertain=True)
+             for pr in extra.pairs]
+    done = {("paddle", pr.paddle_path) for pr in added} | {("torch", pr.torch_path) for pr in added}
+    unpaired: list[Left] = [u for u in result.unpaired if (u.side, u.path) not in done]
+    return MatchResult(result.pairs + added, unpaired, result.unit_pairs)
 
 
 def _to_pairs(result: MatchResult, p_layers: Mapping[str, LayerInfo],

@@ -185,3 +185,16 @@ def test_bad_arguments_are_clear_errors() -> None:
         suggest_layer_map(case.torch, case.paddle)
     with pytest.raises(InputError, match="pair"):
         suggest_layer_map(case.paddle, case.torch, case.inputs[0])
+
+
+def test_data_dependent_if_layers_inside_control_flow_are_still_paired_and_flagged() -> None:
+    case = ap.control_flow()
+    before = snapshot(case.paddle, case.torch)
+    lm = suggest_layer_map(case.paddle, case.torch, case.inputs)
+    assert_unchanged(before, snapshot(case.paddle, case.torch))
+    if lm.route == "graph":
+        maybe = next(p for p in lm.pairs if p.paddle_path == "maybe")
+        assert maybe.confidence <= 0.5 and "not matched in the graphs" in maybe.evidence[0]
+    else:  # an exporter refused the control flow: the fallback must say so
+        assert any("export failed" in n for n in lm.notes)
+    assert param_pairs(lm, case) == case.truth

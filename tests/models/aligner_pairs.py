@@ -486,3 +486,36 @@ class TEinsumAttention(TAttention):
 def attention_einsum() -> Case:
     return Case("attention_einsum", PAttention(), TEinsumAttention(), _inputs((2, 5, 16)),
                 {"q": "query", "k": "key", "v": "value", "o": "proj"})
+
+
+# --- data-dependent python `if` on a tensor value --------------------------------------------------------
+class PBranchy(pnn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = pnn.Linear(4, 4)
+        self.maybe = pnn.Linear(4, 4)
+        self.head = pnn.Linear(4, 3)
+
+    def forward(self, x):
+        h = self.fc(x)
+        if h.sum() > 0:  # becomes an ONNX If on the paddle side
+            h = self.maybe(h)
+        return self.head(h)
+
+
+class TBranchy(tnn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.l1 = tnn.Linear(4, 4)
+        self.l2 = tnn.Linear(4, 4)
+        self.l3 = tnn.Linear(4, 3)
+
+    def forward(self, x):
+        h = self.l1(x)
+        if h.sum() > 0:  # traced as the branch taken for the example input
+            h = self.l2(h)
+        return self.l3(h)
+
+
+def control_flow() -> Case:
+    return Case("control_flow", PBranchy(), TBranchy(), _inputs((2, 4)), {"fc": "l1", "maybe": "l2", "head": "l3"})
