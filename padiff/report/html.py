@@ -118,19 +118,26 @@ def _plot(stage: str, recs: list[Comparison], pairs: dict[tuple[str, str], _Pair
     floor_y = lo - 0.6  # zeros are drawn just below the lowest decade
     top_y = hi + 0.6  # nan / inf just above the highest
 
-    def y_of(v: float) -> float:
-        if math.isnan(v) or math.isinf(v):
-            e = top_y
-        elif v <= 0:
-            e = floor_y
-        else:
-            e = math.log10(v)
+    def y_exp(e: float) -> float:
         return MT + (top_y - e) / (top_y - floor_y) * (H - MT - MB)
 
+    def y_of(v: float) -> float:
+        if math.isnan(v) or math.isinf(v):
+            return y_exp(top_y)
+        return y_exp(floor_y if v <= 0 else math.log10(v))
+
     if x_of == "depth":
-        xs_raw = [float(r.depth) for r in recs]
-        span = max(xs_raw) if xs_raw and max(xs_raw) > 0 else 1.0
-        xlabel = "nesting depth of the paddle layer →"
+        # spread the comparisons of one depth side by side inside a band centred on the depth
+        depths = [r.depth for r in recs]
+        count = {d: depths.count(d) for d in set(depths)}
+        seen: dict[int, int] = {}
+        xs_raw = []
+        for d in depths:
+            k = seen.get(d, 0)
+            seen[d] = k + 1
+            xs_raw.append(d + 0.5 + ((k + 0.5) / count[d] - 0.5) * 0.6)
+        span = float(max(depths) + 1)
+        xlabel = "nesting depth of the paddle layer (0 = the model) →"
     else:
         xs_raw = [float(i) for i in range(len(recs))]
         span = max(len(recs) - 1, 1)
@@ -144,7 +151,7 @@ def _plot(stage: str, recs: list[Comparison], pairs: dict[tuple[str, str], _Pair
              f'<rect x="{ML}" y="{MT}" width="{W - ML - MR}" height="{H - MT - MB}" class="frame"/>']
     every = max(1, math.ceil((hi - lo + 1) / 8))  # at most ~8 labelled decades
     for e in range(lo, hi + 1):
-        y = y_of(10.0 ** e)
+        y = y_exp(e)
         parts.append(f'<line x1="{ML}" x2="{W - MR}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
         if (e - lo) % every == 0:
             parts.append(f'<text x="{ML - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">1e{e}</text>')
@@ -154,7 +161,14 @@ def _plot(stage: str, recs: list[Comparison], pairs: dict[tuple[str, str], _Pair
         y = y_of(atol)
         parts.append(f'<line x1="{ML}" x2="{W - MR}" y1="{y:.1f}" y2="{y:.1f}" class="atol"/>'
                      f'<text x="{W - MR - 4}" y="{y - 4:.1f}" class="tick" text-anchor="end">atol</text>')
-    if x_of != "depth":
+    if x_of == "depth":
+        for d in range(int(span)):
+            x = ML + ((d + 0.5) / span) * (W - ML - MR)
+            parts.append(f'<text x="{x:.1f}" y="{H - MB + 14}" class="tick" text-anchor="middle">{d}</text>')
+            if d:
+                xb = ML + (d / span) * (W - ML - MR)
+                parts.append(f'<line x1="{xb:.1f}" x2="{xb:.1f}" y1="{MT}" y2="{H - MB}" class="grid"/>')
+    else:
         steps = sorted({r.step for r in recs})
         for s in steps[1:]:
             i = next(i for i, r in enumerate(recs) if r.step == s)
@@ -175,7 +189,9 @@ def _plot(stage: str, recs: list[Comparison], pairs: dict[tuple[str, str], _Pair
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}" class="{cls}"{key}><title>{esc(tip)}</title>'
                      "</circle>")
         if r is first:
-            parts.append(f'<text x="{x + 9:.1f}" y="{y - 8:.1f}" class="firstlabel">first diff: '
+            right = x > ML + (W - ML - MR) * 0.6
+            parts.append(f'<text x="{x - 9 if right else x + 9:.1f}" y="{y - 8:.1f}" class="firstlabel" '
+                         f'text-anchor="{"end" if right else "start"}">first diff: '
                          f'{esc(_show(r.paddle_path))} ↔ {esc(_show(r.torch_path))}</text>')
     parts.append(f'<text x="{(ML + W - MR) / 2:.0f}" y="{H - 10}" class="axis" text-anchor="middle">'
                  f"{esc(xlabel)}</text>")
@@ -215,7 +231,8 @@ svg.plot{background:#fff;border:1px solid #dde1e7;border-radius:6px;max-width:10
 .pt.pass{fill:#3f9d55} .pt.fail{fill:#d0433a} .pt.first{stroke:#7f1d1d;stroke-width:3}
 .pt.hl{stroke:#2563eb;stroke-width:3;outline:none} .firstlabel{font-size:11px;fill:#b3261e;font-weight:600}
 .legend span{margin-right:16px} .sw{display:inline-block;width:18px;height:3px;vertical-align:middle;margin-right:4px}
-.warn{color:#92400e} button{font:inherit;padding:2px 10px;margin-right:6px}
+.warn{color:#92400e} button{font:inherit;padding:2px 10px;margin-right:6px;cursor:pointer}
+button.active{background:#1d4ed8;color:#fff;border-color:#1d4ed8}
 """
 
 JS = """
@@ -231,9 +248,13 @@ JS = """
     var k=t.getAttribute('data-pair');if(pinned!==null){mark(pinned,'pin',false);}
     if(pinned===k){pinned=null;return;}pinned=k;mark(k,'pin',true);
     all(k).forEach(function(e){if(e!==t&&e.classList.contains('node')){e.scrollIntoView({block:'nearest'});}});});
+  function showX(x){document.querySelectorAll('svg.plot').forEach(function(s){
+      s.style.display=(s.getAttribute('data-x')===x)?'':'none';});
+    document.querySelectorAll('button[data-x]').forEach(function(b){
+      b.classList.toggle('active',b.getAttribute('data-x')===x);});}
   document.querySelectorAll('button[data-x]').forEach(function(b){b.addEventListener('click',function(){
-    var x=b.getAttribute('data-x');document.querySelectorAll('svg.plot').forEach(function(s){
-      s.style.display=(s.getAttribute('data-x')===x)?'':'none';});});});
+    showX(b.getAttribute('data-x'));});});
+  showX(location.hash==='#depth'?'depth':'order');
 })();
 """
 

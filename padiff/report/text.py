@@ -190,9 +190,10 @@ def _success(rep: DiffReport) -> str:
 def _failure(rep: DiffReport) -> str:
     first = rep.first_diff
     lines: list[str] = []
-    if rep.assign_error:
+    assign_failed = rep.assign_error or (first is not None and first.stage == "assign_weight")
+    if assign_failed:
         lines.append("padiff: FAILED — the weights could not be assigned (torch -> paddle):")
-        lines.append("  " + rep.assign_error)
+        lines.append("  " + (rep.assign_error or (first.note if first is not None else "") or "(no reason recorded)"))
     if first is not None and first.stage != "assign_weight":
         lines.append(f"padiff: FAILED — first difference in {first.stage}, step {first.step}")
         lines.append(f"  paddle  {_show(first.paddle_path, rep.paddle_root_class)} ({first.paddle_class})")
@@ -200,7 +201,7 @@ def _failure(rep: DiffReport) -> str:
         if first.item or first.call:
             lines.append(f"  tensor  {first.item or 'output'}" + (f", call {first.call}" if first.call else ""))
         lines += numbers(first, rep.options)
-    elif first is None and not rep.assign_error:
+    elif not assign_failed:
         lines.append("padiff: FAILED")
     opts = ", ".join(f"{k}={v}" for k, v in rep.options.items())
     if opts:

@@ -164,3 +164,30 @@ def test_renders_in_headless_chromium(tmp_path):
     dom = subprocess.run([*cmd[:-2], "--dump-dom", "file://" + html_path], capture_output=True, text=True,
                          timeout=120, check=False).stdout
     assert "padiff: FAILED" in dom and 'id="torch-tree"' in dom
+
+
+# --- fuzzing: any numbers render, and the HTML stays well-formed -------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from padiff.report.records import Comparison, DiffReport  # noqa: E402
+from padiff.report.text import render_summary  # noqa: E402
+from padiff.runtime.compare import Stats  # noqa: E402
+
+floats = st.floats(allow_nan=True, allow_infinity=True)
+names = st.text(alphabet="ab.<>&\"' _0", max_size=6)
+record = st.builds(
+    lambda stage, step, pp, tp, passed, a, r, c, n, order, depth: Comparison(
+        stage, step, pp, tp, "L", "M", Stats(passed, a, r, n, max(n, 1), a, r, c, a, r, (), ""), order=order,
+        depth=depth),
+    st.sampled_from(["forward", "loss", "backward", "grad", "weight", "assign_weight"]), st.integers(0, 2), names,
+    names, st.booleans(), floats, floats, floats, st.integers(0, 5), st.integers(0, 5), st.integers(0, 4))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(record, max_size=12), st.lists(st.tuples(names, names, st.integers(0, 3)), max_size=5))
+def test_fuzz_renderers(records, tree):
+    rep = DiffReport(records=records, options={"atol": 0.0, "rtol": 1e-7}, stages=["forward"])
+    rep.paddle_tree = rep.torch_tree = tree
+    check(render_html(rep))
+    assert render_summary(rep).startswith("padiff: ")
