@@ -70,7 +70,9 @@ def compare(
                             "Use diff_phase='both' to check training.")
     snaps = [SideSnapshot.take(PADDLE, layer, p_inp, keep_values=False),
              SideSnapshot.take(TORCH, module, t_inp, keep_values=False)]
-    failed = True  # a run that raised or stopped early trained nothing: the user's grads come back
+    # a run that raised or stopped early is no training check the user can use: their grads and
+    # BatchNorm statistics come back (weights an optimizer already stepped stay stepped)
+    failed = True
     try:
         weights_map = _with_call_order(resolved, lm, layer, module, p_inp, t_inp) if auto_weights else resolved
         if auto_weights and not _assign(layer, module, weights_map, rep):
@@ -94,7 +96,7 @@ def compare(
             rep.warnings.extend(_randomness_probe(module, t_inp))
     finally:
         for snap in snaps:
-            snap.restore(values=not training_check, grads=failed or not training_check)
+            snap.restore(values=failed or not training_check, grads=failed or not training_check)
     return _finish(rep, report, json_path, log_dir)
 
 

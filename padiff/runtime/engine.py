@@ -330,7 +330,9 @@ class Engine:
             raise
         except Exception as e:
             raise ModelRunError(
-                f"the {run.side.name} model raised during backward (step {self.step}): {type(e).__name__}: {e}"
+                f"the {run.side.name} model raised during backward (step {self.step}): {type(e).__name__}: {e}. "
+                f"Check that the {run.side.name} model's forward and backward run on their own with this input "
+                "(custom autograd functions, in-place ops on tensors autograd still needs)."
             ) from e
 
     def _optimizer_step(self) -> None:

@@ -246,3 +246,20 @@ def test_input_dicts_with_different_keys_per_side():
     a = rand(3, 4)
     rep = padiff.compare(layer, module, ({"x": paddle.to_tensor(a)}, {"y": torch.tensor(a)}), options={"atol": 1e-6})
     assert rep, rep.first_diff
+
+
+def test_assign_weight_and_auto_diff_name_swapped_models_too():
+    layer, module, inp = net_pair()
+    with pytest.raises(InputError, match="models are swapped"):
+        padiff.assign_weight(module, layer)
+    with pytest.raises(InputError, match="models are swapped"):
+        padiff.auto_diff(module, layer, inp)
+
+
+def test_auto_diff_raises_for_misuse_and_returns_false_for_differences():
+    layer, module, inp = net_pair()
+    with pytest.raises(OptionsError):
+        padiff.auto_diff(layer, module, inp, options={"tol": 1})
+    with torch.no_grad():
+        module.fc1.weight.mul_(1.1)
+    assert padiff.auto_diff(layer, module, inp, options={"atol": 1e-6}) is False

@@ -167,6 +167,7 @@ def test_faults_are_padiff_errors_with_context_and_the_cause_chained(name):
         assert f"loss_fn[{0 if side == 'paddle' else 1}] (the {side} loss function) raised during step 0" in msg
     else:
         assert f"the {side} model raised during {stage} (step 0)" in msg
+        assert f"Check {'the' if stage == 'forward' else 'that the'} {side}" in msg  # says what to do
     if name == "torch-forward-raises":
         assert "inside layer <root> (_TorchRaises)" in msg and "user bug in torch forward" in msg
 
@@ -257,6 +258,36 @@ def test_batchnorm_statistics_in_train_mode_are_restored():
     before = user_state(layer, module, inp)
     assert padiff.compare(layer, module, inp, options={"atol": 1e-5, "single_step": True})
     assert_same_state(before, user_state(layer, module, inp))
+
+
+def test_a_training_check_that_fails_puts_batchnorm_statistics_and_grads_back():
+    class TBNRaises(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 6)
+            self.bn = torch.nn.BatchNorm1d(6)
+
+        def forward(self, x):
+            return self.bn(self.fc(x)).view(-1)[1000]
+
+    class PBN(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.fc = paddle.nn.Linear(4, 6)
+            self.bn = paddle.nn.BatchNorm1D(6)
+
+        def forward(self, x):
+            return self.bn(self.fc(x))
+
+    layer, module = PBN(), TBNRaises()
+    copy_weights(layer, module)
+    inp = pair_inputs(x=rand(5, 4))
+    layer(**inp[0]).sum().backward()
+    before = user_state(layer, module, inp)
+    opts = [paddle.optimizer.SGD(0.1, parameters=layer.parameters()), torch.optim.SGD(module.parameters(), lr=0.1)]
+    with pytest.raises(ModelRunError, match="torch model raised during forward"):
+        padiff.compare(layer, module, inp, optimizer=opts)
+    assert_same_state(before, user_state(layer, module, inp))  # paddle's forward had moved its statistics
 
 
 def test_options_are_read_not_written():
