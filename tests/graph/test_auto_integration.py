@@ -1,0 +1,44 @@
+"""The proposal drives the eager engine: ``layer_map="auto"`` agrees on ports, names faults."""
+
+from __future__ import annotations
+
+import paddle
+import paddle.nn.functional as PF
+from models import aligner_pairs as ap
+
+import padiff
+
+FORWARD = {"atol": 1e-4, "rtol": 1e-3, "diff_phase": "forward"}
+
+
+class FaultyLinear(paddle.nn.Linear):
+    """A Linear with an injected fault: its output is shifted."""
+
+    def forward(self, x):
+        return super().forward(x) + 0.5
+
+
+class PFaulty(ap.PReversed):
+    def __init__(self) -> None:
+        super().__init__()
+        self.b = FaultyLinear(8, 8)
+
+    def forward(self, x):
+        return self.c(PF.relu(self.b(PF.relu(self.a(x)))))
+
+
+def test_auto_map_on_resnet18_agrees_after_weight_copy() -> None:
+    case = ap.resnet18(size=32)
+    case.paddle.eval()
+    case.torch.eval()
+    rep = padiff.compare(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map="auto", options=FORWARD)
+    assert bool(rep), rep.first_diff
+
+
+def test_injected_fault_is_named_when_the_map_came_from_auto() -> None:
+    case = ap.reversed_order()  # definition order reversed: default pairing would be wrong
+    layer = PFaulty()
+    rep = padiff.compare(layer, case.torch, case.inputs, auto_weights=True, layer_map="auto", options=FORWARD)
+    assert not bool(rep)
+    first = rep.first_diff
+    assert (first.paddle_path, first.torch_path) == ("b", "second")
