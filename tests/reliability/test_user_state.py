@@ -357,3 +357,41 @@ def test_input_errors_leave_inputs_untouched(bad):
     with pytest.raises(InputError):
         padiff.compare(layer, module, bad(inp))
     assert_same_state(before, user_state(layer, module, inp))
+
+
+class _TWiderHead(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(4, 6)
+        self.fc2 = torch.nn.Linear(6, 5)  # paddle's is 6 -> 3
+
+    def forward(self, x):
+        return self.fc2(torch.tanh(self.fc1(x)))
+
+
+def test_a_failed_weight_copy_copies_nothing(capsys):
+    layer, module = PNet(), _TWiderHead()
+    inp = pair_inputs(x=rand(3, 4))
+    before = user_state(layer, module, inp)
+    assert padiff.assign_weight(layer, module) is False  # fc1 could be copied, fc2 cannot: all or nothing
+    captured = capsys.readouterr()
+    assert "fc2" in captured.out + captured.err  # says why
+    assert_same_state(before, user_state(layer, module, inp))
+    rep = padiff.compare(layer, module, inp, auto_weights=True)
+    assert not rep and rep.first_diff.stage == "assign_weight"
+    assert_same_state(before, user_state(layer, module, inp))
+
+
+@pytest.mark.parametrize("with_input", [True, False])
+def test_suggest_layer_map_leaves_everything_and_writes_nothing_here(with_input, tmp_path, monkeypatch):
+    layer, module, inp = _lived_in()
+    before = user_state(layer, module, inp)
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(5)
+    lm = padiff.suggest_layer_map(layer, module, inp if with_input else None)
+    assert isinstance(lm, padiff.LayerMap)
+    assert_same_state(before, user_state(layer, module, inp))
+    assert os.listdir(tmp_path) == []
+    after = torch.rand(3)
+    torch.manual_seed(5)
+    assert torch.equal(after, torch.rand(3))
