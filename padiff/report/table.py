@@ -84,7 +84,9 @@ def _render_rich(blocks: Sequence[Table | str], width: int | None) -> str:
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=width or shutil.get_terminal_size((120, 40)).columns,
                       highlight=False)
-    for block in blocks:
+    for i, block in enumerate(blocks):
+        if i:
+            console.print()
         if isinstance(block, str):
             console.print(Text(block))
             continue
