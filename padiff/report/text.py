@@ -76,14 +76,32 @@ def numbers(rec: Comparison, options: dict | None = None) -> list[str]:
     return lines
 
 
+MAX_TREE_ROWS = 60  # bigger trees are folded around the marked layer on the terminal (full tree in the logs)
+
+
 def tree_lines(tree: Sequence[tuple[str, str, int]], root_class: str, mark: str | None,
-               skipped: Iterable[str] = (), title: str = "") -> list[str]:
-    """An indented model tree; the layer at ``mark`` gets ``<--- *** HERE ***``, skipped ones ``(skip)``."""
+               skipped: Iterable[str] = (), title: str = "", max_rows: int | None = MAX_TREE_ROWS) -> list[str]:
+    """An indented model tree; the layer at ``mark`` gets ``<--- *** HERE ***``, skipped ones ``(skip)``.
+
+    A tree longer than ``max_rows`` is folded: the marked layer's ancestors, their
+    children and the marked layer's own children stay, runs of other layers become
+    ``... N more``.
+    """
     skipped = set(skipped)
     out = [title] if title else []
     if not tree:
         return [*out, "  (tree not recorded)"]
-    for path, cls, depth in tree:
+    keep = _kept_rows(tree, mark) if max_rows is not None and len(tree) > max_rows else None
+    hidden, hidden_depth = 0, 0
+    for i, (path, cls, depth) in enumerate(tree):
+        if keep is not None and i not in keep:
+            if not hidden:
+                hidden_depth = depth
+            hidden += 1
+            continue
+        if hidden:
+            out.append("  " + "  " * hidden_depth + f"... {hidden} more")
+            hidden = 0
         name = path.rsplit(".", 1)[-1] if path else ""
         label = f"{name} ({cls})" if path else f"{cls or root_class}"
         line = "  " + "  " * depth + label
@@ -92,7 +110,40 @@ def tree_lines(tree: Sequence[tuple[str, str, int]], root_class: str, mark: str 
         if mark is not None and path == mark:
             line += "  " + HERE
         out.append(line)
+    if hidden:
+        out.append("  " + "  " * hidden_depth + f"... {hidden} more")
     return out
+
+
+def _kept_rows(tree: Sequence[tuple[str, str, int]], mark: str | None, window: int = 2) -> set[int]:
+    """Rows to show of a long tree: the root, the marked layer's ancestors, a few siblings around
+    each of them (plus the first and last sibling), and the marked layer's first children."""
+    def parent(path: str) -> str:
+        return path.rsplit(".", 1)[0] if "." in path else ""
+
+    chain = [""]
+    if mark:
+        parts = mark.split(".")
+        chain += [".".join(parts[:k]) for k in range(1, len(parts) + 1)]
+    children: dict[str, list[int]] = {}
+    index: dict[str, int] = {}
+    for i, (path, _cls, _depth) in enumerate(tree):
+        index.setdefault(path, i)
+        if path:
+            children.setdefault(parent(path), []).append(i)
+    keep = {index[p] for p in chain if p in index}
+    for level, anc in enumerate(chain):
+        kids = children.get(anc, [])
+        if not kids:
+            continue
+        nxt = chain[level + 1] if level + 1 < len(chain) else None
+        if nxt is None or nxt not in index or index[nxt] not in kids:
+            keep.update(kids[:2 * window + 1])  # the marked layer's own children (or no mark)
+            continue
+        j = kids.index(index[nxt])
+        keep.update(kids[max(0, j - window): j + window + 1])
+        keep.update((kids[0], kids[-1]))
+    return keep
 
 
 _PADIFF_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -273,8 +324,7 @@ def write_logs(rep: DiffReport, log_dir: str | None = None) -> str:
     files = {
         "summary.txt": render_summary(rep) + "\n",
         "records.txt": records_text(rep),
-        "trees.txt": "\n".join([*tree_lines(rep.paddle_tree, rep.paddle_root_class, None, (), "Paddle model:"), "",
-                                *tree_lines(rep.torch_tree, rep.torch_root_class, None, (), "Torch model:")]) + "\n",
+        "trees.txt": trees_text(rep),
         "mapping.txt": mapping_text(rep),
         "report.json": json.dumps(rep.to_dict(), indent=2, default=str) + "\n",
     }
@@ -282,6 +332,19 @@ def write_logs(rep: DiffReport, log_dir: str | None = None) -> str:
         with open(os.path.join(path, name), "w", encoding="utf-8") as fh:
             fh.write(text)
     return path
+
+
+def trees_text(rep: DiffReport) -> str:
+    """Both whole model trees, unfolded, the first difference marked."""
+    first = rep.first_diff
+    skipped: dict[str, set[str]] = {"paddle": set(), "torch": set()}
+    for s in rep.skipped:
+        skipped.setdefault(s.side, set()).add(s.path)
+    lines = tree_lines(rep.paddle_tree, rep.paddle_root_class, first.paddle_path if first else None,
+                       skipped["paddle"], "Paddle model:", None)
+    lines += ["", *tree_lines(rep.torch_tree, rep.torch_root_class, first.torch_path if first else None,
+                              skipped["torch"], "Torch model:", None)]
+    return "\n".join(lines) + "\n"
 
 
 def records_text(rep: DiffReport) -> str:

@@ -128,3 +128,30 @@ def test_json_dump_is_strict_json(tmp_path):
     assert data["suggested_tolerances"]["float32"]["atol"] == pytest.approx(0.15)
     assert any(r["max_abs_diff"] == "nan" for r in data["records"])
     assert report_json(rep) == text
+
+
+def test_long_trees_are_folded_around_the_marked_layer(tmp_path):
+    from padiff.report.records import Comparison
+
+    rep = make_report()
+    tree = [("", "Big", 0), ("blocks", "LayerList", 1)]
+    for i in range(40):
+        tree += [(f"blocks.{i}", "Block", 2), (f"blocks.{i}.fc", "Linear", 3), (f"blocks.{i}.norm", "LayerNorm", 3)]
+    tree.append(("head", "Linear", 1))
+    rep.paddle_tree = tree
+    first = rep.first_diff
+    rep._first = Comparison(**{**{f: getattr(first, f) for f in first.__dataclass_fields__},
+                               "paddle_path": "blocks.20.fc"})
+    text = render_summary(rep)
+    paddle_part = text.split("Paddle model (PaddleNet):")[1].split("Torch model")[0]
+    assert "fc (Linear)  <--- *** HERE ***" in paddle_part
+    assert "norm (LayerNorm)" in paddle_part  # sibling of the marked layer
+    assert "      ... 53 more" in paddle_part and "      ... 50 more" in paddle_part  # other blocks folded
+    for kept in ("0 (Block)", "18 (Block)", "22 (Block)", "39 (Block)", "head (Linear)"):
+        assert kept in paddle_part
+    assert "17 (Block)" not in paddle_part and "23 (Block)" not in paddle_part
+    assert len(paddle_part.splitlines()) < 25
+    log_dir = write_logs(rep, str(tmp_path))
+    with open(os.path.join(log_dir, "trees.txt")) as fh:
+        full = fh.read()
+    assert full.count("(Block)") == 40 and "<--- *** HERE ***" in full
