@@ -156,11 +156,31 @@ def check_example_inp(example_inp: Any, layer: Any, module: Any) -> tuple[dict[s
     if t_wrong:
         raise InputError("the torch half of example_inp (the second dict) holds paddle tensors; convert them with "
                          "torch.from_numpy(t.numpy()).")
-    if (not p_tensors and p_inp) or (not t_tensors and t_inp):
-        pass  # non-tensor inputs (ints, flags) are allowed
+    for half, tensors, side, which, convert in ((p_inp, p_tensors, "paddle", "first", "paddle.to_tensor(a)"),
+                                                (t_inp, t_tensors, "torch", "second", "torch.from_numpy(a)")):
+        bad_keys = [k for k in half if not isinstance(k, str)]
+        if bad_keys:
+            raise InputError(f"the keys of the {which} dict of example_inp must be the {side} forward's argument "
+                             f"names (strings), got {bad_keys[0]!r}.")
+        # non-tensor inputs (ints, flags) are allowed; numpy arrays without any tensor are a forgotten conversion
+        if not tensors and any(_holds_ndarray(v) for v in half.values()):
+            raise InputError(f"the {which} dict of example_inp holds numpy arrays but no {side} tensor; convert "
+                             f"them with {convert}.")
     _check_keys(layer, dict(p_inp), "paddle", "first")
     _check_keys(module, dict(t_inp), "torch", "second")
     return dict(p_inp), dict(t_inp)
+
+
+def _holds_ndarray(value: Any, depth: int = 0) -> bool:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return True
+    if depth < 5 and isinstance(value, list | tuple):
+        return any(_holds_ndarray(v, depth + 1) for v in value)
+    if depth < 5 and isinstance(value, Mapping):
+        return any(_holds_ndarray(v, depth + 1) for v in value.values())
+    return False
 
 
 def _check_keys(model: Any, inputs: dict[str, Any], side: str, which: str) -> None:
