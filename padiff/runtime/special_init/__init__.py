@@ -4,6 +4,13 @@ A special init is registered by the two class names. It can be a user function
 ``init(paddle_layer, torch_module)`` that copies weights (SPEC §3), or a built-in
 array converter (``torch arrays -> paddle arrays``) which padiff also uses to compare
 gradients and post-step weights of the pair in paddle's layout.
+
+Built in (one module each): ``attention`` (``MultiHeadAttention``↔``MultiheadAttention``),
+``rnn`` (``LSTM``/``GRU``/``SimpleRNN``↔``LSTM``/``GRU``/``RNN``), ``batchnorm``
+(``BatchNorm1D/2D/3D``↔``BatchNorm1d/2d/3d``). A user registration for the same class
+names wins over a built-in. A layer whose class is registered counts as one unit with its
+whole subtree when ``assign_weight`` pairs layers, and :func:`find_special_pairs` feeds
+``LayerMap.auto``.
 """
 
 from __future__ import annotations
