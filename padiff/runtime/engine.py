@@ -321,7 +321,8 @@ class Engine:
         if not run.side.requires_grad(loss):
             raise ModelRunError(
                 f"the {run.side.name} loss does not require grad, so backward cannot run: no parameter or "
-                "input takes part in it (frozen model, or a no_grad region). Use options={'diff_phase': "
+                "input takes part in it (frozen model, a no_grad region, an int output, or a loss_fn that detaches). "
+                "Use options={'diff_phase': "
                 "'forward'} to compare the forward pass only."
             )
         try:

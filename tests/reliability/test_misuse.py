@@ -263,3 +263,10 @@ def test_auto_diff_raises_for_misuse_and_returns_false_for_differences():
     with torch.no_grad():
         module.fc1.weight.mul_(1.1)
     assert padiff.auto_diff(layer, module, inp, options={"atol": 1e-6}) is False
+
+
+def test_a_detached_loss_is_explained():
+    layer, module, inp = net_pair()
+    with pytest.raises(ModelRunError, match="a loss_fn that detaches") as info:
+        padiff.compare(layer, module, inp, loss_fn=[lambda o: o.mean().detach(), lambda o: o.mean().detach()])
+    assert "diff_phase': 'forward'" in str(info.value)
