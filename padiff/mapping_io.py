@@ -74,10 +74,22 @@ def map_to_dict(lm: LayerMap, layer: Any = None, module: Any = None) -> dict[str
             "this LayerMap holds layer objects (LayerMap.map or ignore(obj)); pass both models so they can be "
             "written as paths: lm.save(path, layer, module) / lm.to_dict(layer, module)."
         )
+    pairs = list(lm.pairs)
+    if layer is not None and module is not None:
+        pairs = _described(pairs, layer, module)
     map_entries: list[dict[str, Any]] = []
     if lm.map:
         map_entries.extend(_object_map_entries(lm.map, layer, module))
-    map_entries.extend(_opaque_entry(p) for p in lm.pairs if p.opaque)
+    map_entries.extend(_opaque_entry(p) for p in pairs if p.opaque)
+    plain = [_pair_entry(p) for p in pairs if not p.opaque]
+    labelled = [(f"pairs[{i}] (paddle {e['paddle_path']!r} <-> torch {e['torch_path']!r})", LayerPair.from_dict(e))
+                for i, e in enumerate(plain)]
+    labelled += [(f"map[{i}] (paddle {e['paddle_path']!r} <-> torch {e['torch_path']!r})",
+                  LayerPair.from_dict({**e, "opaque": True})) for i, e in enumerate(map_entries)]
+    try:
+        _check_no_duplicates(labelled)
+    except MapFileError as exc:  # a map that could not be loaded back is not written
+        raise MappingError(f"cannot save this LayerMap: {exc}") from None
     if object_ignores:
         _check_object_ignores(object_ignores, layer, module)
         ignores = lm.path_ignores(layer, module)
@@ -87,12 +99,35 @@ def map_to_dict(lm: LayerMap, layer: Any = None, module: Any = None) -> dict[str
         "version": MAP_FORMAT_VERSION,
         "route": lm.route,
         "notes": list(lm.notes),
-        "pairs": [_pair_entry(p) for p in lm.pairs if not p.opaque],
+        "pairs": plain,
         "map": map_entries,
         "ignores": [i.to_dict() for i in ignores],
         "unpaired": [u.to_dict() for u in lm.unpaired],
         "baseline": [_pair_entry(p) for p in lm.baseline],
     }
+
+
+def _described(pairs: list[LayerPair], layer: Any, module: Any) -> list[LayerPair]:
+    """Fill empty classes and shapes from the live models (best effort: unknown paths are left as they are)."""
+    import dataclasses
+
+    from padiff.runtime.adapters import PADDLE, TORCH, subtree_state
+
+    objs = {"paddle": dict(PADDLE.named_layers(layer)), "torch": dict(TORCH.named_layers(module))}
+    owned = {"paddle": PADDLE.owned_state(layer), "torch": TORCH.owned_state(module)}
+    out = []
+    for p in pairs:
+        fill: dict[str, Any] = {}
+        for side, path in (("paddle", p.paddle_path), ("torch", p.torch_path)):
+            if path not in objs[side]:
+                continue
+            if not getattr(p, f"{side}_class"):
+                fill[f"{side}_class"] = type(objs[side][path]).__name__
+            if not getattr(p, f"{side}_shapes"):
+                state = subtree_state(owned[side], path) if p.opaque else owned[side].get(path, [])
+                fill[f"{side}_shapes"] = tuple(tuple(int(x) for x in e.tensor.shape) for e in state)
+        out.append(dataclasses.replace(p, **fill) if fill else p)
+    return out
 
 
 def _pair_entry(p: LayerPair) -> dict[str, Any]:

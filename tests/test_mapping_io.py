@@ -378,3 +378,20 @@ def test_fuzz_json_text(text):
 def test_no_temp_files_left_behind(tmp_path):
     stack_map().save(str(tmp_path / "a.yaml"))
     assert os.listdir(tmp_path) == ["a.yaml"]
+
+
+def test_saving_with_models_describes_hand_written_pairs(tmp_path):
+    layer, module, _ = mlp_pair()
+    lm = LayerMap([LayerPair("fc2", "middle")])
+    data = lm.to_dict(layer, module)
+    assert data["pairs"][0]["paddle_class"] == "Linear" and data["pairs"][0]["torch_shapes"] == [[16, 16], [16]]
+    assert lm.pairs[0].paddle_class == ""  # the user's map itself is not changed
+
+
+def test_a_map_that_could_not_be_loaded_back_is_not_saved(tmp_path):
+    layer, module, _ = mlp_pair()
+    lm = LayerMap([LayerPair("fc1", "first")])
+    lm.map = {layer.fc1: module.middle}
+    with pytest.raises(MappingError, match=r"cannot save.*'fc1' is already paired"):
+        lm.save(str(tmp_path / "m.yaml"), layer, module)
+    assert not (tmp_path / "m.yaml").exists()
