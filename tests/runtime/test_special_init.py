@@ -269,3 +269,17 @@ def test_recurrent_cells_need_no_special_init(p_cls, t_cls):
     t_out = module(torch.tensor(x))
     t_h = t_out[0] if isinstance(t_out, tuple) else t_out
     np.testing.assert_allclose(layer(paddle.to_tensor(x))[0].numpy(), t_h.detach().numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize(("p_kw", "t_kw", "says"), [
+    ({"hidden_size": 6}, {"hidden_size": 5}, "hidden_size differs: paddle 6, torch 5"),
+    ({"num_layers": 2}, {"num_layers": 1}, "num_layers differs"),
+    ({"direction": "bidirect"}, {}, "direction='bidirect'"),
+])
+def test_recurrent_configuration_mismatch_is_named(p_kw, t_kw, says, capsys):
+    p = paddle.nn.LSTM(4, **{"hidden_size": 6, **p_kw})
+    t = torch.nn.LSTM(4, **{"hidden_size": 6, **t_kw})
+    before = paddle_values(p)
+    assert padiff.assign_weight(p, t, {p: t}) is False
+    assert says in capsys.readouterr().err
+    assert all(np.array_equal(before[k], v) for k, v in paddle_values(p).items())

@@ -30,7 +30,24 @@ def rows(start: int, stop: int, then_transpose: bool) -> Fn:
         piece = arrs[0][start:stop]
         return np.ascontiguousarray(piece.T if then_transpose else piece)
 
+    def out_shape(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        s = (max(0, min(stop, shapes[0][0]) - start), *shapes[0][1:])
+        return s[::-1] if then_transpose else s
+
+    fn.out_shape = out_shape  # type: ignore[attr-defined]
     return fn
+
+
+copy.out_shape = lambda shapes: tuple(shapes[0])  # type: ignore[attr-defined]
+transpose.out_shape = lambda shapes: tuple(shapes[0])[::-1]  # type: ignore[attr-defined]
+
+
+def out_shape(fn: Fn, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """The shape ``fn`` gives for inputs of ``shapes``, without allocating full-size arrays when it can."""
+    known = getattr(fn, "out_shape", None)
+    if known is not None:
+        return tuple(known(shapes))
+    return tuple(fn([np.zeros(s, dtype=np.float32) for s in shapes]).shape)
 
 
 def state_name(state: list[StateEntry], tensor: Any, fallback: str) -> str:
@@ -59,7 +76,7 @@ def check_shapes(links: list[Any], p_shapes: dict[str, tuple[int, ...]], t_shape
         missing = [n for n in lk.torch_names if n not in t_shapes]
         if missing:
             raise on_error(f"torch has no {missing[0]!r} for paddle {lk.paddle_name!r}")
-        got = lk.fn([np.zeros(t_shapes[n], dtype=np.float32) for n in lk.torch_names]).shape
+        got = out_shape(lk.fn, [t_shapes[n] for n in lk.torch_names])
         want = p_shapes[lk.paddle_name]
         if tuple(got) != tuple(want):
             shapes = ", ".join(f"{n}{list(t_shapes[n])}" for n in lk.torch_names)

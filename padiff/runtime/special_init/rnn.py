@@ -50,6 +50,10 @@ def plan(p_path: str, p_layer: Any, p_state: list[StateEntry], t_path: str, t_la
                   f"{'bidirectional' if t_dirs == 2 else 'forward only'} (direction='bidirect' ⇔ bidirectional=True)")
     if int(p_layer.num_layers) != int(t_layer.num_layers):
         raise err(f"num_layers differs: paddle {p_layer.num_layers}, torch {t_layer.num_layers}")
+    for attr in ("input_size", "hidden_size"):
+        p_val, t_val = getattr(p_layer, attr, None), getattr(t_layer, attr, None)
+        if p_val is not None and t_val is not None and int(p_val) != int(t_val):
+            raise err(f"{attr} differs: paddle {p_val}, torch {t_val}")
     p_proj, t_proj = int(getattr(p_layer, "proj_size", 0) or 0), int(getattr(t_layer, "proj_size", 0) or 0)
     if p_proj != t_proj:
         raise err(f"proj_size differs: paddle {p_proj}, torch {t_proj}")
