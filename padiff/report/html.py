@@ -211,7 +211,8 @@ main{padding:8px 22px 40px} h2{font-size:16px;margin:22px 0 8px}
 .kv{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px} .kv div:nth-child(odd){color:#5a6372}
 .mono,.num,td{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
 .trees{display:grid;grid-template-columns:1fr 1fr;gap:14px}
-.tree{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:6px 0;max-height:520px;overflow:auto}
+.tree{position:relative;background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:6px 0;
+max-height:520px;overflow:auto}
 .tree h3{margin:2px 10px 6px;font-size:14px}
 .node{padding:1px 8px;white-space:nowrap;border-left:4px solid transparent;cursor:default}
 .node i{color:#6b7280;font-style:normal} .node.paired{cursor:pointer}
@@ -255,6 +256,8 @@ JS = """
   document.querySelectorAll('button[data-x]').forEach(function(b){b.addEventListener('click',function(){
     showX(b.getAttribute('data-x'));});});
   showX(location.hash==='#depth'?'depth':'order');
+  document.querySelectorAll('.tree .node.first').forEach(function(n){var t=n.parentNode;
+    t.scrollTop=Math.max(0,n.offsetTop-t.clientHeight/3);});
 })();
 """
 
