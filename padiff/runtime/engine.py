@@ -210,7 +210,7 @@ class Engine:
                         return
                     if ps.compare_forward and _compares_output(pev, ev):
                         self._compare_outputs("forward", pev, ev, pev.outputs or [],
-                                              [TORCH.to_numpy(t) for t in outs])
+                                              [TORCH.host_view(t) for t in outs])
                     pev.outputs = None
                     pev.inputs = None
                     if ps.backward:
@@ -246,7 +246,7 @@ class Engine:
                 if p_grad is None:
                     return None
                 if ps.compare_backward and _compares_output(pev, tev):
-                    stats = self._cmp(p_grad, TORCH.to_numpy(grad))
+                    stats = self._cmp(p_grad, TORCH.host_view(grad))
                     self._add("backward", pev.role.path, tev.role.path, pev.role.cls, tev.role.cls, stats,
                               call=tev.call, item=_item("grad of output", i, 2), order=-pev.index * 64 + i,
                               depth=pev.role.depth, dtype=tev.dtype, pev=pev, tev=tev)
