@@ -83,7 +83,11 @@ def build_graph(model: onnx.ModelProto, owner: Mapping[str, tuple[str, str]], sc
                    layer=None, call=-1, name=node.name, out=tuple(node.output),
                    data_in=sum(1 for n in data_inputs if n not in static))
         slots = DATA_SLOTS.get(node.op_type)
-        for slot, tensor in enumerate(node.input):
+        inputs_here = list(node.input)
+        if node.op_type in ("If", "Loop", "Scan"):  # outer-scope tensors read by the subgraphs
+            inputs_here += sorted(t for t in _subgraph_inputs(node) if t in producer and t not in inputs_here)
+            slots = None
+        for slot, tensor in enumerate(inputs_here):
             if not tensor or tensor not in producer or (slots is not None and slot not in slots):
                 continue
             u = producer[tensor]

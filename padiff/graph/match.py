@@ -257,9 +257,11 @@ def pair_score(a: Unit, b: Unit) -> float:
     """Alignment score of two units (``FORBID`` when they cannot correspond)."""
     if a.has_params != b.has_params or a.kind != b.kind:
         return FORBID
-    if a.has_params:
-        return MATCH if a.shapes == b.shapes else FORBID
-    return KIND_ONLY
+    if a.has_params:  # among equal candidates, prefer the one at the same depth
+        return MATCH - 0.01 * min(abs(a.depth - b.depth), 10) if a.shapes == b.shapes else FORBID
+    # parameter-free units (activations, pooling) carry little identity: only pair them
+    # at nearly the same depth, where a functional call on one side cannot shift them
+    return KIND_ONLY if abs(a.depth - b.depth) <= 1 else FORBID
 
 
 def _windows(p: Sequence[Unit], t: Sequence[Unit], exact: bool) -> tuple[list[int], list[int]]:
@@ -431,6 +433,7 @@ def match_sides(ps: Side, ts: Side, p_layers: Mapping[str, LayerInfo],
     t_order = sorted(ts.units, key=order_key)
     aligned = [(p_order[i].uid, t_order[j].uid) for i, j in align(p_order, t_order)]
     unit_pairs, unsettled = refine(aligned, ps, ts)
+    unit_pairs = _drop_stray_free_pairs(unit_pairs, ps, ts)
     mapping = dict(unit_pairs)
 
     votes: dict[str, Counter[str]] = defaultdict(Counter)
@@ -494,6 +497,20 @@ def match_sides(ps: Side, ts: Side, p_layers: Mapping[str, LayerInfo],
     unpaired = conflicts + _explain(ps, ts, p_layers, t_layers, set(chosen), set(taken), "paddle") \
         + _explain(ts, ps, t_layers, p_layers, set(taken), set(chosen), "torch")
     return MatchResult(pairs, unpaired, [(ps.units[a], ts.units[b]) for a, b in unit_pairs])
+
+
+def _drop_stray_free_pairs(pairs: list[tuple[int, int]], ps: Side, ts: Side) -> list[tuple[int, int]]:
+    """Unpair parameter-free units none of whose graph neighbours map onto the other's."""
+    mapping = dict(pairs)
+    keep = []
+    for a, b in pairs:
+        if not ps.units[a].has_params:
+            nbrs = list(ps.graph.predecessors(a)) + list(ps.graph.successors(a))
+            t_nbrs = set(ts.graph.predecessors(b)) | set(ts.graph.successors(b))
+            if nbrs and not any(mapping.get(x) in t_nbrs for x in nbrs):
+                continue
+        keep.append((a, b))
+    return keep
 
 
 def _same_output(p: LayerInfo | None, t: LayerInfo | None, units: list[tuple[Unit, Unit]]) -> bool:

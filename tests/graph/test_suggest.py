@@ -187,8 +187,14 @@ def test_bad_arguments_are_clear_errors() -> None:
         suggest_layer_map(case.paddle, case.torch, case.inputs[0])
 
 
-def test_data_dependent_if_layers_inside_control_flow_are_still_paired_and_flagged() -> None:
+@pytest.mark.parametrize("taken", [True, False])
+def test_data_dependent_if_layers_inside_control_flow_are_still_paired_and_flagged(taken: bool) -> None:
+    import torch
+
     case = ap.control_flow()
+    with torch.no_grad():  # decide which branch the torch trace takes
+        case.torch.l1.weight.zero_()
+        case.torch.l1.bias.fill_(1.0 if taken else -1.0)
     before = snapshot(case.paddle, case.torch)
     lm = suggest_layer_map(case.paddle, case.torch, case.inputs)
     assert_unchanged(before, snapshot(case.paddle, case.torch))
