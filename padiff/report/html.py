@@ -236,7 +236,7 @@ svg.plot{background:#fff;border:1px solid #dde1e7;border-radius:6px;max-width:10
 button.active{background:#1d4ed8;color:#fff;border-color:#1d4ed8}
 """
 
-JS = """
+JS = r"""
 (function(){
   function all(k){return document.querySelectorAll('[data-pair="'+k+'"]');}
   function mark(k,cls,on){all(k).forEach(function(e){e.classList.toggle(cls,on);});}
@@ -245,10 +245,12 @@ JS = """
   document.addEventListener('mouseout',function(ev){var t=ev.target.closest('[data-pair]');
     if(t){mark(t.getAttribute('data-pair'),'hl',false);}});
   var pinned=null;
-  document.addEventListener('click',function(ev){var t=ev.target.closest('[data-pair]');if(!t){return;}
-    var k=t.getAttribute('data-pair');if(pinned!==null){mark(pinned,'pin',false);}
+  function pin(k,from){if(pinned!==null){mark(pinned,'pin',false);}
     if(pinned===k){pinned=null;return;}pinned=k;mark(k,'pin',true);
-    all(k).forEach(function(e){if(e!==t&&e.classList.contains('node')){e.scrollIntoView({block:'nearest'});}});});
+    all(k).forEach(function(e){if(e!==from&&e.classList.contains('node')){var t=e.parentNode;
+      t.scrollTop=Math.max(0,e.offsetTop-t.clientHeight/3);}});}
+  document.addEventListener('click',function(ev){var t=ev.target.closest('[data-pair]');
+    if(t){pin(t.getAttribute('data-pair'),t);}});
   function showX(x){document.querySelectorAll('svg.plot').forEach(function(s){
       s.style.display=(s.getAttribute('data-x')===x)?'':'none';});
     document.querySelectorAll('button[data-x]').forEach(function(b){
@@ -258,6 +260,7 @@ JS = """
   showX(location.hash==='#depth'?'depth':'order');
   document.querySelectorAll('.tree .node.first').forEach(function(n){var t=n.parentNode;
     t.scrollTop=Math.max(0,n.offsetTop-t.clientHeight/3);});
+  var m=/^#pair=(\d+)$/.exec(location.hash);if(m){pin(m[1],null);}
 })();
 """
 

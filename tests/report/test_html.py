@@ -164,6 +164,15 @@ def test_renders_in_headless_chromium(tmp_path):
     dom = subprocess.run([*cmd[:-2], "--dump-dom", "file://" + html_path], capture_output=True, text=True,
                          timeout=120, check=False).stdout
     assert "padiff: FAILED" in dom and 'id="torch-tree"' in dom
+    # the linking script ran: #pair=K pins pair K in both trees, the table and the plots
+    page = render_html(make_report(steps=2))
+    c = check(page)
+    key = next(k for k, elems in c.pairs.items() if any(d.get("title") == "paired with enc.second" for _, d in elems))
+    dom = subprocess.run([*cmd[:-2], "--dump-dom", f"file://{html_path}#pair={key}"], capture_output=True, text=True,
+                         timeout=120, check=False).stdout
+    pinned = re.findall(r'<(\w+) class="([^"]*\bpin\b[^"]*)" data-pair="(\d+)"', dom)
+    assert {k for _, _, k in pinned} == {key}
+    assert sum("node" in cls for _, cls, _ in pinned) == 2 and any(tag == "tr" for tag, _, _ in pinned)
 
 
 # --- fuzzing: any numbers render, and the HTML stays well-formed -------------------------------------
