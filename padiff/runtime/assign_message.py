@@ -46,7 +46,7 @@ def tree_text(side: Side, root: Any, marks: TreeMarks) -> str:
             note = "  " + HERE
             here_idx.append(len(lines))
         elif path in marks.ignored:
-            note = "  (skip: ignored by the layer map)"
+            note = "  (skip) ignored by the layer map"
         elif path in marks.covered:
             note = "  (inside a mapped pair)"
         elif path in marks.paired:

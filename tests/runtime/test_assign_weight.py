@@ -400,3 +400,25 @@ def test_long_trees_are_cut_around_the_failing_layer():
     assert "150 (Linear)  <--- *** HERE ***" in tree and "..." in tree
     assert len(tree.splitlines()) < 70
     assert tree.splitlines()[0].strip() == "Sequential"
+
+
+def test_extra_torch_block_ignored_recursively_and_classes_ignored():
+    layer, module = PaddleWithNop(), TorchNoNop()
+    module.aux = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LayerNorm(2))
+    assert padiff.assign_weight(layer, module) is False
+    lm = LayerMap()
+    lm.ignore_recursively(module.aux)
+    assert padiff.assign_weight(layer, module, lm)
+    lm = LayerMap()
+    lm.ignore_class(module, (torch.nn.LayerNorm,))
+    lm.ignore(module.aux[0])
+    assert padiff.assign_weight(layer, module, lm)
+    run_and_check(layer, module, [rand(2, 4)], layer_map=lm)
+
+
+def test_failure_marks_ignored_layers_in_the_tree(capsys):
+    layer, module = PaddleWithNop(), TorchNoNop(hidden=7)
+    lm = LayerMap()
+    lm.ignore(layer.nop)
+    assert padiff.assign_weight(layer, module, lm) is False
+    assert "nop (Nop)  (skip) ignored by the layer map" in capsys.readouterr().err
