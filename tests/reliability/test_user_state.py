@@ -323,15 +323,23 @@ def test_without_auto_weights_no_weight_is_copied():
     assert_same_state(before, user_state(layer, module, inp))
 
 
-def test_auto_diff_prints_and_writes_nothing_in_the_working_directory(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("log_env", [True, False])
+def test_auto_diff_writes_only_in_its_log_directory(log_env, tmp_path, monkeypatch, capsys):
     layer, module, inp = _lived_in()
     with torch.no_grad():
         module.fc2.bias.add_(0.5)
     before = user_state(layer, module, inp)
-    monkeypatch.chdir(tmp_path)
+    work, logs = tmp_path / "work", tmp_path / "logs"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    if log_env:
+        monkeypatch.setenv("PADIFF_LOG_DIR", str(logs))
+    else:
+        monkeypatch.delenv("PADIFF_LOG_DIR", raising=False)
     assert padiff.auto_diff(layer, module, inp, options={"atol": 1e-6}) is False
     assert capsys.readouterr().out
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(work) == ([] if log_env else ["padiff_logs"])  # the default log root is ./padiff_logs
+    assert set(os.listdir(tmp_path)) <= {"logs", "work"}
     assert_same_state(before, user_state(layer, module, inp))
 
 
