@@ -290,7 +290,8 @@ class Engine:
             else:
                 # the built-in loss works in float32: half-precision means lose digits (and paddle
                 # has no CPU float16 mean kernel)
-                tensors = [side.widen(t) for t in side.flatten(out) if "float" in side.dtype_name(t)]
+                tensors = [side.widen(t) for t in side.flatten(out)
+                           if "float" in side.dtype_name(t) and side.numel(t) > 0]  # the mean of nothing is NaN
                 if not tensors:
                     return None
                 loss = tensors[0].mean()

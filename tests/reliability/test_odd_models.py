@@ -507,3 +507,28 @@ def test_a_real_difference_in_train_mode_is_not_blamed_on_randomness():
         module.fc2.bias.add_(0.1)
     rep = padiff.compare(layer, module, inp, options=OPTS)
     assert not rep and not rep.warnings
+
+
+def test_empty_outputs_agree_and_do_not_make_a_nan_loss():
+    class PEmpty(PNet):
+        def forward(self, x):
+            out = super().forward(x)
+            return out, out[:0]
+
+    class TEmpty(TNet):
+        def forward(self, x):
+            out = super().forward(x)
+            return out, out[:0]
+
+    rep = padiff.compare(*_pair(PEmpty, TEmpty), options=OPTS)
+    assert rep, rep.first_diff
+    assert [r.note for r in rep.by_stage("forward") if r.item == "model output[1]"] == ["empty"]
+
+
+def test_outputs_on_one_side_only_are_a_structure_mismatch():
+    class PNone(PNet):
+        def forward(self, x):
+            super().forward(x)
+
+    rep = padiff.compare(*_pair(PNone, TNet), options={**OPTS, "diff_phase": "forward"})
+    assert not rep and "paddle gives 0 tensor(s), torch gives 1" in rep.first_diff.note
