@@ -519,3 +519,50 @@ class TBranchy(tnn.Module):
 
 def control_flow() -> Case:
     return Case("control_flow", PBranchy(), TBranchy(), _inputs((2, 4)), {"fc": "l1", "maybe": "l2", "head": "l3"})
+
+
+# --- transformer encoder layer: paddle.nn.TransformerEncoderLayer vs a torch re-implementation -----------
+class TSelfAttention(tnn.Module):
+    def __init__(self, d: int, heads: int) -> None:
+        super().__init__()
+        self.heads, self.hd = heads, d // heads
+        self.wv = tnn.Linear(d, d)
+        self.wk = tnn.Linear(d, d)
+        self.wq = tnn.Linear(d, d)
+        self.wo = tnn.Linear(d, d)
+
+    def _split(self, t):
+        b, s, _ = t.shape
+        return t.reshape(b, s, self.heads, self.hd).transpose(1, 2)
+
+    def forward(self, x):
+        q = self._split(self.wq(x))
+        k = self._split(self.wk(x))
+        v = self._split(self.wv(x))
+        att = torch.softmax(torch.matmul(q * self.hd ** -0.5, k.transpose(-1, -2)), dim=-1)
+        out = torch.matmul(att, v).transpose(1, 2)
+        return self.wo(out.reshape(out.shape[0], out.shape[1], -1))
+
+
+class TEncoderLayer(tnn.Module):
+    def __init__(self, d: int = 16, heads: int = 2, ff: int = 32) -> None:
+        super().__init__()
+        self.ln_b = tnn.LayerNorm(d)
+        self.ln_a = tnn.LayerNorm(d)
+        self.mix = TSelfAttention(d, heads)
+        self.up = tnn.Linear(d, ff)
+        self.down = tnn.Linear(ff, d)
+
+    def forward(self, src):
+        h = self.ln_a(src + self.mix(src))
+        return self.ln_b(h + self.down(torch.relu(self.up(h))))
+
+
+def transformer() -> Case:
+    p = pnn.TransformerEncoderLayer(16, 2, 32, dropout=0.0)
+    truth = {"self_attn.q_proj": "mix.wq", "self_attn.k_proj": "mix.wk", "self_attn.v_proj": "mix.wv",
+             "self_attn.out_proj": "mix.wo", "linear1": "up", "linear2": "down", "norm1": "ln_a", "norm2": "ln_b"}
+    return Case("transformer", p, TEncoderLayer(), _inputs((2, 5, 16), "src", "src"), truth)
+
+
+HARD_CASES["transformer"] = transformer
