@@ -204,3 +204,40 @@ def test_data_dependent_if_layers_inside_control_flow_are_still_paired_and_flagg
     else:  # an exporter refused the control flow: the fallback must say so
         assert any("export failed" in n for n in lm.notes)
     assert param_pairs(lm, case) == case.truth
+
+
+def test_torch_export_failure_cancels_the_paddle_child_and_cleans_up(tmp_path, monkeypatch) -> None:
+    import tempfile
+
+    import torch
+
+    class TSvd(torch.nn.Module):  # torch.onnx has no linalg_svdvals
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(6, 6)
+            self.ln = torch.nn.LayerNorm(6)
+
+        def forward(self, x):
+            h = self.lin(x)
+            return self.ln(h) + torch.linalg.svdvals(h).sum()
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # private temp root: other runs may share /tmp
+    case = ap.export_failure()
+    module = TSvd()
+    module.train()
+    before = snapshot(case.paddle, module)
+    lm = suggest_layer_map(case.paddle, module, case.inputs)
+    assert lm.route == "structure"
+    assert any("torch.onnx.export failed" in n for n in lm.notes), lm.notes
+    assert_unchanged(before, snapshot(case.paddle, module))
+    assert os.listdir(tmp_path) == []
+
+
+def test_successful_export_leaves_no_temp_dirs(tmp_path, monkeypatch) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    case = ap.reused()
+    lm = suggest_layer_map(case.paddle, case.torch, case.inputs)
+    assert lm.route == "graph"
+    assert os.listdir(tmp_path) == []
