@@ -243,10 +243,11 @@ def _optimizer_pair(value: Any) -> tuple[Any, Any] | None:
 def _layer_map(value: Any, layer: Any, module: Any, example_inp: Any) -> LayerMap:
     if isinstance(value, str):
         if value != "auto":
-            raise OptionsError(f"layer_map must be a LayerMap, a dict or 'auto', got the string {value!r}.")
+            raise InputError(f"layer_map must be a LayerMap, a dict or 'auto', got the string {value!r}.")
         from padiff.graph.suggest import suggest_layer_map
+        from padiff.runtime.assign import with_special_pairs
 
-        lm = suggest_layer_map(layer, module, example_inp)
+        lm = with_special_pairs(suggest_layer_map(layer, module, example_inp), layer, module)
         from padiff.report.console import print_mapping
 
         print_mapping(lm)

@@ -259,6 +259,10 @@ class PaddleSide(Side):
         return t
 
     def set_value(self, t: Any, arr: np.ndarray) -> None:
+        if self.dtype_name(t) in ("float16", "bfloat16"):
+            # paddle rejects a float32 array for a half tensor: cast on the paddle side
+            t.set_value(self.fw.to_tensor(np.ascontiguousarray(arr, dtype=np.float32)).astype(t.dtype))
+            return
         t.set_value(np.ascontiguousarray(arr).astype(self.to_numpy_dtype(t), copy=False))
 
     def to_numpy_dtype(self, t: Any) -> Any:

@@ -24,7 +24,7 @@ from padiff.errors import InputError, WeightAssignError
 from padiff.layer_map import LayerMap, LayerPair, ResolvedMap
 from padiff.runtime.adapters import PADDLE, TORCH, StateEntry, subtree_state
 from padiff.runtime.assign_message import TreeMarks, build_error, skip_marks
-from padiff.runtime.weights import PairPlan, plan_pair, set_paddle, torch_arrays
+from padiff.runtime.weights import PairPlan, plan_pair, torch_arrays
 
 log = logging.getLogger("padiff")
 
@@ -254,7 +254,7 @@ def _apply(plan: PairPlan, p_layers: dict[str, Any], t_layers: dict[str, Any],
         if tuple(target.shape) != tuple(arr.shape):
             raise WeightAssignError(f"paddle {plan.paddle_path or '<root>'}.{link.paddle_name} has shape "
                                     f"{list(target.shape)} but {link.conversion} of torch gives {list(arr.shape)}")
-        set_paddle(target, arr)
+        PADDLE.set_value(target, arr)
 
 
 def _snapshot(plans: list[PairPlan], p_layers: dict[str, Any],
@@ -282,7 +282,7 @@ def _snapshot(plans: list[PairPlan], p_layers: dict[str, Any],
 
 def _restore(snapshot: list[tuple[Any, np.ndarray]]) -> None:
     for tensor, arr in snapshot:
-        set_paddle(tensor, arr)
+        PADDLE.set_value(tensor, arr)
 
 
 def _describe(plan: PairPlan) -> list[str]:

@@ -36,6 +36,7 @@ class Role:
     kind: str  # "explicit", "hard", "soft"
     depth: int
     pair: LayerPair | None = None
+    unit: bool = False  # owns its whole subtree (opaque pair, or a class with a special init)
 
 
 @dataclass
@@ -55,24 +56,35 @@ class Event:
 
 def assign_roles(side: Side, root: Any, resolved: ResolvedMap, owned_paths: set[str]) -> dict[str, Role]:
     """Decide the role of every layer path on one side (paths absent from the result get no hooks)."""
+    from padiff.runtime.special_init import is_special
+
     pairs = resolved.pair_of(side.name)
-    opaque = resolved.opaque_paths(side.name)
+    units = set(resolved.opaque_paths(side.name))
     roles: dict[str, Role] = {}
     for path, layer in side.named_layers(root):
         if path in roles:  # the same path twice cannot happen; shared layers give two paths
             continue
-        if any(path != top and (top == "" or path.startswith(top + ".")) for top in opaque):
-            continue  # inside an opaque pair: only its top is compared
+        if any(path != top and (top == "" or path.startswith(top + ".")) for top in units):
+            continue  # inside an opaque pair or a special-init layer: only its top is compared
         if resolved.hidden(side.name, path):
             continue
         depth = 0 if path == "" else path.count(".") + 1
         cls = type(layer).__name__
-        if path in pairs:
-            roles[path] = Role(path, cls, "explicit", depth, pairs[path])
+        pair = pairs.get(path)
+        special = path != "" and is_special(layer, 0 if side.name == "paddle" else 1)
+        if pair is not None:
+            unit = pair.opaque or special
+            if unit:
+                units.add(path)
+            roles[path] = Role(path, cls, "explicit", depth, pair, unit=unit)
             continue
         if resolved.skipped(side.name, path):
             continue
-        if path in owned_paths:
+        if special and not any(p.startswith(path + ".") for p in pairs):
+            # MultiHeadAttention, LSTM ...: weights do not pair one by one, so the layer is one unit
+            units.add(path)
+            roles[path] = Role(path, cls, "hard", depth, unit=True)
+        elif path in owned_paths:
             roles[path] = Role(path, cls, "hard", depth)
         elif not side.children(layer) and path != "":
             roles[path] = Role(path, cls, "soft", depth)

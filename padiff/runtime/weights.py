@@ -138,21 +138,6 @@ def set_error_fields(err: Exception, p_path: str, p_class: str, p_state: list[St
     err.reason = reason  # type: ignore[attr-defined]
 
 
-def set_paddle(tensor: Any, arr: np.ndarray) -> None:
-    """Overwrite a paddle tensor in place, keeping its dtype (half types included).
-
-    ``PADDLE.set_value`` hands paddle a float32 array for float16/bfloat16 tensors, which
-    paddle rejects; those are cast on the paddle side instead.
-    """
-    name = PADDLE.dtype_name(tensor)
-    if name in ("float16", "bfloat16"):
-        import paddle
-
-        tensor.set_value(paddle.to_tensor(np.ascontiguousarray(arr, dtype=np.float32)).astype(tensor.dtype))
-        return
-    PADDLE.set_value(tensor, arr)
-
-
 def torch_arrays(t_state: list[StateEntry], which: str = "value") -> ArrayDict:
     """Host copies of a torch module's own tensors (``which`` = ``"value"`` or ``"grad"``)."""
     out: ArrayDict = {}
@@ -178,4 +163,4 @@ def apply_plan(plan: PairPlan, p_layer: Any, p_state: list[StateEntry], t_layer:
                 f"paddle {plan.paddle_path or '<root>'}.{name} has shape {list(target.shape)} but the "
                 f"converted torch value has {list(arr.shape)}"
             )
-        set_paddle(target, arr)
+        PADDLE.set_value(target, arr)

@@ -18,7 +18,6 @@ import torch
 from padiff.layer_map import LayerMap
 from padiff.runtime.adapters import PADDLE, TORCH, subtree_state
 from padiff.runtime.assign import plan_weights
-from padiff.runtime.weights import set_paddle
 
 
 def rand(*shape: int, seed: int = 0) -> np.ndarray:
@@ -30,7 +29,7 @@ def perturb_paddle(layer: paddle.nn.Layer, seed: int = 7) -> None:
     rng = np.random.default_rng(seed)
     for _, entries in PADDLE.owned_state(layer).items():
         for e in entries:
-            set_paddle(e.tensor, rng.standard_normal(tuple(e.tensor.shape)).astype("float32"))
+            PADDLE.set_value(e.tensor, rng.standard_normal(tuple(e.tensor.shape)).astype("float32"))
 
 
 def paddle_values(layer: paddle.nn.Layer) -> dict[str, np.ndarray]:

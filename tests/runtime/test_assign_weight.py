@@ -279,8 +279,6 @@ def test_compare_reports_the_inferred_split():
     assert any("inferred split" in c for c in rep.conversions)
 
 
-@pytest.mark.xfail(reason="engine: paddle's LSTM gives a (zero) grad to the unused final states, torch none; "
-                          "reported to the engine owner", strict=False)
 def test_auto_diff_embedding_lstm_with_a_dict_map():
     layer, module = PaddleEmbLSTM(), TorchEmbLSTM()
     ids = np.random.default_rng(0).integers(0, 20, (2, 7))

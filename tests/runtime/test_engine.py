@@ -328,3 +328,18 @@ def test_auto_weights_with_reordered_definitions_of_different_shapes():
     rep = padiff.compare(PaddleMLP(), TorchReversed(), inputs(("x", "inp", rand(3, 8))), auto_weights=True,
                          options={"atol": 1e-6})
     assert rep, rep.first_diff
+
+
+@pytest.mark.parametrize("layer_map", [None, "auto"])
+def test_attention_block_is_one_unit_without_a_map(layer_map):
+    from models.special_pairs import PaddleAttnBlock, TorchAttnBlock
+
+    layer, module = PaddleAttnBlock(), TorchAttnBlock()
+    x, k = rand(2, 3, 8, seed=3), rand(2, 3, 8, seed=4)
+    inp = inputs(("x", "x", x), ("k", "k", k), ("v", "v", k))
+    rep = padiff.compare(layer, module, inp, auto_weights=True, layer_map=layer_map, options={"atol": 1e-5})
+    assert rep, rep.first_diff
+    fwd = {(r.paddle_path, r.torch_path) for r in rep.by_stage("forward")}
+    assert ("attn", "attn") in fwd and ("attn.q_proj", "attn") not in fwd
+    grads = {r.item for r in rep.by_stage("grad") if r.paddle_path == "attn"}
+    assert {"q_proj.weight", "out_proj.bias"} <= grads  # unit grads compared in paddle layout
