@@ -374,6 +374,10 @@ def _randomness_probe(module: Any, t_inp: dict[str, Any]) -> list[str]:
 
 def _finish(rep: DiffReport, html: str | None, json_path: str | None, log_dir: str | None) -> DiffReport:
     try:
+        if log_dir and not rep:
+            from padiff.report.text import write_logs
+
+            write_logs(rep, log_dir)
         if html:
             from padiff.report.html import write_html
 

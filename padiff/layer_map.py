@@ -287,8 +287,9 @@ class LayerMap:
         out = list(self.ignores)
         for kind, obj, cls in self._object_ignores:
             side, paths = ("paddle", p_paths) if id(obj) in p_paths else ("torch", t_paths)
-            if id(obj) in paths:
-                out.append(Ignore(side, kind, paths[id(obj)], cls.__name__ if cls else ""))
+            if id(obj) not in paths:
+                raise MappingError(f"LayerMap.{_method(kind)}: {type(obj).__name__} is in neither model.")
+            out.append(Ignore(side, kind, paths[id(obj)], cls.__name__ if cls else ""))
         return out
 
     # --- files and review (implemented in padiff.mapping_io) ----------------------------

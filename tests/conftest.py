@@ -57,6 +57,18 @@ _TARGETS = [
 
 
 @pytest.fixture(autouse=True)
+def _seeded() -> None:
+    """Every test starts from the same random state, so model weights are reproducible."""
+    import numpy as np
+    import paddle
+    import torch
+
+    np.random.seed(0)
+    paddle.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
 def _user_state_guard(monkeypatch: pytest.MonkeyPatch) -> None:
     for mod_name, attr in _TARGETS:
         try:

@@ -19,6 +19,7 @@ _SKIP_PARTS = (
     os.sep + "torch" + os.sep,
     os.sep + "padiff" + os.sep + "runtime" + os.sep,
     os.sep + "padiff" + os.sep + "api.py",
+    os.sep + "padiff" + os.sep + "cli",
     os.sep + "contextlib.py",
     os.sep + "_pytest" + os.sep,
     os.sep + "pluggy" + os.sep,
