@@ -48,6 +48,9 @@ def compare(
     opts = DiffOptions.from_mapping(options)
     check_models(layer, module)
     p_inp, t_inp = check_example_inp(example_inp, layer, module)
+    # inputs computed from other tensors: the run's backward stops at them (fresh dicts, user's untouched)
+    p_inp = {k: PADDLE.map_tensors(v, PADDLE.cut_graph) for k, v in p_inp.items()}
+    t_inp = {k: TORCH.map_tensors(v, TORCH.cut_graph) for k, v in t_inp.items()}
     loss_fns = _pair_of_callables(loss_fn, "loss_fn")
     optimizers = _optimizer_pair(optimizer)
     steps = validate_steps(steps, opts, optimizers is not None)

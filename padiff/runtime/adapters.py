@@ -109,6 +109,18 @@ class Side:
     def clone_detached(self, t: Any) -> Any:
         raise NotImplementedError
 
+    def cut_graph(self, t: Any) -> Any:
+        """A leaf stand-in for an input computed from other tensors that require grad.
+
+        padiff's backward then stops at the input instead of adding gradients to the
+        user's tensors and parameters upstream of it; leaves are returned as they are.
+        """
+        if not self.is_tensor(t) or not self.requires_grad(t) or getattr(t, "is_leaf", True):
+            return t
+        leaf = t.detach()
+        self.set_requires_grad(leaf, True)
+        return leaf
+
     def backward(self, loss: Any) -> None:
         loss.backward()
 

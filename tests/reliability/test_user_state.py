@@ -403,3 +403,19 @@ def test_suggest_layer_map_leaves_everything_and_writes_nothing_here(with_input,
     after = torch.rand(3)
     torch.manual_seed(5)
     assert torch.equal(after, torch.rand(3))
+
+
+def test_inputs_computed_from_other_tensors_do_not_leak_gradients_upstream(recwarn):
+    layer, module, _ = net_pair()
+    p_leaf = paddle.to_tensor(rand(3, 4))
+    p_leaf.stop_gradient = False
+    t_leaf = torch.tensor(rand(3, 4), requires_grad=True)
+    encoder = torch.nn.Linear(4, 4)  # the user's other model produced the input
+    t_in = encoder(t_leaf)
+    p_in = paddle.to_tensor(t_in.detach().numpy()) * 1.0
+    p_in = p_in + 0 * p_leaf  # non-leaf on the paddle side too
+    rep = padiff.compare(layer, module, ({"x": p_in}, {"x": t_in}), options={"atol": 1e-6})
+    assert rep, rep.first_diff
+    assert [r.item for r in rep.by_stage("backward") if r.paddle_path == ""] == ["grad of input"]
+    assert t_leaf.grad is None and p_leaf.grad is None and encoder.weight.grad is None
+    assert not [w for w in recwarn if "not a leaf" in str(w.message)]
