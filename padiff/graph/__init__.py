@@ -1,1 +1,14 @@
-"""The structural aligner: export both models to ONNX, build graphs, match, propose a LayerMap."""
+"""The structural aligner: export both models to ONNX, build graphs, match, propose a LayerMap.
+
+Modules, one job each (only the ``export_*`` modules import a framework):
+
+- ``export_paddle``: ``paddle.jit.save`` here + ``paddle2onnx`` in a child process, with
+  layer-path stamps for attribution; ``_p2o_child`` is that child's entry point.
+- ``export_torch``: TorchScript ONNX exporter into memory (module scopes in node names).
+- ``build``: ONNX → ``networkx.DiGraph`` of ops attributed to layer paths and calls.
+- ``canonical``: contract exporter noise, normalise op kinds and weight layouts.
+- ``match``: pure-Python pairing of layer calls (units), with confidence and evidence.
+- ``tree``: structure-only pairing over the module trees (no input, or export failed).
+- ``confirm``: settle structural ties by comparing outputs with trial weight copies.
+- ``suggest``: ``suggest_layer_map`` — runs the above and fills a ``LayerMap``.
+"""

@@ -205,23 +205,49 @@ def _short(exc: BaseException) -> str:
     return (text[0] if text else "")[:300]
 
 
+FLUSH_EVERY = 256  # layer calls between stamping passes over the program's op list
+
+
 def _add_stamp_hooks(root: Any, layers: list[tuple[str, Any]]) -> list[Any]:
-    """Hooks that stamp ``padiff:<call>:<path>`` on the PIR ops each layer call creates."""
+    """Hooks that stamp ``padiff:<call>:<path>`` on the PIR ops each layer call creates.
+
+    Pre/post hooks only record op-count intervals (``num_ops`` is O(1)); the op list
+    is fetched and stamped in batches (when the root call ends, or every
+    ``FLUSH_EVERY`` calls), innermost calls first, so an op belongs to the innermost
+    layer that created it. Fetching the list per call made ``jit.save`` quadratic in
+    model depth (68 s for a 1200-layer MLP).
+    """
     import paddle
 
     starts: dict[int, list[int]] = {}
     calls: dict[int, int] = {}
+    pending: list[tuple[int, int, str]] = []
+    stamped: set[int] = set()
 
-    def block_ops() -> list[Any]:
-        return list(paddle.static.default_main_program().global_block().ops)
+    def block() -> Any:
+        return paddle.static.default_main_program().global_block()
+
+    def flush() -> None:
+        if not pending:
+            return
+        ops = list(block().ops)
+        for begin, end, stamp in pending:
+            for i in range(begin, min(end, len(ops))):
+                if i not in stamped:
+                    stamped.add(i)
+                    with contextlib.suppress(Exception):
+                        ops[i].set_str_attr("struct_name", stamp)
+        pending.clear()
 
     def make(path: str, is_root: bool) -> tuple[Any, Any]:
         def pre(lay: Any, inputs: Any) -> None:
             if paddle.in_dynamic_mode():
                 return
-            if is_root:
+            if is_root:  # a new trace
                 calls.clear()
-            starts.setdefault(id(lay), []).append(len(block_ops()))
+                pending.clear()
+                stamped.clear()
+            starts.setdefault(id(lay), []).append(block().num_ops())
 
         def post(lay: Any, inputs: Any, outputs: Any) -> None:
             if paddle.in_dynamic_mode() or not starts.get(id(lay)):
@@ -229,15 +255,9 @@ def _add_stamp_hooks(root: Any, layers: list[tuple[str, Any]]) -> list[Any]:
             begin = starts[id(lay)].pop()
             call = calls.get(id(lay), 0)
             calls[id(lay)] = call + 1
-            for op in block_ops()[begin:]:
-                try:
-                    current = op.attrs().get("struct_name", "")
-                except Exception:  # noqa: BLE001 - attrs() of exotic PIR ops may fail; stamp anyway
-                    current = ""
-                if isinstance(current, str) and current.startswith(STAMP):
-                    continue
-                with contextlib.suppress(Exception):
-                    op.set_str_attr("struct_name", f"{STAMP}{call}:{path}")
+            pending.append((begin, block().num_ops(), f"{STAMP}{call}:{path}"))
+            if is_root or len(pending) >= FLUSH_EVERY:
+                flush()
 
         return pre, post
 
