@@ -136,6 +136,14 @@ def check_models(layer: Any, module: Any) -> None:
         raise InputError(f"layer must be a paddle.nn.Layer, got {type(layer).__name__}.")
     if not TORCH.is_model(module):
         raise InputError(f"module must be a torch.nn.Module, got {type(module).__name__}.")
+    for side, root in ((PADDLE, layer), (TORCH, module)):
+        for path, sub in side.named_layers(root):
+            if side.is_compiled(sub):
+                raise InputError(
+                    f"the {side.name} model{' at ' + path if path else ''} is compiled ({type(sub).__name__}): "
+                    "padiff hooks every layer call and needs the eager model. Pass the model from before "
+                    f"{'paddle.jit.save/load' if side is PADDLE else 'torch.jit.script/trace'}."
+                )
 
 
 def check_example_inp(example_inp: Any, layer: Any, module: Any) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -37,6 +37,10 @@ class Side:
     def is_tensor(self, obj: Any) -> bool:
         raise NotImplementedError
 
+    def is_compiled(self, layer: Any) -> bool:
+        """A scripted / traced / loaded static layer: its insides cannot be hooked."""
+        return False
+
     # --- tree ------------------------------------------------------------------------
     def named_layers(self, root: Any) -> list[tuple[str, Any]]:
         """``(path, layer)`` for the root (``""``) and every sublayer, definition order."""
@@ -233,6 +237,10 @@ class PaddleSide(Side):
     def is_tensor(self, obj: Any) -> bool:
         return _module_is_loaded("paddle") and isinstance(obj, self.fw.Tensor)
 
+    def is_compiled(self, layer: Any) -> bool:
+        # paddle.jit.load gives a TranslatedLayer, or a PirTranslatedLayer under PIR (not a subclass)
+        return type(layer).__name__ in ("TranslatedLayer", "PirTranslatedLayer")
+
     def named_layers(self, root: Any) -> list[tuple[str, Any]]:
         return list(root.named_sublayers(include_self=True))
 
@@ -359,6 +367,9 @@ class TorchSide(Side):
 
     def is_tensor(self, obj: Any) -> bool:
         return _module_is_loaded("torch") and isinstance(obj, self.fw.Tensor)
+
+    def is_compiled(self, layer: Any) -> bool:
+        return isinstance(layer, self.fw.jit.ScriptModule)
 
     def named_layers(self, root: Any) -> list[tuple[str, Any]]:
         return list(root.named_modules(remove_duplicate=False))

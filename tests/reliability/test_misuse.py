@@ -270,3 +270,26 @@ def test_a_detached_loss_is_explained():
     with pytest.raises(ModelRunError, match="a loss_fn that detaches") as info:
         padiff.compare(layer, module, inp, loss_fn=[lambda o: o.mean().detach(), lambda o: o.mean().detach()])
     assert "diff_phase': 'forward'" in str(info.value)
+
+
+@pytest.mark.parametrize("how", ["script", "trace", "scripted-submodule"])
+def test_compiled_torch_models_are_named(how):
+    layer, module, inp = net_pair()
+    if how == "script":
+        module = torch.jit.script(module)
+    elif how == "trace":
+        module = torch.jit.trace(module, (inp[1]["x"],))
+    else:
+        module.fc2 = torch.jit.script(module.fc2)
+    where = " at fc2" if how == "scripted-submodule" else ""
+    with pytest.raises(InputError, match=f"the torch model{where} is compiled .*torch.jit.script/trace"):
+        padiff.compare(layer, module, inp)
+
+
+def test_a_loaded_static_paddle_model_is_named(tmp_path):
+    layer, module, inp = net_pair()
+    path = str(tmp_path / "net")
+    paddle.jit.save(layer, path, input_spec=[paddle.static.InputSpec([None, 4], "float32")])
+    loaded = paddle.jit.load(path)
+    with pytest.raises(InputError, match=r"the paddle model is compiled \((Pir)?TranslatedLayer\)"):
+        padiff.compare(loaded, module, inp)
