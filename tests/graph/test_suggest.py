@@ -89,6 +89,8 @@ def test_pairs_are_well_formed_and_reviewable(proposal: tuple) -> None:
     assert any(n.startswith("route: graph") for n in lm.notes)
     assert lm.baseline and all(b.evidence == ("definition order",) for b in lm.baseline)
     lm.resolve(case.paddle, case.torch)  # every path exists and no layer is paired twice
+    again = LayerMap.from_dict(lm.to_dict(case.paddle, case.torch), case.paddle, case.torch)
+    assert [p.to_dict() for p in again.pairs] == [p.to_dict() for p in lm.pairs]  # saved and loaded intact
 
 
 def test_every_tensor_owner_is_paired_or_explained(proposal: tuple) -> None:
