@@ -139,10 +139,12 @@ def check_models(layer: Any, module: Any) -> None:
     for side, root in ((PADDLE, layer), (TORCH, module)):
         for path, sub in side.named_layers(root):
             if side.is_compiled(sub):
+                how = ("paddle.jit.save/load, or call paddle.jit.enable_to_static(False) first for a "
+                       "paddle.jit.to_static model" if side is PADDLE else
+                       "torch.jit.script/trace (for torch.compile: pass module._orig_mod)")
                 raise InputError(
                     f"the {side.name} model{' at ' + path if path else ''} is compiled ({type(sub).__name__}): "
-                    "padiff hooks every layer call and needs the eager model. Pass the model from before "
-                    f"{'paddle.jit.save/load' if side is PADDLE else 'torch.jit.script/trace'}."
+                    f"padiff hooks every layer call and needs the eager model. Pass the model from before {how}."
                 )
 
 

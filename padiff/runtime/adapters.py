@@ -238,8 +238,12 @@ class PaddleSide(Side):
         return _module_is_loaded("paddle") and isinstance(obj, self.fw.Tensor)
 
     def is_compiled(self, layer: Any) -> bool:
-        # paddle.jit.load gives a TranslatedLayer, or a PirTranslatedLayer under PIR (not a subclass)
-        return type(layer).__name__ in ("TranslatedLayer", "PirTranslatedLayer")
+        # paddle.jit.load gives a TranslatedLayer, or a PirTranslatedLayer under PIR (not a subclass);
+        # paddle.jit.to_static replaces forward by a StaticFunction (unless to_static is disabled)
+        if type(layer).__name__ in ("TranslatedLayer", "PirTranslatedLayer"):
+            return True
+        forward = layer.__dict__.get("forward", getattr(type(layer), "forward", None))
+        return "StaticFunction" in type(forward).__name__ and _to_static_enabled(self.fw)
 
     def named_layers(self, root: Any) -> list[tuple[str, Any]]:
         return list(root.named_sublayers(include_self=True))
@@ -369,7 +373,7 @@ class TorchSide(Side):
         return _module_is_loaded("torch") and isinstance(obj, self.fw.Tensor)
 
     def is_compiled(self, layer: Any) -> bool:
-        return isinstance(layer, self.fw.jit.ScriptModule)
+        return isinstance(layer, self.fw.jit.ScriptModule) or type(layer).__name__ == "OptimizedModule"
 
     def named_layers(self, root: Any) -> list[tuple[str, Any]]:
         return list(root.named_modules(remove_duplicate=False))
@@ -517,6 +521,15 @@ def _draws_random(name: str, args: tuple, kwargs: Mapping[str, Any]) -> bool:
         p = kwargs.get("p", args[1] if len(args) > 1 and isinstance(args[1], float | int) else 1.0)
         return bool(training) and (not isinstance(p, float | int) or p > 0)
     return False
+
+
+def _to_static_enabled(paddle: Any) -> bool:
+    try:
+        from paddle.jit.dy2static.program_translator import ProgramTranslator
+
+        return bool(ProgramTranslator().enable_to_static)
+    except Exception:  # noqa: BLE001 - another paddle layout: assume the default (enabled)
+        return True
 
 
 def _is_float_dtype(name: str) -> bool:

@@ -293,3 +293,33 @@ def test_a_loaded_static_paddle_model_is_named(tmp_path):
     loaded = paddle.jit.load(path)
     with pytest.raises(InputError, match=r"the paddle model is compiled \((Pir)?TranslatedLayer\)"):
         padiff.compare(loaded, module, inp)
+
+
+class _PStaticForward(PNet):
+    @paddle.jit.to_static(full_graph=True)
+    def forward(self, x):
+        return self.fc2(paddle.tanh(self.fc1(x)))
+
+
+@pytest.mark.parametrize("how", ["to_static-call", "decorated-forward"])
+def test_to_static_paddle_models_are_named_and_the_switch_works(how):
+    layer, module, inp = net_pair()
+    if how == "to_static-call":
+        layer = paddle.jit.to_static(layer, full_graph=True)
+    else:
+        static = _PStaticForward()
+        static.set_state_dict(layer.state_dict())
+        layer = static
+    with pytest.raises(InputError, match=r"paddle.jit.enable_to_static\(False\)"):
+        padiff.compare(layer, module, inp)
+    paddle.jit.enable_to_static(False)
+    try:
+        assert padiff.compare(layer, module, inp, options={"atol": 1e-6})
+    finally:
+        paddle.jit.enable_to_static(True)
+
+
+def test_torch_compile_models_are_named():
+    layer, module, inp = net_pair()
+    with pytest.raises(InputError, match=r"module\._orig_mod"):
+        padiff.compare(layer, torch.compile(module), inp)
