@@ -532,3 +532,18 @@ def test_outputs_on_one_side_only_are_a_structure_mismatch():
 
     rep = padiff.compare(*_pair(PNone, TNet), options={**OPTS, "diff_phase": "forward"})
     assert not rep and "paddle gives 0 tensor(s), torch gives 1" in rep.first_diff.note
+
+
+def test_a_frozen_model_is_compared_through_its_layer_and_input_gradients():
+    layer, module, inp = net_pair()
+    for p in layer.parameters():
+        p.stop_gradient = True
+    for p in module.parameters():
+        p.requires_grad_(False)
+    rep = padiff.compare(layer, module, inp, options=OPTS)
+    assert rep, rep.first_diff
+    assert not rep.by_stage("grad")  # no parameter gradient exists on either side
+    assert {r.paddle_path for r in rep.by_stage("backward")} >= {"fc1", "fc2", ""}
+    assert any("no trainable parameter" in w for w in rep.warnings)
+    assert all(p.stop_gradient for p in layer.parameters())
+    assert not any(p.requires_grad for p in module.parameters())
