@@ -514,9 +514,22 @@ def _drop_stray_free_pairs(pairs: list[tuple[int, int]], ps: Side, ts: Side) -> 
 
 
 def _same_output(p: LayerInfo | None, t: LayerInfo | None, units: list[tuple[Unit, Unit]]) -> bool:
-    if p is None or t is None or p.leaf != t.leaf:
+    """Do the two layers return the same tensor? Same computation, and alike in kind.
+
+    A container holding raw weights (paddle ``create_parameter`` + ``F.linear`` in a
+    bigger forward) against a torch leaf ``Linear`` is a weight-only pair; a paddle
+    ``LSTM`` (with RNN/cell children) against torch's leaf ``LSTM`` is not.
+    """
+    if p is None or t is None:
+        return False
+    if p.leaf != t.leaf and _norm(p.cls) != _norm(t.cls):
         return False
     return all(pu.compute == tu.compute for pu, tu in units)
+
+
+def _norm(cls: str) -> str:
+    name = cls.lower()
+    return name[:-2] if name[-2:] in ("1d", "2d", "3d") else name
 
 
 def _explain(me: Side, other: Side, mine: Mapping[str, LayerInfo], theirs: Mapping[str, LayerInfo],
@@ -550,8 +563,17 @@ def _explain(me: Side, other: Side, mine: Mapping[str, LayerInfo], theirs: Mappi
                       if _in_control(path, me) else "not executed for this input")
             out.append(Left(side, path, reason))
         elif info.leaf and path:
-            out.append(Left(side, path, f"no counterpart: extra {info.cls} (no computation in the exported graph)"))
+            owner = next((a for a in _ancestors(path) if a in paired), None)
+            reason = (f"part of paired layer {owner!r} (exported as one op there)" if owner is not None
+                      else f"no counterpart: extra {info.cls} (no computation in the exported graph)")
+            out.append(Left(side, path, reason))
     return out
+
+
+def _ancestors(path: str) -> list[str]:
+    """``a.b.c`` → ``["a.b", "a"]`` (the root is left out: it pairs whole models)."""
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
 
 
 def _in_control(path: str, side: Side) -> bool:

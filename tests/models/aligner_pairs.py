@@ -566,3 +566,35 @@ def transformer() -> Case:
 
 
 HARD_CASES["transformer"] = transformer
+
+
+# --- sequence model: Embedding + LSTM + Linear ------------------------------------------------------------
+class PSeq(pnn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = pnn.Embedding(50, 8)
+        self.rnn = pnn.LSTM(8, 12)
+        self.cls = pnn.Linear(12, 3)
+
+    def forward(self, ids):
+        out, _ = self.rnn(self.emb(ids))
+        return self.cls(out[:, -1])
+
+
+class TSeq(tnn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = tnn.Linear(12, 3)
+        self.lstm = tnn.LSTM(8, 12, batch_first=True)
+        self.tok = tnn.Embedding(50, 8)
+
+    def forward(self, ids):
+        out, _ = self.lstm(self.tok(ids))
+        return self.head(out[:, -1])
+
+
+def sequence() -> Case:
+    ids = np.random.default_rng(0).integers(0, 50, size=(2, 7)).astype("int64")
+    return Case("sequence", PSeq(), TSeq(), ({"ids": paddle.to_tensor(ids)}, {"ids": torch.from_numpy(ids.copy())}),
+                {"emb": "tok", "rnn": "lstm", "cls": "head"})
+HARD_CASES["sequence"] = sequence
