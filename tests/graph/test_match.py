@@ -231,3 +231,18 @@ def test_build_units_splits_a_layer_called_n_times(n: int) -> None:
     side = build_units(canonicalize(b.g), infos(("", "N", False, ()), ("pre", "ReLU", True, ()),
                                                 lin_info("fc", 8, 8, False)))
     assert sum(1 for u in side.units if u.layer == "fc") == n
+
+
+def test_container_of_the_same_class_still_compares_outputs() -> None:
+    # paddle LSTM has RNN/cell children, torch LSTM is a leaf: same layer, same output
+    p, t = G(), G()
+    for b, name in ((p, "rnn"), (t, "lstm")):
+        x = b.op("Relu", "pre")
+        b.op("LSTM", name, x, params=((f"{name}.w", (48, 8)), (f"{name}.r", (48, 12))))
+    p_l = infos(("", "N", False, ()), ("pre", "ReLU", True, ()), ("rnn", "LSTM", False, ((48, 8), (48, 12))),
+                ("rnn.0", "RNN", False, ()), ("rnn.0.cell", "LSTMCell", True, ()))
+    t_l = infos(("", "N", False, ()), ("pre", "ReLU", True, ()), ("lstm", "LSTM", True, ((48, 8), (48, 12))))
+    res = match_graphs(canonicalize(p.g), canonicalize(t.g), p_l, t_l)
+    pair = next(pr for pr in res.pairs if pr.paddle_path == "rnn")
+    assert pair.torch_path == "lstm" and pair.compare_output is True
+    assert "part of paired layer 'rnn'" in {u.path: u.reason for u in res.unpaired}["rnn.0.cell"]
