@@ -46,6 +46,10 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode:
             return Stats(False, math.inf, math.inf, max(a.size, b.size), max(a.size, b.size),
                          _mean(a), _mean(b), math.nan, math.inf, math.inf, (),
                          f"shape mismatch: paddle {list(a.shape)} vs torch {list(b.shape)}")
+    if a.dtype.kind == "c" or b.dtype.kind == "c":
+        # complex tensors are compared as (real, imag) pairs: every statistic is over real numbers,
+        # so an imaginary part can neither be dropped nor ordered
+        a, b = _real_pairs(a), _real_pairs(b)
     if a.dtype.kind not in "fc":
         a = a.astype(np.float64)
     if b.dtype.kind not in "fc":
@@ -180,9 +184,19 @@ def _fused_pass(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, floa
     return peak, (0.0 if math.isnan(rel) else rel), sa / n, sb / n, (aa, bb, ab)
 
 
+def _real_pairs(x: np.ndarray) -> np.ndarray:
+    """``x`` as a real array with a trailing ``(real, imag)`` axis (imag 0 for a real ``x``)."""
+    if x.dtype.kind == "c":
+        return np.stack([x.real, x.imag], axis=-1)
+    x = x if x.dtype.kind == "f" else x.astype(np.float64)
+    return np.stack([x, np.zeros_like(x)], axis=-1)
+
+
 def _mean(a: np.ndarray) -> float:
     if a.size == 0:
         return 0.0
+    if a.dtype.kind == "c":
+        a = a.real
     with np.errstate(all="ignore"):
         return float(np.mean(a, dtype=np.float64))
 

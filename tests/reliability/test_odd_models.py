@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import paddle
 import pytest
@@ -547,3 +549,30 @@ def test_a_frozen_model_is_compared_through_its_layer_and_input_gradients():
     assert any("no trainable parameter" in w for w in rep.warnings)
     assert all(p.stop_gradient for p in layer.parameters())
     assert not any(p.requires_grad for p in module.parameters())
+
+
+@pytest.mark.parametrize("imag_scale, agree", [(1.0, True), (1.01, False)])
+def test_complex_outputs_are_compared_with_their_imaginary_part(imag_scale, agree):
+    class PComplex(PNet):
+        def forward(self, x):
+            out = super().forward(x)
+            return out, paddle.complex(out, out)
+
+    class TComplex(TNet):
+        def forward(self, x):
+            out = super().forward(x)
+            return out, torch.complex(out, out * imag_scale)
+
+    for mode in ("mean", "strict"):
+        rep = padiff.compare(*_pair(PComplex, TComplex), options={**OPTS, "compare_mode": mode})
+        assert bool(rep) == agree, rep.first_diff
+        if not agree:
+            assert rep.first_diff.item == "model output[1]"
+
+
+def test_complex_comparison_never_warns():
+    a = np.array([1 + 2j, 3 - 1j], dtype=np.complex64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert compare_arrays(a, a.copy(), 0.0, 0.0, "strict").passed
+        assert not compare_arrays(a, a.conj(), 0.0, 0.0, "mean").passed  # only the imaginary part differs
