@@ -76,7 +76,10 @@ def user_state(layer: Any, module: Any, example_inp: Any = None) -> dict[str, An
     """Everything padiff must leave as it found it: hooks, modes, flags, grads, values, inputs."""
     from padiff.runtime.adapters import PADDLE, TORCH
 
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {
+        "global.grad_enabled": (torch.is_grad_enabled(), paddle.is_grad_enabled()),
+        "global.default_dtype": (torch.get_default_dtype(), paddle.get_default_dtype()),
+    }
     for side, root in ((PADDLE, layer), (TORCH, module)):
         if not side.is_model(root):
             continue

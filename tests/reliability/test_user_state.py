@@ -419,3 +419,18 @@ def test_inputs_computed_from_other_tensors_do_not_leak_gradients_upstream(recwa
     assert [r.item for r in rep.by_stage("backward") if r.paddle_path == ""] == ["grad of input"]
     assert t_leaf.grad is None and p_leaf.grad is None and encoder.weight.grad is None
     assert not [w for w in recwarn if "not a leaf" in str(w.message)]
+
+
+def test_a_forward_that_raises_inside_no_grad_leaves_grad_mode_on():
+    class TRaisesInNoGrad(TNet):
+        def forward(self, x):
+            with torch.no_grad():
+                self.fc1(x)
+                raise RuntimeError("inside no_grad")
+
+    layer, module, inp = _swap(cls_t=TRaisesInNoGrad)
+    before = user_state(layer, module, inp)
+    with pytest.raises(ModelRunError):
+        padiff.compare(layer, module, inp)
+    assert_same_state(before, user_state(layer, module, inp))
+    assert torch.is_grad_enabled() and paddle.is_grad_enabled()
