@@ -89,8 +89,9 @@ class DiffOptions:
 
 def validate_steps(steps: Any, options: DiffOptions, has_optimizer: bool) -> int:
     """Check ``steps`` against the options: several steps need an optimizer and both phases."""
-    if isinstance(steps, bool) or not isinstance(steps, int):
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):  # np.int64 is fine too
         raise OptionsError(f"steps must be a positive int, got {steps!r}.")
+    steps = int(steps)
     if steps < 1:
         raise OptionsError(f"steps must be at least 1, got {steps}.")
     if steps > 1:

@@ -83,6 +83,11 @@ def test_validate_steps_never_escapes(steps, phase, single_step, has_optimizer):
     assert n == 1 or (has_optimizer and phase == "both" and not single_step)
 
 
+def test_numpy_integers_are_valid_steps():
+    n = validate_steps(np.int64(3), DiffOptions(), has_optimizer=True)
+    assert n == 3 and type(n) is int
+
+
 def test_non_mappings_are_options_errors():
     for bad in ([("atol", 1)], "atol=1", 1e-5, {"atol"}, b"x"):
         try:
