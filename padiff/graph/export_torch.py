@@ -108,9 +108,18 @@ def scope_of(node_name: str, module_paths: frozenset[str]) -> tuple[str, int] | 
 
 
 def _resolve(comp: str, parent: str, module_paths: frozenset[str]) -> str | None:
-    rel = f"{parent}.{comp}" if parent else comp
-    if rel in module_paths:
-        return rel
-    if comp in module_paths and (not parent or comp.startswith(parent + ".")):
-        return comp
-    return None
+    """Full path of scope component ``comp`` under ``parent``.
+
+    Components are relative to the parent (``conv1``) or, for children of containers,
+    to an ancestor further up (``layer1.0`` under ``layer1``; ``expand.2`` under
+    ``blocks.1.expand`` means ``blocks.1.expand.2``), so every ancestor is tried,
+    nearest first.
+    """
+    prefix = parent
+    while True:
+        cand = f"{prefix}.{comp}" if prefix else comp
+        if cand in module_paths and (not parent or cand.startswith(parent + ".")):
+            return cand
+        if not prefix:
+            return None
+        prefix = prefix.rpartition(".")[0]

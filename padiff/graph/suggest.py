@@ -79,29 +79,37 @@ def _graph_route(layer: Any, module: Any, p_in: dict[str, Any], t_in: dict[str, 
 
 def pair_leftovers(result: MatchResult, p_layers: Mapping[str, LayerInfo],
                    t_layers: Mapping[str, LayerInfo]) -> MatchResult:
-    """Pair parameter layers the graphs could not place (control flow, not executed) by the trees.
+    """Pair layers the graphs could not place by the module trees, with low confidence.
 
-    Such layers have no dataflow evidence on at least one side; the module trees still
-    say something (class, shapes, order), so they are paired with a low confidence and
-    the evidence says so.
+    Parameter layers inside control flow or not executed, and leaves with no
+    computation in either graph (Dropout/Identity in eval mode) have no dataflow
+    evidence; the trees still say something (class, shapes, order), so they are
+    paired with a low confidence and the evidence says so.
     """
     from padiff.graph.match import Left
     from padiff.graph.tree import match_trees
 
-    left_p = {u.path: p_layers[u.path] for u in result.unpaired
-              if u.side == "paddle" and u.path in p_layers and p_layers[u.path].shapes}
-    left_t = {u.path: t_layers[u.path] for u in result.unpaired
-              if u.side == "torch" and u.path in t_layers and t_layers[u.path].shapes}
+    def wanted(u: Any, table: Mapping[str, LayerInfo]) -> bool:
+        info = table.get(u.path)
+        return info is not None and (bool(info.shapes) or "no computation" in u.reason)
+
+    left_p = {u.path: p_layers[u.path] for u in result.unpaired if u.side == "paddle" and wanted(u, p_layers)}
+    left_t = {u.path: t_layers[u.path] for u in result.unpaired if u.side == "torch" and wanted(u, t_layers)}
     if not left_p or not left_t:
         return result
     extra = match_trees(left_p, left_t)
     if not extra.pairs:
         return result
     reasons = {(u.side, u.path): u.reason for u in result.unpaired}
-    added = [ProposedPair(pr.paddle_path, pr.torch_path, min(pr.confidence, 0.4),
-                          (f"not matched in the graphs (paddle: {reasons[('paddle', pr.paddle_path)]}; torch: "
-                           f"{reasons[('torch', pr.torch_path)]})", *pr.evidence), pr.compare_output, uncertain=True)
-             for pr in extra.pairs]
+
+    def why(pr: ProposedPair) -> str:
+        p_why, t_why = reasons[("paddle", pr.paddle_path)], reasons[("torch", pr.torch_path)]
+        if "no computation" in p_why and "no computation" in t_why:
+            return "no computation in either exported graph (e.g. Dropout/Identity in eval mode)"
+        return f"not matched in the graphs (paddle: {p_why}; torch: {t_why})"
+
+    added = [ProposedPair(pr.paddle_path, pr.torch_path, min(pr.confidence, 0.4), (why(pr), *pr.evidence),
+                          pr.compare_output, uncertain=True) for pr in extra.pairs]
     done = {("paddle", pr.paddle_path) for pr in added} | {("torch", pr.torch_path) for pr in added}
     unpaired: list[Left] = [u for u in result.unpaired if (u.side, u.path) not in done]
     return MatchResult(result.pairs + added, unpaired, result.unit_pairs)

@@ -598,3 +598,74 @@ def sequence() -> Case:
     return Case("sequence", PSeq(), TSeq(), ({"ids": paddle.to_tensor(ids)}, {"ids": torch.from_numpy(ids.copy())}),
                 {"emb": "tok", "rnn": "lstm", "cls": "head"})
 HARD_CASES["sequence"] = sequence
+
+
+# --- mobilenet_v2: paddle.vision vs a torch re-implementation with another layout --------------------------
+_MBV2 = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1]]
+
+
+def _cba(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1) -> tnn.Sequential:
+    return tnn.Sequential(tnn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
+                          tnn.BatchNorm2d(cout), tnn.ReLU6())
+
+
+class TInverted(tnn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, t: int) -> None:
+        super().__init__()
+        hid = cin * t
+        self.residual = stride == 1 and cin == cout
+        self.pw = tnn.Conv2d(hid, cout, 1, bias=False)
+        self.pw_bn = tnn.BatchNorm2d(cout)
+        self.dw = tnn.Conv2d(hid, hid, 3, stride, 1, groups=hid, bias=False)
+        self.dw_bn = tnn.BatchNorm2d(hid)
+        self.act = tnn.ReLU6()
+        self.expand = _cba(cin, hid) if t != 1 else None
+
+    def forward(self, x):
+        h = x if self.expand is None else self.expand(x)
+        h = self.pw_bn(self.pw(self.act(self.dw_bn(self.dw(h)))))
+        return x + h if self.residual else h
+
+
+class TMobileNetV2(tnn.Module):
+    def __init__(self, classes: int = 1000) -> None:
+        super().__init__()
+        self.stem = _cba(3, 32, 3, 2)
+        blocks, cin = [], 32
+        for t, c, n, s in _MBV2:
+            for i in range(n):
+                blocks.append(TInverted(cin, c, s if i == 0 else 1, t))
+                cin = c
+        self.blocks = tnn.ModuleList(blocks)
+        self.last = _cba(cin, 1280)
+        self.fc = tnn.Linear(1280, classes)
+        self.drop = tnn.Dropout(0.2)
+
+    def forward(self, x):
+        h = self.stem(x)
+        for blk in self.blocks:
+            h = blk(h)
+        h = self.last(h).mean(dim=(2, 3))
+        return self.fc(self.drop(h))
+
+
+def mobilenet_v2(size: int = 32) -> Case:
+    from paddle.vision.models import mobilenet_v2 as p_mobilenet_v2
+
+    truth = {"features.0.0": "stem.0", "features.0.1": "stem.1", "features.18.0": "last.0",
+             "features.18.1": "last.1", "classifier.1": "fc"}
+    k = 1
+    for t, _, n, _ in _MBV2:
+        for _ in range(n):
+            p, q = f"features.{k}.conv", f"blocks.{k - 1}"
+            off = 0
+            if t != 1:
+                truth[f"{p}.0.0"], truth[f"{p}.0.1"] = f"{q}.expand.0", f"{q}.expand.1"
+                off = 1
+            truth[f"{p}.{off}.0"], truth[f"{p}.{off}.1"] = f"{q}.dw", f"{q}.dw_bn"
+            truth[f"{p}.{off + 1}"], truth[f"{p}.{off + 2}"] = f"{q}.pw", f"{q}.pw_bn"
+            k += 1
+    return Case("mobilenet_v2", p_mobilenet_v2(), TMobileNetV2(), _inputs((1, 3, size, size)), truth)
+
+
+HARD_CASES["mobilenet_v2"] = mobilenet_v2
