@@ -59,7 +59,7 @@ def _graph_route(layer: Any, module: Any, p_in: dict[str, Any], t_in: dict[str, 
     pending = start_export(layer, p_in)
     try:
         tx = export_torch(module, t_in)
-    except ExportError:
+    except BaseException:  # also on Ctrl-C: never leave the child or its temp dir behind
         pending.cancel()
         raise
     px = pending.result(timeout - (time.perf_counter() - start))
