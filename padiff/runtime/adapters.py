@@ -263,6 +263,8 @@ class PaddleSide(Side):
 
     def to_numpy(self, t: Any) -> np.ndarray:
         paddle = self.fw
+        if t.is_sparse():  # .numpy() of a sparse paddle tensor crashes the process
+            t = t.to_dense()
         if t.dtype in (paddle.float16, paddle.bfloat16):
             t = t.astype("float32")
         arr = t.detach().numpy() if hasattr(t, "detach") else t.numpy()
@@ -392,7 +394,7 @@ class TorchSide(Side):
 
     def to_numpy(self, t: Any) -> np.ndarray:
         torch = self.fw
-        t = t.detach()
+        t = self._dense(t.detach())
         if t.dtype in (torch.float16, torch.bfloat16):
             t = t.float()
         if t.is_conj():
@@ -401,7 +403,7 @@ class TorchSide(Side):
 
     def host_view(self, t: Any) -> np.ndarray:
         torch = self.fw
-        t = t.detach()
+        t = self._dense(t.detach())
         if t.dtype in (torch.float16, torch.bfloat16):
             t = t.float()
         if t.is_conj():
@@ -410,6 +412,14 @@ class TorchSide(Side):
 
     def cast_float32(self, t: Any) -> Any:
         return t.float()
+
+    def _dense(self, t: Any) -> Any:
+        """Sparse and quantized tensors as the plain dense values they stand for."""
+        if t.layout != self.fw.strided:
+            t = t.to_dense()
+        if t.is_quantized:
+            t = t.dequantize()
+        return t
 
     def from_numpy(self, arr: np.ndarray, like: Any | None = None) -> Any:
         t = self.fw.from_numpy(np.ascontiguousarray(arr))

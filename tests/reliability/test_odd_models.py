@@ -576,3 +576,26 @@ def test_complex_comparison_never_warns():
         warnings.simplefilter("error")
         assert compare_arrays(a, a.copy(), 0.0, 0.0, "strict").passed
         assert not compare_arrays(a, a.conj(), 0.0, 0.0, "mean").passed  # only the imaginary part differs
+
+
+def test_sparse_outputs_are_compared_as_dense_values():
+    class PSparse(PNet):
+        def forward(self, x):
+            out = super().forward(x)
+            return out, paddle.nn.functional.relu(out).to_sparse_coo(2)
+
+    class TSparse(TNet):
+        def forward(self, x):
+            out = super().forward(x)
+            return out, torch.relu(out).to_sparse()
+
+    loss = [lambda o: o[0].mean(), lambda o: o[0].mean()]  # the built-in loss cannot average a sparse tensor
+    rep = padiff.compare(*_pair(PSparse, TSparse), loss_fn=loss, options=OPTS)
+    assert rep, rep.first_diff
+    assert [r.total for r in rep.by_stage("forward") if r.item == "model output[1]"] == [9]
+
+
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor")
+def test_quantized_torch_tensors_are_dequantized():
+    t = torch.quantize_per_tensor(torch.tensor([0.5, 1.0, -1.0]), scale=0.5, zero_point=0, dtype=torch.qint8)
+    np.testing.assert_array_equal(TORCH.to_numpy(t), [0.5, 1.0, -1.0])
