@@ -38,8 +38,17 @@ def canonical_kind(op: str) -> str:
 
 
 def shape_key(shape: Iterable[int]) -> tuple[int, ...]:
-    """Layout-free shape: dims sorted descending, size-1 dims dropped (``[1, C]`` ≡ ``[C]``)."""
-    return tuple(sorted((int(d) for d in shape if int(d) != 1), reverse=True))
+    """Layout-free key of a parameter shape.
+
+    Up to 2-D (Linear weights ``[in, out]`` in paddle vs ``[out, in]`` in torch, biases
+    ``[1, C]`` vs ``[C]``): size-1 dims dropped, dims sorted. 3-D and up (convolution
+    kernels, same layout in both frameworks): kept as they are, so a 1x1 conv
+    ``[out, in, 1, 1]`` is not confused with one going the other way.
+    """
+    dims = tuple(int(d) for d in shape)
+    if len(dims) >= 3:
+        return dims
+    return tuple(sorted((d for d in dims if d != 1), reverse=True))
 
 
 def canonicalize(g: nx.DiGraph) -> nx.DiGraph:
