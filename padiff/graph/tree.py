@@ -4,10 +4,11 @@ Used when no example input is given or when export fails. Each side becomes the
 sequence, in definition order, of its parameter-holding layers and parameter-free leaf
 layers, labelled by a normalised class name (``Conv2D`` ~ ``Conv2d`` ~ ``conv``) and
 layout-free parameter shapes (paddle ``Linear`` ``[in, out]`` ~ torch ``[out, in]``).
-The sequences are aligned with Needleman–Wunsch (same class and shapes +2, same shapes
-only +1.2, same parameter-free class +1, gap −0.6); parameter layers left over whose
-shape signature is unique on both sides are then paired regardless of order, which
-survives a reversed definition order when shapes differ. Pure Python.
+Evidence is used strongest first (see :func:`match_trees`): shapes unique in both
+models, shapes unique inside containers holding the same parameters, siblings
+following paired layers, and finally definition order via Needleman–Wunsch (same
+class and shapes +2, same shapes only +1.2, same parameter-free class +1, gap −0.6).
+Pure Python.
 """
 
 from __future__ import annotations
@@ -76,46 +77,165 @@ def _align(p: list[LayerInfo], t: list[LayerInfo]) -> list[tuple[int, int]]:
     return out[::-1]
 
 
+def _parent(path: str) -> str:
+    return path.rpartition(".")[0]
+
+
+def _under(path: str, top: str) -> bool:
+    return top == "" or path.startswith(top + ".")
+
+
+class _Pairing:
+    """Pairs found so far, by index into the two entry lists, with evidence."""
+
+    def __init__(self) -> None:
+        self.by_p: dict[int, tuple[int, float, tuple[str, ...]]] = {}
+        self.taken_t: set[int] = set()
+
+    def add(self, i: int, j: int, conf: float, evidence: tuple[str, ...]) -> None:
+        self.by_p[i] = (j, conf, evidence)
+        self.taken_t.add(j)
+
+    def free(self, i: int | None = None, j: int | None = None) -> bool:
+        return (i is None or i not in self.by_p) and (j is None or j not in self.taken_t)
+
+
+def _unique_pairs(p: list[LayerInfo], t: list[LayerInfo], pi: list[int], tj: list[int]) -> list[tuple[int, int]]:
+    """Parameter layers among ``pi``/``tj`` whose shape signature occurs once on each side."""
+    pc = Counter(_shapes(p[i]) for i in pi)
+    tc = Counter(_shapes(t[j]) for j in tj)
+    t_by = {_shapes(t[j]): j for j in tj if tc[_shapes(t[j])] == 1}
+    return [(i, t_by[_shapes(p[i])]) for i in pi if pc[_shapes(p[i])] == 1 and _shapes(p[i]) in t_by]
+
+
+def _containers(entries: list[LayerInfo]) -> dict[str, list[int]]:
+    """``{container path: indices of the parameter layers under it}`` (root excluded)."""
+    out: dict[str, list[int]] = {}
+    for k, e in enumerate(entries):
+        if not e.shapes:
+            continue
+        parts = e.path.split(".")
+        for n in range(1, len(parts)):
+            out.setdefault(".".join(parts[:n]), []).append(k)
+    return out
+
+
+def _local_pass(p: list[LayerInfo], t: list[LayerInfo], got: _Pairing) -> bool:
+    """Pair unique shapes inside corresponding containers; True when something was added.
+
+    Two containers correspond when their subtrees hold the same multiset of parameter
+    shapes and an existing pair already links them; inside such a pair, a shape
+    occurring once on each side is paired regardless of definition order.
+    """
+    pcont, tcont = _containers(p), _containers(t)
+    sig = {path: tuple(sorted(_shapes(p[i]) for i in idx)) for path, idx in pcont.items()}
+    t_sig = {path: tuple(sorted(_shapes(t[j]) for j in idx)) for path, idx in tcont.items()}
+    tsig: dict[tuple, list[str]] = {}
+    for path, key in t_sig.items():
+        tsig.setdefault(key, []).append(path)
+    linked_in_order = _order_links(sig, t_sig)
+    added = False
+    for ppath in sorted(pcont, key=lambda c: -c.count(".")):  # innermost containers first
+        for tpath in tsig.get(sig[ppath], []):
+            linked = (ppath, tpath) in linked_in_order or any(
+                _under(p[i].path, ppath) and _under(t[j].path, tpath) for i, (j, _, _) in got.by_p.items())
+            if not linked:
+                continue
+            pi = [i for i in pcont[ppath] if got.free(i=i)]
+            tj = [j for j in tcont[tpath] if got.free(j=j)]
+            for i, j in _unique_pairs(p, t, pi, tj):
+                got.add(i, j, 0.7, (f"parameter shapes unique within {ppath} <-> {tpath}",
+                                    "containers hold the same parameter shapes"))
+                added = True
+    return added
+
+
+def _order_links(p_sig: dict[str, tuple], t_sig: dict[str, tuple]) -> set[tuple[str, str]]:
+    """Containers holding the same parameter shapes, paired k-th with k-th when counts agree.
+
+    Only the outermost of nested containers with one signature counts (a block and the
+    Sequential inside it that holds all its weights are one container here), so an
+    extra wrapper level on one side does not break the count.
+    """
+    def outermost(sigs: dict[str, tuple]) -> dict[tuple, list[str]]:
+        out: dict[tuple, list[str]] = {}
+        for path, key in sigs.items():  # insertion order = definition order
+            parent = _parent(path)
+            if parent in sigs and sigs[parent] == key:
+                continue
+            out.setdefault(key, []).append(path)
+        return out
+
+    ps, ts = outermost(p_sig), outermost(t_sig)
+    links: set[tuple[str, str]] = set()
+    for key, paths in ps.items():
+        if key in ts and len(ts[key]) == len(paths) and len(paths) > 1:
+            links.update(zip(paths, ts[key]))
+    return links
+
+
+def _follower_pass(p: list[LayerInfo], t: list[LayerInfo], got: _Pairing) -> bool:
+    """Pair a layer with the counterpart of its paired previous sibling's next sibling."""
+    def siblings(entries: list[LayerInfo]) -> dict[int, int]:
+        nxt: dict[int, int] = {}
+        last: dict[str, int] = {}
+        for k, e in enumerate(entries):
+            if e.shapes:
+                par = _parent(e.path)
+                if par in last:
+                    nxt[last[par]] = k
+                last[par] = k
+        return nxt
+
+    p_next, t_next = siblings(p), siblings(t)
+    added = False
+    for i, (j, _, _) in list(got.by_p.items()):
+        a, b = p_next.get(i), t_next.get(j)
+        if a is not None and b is not None and got.free(i=a, j=b) and _shapes(p[a]) == _shapes(t[b]):
+            got.add(a, b, 0.6, (f"follows {p[i].path} <-> {t[j].path} in definition order",
+                                f"same parameter shapes {list(_shapes(p[a]))}"))
+            added = True
+    return added
+
+
 def match_trees(p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, LayerInfo]) -> MatchResult:
-    """Pair layers from module-tree information only (see module docstring)."""
+    """Pair layers from module-tree information only (see module docstring).
+
+    Strongest evidence first: parameter shapes unique in both models; then shapes unique
+    within containers that hold the same parameters (survives reordering inside
+    blocks); then a layer following an already paired sibling; finally definition
+    order (Needleman–Wunsch) for everything left, parameter-free leaves included.
+    """
     p, t = _entries(p_layers), _entries(t_layers)
-    p_count = Counter(_shapes(i) for i in p if i.shapes)
-    t_count = Counter(_shapes(i) for i in t if i.shapes)
-    pairs: list[ProposedPair] = []
-    used_p: set[int] = set()
-    used_t: set[int] = set()
-    for i, j in _align(p, t):
-        a, b = p[i], t[j]
-        used_p.add(i)
-        used_t.add(j)
+    got = _Pairing()
+    p_params = [i for i, e in enumerate(p) if e.shapes]
+    t_params = [j for j, e in enumerate(t) if e.shapes]
+    for i, j in _unique_pairs(p, t, p_params, t_params):
+        got.add(i, j, 0.8, ("parameter shapes unique in both models",))
+    for _ in range(8):
+        if not (_local_pass(p, t, got) | _follower_pass(p, t, got)):
+            break
+    rest_p = [i for i in range(len(p)) if got.free(i=i)]
+    rest_t = [j for j in range(len(t)) if got.free(j=j)]
+    for a, b in _align([p[i] for i in rest_p], [t[j] for j in rest_t]):
+        i, j = rest_p[a], rest_t[b]
         ev = ["definition order (module trees)"]
         conf = 0.5
-        if norm_class(a.cls) == norm_class(b.cls):
-            ev.append(f"same class kind {norm_class(a.cls)}")
+        if norm_class(p[i].cls) == norm_class(t[j].cls):
+            ev.append(f"same class kind {norm_class(p[i].cls)}")
             conf += 0.1
-        if a.shapes:
-            ev.append(f"same parameter shapes {list(_shapes(a))} (layout-free)")
-            if p_count[_shapes(a)] == 1 and t_count[_shapes(b)] == 1:
-                ev.append("shape signature unique on both sides")
-                conf += 0.2
-            else:
-                ev.append("tie: several layers with these shapes; order decided")
-        pairs.append(ProposedPair(a.path, b.path, round(conf, 3), tuple(ev), a.leaf == b.leaf,
+        if p[i].shapes:
+            ev += [f"same parameter shapes {list(_shapes(p[i]))} (layout-free)",
+                   "tie: several layers with these shapes; order decided"]
+        got.add(i, j, conf, tuple(ev))
+    pairs = []
+    for i in sorted(got.by_p):
+        j, conf, ev = got.by_p[i]
+        if norm_class(p[i].cls) == norm_class(t[j].cls) and not any(e.startswith("same class") for e in ev):
+            ev = (*ev, f"same class kind {norm_class(p[i].cls)}")
+        pairs.append(ProposedPair(p[i].path, t[j].path, round(conf, 3), ev, p[i].leaf == t[j].leaf,
                                   uncertain=conf < 0.7))
-    # leftovers with a unique shape signature on both sides: pair regardless of order
-    left_p = {_shapes(p[i]): i for i in range(len(p)) if i not in used_p and p[i].shapes
-              and p_count[_shapes(p[i])] == 1}
-    for j in range(len(t)):
-        if j in used_t or not t[j].shapes:
-            continue
-        key = _shapes(t[j])
-        if t_count[key] == 1 and key in left_p:
-            i = left_p.pop(key)
-            used_p.add(i)
-            used_t.add(j)
-            pairs.append(ProposedPair(p[i].path, t[j].path, 0.6,
-                                      ("unique parameter shapes on both sides", "out of definition order"),
-                                      p[i].leaf == t[j].leaf))
+    used_p, used_t = set(got.by_p), set(got.taken_t)
     unpaired = [Left("paddle", p[i].path, _why(p[i], t, used_t)) for i in range(len(p)) if i not in used_p]
     unpaired += [Left("torch", t[j].path, _why(t[j], p, used_p)) for j in range(len(t)) if j not in used_t]
     return MatchResult(pairs, unpaired)

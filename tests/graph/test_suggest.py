@@ -243,3 +243,11 @@ def test_successful_export_leaves_no_temp_dirs(tmp_path, monkeypatch) -> None:
     lm = suggest_layer_map(case.paddle, case.torch, case.inputs)
     assert lm.route == "graph"
     assert os.listdir(tmp_path) == []
+
+
+def test_structure_route_survives_reordering_inside_repeated_blocks() -> None:
+    # torch blocks define pw, pw_bn, dw, dw_bn, expand (in that order); paddle expand, dw, pw
+    case = ap.mobilenet_v2()
+    lm = suggest_layer_map(case.paddle, case.torch)
+    assert lm.route == "structure"
+    assert precision_recall(lm, case) == (1.0, 1.0)
