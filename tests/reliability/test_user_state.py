@@ -258,6 +258,12 @@ def test_batchnorm_statistics_in_train_mode_are_restored():
     before = user_state(layer, module, inp)
     assert padiff.compare(layer, module, inp, options={"atol": 1e-5, "single_step": True})
     assert_same_state(before, user_state(layer, module, inp))
+    with torch.no_grad():
+        module.fc.bias.add_(0.1)
+    before = user_state(layer, module, inp)
+    # a failed run also runs the randomness probe (one more torch forward in train mode)
+    assert not padiff.compare(layer, module, inp, options={"atol": 1e-5, "compare_mode": "strict"})
+    assert_same_state(before, user_state(layer, module, inp))
 
 
 def test_a_training_check_that_fails_puts_batchnorm_statistics_and_grads_back():
