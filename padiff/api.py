@@ -96,7 +96,7 @@ def compare(
         failed = False
         rep.warnings.extend(_precision_warnings(rep, opts))
         if not rep and not any("train mode" in w for w in rep.warnings):
-            rep.warnings.extend(_randomness_probe(module, t_inp))
+            rep.warnings.extend(_randomness_probe(module, t_inp) or _paddle_randomness_probe(layer, p_inp))
     finally:
         for snap in snaps:
             snap.restore(values=failed or not training_check, grads=failed or not training_check)
@@ -383,6 +383,28 @@ def _randomness_probe(module: Any, t_inp: dict[str, Any]) -> list[str]:
         return []
     return [f"the torch model calls {', '.join(calls)} in its forward: random numbers differ between frameworks, "
             "so results cannot agree. Call .eval() on both models, or set the dropout probability to 0."]
+
+
+def _paddle_randomness_probe(layer: Any, p_inp: dict[str, Any]) -> list[str]:
+    """After a failed run with a deterministic torch side: do two paddle seeds give two outputs?"""
+    import numpy as np
+
+    snap = SideSnapshot.take(PADDLE, layer, p_inp, keep_values=False)
+    try:
+        outs = []
+        with PADDLE.no_grad():
+            for seed in (1, 2):
+                PADDLE.seed(seed)
+                outs.append([PADDLE.to_numpy(t) for t in PADDLE.flatten(layer(**p_inp))])
+    except Exception:  # noqa: BLE001 - only a hint; the run itself has been reported
+        return []
+    finally:
+        snap.restore(values=True, grads=False)
+    if all(a.shape == b.shape and np.array_equal(a, b, equal_nan=True) for a, b in zip(*outs)):
+        return []
+    return ["the paddle model gives different outputs for different random seeds: it draws random numbers "
+            "(dropout in train mode, paddle.rand...) and the torch model does not, so results cannot agree. "
+            "Call .eval() on both models, or set the dropout probability to 0."]
 
 
 def _finish(rep: DiffReport, html: str | None, json_path: str | None, log_dir: str | None) -> DiffReport:

@@ -599,3 +599,11 @@ def test_sparse_outputs_are_compared_as_dense_values():
 def test_quantized_torch_tensors_are_dequantized():
     t = torch.quantize_per_tensor(torch.tensor([0.5, 1.0, -1.0]), scale=0.5, zero_point=0, dtype=torch.qint8)
     np.testing.assert_array_equal(TORCH.to_numpy(t), [0.5, 1.0, -1.0])
+
+
+def test_randomness_on_the_paddle_side_only_is_detected():
+    layer, module, inp = _pair(_PFuncDrop, TNet)  # the port forgot the dropout
+    rep = padiff.compare(layer, module, inp, options=OPTS)
+    assert not rep
+    assert any(w.startswith("the paddle model gives different outputs for different random seeds")
+               for w in rep.warnings)
