@@ -607,3 +607,18 @@ def test_randomness_on_the_paddle_side_only_is_detected():
     assert not rep
     assert any(w.startswith("the paddle model gives different outputs for different random seeds")
                for w in rep.warnings)
+
+
+def test_nan_in_the_loss_and_in_trained_weights_is_reported_in_those_stages():
+    layer, module, inp = net_pair()
+    nan_loss = [lambda o: o.mean() * float("nan"), lambda o: o.mean() * float("nan")]
+    rep = padiff.compare(layer, module, inp, loss_fn=nan_loss, options={**OPTS, "diff_phase": "forward"})
+    assert not rep and (rep.first_diff.stage, rep.first_diff.note) == ("loss", "nan")
+
+    layer, module, inp = net_pair()
+    opts = [paddle.optimizer.SGD(float("inf"), parameters=layer.parameters()),
+            torch.optim.SGD(module.parameters(), lr=float("inf"))]
+    rep = padiff.compare(layer, module, inp, optimizer=opts, options=OPTS)
+    assert not rep
+    assert rep.first_diff.stage == "weight" and rep.first_diff.note in ("nan", "inf")
+    assert all(r.passed for r in rep.records if r.stage != "weight")
