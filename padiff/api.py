@@ -119,6 +119,15 @@ def auto_diff(
 
     Raises a :class:`~padiff.errors.PadiffError` for misuse, never for a numerical difference.
     """
+    unknown = sorted(set(kwargs) - {"report", "json_path", "log_dir"})
+    if unknown:
+        in_options = [k for k in unknown if k in DiffOptions.valid_keys()]
+        hint = (f" {', '.join(in_options)} go{'es' if len(in_options) == 1 else ''} in options, e.g. "
+                f"options={{{in_options[0]!r}: ...}}." if in_options else "")
+        raise OptionsError(
+            f"auto_diff got unknown argument(s) {', '.join(repr(k) for k in unknown)}.{hint} It takes layer, module, "
+            "example_inp, auto_weights, steps, options, layer_map, loss_fn, optimizer, report, json_path, log_dir."
+        )
     rep = compare(layer, module, example_inp, auto_weights, steps, options, layer_map, loss_fn, optimizer, **kwargs)
     from padiff.report.console import print_report
 

@@ -323,3 +323,11 @@ def test_torch_compile_models_are_named():
     layer, module, inp = net_pair()
     with pytest.raises(InputError, match=r"module\._orig_mod"):
         padiff.compare(layer, torch.compile(module), inp)
+
+
+def test_auto_diff_names_unknown_keyword_arguments():
+    layer, module, inp = net_pair()
+    with pytest.raises(OptionsError, match=r"unknown argument\(s\) 'optimiser'.*It takes layer, module"):
+        padiff.auto_diff(layer, module, inp, optimiser=None)
+    with pytest.raises(OptionsError, match=r"'atol'.*goes in options, e.g. options=\{'atol': ...\}"):
+        padiff.auto_diff(layer, module, inp, atol=1e-5)
