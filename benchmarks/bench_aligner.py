@@ -10,7 +10,7 @@ Measured (framework imports excluded, they happen before any timing):
 - ``suggest_layer_map`` end to end on paddle.vision resnet50 vs a torch re-implementation
   (target ≤ 5 s on a 2-core machine);
 - accuracy (precision/recall of proposed parameter-layer pairs vs the known truth) on
-  every hard test pair.
+  every hard test pair, for the graph route and for the structure-only route.
 """
 
 from __future__ import annotations
@@ -136,9 +136,12 @@ def main() -> None:
         t0 = time.perf_counter()
         lm = suggest_layer_map(case.paddle, case.torch, case.inputs)
         acc[name] = {"seconds": round(time.perf_counter() - t0, 3), **accuracy(lm, case)}
+        structure = accuracy(suggest_layer_map(case.paddle, case.torch), case)  # no example input
+        acc[name]["structure_route"] = {k: structure[k] for k in ("precision", "recall")}
         print(f"{name:16s} route={acc[name]['route']:9s} P/R {acc[name]['precision']:.2f}/"
               f"{acc[name]['recall']:.2f} ({acc[name]['truth_pairs']} truth pairs, {acc[name]['all_pairs']} "
-              f"pairs incl. parameter-free) {acc[name]['seconds']:.2f}s", flush=True)
+              f"pairs incl. parameter-free) {acc[name]['seconds']:.2f}s; structure route only: P/R "
+              f"{structure['precision']:.2f}/{structure['recall']:.2f}", flush=True)
 
     out = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
