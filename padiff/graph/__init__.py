@@ -7,7 +7,10 @@ Modules, one job each (only the ``export_*`` modules import a framework):
 - ``export_torch``: TorchScript ONNX exporter into memory (module scopes in node names).
 - ``build``: ONNX → ``networkx.DiGraph`` of ops attributed to layer paths and calls.
 - ``canonical``: contract exporter noise, normalise op kinds and weight layouts.
-- ``match``: pure-Python pairing of layer calls (units), with confidence and evidence.
+- ``units``: layer calls (units) and the glue between them, with depths and signatures.
+- ``align``: Needleman–Wunsch over the two unit orders, ties refined by neighbours.
+- ``match``: unit pairs → layer pairs with confidence, evidence and unpaired reasons
+  (``units``, ``align``, ``match``, ``canonical`` and ``tree`` are pure Python).
 - ``tree``: structure-only pairing over the module trees (no input, or export failed).
 - ``confirm``: settle structural ties by comparing outputs with trial weight copies.
 - ``suggest``: ``suggest_layer_map`` — runs the above and fills a ``LayerMap``.

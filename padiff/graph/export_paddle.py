@@ -1,10 +1,13 @@
 """Export a paddle model to ONNX bytes without touching the user's process or model.
 
-Route (measured, see GRAPH_NOTES): ``paddle.jit.save`` in this process into a temp dir,
-then ``paddle2onnx.export(..., save_file=None)`` in a *child process* (it can SIGABRT or
-``sys.exit`` on unsupported ops, and it may set environment variables or pip-install).
+Route (measured, see GRAPH_NOTES): a child process is started first (it loads
+paddle2onnx's converter while we work), ``paddle.jit.save`` runs here into a temp dir,
+then the child converts the saved program (``_p2o_child``). paddle2onnx can SIGABRT or
+``sys.exit`` on unsupported ops and may set environment variables or pip-install, so
+it never runs in the user's process; a dead child is a failed export.
 ``paddle.onnx.export`` is avoided: it renames parameters (destroying attribution), runs
-a Polygraphy pass that changes ``os.environ`` and is ~4x slower.
+a Polygraphy pass that changes ``os.environ`` and is ~4x slower. The conversion skips
+weight values: only structure, names and shapes (taken from the live model) are needed.
 
 Attribution: unfolded paddle2onnx output names each parameter after its dygraph
 ``param.name`` (global counters such as ``linear_0.w_0``), so we record

@@ -50,7 +50,8 @@ def test_tree_pairs_unique_shapes_out_of_order_and_explains_leftovers() -> None:
 
 
 def test_importing_the_matcher_imports_neither_paddle_nor_torch() -> None:
-    code = ("import sys, padiff.graph.match, padiff.graph.canonical, padiff.graph.tree; "
+    code = ("import sys, padiff.graph.match, padiff.graph.units, padiff.graph.align, padiff.graph.canonical, "
+            "padiff.graph.tree; "
             "bad = [m for m in ('paddle', 'torch', 'paddle2onnx') if m in sys.modules]; "
             "print(','.join(bad)); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
