@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -94,6 +95,13 @@ def compare(
             for (pr, tr, _) in engine._pairs_seen.values()
         ]
         failed = False
+        if not rep.records:  # vacuous agreement would be a silent True
+            nan = float("nan")
+            rep.records.append(Comparison(
+                "forward", 0, "", "", rep.paddle_root_class, rep.torch_root_class,
+                Stats(False, nan, nan, 0, 0, nan, nan, nan, math.inf, math.inf, (),
+                      "nothing was compared: no layer call could be paired and the outputs hold no tensor"),
+                item="model output"))
         rep.warnings.extend(_precision_warnings(rep, opts))
         if not rep and not any("train mode" in w for w in rep.warnings):
             rep.warnings.extend(_randomness_probe(module, t_inp) or _paddle_randomness_probe(layer, p_inp))

@@ -411,8 +411,9 @@ class Engine:
 
         For a model without parameters this is the only gradient padiff can see.
         """
-        p_in = [t for t in PADDLE.flatten(self.spec.paddle_inputs) if PADDLE.requires_grad(t)]
-        t_in = [t for t in TORCH.flatten(self.spec.torch_inputs) if TORCH.requires_grad(t)]
+        # leaves only: a tensor the forward appended to a list it was given is no input of the run
+        p_in = [t for t in PADDLE.flatten(self.spec.paddle_inputs) if PADDLE.requires_grad(t) and t.is_leaf]
+        t_in = [t for t in TORCH.flatten(self.spec.torch_inputs) if TORCH.requires_grad(t) and t.is_leaf]
         if len(p_in) != len(t_in):
             return
         root_p, root_t = type(self.spec.layer).__name__, type(self.spec.module).__name__

@@ -51,7 +51,8 @@ class SideSnapshot:
                 elif not e.trainable:
                     snap.stats.append((e.tensor, side.to_numpy(e.tensor)))
         for t in side.flatten(inputs):
-            g = side.grad(t) if side.requires_grad(t) else None
+            # a non-leaf has no .grad of its own (torch warns when asked)
+            g = side.grad(t) if side.requires_grad(t) and getattr(t, "is_leaf", True) else None
             snap.inputs.append((t, side.requires_grad(t), None if g is None else side.clone_detached(g)))
         return snap
 

@@ -622,3 +622,22 @@ def test_nan_in_the_loss_and_in_trained_weights_is_reported_in_those_stages():
     assert not rep
     assert rep.first_diff.stage == "weight" and rep.first_diff.note in ("nan", "inf")
     assert all(r.passed for r in rep.records if r.stage != "weight")
+
+
+def test_nothing_compared_is_not_a_silent_true():
+    class PSilent(paddle.nn.Layer):
+        def forward(self, x, sink):
+            sink.append(paddle.tanh(x))
+
+    class TSilent(torch.nn.Module):
+        def forward(self, x, sink):
+            sink.append(torch.tanh(x) * 2)  # differs, but padiff cannot see it
+
+    a = rand(3, 4)
+    inp = ({"x": paddle.to_tensor(a), "sink": []}, {"x": torch.tensor(a), "sink": []})
+    for phase in ("forward", "both"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)  # e.g. torch's non-leaf .grad warning
+            rep = padiff.compare(PSilent(), TSilent(), inp, options={"diff_phase": phase})
+        assert not rep and "nothing was compared" in rep.first_diff.note
+        assert rep.first_diff.stats.min_atol == np.inf  # no tolerance makes it pass
