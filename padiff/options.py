@@ -44,8 +44,8 @@ class DiffOptions:
         """Copy and validate a user's options dict; unknown keys name the valid ones."""
         if options is None:
             return cls()
-        if isinstance(options, DiffOptions):
-            return options
+        if isinstance(options, DiffOptions):  # built directly, so not validated yet
+            return cls.from_mapping(options.to_dict())
         if not isinstance(options, Mapping):
             raise OptionsError(
                 f"options must be a dict such as {{'atol': 1e-6}}, got {type(options).__name__}. "

@@ -118,3 +118,14 @@ def _same(a, b) -> bool:
     if isinstance(a, list):
         return a == b
     return a == b or a is b
+
+
+def test_a_diff_options_object_is_validated_too():
+    for bad in (DiffOptions(diff_phase="backward"), DiffOptions(atol=-1.0), DiffOptions(compare_mode="max")):
+        try:
+            DiffOptions.from_mapping(bad)
+        except OptionsError:
+            continue
+        raise AssertionError(f"{bad!r} accepted")
+    good = DiffOptions(atol=1e-5, single_step=True, diff_phase="backward")
+    assert DiffOptions.from_mapping(good) == good
