@@ -92,17 +92,33 @@ class _Planner:
 
         p_special = [p for p, o in self.p_layers.items() if is_special(o, 0)]
         t_special = [t for t, o in self.t_layers.items() if is_special(o, 1)]
+        pairs = self.resolved.pairs
+        # a special layer whose every tensor is covered by pairs inside it was split with
+        # care (paddle MultiHeadAttention against a torch port with four Linear layers)
+        whole = {("paddle", top) for top in p_special if self._covered("paddle", top, pairs)}
+        whole |= {("torch", top) for top in t_special if self._covered("torch", top, pairs)}
         out = []
-        for pr in self.resolved.pairs:
+        for pr in pairs:
             p_obj, t_obj = self.p_layers[pr.paddle_path], self.t_layers[pr.torch_path]
-            cuts = any(_within(pr.paddle_path, top) for top in p_special) or \
-                any(_within(pr.torch_path, top) for top in t_special)
-            if pr.opaque or not cuts or covers_subtree(pr, p_obj, t_obj):
+            cut = [("paddle", top) for top in p_special if _within(pr.paddle_path, top)]
+            cut += [("torch", top) for top in t_special if _within(pr.torch_path, top)]
+            if pr.opaque or all(c in whole for c in cut) or covers_subtree(pr, p_obj, t_obj):
                 out.append(pr)
             else:
                 log.debug("assign_weight: pair %s <-> %s cuts into a special layer; paired by unit instead",
                           pr.paddle_path, pr.torch_path)
         return out
+
+    def _covered(self, side: str, top: str, pairs: tuple[LayerPair, ...]) -> bool:
+        """True when the pairs inside ``top`` together hold every tensor of its subtree."""
+        owned = self.p_owned if side == "paddle" else self.t_owned
+        needed = {id(e.tensor) for e in subtree_state(owned, top)}
+        held: set[int] = set()
+        for pr in pairs:
+            path = pr.paddle_path if side == "paddle" else pr.torch_path
+            if _within(path, top) and path != top:
+                held |= {id(e.tensor) for e in owned.get(path, [])}
+        return bool(needed) and needed <= held
 
     def _units(self, side: str) -> list[tuple[str, bool]]:
         """Layers left to pair in definition order: ``(path, covers_subtree)``.
@@ -121,7 +137,8 @@ class _Planner:
             if not self._free(side, path) or any(_within(path, top) for top in tops):
                 continue
             if is_special(obj, 0 if side == "paddle" else 1):
-                if subtree_state(owned, path):
+                done = self.p_done if side == "paddle" else self.t_done
+                if any(_within(p, path) and p not in done for p in owned):
                     out.append((path, True))
                     tops.append(path)
             elif path in owned:

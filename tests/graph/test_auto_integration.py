@@ -42,3 +42,16 @@ def test_injected_fault_is_named_when_the_map_came_from_auto() -> None:
     assert not bool(rep)
     first = rep.first_diff
     assert (first.paddle_path, first.torch_path) == ("b", "second")
+
+
+def test_auto_map_splits_paddle_attention_against_separate_torch_projections() -> None:
+    # paddle MultiHeadAttention (a special-init class) vs a torch port with four Linear layers:
+    # the proposal's inner pairs cover every attention tensor, so they win over the unit rule
+    case = ap.transformer()
+    case.paddle.eval()
+    case.torch.eval()
+    rep = padiff.compare(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map="auto",
+                         options={"atol": 1e-5, "rtol": 1e-4})
+    assert bool(rep), rep.first_diff
+    pairs = {(m["paddle_path"], m["torch_path"]) for m in rep.mapping}
+    assert ("self_attn.q_proj", "mix.wq") in pairs
