@@ -8,16 +8,17 @@ runs, and the state is restored in ``finally`` whatever happened.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
+from padiff.checks import check_example_inp, check_models, optimizer_pair, pair_of_callables
 from padiff.errors import InputError, OptionsError, PadiffError, WeightAssignError
 from padiff.layer_map import LayerMap, ResolvedMap
 from padiff.options import DiffOptions, validate_steps
 from padiff.report.records import Comparison, DiffReport
+from padiff.runtime import diagnostics
 from padiff.runtime.adapters import PADDLE, TORCH, Side
 from padiff.runtime.compare import Stats
 from padiff.runtime.engine import Engine, RunSpec
@@ -52,8 +53,8 @@ def compare(
     # inputs computed from other tensors: the run's backward stops at them (fresh dicts, user's untouched)
     p_inp = {k: PADDLE.map_tensors(v, PADDLE.cut_graph) for k, v in p_inp.items()}
     t_inp = {k: TORCH.map_tensors(v, TORCH.cut_graph) for k, v in t_inp.items()}
-    loss_fns = _pair_of_callables(loss_fn, "loss_fn")
-    optimizers = _optimizer_pair(optimizer)
+    loss_fns = pair_of_callables(loss_fn, "loss_fn")
+    optimizers = optimizer_pair(optimizer)
     steps = validate_steps(steps, opts, optimizers is not None)
     if not isinstance(auto_weights, bool):
         raise OptionsError(f"auto_weights must be True or False, got {auto_weights!r}.")
@@ -66,7 +67,7 @@ def compare(
     rep.paddle_tree = _tree(PADDLE, layer)
     rep.torch_tree = _tree(TORCH, module)
     rep.paddle_root_class, rep.torch_root_class = type(layer).__name__, type(module).__name__
-    rep.warnings.extend(_randomness_warnings(layer, module))
+    rep.warnings.extend(diagnostics.randomness_warnings(layer, module))
 
     training_check = optimizers is not None and opts.checks_backward
     if optimizers is not None and not opts.checks_backward:
@@ -102,9 +103,10 @@ def compare(
                 Stats(False, nan, nan, 0, 0, nan, nan, nan, math.inf, math.inf, (),
                       "nothing was compared: no layer call could be paired and the outputs hold no tensor"),
                 item="model output"))
-        rep.warnings.extend(_precision_warnings(rep, opts))
+        rep.warnings.extend(diagnostics.precision_warnings(rep, opts))
         if not rep and not any("train mode" in w for w in rep.warnings):
-            rep.warnings.extend(_randomness_probe(module, t_inp) or _paddle_randomness_probe(layer, p_inp))
+            rep.warnings.extend(diagnostics.randomness_probe(module, t_inp)
+                                or diagnostics.paddle_randomness_probe(layer, p_inp))
     finally:
         for snap in snaps:
             snap.restore(values=failed or not training_check, grads=failed or not training_check)
@@ -141,133 +143,6 @@ def auto_diff(
 
     print_report(rep)
     return bool(rep)
-
-
-# --- validation --------------------------------------------------------------------------
-def check_models(layer: Any, module: Any) -> None:
-    """The paddle model first, the torch model second; say so when they are swapped."""
-    if PADDLE.is_model(module) and TORCH.is_model(layer):
-        raise InputError("the models are swapped: pass the paddle layer first and the torch module second "
-                         "(paddle first everywhere in padiff).")
-    if not PADDLE.is_model(layer):
-        raise InputError(f"layer must be a paddle.nn.Layer, got {type(layer).__name__}.")
-    if not TORCH.is_model(module):
-        raise InputError(f"module must be a torch.nn.Module, got {type(module).__name__}.")
-    for side, root in ((PADDLE, layer), (TORCH, module)):
-        for path, sub in side.named_layers(root):
-            if side.is_compiled(sub):
-                how = ("paddle.jit.save/load, or call paddle.jit.enable_to_static(False) first for a "
-                       "paddle.jit.to_static model" if side is PADDLE else
-                       "torch.jit.script/trace (for torch.compile: pass module._orig_mod)")
-                raise InputError(
-                    f"the {side.name} model{' at ' + path if path else ''} is compiled ({type(sub).__name__}): "
-                    f"padiff hooks every layer call and needs the eager model. Pass the model from before {how}."
-                )
-
-
-def check_example_inp(example_inp: Any, layer: Any, module: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``example_inp`` must be ``(paddle_kwargs, torch_kwargs)``; checks halves, tensor kinds and keys."""
-    hint = "example_inp must be a pair of dicts (paddle_input, torch_input), e.g. ({'x': paddle_x}, {'x': torch_x})"
-    if isinstance(example_inp, Mapping) or not isinstance(example_inp, Sequence) or isinstance(example_inp, str):
-        raise InputError(f"{hint}; got {type(example_inp).__name__}.")
-    if len(example_inp) != 2:
-        raise InputError(f"{hint}; got a sequence of length {len(example_inp)}.")
-    p_inp, t_inp = example_inp
-    if not isinstance(p_inp, Mapping) or not isinstance(t_inp, Mapping):
-        raise InputError(f"{hint}; got ({type(p_inp).__name__}, {type(t_inp).__name__}).")
-    p_tensors, t_tensors = PADDLE.flatten(dict(p_inp)), TORCH.flatten(dict(t_inp))
-    p_wrong, t_wrong = TORCH.flatten(dict(p_inp)), PADDLE.flatten(dict(t_inp))
-    if p_wrong and t_wrong:
-        raise InputError("the halves of example_inp are swapped: the first dict holds torch tensors and the second "
-                         "paddle tensors. Pass (paddle_input, torch_input).")
-    if p_wrong:
-        raise InputError("the paddle half of example_inp (the first dict) holds torch tensors; convert them with "
-                         "paddle.to_tensor(t.numpy()).")
-    if t_wrong:
-        raise InputError("the torch half of example_inp (the second dict) holds paddle tensors; convert them with "
-                         "torch.from_numpy(t.numpy()).")
-    for half, tensors, side, which, convert in ((p_inp, p_tensors, "paddle", "first", "paddle.to_tensor(a)"),
-                                                (t_inp, t_tensors, "torch", "second", "torch.from_numpy(a)")):
-        bad_keys = [k for k in half if not isinstance(k, str)]
-        if bad_keys:
-            raise InputError(f"the keys of the {which} dict of example_inp must be the {side} forward's argument "
-                             f"names (strings), got {bad_keys[0]!r}.")
-        # non-tensor inputs (ints, flags) are allowed; numpy arrays without any tensor are a forgotten conversion
-        if not tensors and any(_holds_ndarray(v) for v in half.values()):
-            raise InputError(f"the {which} dict of example_inp holds numpy arrays but no {side} tensor; convert "
-                             f"them with {convert}.")
-    _check_keys(layer, dict(p_inp), "paddle", "first")
-    _check_keys(module, dict(t_inp), "torch", "second")
-    return dict(p_inp), dict(t_inp)
-
-
-def _holds_ndarray(value: Any, depth: int = 0) -> bool:
-    import numpy as np
-
-    if isinstance(value, np.ndarray):
-        return True
-    if depth < 5 and isinstance(value, list | tuple):
-        return any(_holds_ndarray(v, depth + 1) for v in value)
-    if depth < 5 and isinstance(value, Mapping):
-        return any(_holds_ndarray(v, depth + 1) for v in value.values())
-    return False
-
-
-def _check_keys(model: Any, inputs: dict[str, Any], side: str, which: str) -> None:
-    try:
-        sig = inspect.signature(model.forward)
-    except (TypeError, ValueError):
-        return
-    params = sig.parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    accepted = [n for n, p in params.items() if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                                           inspect.Parameter.KEYWORD_ONLY)]
-    unknown = [k for k in inputs if k not in accepted]
-    if unknown:
-        raise InputError(
-            f"the {side} model's forward does not take {', '.join(repr(k) for k in unknown)} (from the {which} dict "
-            f"of example_inp); it takes {', '.join(repr(a) for a in accepted) or 'no keyword arguments'}."
-        )
-    missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty
-               and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-               and n not in inputs]
-    if missing:
-        raise InputError(f"the {which} dict of example_inp lacks {', '.join(repr(m) for m in missing)}, which the "
-                         f"{side} model's forward requires.")
-
-
-def _pair_of_callables(value: Any, name: str) -> tuple[Any, Any] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list | tuple) or len(value) != 2:
-        raise OptionsError(f"{name} must be [paddle_fn, torch_fn], a pair of callables, got {_describe(value)}.")
-    if not all(callable(f) for f in value):
-        raise OptionsError(f"both items of {name} must be callables taking the model output.")
-    return value[0], value[1]
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return f"a {type(value).__name__} of {len(value)} item(s)"
-    return type(value).__name__
-
-
-def _optimizer_pair(value: Any) -> tuple[Any, Any] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list | tuple) or len(value) != 2:
-        raise OptionsError("optimizer must be [paddle_opt, torch_opt]: two optimizers, or two zero-argument callables "
-                           f"that step and clear grads; got {_describe(value)}.")
-    for opt, side in zip(value, ("paddle", "torch")):
-        ok = callable(opt) or (hasattr(opt, "step") and (hasattr(opt, "clear_grad") or hasattr(opt, "zero_grad")))
-        if not ok:
-            raise OptionsError(f"the {side} optimizer must be an optimizer or a zero-argument callable, "
-                               f"got {type(opt).__name__}.")
-    p_opt, t_opt = value
-    if hasattr(p_opt, "zero_grad") and not hasattr(p_opt, "clear_grad") and hasattr(t_opt, "clear_grad"):
-        raise OptionsError("optimizer is swapped: pass [paddle_opt, torch_opt].")
-    return p_opt, t_opt
 
 
 def _layer_map(value: Any, layer: Any, module: Any, example_inp: Any) -> LayerMap:
@@ -328,21 +203,6 @@ def _tree(side: Side, root: Any) -> list[tuple[str, str, int]]:
     return [(p, type(m).__name__, 0 if p == "" else p.count(".") + 1) for p, m in side.named_layers(root)]
 
 
-def _randomness_warnings(layer: Any, module: Any) -> list[str]:
-    out = []
-    for side, root in ((PADDLE, layer), (TORCH, module)):
-        for path, m in side.named_layers(root):
-            p = getattr(m, "p", None)
-            if "dropout" in type(m).__name__.lower() and side.is_training(m) and isinstance(p, float) and p > 0:
-                out.append(f"{side.name} {path} ({type(m).__name__}, p={p}) is in train mode: its random masks differ "
-                           "between frameworks, so results cannot agree. Call .eval() on both models or set p=0.")
-    p_train, t_train = PADDLE.is_training(layer), TORCH.is_training(module)
-    if p_train != t_train:
-        out.append(f"the paddle model is in {'train' if p_train else 'eval'} mode and the torch model in "
-                   f"{'train' if t_train else 'eval'} mode; BatchNorm and Dropout will behave differently.")
-    return out
-
-
 def _inputs_for_backward(layer: Any, module: Any, p_inp: dict[str, Any], t_inp: dict[str, Any]) -> list[str]:
     """Let a model with nothing trainable have a backward pass: its float inputs require grad for the run.
 
@@ -364,64 +224,6 @@ def _inputs_for_backward(layer: Any, module: Any, p_inp: dict[str, Any], t_inp: 
                        "float inputs were made to require grad for this run (put back afterwards) so the backward "
                        "pass can be compared. Use options={'diff_phase': 'forward'} to skip backward.")
     return out
-
-
-# float16/bfloat16 are compared in float32; below these tolerances (torch.testing's defaults
-# for the two types) rounding alone makes the two sides differ
-_HALF_RTOL = {"float16": 1e-3, "bfloat16": 1.6e-2}
-
-
-def _precision_warnings(rep: DiffReport, opts: DiffOptions) -> list[str]:
-    out = []
-    dtypes = {r.dtype for r in rep.records}
-    failing = {r.dtype for r in rep.records if not r.passed}
-    for dtype, rtol in _HALF_RTOL.items():
-        if dtype not in dtypes:
-            continue
-        text = f"{dtype} tensors were compared in float32 (both sides widened, means in float64)"
-        if dtype in failing and opts.rtol < rtol and opts.atol < rtol:
-            text += (f"; atol={opts.atol:g}, rtol={opts.rtol:g} are below {dtype} resolution, so rounding alone "
-                     f"can fail: try options={{'atol': 1e-5, 'rtol': {rtol:g}}} or see "
-                     "report.suggested_tolerances()")
-        out.append(text + ".")
-    return out
-
-
-def _randomness_probe(module: Any, t_inp: dict[str, Any]) -> list[str]:
-    """After a failed run: does the torch forward draw random numbers (functional dropout, rand...)?"""
-    snap = SideSnapshot.take(TORCH, module, t_inp, keep_values=False)
-    try:
-        calls = TORCH.random_calls(module, t_inp)
-    except Exception:  # noqa: BLE001 - only a hint; the run itself has been reported
-        return []
-    finally:
-        snap.restore(values=True, grads=False)
-    if not calls:
-        return []
-    return [f"the torch model calls {', '.join(calls)} in its forward: random numbers differ between frameworks, "
-            "so results cannot agree. Call .eval() on both models, or set the dropout probability to 0."]
-
-
-def _paddle_randomness_probe(layer: Any, p_inp: dict[str, Any]) -> list[str]:
-    """After a failed run with a deterministic torch side: do two paddle seeds give two outputs?"""
-    import numpy as np
-
-    snap = SideSnapshot.take(PADDLE, layer, p_inp, keep_values=False)
-    try:
-        outs = []
-        with PADDLE.no_grad():
-            for seed in (1, 2):
-                PADDLE.seed(seed)
-                outs.append([PADDLE.to_numpy(t) for t in PADDLE.flatten(layer(**p_inp))])
-    except Exception:  # noqa: BLE001 - only a hint; the run itself has been reported
-        return []
-    finally:
-        snap.restore(values=True, grads=False)
-    if all(a.shape == b.shape and np.array_equal(a, b, equal_nan=True) for a, b in zip(*outs)):
-        return []
-    return ["the paddle model gives different outputs for different random seeds: it draws random numbers "
-            "(dropout in train mode, paddle.rand...) and the torch model does not, so results cannot agree. "
-            "Call .eval() on both models, or set the dropout probability to 0."]
 
 
 def _finish(rep: DiffReport, html: str | None, json_path: str | None, log_dir: str | None) -> DiffReport:

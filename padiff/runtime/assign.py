@@ -312,17 +312,6 @@ def _describe(plan: PairPlan) -> list[str]:
     return out
 
 
-def check_models(layer: Any, module: Any) -> None:
-    """The paddle model first, the torch model second; say so when they are swapped."""
-    if PADDLE.is_model(module) and TORCH.is_model(layer):
-        raise InputError("the models are swapped: pass the paddle layer first and the torch module second "
-                         "(assign_weight(paddle_layer, torch_module); paddle first everywhere in padiff).")
-    if not PADDLE.is_model(layer):
-        raise InputError(f"layer must be a paddle.nn.Layer, got {type(layer).__name__}.")
-    if not TORCH.is_model(module):
-        raise InputError(f"module must be a torch.nn.Module, got {type(module).__name__}.")
-
-
 def with_special_pairs(lm: LayerMap, layer: Any, module: Any) -> LayerMap:
     """``lm`` plus the special-init pairs ``LayerMap.auto`` finds; pairs inside them are dropped.
 
@@ -376,7 +365,9 @@ def assign_weight(layer: Any, module: Any, layer_map: Any = None) -> bool:
     misuse (models swapped, not models) and :class:`MappingError` for a map that does not
     fit the models.
     """
-    check_models(layer, module)
+    from padiff.checks import check_models
+
+    check_models(layer, module, call="assign_weight")
     lm = _layer_map(layer_map, layer, module)
     resolved = lm.resolve(layer, module)
     try:

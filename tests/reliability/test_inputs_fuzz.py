@@ -12,7 +12,7 @@ from reliability._helpers import PNet, TNet, net_pair
 
 import padiff
 from padiff import InputError
-from padiff.api import check_example_inp
+from padiff.checks import check_example_inp
 
 small = st.lists(st.floats(-2, 2, width=32), min_size=1, max_size=4).map(lambda xs: np.array(xs, dtype="float32"))
 leaves = st.one_of(
