@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from padiff.errors import ExportError, InputError
+from padiff.errors import ExportError
 from padiff.graph.match import LayerInfo, MatchResult, ProposedPair
 from padiff.layer_map import LayerMap, LayerPair, Unpaired
 
@@ -38,14 +38,6 @@ def baseline_pairs(p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, Lay
     t = [i for i in t_layers.values() if i.shapes]
     return [LayerPair(a.path, b.path, a.cls, b.cls, a.shapes, b.shapes, 0.0, ("definition order",))
             for a, b in zip(p, t)]
-
-
-def _check_inputs(example_inp: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    if (not isinstance(example_inp, tuple | list) or len(example_inp) != 2
-            or not all(isinstance(d, Mapping) for d in example_inp)):
-        raise InputError("example_inp must be a pair (paddle_kwargs, torch_kwargs) of dicts, "
-                         f"got {type(example_inp).__name__}.")
-    return dict(example_inp[0]), dict(example_inp[1])
 
 
 def _graph_route(layer: Any, module: Any, p_in: dict[str, Any], t_in: dict[str, Any],
@@ -144,13 +136,11 @@ def suggest_layer_map(layer: Any, module: Any, example_inp: Any = None, *, timeo
     confidence and evidence, ``unpaired`` the layers left out with reasons and
     ``baseline`` the plain definition-order pairing for review.
     """
+    from padiff.checks import check_example_inp, check_models
     from padiff.graph.tree import match_trees
     from padiff.runtime.adapters import PADDLE, TORCH
 
-    if not PADDLE.is_model(layer):
-        raise InputError(f"suggest_layer_map: first argument must be a paddle.nn.Layer, got {type(layer).__name__}.")
-    if not TORCH.is_model(module):
-        raise InputError(f"suggest_layer_map: second argument must be a torch.nn.Module, got {type(module).__name__}.")
+    check_models(layer, module, call="suggest_layer_map")
     p_layers, t_layers = layer_infos(PADDLE, layer), layer_infos(TORCH, module)
     notes: list[str] = []
     timings: dict[str, float] = {}
@@ -160,7 +150,7 @@ def suggest_layer_map(layer: Any, module: Any, example_inp: Any = None, *, timeo
         notes.append("route: structure only (module trees: classes, parameter shapes, order) "
                      "because no example input was given; pass example_inp for the graph route.")
     else:
-        p_in, t_in = _check_inputs(example_inp)
+        p_in, t_in = check_example_inp(example_inp, layer, module)
         try:
             result = _graph_route(layer, module, p_in, t_in, p_layers, t_layers, timeout, timings)
             route = "graph"

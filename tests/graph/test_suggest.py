@@ -154,11 +154,16 @@ def test_export_failure_falls_back_to_structure_and_says_why(failed_export: tupl
     assert_unchanged(before, after)
 
 
-def test_jit_save_failure_falls_back_and_leaves_no_hooks() -> None:
+def test_jit_save_failure_falls_back_and_leaves_no_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    import paddle
+
+    def broken_save(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("cannot convert this forward to a static graph")
+
     case = ap.renamed()
     before = snapshot(case.paddle, case.torch)
-    bad_inputs = ({"x": case.inputs[0]["x"], "nonsense": 1}, case.inputs[1])
-    lm = suggest_layer_map(case.paddle, case.torch, bad_inputs)
+    monkeypatch.setattr(paddle.jit, "save", broken_save)
+    lm = suggest_layer_map(case.paddle, case.torch, case.inputs)
     assert lm.route == "structure" and any("export failed" in n for n in lm.notes)
     assert_unchanged(before, snapshot(case.paddle, case.torch))
 
@@ -183,8 +188,10 @@ def test_bad_arguments_are_clear_errors() -> None:
     from padiff.errors import InputError
 
     case = ap.renamed()
-    with pytest.raises(InputError, match=r"paddle\.nn\.Layer"):
+    with pytest.raises(InputError, match="swapped"):
         suggest_layer_map(case.torch, case.paddle)
+    with pytest.raises(InputError, match="does not take 'nonsense'"):
+        suggest_layer_map(case.paddle, case.torch, ({"x": case.inputs[0]["x"], "nonsense": 1}, case.inputs[1]))
     with pytest.raises(InputError, match="pair"):
         suggest_layer_map(case.paddle, case.torch, case.inputs[0])
 

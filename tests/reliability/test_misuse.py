@@ -331,3 +331,11 @@ def test_auto_diff_names_unknown_keyword_arguments():
         padiff.auto_diff(layer, module, inp, optimiser=None)
     with pytest.raises(OptionsError, match=r"'atol'.*goes in options, e.g. options=\{'atol': ...\}"):
         padiff.auto_diff(layer, module, inp, atol=1e-5)
+
+
+def test_suggest_layer_map_says_when_the_models_are_swapped():
+    import paddle
+    import torch
+
+    with pytest.raises(padiff.InputError, match=r"swapped.*suggest_layer_map"):
+        padiff.suggest_layer_map(torch.nn.Linear(2, 2), paddle.nn.Linear(2, 2))
