@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import MODES, bare_run, compared_run, interleaved, pin_threads, ratios
 
 #: repeats per case (resnet50 is slow on 2 cores: fewer rounds keep run_all under ~10 min)
-DEFAULT_REPEATS = {"convnet": 7, "transformer": 7, "resnet50": 3}
+DEFAULT_REPEATS = {"convnet": 5, "transformer": 5, "resnet50": 3}
 
 
 def measure(name: str, repeats: int | None = None, modes: tuple[str, ...] = tuple(MODES)) -> dict[str, Any]:
