@@ -1,9 +1,10 @@
 """The eager comparison run: paddle records, torch compares as it goes.
 
-Per step: paddle forward (hooked; outputs kept as host copies), torch forward (each call
-paired online and compared at once, the paddle copy dropped right after), loss, paddle
-backward (output gradients recorded), torch backward (compared as they arrive),
-parameter gradients, optimizer step, parameter values. ``single_step`` feeds each torch
+Per step: paddle forward (hooked; outputs kept as host copies) and paddle backward (output
+gradients kept as host copies; paddle's graph is freed before torch builds its own), torch
+forward (each call paired online and compared at once, the paddle copy dropped right
+after), loss, torch backward (gradients compared as they arrive), parameter gradients,
+optimizer step, parameter values. ``single_step`` feeds each torch
 layer the paddle layer's input (forward) or gradient (backward) so each layer is judged
 alone. The engine consumes a :class:`ResolvedMap` and never guesses pairs beyond the
 call-order rules of :mod:`padiff.runtime.pairing`.
@@ -128,6 +129,11 @@ class Engine:
             PADDLE.seed(0)
             p_out = self._call(self.p, self.spec.paddle_inputs, "forward")
             p_loss = self._loss(self.p, p_out, 0) if (ps.compare_forward or ps.backward) else None
+            if ps.backward:
+                # paddle's graph is freed before torch builds its own, so the two never coexist
+                # (the output gradients are kept as host copies until torch's backward compares them)
+                self._backward(self.p, p_loss)
+                self._raise_hook_error()
             pairer = OnlinePairer(self.p.events)
             self._hook_torch(hooks, ps, pairer)
             TORCH.seed(0)
@@ -141,7 +147,6 @@ class Engine:
                     self._add("loss", "", "", "loss", "loss", self._cmp(PADDLE.to_numpy(p_loss),
                               TORCH.to_numpy(t_loss)), item="loss", dtype=TORCH.dtype_name(t_loss))
             if ps.backward:
-                self._backward(self.p, p_loss)
                 self._backward(self.t, t_loss)
                 self._raise_hook_error()
                 self._compare_missing_grads()
