@@ -17,6 +17,7 @@ from padiff.checks import check_example_inp, check_models, optimizer_pair, pair_
 from padiff.errors import InputError, OptionsError, PadiffError, WeightAssignError
 from padiff.layer_map import LayerMap, ResolvedMap
 from padiff.options import DiffOptions, validate_steps
+from padiff.report.progress import step_progress
 from padiff.report.records import Comparison, DiffReport
 from padiff.runtime import diagnostics
 from padiff.runtime.adapters import PADDLE, TORCH, Side
@@ -90,7 +91,8 @@ def compare(
         spec = RunSpec(layer, module, p_inp, t_inp, opts, resolved, steps, loss_fns, optimizers,
                        strict_pairing=not lm.pairs and lm.route == "manual")
         engine = Engine(spec, rep)
-        engine.run()
+        with step_progress(steps, "padiff: comparing steps") as advance:
+            engine.run(on_step=advance)
         rep.mapping = [
             {"paddle_path": pr.path, "torch_path": tr.path, "paddle_class": pr.cls, "torch_class": tr.cls}
             for (pr, tr, _) in engine._pairs_seen.values()

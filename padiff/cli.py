@@ -8,14 +8,14 @@ options or map, a padiff error caused by how it was called), 3 internal padiff e
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from padiff.cli_target import UsageError, load_target, parse_options
+from padiff.report.progress import status
 
 EXIT_OK, EXIT_DIFF, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -152,21 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
-@contextlib.contextmanager
-def _status(message: str) -> Iterator[None]:
-    """A rich spinner on stderr for long work when stderr is a terminal; silent otherwise."""
-    if not sys.stderr.isatty():
-        yield
-        return
-    try:
-        from rich.console import Console
-    except ImportError:
-        yield
-        return
-    with Console(stderr=True).status(message):
-        yield
-
-
 def cmd_suggest(args: argparse.Namespace) -> int:
     """``padiff suggest FILE.py:FUNC --out map.yaml``."""
     from padiff.mapping_io import _format_of
@@ -180,7 +165,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     from padiff.graph.suggest import suggest_layer_map
 
     route = "module trees" if args.no_input else "ONNX export and graph matching"
-    with _status(f"proposing a layer map ({route})..."):
+    with status(f"proposing a layer map ({route})..."):
         lm = suggest_layer_map(target.layer, target.module, None if args.no_input else target.example_inp)
     if args.out:
         lm.save(args.out, target.layer, target.module)
@@ -224,7 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         layer_map = load_map(args.map, target.layer, target.module)
     import padiff
 
-    with _status("running both models..."):
+    with status("running both models..."):
         rep = padiff.compare(target.layer, target.module, target.example_inp, auto_weights=args.auto_weights,
                              steps=args.steps, options=options, layer_map=layer_map, **target.extra)
     from padiff.report.text import render_report

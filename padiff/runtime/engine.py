@@ -88,7 +88,7 @@ class Engine:
         self._pairing_checked = False
 
     # --- public --------------------------------------------------------------------------
-    def run(self) -> None:
+    def run(self, on_step: Callable[[], None] = lambda: None) -> None:
         """All steps; records land in the report. Raises PadiffError subclasses for misuse."""
         opts = self.opts
         passes: list[_Pass] = []
@@ -118,6 +118,7 @@ class Engine:
                 self._one_pass(ps)
             if self.spec.optimizers is not None and opts.checks_backward:
                 self._optimizer_step()
+            on_step()
 
     # --- one pass ------------------------------------------------------------------------
     def _one_pass(self, ps: _Pass) -> None:
