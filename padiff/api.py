@@ -42,13 +42,14 @@ def compare(
     report: str | None = None,
     json_path: str | None = None,
     log_dir: str | None = None,
+    **option_kwargs: Any,
 ) -> DiffReport:
     """Run the paddle ``layer`` and torch ``module`` side by side and return a :class:`DiffReport`.
 
     Same arguments as :func:`auto_diff`; ``report`` writes an HTML report, ``json_path``
     a JSON dump. The report is truthy iff everything compared agreed.
     """
-    opts = DiffOptions.from_mapping(options)
+    opts = DiffOptions.from_mapping(_with_option_kwargs(options, option_kwargs, "compare"))
     check_models(layer, module)
     p_inp, t_inp = check_example_inp(example_inp, layer, module)
     # inputs computed from other tensors: the run's backward stops at them (fresh dicts, user's untouched)
@@ -131,20 +132,34 @@ def auto_diff(
 
     Raises a :class:`~padiff.errors.PadiffError` for misuse, never for a numerical difference.
     """
-    unknown = sorted(set(kwargs) - {"report", "json_path", "log_dir"})
-    if unknown:
-        in_options = [k for k in unknown if k in DiffOptions.valid_keys()]
-        hint = (f" {', '.join(in_options)} go{'es' if len(in_options) == 1 else ''} in options, e.g. "
-                f"options={{{in_options[0]!r}: ...}}." if in_options else "")
-        raise OptionsError(
-            f"auto_diff got unknown argument(s) {', '.join(repr(k) for k in unknown)}.{hint} It takes layer, module, "
-            "example_inp, auto_weights, steps, options, layer_map, loss_fn, optimizer, report, json_path, log_dir."
-        )
     rep = compare(layer, module, example_inp, auto_weights, steps, options, layer_map, loss_fn, optimizer, **kwargs)
     from padiff.report.console import print_report
 
     print_report(rep)
     return bool(rep)
+
+
+def _with_option_kwargs(options: Any, extra: dict[str, Any], fn: str) -> Any:
+    """Options may also be passed as keywords (``atol=1e-5``), as older PaDiff releases took them."""
+    if not extra:
+        return options
+    valid = DiffOptions.valid_keys()
+    unknown = sorted(k for k in extra if k not in valid)
+    if unknown:
+        raise OptionsError(
+            f"{fn} got unknown argument(s) {', '.join(repr(k) for k in unknown)}. It takes layer, module, "
+            "example_inp, auto_weights, steps, options, layer_map, loss_fn, optimizer, report, json_path, log_dir, "
+            f"and the option names ({', '.join(valid)}) as keywords."
+        )
+    if options is not None and not isinstance(options, Mapping):
+        return options  # from_mapping names the problem
+    merged = dict(options or {})
+    clash = sorted(k for k in extra if k in merged and merged[k] != extra[k])
+    if clash:
+        raise OptionsError(f"{', '.join(repr(k) for k in clash)} given both in options and as a keyword argument "
+                           "with different values; give each option once.")
+    merged.update(extra)
+    return merged
 
 
 def _layer_map(value: Any, layer: Any, module: Any, example_inp: Any) -> LayerMap:

@@ -329,8 +329,17 @@ def test_auto_diff_names_unknown_keyword_arguments():
     layer, module, inp = net_pair()
     with pytest.raises(OptionsError, match=r"unknown argument\(s\) 'optimiser'.*It takes layer, module"):
         padiff.auto_diff(layer, module, inp, optimiser=None)
-    with pytest.raises(OptionsError, match=r"'atol'.*goes in options, e.g. options=\{'atol': ...\}"):
-        padiff.auto_diff(layer, module, inp, atol=1e-5)
+    with pytest.raises(OptionsError, match=r"'atol' given both in options and as a keyword"):
+        padiff.auto_diff(layer, module, inp, options={"atol": 1e-3}, atol=1e-5)
+
+
+def test_option_names_are_accepted_as_keywords_like_older_padiff():
+    layer, module, inp = net_pair()
+    copy_weights(layer, module)
+    strict = padiff.compare(layer, module, inp, atol=0.0, rtol=0.0, compare_mode="strict", diff_phase="forward")
+    assert strict.options["compare_mode"] == "strict" and strict.options["diff_phase"] == "forward"
+    assert {r.stage for r in strict.records} == {"forward", "loss"}
+    assert padiff.auto_diff(layer, module, inp, atol=1e-4, rtol=1e-3, single_step=True) is True
 
 
 def test_suggest_layer_map_says_when_the_models_are_swapped():
