@@ -169,3 +169,15 @@ def perturb_torch(module: torch.nn.Module, name: str, delta: float = 0.05) -> No
     """Inject a weight fault into one torch parameter (after weights were assigned)."""
     with torch.no_grad():
         dict(module.named_parameters())[name].add_(delta)
+
+
+class DoubleGrad(torch.autograd.Function):
+    """Identity in forward, doubles the gradient in backward: a backward-only fault."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2 * g

@@ -8,6 +8,7 @@ import numpy as np
 import paddle
 import pytest
 import torch
+from models.basic import DoubleGrad
 from reliability._helpers import PNet, TNet, copy_weights, net_pair, pair_inputs, rand
 
 import padiff
@@ -161,18 +162,9 @@ def test_a_parameter_free_model_that_differs_is_found():
 
 
 def test_a_backward_only_difference_of_a_parameter_free_model_is_found_in_the_input_grad():
-    class _Twice(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x.clone()
-
-        @staticmethod
-        def backward(ctx, g):
-            return 2 * g
-
     class TBadGrad(torch.nn.Module):
         def forward(self, x):
-            return torch.tanh(_Twice.apply(x)) * 3.0
+            return torch.tanh(DoubleGrad.apply(x)) * 3.0
 
     class PSame(paddle.nn.Layer):
         def forward(self, x):

@@ -9,6 +9,7 @@ import paddle
 import pytest
 import torch
 from models.basic import (
+    DoubleGrad,
     PaddleMLP,
     TorchMLP,
     conv_pair,
@@ -56,20 +57,10 @@ def test_forward_fault_names_the_faulty_pair():
     assert first.paddle_stack and first.torch_stack  # user code locations on both sides
 
 
-class _DoubleGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, g):
-        return 2 * g
-
-
 class TorchMLPBadBackward(TorchMLP):
     def forward(self, inp):
         h = torch.relu(self.first(inp))
-        h = _DoubleGrad.apply(h)  # forward identical, backward doubled below this point
+        h = DoubleGrad.apply(h)  # forward identical, backward doubled below this point
         return self.last(torch.relu(self.middle(h)))
 
 
