@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
-import torch
+warnings.filterwarnings("ignore", message="No ccache found")  # paddle's import-time notice
+
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from demo_models import build
+from demo_models import build  # noqa: E402
 
-import padiff
+import padiff  # noqa: E402
 
 OUT = "padiff_demo"
 

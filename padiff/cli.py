@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -127,6 +128,8 @@ def _positive_int(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``padiff`` console script; returns the exit code."""
+    # paddle warns on import that no C++ extension compiler cache exists: noise for this command
+    warnings.filterwarnings("ignore", message="No ccache found")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
