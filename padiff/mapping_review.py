@@ -8,7 +8,8 @@ differs from plain default pairing, what is uncertain and what was left out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from padiff.layer_map import LayerMap, LayerPair
 from padiff.report.table import Table, render_tables
@@ -141,18 +142,8 @@ def diff_maps(a: LayerMap, b: LayerMap, fancy: bool | None = None) -> str:
             repaired.add("torch", _show(p.torch_path), _show(old_t.paddle_path), _show(p.paddle_path), mark=True)
             touched |= {(old_t.paddle_path, old_t.torch_path), (p.paddle_path, p.torch_path)}
 
-    added = Table("Added pairs", ["paddle (class)", "<->", "torch (class)", "conf"])
-    for p in pb:
-        k = (p.paddle_path, p.torch_path)
-        if k not in key_a and k not in touched:
-            added.add(f"{_show(p.paddle_path)} ({p.paddle_class or '?'})", "<->",
-                      f"{_show(p.torch_path)} ({p.torch_class or '?'})", f"{p.confidence:.2f}")
-    removed = Table("Removed pairs", ["paddle (class)", "<->", "torch (class)", "conf"])
-    for p in pa:
-        k = (p.paddle_path, p.torch_path)
-        if k not in key_b and k not in touched:
-            removed.add(f"{_show(p.paddle_path)} ({p.paddle_class or '?'})", "<->",
-                        f"{_show(p.torch_path)} ({p.torch_class or '?'})", f"{p.confidence:.2f}")
+    added = _only_in("Added pairs", pb, key_a, touched)
+    removed = _only_in("Removed pairs", pa, key_b, touched)
 
     changed = Table("Same pair, changed fields", ["paddle", "torch", "field", "was", "now"])
     for k, p in key_b.items():
@@ -185,3 +176,15 @@ def maps_differ(a: LayerMap, b: LayerMap) -> bool:
 
 
 __all__ = ["LOW_CONFIDENCE", "all_pairs", "diff_maps", "maps_differ", "review_map"]
+
+
+def _only_in(title: str, pairs: list[LayerPair], other: Mapping[tuple[str, str], Any],
+             touched: set[tuple[str, str]]) -> Table:
+    """The pairs of one map that the other map lacks and that were not re-paired."""
+    table = Table(title, ["paddle (class)", "<->", "torch (class)", "conf"])
+    for p in pairs:
+        k = (p.paddle_path, p.torch_path)
+        if k not in other and k not in touched:
+            table.add(f"{_show(p.paddle_path)} ({p.paddle_class or '?'})", "<->",
+                      f"{_show(p.torch_path)} ({p.torch_class or '?'})", f"{p.confidence:.2f}")
+    return table
