@@ -81,6 +81,19 @@ class Side:
         """Like :meth:`to_numpy`, but may share memory with ``t``: read it at once, never keep it."""
         return self.to_numpy(t)
 
+    def host_ref(self, t: Any) -> tuple[np.ndarray, Any]:
+        """A read-only host array of ``t`` that may share its memory, and a token for :meth:`changed`.
+
+        Keeping a reference instead of a copy costs no memory while the framework keeps the
+        tensor anyway (most layer outputs are saved for backward); :meth:`changed` says whether
+        the tensor was written in place since, which would make the shared array wrong.
+        """
+        return self.to_numpy(t), None
+
+    def changed(self, token: Any) -> bool:
+        """True if the tensor behind a :meth:`host_ref` token was modified in place since."""
+        return False
+
     def from_numpy(self, arr: np.ndarray, like: Any | None = None) -> Any:
         raise NotImplementedError
 
@@ -275,6 +288,22 @@ class PaddleSide(Side):
             arr = arr.copy()
         return np.asarray(arr)
 
+    def host_ref(self, t: Any) -> tuple[np.ndarray, Any]:
+        if t.is_sparse() or t.dtype in (self.fw.float16, self.fw.bfloat16, self.fw.bool):
+            return self.to_numpy(t), None  # converted for comparison: a copy either way
+        detached = t.detach()  # shares the storage and the in-place version counter, not the graph
+        if not hasattr(detached, "_inplace_version"):
+            return self.to_numpy(t), None
+        try:
+            arr = np.from_dlpack(detached)
+        except Exception:  # noqa: BLE001 - a dtype or layout DLPack cannot carry: copy
+            return self.to_numpy(t), None
+        arr.flags.writeable = False
+        return arr, (detached, detached._inplace_version())
+
+    def changed(self, token: Any) -> bool:
+        return token is not None and token[0]._inplace_version() != token[1]
+
     def cast_float32(self, t: Any) -> Any:
         return t.astype("float32")
 
@@ -422,7 +451,8 @@ class TorchSide(Side):
         return t
 
     def from_numpy(self, arr: np.ndarray, like: Any | None = None) -> Any:
-        t = self.fw.from_numpy(np.ascontiguousarray(arr))
+        # a read-only array may share a paddle tensor's memory: torch must not write into it
+        t = self.fw.from_numpy(np.array(arr) if not arr.flags.writeable else np.ascontiguousarray(arr))
         if like is not None:
             t = t.to(dtype=like.dtype, device=like.device)
         return t

@@ -1,13 +1,14 @@
 """The eager comparison run: paddle records, torch compares as it goes.
 
-Per step: paddle forward (hooked; outputs kept as host copies) and paddle backward (output
-gradients kept as host copies; paddle's graph is freed before torch builds its own), torch
-forward (each call paired online and compared at once, the paddle copy dropped right
-after), loss, torch backward (gradients compared as they arrive), parameter gradients,
-optimizer step, parameter values. ``single_step`` feeds each torch
-layer the paddle layer's input (forward) or gradient (backward) so each layer is judged
-alone. The engine consumes a :class:`ResolvedMap` and never guesses pairs beyond the
-call-order rules of :mod:`padiff.runtime.pairing`.
+Per step: paddle forward (hooked; layer outputs kept by reference, which costs nothing while
+paddle's graph holds them anyway, or as host copies once one was found written in place),
+torch forward (each call paired online and compared at once, the kept paddle output dropped
+right after), loss, then both backward passes (paddle's output gradients handed to torch's
+gradient hooks and compared as they arrive), parameter gradients, optimizer step, parameter
+values. ``single_step`` feeds each torch layer the paddle layer's input (forward) or
+gradient (backward) so each layer is judged alone. The engine consumes a
+:class:`ResolvedMap` and never guesses pairs beyond the call-order rules of
+:mod:`padiff.runtime.pairing`.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ class Engine:
         self._plans: dict[tuple[str, str], PairPlan | None] = {}
         self._pairs_seen: dict[tuple[str, str], tuple[Role, Role, int]] = {}
         self._pairing_checked = False
+        self._by_copy = False  # set for good once a paddle output was found written in place
+        self._refs: list[Any] = []  # host_ref tokens of the paddle tensors kept in this pass
 
     # --- public --------------------------------------------------------------------------
     def run(self, on_step: Callable[[], None] = lambda: None) -> None:
@@ -124,15 +127,14 @@ class Engine:
     def _one_pass(self, ps: _Pass) -> None:
         for side in (self.p, self.t):
             side.events, side.calls, side.active = [], {}, []
-        keep_inputs = ps.sync_inputs
         with HookSet() as hooks:
-            self._hook_paddle(hooks, ps, keep_inputs)
-            PADDLE.seed(0)
-            p_out = self._call(self.p, self.spec.paddle_inputs, "forward")
-            p_loss = self._loss(self.p, p_out, 0) if (ps.compare_forward or ps.backward) else None
-            if ps.backward:
-                # paddle's graph is freed before torch builds its own, so the two never coexist
-                # (the output gradients are kept as host copies until torch's backward compares them)
+            self._hook_paddle(hooks, ps)
+            p_out, p_loss = self._paddle_forward(ps)
+            # Paddle's kept outputs are references into its graph: while torch's forward compares
+            # them, that graph must live, and paddle's backward waits until torch's forward is done.
+            # With nothing kept by reference, paddle's graph is freed before torch builds its own.
+            backward_first = ps.backward and not self._refs
+            if backward_first:
                 self._backward(self.p, p_loss)
                 self._raise_hook_error()
             pairer = OnlinePairer(self.p.events)
@@ -147,7 +149,12 @@ class Engine:
                 if p_loss is not None and t_loss is not None:
                     self._add("loss", "", "", "loss", "loss", self._cmp(PADDLE.to_numpy(p_loss),
                               TORCH.to_numpy(t_loss)), item="loss", dtype=TORCH.dtype_name(t_loss))
+            self._release_refs()
             if ps.backward:
+                if not backward_first:
+                    self._backward(self.p, p_loss)
+                    self._raise_hook_error()
+                del p_out, p_loss
                 self._backward(self.t, t_loss)
                 self._raise_hook_error()
                 self._compare_missing_grads()
@@ -156,15 +163,60 @@ class Engine:
                     self._compare_input_grads()
         self._raise_hook_error()
 
+    def _paddle_forward(self, ps: _Pass) -> tuple[Any, Any]:
+        """Paddle's forward (and loss), keeping layer outputs by reference where that is safe.
+
+        A reference is only right if nothing writes the tensor in place afterwards (``x[...] =``,
+        ``relu_``, ``add_`` on a returned output). That is checked before torch runs; if it
+        happened, the forward runs again keeping host copies (as the rest of the run does), and
+        the state that forward updates a second time (running statistics) is put back to what
+        one forward left.
+        """
+        p_out, p_loss = self._paddle_forward_once(ps)
+        if not any(PADDLE.changed(tok) for tok in self._refs):
+            return p_out, p_loss
+        del p_out, p_loss
+        self._release_refs()
+        self._by_copy = True
+        after_one = [(e.tensor, PADDLE.to_numpy(e.tensor)) for entries in self.p.owned.values() for e in entries
+                     if not e.trainable]
+        p_out, p_loss = self._paddle_forward_once(ps)
+        for t, arr in after_one:
+            PADDLE.set_value(t, arr)
+        return p_out, p_loss
+
+    def _paddle_forward_once(self, ps: _Pass) -> tuple[Any, Any]:
+        self.p.events, self.p.calls, self.p.active = [], {}, []
+        self._refs = []
+        PADDLE.seed(0)
+        p_out = self._call(self.p, self.spec.paddle_inputs, "forward")
+        p_loss = self._loss(self.p, p_out, 0) if (ps.compare_forward or ps.backward) else None
+        self._raise_hook_error()
+        return p_out, p_loss
+
+    def _release_refs(self) -> None:
+        """Drop what is still kept of paddle's forward (layers torch never paired)."""
+        for ev in self.p.events:
+            ev.outputs = ev.inputs = None
+        self._refs = []
+
+    def _keep(self, t: Any) -> np.ndarray:
+        if self._by_copy:
+            return PADDLE.to_numpy(t)
+        arr, token = PADDLE.host_ref(t)
+        if token is not None:
+            self._refs.append(token)
+        return arr
+
     # --- hooks -----------------------------------------------------------------------------
-    def _hook_paddle(self, hooks: HookSet, ps: _Pass, keep_inputs: bool) -> None:
+    def _hook_paddle(self, hooks: HookSet, ps: _Pass) -> None:
         run = self.p
         for layer, role in _hooked_layers(run):
             def pre(lay: Any, args: tuple, kwargs: dict, role: Role = role) -> Any:
                 try:
                     ev = self._open(run, role)
-                    if keep_inputs:
-                        ev.inputs = [PADDLE.to_numpy(t) for t in PADDLE.flatten((args, kwargs))]
+                    if ps.sync_inputs:
+                        ev.inputs = [self._keep(t) for t in PADDLE.flatten((args, kwargs))]
                 except Exception as e:  # noqa: BLE001 - reported after the forward
                     self._hook_error = self._hook_error or e
                 return None
@@ -176,7 +228,7 @@ class Engine:
                         return
                     outs = PADDLE.flatten(out)
                     if ps.compare_forward:
-                        ev.outputs = [PADDLE.to_numpy(t) for t in outs]
+                        ev.outputs = [self._keep(t) for t in outs]
                     ev.dtype = PADDLE.dtype_name(outs[0]) if outs else ""
                     if ps.backward:
                         for i, t in enumerate(outs):
