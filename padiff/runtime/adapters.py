@@ -97,6 +97,10 @@ class Side:
     def from_numpy(self, arr: np.ndarray, like: Any | None = None) -> Any:
         raise NotImplementedError
 
+    def on_cpu(self, root: Any) -> bool:
+        """True if the model computes on the CPU (its parameters and the default device)."""
+        raise NotImplementedError
+
     def set_value(self, t: Any, arr: np.ndarray) -> None:
         """Overwrite a parameter or buffer in place, keeping its dtype."""
         raise NotImplementedError
@@ -304,6 +308,11 @@ class PaddleSide(Side):
     def changed(self, token: Any) -> bool:
         return token is not None and token[0]._inplace_version() != token[1]
 
+    def on_cpu(self, root: Any) -> bool:
+        if not str(self.fw.get_device()).startswith("cpu"):
+            return False
+        return all(p.place.is_cpu_place() for p in root.parameters())
+
     def cast_float32(self, t: Any) -> Any:
         return t.astype("float32")
 
@@ -438,6 +447,9 @@ class TorchSide(Side):
         if t.is_conj():
             t = t.resolve_conj()
         return t.cpu().numpy()
+
+    def on_cpu(self, root: Any) -> bool:
+        return all(p.device.type == "cpu" for p in root.parameters())
 
     def cast_float32(self, t: Any) -> Any:
         return t.float()

@@ -26,6 +26,7 @@ from padiff.options import DiffOptions
 from padiff.report.records import Comparison, DiffReport, SkippedLayer
 from padiff.runtime.adapters import PADDLE, TORCH, Side, StateEntry, subtree_state
 from padiff.runtime.compare import Stats, compare_arrays, structure_mismatch
+from padiff.runtime.grad_exchange import GradExchange, make_recorder
 from padiff.runtime.hooks import HookSet, user_stack
 from padiff.runtime.pairing import Event, OnlinePairer, Role, assign_roles
 from padiff.runtime.weights import PairPlan, plan_pair, torch_arrays
@@ -89,6 +90,7 @@ class Engine:
         self._pairing_checked = False
         self._by_copy = False  # set for good once a paddle output was found written in place
         self._refs: list[Any] = []  # host_ref tokens of the paddle tensors kept in this pass
+        self._exchange = GradExchange()  # a new one per pass
 
     # --- public --------------------------------------------------------------------------
     def run(self, on_step: Callable[[], None] = lambda: None) -> None:
@@ -127,16 +129,10 @@ class Engine:
     def _one_pass(self, ps: _Pass) -> None:
         for side in (self.p, self.t):
             side.events, side.calls, side.active = [], {}, []
+        self._exchange = GradExchange()
         with HookSet() as hooks:
             self._hook_paddle(hooks, ps)
             p_out, p_loss = self._paddle_forward(ps)
-            # Paddle's kept outputs are references into its graph: while torch's forward compares
-            # them, that graph must live, and paddle's backward waits until torch's forward is done.
-            # With nothing kept by reference, paddle's graph is freed before torch builds its own.
-            backward_first = ps.backward and not self._refs
-            if backward_first:
-                self._backward(self.p, p_loss)
-                self._raise_hook_error()
             pairer = OnlinePairer(self.p.events)
             self._hook_torch(hooks, ps, pairer)
             TORCH.seed(0)
@@ -151,11 +147,8 @@ class Engine:
                               TORCH.to_numpy(t_loss)), item="loss", dtype=TORCH.dtype_name(t_loss))
             self._release_refs()
             if ps.backward:
-                if not backward_first:
-                    self._backward(self.p, p_loss)
-                    self._raise_hook_error()
-                del p_out, p_loss
-                self._backward(self.t, t_loss)
+                del p_out
+                self._both_backward(p_loss, t_loss)
                 self._raise_hook_error()
                 self._compare_missing_grads()
                 self._compare_params("grad")
@@ -233,7 +226,9 @@ class Engine:
                     if ps.backward:
                         for i, t in enumerate(outs):
                             if PADDLE.requires_grad(t):
-                                hooks.add(PADDLE.add_grad_hook(t, _recorder(ev, i)))
+                                ev.grad_hooked.add(i)
+                                hooks.add(PADDLE.add_grad_hook(t, make_recorder(self._exchange, ev.grads, i,
+                                                                                PADDLE.to_numpy)))
                 except Exception as e:  # noqa: BLE001
                     self._hook_error = self._hook_error or e
 
@@ -301,7 +296,7 @@ class Engine:
     def _grad_checker(self, pev: Event, tev: Event, i: int, ps: _Pass) -> Callable[[Any], Any]:
         def check(grad: Any) -> Any:
             try:
-                p_grad = pev.grads.get(i)
+                p_grad = self._exchange.take(pev.grads, i, i in pev.grad_hooked)
                 if p_grad is None:
                     return None
                 if ps.compare_backward and _compares_output(pev, tev):
@@ -395,6 +390,17 @@ class Engine:
                 f"Check that the {run.side.name} model's forward and backward run on their own with this input "
                 "(custom autograd functions, in-place ops on tensors autograd still needs)."
             ) from e
+
+    def _both_backward(self, p_loss: Any, t_loss: Any) -> None:
+        """Paddle's and torch's backward, at once where that is safe (see :mod:`.grad_exchange`).
+
+        Both models on the CPU: paddle's backward runs in a worker thread, so its output
+        gradients are compared as torch's arrive instead of all being held at once. Elsewhere
+        (a GPU keeps its current device per thread) paddle's backward runs first, in this thread.
+        """
+        concurrent = PADDLE.on_cpu(self.spec.layer) and TORCH.on_cpu(self.spec.module)
+        self._exchange.run(lambda: self._backward(self.p, p_loss), lambda: self._backward(self.t, t_loss),
+                           concurrent)
 
     def _optimizer_step(self) -> None:
         assert self.spec.optimizers is not None
@@ -608,13 +614,6 @@ def _raising_layer(run: _SideRun, exc: BaseException) -> tuple[str, str] | None:
             found = (paths[id(obj)], type(obj).__name__)
         tb = tb.tb_next
     return found
-
-
-def _recorder(ev: Event, i: int) -> Callable[[Any], None]:
-    def record(grad: Any) -> None:
-        ev.grads[i] = PADDLE.to_numpy(grad)
-
-    return record
 
 
 def _hooked_layers(run: _SideRun) -> list[tuple[Any, Role]]:

@@ -49,7 +49,8 @@ class Event:
     stack: tuple[tuple[str, int, str], ...] = ()
     inputs: list[Any] | None = None  # host copies of input tensors (single_step)
     outputs: list[Any] | None = None  # host copies of output tensors
-    grads: dict[int, Any] = field(default_factory=dict)
+    grads: dict[int, Any] = field(default_factory=dict)  # paddle: output gradients not yet taken by torch
+    grad_hooked: set[int] = field(default_factory=set)  # paddle: outputs whose gradient is recorded
     partner: Event | None = None
     dtype: str = ""
 

@@ -1,0 +1,129 @@
+"""Both backward passes at once: paddle's output gradients handed to torch's hooks as they come.
+
+Comparing a gradient needs paddle's and torch's values of it at the same time. Running paddle's
+backward to the end first means holding a host copy of every paired output gradient, which
+is about as large as the model's activations. Here paddle's backward runs in a worker thread
+beside torch's (both frameworks release the GIL while computing): each paddle gradient is
+put in a box, and the torch hook of its partner takes it out, waiting if paddle has not got
+there yet. Paddle waits when the box holds more than a budget, so the copies alive at once
+stay small while the two passes walk the models in the same order; where the orders differ
+the box simply grows, and the result is the same.
+
+No deadlock: paddle only waits while torch is computing (neither waiting for a gradient that
+is not there yet nor done), and torch only waits while paddle is not done.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from padiff.runtime.memory import trim_free_memory
+
+#: gradient bytes paddle may hold ahead of torch before it waits for torch to catch up
+BUDGET_BYTES = 32 << 20
+#: gradient bytes compared between two trims of the heap (see :mod:`padiff.runtime.memory`);
+#: measured on the benchmark conv net: every 4 MiB cut the peak by ~100 MiB for ~40 ms
+TRIM_EVERY_BYTES = 4 << 20
+
+
+class GradExchange:
+    """The box between paddle's gradient hooks (producer) and torch's (consumer)."""
+
+    def __init__(self, budget_bytes: int = BUDGET_BYTES) -> None:
+        self._cv = threading.Condition()
+        self._budget = budget_bytes
+        self._held = 0
+        self._wanted: tuple[int, int] | None = None  # the gradient torch waits for, if any
+        self._paddle_done = False
+        self._torch_done = False
+        self._since_trim = 0
+        self.concurrent = False
+        self.peak_held = 0  # the most gradient bytes held at once (tests, benchmarks)
+
+    def put(self, grads: dict[int, np.ndarray], i: int, arr: np.ndarray) -> None:
+        """Paddle side: store gradient ``i`` of one paddle event (``grads`` is that event's dict)."""
+        with self._cv:
+            grads[i] = arr
+            self._held += arr.nbytes
+            self.peak_held = max(self.peak_held, self._held)
+            if self._wanted == (id(grads), i):
+                self._wanted = None  # cleared here, not when torch wakes: paddle must not run on meanwhile
+            self._cv.notify_all()
+            while self.concurrent and self._held > self._budget and self._wanted is None and not self._torch_done:
+                self._cv.wait()
+
+    def take(self, grads: dict[int, np.ndarray], i: int, expected: bool = True) -> np.ndarray | None:
+        """Torch side: gradient ``i`` of the partner paddle event, waiting for paddle if needed.
+
+        None when paddle's backward ended without producing it (no gradient reached that output).
+        The taken array leaves ``grads``: what stays there was never asked for by torch.
+        ``expected=False`` (paddle records no gradient for that output) never waits.
+        """
+        with self._cv:
+            while expected and i not in grads and not self._paddle_done:
+                self._wanted = (id(grads), i)
+                self._cv.notify_all()
+                self._cv.wait()
+            self._wanted = None
+            arr = grads.pop(i, None)
+            if arr is not None:
+                self._held -= arr.nbytes
+                self._since_trim += arr.nbytes
+            self._cv.notify_all()
+        if self.concurrent and self._since_trim >= TRIM_EVERY_BYTES:
+            self._since_trim = 0
+            trim_free_memory()
+        return arr
+
+    def run(self, paddle_backward: Callable[[], None], torch_backward: Callable[[], None],
+            concurrent: bool) -> None:
+        """Run both backward passes (paddle's in a worker thread if ``concurrent``); re-raise paddle's error first."""
+        self.concurrent = concurrent
+        errors: dict[str, BaseException] = {}
+
+        def paddle_side() -> None:
+            try:
+                paddle_backward()
+            except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
+                errors["paddle"] = e
+            finally:
+                self._finish("paddle")
+
+        worker = None
+        if concurrent:
+            worker = threading.Thread(target=paddle_side, name="padiff-paddle-backward", daemon=True)
+            worker.start()
+        else:
+            paddle_side()
+        try:
+            torch_backward()
+        except BaseException as e:  # noqa: BLE001
+            errors["torch"] = e
+        finally:
+            self._finish("torch")
+            if worker is not None:
+                worker.join()
+        for side in ("paddle", "torch"):
+            if side in errors:
+                raise errors[side]
+
+    def _finish(self, side: str) -> None:
+        with self._cv:
+            if side == "paddle":
+                self._paddle_done = True
+            else:
+                self._torch_done = True
+            self._cv.notify_all()
+
+
+def make_recorder(exchange: GradExchange, grads: dict[int, Any], i: int,
+                  to_numpy: Callable[[Any], np.ndarray]) -> Callable[[Any], None]:
+    """A paddle gradient hook that copies gradient ``i`` to the host and puts it in the box."""
+    def record(grad: Any) -> None:
+        exchange.put(grads, i, to_numpy(grad))
+
+    return record
