@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -93,10 +95,9 @@ class GradExchange:
             finally:
                 self._finish("paddle")
 
-        worker = None
+        done = None
         if concurrent:
-            worker = threading.Thread(target=paddle_side, name="padiff-paddle-backward", daemon=True)
-            worker.start()
+            done = _worker().submit(paddle_side)
         else:
             paddle_side()
         try:
@@ -105,8 +106,9 @@ class GradExchange:
             errors["torch"] = e
         finally:
             self._finish("torch")
-            if worker is not None:
-                worker.join()
+            if done is not None:
+                done.result()
+                trim_free_memory()  # what the two passes freed, so the run does not leave the process larger
         for side in ("paddle", "torch"):
             if side in errors:
                 raise errors[side]
@@ -118,6 +120,16 @@ class GradExchange:
             else:
                 self._torch_done = True
             self._cv.notify_all()
+
+
+@lru_cache(maxsize=1)
+def _worker() -> ThreadPoolExecutor:
+    """The one thread paddle's backward runs in, kept for the process.
+
+    A new thread per run would start cold every time: paddle's oneDNN kernels and its heap
+    arena are per thread, and rebuilding them cost more CPU time than the run saved.
+    """
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="padiff-paddle-backward")
 
 
 def make_recorder(exchange: GradExchange, grads: dict[int, Any], i: int,
