@@ -14,6 +14,7 @@ gradient (backward) so each layer is judged alone. The engine consumes a
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -392,13 +393,15 @@ class Engine:
             ) from e
 
     def _both_backward(self, p_loss: Any, t_loss: Any) -> None:
-        """Paddle's and torch's backward, at once where that is safe (see :mod:`.grad_exchange`).
+        """Paddle's and torch's backward, at once where that helps (see :mod:`.grad_exchange`).
 
-        Both models on the CPU: paddle's backward runs in a worker thread, so its output
-        gradients are compared as torch's arrive instead of all being held at once. Elsewhere
-        (a GPU keeps its current device per thread) paddle's backward runs first, in this thread.
+        Both models on the CPU and two cores to run on: paddle's backward runs in a worker
+        thread, so its output gradients are compared as torch's arrive instead of all being held
+        at once. Otherwise (one core; a GPU keeps its current device per thread) paddle's
+        backward runs first, in this thread, and its gradients wait for torch's.
         """
-        concurrent = PADDLE.on_cpu(self.spec.layer) and TORCH.on_cpu(self.spec.module)
+        concurrent = (_usable_cores() >= 2 and PADDLE.on_cpu(self.spec.layer)
+                      and TORCH.on_cpu(self.spec.module))
         self._exchange.run(lambda: self._backward(self.p, p_loss), lambda: self._backward(self.t, t_loss),
                            concurrent)
 
@@ -599,6 +602,13 @@ class Engine:
             if isinstance(err, PadiffError):
                 raise err
             raise PadiffInternalError(f"a padiff hook failed: {type(err).__name__}: {err}") from err
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 def _raising_layer(run: _SideRun, exc: BaseException) -> tuple[str, str] | None:

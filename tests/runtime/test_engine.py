@@ -442,3 +442,23 @@ def test_backward_passes_run_together_holding_few_paddle_gradients(monkeypatch):
     assert ex.concurrent
     one = 64 * 128 * 4
     assert 0 < ex.peak_held <= 4 * one < 16 * one
+
+
+def test_one_core_runs_the_backward_passes_one_after_the_other(monkeypatch):
+    from padiff.runtime import engine, grad_exchange
+
+    made: list = []
+
+    class Recorded(grad_exchange.GradExchange):
+        def __init__(self) -> None:
+            super().__init__()
+            made.append(self)
+
+    monkeypatch.setattr(engine, "GradExchange", Recorded)
+    monkeypatch.setattr(engine, "_usable_cores", lambda: 1)
+    layer, module = _PaddleDeep(n=4), _TorchDeep(n=4)
+    rep = padiff.compare(layer, module, inputs(("x", "x", rand(8, 128))), auto_weights=True,
+                         options={"atol": 1e-5, "rtol": 1e-4})
+    assert rep, rep.first_diff
+    assert made and not made[-1].concurrent
+    assert len(rep.by_stage("backward")) >= 4
