@@ -462,3 +462,40 @@ def test_one_core_runs_the_backward_passes_one_after_the_other(monkeypatch):
     assert rep, rep.first_diff
     assert made and not made[-1].concurrent
     assert len(rep.by_stage("backward")) >= 4
+
+
+class _PaddleSin(paddle.autograd.PyLayer):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return paddle.sin(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensor()
+        return g * paddle.cos(x) + paddle.zeros_like(x)  # paddle ops, run in the backward thread
+
+
+class _PaddleSinNet(paddle.nn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = paddle.nn.Linear(8, 8), paddle.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc2(_PaddleSin.apply(self.fc1(x)))
+
+
+class _TorchSinNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(8, 8), torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc2(torch.sin(self.fc1(x)))
+
+
+def test_paddle_custom_backward_runs_right_in_the_backward_thread():
+    rep = padiff.compare(_PaddleSinNet(), _TorchSinNet(), inputs(("x", "x", rand(4, 8))), auto_weights=True,
+                         options={"atol": 1e-6, "rtol": 1e-5})
+    assert rep, rep.first_diff
+    assert {(r.paddle_path, r.item) for r in rep.by_stage("grad")} >= {("fc1", "weight"), ("fc2", "weight")}
