@@ -15,10 +15,10 @@ is not there yet nor done), and torch only waits while paddle is not done.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -122,14 +122,20 @@ class GradExchange:
             self._cv.notify_all()
 
 
-@lru_cache(maxsize=1)
+_WORKER: tuple[int, ThreadPoolExecutor] | None = None
+
+
 def _worker() -> ThreadPoolExecutor:
     """The one thread paddle's backward runs in, kept for the process.
 
     A new thread per run would start cold every time: paddle's oneDNN kernels and its heap
-    arena are per thread, and rebuilding them cost more CPU time than the run saved.
+    arena are per thread, and rebuilding them cost more CPU time than the run saved. A
+    forked child (a DataLoader worker) does not inherit the thread, so it gets its own.
     """
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="padiff-paddle-backward")
+    global _WORKER
+    if _WORKER is None or _WORKER[0] != os.getpid():
+        _WORKER = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="padiff-paddle-backward"))
+    return _WORKER[1]
 
 
 def make_recorder(exchange: GradExchange, grads: dict[int, Any], i: int,

@@ -154,3 +154,20 @@ def test_concurrent_run_uses_a_second_thread_and_sequential_does_not():
 
         _run(ex, lambda note=note: note("paddle"), lambda note=note: note("torch"), concurrent)
         assert (seen["paddle"] != seen["torch"]) is concurrent
+
+
+def test_a_forked_child_gets_its_own_backward_thread(monkeypatch):
+    # a forked process (a DataLoader worker) has no copy of the parent's worker thread: reusing
+    # the parent's executor there would queue paddle's backward forever
+    from padiff.runtime import grad_exchange
+
+    parent = grad_exchange._worker()
+    assert grad_exchange._worker() is parent
+    real_pid = grad_exchange.os.getpid()
+    monkeypatch.setattr(grad_exchange.os, "getpid", lambda: real_pid + 1)
+    child = grad_exchange._worker()
+    assert child is not parent
+    assert child.submit(lambda: 7).result(timeout=10) == 7
+    child.shutdown()
+    monkeypatch.undo()
+    grad_exchange._WORKER = None
