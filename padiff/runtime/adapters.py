@@ -101,6 +101,10 @@ class Side:
         """True if the model computes on the CPU (its parameters and the default device)."""
         raise NotImplementedError
 
+    def compute_threads(self) -> int:
+        """Threads the framework's CPU kernels use (0: unknown)."""
+        return 0
+
     def set_value(self, t: Any, arr: np.ndarray) -> None:
         """Overwrite a parameter or buffer in place, keeping its dtype."""
         raise NotImplementedError
@@ -450,6 +454,9 @@ class TorchSide(Side):
 
     def on_cpu(self, root: Any) -> bool:
         return all(p.device.type == "cpu" for p in root.parameters())
+
+    def compute_threads(self) -> int:
+        return int(self.fw.get_num_threads())
 
     def cast_float32(self, t: Any) -> Any:
         return t.float()

@@ -27,7 +27,7 @@ from padiff.options import DiffOptions
 from padiff.report.records import Comparison, DiffReport, SkippedLayer
 from padiff.runtime.adapters import PADDLE, TORCH, Side, StateEntry, subtree_state
 from padiff.runtime.compare import Stats, compare_arrays, structure_mismatch
-from padiff.runtime.grad_exchange import GradExchange, make_recorder
+from padiff.runtime.grad_exchange import OVERLAP, SEQUENTIAL, TURNS, GradExchange, make_recorder
 from padiff.runtime.hooks import HookSet, user_stack
 from padiff.runtime.pairing import Event, OnlinePairer, Role, assign_roles
 from padiff.runtime.weights import PairPlan, plan_pair, torch_arrays
@@ -393,17 +393,24 @@ class Engine:
             ) from e
 
     def _both_backward(self, p_loss: Any, t_loss: Any) -> None:
-        """Paddle's and torch's backward, at once where that helps (see :mod:`.grad_exchange`).
-
-        Both models on the CPU and two cores to run on: paddle's backward runs in a worker
-        thread, so its output gradients are compared as torch's arrive instead of all being held
-        at once. Otherwise (one core; a GPU keeps its current device per thread) paddle's
-        backward runs first, in this thread, and its gradients wait for torch's.
-        """
-        concurrent = (_usable_cores() >= 2 and PADDLE.on_cpu(self.spec.layer)
-                      and TORCH.on_cpu(self.spec.module))
+        """Paddle's and torch's backward, handing gradients over as they come (see :mod:`.grad_exchange`)."""
         self._exchange.run(lambda: self._backward(self.p, p_loss), lambda: self._backward(self.t, t_loss),
-                           concurrent)
+                           self._backward_mode())
+
+    def _backward_mode(self) -> str:
+        """How the two backward passes share the machine.
+
+        Both models on the CPU and at least two cores: paddle's backward runs in a worker
+        thread, so its output gradients are compared as torch's arrive instead of all being
+        held at once; at the same time as torch's when torch leaves a core free (it was
+        given fewer threads than there are cores), else taking turns, since two frameworks
+        whose own threads each fill the machine only slow each other down. One core, or a
+        GPU (which keeps its current device per thread): paddle's backward first, here.
+        """
+        cores = _usable_cores()
+        if cores < 2 or not (PADDLE.on_cpu(self.spec.layer) and TORCH.on_cpu(self.spec.module)):
+            return SEQUENTIAL
+        return OVERLAP if TORCH.compute_threads() < cores else TURNS
 
     def _optimizer_step(self) -> None:
         assert self.spec.optimizers is not None

@@ -9,8 +9,9 @@ there yet. Paddle waits when the box holds more than a budget, so the copies ali
 stay small while the two passes walk the models in the same order; where the orders differ
 the box simply grows, and the result is the same.
 
-No deadlock: paddle only waits while torch is computing (neither waiting for a gradient that
-is not there yet nor done), and torch only waits while paddle is not done.
+No deadlock: in ``overlap`` paddle only waits while torch is computing (neither waiting for
+a gradient that is not there yet nor done), and torch only waits while paddle is not done;
+in ``turns`` each side waits only while the turn is the other's, and a side that ends passes it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ BUDGET_BYTES = 32 << 20
 TRIM_EVERY_BYTES = 4 << 20
 
 
+#: how the two backward passes share the machine (see :meth:`GradExchange.run`)
+OVERLAP, TURNS, SEQUENTIAL = "overlap", "turns", "sequential"
+
+
 class GradExchange:
     """The box between paddle's gradient hooks (producer) and torch's (consumer)."""
 
@@ -39,12 +44,18 @@ class GradExchange:
         self._cv = threading.Condition()
         self._budget = budget_bytes
         self._held = 0
-        self._wanted: tuple[int, int] | None = None  # the gradient torch waits for, if any
+        self._wanted: tuple[int, int] | None = None  # overlap: the gradient torch waits for, if any
+        self._turn = "paddle"  # turns: the side allowed to compute
         self._paddle_done = False
         self._torch_done = False
         self._since_trim = 0
-        self.concurrent = False
+        self.mode = SEQUENTIAL
         self.peak_held = 0  # the most gradient bytes held at once (tests, benchmarks)
+
+    @property
+    def concurrent(self) -> bool:
+        """True if paddle's backward runs in the worker thread beside torch's."""
+        return self.mode != SEQUENTIAL
 
     def put(self, grads: dict[int, np.ndarray], i: int, arr: np.ndarray) -> None:
         """Paddle side: store gradient ``i`` of one paddle event (``grads`` is that event's dict)."""
@@ -54,9 +65,16 @@ class GradExchange:
             self.peak_held = max(self.peak_held, self._held)
             if self._wanted == (id(grads), i):
                 self._wanted = None  # cleared here, not when torch wakes: paddle must not run on meanwhile
+            if self.mode == TURNS:
+                self._turn = "torch"
             self._cv.notify_all()
-            while self.concurrent and self._held > self._budget and self._wanted is None and not self._torch_done:
+            while not self._torch_done and self._paddle_waits():
                 self._cv.wait()
+
+    def _paddle_waits(self) -> bool:
+        if self.mode == TURNS:
+            return self._turn == "torch"
+        return self.mode == OVERLAP and self._held > self._budget and self._wanted is None
 
     def take(self, grads: dict[int, np.ndarray], i: int, expected: bool = True) -> np.ndarray | None:
         """Torch side: gradient ``i`` of the partner paddle event, waiting for paddle if needed.
@@ -68,6 +86,7 @@ class GradExchange:
         with self._cv:
             while expected and i not in grads and not self._paddle_done:
                 self._wanted = (id(grads), i)
+                self._turn = "paddle"
                 self._cv.notify_all()
                 self._cv.wait()
             self._wanted = None
@@ -76,15 +95,28 @@ class GradExchange:
                 self._held -= arr.nbytes
                 self._since_trim += arr.nbytes
             self._cv.notify_all()
+            if self.mode == TURNS and arr is not None:
+                # hand the machine to paddle until it has the next gradient
+                self._turn = "paddle"
+                self._cv.notify_all()
+                while self._turn == "paddle" and not self._paddle_done:
+                    self._cv.wait()
         if self.concurrent and self._since_trim >= TRIM_EVERY_BYTES:
             self._since_trim = 0
             trim_free_memory()
         return arr
 
-    def run(self, paddle_backward: Callable[[], None], torch_backward: Callable[[], None],
-            concurrent: bool) -> None:
-        """Run both backward passes (paddle's in a worker thread if ``concurrent``); re-raise paddle's error first."""
-        self.concurrent = concurrent
+    def run(self, paddle_backward: Callable[[], None], torch_backward: Callable[[], None], mode: str) -> None:
+        """Run both backward passes and re-raise paddle's error first, then torch's.
+
+        ``overlap``: paddle's backward runs in the worker thread at the same time as torch's,
+        ahead by at most the budget (for when the frameworks leave cores idle). ``turns``: the
+        same two threads, but only one computes at a time, handing over at each gradient (for
+        when their own threads already fill the cores: running both would only fight over
+        them). ``sequential``: paddle's backward first, in this thread; every gradient is held
+        until torch's backward takes it.
+        """
+        self.mode = mode
         errors: dict[str, BaseException] = {}
 
         def paddle_side() -> None:
@@ -96,7 +128,7 @@ class GradExchange:
                 self._finish("paddle")
 
         done = None
-        if concurrent:
+        if self.concurrent:
             done = _worker().submit(paddle_side)
         else:
             paddle_side()

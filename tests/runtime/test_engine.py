@@ -499,3 +499,23 @@ def test_paddle_custom_backward_runs_right_in_the_backward_thread():
                          options={"atol": 1e-6, "rtol": 1e-5})
     assert rep, rep.first_diff
     assert {(r.paddle_path, r.item) for r in rep.by_stage("grad")} >= {("fc1", "weight"), ("fc2", "weight")}
+
+
+@pytest.mark.parametrize("torch_threads, mode", [(1, "overlap"), (2, "turns")])
+def test_backward_passes_overlap_only_when_torch_leaves_a_core_free(monkeypatch, torch_threads, mode):
+    from padiff.runtime import adapters, engine, grad_exchange
+
+    made: list = []
+
+    class Recorded(grad_exchange.GradExchange):
+        def __init__(self) -> None:
+            super().__init__()
+            made.append(self)
+
+    monkeypatch.setattr(engine, "GradExchange", Recorded)
+    monkeypatch.setattr(engine, "_usable_cores", lambda: 2)
+    monkeypatch.setattr(type(adapters.TORCH), "compute_threads", lambda self: torch_threads)
+    rep = padiff.compare(_PaddleDeep(n=4), _TorchDeep(n=4), inputs(("x", "x", rand(8, 128))), auto_weights=True,
+                         options={"atol": 1e-5, "rtol": 1e-4})
+    assert rep, rep.first_diff
+    assert made[-1].mode == mode

@@ -9,20 +9,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from padiff.runtime.grad_exchange import GradExchange
+from padiff.runtime.grad_exchange import OVERLAP, SEQUENTIAL, TURNS, GradExchange
 
 
 def _arr(key: int, n: int = 256) -> np.ndarray:
     return np.full(n, key, dtype=np.float32)  # n float32 = 4n bytes
 
 
-def _run(ex: GradExchange, produce, consume, concurrent: bool = True, timeout: float = 20.0) -> None:
+def _run(ex: GradExchange, produce, consume, mode: str = OVERLAP, timeout: float = 20.0) -> None:
     """``ex.run`` in a watchdog thread: a deadlock fails the test instead of hanging it."""
     errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            ex.run(produce, consume, concurrent)
+            ex.run(produce, consume, mode)
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 
@@ -35,8 +35,8 @@ def _run(ex: GradExchange, produce, consume, concurrent: bool = True, timeout: f
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.permutations(list(range(12))), st.integers(0, 3), st.booleans())
-def test_every_gradient_reaches_its_taker_in_any_order(order, budget_items, concurrent):
+@given(st.permutations(list(range(12))), st.integers(0, 3), st.sampled_from([OVERLAP, TURNS, SEQUENTIAL]))
+def test_every_gradient_reaches_its_taker_in_any_order(order, budget_items, mode):
     ex = GradExchange(budget_bytes=budget_items * 1024)
     boxes = [dict() for _ in range(12)]
     got: dict[int, np.ndarray | None] = {}
@@ -49,13 +49,14 @@ def test_every_gradient_reaches_its_taker_in_any_order(order, budget_items, conc
         for k in order:
             got[k] = ex.take(boxes[k], 0)
 
-    _run(ex, produce, consume, concurrent)
+    _run(ex, produce, consume, mode)
     assert sorted(got) == list(range(12))
     assert all(got[k] is not None and got[k][0] == k for k in got)
     assert all(not b for b in boxes)  # everything taken leaves the box
 
 
-def test_paddle_waits_for_torch_so_few_gradients_are_held_at_once():
+@pytest.mark.parametrize("mode", [OVERLAP, TURNS])
+def test_paddle_waits_for_torch_so_few_gradients_are_held_at_once(mode):
     # same order on both sides (the usual case): held bytes stay near the budget, not the total
     ex = GradExchange(budget_bytes=4 * 1024)
     boxes = [dict() for _ in range(64)]
@@ -68,8 +69,8 @@ def test_paddle_waits_for_torch_so_few_gradients_are_held_at_once():
         for k in range(64):
             assert ex.take(boxes[k], 0)[0] == k
 
-    _run(ex, produce, consume)
-    assert ex.peak_held <= 5 * 1024  # budget + the one put that crossed it
+    _run(ex, produce, consume, mode)
+    assert ex.peak_held <= (5 if mode == OVERLAP else 1) * 1024  # budget + the put that crossed it; turns: one
     assert 10 * ex.peak_held < 64 * 1024
 
 
@@ -109,8 +110,9 @@ def test_leftover_gradients_stay_in_the_box():
     assert list(boxes[0]) == [0] and not boxes[1]
 
 
+@pytest.mark.parametrize("mode", [OVERLAP, TURNS, SEQUENTIAL])
 @pytest.mark.parametrize("failing", ["paddle", "torch"])
-def test_an_error_on_either_side_is_raised_and_nobody_hangs(failing):
+def test_an_error_on_either_side_is_raised_and_nobody_hangs(failing, mode):
     ex = GradExchange(budget_bytes=0)
     boxes = [dict() for _ in range(4)]
 
@@ -128,7 +130,7 @@ def test_an_error_on_either_side_is_raised_and_nobody_hangs(failing):
             ex.take(boxes[k], 0)
 
     with pytest.raises(RuntimeError if failing == "paddle" else ValueError):
-        _run(ex, produce, consume)
+        _run(ex, produce, consume, mode)
 
 
 def test_paddle_error_is_raised_before_torch_error():
@@ -145,14 +147,15 @@ def test_paddle_error_is_raised_before_torch_error():
 
 
 def test_concurrent_run_uses_a_second_thread_and_sequential_does_not():
-    for concurrent in (True, False):
+    for mode in (OVERLAP, TURNS, SEQUENTIAL):
+        concurrent = mode != SEQUENTIAL
         ex = GradExchange()
         seen: dict[str, int] = {}
 
         def note(side: str, seen: dict[str, int] = seen) -> None:
             seen[side] = threading.get_ident()
 
-        _run(ex, lambda note=note: note("paddle"), lambda note=note: note("torch"), concurrent)
+        _run(ex, lambda note=note: note("paddle"), lambda note=note: note("torch"), mode)
         assert (seen["paddle"] != seen["torch"]) is concurrent
 
 
@@ -171,3 +174,35 @@ def test_a_forked_child_gets_its_own_backward_thread(monkeypatch):
     child.shutdown()
     monkeypatch.undo()
     grad_exchange._WORKER = None
+
+
+def test_taking_turns_never_lets_both_sides_compute_at_once():
+    # turns: after each hand-over exactly one side runs, so two frameworks whose own threads
+    # fill the machine do not fight over it
+    ex = GradExchange()
+    boxes = [dict() for _ in range(20)]
+    lock = threading.Lock()
+    running = {"n": 0, "max": 0}
+
+    def compute() -> None:
+        with lock:
+            running["n"] += 1
+            running["max"] = max(running["max"], running["n"])
+        threading.Event().wait(0.002)
+        with lock:
+            running["n"] -= 1
+
+    def produce() -> None:
+        for k in range(20):
+            compute()
+            ex.put(boxes[k], 0, _arr(k))
+
+    def consume() -> None:
+        ex.take(boxes[0], 0)  # the first segment of both sides may overlap: start after it
+        running["max"] = 0
+        for k in range(1, 20):
+            compute()
+            ex.take(boxes[k], 0)
+
+    _run(ex, produce, consume, TURNS)
+    assert running["max"] == 1
