@@ -9,9 +9,8 @@ there yet. Paddle waits when the box holds more than a budget, so the copies ali
 stay small while the two passes walk the models in the same order; where the orders differ
 the box simply grows, and the result is the same.
 
-No deadlock: in ``overlap`` paddle only waits while torch is computing (neither waiting for
-a gradient that is not there yet nor done), and torch only waits while paddle is not done;
-in ``turns`` each side waits only while the turn is the other's, and a side that ends passes it.
+No deadlock: paddle only waits while torch is computing (neither waiting for a gradient that
+is not there yet nor done), and torch only waits while paddle is not done.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ TRIM_EVERY_BYTES = 4 << 20
 
 
 #: how the two backward passes share the machine (see :meth:`GradExchange.run`)
-OVERLAP, TURNS, SEQUENTIAL = "overlap", "turns", "sequential"
+OVERLAP, SEQUENTIAL = "overlap", "sequential"
 
 
 class GradExchange:
@@ -44,8 +43,7 @@ class GradExchange:
         self._cv = threading.Condition()
         self._budget = budget_bytes
         self._held = 0
-        self._wanted: tuple[int, int] | None = None  # overlap: the gradient torch waits for, if any
-        self._turn = "paddle"  # turns: the side allowed to compute
+        self._wanted: tuple[int, int] | None = None  # the gradient torch waits for, if any
         self._paddle_done = False
         self._torch_done = False
         self._since_trim = 0
@@ -65,16 +63,9 @@ class GradExchange:
             self.peak_held = max(self.peak_held, self._held)
             if self._wanted == (id(grads), i):
                 self._wanted = None  # cleared here, not when torch wakes: paddle must not run on meanwhile
-            if self.mode == TURNS:
-                self._turn = "torch"
             self._cv.notify_all()
-            while not self._torch_done and self._paddle_waits():
+            while self.concurrent and self._held > self._budget and self._wanted is None and not self._torch_done:
                 self._cv.wait()
-
-    def _paddle_waits(self) -> bool:
-        if self.mode == TURNS:
-            return self._turn == "torch"
-        return self.mode == OVERLAP and self._held > self._budget and self._wanted is None
 
     def take(self, grads: dict[int, np.ndarray], i: int, expected: bool = True) -> np.ndarray | None:
         """Torch side: gradient ``i`` of the partner paddle event, waiting for paddle if needed.
@@ -86,7 +77,6 @@ class GradExchange:
         with self._cv:
             while expected and i not in grads and not self._paddle_done:
                 self._wanted = (id(grads), i)
-                self._turn = "paddle"
                 self._cv.notify_all()
                 self._cv.wait()
             self._wanted = None
@@ -95,12 +85,6 @@ class GradExchange:
                 self._held -= arr.nbytes
                 self._since_trim += arr.nbytes
             self._cv.notify_all()
-            if self.mode == TURNS and arr is not None:
-                # hand the machine to paddle until it has the next gradient
-                self._turn = "paddle"
-                self._cv.notify_all()
-                while self._turn == "paddle" and not self._paddle_done:
-                    self._cv.wait()
         if self.concurrent and self._since_trim >= TRIM_EVERY_BYTES:
             self._since_trim = 0
             trim_free_memory()
@@ -110,11 +94,8 @@ class GradExchange:
         """Run both backward passes and re-raise paddle's error first, then torch's.
 
         ``overlap``: paddle's backward runs in the worker thread at the same time as torch's,
-        ahead by at most the budget (for when the frameworks leave cores idle). ``turns``: the
-        same two threads, but only one computes at a time, handing over at each gradient (for
-        when their own threads already fill the cores: running both would only fight over
-        them). ``sequential``: paddle's backward first, in this thread; every gradient is held
-        until torch's backward takes it.
+        ahead by at most the budget. ``sequential``: paddle's backward first, in this thread;
+        every gradient is held until torch's backward takes it.
         """
         self.mode = mode
         errors: dict[str, BaseException] = {}

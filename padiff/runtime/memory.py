@@ -1,4 +1,4 @@
-"""Handing freed heap memory back to the operating system (glibc's ``malloc_trim``).
+"""Process memory: handing freed heap memory back to the OS, and how much is left.
 
 While paddle's and torch's backward passes run in two threads (see
 :mod:`padiff.runtime.grad_exchange`), the activations one framework frees stay in the heap
@@ -35,3 +35,15 @@ def trim_free_memory() -> bool:
         return False
     libc.malloc_trim(0)
     return True
+
+
+def available_memory() -> int | None:
+    """Bytes the OS could still give this process (``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

@@ -433,6 +433,7 @@ def test_backward_passes_run_together_holding_few_paddle_gradients(monkeypatch):
             made.append(self)
 
     monkeypatch.setattr(engine, "GradExchange", SmallBudget)
+    monkeypatch.setattr(engine.Engine, "_backward_mode", lambda self: grad_exchange.OVERLAP)
     layer, module = _PaddleDeep(), _TorchDeep()
     rep = padiff.compare(layer, module, inputs(("x", "x", rand(64, 128))), auto_weights=True,
                          options={"atol": 1e-5, "rtol": 1e-4})
@@ -501,8 +502,12 @@ def test_paddle_custom_backward_runs_right_in_the_backward_thread():
     assert {(r.paddle_path, r.item) for r in rep.by_stage("grad")} >= {("fc1", "weight"), ("fc2", "weight")}
 
 
-@pytest.mark.parametrize("torch_threads, mode", [(1, "overlap"), (2, "turns")])
-def test_backward_passes_overlap_only_when_torch_leaves_a_core_free(monkeypatch, torch_threads, mode):
+@pytest.mark.parametrize("torch_threads, free_memory, mode", [
+    (1, 1 << 40, "overlap"),  # torch leaves a core free: overlapping is faster too
+    (2, 1 << 40, "sequential"),  # the cores are full and memory is plenty: paddle's backward first
+    (2, 1 << 10, "overlap"),  # holding every gradient could exhaust memory: overlap anyway
+])
+def test_backward_mode_follows_free_cores_and_memory(monkeypatch, torch_threads, free_memory, mode):
     from padiff.runtime import adapters, engine, grad_exchange
 
     made: list = []
@@ -514,6 +519,7 @@ def test_backward_passes_overlap_only_when_torch_leaves_a_core_free(monkeypatch,
 
     monkeypatch.setattr(engine, "GradExchange", Recorded)
     monkeypatch.setattr(engine, "_usable_cores", lambda: 2)
+    monkeypatch.setattr(engine, "available_memory", lambda: free_memory)
     monkeypatch.setattr(type(adapters.TORCH), "compute_threads", lambda self: torch_threads)
     rep = padiff.compare(_PaddleDeep(n=4), _TorchDeep(n=4), inputs(("x", "x", rand(8, 128))), auto_weights=True,
                          options={"atol": 1e-5, "rtol": 1e-4})
