@@ -137,6 +137,13 @@ class Engine:
         with HookSet() as hooks:
             self._hook_paddle(hooks, ps)
             p_out, p_loss = self._paddle_forward(ps)
+            mode = self._backward_mode() if ps.backward else SEQUENTIAL
+            if ps.backward and mode == SEQUENTIAL:
+                # paddle's backward first, as the frameworks' threads would fight over the cores
+                # otherwise: what torch compares later must outlive paddle's graph, so copy it
+                self._copy_refs()
+                self._exchange.run(lambda: self._backward(self.p, p_loss), lambda: None, SEQUENTIAL)
+                self._raise_hook_error()
             pairer = OnlinePairer(self.p.events)
             self._hook_torch(hooks, ps, pairer)
             TORCH.seed(0)
@@ -152,7 +159,11 @@ class Engine:
             self._release_refs()
             if ps.backward:
                 del p_out
-                self._both_backward(p_loss, t_loss)
+                if mode == SEQUENTIAL:
+                    self._backward(self.t, t_loss)
+                else:
+                    self._exchange.run(lambda: self._backward(self.p, p_loss),
+                                       lambda: self._backward(self.t, t_loss), mode)
                 self._raise_hook_error()
                 self._compare_missing_grads()
                 self._compare_params("grad")
@@ -190,6 +201,16 @@ class Engine:
         p_loss = self._loss(self.p, p_out, 0) if (ps.compare_forward or ps.backward) else None
         self._raise_hook_error()
         return p_out, p_loss
+
+    def _copy_refs(self) -> None:
+        """Host copies of the paddle tensors kept by reference, so they outlive paddle's graph."""
+        if not self._refs:
+            return
+        for ev in self.p.events:
+            for kept in (ev.outputs, ev.inputs):
+                if kept:
+                    kept[:] = [a if a.flags.writeable else np.array(a) for a in kept]
+        self._refs = []
 
     def _release_refs(self) -> None:
         """Drop what is still kept of paddle's forward (layers torch never paired)."""
@@ -396,21 +417,21 @@ class Engine:
                 "(custom autograd functions, in-place ops on tensors autograd still needs)."
             ) from e
 
-    def _both_backward(self, p_loss: Any, t_loss: Any) -> None:
-        """Paddle's and torch's backward, handing gradients over as they come (see :mod:`.grad_exchange`)."""
-        self._exchange.run(lambda: self._backward(self.p, p_loss), lambda: self._backward(self.t, t_loss),
-                           self._backward_mode())
-
     def _backward_mode(self) -> str:
-        """How the two backward passes share the machine.
+        """How the two backward passes share the machine (see :mod:`.grad_exchange`).
 
-        Both models on the CPU and at least two cores: paddle's backward runs in a worker
-        thread at the same time as torch's, so its output gradients are compared as torch's
-        arrive instead of all being held at once. That is also faster when torch leaves a core
-        free (pinned threads); when the frameworks' own threads already fill the cores, two
-        of them at once only slow each other down (convnet: 1.42x against 1.27x bare), so
-        they overlap only if holding every gradient could exhaust the memory left. One core,
-        or a GPU (which keeps its current device per thread): paddle's backward first, here.
+        ``OVERLAP``, when both models are on the CPU and there are at least two cores:
+        paddle's backward runs in a worker thread at the same time as torch's, after both
+        forwards, so its output gradients are compared as torch's arrive instead of all
+        being held at once. That is also faster when torch leaves a core free (pinned
+        threads).
+
+        ``SEQUENTIAL`` otherwise: paddle's forward and backward run first, keeping host
+        copies, then torch's. That is the case when the frameworks' own threads already
+        fill the cores, because two of them at once only slow each other down (convnet,
+        default threads: 1.42x against 1.27x bare); they still overlap if holding every
+        gradient could exhaust the memory left. It is also the case on one core, and on
+        a GPU, which keeps its current device per thread.
         """
         cores = _usable_cores()
         if cores < 2 or not (PADDLE.on_cpu(self.spec.layer) and TORCH.on_cpu(self.spec.module)):
