@@ -24,6 +24,25 @@ from models.basic import (
 import padiff
 from padiff import MappingError, OptionsError
 
+#: tests that check how the engine picks the backward mode, so the fixture below leaves it alone
+_PICKS_ITS_OWN_MODE = {"test_one_core_runs_the_backward_passes_one_after_the_other",
+                       "test_backward_mode_follows_free_cores_and_memory",
+                       "test_backward_passes_run_together_holding_few_paddle_gradients"}
+
+
+@pytest.fixture(autouse=True, params=["sequential", "overlap"])
+def backward_mode(request, monkeypatch):
+    """Every engine test runs twice: backward passes one after the other, and overlapped.
+
+    Which one a run takes depends on the machine (cores, torch's threads, memory left), so
+    both are forced here rather than left to wherever the suite happens to run.
+    """
+    from padiff.runtime import engine
+
+    if request.node.originalname not in _PICKS_ITS_OWN_MODE:
+        monkeypatch.setattr(engine.Engine, "_backward_mode", lambda self, mode=request.param: mode)
+    return request.param
+
 
 def synced(pair):
     layer, module, inp = pair
