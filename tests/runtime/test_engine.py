@@ -25,8 +25,7 @@ import padiff
 from padiff import MappingError, OptionsError
 
 #: tests that check how the engine picks the backward mode, so the fixture below leaves it alone
-_PICKS_ITS_OWN_MODE = {"test_one_core_runs_the_backward_passes_one_after_the_other",
-                       "test_backward_mode_follows_free_cores_and_memory",
+_PICKS_ITS_OWN_MODE = {"test_backward_mode_follows_free_cores_and_memory",
                        "test_backward_passes_run_together_holding_few_paddle_gradients"}
 
 
@@ -439,19 +438,28 @@ class _TorchDeep(torch.nn.Module):
         return x
 
 
+def _record_exchanges(monkeypatch, budget_bytes: int | None = None) -> list:
+    """Make the engine use GradExchange objects this test can inspect; returns the list they land in."""
+    from padiff.runtime import engine, grad_exchange
+
+    made: list = []
+
+    class Recorded(grad_exchange.GradExchange):
+        def __init__(self) -> None:
+            super().__init__(grad_exchange.BUDGET_BYTES if budget_bytes is None else budget_bytes)
+            made.append(self)
+
+    monkeypatch.setattr(engine, "GradExchange", Recorded)
+    return made
+
+
 def test_backward_passes_run_together_holding_few_paddle_gradients(monkeypatch):
     # paddle's output gradients are handed over while both backward passes run, so only a few
     # are held at once instead of all of them (the memory the benchmarks measure)
     from padiff.runtime import engine, grad_exchange
 
-    made: list = []
-
-    class SmallBudget(grad_exchange.GradExchange):
-        def __init__(self) -> None:
-            super().__init__(budget_bytes=2 * 64 * 128 * 4)
-            made.append(self)
-
-    monkeypatch.setattr(engine, "GradExchange", SmallBudget)
+    one = 64 * 128 * 4
+    made = _record_exchanges(monkeypatch, budget_bytes=2 * one)
     monkeypatch.setattr(engine.Engine, "_backward_mode", lambda self: grad_exchange.OVERLAP)
     layer, module = _PaddleDeep(), _TorchDeep()
     rep = padiff.compare(layer, module, inputs(("x", "x", rand(64, 128))), auto_weights=True,
@@ -460,28 +468,7 @@ def test_backward_passes_run_together_holding_few_paddle_gradients(monkeypatch):
     assert len([r for r in rep.by_stage("backward") if r.paddle_path.startswith("fcs.")]) == 16
     ex = made[-1]
     assert ex.concurrent
-    one = 64 * 128 * 4
     assert 0 < ex.peak_held <= 4 * one < 16 * one
-
-
-def test_one_core_runs_the_backward_passes_one_after_the_other(monkeypatch):
-    from padiff.runtime import engine, grad_exchange
-
-    made: list = []
-
-    class Recorded(grad_exchange.GradExchange):
-        def __init__(self) -> None:
-            super().__init__()
-            made.append(self)
-
-    monkeypatch.setattr(engine, "GradExchange", Recorded)
-    monkeypatch.setattr(engine, "_usable_cores", lambda: 1)
-    layer, module = _PaddleDeep(n=4), _TorchDeep(n=4)
-    rep = padiff.compare(layer, module, inputs(("x", "x", rand(8, 128))), auto_weights=True,
-                         options={"atol": 1e-5, "rtol": 1e-4})
-    assert rep, rep.first_diff
-    assert made and not made[-1].concurrent
-    assert len(rep.by_stage("backward")) >= 4
 
 
 class _PaddleSin(paddle.autograd.PyLayer):
@@ -521,26 +508,22 @@ def test_paddle_custom_backward_runs_right_in_the_backward_thread():
     assert {(r.paddle_path, r.item) for r in rep.by_stage("grad")} >= {("fc1", "weight"), ("fc2", "weight")}
 
 
-@pytest.mark.parametrize("torch_threads, free_memory, mode", [
-    (1, 1 << 40, "overlap"),  # torch leaves a core free: overlapping is faster too
-    (2, 1 << 40, "sequential"),  # the cores are full and memory is plenty: paddle's backward first
-    (2, 1 << 10, "overlap"),  # holding every gradient could exhaust memory: overlap anyway
+@pytest.mark.parametrize("cores, torch_threads, free_memory, mode", [
+    (1, 1, 1 << 10, "sequential"),  # one core: nothing to overlap on, even with memory short
+    (2, 1, 1 << 40, "overlap"),  # torch leaves a core free: overlapping is faster too
+    (2, 2, 1 << 40, "sequential"),  # the cores are full and memory is plenty: paddle's backward first
+    (2, 2, 1 << 10, "overlap"),  # holding every gradient could exhaust memory: overlap anyway
 ])
-def test_backward_mode_follows_free_cores_and_memory(monkeypatch, torch_threads, free_memory, mode):
-    from padiff.runtime import adapters, engine, grad_exchange
+def test_backward_mode_follows_free_cores_and_memory(monkeypatch, cores, torch_threads, free_memory, mode):
+    from padiff.runtime import adapters, engine
 
-    made: list = []
-
-    class Recorded(grad_exchange.GradExchange):
-        def __init__(self) -> None:
-            super().__init__()
-            made.append(self)
-
-    monkeypatch.setattr(engine, "GradExchange", Recorded)
-    monkeypatch.setattr(engine, "_usable_cores", lambda: 2)
+    made = _record_exchanges(monkeypatch)
+    monkeypatch.setattr(engine, "_usable_cores", lambda: cores)
     monkeypatch.setattr(engine, "available_memory", lambda: free_memory)
     monkeypatch.setattr(type(adapters.TORCH), "compute_threads", lambda self: torch_threads)
     rep = padiff.compare(_PaddleDeep(n=4), _TorchDeep(n=4), inputs(("x", "x", rand(8, 128))), auto_weights=True,
                          options={"atol": 1e-5, "rtol": 1e-4})
     assert rep, rep.first_diff
     assert made[-1].mode == mode
+    assert made[-1].concurrent is (mode == "overlap")
+    assert len(rep.by_stage("backward")) >= 4
