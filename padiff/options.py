@@ -23,9 +23,12 @@ COMPARE_MODES = ("mean", "strict")
 class DiffOptions:
     """Validated comparison options.
 
-    ``atol``/``rtol`` follow ``numpy.isclose``: a pair agrees when
-    ``|paddle - torch| <= atol + rtol * |torch|``. ``compare_mode="mean"`` applies that
-    test to the two means, ``"strict"`` to every element.
+    ``compare_mode="mean"`` judges the mean of the element-wise error,
+    ``mean(|paddle - torch|) <= atol + rtol * mean(|torch|)``; ``"strict"`` every element,
+    ``|paddle - torch| <= atol + rtol * |torch|`` (as ``numpy.isclose``).
+    ``mismatch_ratio`` is the largest fraction of *boundary-flip* elements (zero on one
+    side, as at a ReLU within rounding of 0) a comparison may hold and still pass; other
+    mismatches are never accepted. Off (0) by default.
     """
 
     atol: float = 0.0
@@ -33,6 +36,7 @@ class DiffOptions:
     diff_phase: str = "both"
     compare_mode: str = "mean"
     single_step: bool = False
+    mismatch_ratio: float = 0.0
 
     @classmethod
     def valid_keys(cls) -> tuple[str, ...]:
@@ -70,7 +74,14 @@ class DiffOptions:
                 "diff_phase='backward' is only valid with single_step=True: without it the "
                 "backward pass depends on the forward, so compare both with diff_phase='both'."
             )
-        return cls(atol=atol, rtol=rtol, diff_phase=diff_phase, compare_mode=compare_mode, single_step=single_step)
+        mismatch_ratio = _tolerance(raw.get("mismatch_ratio", cls.mismatch_ratio), "mismatch_ratio")
+        if mismatch_ratio >= 1:
+            raise OptionsError(
+                f"option 'mismatch_ratio' is a fraction of a tensor's elements and must be below 1, got "
+                f"{mismatch_ratio!r}; 1e-4 accepts one boundary-flip element in ten thousand."
+            )
+        return cls(atol=atol, rtol=rtol, diff_phase=diff_phase, compare_mode=compare_mode, single_step=single_step,
+                   mismatch_ratio=mismatch_ratio)
 
     @property
     def checks_forward(self) -> bool:

@@ -316,12 +316,17 @@ def _summary_html(rep: DiffReport, first: Comparison | None, stages: list[str]) 
         rows += [("first difference", f"{first.stage}, step {first.step}, {first.item or 'output'}"),
                  ("paddle", f"{_show(first.paddle_path, rep.paddle_root_class)} ({first.paddle_class})"),
                  ("torch", f"{_show(first.torch_path, rep.torch_root_class)} ({first.torch_class})"),
+                 ("verdict", "mean abs diff against atol + rtol * mean|torch| (compare_mode=mean)"
+                  if s.mode == "mean" else "every element against atol + rtol * |torch| (compare_mode=strict)"),
+                 ("mean abs diff", f"{fmt_num(s.mean_abs_diff)} (mean |torch| {fmt_num(s.mean_abs_ref)})"),
                  ("max abs diff", fmt_num(s.max_abs_diff) + (f" at {tuple(s.worst_index)}" if s.worst_index else "")),
                  ("max rel diff", fmt_num(s.max_rel_diff)),
-                 ("mismatched", f"{s.mismatched} / {s.total} ({pct:.1f}%)"),
+                 ("elements outside tolerance", f"{s.mismatched} / {s.total} ({pct:.1f}%)"),
                  ("means", f"paddle {fmt_num(s.paddle_mean)}, torch {fmt_num(s.torch_mean)}"),
                  ("cosine", fmt_num(s.cosine)),
                  ("would pass with", f"atol ≥ {fmt_num(s.min_atol)} or rtol ≥ {fmt_num(s.min_rtol)}")]
+        if s.reconciled:
+            rows.append(("shapes", s.reconciled))
         if s.note:
             rows.append(("note", s.note))
         for side, stack in (("paddle call", user_frames(first.paddle_stack)),

@@ -118,19 +118,24 @@ class DiffReport:
         vals = [r.max_abs_diff for r in self.records if r.stage == stage]
         return max(vals) if vals else 0.0
 
-    def suggested_tolerances(self) -> dict[str, dict[str, float]]:
-        """Per dtype: the smallest atol (at the run's rtol) and rtol (at its atol) that pass everything."""
-        out: dict[str, dict[str, float]] = {}
+    def suggested_tolerances(self) -> dict[str, list[dict[str, float]]]:
+        """Per dtype, complete ``{"atol", "rtol"}`` settings that would pass every comparison.
+
+        Two alternatives, each to be used as a whole: the smallest atol at the run's rtol,
+        and the smallest rtol at the run's atol, both under the run's ``compare_mode``.
+        """
+        atol, rtol = float(self.options.get("atol", 0.0)), float(self.options.get("rtol", 0.0))
+        need: dict[str, list[float]] = {}
         for r in self.records:
             if r.stage == "assign_weight":
                 continue
-            d = out.setdefault(r.dtype or "float32", {"atol": 0.0, "rtol": 0.0})
+            d = need.setdefault(r.dtype or "float32", [atol, rtol])
             # NaN (a NaN in the data) must not make the answer depend on record order
             if not math.isnan(r.stats.min_atol):
-                d["atol"] = max(d["atol"], r.stats.min_atol)
+                d[0] = max(d[0], r.stats.min_atol)
             if not math.isnan(r.stats.min_rtol):
-                d["rtol"] = max(d["rtol"], r.stats.min_rtol)
-        return out
+                d[1] = max(d[1], r.stats.min_rtol)
+        return {k: [{"atol": a, "rtol": rtol}, {"atol": atol, "rtol": rt}] for k, (a, rt) in need.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict of the whole report."""
@@ -148,7 +153,7 @@ class DiffReport:
             "mapping": list(self.mapping),
             "conversions": list(self.conversions),
             "settled_numerically": list(self.settled_numerically),
-            "suggested_tolerances": {k: {kk: _json_num(vv) for kk, vv in v.items()}
+            "suggested_tolerances": {k: [{kk: _json_num(vv) for kk, vv in d.items()} for d in v]
                                      for k, v in self.suggested_tolerances().items()},
             "assign_error": self.assign_error,
             "log_dir": self.log_dir,

@@ -51,24 +51,39 @@ def where(rec: Comparison) -> str:
 
 
 def numbers(rec: Comparison, options: dict | None = None) -> list[str]:
-    """The numbers of one comparison, one per line, aligned."""
+    """The numbers of one comparison, one per line, aligned; the verdict's own figure first."""
     s = rec.stats
     opts = options or {}
     atol, rtol = opts.get("atol"), opts.get("rtol")
     pct = 100.0 * s.mismatched / s.total if s.total else 0.0
     at = f" at index {tuple(s.worst_index)}" if s.worst_index else ""
-    lines = [
-        f"  max abs diff      {fmt_num(s.max_abs_diff)}{at}"
-        + (f"  (allowed: atol {fmt_num(atol)} + rtol {fmt_num(rtol)} * |torch|)" if atol is not None else ""),
-        f"  max rel diff      {fmt_num(s.max_rel_diff)}",
-        f"  mismatched        {s.mismatched} / {s.total} ({pct:.1f}%)"
-        + (f"  [compare_mode={opts['compare_mode']}]" if "compare_mode" in opts else ""),
-        f"  mean              paddle {fmt_num(s.paddle_mean)}   torch {fmt_num(s.torch_mean)}",
+    mean_line = f"  mean abs diff     {fmt_num(s.mean_abs_diff)}"
+    count_line = f"  mismatched        {s.mismatched} / {s.total} ({pct:.1f}%) elements outside atol + rtol * |torch|"
+    if s.mode == "mean":
+        if atol is not None and rtol is not None:
+            mean_line += (f"  (allowed: atol {fmt_num(atol)} + rtol {fmt_num(rtol)} * mean|torch| "
+                          f"{fmt_num(s.mean_abs_ref)} = {fmt_num(atol + rtol * s.mean_abs_ref)})")
+        lines = [mean_line + "  [compare_mode=mean: the verdict's figure]",
+                 f"  max abs diff      {fmt_num(s.max_abs_diff)}{at}",
+                 f"  max rel diff      {fmt_num(s.max_rel_diff)}",
+                 count_line + " (for information; strict mode would judge this)"]
+    else:
+        lines = [f"  max abs diff      {fmt_num(s.max_abs_diff)}{at}"
+                 + (f"  (allowed: atol {fmt_num(atol)} + rtol {fmt_num(rtol)} * |torch|)" if atol is not None else ""),
+                 f"  max rel diff      {fmt_num(s.max_rel_diff)}",
+                 count_line + "  [compare_mode=strict: the verdict's figure]",
+                 mean_line]
+    figure = "mean abs diff" if s.mode == "mean" else "every element"
+    lines += [
+        f"  means             paddle {fmt_num(s.paddle_mean)}   torch {fmt_num(s.torch_mean)}",
         f"  cosine            {fmt_num(s.cosine)}",
         f"  would pass with   atol >= {fmt_num(s.min_atol)}"
         + (f" (at rtol {fmt_num(rtol)})" if rtol is not None else "")
-        + f"  or  rtol >= {fmt_num(s.min_rtol)}" + (f" (at atol {fmt_num(atol)})" if atol is not None else ""),
+        + f"  or  rtol >= {fmt_num(s.min_rtol)}" + (f" (at atol {fmt_num(atol)})" if atol is not None else "")
+        + f"  [judging the {figure}]",
     ]
+    if s.reconciled:
+        lines.append(f"  shapes            {s.reconciled}")
     if s.note:
         lines.append(f"  note              {s.note}")
     if rec.dtype:
@@ -169,17 +184,16 @@ def stack_lines(stack: Sequence[tuple[str, int, str]], title: str) -> list[str]:
 
 
 def tolerance_lines(rep: DiffReport) -> list[str]:
-    """Suggested tolerances per dtype: the smallest that would have passed every comparison."""
+    """Suggested tolerances per dtype: settings that would have passed every comparison, each complete."""
     sug = rep.suggested_tolerances()
     if not sug:
         return []
-    atol, rtol = rep.options.get("atol"), rep.options.get("rtol")
-    out = ["Suggested tolerances (the smallest that pass every comparison of the run), by dtype:"]
-    for dtype, d in sorted(sug.items()):
-        out.append(f"  {dtype:<9} atol={fmt_num(d['atol'])}" + (f" (with rtol={fmt_num(rtol)})" if rtol is not None
-                                                                 else "")
-                   + f"   or   rtol={fmt_num(d['rtol'])}" + (f" (with atol={fmt_num(atol)})" if atol is not None
-                                                             else ""))
+    mode = rep.options.get("compare_mode", "mean")
+    out = [f"Suggested tolerances (compare_mode={mode}): complete settings that pass every comparison "
+           "of the run, by dtype (use one setting as a whole):"]
+    for dtype, settings in sorted(sug.items()):
+        alts = "   or   ".join(f"atol={fmt_num(d['atol'])}, rtol={fmt_num(d['rtol'])}" for d in settings)
+        out.append(f"  {dtype:<9} {alts}")
     return out
 
 

@@ -455,7 +455,7 @@ class Engine:
 
     # --- comparisons ------------------------------------------------------------------------
     def _cmp(self, a: np.ndarray, b: np.ndarray) -> Stats:
-        return compare_arrays(a, b, self.opts.atol, self.opts.rtol, self.opts.compare_mode)
+        return compare_arrays(a, b, self.opts.atol, self.opts.rtol, self.opts.compare_mode, self.opts.mismatch_ratio)
 
     def _add(self, stage: str, p_path: str, t_path: str, p_cls: str, t_cls: str, stats: Stats, *,
              call: int = 0, item: str = "", order: int | None = None, depth: int = 0, dtype: str = "",

@@ -109,7 +109,7 @@ def _raise(msg):
 # name -> (build models, call kwargs, expected exception or None)
 SCENARIOS = {
     "agree": (_lived_in, {"options": {"atol": 1e-6}}, None),
-    "forward-only": (_lived_in, {"options": {"diff_phase": "forward"}}, None),
+    "forward-only": (_lived_in, {"options": {"diff_phase": "forward", "atol": 1e-6}}, None),
     "single-step": (_lived_in, {"options": {"single_step": True, "atol": 1e-6}}, None),
     "strict-differs": (lambda: _lived_in(), {"options": {"compare_mode": "strict"},
                                              "loss_fn": [lambda o: o.sum(), lambda o: o.mean()]}, None),
