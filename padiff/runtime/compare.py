@@ -198,10 +198,8 @@ def _mean_min_tolerances(err: float, ref: float, atol: float, rtol: float) -> tu
     """Smallest atol (at ``rtol``) and rtol (at ``atol``) with ``err <= atol + rtol * ref``."""
     min_atol = max(0.0, err - rtol * ref)
     if ref > 0:
-        min_rtol = max(0.0, err - atol) / ref
-    else:
-        min_rtol = 0.0 if err <= atol else math.inf
-    return min_atol, min_rtol
+        return min_atol, max(0.0, err - atol) / ref
+    return min_atol, (0.0 if err <= atol else math.inf)
 
 
 def _strict_min_tolerances(diff: np.ndarray, abs_b: np.ndarray, atol: float, rtol: float) -> tuple[float, float]:
