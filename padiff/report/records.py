@@ -118,6 +118,16 @@ class DiffReport:
         vals = [r.max_abs_diff for r in self.records if r.stage == stage]
         return max(vals) if vals else 0.0
 
+    def reconciliations(self) -> list[tuple[str, int]]:
+        """``(what was reconciled, how many comparisons)`` over the run: shapes, framework conventions."""
+        counts: dict[str, int] = {}
+        for r in self.records:
+            if r.stats.reconciled:
+                key = (r.stats.reconciled if r.stats.reconciled.startswith("paddle's")
+                       else f"{r.paddle_path or '<root>'} <-> {r.torch_path or '<root>'}: {r.stats.reconciled}")
+                counts[key] = counts.get(key, 0) + 1
+        return sorted(counts.items())
+
     def suggested_tolerances(self) -> dict[str, list[dict[str, float]]]:
         """Per dtype, complete ``{"atol", "rtol"}`` settings that would pass every comparison.
 

@@ -124,6 +124,14 @@ class Side:
     def requires_grad(self, t: Any) -> bool:
         raise NotImplementedError
 
+    def carries_grad(self, t: Any) -> bool:
+        """Whether a gradient can flow into ``t``: it requires grad and holds floating or complex numbers.
+
+        Paddle marks integer results (``topk`` indices, ``argmax``) as needing grad when their
+        input does, yet never computes one for them; a gradient hook there gets ``None``.
+        """
+        return self.requires_grad(t)
+
     def set_requires_grad(self, t: Any, flag: bool) -> None:
         raise NotImplementedError
 
@@ -258,6 +266,20 @@ class PaddleSide(Side):
     def is_tensor(self, obj: Any) -> bool:
         return _module_is_loaded("paddle") and isinstance(obj, self.fw.Tensor)
 
+    def batchnorm_update(self, layer: Any) -> Any:
+        """A :class:`~padiff.runtime.conventions.BatchNormUpdate` if ``layer`` is a BatchNorm updating
+        its running statistics when called now (training mode, not using global stats), else None."""
+        from paddle.nn.layer import norm
+
+        from padiff.runtime.conventions import BatchNormUpdate
+
+        if not isinstance(layer, (norm._BatchNormBase, norm.BatchNorm)) or not layer.training:
+            return None
+        if getattr(layer, "_use_global_stats", None) or getattr(layer, "_is_test", False):
+            return None
+        fmt = str(getattr(layer, "_data_format", None) or getattr(layer, "_data_layout", "NCHW"))
+        return BatchNormUpdate(float(layer._momentum), 1 if fmt.startswith("NC") else -1, "_variance")
+
     def is_compiled(self, layer: Any) -> bool:
         # paddle.jit.load gives a TranslatedLayer, or a PirTranslatedLayer under PIR (not a subclass);
         # paddle.jit.to_static replaces forward by a StaticFunction (unless to_static is disabled)
@@ -348,6 +370,9 @@ class PaddleSide(Side):
     def requires_grad(self, t: Any) -> bool:
         return not t.stop_gradient
 
+    def carries_grad(self, t: Any) -> bool:
+        return not t.stop_gradient and (t.is_floating_point() or t.is_complex())
+
     def set_requires_grad(self, t: Any, flag: bool) -> None:
         t.stop_gradient = not flag
 
@@ -412,6 +437,12 @@ class TorchSide(Side):
 
     def is_model(self, obj: Any) -> bool:
         return _module_is_loaded("torch") and isinstance(obj, self.fw.nn.Module)
+
+    def is_unbiased_batchnorm(self, module: Any) -> bool:
+        """Whether ``module`` is a torch BatchNorm tracking an exponential average (``momentum`` set),
+        which updates its running variance with the unbiased batch variance."""
+        bn = self.fw.nn.modules.batchnorm._BatchNorm
+        return isinstance(module, bn) and module.track_running_stats and module.momentum is not None
 
     def is_tensor(self, obj: Any) -> bool:
         return _module_is_loaded("torch") and isinstance(obj, self.fw.Tensor)

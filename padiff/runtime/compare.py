@@ -63,15 +63,17 @@ class Stats:
 
 
 def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode: str,
-                   mismatch_ratio: float = 0.0) -> Stats:
+                   mismatch_ratio: float = 0.0, *, gradient: bool = False) -> Stats:
     """Compare paddle array ``a`` to torch array ``b`` under the tolerances and mode.
 
     ``mismatch_ratio`` (default 0): the largest fraction of boundary-flip elements a
     comparison may hold and still pass; other mismatches are never accepted.
+    ``gradient``: ``a`` and ``b`` are gradients of two outputs; where the outputs differed by
+    broadcasting, the gradient of the broadcast one is the sum of the other's over those dims.
     """
     reconciled = ""
     if a.shape != b.shape:
-        fitted = reconcile_shapes(a, b)
+        fitted = reconcile_shapes(a, b, gradient=gradient)
         if fitted is None:
             n = max(a.size, b.size)
             return Stats(False, math.inf, math.inf, n, n, _mean(a), _mean(b), math.nan, math.inf, math.inf, (),
@@ -157,7 +159,8 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode:
                  flips=flips, reconciled=reconciled)
 
 
-def reconcile_shapes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, str] | None:
+def reconcile_shapes(a: np.ndarray, b: np.ndarray, *,
+                     gradient: bool = False) -> tuple[np.ndarray, np.ndarray, str] | None:
     """``(a, b, how)`` with equal shapes when the two differ only in a layout-free way, else None.
 
     Accepted, in this order: size-1 dims only (``[S, D]`` vs ``[1, S, D]``); broadcasting
@@ -165,6 +168,8 @@ def reconcile_shapes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarr
     ids as ``[1, S]``, paddle ports as ``[B, S]``); a reshape that only merges or splits
     adjacent dims (``[B, H*W, C]`` vs ``[B, H, W, C]``), which keeps the element order. Any
     other difference is a real shape difference. ``how`` says what was done, for the record.
+    With ``gradient``, a broadcast is undone the way autograd does it: the bigger side is summed
+    over the broadcast dims.
     """
     sa, sb = list(a.shape), list(b.shape)
     if a.size == b.size and [d for d in sa if d != 1] == [d for d in sb if d != 1]:
@@ -173,9 +178,16 @@ def reconcile_shapes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarr
     pa, pb = [1] * (n - a.ndim) + sa, [1] * (n - b.ndim) + sb
     differ = [i for i in range(n) if pa[i] != pb[i]]
     if differ and a.size and b.size:
+        dims = tuple(differ)
         if all(pa[i] == 1 for i in differ):
+            if gradient:
+                return (a, b.sum(axis=dims, keepdims=True).reshape(sa),
+                        f"torch gradient {sb} summed over the broadcast dims to paddle {sa}")
             return np.broadcast_to(a.reshape(pa), pb), b, f"paddle {sa} broadcast to torch {sb}"
         if all(pb[i] == 1 for i in differ):
+            if gradient:
+                return (a.sum(axis=dims, keepdims=True).reshape(sb), b,
+                        f"paddle gradient {sa} summed over the broadcast dims to torch {sb}")
             return a, np.broadcast_to(b.reshape(pb), pa), f"torch {sb} broadcast to paddle {sa}"
     if a.size == b.size and a.size and _merges_adjacent(sa, sb):
         return a.reshape(b.shape), b, f"paddle {sa} compared with torch {sb} as a reshape (same element order)"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from padiff.options import DiffOptions
 from padiff.report.records import Comparison, DiffReport, SkippedLayer
 from padiff.runtime.adapters import PADDLE, TORCH, Side, StateEntry, subtree_state
 from padiff.runtime.compare import Stats, compare_arrays, structure_mismatch
+from padiff.runtime.conventions import BATCHNORM_VARIANCE_NOTE, BatchNormVariance
 from padiff.runtime.grad_exchange import OVERLAP, SEQUENTIAL, GradExchange, make_recorder
 from padiff.runtime.hooks import HookSet, user_stack
 from padiff.runtime.memory import available_memory
@@ -94,6 +95,8 @@ class Engine:
         self._refs: list[Any] = []  # host_ref tokens of the paddle tensors kept in this pass
         self._exchange = GradExchange()  # a new one per pass
         self._grad_bytes = 0
+        self._bn = BatchNormVariance()  # paddle's biased running-variance convention, reconciled
+        self._tracks_bn = spec.optimizers is not None and self.opts.checks_backward
 
     # --- public --------------------------------------------------------------------------
     def run(self, on_step: Callable[[], None] = lambda: None) -> None:
@@ -136,6 +139,8 @@ class Engine:
         self._grad_bytes = 0  # paddle output gradients this pass will record (float32 host copies)
         with HookSet() as hooks:
             self._hook_paddle(hooks, ps)
+            if self._tracks_bn and ps.backward:
+                self._hook_batchnorms(hooks)
             p_out, p_loss = self._paddle_forward(ps)
             mode = self._backward_mode() if ps.backward else SEQUENTIAL
             if ps.backward and mode == SEQUENTIAL:
@@ -180,10 +185,12 @@ class Engine:
         the state that forward updates a second time (running statistics) is put back to what
         one forward left.
         """
+        self._bn.begin_pass()
         p_out, p_loss = self._paddle_forward_once(ps)
         if not any(PADDLE.changed(tok) for tok in self._refs):
             return p_out, p_loss
         del p_out, p_loss
+        self._bn.restart_pass()
         self._release_refs()
         self._by_copy = True
         after_one = [(e.tensor, PADDLE.to_numpy(e.tensor)) for entries in self.p.owned.values() for e in entries
@@ -250,7 +257,7 @@ class Engine:
                     ev.dtype = PADDLE.dtype_name(outs[0]) if outs else ""
                     if ps.backward:
                         for i, t in enumerate(outs):
-                            if PADDLE.requires_grad(t):
+                            if PADDLE.carries_grad(t):
                                 ev.grad_hooked.add(i)
                                 self._grad_bytes += PADDLE.numel(t) * 4
                                 hooks.add(PADDLE.add_grad_hook(t, make_recorder(self._exchange, ev.grads, i,
@@ -259,6 +266,23 @@ class Engine:
                     self._hook_error = self._hook_error or e
 
             hooks.add(PADDLE.add_pre_hook(layer, pre))
+            hooks.add(PADDLE.add_post_hook(layer, post))
+
+    def _hook_batchnorms(self, hooks: HookSet) -> None:
+        """Watch every paddle BatchNorm's training-mode calls, for :class:`BatchNormVariance`."""
+        for path, layer in PADDLE.named_layers(self.p.root):
+            if PADDLE.batchnorm_update(layer) is None:
+                continue
+
+            def post(lay: Any, args: tuple, out: Any, path: str = path) -> None:
+                try:
+                    update = PADDLE.batchnorm_update(lay)
+                    xs = PADDLE.flatten(args)
+                    if update is not None and xs:
+                        self._bn.observe(path, update, PADDLE.to_numpy(xs[0]))
+                except Exception as e:  # noqa: BLE001 - reported after the forward
+                    self._hook_error = self._hook_error or e
+
             hooks.add(PADDLE.add_post_hook(layer, post))
 
     def _hook_torch(self, hooks: HookSet, ps: _Pass, pairer: OnlinePairer) -> None:
@@ -295,7 +319,7 @@ class Engine:
                     pev.inputs = None
                     if ps.backward:
                         for i, t in enumerate(outs):
-                            if TORCH.requires_grad(t):
+                            if TORCH.carries_grad(t):
                                 hooks.add(TORCH.add_grad_hook(t, self._grad_checker(pev, ev, i, ps)))
                 except Exception as e:  # noqa: BLE001
                     self._hook_error = self._hook_error or e
@@ -326,7 +350,7 @@ class Engine:
                 if p_grad is None:
                     return None
                 if ps.compare_backward and _compares_output(pev, tev):
-                    stats = self._cmp(p_grad, TORCH.host_view(grad))
+                    stats = self._cmp(p_grad, TORCH.host_view(grad), gradient=True)
                     self._add("backward", pev.role.path, tev.role.path, pev.role.cls, tev.role.cls, stats,
                               call=tev.call, item=_item("grad of output", i, 2), order=-pev.index * 64 + i,
                               depth=pev.role.depth, dtype=tev.dtype, pev=pev, tev=tev)
@@ -454,8 +478,9 @@ class Engine:
         self._compare_params("weight")
 
     # --- comparisons ------------------------------------------------------------------------
-    def _cmp(self, a: np.ndarray, b: np.ndarray) -> Stats:
-        return compare_arrays(a, b, self.opts.atol, self.opts.rtol, self.opts.compare_mode, self.opts.mismatch_ratio)
+    def _cmp(self, a: np.ndarray, b: np.ndarray, *, gradient: bool = False) -> Stats:
+        return compare_arrays(a, b, self.opts.atol, self.opts.rtol, self.opts.compare_mode, self.opts.mismatch_ratio,
+                              gradient=gradient)
 
     def _add(self, stage: str, p_path: str, t_path: str, p_cls: str, t_cls: str, stats: Stats, *,
              call: int = 0, item: str = "", order: int | None = None, depth: int = 0, dtype: str = "",
@@ -528,7 +553,7 @@ class Engine:
             if ga is None or gb is None:
                 stats = _one_sided(f"input gradient exists only on the {'torch' if ga is None else 'paddle'} side")
             else:
-                stats = self._cmp(PADDLE.to_numpy(ga), TORCH.to_numpy(gb))
+                stats = self._cmp(PADDLE.to_numpy(ga), TORCH.to_numpy(gb), gradient=True)
             self._add("backward", "", "", root_p, root_t, stats, item=_item("grad of input", i, len(p_in)),
                       order=10**9 + i, dtype=TORCH.dtype_name(b))
 
@@ -574,9 +599,28 @@ class Engine:
                               _one_sided(f"{stage} exists only on the {side} side"), item=e.name, order=order,
                               depth=p_role.depth)
                     continue
-                self._add(stage, p_path, t_path, p_role.cls, t_role.cls,
-                          self._cmp(PADDLE.to_numpy(p_t), converted[e.name]), item=e.name, order=order,
+                p_arr = PADDLE.to_numpy(p_t)
+                fixed = self._batchnorm_corrected(p_path, t_path, e.name, link.torch_names, p_arr) \
+                    if stage == "weight" else None
+                stats = (self._cmp(p_arr, converted[e.name]) if fixed is None
+                         else replace(self._cmp(fixed, converted[e.name]), reconciled=BATCHNORM_VARIANCE_NOTE))
+                self._add(stage, p_path, t_path, p_role.cls, t_role.cls, stats, item=e.name, order=order,
                           depth=p_role.depth, dtype=PADDLE.dtype_name(e.tensor))
+
+    def _batchnorm_corrected(self, p_path: str, t_path: str, name: str, torch_names: tuple[str, ...] | list[str],
+                             value: np.ndarray) -> np.ndarray | None:
+        """Paddle's running variance in torch's convention, when this entry is one and torch's twin too."""
+        if len(torch_names) != 1:
+            return None
+        p_owner, _, p_leaf = _join(p_path, name).rpartition(".")
+        t_owner = _join(t_path, torch_names[0]).rpartition(".")[0]
+        try:
+            t_layer = _layer_at(self.t, t_owner)
+        except PadiffInternalError:
+            return None
+        if not TORCH.is_unbiased_batchnorm(t_layer):
+            return None
+        return self._bn.corrected(p_owner, p_leaf, value)
 
     def _state(self, run: _SideRun, role: Role) -> list[StateEntry]:
         if role.unit:
@@ -671,6 +715,10 @@ def _hooked_layers(run: _SideRun) -> list[tuple[Any, Role]]:
         seen.add(id(layer))
         out.append((layer, role))
     return out
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
 
 
 def _layer_at(run: _SideRun, path: str) -> Any:

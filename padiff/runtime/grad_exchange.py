@@ -155,6 +155,7 @@ def make_recorder(exchange: GradExchange, grads: dict[int, Any], i: int,
                   to_numpy: Callable[[Any], np.ndarray]) -> Callable[[Any], None]:
     """A paddle gradient hook that copies gradient ``i`` to the host and puts it in the box."""
     def record(grad: Any) -> None:
-        exchange.put(grads, i, to_numpy(grad))
+        if grad is not None:  # no gradient reached this output (an integer result): nothing to hand over
+            exchange.put(grads, i, to_numpy(grad))
 
     return record

@@ -1,0 +1,79 @@
+"""Known framework conventions that differ between paddle and torch, and how padiff reconciles them.
+
+A correct port must not fail on a convention of its framework, and a wrong port must still
+fail. Each convention here has a test in ``tests/runtime/test_conventions.py`` that shows the
+two frameworks differing on their own and padiff not blaming the port.
+
+**BatchNorm running variance.** In training mode both frameworks update the running
+variance with the batch variance, but paddle uses the *biased* one (divided by ``n``) and
+torch the *unbiased* one (divided by ``n - 1``), ``n`` being the elements per channel. With
+paddle's momentum ``m`` (torch's ``1 - momentum``):
+
+    paddle:  P <- m * P + (1 - m) * v
+    torch:   T <- m * T + (1 - m) * v * n / (n - 1)
+
+so after the same updates ``T = P + d`` with ``d <- m * d + (1 - m) * v / (n - 1)``, from
+the same starting values (``d = 0`` after the weight copy). :class:`BatchNormVariance`
+accumulates ``d`` from the batch variance each paddle call saw, and the weight comparison
+adds it to paddle's running variance. A wrong momentum still fails: the running mean, which
+has no such difference, and the variance both move differently.
+
+Torch's ``momentum=None`` (a cumulative average) has no paddle counterpart and is left alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+BATCHNORM_VARIANCE_NOTE = ("paddle's BatchNorm updates the running variance with the biased batch variance, "
+                           "torch's with the unbiased one: compared with that correction")
+
+
+@dataclass(frozen=True)
+class BatchNormUpdate:
+    """How one paddle BatchNorm layer updates its running statistics in this call."""
+
+    momentum: float  # paddle's: running = momentum * running + (1 - momentum) * batch
+    channel_axis: int
+    variance_name: str  # the state entry holding the running variance
+
+
+@dataclass
+class BatchNormVariance:
+    """The correction ``d`` per paddle BatchNorm path, accumulated over the paddle calls of a run."""
+
+    deltas: dict[str, np.ndarray] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)  # path -> variance entry name
+    _saved: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def observe(self, path: str, update: BatchNormUpdate, x: np.ndarray) -> None:
+        """Account for one training-mode call of the BatchNorm at ``path`` on input ``x``."""
+        axis = update.channel_axis % x.ndim
+        axes = tuple(i for i in range(x.ndim) if i != axis)
+        n = x.size // max(1, x.shape[axis])
+        if n < 2:
+            return  # torch refuses a batch of one element per channel; nothing to reconcile
+        v = np.var(x.astype(np.float64), axis=axes)
+        m = update.momentum
+        d = self.deltas.get(path, np.zeros_like(v))
+        self.deltas[path] = m * d + (1.0 - m) * v / (n - 1)
+        self.names[path] = update.variance_name
+
+    def begin_pass(self) -> None:
+        """Remember the corrections, so a forward that is run again can be taken back."""
+        self._saved = {k: v.copy() for k, v in self.deltas.items()}
+
+    def restart_pass(self) -> None:
+        """Forget what the calls since :meth:`begin_pass` added (that forward runs again)."""
+        self.deltas = {k: v.copy() for k, v in self._saved.items()}
+
+    def corrected(self, path: str, name: str, value: np.ndarray) -> np.ndarray | None:
+        """Paddle's ``value`` of entry ``name`` at ``path`` as torch's convention gives it, or None."""
+        if self.names.get(path) != name or path not in self.deltas:
+            return None
+        d = self.deltas[path]
+        if d.shape != value.shape:
+            return None
+        return (value.astype(np.float64) + d).astype(value.dtype)
