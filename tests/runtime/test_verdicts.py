@@ -136,3 +136,54 @@ def test_mismatch_ratio_is_validated():
     with pytest.raises(OptionsError, match="mismatch_ratio"):
         padiff.compare(layer, module, _block_input(), options={"mismatch_ratio": 1.0})
     assert np.isfinite(padiff.DiffOptions.from_mapping({"mismatch_ratio": 1e-4}).mismatch_ratio)
+
+
+class PdRelu(paddle.nn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = paddle.nn.Linear(4, 128)
+        self.act = paddle.nn.ReLU()
+        self.head = paddle.nn.Linear(128, 3)
+
+    def forward(self, x):
+        return self.head(self.act(self.fc(x)))
+
+
+class PtRelu(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 128)
+        self.act = torch.nn.ReLU()
+        self.head = torch.nn.Linear(128, 3)
+
+    def forward(self, x):
+        return self.head(self.act(self.fc(x)))
+
+
+def _flip_pair():
+    """One pre-activation element exactly 0 in paddle and 1e-7 above it in torch: its gradient flips."""
+    layer, module = PdRelu(), PtRelu()
+    x = np.zeros((8, 4), "float32")
+    x[:, 0] = np.linspace(1.0, 2.0, 8)
+    padiff.assign_weight(layer, module)
+    with torch.no_grad():
+        module.fc.weight[0].zero_()
+        module.fc.bias[0] = 1e-7
+    layer.fc.weight.set_value(module.fc.weight.detach().numpy().T.copy())
+    bias = module.fc.bias.detach().numpy().copy()
+    bias[0] = 0.0
+    layer.fc.bias.set_value(bias)
+    return layer, module, inputs(("x", "x", x))
+
+
+@pytest.mark.parametrize("mode", ["mean", "strict"])
+def test_a_boundary_flip_is_explained_and_accepted_only_with_mismatch_ratio(mode):
+    layer, module, inp = _flip_pair()
+    rep = padiff.compare(layer, module, inp, options={**TOL, "compare_mode": mode, "diff_phase": "both"})
+    assert not rep
+    first = rep.first_diff
+    assert (first.stage, first.paddle_path) == ("backward", "fc")
+    assert first.stats.flips == 8 and first.note.startswith("boundary flip: 8 of 1024")
+    ok = padiff.compare(layer, module, inp, options={**TOL, "compare_mode": mode, "mismatch_ratio": 0.01})
+    assert ok, ok.first_diff
+    assert any("accepted by mismatch_ratio" in r.note for r in ok.records)
