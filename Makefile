@@ -22,6 +22,7 @@ test: install
 
 lint: install
 	$(PY) -m ruff check padiff tests benchmarks examples
+	$(PY) -m mypy
 
 bench: install
 	$(PY) -m pip -q install -e ".[bench]"

@@ -102,26 +102,26 @@ def validate_steps(steps: Any, options: DiffOptions, has_optimizer: bool) -> int
     """Check ``steps`` against the options: several steps need an optimizer and both phases."""
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):  # np.int64 is fine too
         raise OptionsError(f"steps must be a positive int, got {steps!r}.")
-    steps = int(steps)
-    if steps < 1:
-        raise OptionsError(f"steps must be at least 1, got {steps}.")
-    if steps > 1:
+    n = int(steps)
+    if n < 1:
+        raise OptionsError(f"steps must be at least 1, got {n}.")
+    if n > 1:
         if not has_optimizer:
             raise OptionsError(
-                f"steps={steps} needs optimizer=[paddle_opt, torch_opt]: without an optimizer "
+                f"steps={n} needs optimizer=[paddle_opt, torch_opt]: without an optimizer "
                 "every step would repeat the first one. Pass an optimizer or use steps=1."
             )
         if options.diff_phase != "both":
             raise OptionsError(
-                f"steps={steps} needs diff_phase='both' (got {options.diff_phase!r}): training "
+                f"steps={n} needs diff_phase='both' (got {options.diff_phase!r}): training "
                 "steps need the backward pass. Use steps=1 to check one phase only."
             )
         if options.single_step:
             raise OptionsError(
-                f"steps={steps} cannot be combined with single_step=True: a single-step forward "
+                f"steps={n} cannot be combined with single_step=True: a single-step forward "
                 "feeds paddle inputs into torch layers, so it cannot be used for real training."
             )
-    return steps
+    return n
 
 
 def _tolerance(value: Any, name: str) -> float:

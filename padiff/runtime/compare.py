@@ -141,9 +141,9 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode:
     worst: tuple[int, ...] = ()
     note, flips = "", 0
     if not passed:
+        assert diff is not None and abs_b is not None  # computed above for every failure
         if total > 1:
             worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape))
-        assert diff is not None and abs_b is not None
         flips, rest_ok = _boundary_flips(a, diff, abs_b, atol, rtol, mode)
         if flips and rest_ok and flips <= FLIP_NOTE_FRACTION * total:
             accepted = flips <= mismatch_ratio * total

@@ -76,4 +76,5 @@ class BatchNormVariance:
         d = self.deltas[path]
         if d.shape != value.shape:
             return None
-        return (value.astype(np.float64) + d).astype(value.dtype)
+        fixed: np.ndarray = (value.astype(np.float64) + d).astype(value.dtype)
+        return fixed
