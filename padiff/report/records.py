@@ -6,7 +6,34 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from padiff.runtime.compare import Stats
+
+@dataclass(frozen=True)
+class Stats:
+    """The numbers of one comparison of two tensors (paddle ``a`` vs torch ``b``).
+
+    ``mode`` is the verdict's figure: ``"mean"`` judged ``mean_abs_diff`` against
+    ``atol + rtol * mean_abs_ref``, ``"strict"`` every element. ``mismatched`` always counts
+    elements outside the element-wise tolerance, whichever mode judged.
+    """
+
+    passed: bool
+    max_abs_diff: float
+    max_rel_diff: float
+    mismatched: int
+    total: int
+    paddle_mean: float
+    torch_mean: float
+    cosine: float
+    min_atol: float  # smallest atol that passes at the given rtol, under the verdict's figure
+    min_rtol: float  # smallest rtol that passes at the given atol, likewise
+    worst_index: tuple[int, ...] = ()
+    note: str = ""  # "shape mismatch ...", "nan", "inf", "structure ...", "boundary flip ..."
+    mode: str = "strict"
+    mean_abs_diff: float = math.nan  # mean |paddle - torch|
+    mean_abs_ref: float = math.nan  # mean |torch|
+    flips: int = 0  # mismatched elements that are boundary flips (zero on one side)
+    reconciled: str = ""  # how differing shapes were reconciled before comparing, if they were
+
 
 STAGES = ("assign_weight", "forward", "loss", "backward", "grad", "weight")
 
