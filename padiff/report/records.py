@@ -39,6 +39,62 @@ STAGES = ("assign_weight", "forward", "loss", "backward", "grad", "weight")
 
 
 @dataclass(frozen=True)
+class OpDiff:
+    """The first framework operation that parts inside the first differing layer pair (SPEC §6).
+
+    Found by re-running ``scope`` (the pair, or the enclosing pair when its input already
+    differed) on identical inputs with both frameworks' operations recorded. ``where`` places
+    the op among the pair's sublayers ("between `fc1` and `fc2`", "inside `norm`"); ``args``
+    lists the settings that differ, ``(name, paddle value, torch value)``; ``only_paddle`` /
+    ``only_torch`` name ops one side ran with no counterpart right before it.
+    """
+
+    paddle_op: str
+    torch_op: str
+    kind: str
+    scope: str  # "attn <-> self_attn": the pair that was re-run ("<root>" for the whole models)
+    where: str
+    paddle_source: str  # "file:line (function): code"
+    torch_source: str
+    paddle_shape: tuple[int, ...] = ()
+    torch_shape: tuple[int, ...] = ()
+    args: tuple[tuple[str, Any, Any], ...] = ()
+    stats: Stats | None = None
+    inputs_agree: bool = True
+    only_paddle: tuple[str, ...] = ()
+    only_torch: tuple[str, ...] = ()
+    agreed_before: int = 0  # op pairs that agreed before this one
+    note: str = ""
+
+    def summary(self) -> str:
+        """One line: which ops, where, what differs."""
+        ops = self.paddle_op if self.paddle_op == self.torch_op else f"{self.paddle_op} (paddle) vs {self.torch_op} (torch)"
+        text = f"{self.where}: {ops}" if self.where else ops
+        if self.args:
+            text += "; " + ", ".join(f"{k}={p!r} vs {t!r}" for k, p, t in self.args)
+        if self.paddle_shape != self.torch_shape:
+            text += f"; output shape {list(self.paddle_shape)} vs {list(self.torch_shape)}"
+        elif self.stats is not None:
+            text += f"; max abs diff {self.stats.max_abs_diff:.3g}"
+        if self.only_torch:
+            text += f"; torch alone runs {', '.join(self.only_torch)}"
+        if self.only_paddle:
+            text += f"; paddle alone runs {', '.join(self.only_paddle)}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (the output statistics flattened under ``stats``)."""
+        d = {k: v for k, v in asdict(self).items() if k != "stats"}
+        d["args"] = [[k, _json_val(p), _json_val(t)] for k, p, t in self.args]
+        d["paddle_shape"], d["torch_shape"] = list(self.paddle_shape), list(self.torch_shape)
+        d["only_paddle"], d["only_torch"] = list(self.only_paddle), list(self.only_torch)
+        d["stats"] = None if self.stats is None else {k: _json_num(v) for k, v in asdict(self.stats).items()}
+        if d["stats"] is not None:
+            d["stats"]["worst_index"] = list(self.stats.worst_index) if self.stats else []
+        return d
+
+
+@dataclass(frozen=True)
 class Comparison:
     """One comparison of one tensor pair: where, what stage, and the numbers."""
 
@@ -56,6 +112,7 @@ class Comparison:
     dtype: str = ""
     paddle_stack: tuple[tuple[str, int, str], ...] = ()
     torch_stack: tuple[tuple[str, int, str], ...] = ()
+    op: OpDiff | None = None  # the first differing operation inside the pair (forward only)
 
     passed = property(lambda self: self.stats.passed)
     max_abs_diff = property(lambda self: self.stats.max_abs_diff)
@@ -69,8 +126,9 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (infinities and NaN become strings)."""
-        d = {k: v for k, v in asdict(self).items() if k != "stats"}
+        d = {k: v for k, v in asdict(self).items() if k not in ("stats", "op")}
         d.update({k: _json_num(v) for k, v in asdict(self.stats).items()})
+        d["op"] = self.op.to_dict() if self.op is not None else None
         d["worst_index"] = list(self.stats.worst_index)
         d["paddle_stack"] = [list(f) for f in self.paddle_stack]
         d["torch_stack"] = [list(f) for f in self.torch_stack]
@@ -195,6 +253,14 @@ class DiffReport:
             "assign_error": self.assign_error,
             "log_dir": self.log_dir,
         }
+
+
+def _json_val(v: Any) -> Any:
+    if isinstance(v, (bool, int, float, str)) or v is None:
+        return _json_num(v)
+    if isinstance(v, (list, tuple)):
+        return [_json_val(x) for x in v]
+    return repr(v)
 
 
 def _json_num(v: Any) -> Any:

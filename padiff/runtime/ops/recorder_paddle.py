@@ -1,0 +1,160 @@
+"""Record the paddle operations one call executes, by wrapping paddle's public API for that call only.
+
+Paddle has no function mode, so :func:`record_paddle` replaces the public functions of
+``paddle``, ``paddle.nn.functional`` and the compute methods of ``paddle.Tensor`` by thin
+wrappers for the duration of its ``with`` block, and puts every original object back on
+exit (errors and ``KeyboardInterrupt`` included; :func:`patched_names` lets tests check
+identity). Only outermost calls on the recording thread are recorded, so an API that
+calls another public API counts once, as in torch's function mode.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from padiff.runtime.adapters import PADDLE
+from padiff.runtime.hooks import user_stack
+from padiff.runtime.ops.events import Trace
+
+_MODULE_PREFIXES = ("paddle.tensor", "paddle.nn.functional", "paddle.base.dygraph.generated_tensor_methods_patch",
+                    "paddle.incubate.nn.functional")
+_DUNDERS = {"__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__div__", "__truediv__",
+            "__rdiv__", "__rtruediv__", "__floordiv__", "__pow__", "__rpow__", "__mod__", "__matmul__",
+            "__rmatmul__", "__neg__", "__abs__", "__getitem__"}
+_NOT_COMPUTE = {"numpy", "tolist", "item", "backward", "register_hook", "clear_grad", "clear_gradient", "gradient",
+                "set_value", "value", "get_tensor", "data_ptr", "cpu", "cuda", "pin_memory", "dim", "ndimension",
+                "numel", "element_size", "apply", "apply_", "copy_", "detach", "detach_", "clone", "contiguous",
+                "stride", "get_strides", "to_dense", "to_sparse_coo", "zero_", "fill_", "retain_grads", "size",
+                "to_tensor", "in_dynamic_mode", "rows", "cols", "offset", "untyped_storage", "data", "grad_fn"}
+_NOT_COMPUTE_PREFIXES = ("is_", "set_", "share_", "register_", "get_", "reconstruct", "_")
+
+_local = threading.local()
+
+
+def _targets(paddle: Any) -> list[tuple[Any, str, Any, str]]:
+    """(owner, attribute, original object, label prefix) of everything the recorder wraps."""
+    out = []
+    for owner, prefix in ((paddle, "paddle"), (paddle.nn.functional, "F")):
+        for name, obj in list(vars(owner).items()):
+            if name.startswith("_") or name in _NOT_COMPUTE or name.startswith(_NOT_COMPUTE_PREFIXES):
+                continue
+            if not isinstance(obj, (types.FunctionType, types.BuiltinFunctionType)):
+                continue
+            if not str(getattr(obj, "__module__", "") or "").startswith(_MODULE_PREFIXES):
+                continue
+            out.append((owner, name, obj, prefix))
+    for name, obj in list(vars(paddle.Tensor).items()):
+        if name.startswith("__"):
+            if name not in _DUNDERS:
+                continue
+        elif name in _NOT_COMPUTE or name.startswith(_NOT_COMPUTE_PREFIXES):
+            continue
+        if not (isinstance(obj, types.FunctionType) or type(obj).__name__ in ("method_descriptor", "builtin_function_or_method")):
+            continue
+        out.append((paddle.Tensor, name, obj, "Tensor"))
+    return out
+
+
+def patched_names() -> list[tuple[Any, str, Any]]:
+    """(owner, attribute, object now there) of every attribute :func:`record_paddle` wraps."""
+    import paddle
+
+    return [(owner, name, vars(owner)[name]) for owner, name, _, _ in _targets(paddle)]
+
+
+@contextmanager
+def record_paddle(trace: Trace) -> Iterator[Trace]:
+    """Within the block, every outermost call of paddle's public compute API lands in ``trace``."""
+    import paddle
+
+    targets = _targets(paddle)
+    applied: list[tuple[Any, str, Any]] = []
+    _local.depth = 0
+    thread = threading.get_ident()
+    try:
+        for owner, name, orig, prefix in targets:
+            setattr(owner, name, _wrap(paddle, orig, f"{prefix}.{name}", trace, thread))
+            applied.append((owner, name, orig))
+        yield trace
+    finally:
+        for owner, name, orig in reversed(applied):
+            try:
+                setattr(owner, name, orig)
+            except Exception:  # noqa: BLE001 - every other attribute must still come back
+                pass
+
+
+def _wrap(paddle: Any, orig: Any, label: str, trace: Trace, thread: int) -> Any:
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        if getattr(_local, "depth", 1) or threading.get_ident() != thread:
+            return orig(*args, **kwargs)
+        _local.depth = 1
+        try:
+            try:
+                inputs = [PADDLE.to_numpy(t) for t in _tensors(paddle, (args, kwargs))]
+            except Exception:  # noqa: BLE001 - a tensor padiff cannot read is not recorded
+                inputs = []
+            out = orig(*args, **kwargs)
+            if inputs:
+                try:
+                    outs = [PADDLE.to_numpy(t) for t in _tensors(paddle, out)]
+                    if outs:
+                        trace.add(label, _params(orig, args, kwargs), inputs, outs, _frame())
+                except Exception:  # noqa: BLE001 - recording must never break the user's model
+                    pass
+            return out
+        finally:
+            _local.depth = 0
+
+    try:
+        functools.update_wrapper(recorded, orig)
+    except (AttributeError, TypeError):
+        pass
+    return recorded
+
+
+def _tensors(paddle: Any, obj: Any, depth: int = 0) -> list[Any]:
+    if isinstance(obj, paddle.Tensor):
+        return [obj]
+    if depth > 2:
+        return []
+    if isinstance(obj, (list, tuple)):
+        return [t for v in obj for t in _tensors(paddle, v, depth + 1)]
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in _tensors(paddle, v, depth + 1)]
+    return []
+
+
+@functools.lru_cache(maxsize=4096)
+def _signature(fn: Any) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+
+
+def _params(fn: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+    named: dict[str, Any] = {}
+    sig = _signature(fn)
+    if sig is not None:
+        try:
+            bound = sig.bind_partial(*args, **kwargs)
+            bound.apply_defaults()
+            named = dict(bound.arguments)
+        except TypeError:
+            named = dict(kwargs)
+    else:
+        named = dict(kwargs)
+    scalars = [v for v in args[1:] if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return {"__named__": named, "__scalars__": scalars}
+
+
+def _frame() -> Any:
+    frames = user_stack(limit=1)
+    return frames[-1] if frames else None
