@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from padiff.report.files import atomic_write
 from padiff.report.records import STAGES, Comparison, DiffReport
-from padiff.report.text import fmt_num, tolerance_lines, user_frames
+from padiff.report.text import fmt_num, op_rows, tolerance_lines, user_frames
 
 esc = html.escape
 
@@ -329,6 +329,7 @@ def _summary_html(rep: DiffReport, first: Comparison | None, stages: list[str]) 
             rows.append(("shapes", s.reconciled))
         if s.note:
             rows.append(("note", s.note))
+        rows += op_rows(first.op)
         for side, stack in (("paddle call", user_frames(first.paddle_stack)),
                             ("torch call", user_frames(first.torch_stack))):
             if stack:

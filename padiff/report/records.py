@@ -65,10 +65,13 @@ class OpDiff:
     only_torch: tuple[str, ...] = ()
     agreed_before: int = 0  # op pairs that agreed before this one
     note: str = ""
+    paddle_frame: tuple[str, int, str] | tuple[()] = ()  # (file, line, function) of the user's code
+    torch_frame: tuple[str, int, str] | tuple[()] = ()
 
     def summary(self) -> str:
         """One line: which ops, where, what differs."""
-        ops = self.paddle_op if self.paddle_op == self.torch_op else f"{self.paddle_op} (paddle) vs {self.torch_op} (torch)"
+        same = self.paddle_op == self.torch_op
+        ops = self.paddle_op if same else f"{self.paddle_op} (paddle) vs {self.torch_op} (torch)"
         text = f"{self.where}: {ops}" if self.where else ops
         if self.args:
             text += "; " + ", ".join(f"{k}={p!r} vs {t!r}" for k, p, t in self.args)
@@ -88,6 +91,7 @@ class OpDiff:
         d["args"] = [[k, _json_val(p), _json_val(t)] for k, p, t in self.args]
         d["paddle_shape"], d["torch_shape"] = list(self.paddle_shape), list(self.torch_shape)
         d["only_paddle"], d["only_torch"] = list(self.only_paddle), list(self.only_torch)
+        d["paddle_frame"], d["torch_frame"] = list(self.paddle_frame), list(self.torch_frame)
         d["stats"] = None if self.stats is None else {k: _json_num(v) for k, v in asdict(self.stats).items()}
         if d["stats"] is not None:
             d["stats"]["worst_index"] = list(self.stats.worst_index) if self.stats else []

@@ -16,7 +16,7 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 
-from padiff.report.records import Comparison, DiffReport
+from padiff.report.records import Comparison, DiffReport, OpDiff
 
 HERE = "<--- *** HERE ***"
 MAX_LISTED = 10  # skipped layers / other failures shown on the terminal; the rest go to the logs
@@ -164,6 +164,29 @@ def _kept_rows(tree: Sequence[tuple[str, str, int]], mark: str | None, window: i
 _PADIFF_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
+def op_rows(op: OpDiff | None) -> list[tuple[str, str]]:
+    """``(label, text)`` rows of the first differing operation (SPEC §6), for the text and HTML reports."""
+    if op is None:
+        return []
+    rows = [("first op", op.summary()), ("re-ran", op.scope)]
+    if op.paddle_source:
+        rows.append(("paddle op", f"{op.paddle_op} at {op.paddle_source}"))
+    if op.torch_source:
+        rows.append(("torch op", f"{op.torch_op} at {op.torch_source}"))
+    if op.stats is not None and op.paddle_shape == op.torch_shape:
+        s = op.stats
+        rows.append(("op numbers", f"max abs diff {fmt_num(s.max_abs_diff)}, max rel diff {fmt_num(s.max_rel_diff)}, "
+                                   f"mismatched {s.mismatched} / {s.total}"))
+    if op.note:
+        rows.append(("op note", op.note))
+    return rows
+
+
+def op_lines(op: OpDiff | None) -> list[str]:
+    """The first differing operation as indented report lines."""
+    return [f"  {label:<10} {text}" for label, text in op_rows(op)]
+
+
 def user_frames(stack: Sequence[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
     """The frames of ``stack`` outside padiff itself (the CLI and API frames are not the user's code)."""
     return [f for f in stack if not os.path.abspath(f[0]).startswith(_PADIFF_DIR)]
@@ -267,6 +290,7 @@ def _failure(rep: DiffReport) -> str:
         if first.item or first.call:
             lines.append(f"  tensor  {first.item or 'output'}" + (f", call {first.call}" if first.call else ""))
         lines += numbers(first, rep.options)
+        lines += op_lines(first.op)
     elif not assign_failed:
         lines.append("padiff: FAILED")
     opts = ", ".join(f"{k}={v}" for k, v in rep.options.items())

@@ -10,13 +10,14 @@ an op only one side ran just before it, and that gap is what it names.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from padiff.runtime.compare import Stats
+from padiff.runtime.compare import Stats, compare_arrays
 from padiff.runtime.ops.events import OpEvent
 
 Compare = Callable[[np.ndarray, np.ndarray], Stats]
@@ -36,6 +37,23 @@ class Divergence:
     only_paddle: tuple[OpEvent, ...] = ()  # ops one side ran with no counterpart, just before the pair
     only_torch: tuple[OpEvent, ...] = ()
     agreed_before: int = 0  # matched op pairs that agreed before this one
+
+
+def agreement(atol: float, rtol: float, mode: str) -> Compare:
+    """The comparison of op tensors: the run's tolerances, and never a pass for a mean error beyond them.
+
+    The element-wise mean error is checked as well, so two tensors holding the same values in
+    another order (a reshape that should have been a transpose) differ under either mode.
+    """
+    def cmp(a: np.ndarray, b: np.ndarray) -> Stats:
+        stats = compare_arrays(a, b, atol, rtol, mode)
+        if stats.passed and a.shape == b.shape and a.size and a.dtype.kind in "fiu" and b.dtype.kind in "fiu":
+            a64, b64 = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
+            if float(np.abs(a64 - b64).mean()) > atol + rtol * float(np.abs(b64).mean()):
+                stats = dataclasses.replace(stats, passed=False)
+        return stats
+
+    return cmp
 
 
 def align(p_ops: list[OpEvent], t_ops: list[OpEvent]) -> list[tuple[int, int]]:

@@ -34,6 +34,8 @@ _NOT_COMPUTE = {"numpy", "tolist", "item", "backward", "register_hook", "clear_g
                 "to_tensor", "in_dynamic_mode", "rows", "cols", "offset", "untyped_storage", "data", "grad_fn"}
 _NOT_COMPUTE_PREFIXES = ("is_", "set_", "share_", "register_", "get_", "reconstruct", "_")
 
+_METHOD_TYPES = ("method_descriptor", "builtin_function_or_method")
+
 _local = threading.local()
 
 
@@ -55,7 +57,7 @@ def _targets(paddle: Any) -> list[tuple[Any, str, Any, str]]:
                 continue
         elif name in _NOT_COMPUTE or name.startswith(_NOT_COMPUTE_PREFIXES):
             continue
-        if not (isinstance(obj, types.FunctionType) or type(obj).__name__ in ("method_descriptor", "builtin_function_or_method")):
+        if not (isinstance(obj, types.FunctionType) or type(obj).__name__ in _METHOD_TYPES):
             continue
         out.append((paddle.Tensor, name, obj, "Tensor"))
     return out

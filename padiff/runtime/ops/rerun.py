@@ -17,9 +17,8 @@ from typing import Any
 from padiff.options import DiffOptions
 from padiff.report.records import Comparison, OpDiff
 from padiff.runtime.adapters import PADDLE, TORCH, Side
-from padiff.runtime.compare import compare_arrays
 from padiff.runtime.hooks import HookSet
-from padiff.runtime.ops.align import Divergence, first_divergence
+from padiff.runtime.ops.align import Divergence, agreement, first_divergence
 from padiff.runtime.ops.events import OpEvent, Trace, source_text
 from padiff.runtime.state import SideSnapshot
 
@@ -42,9 +41,7 @@ def op_view(layer: Any, module: Any, paddle_inputs: Mapping[str, Any], torch_inp
     from padiff.runtime.ops.recorder_paddle import record_paddle
     from padiff.runtime.ops.recorder_torch import record_torch
 
-    def cmp(a: Any, b: Any) -> Any:
-        return compare_arrays(a, b, options.atol, options.rtol, options.compare_mode)
-
+    cmp = agreement(options.atol, options.rtol, options.compare_mode)
     chain = _chain(first, mapping)
     p_paired = {m["paddle_path"] for m in mapping}
     t_paired = {m["torch_path"] for m in mapping}
@@ -65,7 +62,7 @@ def op_view(layer: Any, module: Any, paddle_inputs: Mapping[str, Any], torch_inp
             try:
                 p_trace = _record(PADDLE, record_paddle, layer, p_path, p_call, p_paired)
                 t_trace = _record(TORCH, record_torch, module, t_path, t_call, t_paired)
-            except Exception:  # noqa: BLE001 - this pair cannot be called alone: try the enclosing one
+            except Exception:
                 if root:
                     raise
                 continue
@@ -202,7 +199,8 @@ def _record_of(div: Divergence, p_scope: str, t_scope: str, p_trace: Trace, t_tr
         torch_source=source_text(t.frame if t else None),
         paddle_shape=p.out_shape() if p else (), torch_shape=t.out_shape() if t else (), args=args,
         stats=div.stats, inputs_agree=div.inputs_agree, only_paddle=tuple(o.name for o in div.only_paddle),
-        only_torch=tuple(o.name for o in div.only_torch), agreed_before=div.agreed_before, note=note)
+        only_torch=tuple(o.name for o in div.only_torch), agreed_before=div.agreed_before, note=note,
+        paddle_frame=tuple(p.frame) if p and p.frame else (), torch_frame=tuple(t.frame) if t and t.frame else ())
 
 
 def _differing_args(p: OpEvent, t: OpEvent) -> tuple[tuple[str, Any, Any], ...]:
@@ -216,13 +214,14 @@ def _differing_args(p: OpEvent, t: OpEvent) -> tuple[tuple[str, Any, Any], ...]:
 def _where(op: OpEvent | None, scope: str, trace: Trace, paired: set[str]) -> str:
     if op is None:
         return ""
-    if op.layer != scope:
+    if op.layer != scope and op.layer in paired:
         return f"inside `{op.layer}`"
+    inside = f"in `{op.layer}`, " if op.layer != scope else ""  # a wrapper layer the run did not pair
     before, after = op.after, trace.next_enter(op.index, paired)
     if before and after:
-        return f"between `{before}` and `{after}`"
+        return f"{inside}between `{before}` and `{after}`"
     if before:
-        return f"after `{before}`"
+        return f"{inside}after `{before}`"
     if after:
-        return f"before `{after}`"
-    return f"in `{scope or '<root>'}`"
+        return f"{inside}before `{after}`"
+    return f"in `{op.layer or '<root>'}`"
