@@ -172,14 +172,21 @@ def host_float(arr: np.ndarray) -> np.ndarray | None:
     return arr
 
 
+#: ops one re-run records at most (their inputs and outputs are host copies); later ones are counted only
+MAX_OPS = 20_000
+
+
 class Trace:
     """The ops of one recorded run in order, each tagged with the layer it ran in.
 
     The re-run's layer hooks call :meth:`enter`/:meth:`exit`; the recorders call :meth:`add`.
     """
 
+    keep_values = True  # host copies of every op's inputs and outputs (the op view); see RefTrace
+
     def __init__(self, root_path: str) -> None:
         self.root_path = root_path
+        self.dropped = 0  # ops past MAX_OPS
         self.ops: list[OpEvent] = []
         self.stack: list[str] = [root_path]
         self.last_exit = ""
@@ -200,11 +207,18 @@ class Trace:
     def add(self, name: str, params: dict[str, Any], inputs: list[np.ndarray], outputs: list[np.ndarray],
             frame: Frame | None) -> None:
         """One op that ran (names already prefixed ``Tensor.``/``F.``/``torch.``/``paddle.``)."""
+        if len(self.ops) >= MAX_OPS:
+            self.dropped += 1
+            return
         kind = canonical_kind(name)
         ev = OpEvent(name, kind, canonical_params(kind, params.pop("__named__", {}), params.pop("__scalars__", [])),
                      inputs, outputs, frame, self.stack[-1], len(self.ops), self.last_exit,
                      fingerprint(outputs[0]) if outputs else ())
         self.ops.append(ev)
+
+    def add_refs(self, name: str, inputs: list[Any], outputs: list[Any], shape: Any) -> None:
+        """One op by tensor identity only (traces that keep no values override this)."""
+        raise NotImplementedError
 
     def next_enter(self, op_index: int, paths: set[str]) -> str:
         """The first of ``paths`` entered after op ``op_index`` ran ("" if none)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import threading
 import types
 from collections.abc import Iterator
@@ -60,6 +61,18 @@ def _targets(paddle: Any) -> list[tuple[Any, str, Any, str]]:
         if not (isinstance(obj, types.FunctionType) or type(obj).__name__ in _METHOD_TYPES):
             continue
         out.append((paddle.Tensor, name, obj, "Tensor"))
+    # paddle's own layers call some functionals by names bound at import (norm.py: ``layer_norm``)
+    # or by a private helper (Conv2D: ``F.conv._conv_nd``): wrap those too, labelled as the public API
+    by_id = {id(obj): prefix + "." + name for _, name, obj, prefix in out if prefix == "F"}
+    for mod_name, mod in sorted(sys.modules.items()):
+        if not mod_name.startswith("paddle.nn.layer.") or mod is None:
+            continue
+        for name, obj in list(vars(mod).items()):
+            if id(obj) in by_id:
+                out.append((mod, name, obj, by_id[id(obj)].rpartition(".")[0]))
+    conv = getattr(paddle.nn.functional, "conv", None)
+    if conv is not None and isinstance(vars(conv).get("_conv_nd"), types.FunctionType):
+        out.append((conv, "_conv_nd", vars(conv)["_conv_nd"], "F"))
     return out
 
 
@@ -96,8 +109,15 @@ def _wrap(paddle: Any, orig: Any, label: str, trace: Trace, thread: int) -> Any:
     def recorded(*args: Any, **kwargs: Any) -> Any:
         if getattr(_local, "depth", 1) or threading.get_ident() != thread:
             return orig(*args, **kwargs)
+        lab = label
+        if lab == "F._conv_nd":  # Conv1D/2D/3D's shared helper: name it by the conv it runs
+            lab = "F." + str(kwargs.get("op_type", "conv2d")).replace("depthwise_", "")
         _local.depth = 1
         try:
+            if not trace.keep_values:
+                out = orig(*args, **kwargs)
+                trace.add_refs(lab, _tensors(paddle, (args, kwargs)), _tensors(paddle, out), PADDLE.shape)
+                return out
             try:
                 inputs = [PADDLE.to_numpy(t) for t in _tensors(paddle, (args, kwargs))]
             except Exception:  # noqa: BLE001 - a tensor padiff cannot read is not recorded
@@ -107,7 +127,7 @@ def _wrap(paddle: Any, orig: Any, label: str, trace: Trace, thread: int) -> Any:
                 try:
                     outs = [PADDLE.to_numpy(t) for t in _tensors(paddle, out)]
                     if outs:
-                        trace.add(label, _params(orig, args, kwargs), inputs, outs, _frame())
+                        trace.add(lab, _params(orig, args, kwargs), inputs, outs, _frame())
                 except Exception:  # noqa: BLE001 - recording must never break the user's model
                     pass
             return out

@@ -35,6 +35,11 @@ def record_torch(trace: Trace) -> Iterator[Trace]:
             short = getattr(func, "__name__", "")
             if short in _NOISE or not short:
                 return func(*args, **kwargs)
+            if not trace.keep_values:
+                out = func(*args, **kwargs)
+                trace.add_refs(_label(torch, func, short), _tensors(torch, (args, kwargs)), _tensors(torch, out),
+                               TORCH.shape)
+                return out
             try:
                 inputs = [TORCH.to_numpy(t) for t in _tensors(torch, (args, kwargs))]
             except Exception:  # noqa: BLE001 - a tensor padiff cannot read is not recorded
