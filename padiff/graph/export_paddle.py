@@ -37,6 +37,7 @@ from typing import Any
 
 from padiff.errors import ExportError
 from padiff.graph._quiet import quiet
+from padiff.graph.export_message import cause_text
 
 OPSET = 17
 STAMP = "padiff:"
@@ -182,7 +183,7 @@ def start_export(layer: Any, kwargs: Mapping[str, Any]) -> PendingPaddleExport:
         raise
     except Exception as exc:  # jit.save raises many types; all mean "cannot export"
         pending.cancel()
-        raise ExportError(f"paddle.jit.save failed: {type(exc).__name__}: {_short(exc)}") from exc
+        raise ExportError(f"paddle.jit.save failed: {cause_text(exc)}") from exc
     finally:
         for h in handles:
             h.remove()
@@ -202,10 +203,6 @@ def export_paddle(layer: Any, kwargs: Mapping[str, Any], timeout: float = 120.0)
     """Export ``layer`` called as ``layer(**kwargs)``; raise :class:`ExportError` on failure."""
     return start_export(layer, kwargs).result(timeout)
 
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else "")[:300]
 
 
 FLUSH_EVERY = 256  # layer calls between stamping passes over the program's op list

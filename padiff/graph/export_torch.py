@@ -25,6 +25,7 @@ from typing import Any
 
 from padiff.errors import ExportError
 from padiff.graph._quiet import quiet
+from padiff.graph.export_message import cause_text
 
 OPSET = 17
 
@@ -63,9 +64,7 @@ def export_torch(module: Any, kwargs: Mapping[str, Any]) -> TorchExport:
             torch.onnx.export(module, (), buf, kwargs=dict(kwargs), dynamo=False, do_constant_folding=False,
                               opset_version=OPSET, training=torch.onnx.TrainingMode.EVAL, export_params=False)
     except Exception as exc:  # the exporter raises many types; all mean "cannot export"
-        text = str(exc).strip().splitlines()
-        raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {(text[0] if text else '')[:300]}") \
-            from exc
+        raise ExportError(f"torch.onnx.export failed: {cause_text(exc)}") from exc
     finally:
         for sub, mode in modes:
             sub.training = mode

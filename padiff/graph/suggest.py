@@ -42,31 +42,62 @@ def baseline_pairs(p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, Lay
 
 def _graph_route(layer: Any, module: Any, p_in: dict[str, Any], t_in: dict[str, Any],
                  p_layers: dict[str, LayerInfo], t_layers: dict[str, LayerInfo],
-                 timeout: float, timings: dict[str, float]) -> MatchResult:
+                 timeout: float, timings: dict[str, float], notes: list[str]) -> MatchResult:
     from padiff.graph import build, canonical, match
     from padiff.graph.export_paddle import start_export
     from padiff.graph.export_torch import export_torch
 
     start = time.perf_counter()
-    pending = start_export(layer, p_in)
     try:
-        tx = export_torch(module, t_in)
-    except BaseException:  # also on Ctrl-C: never leave the child or its temp dir behind
-        pending.cancel()
-        raise
-    px = pending.result(timeout - (time.perf_counter() - start))
-    timings.update(px.seconds)
-    timings.update(tx.seconds)
-    timings["export"] = time.perf_counter() - start
+        pending = start_export(layer, p_in)
+        try:
+            tx = export_torch(module, t_in)
+        except BaseException:  # also on Ctrl-C: never leave the child or its temp dir behind
+            pending.cancel()
+            raise
+        px = pending.result(timeout - (time.perf_counter() - start))
+    except ExportError as exc:
+        # another view of the dataflow: the ops one eager forward of each model runs
+        t0 = time.perf_counter()
+        try:
+            pg, tg = _eager_graphs(layer, module, p_in, t_in)
+        except ExportError as again:
+            raise ExportError(f"{exc}\nand recording an eager forward instead failed too: {again}") from again
+        timings["eager_record"] = time.perf_counter() - t0
+        notes.append(f"export failed, so the dataflow was recorded from one eager forward of each model instead: "
+                     f"{exc}")
+    else:
+        timings.update(px.seconds)
+        timings.update(tx.seconds)
+        timings["export"] = time.perf_counter() - start
+        t0 = time.perf_counter()
+        pg = build.build_graph(build.load(px.model), px.owner, build.paddle_scope(px.stamps), px.shapes)
+        tg = build.build_graph(build.load(tx.model), tx.owner, build.torch_scope(tx.module_paths), tx.shapes)
+        timings["build"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    pg = build.build_graph(build.load(px.model), px.owner, build.paddle_scope(px.stamps), px.shapes)
-    tg = build.build_graph(build.load(tx.model), tx.owner, build.torch_scope(tx.module_paths), tx.shapes)
     pg, tg = canonical.canonicalize(pg), canonical.canonicalize(tg)
-    timings["build"] = time.perf_counter() - t0
+    timings["canonicalize"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     result = pair_leftovers(match.match_graphs(pg, tg, p_layers, t_layers), p_layers, t_layers)
     timings["match"] = time.perf_counter() - t0
     return result
+
+
+def _eager_graphs(layer: Any, module: Any, p_in: dict[str, Any], t_in: dict[str, Any]) -> tuple[Any, Any]:
+    """Both models' attributed op graphs from one recorded eager forward each (:mod:`padiff.graph.eager`)."""
+    from padiff.graph.eager import build_eager_graph
+    from padiff.runtime.adapters import PADDLE, TORCH
+    from padiff.runtime.ops.dataflow import record_dataflow
+
+    graphs = []
+    for side, root, inp in ((PADDLE, layer, p_in), (TORCH, module, t_in)):
+        try:
+            ops, inputs, params = record_dataflow(side, root, inp)
+        except Exception as exc:
+            raise ExportError(f"the {side.name} model raised in the eager forward recorded instead of an export: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        graphs.append(build_eager_graph(ops, inputs, params))
+    return graphs[0], graphs[1]
 
 
 def pair_leftovers(result: MatchResult, p_layers: Mapping[str, LayerInfo],
@@ -152,9 +183,12 @@ def suggest_layer_map(layer: Any, module: Any, example_inp: Any = None, *, timeo
     else:
         p_in, t_in = check_example_inp(example_inp, layer, module)
         try:
-            result = _graph_route(layer, module, p_in, t_in, p_layers, t_layers, timeout, timings)
+            route_notes: list[str] = []
+            result = _graph_route(layer, module, p_in, t_in, p_layers, t_layers, timeout, timings, route_notes)
             route = "graph"
-            notes.append("route: graph (both models exported to ONNX and matched by dataflow).")
+            how = "recorded eager forwards" if route_notes else "both models exported to ONNX"
+            notes.append(f"route: graph ({how}, matched by dataflow).")
+            notes.extend(route_notes)
         except ExportError as exc:
             notes.append(f"route: structure only, because export failed: {exc}")
         except Exception as exc:  # noqa: BLE001 - a matcher bug must not cost the user the proposal

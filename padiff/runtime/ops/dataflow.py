@@ -1,0 +1,88 @@
+"""Record one eager forward of a model as :class:`~padiff.graph.eager.EagerOp`s (the aligner's fallback).
+
+Used when an exporter cannot export the model (paddle ``jit.save`` on ``Tensor.view``,
+torch's TorchScript exporter on ``histc``/``diff``): the same recorders as the op view,
+keeping tensor identities instead of values, with every layer's calls counted. The model
+runs in eval mode under ``no_grad``; modes, running statistics and random state are put
+back afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from padiff.graph.eager import EagerOp
+from padiff.runtime.adapters import PADDLE, Side
+from padiff.runtime.hooks import HookSet
+from padiff.runtime.ops.events import Trace, canonical_kind
+from padiff.runtime.state import SideSnapshot
+
+
+class RefTrace(Trace):
+    """A trace of tensor identities, attributed to ``(layer path, call)``."""
+
+    keep_values = False
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self.refs: list[EagerOp] = []
+        self._alive: list[Any] = []  # keeps every seen tensor alive, so identities stay unique
+        self._calls: dict[str, int] = {}
+        self._scopes: list[tuple[str, int]] = [("", 0)]
+
+    def enter(self, path: str) -> None:
+        n = self._calls.get(path, 0)
+        self._calls[path] = n + 1
+        self._scopes.append((path, n))
+
+    def exit(self, path: str, paired: bool = True) -> None:
+        for i in range(len(self._scopes) - 1, 0, -1):
+            if self._scopes[i][0] == path:
+                del self._scopes[i:]
+                return
+
+    def add_refs(self, name: str, inputs: list[Any], outputs: list[Any], shape: Any) -> None:
+        if not outputs:
+            return
+        self._alive.extend(inputs)
+        self._alive.extend(outputs)
+        layer, call = self._scopes[-1]
+        self.refs.append(EagerOp(name, canonical_kind(name), layer, call, tuple(id(t) for t in inputs),
+                                 tuple(id(t) for t in outputs)))
+
+
+Params = dict[int, tuple[str, tuple[int, ...], str]]
+
+
+def record_dataflow(side: Side, root: Any, inputs: Mapping[str, Any]) -> tuple[list[EagerOp], set[int], Params]:
+    """``(ops, input identities, {param identity: (name, shape, owner path)})`` of one forward."""
+    if side is PADDLE:
+        from padiff.runtime.ops.recorder_paddle import record_paddle as recorder
+    else:
+        from padiff.runtime.ops.recorder_torch import record_torch as recorder
+    trace = RefTrace()
+    params: Params = {}
+    for path, entries in side.owned_state(root).items():
+        for e in entries:
+            params.setdefault(id(e.tensor), (f"{path}.{e.name}" if path else e.name, side.shape(e.tensor), path))
+    layers, seen = [], set()
+    for path, lay in side.named_layers(root):
+        if id(lay) not in seen and path:
+            seen.add(id(lay))
+            layers.append((path, lay))
+    snap = SideSnapshot.take(side, root, dict(inputs), keep_values=False)
+    try:
+        with HookSet() as hooks:
+            for path, lay in layers:
+                hooks.add(side.add_pre_hook(lay, lambda _l, _a, _k, path=path: trace.enter(path)))
+                hooks.add(side.add_post_hook(lay, lambda _l, _a, _o, path=path: trace.exit(path)))
+            for _, lay in side.named_layers(root):
+                side.set_training(lay, False)
+            side.seed(0)
+            with side.no_grad(), recorder(trace):
+                root(**inputs)
+    finally:
+        snap.restore(values=True, grads=True)
+    return trace.refs, {id(t) for t in side.flatten(dict(inputs))}, params
+

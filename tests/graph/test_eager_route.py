@@ -1,0 +1,73 @@
+"""When an exporter cannot export a model, the graph route records one eager forward of each model instead.
+
+The pairs hold three same-shaped Linears defined out of call order, so the module trees
+alone pair them wrongly (checked below) and only dataflow gets them right.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from models import export_fail_pairs as E
+from models.basic import inputs, rand
+
+import padiff
+from padiff.graph.eager import EagerOp, build_eager_graph
+from padiff.graph.export_message import MAX_LINES, cause_text
+
+
+def _scores(lm) -> tuple[float, float]:
+    got = {(p.paddle_path, p.torch_path) for p in lm.pairs}
+    truth = set(E.TRUTH.items())
+    hit = len(got & truth)
+    return (hit / len(got) if got else 0.0), hit / len(truth)
+
+
+@pytest.mark.parametrize(("p_cls", "t_cls", "cause"), [
+    (E.PaddleViewNet, E.TorchViewNet, "paddle.jit.save failed"),
+    (E.PaddleDiffNet, E.TorchDiffNet, "aten::diff"),
+])
+def test_unexportable_models_still_get_a_dataflow_proposal(p_cls, t_cls, cause):
+    layer, module = p_cls(), t_cls()
+    lm = padiff.suggest_layer_map(layer, module, inputs(("x", "x", rand(4, E.D))))
+    assert lm.route == "graph"
+    notes = "\n".join(lm.notes)
+    assert "eager forward" in notes and cause in notes
+    assert _scores(lm) == (1.0, 1.0)
+    tree_only = padiff.suggest_layer_map(layer, module)
+    assert _scores(tree_only) != (1.0, 1.0)  # the structure route alone cannot tell these apart
+
+
+def test_the_note_carries_the_exporters_whole_message():
+    lm = padiff.suggest_layer_map(E.PaddleViewNet(), E.TorchViewNet(), inputs(("x", "x", rand(4, E.D))))
+    notes = "\n".join(lm.notes)
+    assert "h.view([-1, 4, 4])" in notes  # paddle quotes the failing line after "In transformed code:"
+
+
+def test_long_messages_keep_their_head_and_point_to_the_rest():
+    exc = RuntimeError("\n".join(f"line {i}" for i in range(40)))
+    text = cause_text(exc)
+    assert text.startswith("RuntimeError: line 0") and "line 39" not in text
+    assert len(text.splitlines()) == MAX_LINES + 1
+    path = text.rsplit(" in ", 1)[1].rstrip(")")
+    try:
+        with open(path, encoding="utf-8") as f:
+            assert "line 39" in f.read()
+    finally:
+        os.unlink(path)
+    assert cause_text(ValueError("short")) == "ValueError: short"
+
+
+def test_eager_graph_attributes_ops_and_follows_parameter_plumbing():
+    # x -> linear(x, w.t()) -> relu; the transpose of the weight is plumbing, not an op
+    params = {1: ("fc.weight", (4, 3), "fc"), 2: ("fc.bias", (4,), "fc")}
+    ops = [EagerOp("Tensor.t", "transpose", "fc", 0, (1,), (10,)),
+           EagerOp("F.linear", "linear", "fc", 0, (100, 10, 2), (11,)),
+           EagerOp("F.relu", "relu", "", 0, (11,), (12,)),
+           EagerOp("Tensor.__mul__", "mul", "", 0, (12,), (13,))]
+    g = build_eager_graph(ops, {100}, params)
+    assert sorted(g.nodes) == [1, 2, 3]
+    assert g.nodes[1]["op"] == "Gemm" and g.nodes[1]["layer"] == "fc"
+    assert {p for p, _ in g.nodes[1]["params"]} == {"fc.weight", "fc.bias"}
+    assert list(g.edges) == [(1, 2), (2, 3)] and g.nodes[3]["data_in"] == 1
