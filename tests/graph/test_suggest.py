@@ -146,9 +146,9 @@ def failed_export() -> tuple[ap.Case, LayerMap, dict, dict]:
     return case, lm, before, snapshot(case.paddle, case.torch)
 
 
-def test_export_failure_falls_back_to_structure_and_says_why(failed_export: tuple) -> None:
+def test_export_failure_falls_back_to_eager_dataflow_and_says_why(failed_export: tuple) -> None:
     case, lm, before, after = failed_export
-    assert lm.route == "structure"
+    assert lm.route == "graph" and any("eager forward" in n for n in lm.notes)
     assert any("export failed" in n and "paddle2onnx" in n for n in lm.notes), lm.notes
     assert param_pairs(lm, case) == case.truth
     assert_unchanged(before, after)
@@ -164,8 +164,28 @@ def test_jit_save_failure_falls_back_and_leaves_no_hooks(monkeypatch: pytest.Mon
     before = snapshot(case.paddle, case.torch)
     monkeypatch.setattr(paddle.jit, "save", broken_save)
     lm = suggest_layer_map(case.paddle, case.torch, case.inputs)
-    assert lm.route == "structure" and any("export failed" in n for n in lm.notes)
+    assert lm.route == "graph" and any("export failed" in n and "static graph" in n for n in lm.notes)
+    assert param_pairs(lm, case) == case.truth
     assert_unchanged(before, snapshot(case.paddle, case.torch))
+
+
+def test_structure_route_is_the_last_resort_when_the_eager_forward_fails_too(monkeypatch) -> None:
+    import paddle
+
+    from padiff.runtime.ops import dataflow
+
+    def broken_save(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("cannot convert this forward to a static graph")
+
+    def broken_record(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("model raised")
+
+    case = ap.renamed()
+    monkeypatch.setattr(paddle.jit, "save", broken_save)
+    monkeypatch.setattr(dataflow, "record_dataflow", broken_record)
+    lm = suggest_layer_map(case.paddle, case.torch, case.inputs)
+    assert lm.route == "structure"
+    assert any("static graph" in n and "eager forward instead failed too" in n for n in lm.notes), lm.notes
 
 
 def test_structure_route_without_inputs() -> None:
@@ -236,7 +256,6 @@ def test_torch_export_failure_cancels_the_paddle_child_and_cleans_up(tmp_path, m
     module.train()
     before = snapshot(case.paddle, module)
     lm = suggest_layer_map(case.paddle, module, case.inputs)
-    assert lm.route == "structure"
     assert any("torch.onnx.export failed" in n for n in lm.notes), lm.notes
     assert_unchanged(before, snapshot(case.paddle, module))
     assert os.listdir(tmp_path) == []
