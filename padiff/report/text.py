@@ -168,7 +168,7 @@ def op_rows(op: OpDiff | None) -> list[tuple[str, str]]:
     """``(label, text)`` rows of the first differing operation (SPEC §6), for the text and HTML reports."""
     if op is None:
         return []
-    rows = [("first op", op.summary()), ("re-ran", op.scope)]
+    rows = [("first op", op.summary()), ("re-ran", "the whole models" if op.scope == "<root>" else op.scope)]
     if op.paddle_source:
         rows.append(("paddle op", f"{op.paddle_op} at {op.paddle_source}"))
     if op.torch_source:
