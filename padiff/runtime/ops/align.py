@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from padiff.runtime.compare import Stats, compare_arrays
+from padiff.report.records import Stats
+from padiff.runtime.compare import compare_arrays
 from padiff.runtime.ops.events import OpEvent
 
 Compare = Callable[[np.ndarray, np.ndarray], Stats]
@@ -39,14 +40,14 @@ class Divergence:
     agreed_before: int = 0  # matched op pairs that agreed before this one
 
 
-def agreement(atol: float, rtol: float, mode: str) -> Compare:
+def agreement(atol: float, rtol: float, mode: str, mismatch_ratio: float = 0.0) -> Compare:
     """The comparison of op tensors: the run's tolerances, and never a pass for a mean error beyond them.
 
     The element-wise mean error is checked as well, so two tensors holding the same values in
     another order (a reshape that should have been a transpose) differ under either mode.
     """
     def cmp(a: np.ndarray, b: np.ndarray) -> Stats:
-        stats = compare_arrays(a, b, atol, rtol, mode)
+        stats = compare_arrays(a, b, atol, rtol, mode, mismatch_ratio)
         if stats.passed and a.shape == b.shape and a.size and a.dtype.kind in "fiu" and b.dtype.kind in "fiu":
             a64, b64 = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
             if float(np.abs(a64 - b64).mean()) > atol + rtol * float(np.abs(b64).mean()):

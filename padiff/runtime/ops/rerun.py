@@ -41,7 +41,7 @@ def op_view(layer: Any, module: Any, paddle_inputs: Mapping[str, Any], torch_inp
     from padiff.runtime.ops.recorder_paddle import record_paddle
     from padiff.runtime.ops.recorder_torch import record_torch
 
-    cmp = agreement(options.atol, options.rtol, options.compare_mode)
+    cmp = agreement(options.atol, options.rtol, options.compare_mode, options.mismatch_ratio)
     chain = _chain(first, mapping)
     p_paired = {m["paddle_path"] for m in mapping}
     t_paired = {m["torch_path"] for m in mapping}
