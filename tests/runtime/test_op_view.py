@@ -157,3 +157,35 @@ def test_op_view_puts_running_statistics_back():
                for b, a in zip([b for b in module.buffers() if b.is_floating_point()], t_stats))
     assert (layer.training, module.training) == modes
     assert PADDLE.hook_count(layer) == 0 and TORCH.hook_count(module) == 0
+
+
+def test_a_trace_keeps_at_most_its_budget(monkeypatch):
+    from padiff.runtime.ops import events
+
+    monkeypatch.setattr(events, "MAX_OPS", 3)
+    x = torch.ones(4)
+    for recorder, fw_x, tanh in ((record_torch, x, torch.tanh), (record_paddle, paddle.ones([4]), paddle.tanh)):
+        tr = Trace("")
+        with recorder(tr):
+            y = fw_x
+            for _ in range(6):
+                y = tanh(y) * 1.0
+        assert len(tr.ops) == 3 and tr.full
+        expected = np.ones(4, dtype="float32")
+        for _ in range(6):
+            expected = np.tanh(expected)
+        assert np.allclose(np.asarray(y), expected, atol=1e-6)  # the model still ran every op
+
+
+def test_a_re_run_that_raises_leaves_the_layer_verdict_and_says_why(monkeypatch):
+    from padiff.runtime.ops import rerun
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("second forward not allowed")
+
+    monkeypatch.setattr(rerun, "_capture", broken)
+    before = _identities()
+    rep = _run(M.PaddleGeluMLP, M.TorchGeluMLP, (3, 8))
+    assert not rep and rep.first_diff.paddle_path == "fc2" and rep.first_diff.op is None
+    assert any("op view could not re-run" in w and "second forward not allowed" in w for w in rep.warnings)
+    assert all(a[2] is b[2] for a, b in zip(before, _identities()))

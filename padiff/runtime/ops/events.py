@@ -172,8 +172,9 @@ def host_float(arr: np.ndarray) -> np.ndarray | None:
     return arr
 
 
-#: ops one re-run records at most (their inputs and outputs are host copies); later ones are counted only
+#: ops and bytes of host copies one re-run keeps at most; later ops are counted only
 MAX_OPS = 20_000
+MAX_BYTES = 1 << 30
 
 
 class Trace:
@@ -186,11 +187,17 @@ class Trace:
 
     def __init__(self, root_path: str) -> None:
         self.root_path = root_path
-        self.dropped = 0  # ops past MAX_OPS
+        self.dropped = 0  # ops past MAX_OPS / MAX_BYTES
+        self.bytes = 0
         self.ops: list[OpEvent] = []
         self.stack: list[str] = [root_path]
         self.last_exit = ""
         self.enters: list[tuple[int, str]] = []  # (number of ops recorded before, layer path)
+
+    @property
+    def full(self) -> bool:
+        """Whether the trace keeps no more ops (so recorders need not copy their tensors)."""
+        return len(self.ops) >= MAX_OPS or self.bytes >= MAX_BYTES
 
     def enter(self, path: str) -> None:
         """A layer below the re-run one starts."""
@@ -207,9 +214,10 @@ class Trace:
     def add(self, name: str, params: dict[str, Any], inputs: list[np.ndarray], outputs: list[np.ndarray],
             frame: Frame | None) -> None:
         """One op that ran (names already prefixed ``Tensor.``/``F.``/``torch.``/``paddle.``)."""
-        if len(self.ops) >= MAX_OPS:
+        if self.full:
             self.dropped += 1
             return
+        self.bytes += sum(a.nbytes for a in inputs) + sum(a.nbytes for a in outputs)
         kind = canonical_kind(name)
         ev = OpEvent(name, kind, canonical_params(kind, params.pop("__named__", {}), params.pop("__scalars__", [])),
                      inputs, outputs, frame, self.stack[-1], len(self.ops), self.last_exit,

@@ -107,7 +107,7 @@ def record_paddle(trace: Trace) -> Iterator[Trace]:
 
 def _wrap(paddle: Any, orig: Any, label: str, trace: Trace, thread: int) -> Any:
     def recorded(*args: Any, **kwargs: Any) -> Any:
-        if getattr(_local, "depth", 1) or threading.get_ident() != thread:
+        if getattr(_local, "depth", 1) or threading.get_ident() != thread or (trace.keep_values and trace.full):
             return orig(*args, **kwargs)
         lab = label
         if lab == "F._conv_nd":  # Conv1D/2D/3D's shared helper: name it by the conv it runs
