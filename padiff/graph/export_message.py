@@ -16,7 +16,11 @@ MAX_LINES = 12
 
 def cause_text(exc: BaseException) -> str:
     """``Type: message`` of ``exc``, whole or its first lines plus where the rest is."""
-    text = f"{type(exc).__name__}: {str(exc).strip()}"
+    return with_rest(f"{type(exc).__name__}: {str(exc).strip()}")
+
+
+def with_rest(text: str) -> str:
+    """``text`` whole, or its first :data:`MAX_LINES` lines plus the file holding all of it."""
     lines = text.splitlines()
     if len(lines) <= MAX_LINES:
         return text

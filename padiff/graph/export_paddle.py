@@ -37,7 +37,7 @@ from typing import Any
 
 from padiff.errors import ExportError
 from padiff.graph._quiet import quiet
-from padiff.graph.export_message import cause_text
+from padiff.graph.export_message import cause_text, with_rest
 
 OPSET = 17
 STAMP = "padiff:"
@@ -88,7 +88,11 @@ class PendingPaddleExport:
             code = self.proc.returncode
             if code != 0 or not os.path.exists(self.out_path):
                 why = "killed by a signal (abort in paddle2onnx)" if code < 0 else f"exit code {code}"
-                raise ExportError(f"paddle2onnx failed ({why}): {_last_error_line((out or b'') + (err or b''))}")
+                raw = (out or b"") + (err or b"")
+                output = "\n".join(ln for ln in (_ANSI.sub("", x).rstrip() for x in
+                                                  raw.decode("utf-8", "replace").splitlines()) if ln)
+                raise ExportError(f"paddle2onnx failed ({why}): {_last_error_line(raw)}"
+                                  + (f"\nits output:\n{with_rest(output)}" if output else ""))
             with open(self.out_path, "rb") as f:
                 data = f.read()
             self.seconds["paddle2onnx"] = time.perf_counter() - self.started

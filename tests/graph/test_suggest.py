@@ -150,6 +150,7 @@ def test_export_failure_falls_back_to_eager_dataflow_and_says_why(failed_export:
     case, lm, before, after = failed_export
     assert lm.route == "graph" and any("eager forward" in n for n in lm.notes)
     assert any("export failed" in n and "paddle2onnx" in n for n in lm.notes), lm.notes
+    assert any("its output:\n" in n and "[ERROR]" in n for n in lm.notes), lm.notes  # the converter's own lines
     assert param_pairs(lm, case) == case.truth
     assert_unchanged(before, after)
 

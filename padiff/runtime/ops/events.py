@@ -165,13 +165,6 @@ def fingerprint(arr: np.ndarray) -> tuple[float, ...]:
     return (float(a.mean()), float(np.abs(a).mean()), float(a.std()))
 
 
-def host_float(arr: np.ndarray) -> np.ndarray | None:
-    """A recorded tensor as a host array, or None for what the aligner does not compare."""
-    if arr.dtype.kind == "c":
-        return None
-    return arr
-
-
 #: ops and bytes of host copies one re-run keeps at most; later ops are counted only
 MAX_OPS = 20_000
 MAX_BYTES = 1 << 30
