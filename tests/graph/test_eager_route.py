@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from models import aligner_pairs as ap
 from models import export_fail_pairs as E
 from models.basic import inputs, rand
+from test_suggest import assert_unchanged, precision_recall, snapshot
 
 import padiff
 from padiff.graph.eager import EagerOp, build_eager_graph
@@ -71,3 +73,21 @@ def test_eager_graph_attributes_ops_and_follows_parameter_plumbing():
     assert g.nodes[1]["op"] == "Gemm" and g.nodes[1]["layer"] == "fc"
     assert {p for p, _ in g.nodes[1]["params"]} == {"fc.weight", "fc.bias"}
     assert list(g.edges) == [(1, 2), (2, 3)] and g.nodes[3]["data_in"] == 1
+
+
+@pytest.mark.parametrize("name", sorted(ap.HARD_CASES))
+def test_eager_dataflow_matches_the_hard_cases_as_well_as_export(name, monkeypatch):
+    import paddle
+
+    def broken_save(*args, **kwargs):
+        raise RuntimeError("forced export failure")
+
+    case = ap.HARD_CASES[name]()
+    case.paddle.train()
+    case.torch.train()
+    before = snapshot(case.paddle, case.torch)
+    monkeypatch.setattr(paddle.jit, "save", broken_save)
+    lm = padiff.suggest_layer_map(case.paddle, case.torch, case.inputs)
+    assert lm.route == "graph" and any("eager forward" in n for n in lm.notes)
+    assert precision_recall(lm, case) == (1.0, 1.0)
+    assert_unchanged(before, snapshot(case.paddle, case.torch))  # modes, weights, BatchNorm statistics
