@@ -220,14 +220,28 @@ def _assign(layer: Any, module: Any, resolved: Any, rep: DiffReport) -> bool:
 
 def _attach_op_view(rep: DiffReport, layer: Any, module: Any, p_inp: dict[str, Any], t_inp: dict[str, Any],
                     opts: DiffOptions) -> None:
-    """Look inside the first differing forward pair and put the first differing op on its record (SPEC §6)."""
+    """Look inside the first differing forward pair and put the first differing op on its record (SPEC §6).
+
+    With ``single_step`` a forward fault can hide: each torch layer got the paddle layer's
+    input, so every forward compare passed and the first difference is a gradient. Then the
+    whole forward is re-run unsynchronised; a differing op found there is the likelier cause.
+    """
     first = rep.first_diff
-    if first is None or first.stage != "forward":
+    if first is None:
         return
+    target = first
+    if first.stage != "forward":
+        if not (opts.single_step and opts.checks_forward and first.stage in ("backward", "grad")):
+            return
+        target = dataclasses.replace(first, paddle_path="", torch_path="", call=0)
     from padiff.runtime.ops import op_view
 
     try:
-        op = op_view(layer, module, p_inp, t_inp, first, rep.mapping, opts)
+        op = op_view(layer, module, p_inp, t_inp, target, rep.mapping, opts)
+        if op is not None and target is not first:
+            op = dataclasses.replace(op, note=(op.note + "; " if op.note else "") + (
+                "found by re-running the whole forward without single_step's input synchronisation (every "
+                "synchronised forward compare passed)"))
     except Exception as e:  # noqa: BLE001 - the layer verdict stands; the op view is extra detail
         rep.warnings.append(f"the op view could not re-run {first.paddle_path or '<root>'} <-> "
                             f"{first.torch_path or '<root>'}: {type(e).__name__}: {e}. The layer-level result "

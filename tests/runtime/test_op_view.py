@@ -189,3 +189,13 @@ def test_a_re_run_that_raises_leaves_the_layer_verdict_and_says_why(monkeypatch)
     assert not rep and rep.first_diff.paddle_path == "fc2" and rep.first_diff.op is None
     assert any("op view could not re-run" in w and "second forward not allowed" in w for w in rep.warnings)
     assert all(a[2] is b[2] for a, b in zip(before, _identities()))
+
+
+def test_single_step_hides_a_forward_fault_the_op_view_still_names():
+    torch.manual_seed(0)
+    rep = padiff.compare(M.PaddleGeluMLP(), M.TorchGeluMLP(), inputs(("x", "x", rand(3, 8))), auto_weights=True,
+                         options={**OPTS, "single_step": True})
+    first = rep.first_diff
+    assert not rep and first.stage != "forward"  # every synchronised forward compare passed
+    assert first.op is not None and first.op.kind == "gelu" and first.op.where == "between `fc1` and `fc2`"
+    assert "single_step" in first.op.note
