@@ -18,7 +18,8 @@ from padiff.errors import MappingError
 
 log = logging.getLogger("padiff")
 
-MAP_FORMAT_VERSION = 1
+MAP_FORMAT_VERSION = 2  # 2: a pair side may list several layers (fused against split)
+READABLE_VERSIONS = (1, 2)
 SIDES = ("paddle", "torch")
 
 
@@ -30,6 +31,13 @@ class LayerPair:
     their weights are copied by a special init or an inferred conversion.
     ``compare_output=False`` marks a weight-only pair whose outputs are not expected to
     agree (e.g. a paddle block holding raw parameters vs the torch ``Linear`` inside it).
+
+    A *fused* pair joins one layer to several on the other side: ``torch_parts`` (or
+    ``paddle_parts``) lists the split layers in the order their outputs concatenate along
+    ``axis`` to the fused layer's output (paddle ``qkv_proj`` against torch
+    ``q_proj``/``k_proj``/``v_proj``). The single path field of the split side then holds
+    the first part, so code indexing pairs by path finds it; weights are copied by the
+    split/concatenation the shapes imply, in the parts' order.
     """
 
     paddle_path: str
@@ -42,13 +50,58 @@ class LayerPair:
     evidence: tuple[str, ...] = ()
     opaque: bool = False
     compare_output: bool = True
+    paddle_parts: tuple[str, ...] = ()
+    torch_parts: tuple[str, ...] = ()
+    axis: int = -1
+
+    def __post_init__(self) -> None:
+        if self.paddle_parts and self.torch_parts:
+            raise MappingError(f"pair {list(self.paddle_parts)} <-> {list(self.torch_parts)}: several layers on both "
+                               "sides; a fused pair joins one layer to several. Split it into pairs.")
+        for side in SIDES:
+            parts = getattr(self, f"{side}_parts")
+            if not parts:
+                continue
+            if len(parts) < 2 or len(set(parts)) != len(parts):
+                raise MappingError(f"{side} parts {list(parts)}: a fused pair needs two or more distinct layers; "
+                                   "for one layer give its path as a string.")
+            object.__setattr__(self, f"{side}_path", parts[0])
+
+    @property
+    def paddle_paths(self) -> tuple[str, ...]:
+        """Every paddle layer of the pair (the parts of a split paddle side, else the one path)."""
+        return self.paddle_parts or (self.paddle_path,)
+
+    @property
+    def torch_paths(self) -> tuple[str, ...]:
+        """Every torch module of the pair (the parts of a split torch side, else the one path)."""
+        return self.torch_parts or (self.torch_path,)
+
+    @property
+    def split_side(self) -> str:
+        """``"paddle"`` or ``"torch"`` for a fused pair (the side with several layers), else ``""``."""
+        return "paddle" if self.paddle_parts else "torch" if self.torch_parts else ""
+
+    def paths(self, side: str) -> tuple[str, ...]:
+        """``paddle_paths`` or ``torch_paths``."""
+        return self.paddle_paths if side == "paddle" else self.torch_paths
+
+    def label(self, side: str) -> str:
+        """The side's path(s) for messages: ``q_proj+k_proj+v_proj`` for a split side."""
+        return "+".join(p or "<root>" for p in self.paths(side))
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON/YAML-friendly dict (tuples become lists)."""
+        """A JSON/YAML-friendly dict (tuples become lists); a split side's path is a list of paths."""
         d = asdict(self)
         d["paddle_shapes"] = [list(s) for s in self.paddle_shapes]
         d["torch_shapes"] = [list(s) for s in self.torch_shapes]
         d["evidence"] = list(self.evidence)
+        for side in SIDES:
+            parts = d.pop(f"{side}_parts")
+            if parts:
+                d[f"{side}_path"] = list(parts)
+        if not self.split_side:
+            d.pop("axis")
         return d
 
     @classmethod
@@ -61,6 +114,12 @@ class LayerPair:
         if "paddle_path" not in d or "torch_path" not in d:
             raise MappingError("a pair needs both 'paddle_path' and 'torch_path'")
         kw = dict(d)
+        for side in SIDES:
+            if isinstance(kw.get(f"{side}_path"), list | tuple):
+                kw[f"{side}_parts"] = tuple(str(x) for x in kw.pop(f"{side}_path"))
+                kw[f"{side}_path"] = kw[f"{side}_parts"][0] if kw[f"{side}_parts"] else ""
+            elif f"{side}_parts" in kw:
+                kw[f"{side}_parts"] = tuple(str(x) for x in kw[f"{side}_parts"])
         for key in ("paddle_shapes", "torch_shapes"):
             if key in kw:
                 kw[key] = tuple(tuple(int(x) for x in s) for s in kw[key])
@@ -125,11 +184,11 @@ class ResolvedMap:
 
     def opaque_paths(self, side: str) -> frozenset[str]:
         """Tops of the opaque pairs on one side (their insides are not compared)."""
-        return frozenset(p.paddle_path if side == "paddle" else p.torch_path for p in self.pairs if p.opaque)
+        return frozenset(path for p in self.pairs if p.opaque for path in p.paths(side))
 
     def pair_of(self, side: str) -> dict[str, LayerPair]:
-        """Index the pairs by the path on ``side``."""
-        return {(p.paddle_path if side == "paddle" else p.torch_path): p for p in self.pairs}
+        """Index the pairs by the path(s) on ``side`` (every part of a fused pair's split side)."""
+        return {path: p for p in self.pairs for path in p.paths(side)}
 
 
 def _is_within(path: str, top: str) -> bool:
@@ -231,12 +290,14 @@ class LayerMap:
             pairs.append(LayerPair(pp, tp, p_classes[pp], t_classes[tp], opaque=True,
                                    evidence=("given in LayerMap.map",)))
         for pair in self.pairs:
-            if pair.paddle_path not in p_classes:
-                raise MappingError(f"pair {pair.paddle_path!r} <-> {pair.torch_path!r}: paddle model has no "
-                                   f"sublayer {pair.paddle_path!r}.")
-            if pair.torch_path not in t_classes:
-                raise MappingError(f"pair {pair.paddle_path!r} <-> {pair.torch_path!r}: torch model has no "
-                                   f"submodule {pair.torch_path!r}.")
+            for path in pair.paddle_paths:
+                if path not in p_classes:
+                    raise MappingError(f"pair {pair.label('paddle')!r} <-> {pair.label('torch')!r}: paddle model "
+                                       f"has no sublayer {path!r}.")
+            for path in pair.torch_paths:
+                if path not in t_classes:
+                    raise MappingError(f"pair {pair.label('paddle')!r} <-> {pair.label('torch')!r}: torch model "
+                                       f"has no submodule {path!r}.")
             pairs.append(pair)
         _check_unique(pairs)
 
@@ -375,12 +436,13 @@ def _method(kind: str) -> str:
 def _check_unique(pairs: list[LayerPair]) -> None:
     seen: dict[tuple[str, str], LayerPair] = {}
     for pair in pairs:
-        for side, path in (("paddle", pair.paddle_path), ("torch", pair.torch_path)):
-            other = seen.get((side, path))
-            if other is not None:
-                raise MappingError(
-                    f"{side} layer {path or '<root>'!r} is paired twice: with "
-                    f"{other.torch_path if side == 'paddle' else other.paddle_path!r} and with "
-                    f"{pair.torch_path if side == 'paddle' else pair.paddle_path!r}. Keep one pair."
-                )
-            seen[(side, path)] = pair
+        for side in SIDES:
+            other_side = "torch" if side == "paddle" else "paddle"
+            for path in pair.paths(side):
+                other = seen.get((side, path))
+                if other is not None:
+                    raise MappingError(
+                        f"{side} layer {path or '<root>'!r} is paired twice: with "
+                        f"{other.label(other_side)!r} and with {pair.label(other_side)!r}. Keep one pair."
+                    )
+                seen[(side, path)] = pair

@@ -26,12 +26,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from padiff.errors import MapFileError, MappingError, WeightAssignError
-from padiff.layer_map import MAP_FORMAT_VERSION, SIDES, Ignore, LayerMap, LayerPair, Unpaired
+from padiff.layer_map import MAP_FORMAT_VERSION, READABLE_VERSIONS, SIDES, Ignore, LayerMap, LayerPair, Unpaired
 from padiff.mapping_review import diff_maps, review_map
 from padiff.report.files import atomic_write
 
 SECTIONS = ("version", "route", "notes", "pairs", "map", "ignores", "unpaired", "baseline")
-PAIR_FIELDS = tuple(LayerPair.__dataclass_fields__)
+PAIR_FIELDS = tuple(f for f in LayerPair.__dataclass_fields__ if not f.endswith("_parts"))
 IGNORE_KINDS = ("self", "recursive", "class")
 YAML_SUFFIXES = (".yaml", ".yml")
 JSON_SUFFIXES = (".json",)
@@ -48,6 +48,9 @@ YAML_HEADER = """\
 #               two paths (classes and shapes are filled in from the models on load).
 #               confidence < 0.8 means the proposal is unsure: check those first.
 #               compare_output: false copies weights but does not compare outputs.
+#               One layer against several (fused qkv_proj vs q/k/v_proj): give the split
+#               side's path as a list, in the order their outputs concatenate (along
+#               axis, default -1), e.g. torch_path: [q_proj, k_proj, v_proj].
 #   - map:      opaque pairs: only their outputs are compared, not their insides, and
 #               their weights are copied by a special init (padiff.add_special_init).
 #   - ignores:  side paddle|torch, kind self (skip the layer, still look inside),
@@ -228,9 +231,9 @@ def map_from_dict(data: Any, layer: Any = None, module: Any = None, *, source: s
         raise MapFileError(f"{where('version')}: missing 'version'; add 'version: {MAP_FORMAT_VERSION}' at the top "
                            "(files written by LayerMap.save() have it).")
     version = data["version"]
-    if isinstance(version, bool) or version != MAP_FORMAT_VERSION:
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
         raise MapFileError(f"{where('version')}: format version {version!r} is not supported; this padiff reads "
-                           f"version {MAP_FORMAT_VERSION}. Re-create the map with this padiff (padiff suggest) "
+                           f"versions {list(READABLE_VERSIONS)}. Re-create the map with this padiff (padiff suggest) "
                            "or upgrade padiff.")
     route = data.get("route", "manual")
     if route is None:
@@ -326,9 +329,20 @@ def _pair(entry: Any, label: str, opaque: bool | None) -> LayerPair:
     if not isinstance(evidence, list | tuple):
         raise MapFileError(f"{label}: evidence must be a list of text lines, got {type(evidence).__name__}.")
     evidence = tuple(_text(e, label + " evidence") for e in evidence)
+    p_parts, t_parts = _parts(d["paddle_path"], label, "paddle_path"), _parts(d["torch_path"], label, "torch_path")
+    if p_parts and t_parts:
+        raise MapFileError(f"{label}: paddle_path and torch_path are both lists; a fused pair joins one layer to "
+                           "several, so one of them must be a single path.")
+    axis = d.get("axis", -1)
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise MapFileError(f"{label}: axis must be an integer (the output axis the parts concatenate along), "
+                           f"got {axis!r}.")
     return LayerPair(
-        paddle_path=_path(d["paddle_path"], label, "paddle_path"),
-        torch_path=_path(d["torch_path"], label, "torch_path"),
+        paddle_path=p_parts[0] if p_parts else _path(d["paddle_path"], label, "paddle_path"),
+        torch_path=t_parts[0] if t_parts else _path(d["torch_path"], label, "torch_path"),
+        paddle_parts=p_parts,
+        torch_parts=t_parts,
+        axis=axis,
         paddle_class=_path(d.get("paddle_class"), label, "paddle_class"),
         torch_class=_path(d.get("torch_class"), label, "torch_class"),
         paddle_shapes=_shapes(d.get("paddle_shapes"), label, "paddle_shapes"),
@@ -338,6 +352,17 @@ def _pair(entry: Any, label: str, opaque: bool | None) -> LayerPair:
         opaque=True if opaque else _flag(d.get("opaque"), label, "opaque", False),
         compare_output=_flag(d.get("compare_output"), label, "compare_output", True),
     )
+
+
+def _parts(value: Any, label: str, key: str) -> tuple[str, ...]:
+    """The layers of a split side written as a list of paths; ``()`` for a single path."""
+    if not isinstance(value, list | tuple):
+        return ()
+    parts = tuple(_path(v, label, key) for v in value)
+    if len(parts) < 2 or len(set(parts)) != len(parts):
+        raise MapFileError(f"{label}: {key} as a list needs two or more distinct paths (the split layers in the "
+                           f"order their outputs concatenate), got {list(value)!r}.")
+    return parts
 
 
 def _side(value: Any, label: str) -> str:
@@ -367,7 +392,7 @@ def _check_no_duplicates(labelled: list[tuple[str, LayerPair]], source: str = ""
     seen: dict[tuple[str, str], str] = {}
     prefix = source + " " if source else ""
     for label, pair in labelled:
-        for side, path in (("paddle", pair.paddle_path), ("torch", pair.torch_path)):
+        for side, path in [(side, path) for side in SIDES for path in pair.paths(side)]:
             first = seen.get((side, path))
             if first is not None:
                 raise MapFileError(f"{label}: the {side} layer {path or '<root>'!r} is already paired by {first}. "

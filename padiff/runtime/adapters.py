@@ -8,7 +8,7 @@ imported lazily so ``import padiff`` stays cheap.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -651,3 +651,25 @@ def subtree_state(owned: Mapping[str, list[StateEntry]], top: str) -> list[State
                 name = f"{rel}.{e.name}" if rel else e.name
                 out.append(StateEntry(name, e.tensor, e.trainable, e.is_buffer))
     return out
+
+
+def parts_state(owned: Mapping[str, list[StateEntry]], parts: Sequence[str]) -> list[StateEntry]:
+    """Tensors of the split side of a fused pair, in the parts' order, each named by its layer path.
+
+    ``q_proj.weight, q_proj.bias, k_proj.weight ...``: the order of the parts (not definition
+    order) decides how they concatenate into the fused layer's tensors.
+    """
+    out: list[StateEntry] = []
+    for path in parts:
+        for e in owned.get(path, []):
+            out.append(StateEntry(f"{path}.{e.name}" if path else e.name, e.tensor, e.trainable, e.is_buffer))
+    return out
+
+
+def pair_state(owned: Mapping[str, list[StateEntry]], paths: Sequence[str], subtree: bool) -> list[StateEntry]:
+    """The tensors one side of a pair exchanges: several parts, a whole subtree, or one layer's own."""
+    if len(paths) > 1:
+        return parts_state(owned, paths)
+    if subtree:
+        return subtree_state(owned, paths[0])
+    return list(owned.get(paths[0], []))

@@ -22,9 +22,9 @@ import numpy as np
 
 from padiff.errors import InputError, WeightAssignError
 from padiff.layer_map import LayerMap, LayerPair, ResolvedMap
-from padiff.runtime.adapters import PADDLE, TORCH, StateEntry, subtree_state
+from padiff.runtime.adapters import PADDLE, TORCH, StateEntry, pair_state, subtree_state
 from padiff.runtime.assign_message import TreeMarks, build_error, skip_marks
-from padiff.runtime.weights import PairPlan, plan_pair, torch_arrays
+from padiff.runtime.weights import PairPlan, plan_fused, plan_pair, torch_arrays
 
 log = logging.getLogger("padiff")
 
@@ -156,6 +156,9 @@ class _Planner:
         if any(_within(pp, top) for top in self.p_tops) or any(_within(tp, top) for top in self.t_tops):
             return  # inside a pair that already covers its subtree
         p_obj, t_obj = self.p_layers[pp], self.t_layers[tp]
+        if pair.split_side:
+            self._fused(pair)
+            return
         if covers_subtree(pair, p_obj, t_obj):
             p_state, t_state = subtree_state(self.p_owned, pp), subtree_state(self.t_owned, tp)
             self.p_tops.append(pp)
@@ -166,6 +169,21 @@ class _Planner:
             self.t_done.add(tp)
         if p_state or t_state:
             self._add(pp, tp, p_state, t_state)
+
+    def _fused(self, pair: LayerPair) -> None:
+        """One layer against several: their tensors are split or concatenated in the pair's part order."""
+        p_state = pair_state(self.p_owned, pair.paddle_paths, False)
+        t_state = pair_state(self.t_owned, pair.torch_paths, False)
+        self.p_done.update(pair.paddle_paths)
+        self.t_done.update(pair.torch_paths)
+        if not p_state and not t_state:
+            return
+        try:
+            plan = plan_fused(pair, self.p_layers, p_state, self.t_layers, t_state)
+        except WeightAssignError as e:
+            raise self.error(pair.label("paddle"), pair.label("torch"), getattr(e, "reason", str(e)), p_state,
+                             t_state, cause=e) from e
+        self.plans.append(plan)
 
     def _add(self, pp: str, tp: str, p_state: list[StateEntry], t_state: list[StateEntry]) -> None:
         try:
@@ -257,8 +275,8 @@ def _apply(plan: PairPlan, p_layers: dict[str, Any], t_layers: dict[str, Any],
         with PADDLE.no_grad(), TORCH.no_grad():
             plan.layer_init(p_layers[plan.paddle_path], t_layers[plan.torch_path])
         return
-    p_by_name = {e.name: e.tensor for e in subtree_state(p_owned, plan.paddle_path)}
-    t_arrays = torch_arrays(subtree_state(t_owned, plan.torch_path))
+    p_by_name = {e.name: e.tensor for e in _plan_state(p_owned, plan.paddle_paths)}
+    t_arrays = torch_arrays(_plan_state(t_owned, plan.torch_paths))
     for link in plan.links:
         missing = [n for n in link.torch_names if n not in t_arrays]
         if missing or link.paddle_name not in p_by_name:
@@ -290,11 +308,16 @@ def _snapshot(plans: list[PairPlan], p_layers: dict[str, Any],
                 for e in PADDLE.raw_state(sub):
                     keep(e.tensor)
         else:
-            by_name = {e.name: e.tensor for e in subtree_state(p_owned, plan.paddle_path)}
+            by_name = {e.name: e.tensor for e in _plan_state(p_owned, plan.paddle_paths)}
             for link in plan.links:
                 if link.paddle_name in by_name:
                     keep(by_name[link.paddle_name])
     return out
+
+
+def _plan_state(owned: dict[str, list[StateEntry]], paths: tuple[str, ...]) -> list[StateEntry]:
+    """What a plan reads or writes on one side: the parts of a fused pair, else the subtree (a superset)."""
+    return pair_state(owned, paths, True)
 
 
 def _restore(snapshot: list[tuple[Any, np.ndarray]]) -> None:

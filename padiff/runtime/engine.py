@@ -25,14 +25,15 @@ from padiff.errors import MappingError, ModelRunError, OptionsError, PadiffError
 from padiff.layer_map import ResolvedMap
 from padiff.options import DiffOptions
 from padiff.report.records import Comparison, DiffReport, SkippedLayer
-from padiff.runtime.adapters import PADDLE, TORCH, Side, StateEntry, subtree_state
+from padiff.runtime.adapters import PADDLE, TORCH, Side, StateEntry, pair_state
 from padiff.runtime.compare import Stats, compare_arrays, structure_mismatch
 from padiff.runtime.conventions import BATCHNORM_VARIANCE_NOTE, BatchNormVariance
 from padiff.runtime.grad_exchange import OVERLAP, SEQUENTIAL, GradExchange, make_recorder
 from padiff.runtime.hooks import HookSet, user_stack
 from padiff.runtime.memory import available_memory
 from padiff.runtime.pairing import Event, OnlinePairer, Role, assign_roles
-from padiff.runtime.weights import PairPlan, plan_pair, torch_arrays
+from padiff.runtime.fused import FusedCall, axis_of, cut
+from padiff.runtime.weights import PairPlan, plan_fused, plan_pair, torch_arrays
 
 
 @dataclass
@@ -97,6 +98,7 @@ class Engine:
         self._grad_bytes = 0
         self._bn = BatchNormVariance()  # paddle's biased running-variance convention, reconciled
         self._tracks_bn = spec.optimizers is not None and self.opts.checks_backward
+        self._fused: dict[int, FusedCall] = {}  # paddle event index -> its torch parts so far
 
     # --- public --------------------------------------------------------------------------
     def run(self, on_step: Callable[[], None] = lambda: None) -> None:
@@ -135,6 +137,7 @@ class Engine:
     def _one_pass(self, ps: _Pass) -> None:
         for side in (self.p, self.t):
             side.events, side.calls, side.active = [], {}, []
+        self._fused = {}
         self._exchange = GradExchange()
         self._grad_bytes = 0  # paddle output gradients this pass will record (float32 host copies)
         with HookSet() as hooks:
@@ -255,6 +258,7 @@ class Engine:
                     if ps.compare_forward:
                         ev.outputs = [self._keep(t) for t in outs]
                     ev.dtype = PADDLE.dtype_name(outs[0]) if outs else ""
+                    ev.shapes = [tuple(PADDLE.shape(t)) for t in outs]
                     if ps.backward:
                         for i, t in enumerate(outs):
                             if PADDLE.carries_grad(t):
@@ -295,7 +299,9 @@ class Engine:
                     ev.partner = pev
                     if pev is not None:
                         pev.partner = ev
-                        self._pairs_seen.setdefault((pev.role.path, role.path), (pev.role, role, len(self._pairs_seen)))
+                        key = (role.pair.paddle_path, role.pair.torch_path) if role.pair is not None \
+                            and role.pair.split_side else (pev.role.path, role.path)
+                        self._pairs_seen.setdefault(key, (pev.role, role, len(self._pairs_seen)))
                     if ps.sync_inputs and pev is not None and pev.inputs:
                         return _replace_inputs(args, kwargs, pev.inputs)
                 except Exception as e:  # noqa: BLE001
@@ -312,6 +318,9 @@ class Engine:
                     pev = ev.partner
                     if pev is None:
                         return
+                    if role.pair is not None and role.pair.split_side:
+                        self._fused_post(hooks, ps, pev, ev, outs)
+                        return
                     if ps.compare_forward and _compares_output(pev, ev):
                         self._compare_outputs("forward", pev, ev, pev.outputs or [],
                                               [TORCH.host_view(t) for t in outs])
@@ -326,6 +335,144 @@ class Engine:
 
             hooks.add(TORCH.add_pre_hook(layer, pre))
             hooks.add(TORCH.add_post_hook(layer, post))
+
+    # --- fused pairs (one layer against several; see padiff.runtime.fused) ------------------
+    def _fused_post(self, hooks: HookSet, ps: _Pass, pev: Event, tev: Event, outs: list[Any]) -> None:
+        pair = tev.role.pair
+        assert pair is not None
+        if pair.split_side == "torch":
+            call = self._fused.setdefault(pev.index, FusedCall(len(pair.torch_parts)))
+            k = pair.torch_parts.index(tev.role.path)
+            call.shapes[k] = [tuple(t.shape) for t in outs]
+            call.events[k] = tev
+            if ps.compare_forward:
+                call.outputs[k] = [np.array(TORCH.host_view(t)) for t in outs]
+            if call.complete:
+                if ps.compare_forward and pair.compare_output:
+                    self._compare_torch_parts(pev, call, pair.axis)
+                pev.outputs = pev.inputs = None
+            if ps.backward:
+                for i, t in enumerate(outs):
+                    if TORCH.requires_grad(t):
+                        hooks.add(TORCH.add_grad_hook(t, self._part_grad_checker(pev, tev, call, k, i, ps)))
+            return
+        pieces = tev.pieces or []
+        if ps.compare_forward and pair.compare_output:
+            t_arrs = [TORCH.host_view(t) for t in outs]
+            for i, t_arr in enumerate(t_arrs):
+                for pe, piece in zip(pieces, self._torch_slices(pieces, t_arr, i, pair.axis) or []):
+                    if piece is None:
+                        self._add("forward", pe.role.path, tev.role.path, pe.role.cls, tev.role.cls,
+                                  structure_mismatch(1, 0), item=_item("output", i, len(t_arrs)), call=tev.call,
+                                  depth=pe.role.depth, dtype=tev.dtype, pev=pe, tev=tev)
+                        continue
+                    self._add("forward", pe.role.path, tev.role.path, pe.role.cls, tev.role.cls,
+                              self._cmp((pe.outputs or [])[i], piece), item=_part_item(i, len(t_arrs), pe, pieces),
+                              call=tev.call, depth=pe.role.depth, dtype=tev.dtype, pev=pe, tev=tev)
+        for pe in pieces:
+            pe.outputs = pe.inputs = None
+        if ps.backward:
+            for i, t in enumerate(outs):
+                if TORCH.requires_grad(t):
+                    hooks.add(TORCH.add_grad_hook(t, self._fused_grad_checker(pieces, tev, i, ps)))
+
+    def _torch_slices(self, pieces: list[Event], t_arr: np.ndarray, i: int,
+                      axis: int) -> list[np.ndarray | None] | None:
+        """The fused torch output ``t_arr`` cut into the paddle parts' sizes (None for a part that does not fit)."""
+        ax = axis_of(axis, t_arr.ndim)
+        out: list[np.ndarray | None] = []
+        start = 0
+        for pe in pieces:
+            shape = pe.shapes[i] if i < len(pe.shapes) else None
+            if ax is None or shape is None or len(shape) != t_arr.ndim:
+                out.append(None)
+                continue
+            stop = start + int(shape[ax])
+            out.append(cut(t_arr, ax, start, stop) if stop <= t_arr.shape[ax] else None)
+            start = stop
+        if ax is not None and start != t_arr.shape[ax]:  # the parts do not make up the fused output
+            return [None] * len(pieces)
+        return out
+
+    def _compare_torch_parts(self, pev: Event, call: FusedCall, axis: int) -> None:
+        """Each torch part's output against its slice of the fused paddle output."""
+        p_arrs = pev.outputs or []
+        for i, p_arr in enumerate(p_arrs):
+            bnds = call.part_bounds(i, axis)
+            ax = axis_of(axis, p_arr.ndim)
+            whole = bnds is not None and ax is not None and bnds[-1][1] == p_arr.shape[ax]
+            for k in range(call.n_parts):
+                tev = call.events[k]
+                common = dict(call=tev.call, depth=pev.role.depth, dtype=tev.dtype, pev=pev, tev=tev)
+                outs = call.outputs.get(k, [])
+                if not whole or i >= len(outs):
+                    self._add("forward", pev.role.path, tev.role.path, pev.role.cls, tev.role.cls,
+                              structure_mismatch(len(p_arrs), len(outs)) if i >= len(outs) else
+                              self._cmp(p_arr, np.concatenate([call.outputs[j][i] for j in range(call.n_parts)],
+                                                              axis=axis)),
+                              item=_item("output", i, len(p_arrs)), **common)
+                    continue
+                assert bnds is not None and ax is not None
+                start, stop = bnds[k]
+                self._add("forward", pev.role.path, tev.role.path, pev.role.cls, tev.role.cls,
+                          self._cmp(cut(p_arr, ax, start, stop), outs[i]),
+                          item=f"{_item('output', i, len(p_arrs))} [{start}:{stop}] of axis {axis}", **common)
+
+    def _part_grad_checker(self, pev: Event, tev: Event, call: FusedCall, k: int, i: int,
+                           ps: _Pass) -> Callable[[Any], Any]:
+        """Gradient of torch part ``k``'s output ``i`` against its slice of the fused paddle output's gradient."""
+        def check(grad: Any) -> Any:
+            try:
+                if i not in call.grads:
+                    call.grads[i] = self._exchange.take(pev.grads, i, i in pev.grad_hooked)
+                p_grad = call.grads[i]
+                bnds = call.part_bounds(i, tev.role.pair.axis)  # type: ignore[union-attr]
+                if p_grad is None or bnds is None:
+                    return None
+                ax = axis_of(tev.role.pair.axis, p_grad.ndim)  # type: ignore[union-attr]
+                assert ax is not None
+                start, stop = bnds[k]
+                piece = cut(p_grad, ax, start, stop)
+                if ps.compare_backward and _compares_output(pev, tev):
+                    self._add("backward", pev.role.path, tev.role.path, pev.role.cls, tev.role.cls,
+                              self._cmp(piece, TORCH.host_view(grad)), call=tev.call,
+                              item=f"{_item('grad of output', i, 2)} [{start}:{stop}]",
+                              order=-pev.index * 64 + i, depth=pev.role.depth, dtype=tev.dtype, pev=pev, tev=tev)
+                    tev.grads[i] = True
+                if ps.sync_grads and piece.shape == tuple(grad.shape):
+                    return TORCH.from_numpy(np.ascontiguousarray(piece), like=grad)
+            except Exception as e:  # noqa: BLE001
+                self._hook_error = self._hook_error or e
+            return None
+
+        return check
+
+    def _fused_grad_checker(self, pieces: list[Event], tev: Event, i: int, ps: _Pass) -> Callable[[Any], Any]:
+        """Gradient of the fused torch output ``i`` cut into the paddle parts, each against its part."""
+        def check(grad: Any) -> Any:
+            try:
+                t_grad = TORCH.host_view(grad)
+                slices = self._torch_slices(pieces, t_grad, i, tev.role.pair.axis)  # type: ignore[union-attr]
+                p_grads = []
+                for pe, piece in zip(pieces, slices or []):
+                    p_grad = self._exchange.take(pe.grads, i, i in pe.grad_hooked)
+                    p_grads.append(p_grad)
+                    if p_grad is None or piece is None or not ps.compare_backward:
+                        continue
+                    self._add("backward", pe.role.path, tev.role.path, pe.role.cls, tev.role.cls,
+                              self._cmp(p_grad, piece), call=tev.call, item=_item("grad of output", i, 2),
+                              order=-pe.index * 64 + i, depth=pe.role.depth, dtype=tev.dtype, pev=pe, tev=tev)
+                    tev.grads[i] = True
+                ax = axis_of(tev.role.pair.axis, t_grad.ndim)  # type: ignore[union-attr]
+                if ps.sync_grads and p_grads and all(g is not None for g in p_grads) and ax is not None:
+                    whole = np.concatenate(p_grads, axis=ax)
+                    if whole.shape == tuple(grad.shape):
+                        return TORCH.from_numpy(whole, like=grad)
+            except Exception as e:  # noqa: BLE001
+                self._hook_error = self._hook_error or e
+            return None
+
+        return check
 
     def _open(self, run: _SideRun, role: Role) -> Event:
         call = run.calls.get(role.path, 0)
@@ -579,6 +726,8 @@ class Engine:
             plan = self._plan(p_role, t_role)
             if plan is None:
                 continue
+            if t_role.pair is not None and t_role.pair.split_side:
+                p_path, t_path = t_role.pair.label("paddle"), t_role.pair.label("torch")
             p_state, t_state = self._state(self.p, p_role), self._state(self.t, t_role)
             converted = plan.convert(torch_arrays(t_state, which))
             t_present = {e.name for e in t_state if (TORCH.grad(e.tensor) if which == "grad" else e.tensor) is not None}
@@ -623,19 +772,24 @@ class Engine:
         return self._bn.corrected(p_owner, p_leaf, value)
 
     def _state(self, run: _SideRun, role: Role) -> list[StateEntry]:
-        if role.unit:
-            return subtree_state(run.owned, role.path)
-        return run.owned.get(role.path, [])
+        if role.pair is not None and role.pair.split_side:
+            return pair_state(run.owned, role.pair.paths(run.side.name), False)
+        return pair_state(run.owned, (role.path,), role.unit)
 
     def _plan(self, p_role: Role, t_role: Role) -> PairPlan | None:
         key = (p_role.path, t_role.path)
         if key not in self._plans:
             p_state, t_state = self._state(self.p, p_role), self._state(self.t, t_role)
             plan = None
+            fused = t_role.pair if t_role.pair is not None and t_role.pair.split_side else None
             if p_state or t_state:
                 try:
-                    plan = plan_pair(p_role.path, _layer_at(self.p, p_role.path), p_state,
-                                     t_role.path, _layer_at(self.t, t_role.path), t_state)
+                    if fused is not None:
+                        self._layer_table()
+                        plan = plan_fused(fused, self.p.by_path or {}, p_state, self.t.by_path or {}, t_state)
+                    else:
+                        plan = plan_pair(p_role.path, _layer_at(self.p, p_role.path), p_state,
+                                         t_role.path, _layer_at(self.t, t_role.path), t_state)
                     if plan.layer_init is not None:
                         self.report.warnings.append(
                             f"{p_role.path} <-> {t_role.path}: weights use a user special init, so its parameter "
@@ -645,6 +799,11 @@ class Engine:
                     self.report.warnings.append(f"parameters not compared: {e}")
             self._plans[key] = plan
         return self._plans[key]
+
+    def _layer_table(self) -> None:
+        """Fill both sides' path -> layer tables (fused plans look up every part's class)."""
+        _layer_at(self.p, "")
+        _layer_at(self.t, "")
 
     def _check_pairing(self, pairer: OnlinePairer) -> None:
         if self._pairing_checked:
@@ -752,6 +911,10 @@ def _replace_inputs(args: tuple, kwargs: dict, paddle_inputs: list[np.ndarray]) 
         return replacements.get(id(t), t)
 
     return TORCH.map_tensors(args, swap), TORCH.map_tensors(kwargs, swap)
+
+
+def _part_item(i: int, n: int, part: Event, parts: list[Event]) -> str:
+    return f"{_item('output', i, n)} (part {parts.index(part) + 1}/{len(parts)} of the concatenation)"
 
 
 def _item(base: str, i: int, n: int) -> str:

@@ -53,6 +53,8 @@ class Event:
     grad_hooked: set[int] = field(default_factory=set)  # paddle: outputs whose gradient is recorded
     partner: Event | None = None
     dtype: str = ""
+    shapes: list[tuple[int, ...]] = field(default_factory=list)  # output shapes (fused pairs slice by them)
+    pieces: list[Event] | None = None  # torch event of a fused pair with a split paddle side: its paddle parts
 
 
 def assign_roles(side: Side, root: Any, resolved: ResolvedMap, owned_paths: set[str]) -> dict[str, Role]:
@@ -111,12 +113,15 @@ class OnlinePairer:
         self.ptr = 0
         self.unmatched_paddle: list[Event] = []
         self.unmatched_torch: list[Event] = []
+        self._parts_seen: dict[tuple[str, int], set[str]] = {}
 
     def match(self, tev: Event) -> Event | None:
         """The paddle partner of torch event ``tev`` (or None), consuming it."""
         role = tev.role
         if role.kind == "explicit":
             assert role.pair is not None
+            if role.pair.split_side:
+                return self._match_fused(tev, role.pair)
             pev = self.explicit.pop((role.pair.paddle_path, tev.call), None)
             if pev is None:
                 self.unmatched_torch.append(tev)
@@ -140,6 +145,28 @@ class OnlinePairer:
                 return cand
         self.unmatched_torch.append(tev)
         return None
+
+    def _match_fused(self, tev: Event, pair: LayerPair) -> Event | None:
+        """A fused pair: every torch part shares the fused paddle call; a fused torch call takes all paddle parts."""
+        if pair.split_side == "torch":
+            key = (pair.paddle_path, tev.call)
+            pev = self.explicit.get(key)
+            if pev is None:
+                self.unmatched_torch.append(tev)
+                return None
+            taken = self._parts_seen.setdefault(key, set())
+            taken.add(tev.role.path)
+            if len(taken) == len(pair.torch_parts):
+                del self.explicit[key]
+            return pev
+        pieces = [self.explicit.get((path, tev.call)) for path in pair.paddle_parts]
+        if any(p is None for p in pieces):
+            self.unmatched_torch.append(tev)
+            return None
+        for path in pair.paddle_parts:
+            del self.explicit[(path, tev.call)]
+        tev.pieces = [p for p in pieces if p is not None]
+        return tev.pieces[0]
 
     def finish(self) -> None:
         """Everything on the paddle side not consumed is unmatched."""

@@ -12,7 +12,7 @@ weight comparisons happen in paddle's layout. Shape inference lives in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,18 @@ class PairPlan:
     links: list[Link]
     special: str = ""  # name of the special init used, if any
     layer_init: Callable[[Any, Any], None] | None = None  # a user special init (objects)
+    paddle_parts: tuple[str, ...] = ()  # a fused pair's split side (tensors named by layer path)
+    torch_parts: tuple[str, ...] = ()
+
+    @property
+    def paddle_paths(self) -> tuple[str, ...]:
+        """The paddle layers whose tensors this plan writes."""
+        return self.paddle_parts or (self.paddle_path,)
+
+    @property
+    def torch_paths(self) -> tuple[str, ...]:
+        """The torch modules whose tensors this plan reads."""
+        return self.torch_parts or (self.torch_path,)
 
     def convert(self, torch_arrays: ArrayDict) -> ArrayDict:
         """Torch-named arrays → paddle-named arrays, for every link whose inputs are present."""
@@ -92,6 +104,41 @@ def plan_pair(p_path: str, p_layer: Any, p_state: list[StateEntry],
         raise mismatch_error(p_path, p_class, p_state, t_path, t_class, t_state)
     links = [Link(x.paddle_name, x.torch_names, x.conversion, x.fn) for x in inferred]
     return PairPlan(p_path, t_path, p_class, t_class, links)
+
+
+def plan_fused(pair: Any, p_layers: Mapping[str, Any], p_state: list[StateEntry],
+               t_layers: Mapping[str, Any], t_state: list[StateEntry]) -> PairPlan:
+    """The plan of a fused pair (one layer against several): split or concatenate, in the parts' order.
+
+    ``p_state``/``t_state`` come from :func:`padiff.runtime.adapters.pair_state`: the split
+    side's tensors are named by their layer path (``k_proj.weight``) and listed in the
+    pair's part order, which the inference keeps, so the order of the pieces is the one the
+    pair states (from dataflow or a person), never definition order. Raises
+    :class:`WeightAssignError` with the shapes when the tensors do not fit together.
+    """
+    p_class, t_class = type(p_layers[pair.paddle_path]).__name__, type(t_layers[pair.torch_path]).__name__
+    p_owner = _part_owners(p_layers, pair.paddle_parts, pair.paddle_path, p_state)
+    t_owner = _part_owners(t_layers, pair.torch_parts, pair.torch_path, t_state)
+    inferred = infer_links(shapes_of(p_state, p_owner), shapes_of(t_state, t_owner))
+    p_label, t_label = "+".join(pair.paddle_parts) or pair.paddle_path, "+".join(pair.torch_parts) or pair.torch_path
+    if inferred is None:
+        raise mismatch_error(p_label, p_class, p_state, t_label, t_class, t_state)
+    links = [Link(x.paddle_name, x.torch_names, x.conversion, x.fn) for x in inferred]
+    return PairPlan(pair.paddle_path, pair.torch_path, p_class, t_class, links,
+                    paddle_parts=tuple(pair.paddle_parts), torch_parts=tuple(pair.torch_parts))
+
+
+def _part_owners(layers: Mapping[str, Any], parts: tuple[str, ...], path: str,
+                 state: list[StateEntry]) -> dict[str, str]:
+    """Class name of the layer holding each tensor of one side of a fused pair."""
+    if not parts:
+        cls = type(layers[path]).__name__
+        return {e.name: cls for e in state}
+    out = {}
+    for e in state:
+        owner = max((p for p in parts if e.name.startswith(p + ".")), key=len, default=path)
+        out[e.name] = type(layers[owner]).__name__
+    return out
 
 
 def one_to_one_links(p_class: str, p_state: list[StateEntry], t_class: str,

@@ -1,0 +1,243 @@
+"""Model pairs where one side fuses what the other splits (SPEC §5), with the known truth.
+
+- attention: paddle ``qkv_proj = Linear(d, 3d)`` against torch ``q_proj``/``k_proj``/``v_proj``
+  (and the reverse); torch may define its projections in reversed order.
+- mlp: paddle ``up_gate_proj = Linear(d, 2h)`` against torch ``gate_proj``/``up_proj``.
+- conv1d: GPT-2 style torch ``Conv1D`` (weight ``[in, 3*out]``, paddle's layout) against three
+  paddle Linears.
+- experts: a paddle MoE holding 3-D expert tensors ``[E, in, out]`` against a torch
+  ``ModuleList`` of E expert MLPs.
+
+Each builder returns a ``Case`` whose ``fault`` names the torch layer a planted fault goes into.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import paddle
+import paddle.nn as pnn
+import paddle.nn.functional as PF
+import torch
+import torch.nn as tnn
+import torch.nn.functional as TF
+
+D, HEADS, HID, E = 8, 2, 12, 3
+
+
+@dataclass
+class Case:
+    """A fused/split pair: models, inputs, the expected fused pair and where to plant a fault."""
+
+    paddle: Any
+    torch: Any
+    inputs: tuple[dict[str, Any], dict[str, Any]]
+    fused: tuple[str, tuple[str, ...]] | None  # (single path, split paths) in the expected pair
+    fault: str  # torch module whose output a test scales
+
+
+def inputs(shape: tuple[int, ...] = (2, 5, D), seed: int = 0) -> tuple[dict, dict]:
+    arr = np.random.default_rng(seed).standard_normal(shape).astype("float32")
+    return {"x": paddle.to_tensor(arr)}, {"x": torch.from_numpy(arr.copy())}
+
+
+def _p_attend(q: Any, k: Any, v: Any) -> Any:
+    b, s, _ = q.shape
+    q, k, v = (t.reshape([b, s, HEADS, D // HEADS]).transpose([0, 2, 1, 3]) for t in (q, k, v))
+    w = PF.softmax(paddle.matmul(q, k, transpose_y=True) / (D // HEADS) ** 0.5, axis=-1)
+    return paddle.matmul(w, v).transpose([0, 2, 1, 3]).reshape([b, s, D])
+
+
+def _t_attend(q: Any, k: Any, v: Any) -> Any:
+    b, s, _ = q.shape
+    q, k, v = (t.reshape(b, s, HEADS, D // HEADS).transpose(1, 2) for t in (q, k, v))
+    w = torch.softmax(q @ k.transpose(-1, -2) / (D // HEADS) ** 0.5, dim=-1)
+    return (w @ v).transpose(1, 2).reshape(b, s, D)
+
+
+class PFusedAttn(pnn.Layer):
+    def __init__(self, k_width: int = D) -> None:
+        super().__init__()
+        self.qkv_proj = pnn.Linear(D, 2 * D + k_width)
+        self.out_proj = pnn.Linear(D, D)
+
+    def forward(self, x):
+        q, k, v = paddle.split(self.qkv_proj(x), 3, axis=-1)
+        return self.out_proj(_p_attend(q, k, v))
+
+
+class TSplitAttn(tnn.Module):
+    def __init__(self, reverse: bool = False, k_width: int = D) -> None:
+        super().__init__()
+        names = ["v_proj", "k_proj", "q_proj"] if reverse else ["q_proj", "k_proj", "v_proj"]
+        for name in names:
+            setattr(self, name, tnn.Linear(D, k_width if name == "k_proj" else D))
+        self.o_proj = tnn.Linear(D, D)
+
+    def forward(self, x):
+        return self.o_proj(_t_attend(self.q_proj(x), self.k_proj(x), self.v_proj(x)))
+
+
+class PSplitAttn(pnn.Layer):
+    def __init__(self, reverse: bool = False) -> None:
+        super().__init__()
+        for name in (["v", "k", "q"] if reverse else ["q", "k", "v"]):
+            setattr(self, name, pnn.Linear(D, D))
+        self.proj = pnn.Linear(D, D)
+
+    def forward(self, x):
+        return self.proj(_p_attend(self.q(x), self.k(x), self.v(x)))
+
+
+class TFusedAttn(tnn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_proj = tnn.Linear(D, 3 * D)
+        self.out = tnn.Linear(D, D)
+
+    def forward(self, x):
+        q, k, v = self.in_proj(x).chunk(3, dim=-1)
+        return self.out(_t_attend(q, k, v))
+
+
+class PUpGate(pnn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.up_gate_proj = pnn.Linear(D, 2 * HID, bias_attr=False)
+        self.down_proj = pnn.Linear(HID, D, bias_attr=False)
+
+    def forward(self, x):
+        gate, up = paddle.chunk(self.up_gate_proj(x), 2, axis=-1)
+        return self.down_proj(PF.silu(gate) * up)
+
+
+class TGateUp(tnn.Module):
+    def __init__(self, reverse: bool = False) -> None:
+        super().__init__()
+        for name in (["up_proj", "gate_proj"] if reverse else ["gate_proj", "up_proj"]):
+            setattr(self, name, tnn.Linear(D, HID, bias=False))
+        self.down_proj = tnn.Linear(HID, D, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(TF.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Conv1D(tnn.Module):
+    """GPT-2's Conv1D: a Linear whose weight is stored ``[in, out]`` (paddle's layout)."""
+
+    def __init__(self, nf: int, nx: int) -> None:
+        super().__init__()
+        self.weight = tnn.Parameter(torch.randn(nx, nf) * 0.2)
+        self.bias = tnn.Parameter(torch.randn(nf) * 0.1)
+
+    def forward(self, x):
+        return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).reshape(*x.shape[:-1], -1)
+
+
+class TConv1DAttn(tnn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c_attn = Conv1D(3 * D, D)
+        self.c_proj = Conv1D(D, D)
+
+    def forward(self, x):
+        q, k, v = self.c_attn(x).split(D, dim=2)
+        return self.c_proj(_t_attend(q, k, v))
+
+
+class PExperts(pnn.Layer):
+    """A MoE layer holding its experts as 3-D tensors ``[E, in, out]`` (dense soft routing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = pnn.Linear(D, E, bias_attr=False)
+        self.w1 = self.create_parameter([E, D, HID])
+        self.w2 = self.create_parameter([E, HID, D])
+
+    def forward(self, x):
+        probs = PF.softmax(self.gate(x), axis=-1)  # [B, S, E]
+        h = PF.gelu(paddle.einsum("bsd,edh->bseh", x, self.w1))
+        y = paddle.einsum("bseh,ehd->bsed", h, self.w2)
+        return (y * probs.unsqueeze(-1)).sum(axis=2)
+
+
+class TMLP(tnn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = tnn.Linear(D, HID, bias=False)
+        self.fc2 = tnn.Linear(HID, D, bias=False)
+
+    def forward(self, x):
+        return self.fc2(TF.gelu(self.fc1(x)))
+
+
+class TExperts(tnn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.router = tnn.Linear(D, E, bias=False)
+        self.experts = tnn.ModuleList([TMLP() for _ in range(E)])
+
+    def forward(self, x):
+        probs = torch.softmax(self.router(x), dim=-1)
+        y = torch.stack([ex(x) for ex in self.experts], dim=2)
+        return (y * probs.unsqueeze(-1)).sum(dim=2)
+
+
+class PBlock(pnn.Layer):
+    """A tiny decoder block around one of the fused layers (so the pair has neighbours)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self.norm = pnn.LayerNorm(D)
+        self.inner = inner
+        self.head = pnn.Linear(D, 4)
+
+    def forward(self, x):
+        return self.head(x + self.inner(self.norm(x)))
+
+
+class TBlock(tnn.Module):
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self.ln = tnn.LayerNorm(D)
+        self.body = inner
+        self.out = tnn.Linear(D, 4)
+
+    def forward(self, x):
+        return self.out(x + self.body(self.ln(x)))
+
+
+def attention(reverse: bool = False) -> Case:
+    paddle.seed(1)
+    torch.manual_seed(2)
+    return Case(PBlock(PFusedAttn()), TBlock(TSplitAttn(reverse)), inputs(),
+                ("inner.qkv_proj", ("body.q_proj", "body.k_proj", "body.v_proj")), "body.k_proj")
+
+
+def attention_split_paddle(reverse: bool = False) -> Case:
+    paddle.seed(1)
+    torch.manual_seed(2)
+    return Case(PBlock(PSplitAttn(reverse)), TBlock(TFusedAttn()), inputs(),
+                ("body.in_proj", ("inner.q", "inner.k", "inner.v")), "body.in_proj")
+
+
+def up_gate(reverse: bool = False) -> Case:
+    paddle.seed(1)
+    torch.manual_seed(2)
+    return Case(PBlock(PUpGate()), TBlock(TGateUp(reverse)), inputs(),
+                ("inner.up_gate_proj", ("body.gate_proj", "body.up_proj")), "body.up_proj")
+
+
+def conv1d() -> Case:
+    paddle.seed(1)
+    torch.manual_seed(2)
+    return Case(PBlock(PSplitAttn()), TBlock(TConv1DAttn()), inputs(),
+                ("body.c_attn", ("inner.q", "inner.k", "inner.v")), "body.c_attn")
+
+
+def experts() -> Case:
+    paddle.seed(1)
+    torch.manual_seed(2)
+    return Case(PBlock(PExperts()), TBlock(TExperts()), inputs(), None, "body.experts.1")
