@@ -42,9 +42,25 @@ def tie_groups(result: MatchResult, p_layers: Mapping[str, LayerInfo]) -> list[l
     groups: dict[tuple, list[ProposedPair]] = defaultdict(list)
     for pair in result.pairs:
         info = p_layers.get(pair.paddle_path)
+        if _fused(pair) or pair.opaque:
+            continue  # their order or extent is settled by settle_parts / taken as proposed
         if pair.uncertain and info is not None and info.shapes:
             groups[(info.cls, _signature(info))].append(pair)
     return [g for g in groups.values() if len(g) > 1]
+
+
+def _fused(pair: ProposedPair) -> bool:
+    return bool(pair.paddle_parts or pair.torch_parts)
+
+
+def _parts_of(pair: ProposedPair) -> tuple[str, ...]:
+    return pair.paddle_parts or pair.torch_parts
+
+
+def _with_order(pair: ProposedPair, order: tuple[str, ...]) -> ProposedPair:
+    if pair.paddle_parts:
+        return replace(pair, paddle_parts=order, paddle_path=order[0])
+    return replace(pair, torch_parts=order, torch_path=order[0])
 
 
 def _flat(side: Any, out: Any) -> list[np.ndarray]:
@@ -90,7 +106,8 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
     from padiff.runtime.adapters import PADDLE, TORCH
 
     groups = tie_groups(result, p_layers)
-    if not groups:
+    fused = [i for i, pr in enumerate(result.pairs) if _fused(pr) and pr.uncertain]
+    if not groups and not fused:
         return result, []
     notes: list[str] = []
     p_objs = dict(PADDLE.named_layers(layer))
@@ -99,7 +116,9 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
     snapshot = {(path, e.name): PADDLE.to_numpy(e.tensor) for path, es in p_state.items() for e in es}
     modes = [(side, obj, side.is_training(obj)) for side, root in ((PADDLE, layer), (TORCH, module))
              for _, obj in side.named_layers(root)]
-    compared = {p.paddle_path: p.torch_path for p in result.pairs if p.compare_output}
+    compared = {p.paddle_path: p.torch_path for p in result.pairs if p.compare_output and not _fused(p)}
+    fixed = [p for p in result.pairs if _fused(p) or p.opaque]  # copied by their own plans
+    orders = {i: _parts_of(result.pairs[i]) for i in fused}
     p_rec = t_rec = None
     try:
         for side, obj, _ in modes:
@@ -112,12 +131,24 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
         p_rec = _Recorder(PADDLE, layer, set(compared))
 
         def copy(assign: Mapping[str, str]) -> None:
-            from padiff.runtime.weights import apply_plan, plan_pair
+            from padiff.runtime.adapters import pair_state
+            from padiff.runtime.weights import apply_plan, plan_fused, plan_pair
 
             for p_path, t_path in assign.items():
                 if p_path in p_state and t_path in t_state:
                     plan = plan_pair(p_path, p_objs[p_path], p_state[p_path], t_path, t_objs[t_path], t_state[t_path])
                     apply_plan(plan, p_objs[p_path], p_state[p_path], t_objs[t_path], t_state[t_path])
+            for k, pr in enumerate(fixed):
+                i = result.pairs.index(pr)
+                pr = _with_order(pr, orders[i]) if i in orders else pr
+                ps_ = pair_state(p_state, pr.paddle_parts or (pr.paddle_path,), pr.opaque)
+                ts_ = pair_state(t_state, pr.torch_parts or (pr.torch_path,), pr.opaque)
+                if _fused(pr):
+                    plan = plan_fused(pr, p_objs, ps_, t_objs, ts_)
+                else:
+                    plan = plan_pair(pr.paddle_path, p_objs[pr.paddle_path], ps_, pr.torch_path,
+                                     t_objs[pr.torch_path], ts_)
+                apply_plan(plan, p_objs[pr.paddle_path], ps_, t_objs[pr.torch_path], ts_)
 
         def error(assign: Mapping[str, str]) -> float:
             copy(assign)
@@ -130,10 +161,38 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
                 total += _distance(p_rec.outputs.get(p_path, []), t_out.get(t_now, []))  # type: ignore[union-attr]
             return total
 
-        current = {p.paddle_path: p.torch_path for p in result.pairs}
+        current = {p.paddle_path: p.torch_path for p in result.pairs if p not in fixed}
         copy(current)
         runs = 0
         updated: dict[str, ProposedPair] = {}
+        for i in fused:
+            pr = result.pairs[i]
+            perms = list(itertools.permutations(_parts_of(pr)))
+            if runs + len(perms) > MAX_RUNS:
+                notes.append(f"order of the parts of {pr.paddle_path} <-> {pr.torch_path} not settled: {len(perms)} "
+                             "orders exceed the numeric budget; check it by hand")
+                continue
+            scored = []
+            for perm in perms:
+                orders[i] = perm
+                scored.append((error(current), perm))
+                runs += 1
+            scored.sort(key=lambda s: s[0])
+            (best_err, best), second = scored[0], (scored[1][0] if len(scored) > 1 else float("inf"))
+            orders[i] = best
+            decisive = second - best_err > EQUAL * max(1.0, best_err)
+            label = " + ".join(best)
+            ev = tuple(e for e in pr.evidence if not e.startswith("order of the parts"))
+            if decisive:
+                ev += (f"order of the parts {label} settled numerically: output error {best_err:.2e} vs "
+                       f"{second:.2e} for the next order",)
+                updated[pr.paddle_path] = replace(_with_order(pr, best), evidence=ev, uncertain=False,
+                                                  confidence=max(pr.confidence, 0.9))
+                notes.append(f"order of fused parts settled numerically: {label}")
+            else:
+                ev += (f"orders of the parts {label} are numerically equivalent for this input: kept",)
+                updated[pr.paddle_path] = replace(_with_order(pr, best), evidence=ev)
+        copy(current)
         for group in groups:
             p_paths = [p.paddle_path for p in group]
             t_paths = [p.torch_path for p in group]

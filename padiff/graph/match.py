@@ -40,6 +40,9 @@ class ProposedPair:
     evidence: tuple[str, ...]
     compare_output: bool = True
     uncertain: bool = False
+    opaque: bool = False  # an enclosing block pair: compared at its top, weights converted as a whole
+    paddle_parts: tuple[str, ...] = ()  # one layer against several (see padiff.graph.fused)
+    torch_parts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -219,5 +222,12 @@ def _in_control(path: str, side: Side) -> bool:
 
 def match_graphs(pg: nx.DiGraph, tg: nx.DiGraph, p_layers: Mapping[str, LayerInfo],
                  t_layers: Mapping[str, LayerInfo]) -> MatchResult:
-    """Pair paddle layers with torch layers from two canonical op graphs."""
-    return match_sides(build_units(pg, p_layers), build_units(tg, t_layers), p_layers, t_layers)
+    """Pair paddle layers with torch layers from two canonical op graphs.
+
+    One to one first (:func:`match_sides`), then fused-against-split layers and enclosing
+    blocks among what is left (:mod:`padiff.graph.fused`).
+    """
+    from padiff.graph.fused import extend
+
+    ps, ts = build_units(pg, p_layers), build_units(tg, t_layers)
+    return extend(match_sides(ps, ts, p_layers, t_layers), ps, ts, p_layers, t_layers)

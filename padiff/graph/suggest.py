@@ -143,9 +143,23 @@ def _to_pairs(result: MatchResult, p_layers: Mapping[str, LayerInfo],
     out = []
     for pr in result.pairs:
         p, t = p_layers[pr.paddle_path], t_layers[pr.torch_path]
-        out.append(LayerPair(pr.paddle_path, pr.torch_path, p.cls, t.cls, p.shapes, t.shapes,
-                             float(pr.confidence), pr.evidence, compare_output=pr.compare_output))
+        p_shapes = _shapes(p_layers, pr.paddle_parts, pr.paddle_path, pr.opaque)
+        t_shapes = _shapes(t_layers, pr.torch_parts, pr.torch_path, pr.opaque)
+        out.append(LayerPair(pr.paddle_path, pr.torch_path, p.cls, t.cls, p_shapes, t_shapes,
+                             float(pr.confidence), pr.evidence, compare_output=pr.compare_output, opaque=pr.opaque,
+                             paddle_parts=pr.paddle_parts, torch_parts=pr.torch_parts))
     return out
+
+
+def _shapes(layers: Mapping[str, LayerInfo], parts: tuple[str, ...], path: str,
+            subtree: bool) -> tuple[tuple[int, ...], ...]:
+    """Tensor shapes one side of a pair exchanges: its parts', its subtree's (opaque) or its own."""
+    if parts:
+        return tuple(s for part in parts for s in layers[part].shapes)
+    if subtree:
+        return tuple(s for p, info in layers.items() if p == path or path == "" or p.startswith(path + ".")
+                     for s in info.shapes)
+    return layers[path].shapes
 
 
 def _unpaired(result: MatchResult, p_layers: Mapping[str, LayerInfo],

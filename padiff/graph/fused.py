@@ -1,0 +1,220 @@
+"""Fused against split layers, and enclosing blocks: what the one-to-one match left over.
+
+Real ports fuse what the other side splits (paddle ``qkv_proj`` against torch
+``q_proj``/``k_proj``/``v_proj``, ``up_gate_proj`` against ``gate_proj``/``up_proj``,
+GPT-2's ``Conv1D`` against three Linears). The one-to-one alignment leaves such layers
+unpaired ("same kind, different shapes"). Two passes over its result, pure Python over
+the unit graphs:
+
+1. **Fused pairs.** One leftover layer on one side and two or more leftover layers on the
+   other form a fused pair when the dataflow says they do the same job: the same op kind,
+   the same (already paired) producers feeding them and the same paired consumers reading
+   their outputs, and together exactly the parameters of the single layer (element
+   counts per tensor rank). The order of the parts is not read from definition order: the
+   pair is marked ``uncertain`` and :mod:`padiff.graph.confirm` settles it numerically.
+2. **Opaque blocks.** Leftover layers with no finer pairing (a paddle MoE holding 3-D
+   expert tensors against a torch ``ModuleList`` of expert MLPs) are covered by pairing
+   their closest enclosing blocks whose subtrees hold equally many parameter elements and
+   whose insides pair consistently; the block pair is opaque (compared at its top, its
+   weights converted as a whole).
+
+Must not import paddle or torch.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from padiff.graph.match import MatchResult, ProposedPair
+from padiff.graph.units import LayerInfo, Side, Unit
+
+MAX_PARTS = 8  # subsets of at most this many layers are tried for one fused layer
+
+
+def _numel(shape: Sequence[int]) -> int:
+    out = 1
+    for d in shape:
+        out *= int(d)
+    return out
+
+
+def _budget(info: LayerInfo) -> Counter[int]:
+    """Parameter elements per tensor rank (weights and biases must add up separately)."""
+    out: Counter[int] = Counter()
+    for s in info.shapes:
+        out[len(s)] += _numel(s)
+    return out
+
+
+def _first_units(side: Side, paths: set[str]) -> dict[str, Unit]:
+    out: dict[str, Unit] = {}
+    for u in side.units:
+        if u.layer in paths and u.has_params and u.layer not in out:
+            out[u.layer] = u
+    return out
+
+
+def _layers_of(side: Side, uids: set[int]) -> frozenset[str]:
+    return frozenset(side.units[x].layer for x in uids)
+
+
+def _around(side: Side, u: Unit, mapping: Mapping[int, int], other: Side) -> tuple[frozenset[str], frozenset[str]]:
+    """Producers and consumers of ``u`` that are already paired, as the other side's layer paths."""
+    preds = {mapping[x] for x in side.graph.predecessors(u.uid) if x in mapping}
+    succs = {mapping[x] for x in side.graph.successors(u.uid) if x in mapping}
+    return _layers_of(other, preds), _layers_of(other, succs)
+
+
+def _own_around(side: Side, u: Unit, paired: set[int]) -> tuple[frozenset[str], frozenset[str]]:
+    preds = {x for x in side.graph.predecessors(u.uid) if x in paired}
+    succs = {x for x in side.graph.successors(u.uid) if x in paired}
+    return _layers_of(side, preds), _layers_of(side, succs)
+
+
+def fused_pairs(single: Side, split: Side, mapping: Mapping[int, int], single_left: set[str],
+                split_left: set[str], single_layers: Mapping[str, LayerInfo],
+                split_layers: Mapping[str, LayerInfo]) -> list[tuple[str, tuple[str, ...], str]]:
+    """``(single path, split paths, evidence)`` for every fused layer found, split paths in graph order.
+
+    ``mapping`` maps paired unit ids of ``single`` to those of ``split``. A split layer joins
+    at most one fused layer; a fused layer needs one subset of the candidates to match its
+    parameters exactly (an ambiguous subset gives no pair).
+    """
+    s_units = _first_units(single, single_left)
+    t_units = _first_units(split, split_left)
+    paired_split = set(mapping.values())
+    used: set[str] = set()
+    out = []
+    for s_path, su in s_units.items():
+        want = _budget(single_layers[s_path])
+        preds, succs = _around(single, su, mapping, split)
+        cands = []
+        for t_path, tu in t_units.items():
+            if t_path in used or tu.kind != su.kind:
+                continue
+            t_preds, t_succs = _own_around(split, tu, paired_split)
+            if t_preds == preds and t_succs == succs:
+                cands.append(t_path)
+        found = []
+        for k in range(2, min(len(cands), MAX_PARTS) + 1):
+            for combo in itertools.combinations(cands, k):
+                got: Counter[int] = Counter()
+                for t_path in combo:
+                    got.update(_budget(split_layers[t_path]))
+                if got == want:
+                    found.append(combo)
+            if found:
+                break
+        if len(found) != 1:
+            continue
+        parts = tuple(sorted(found[0], key=lambda p: t_units[p].fine))
+        used.update(parts)
+        where = ", ".join(sorted(p or "<root>" for p in preds)) or "the model input"
+        after = ", ".join(sorted(p or "<root>" for p in succs)) or "the model output"
+        evidence = (f"fused against split: {len(parts)} {su.kind} layers read what {s_path or '<root>'} reads "
+                    f"(from {where}) and feed what it feeds ({after}); their parameters add up to its own")
+        out.append((s_path, parts, evidence))
+    return out
+
+
+def _ancestors_or_self(path: str) -> list[str]:
+    parts = path.split(".") if path else []
+    return [".".join(parts[:i]) for i in range(len(parts), -1, -1)]
+
+
+def _within(path: str, top: str) -> bool:
+    return top == "" or path == top or path.startswith(top + ".")
+
+
+def _subtree_numel(layers: Mapping[str, LayerInfo], top: str) -> int:
+    return sum(_numel(s) for path, info in layers.items() if _within(path, top) for s in info.shapes)
+
+
+@dataclass(frozen=True)
+class Block:
+    """An opaque block pair covering leftovers: both tops and the inner pairs it replaces."""
+
+    paddle_path: str
+    torch_path: str
+    evidence: str
+
+
+def enclosing_blocks(p_left: set[str], t_left: set[str], pairs: Sequence[tuple[str, str]],
+                     p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, LayerInfo]) -> list[Block]:
+    """Closest enclosing block pairs (never the roots) for leftover parameter layers.
+
+    For a leftover paddle layer, its ancestors are tried from the closest; a torch block
+    pairs with one when its subtree holds leftover torch layers, every pair already made
+    inside either block stays inside both, and both subtrees hold the same number of
+    parameter elements. Torch blocks are tried from the smallest.
+    """
+    out: list[Block] = []
+    taken_p: list[str] = []
+    taken_t: list[str] = []
+    t_tops = sorted({a for t in t_left for a in _ancestors_or_self(t) if a}, key=lambda a: -a.count("."))
+    for p in sorted(p_left):
+        if any(_within(p, top) for top in taken_p):
+            continue
+        for a in (x for x in _ancestors_or_self(p) if x):
+            size = _subtree_numel(p_layers, a)
+            inner = [(pp, tp) for pp, tp in pairs if _within(pp, a)]
+            hit = None
+            for b in t_tops:
+                if any(_within(b, top) or _within(top, b) for top in taken_t):
+                    continue
+                if _subtree_numel(t_layers, b) != size or not any(_within(t, b) for t in t_left):
+                    continue
+                if all(_within(tp, b) for _, tp in inner) and \
+                        all(_within(pp, a) for pp, tp in pairs if _within(tp, b)):
+                    hit = b
+                    break
+            if hit is not None:
+                n_p = sum(1 for x in p_left if _within(x, a))
+                n_t = sum(1 for x in t_left if _within(x, hit))
+                out.append(Block(a, hit, f"enclosing blocks of {n_p} paddle and {n_t} torch layers with no finer "
+                                         f"pairing; both hold {size} parameter elements; compared at their tops"))
+                taken_p.append(a)
+                taken_t.append(hit)
+                break
+    return out
+
+
+def extend(result: MatchResult, ps: Side, ts: Side, p_layers: Mapping[str, LayerInfo],
+           t_layers: Mapping[str, LayerInfo]) -> MatchResult:
+    """``result`` plus fused pairs (both directions) and opaque block pairs for what is left."""
+    def left(side: str, table: Mapping[str, LayerInfo]) -> set[str]:
+        return {u.path for u in result.unpaired if u.side == side and u.path in table and table[u.path].shapes}
+
+    left_p, left_t = left("paddle", p_layers), left("torch", t_layers)
+    if not left_p or not left_t:
+        return result
+    mapping = {pu.uid: tu.uid for pu, tu in result.unit_pairs}
+    back = {t: p for p, t in mapping.items()}
+    pairs = list(result.pairs)
+    note = "order of the parts to be settled numerically"
+    for single, parts, ev in fused_pairs(ps, ts, mapping, left_p, left_t, p_layers, t_layers):
+        pairs.append(ProposedPair(single, parts[0], 0.6, (ev, note), True, uncertain=True, torch_parts=parts))
+        left_p.discard(single)
+        left_t.difference_update(parts)
+    for single, parts, ev in fused_pairs(ts, ps, back, left_t, left_p, t_layers, p_layers):
+        pairs.append(ProposedPair(parts[0], single, 0.6, (ev, note), True, uncertain=True, paddle_parts=parts))
+        left_t.discard(single)
+        left_p.difference_update(parts)
+    plain = [(pr.paddle_path, pr.torch_path) for pr in pairs if not (pr.paddle_parts or pr.torch_parts)]
+    for b in enclosing_blocks(left_p, left_t, plain, p_layers, t_layers):
+        pairs = [pr for pr in pairs if not (_within(pr.paddle_path, b.paddle_path) and _within(pr.torch_path, b.torch_path))]
+        pairs.append(ProposedPair(b.paddle_path, b.torch_path, 0.5, (b.evidence,), True, opaque=True))
+        left_p = {x for x in left_p if not _within(x, b.paddle_path)}
+        left_t = {x for x in left_t if not _within(x, b.torch_path)}
+    covered = {("paddle", path) for pr in pairs for path in (pr.paddle_parts or (pr.paddle_path,))}
+    covered |= {("torch", path) for pr in pairs for path in (pr.torch_parts or (pr.torch_path,))}
+    blocks = [(pr.paddle_path, pr.torch_path) for pr in pairs if pr.opaque]
+    unpaired = [u for u in result.unpaired if (u.side, u.path) not in covered
+                and not any(_within(u.path, top[0] if u.side == "paddle" else top[1]) for top in blocks)]
+    return MatchResult(pairs, unpaired, result.unit_pairs)
+
+
+__all__ = ["Block", "enclosing_blocks", "extend", "fused_pairs"]
