@@ -114,7 +114,7 @@ def _described(pairs: list[LayerPair], layer: Any, module: Any) -> list[LayerPai
     """Fill empty classes and shapes from the live models (best effort: unknown paths are left as they are)."""
     import dataclasses
 
-    from padiff.runtime.adapters import PADDLE, TORCH, subtree_state
+    from padiff.runtime.adapters import PADDLE, TORCH, pair_state
 
     objs = {"paddle": dict(PADDLE.named_layers(layer)), "torch": dict(TORCH.named_layers(module))}
     owned = {"paddle": PADDLE.owned_state(layer), "torch": TORCH.owned_state(module)}
@@ -126,8 +126,8 @@ def _described(pairs: list[LayerPair], layer: Any, module: Any) -> list[LayerPai
                 continue
             if not getattr(p, f"{side}_class"):
                 fill[f"{side}_class"] = type(objs[side][path]).__name__
-            if not getattr(p, f"{side}_shapes"):
-                state = subtree_state(owned[side], path) if p.opaque else owned[side].get(path, [])
+            if not getattr(p, f"{side}_shapes") and all(x in objs[side] for x in p.paths(side)):
+                state = pair_state(owned[side], p.paths(side), p.opaque)
                 fill[f"{side}_shapes"] = tuple(tuple(int(x) for x in e.tensor.shape) for e in state)
         out.append(dataclasses.replace(p, **fill) if fill else p)
     return out
@@ -403,8 +403,8 @@ def _check_no_duplicates(labelled: list[tuple[str, LayerPair]], source: str = ""
 def _validate_live(labelled: list[tuple[str, LayerPair]], ignores: list[Ignore], layer: Any, module: Any,
                    where: _Where, notes: list[str]) -> tuple[list[tuple[str, LayerPair]], list[str]]:
     """Check paths and weights against the models; refresh descriptive classes/shapes (noted)."""
-    from padiff.runtime.adapters import PADDLE, TORCH, subtree_state
-    from padiff.runtime.weights import plan_pair
+    from padiff.runtime.adapters import PADDLE, TORCH, pair_state, subtree_state
+    from padiff.runtime.weights import plan_fused, plan_pair
 
     if not PADDLE.is_model(layer) or not TORCH.is_model(module):
         raise MappingError("to validate a map pass the paddle layer first and the torch module second.")
@@ -413,11 +413,18 @@ def _validate_live(labelled: list[tuple[str, LayerPair]], ignores: list[Ignore],
     notes = list(notes)
     out = []
     for label, pair in labelled:
-        for side, path in (("paddle", pair.paddle_path), ("torch", pair.torch_path)):
+        for side, path in [(side, path) for side in SIDES for path in pair.paths(side)]:
             if path not in objs[side]:
                 raise MapFileError(f"{label}: the {side} model has no layer {path!r}.{_close(path, objs[side])}")
         p_obj, t_obj = objs["paddle"][pair.paddle_path], objs["torch"][pair.torch_path]
-        if pair.opaque:
+        if pair.split_side:
+            p_state = pair_state(owned["paddle"], pair.paddle_paths, False)
+            t_state = pair_state(owned["torch"], pair.torch_paths, False)
+            try:
+                plan_fused(pair, objs["paddle"], p_state, objs["torch"], t_state)
+            except WeightAssignError as exc:
+                raise MapFileError(f"{label}: shapes cannot be split or concatenated: {exc}") from None
+        elif pair.opaque:
             p_state = subtree_state(owned["paddle"], pair.paddle_path)
             t_state = subtree_state(owned["torch"], pair.torch_path)
         else:

@@ -181,7 +181,7 @@ class _Planner:
         try:
             plan = plan_fused(pair, self.p_layers, p_state, self.t_layers, t_state)
         except WeightAssignError as e:
-            raise self.error(pair.label("paddle"), pair.label("torch"), getattr(e, "reason", str(e)), p_state,
+            raise self.error(pair.paddle_path, pair.torch_path, getattr(e, "reason", str(e)), p_state,
                              t_state, cause=e) from e
         self.plans.append(plan)
 

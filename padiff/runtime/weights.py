@@ -122,7 +122,14 @@ def plan_fused(pair: Any, p_layers: Mapping[str, Any], p_state: list[StateEntry]
     inferred = infer_links(shapes_of(p_state, p_owner), shapes_of(t_state, t_owner))
     p_label, t_label = "+".join(pair.paddle_parts) or pair.paddle_path, "+".join(pair.torch_parts) or pair.torch_path
     if inferred is None:
-        raise mismatch_error(p_label, p_class, p_state, t_label, t_class, t_state)
+        reason = (f"the tensors of {'+'.join(pair.paddle_parts or pair.torch_parts)} do not split or concatenate "
+                  "into the fused layer's tensors (their sizes do not add up along one axis)")
+        err = WeightAssignError(f"cannot pair the weights of the fused pair paddle {p_label} ({p_class}) and torch "
+                                f"{t_label} ({t_class}): paddle has {fmt_state(p_state)}; torch has "
+                                f"{fmt_state(t_state)}: {reason}. Check that the listed parts are the layers the "
+                                "fused one stands for, or drop the pair from the map.")
+        set_error_fields(err, pair.paddle_path, p_class, p_state, pair.torch_path, t_class, t_state, reason)
+        raise err
     links = [Link(x.paddle_name, x.torch_names, x.conversion, x.fn) for x in inferred]
     return PairPlan(pair.paddle_path, pair.torch_path, p_class, t_class, links,
                     paddle_parts=tuple(pair.paddle_parts), torch_parts=tuple(pair.torch_parts))

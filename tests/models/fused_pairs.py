@@ -77,7 +77,10 @@ class TSplitAttn(tnn.Module):
         self.o_proj = tnn.Linear(D, D)
 
     def forward(self, x):
-        return self.o_proj(_t_attend(self.q_proj(x), self.k_proj(x), self.v_proj(x)))
+        k = self.k_proj(x)
+        if k.shape[-1] != D:  # a narrower key (the planted real shape difference): widen it by repetition
+            k = k.repeat_interleave(D // k.shape[-1], dim=-1)
+        return self.o_proj(_t_attend(self.q_proj(x), k, self.v_proj(x)))
 
 
 class PSplitAttn(pnn.Layer):
@@ -213,6 +216,14 @@ def attention(reverse: bool = False) -> Case:
     paddle.seed(1)
     torch.manual_seed(2)
     return Case(PBlock(PFusedAttn()), TBlock(TSplitAttn(reverse)), inputs(),
+                ("inner.qkv_proj", ("body.q_proj", "body.k_proj", "body.v_proj")), "body.k_proj")
+
+
+def attention_narrow_key() -> Case:
+    """Not a port: torch's key projection is half as wide (a real shape difference)."""
+    paddle.seed(1)
+    torch.manual_seed(2)
+    return Case(PBlock(PFusedAttn()), TBlock(TSplitAttn(k_width=D // 2)), inputs(),
                 ("inner.qkv_proj", ("body.q_proj", "body.k_proj", "body.v_proj")), "body.k_proj")
 
 
