@@ -18,7 +18,7 @@ from padiff.errors import MappingError
 
 log = logging.getLogger("padiff")
 
-MAP_FORMAT_VERSION = 2  # 2: a pair side may list several layers (fused against split)
+MAP_FORMAT_VERSION = 2  # 2: a pair side may list several layers (fused against split); else 1 is written
 READABLE_VERSIONS = (1, 2)
 SIDES = ("paddle", "torch")
 

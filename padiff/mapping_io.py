@@ -99,7 +99,8 @@ def map_to_dict(lm: LayerMap, layer: Any = None, module: Any = None) -> dict[str
     else:
         ignores = list(lm.ignores)
     return {
-        "version": MAP_FORMAT_VERSION,
+        # version 2 only when a fused pair needs it, so plain maps stay readable by older padiff
+        "version": MAP_FORMAT_VERSION if any(p.split_side for p in pairs) else 1,
         "route": lm.route,
         "notes": list(lm.notes),
         "pairs": plain,

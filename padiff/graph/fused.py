@@ -32,6 +32,7 @@ from padiff.graph.match import MatchResult, ProposedPair
 from padiff.graph.units import LayerInfo, Side, Unit
 
 MAX_PARTS = 8  # subsets of at most this many layers are tried for one fused layer
+UNSEEN = ("inside control flow", "not executed")  # reasons of layers the graphs hold no dataflow for
 
 
 def _numel(shape: Sequence[int]) -> int:
@@ -174,6 +175,9 @@ def enclosing_blocks(p_left: set[str], t_left: set[str], pairs: Sequence[tuple[s
             if hit is not None:
                 n_p = sum(1 for x in p_left if _within(x, a))
                 n_t = sum(1 for x in t_left if _within(x, hit))
+                if n_p == 1 and n_t == 1 and a in p_left and hit in t_left:
+                    break  # one layer against one: not a block, the tree fallback pairs it
+
                 out.append(Block(a, hit, f"enclosing blocks of {n_p} paddle and {n_t} torch layers with no finer "
                                          f"pairing; both hold {size} parameter elements; compared at their tops"))
                 taken_p.append(a)
@@ -204,7 +208,10 @@ def extend(result: MatchResult, ps: Side, ts: Side, p_layers: Mapping[str, Layer
         left_t.discard(single)
         left_p.difference_update(parts)
     plain = [(pr.paddle_path, pr.torch_path) for pr in pairs if not (pr.paddle_parts or pr.torch_parts)]
-    for b in enclosing_blocks(left_p, left_t, plain, p_layers, t_layers):
+    seen = {(u.side, u.path) for u in result.unpaired if not u.reason.startswith(UNSEEN)}
+    # blocks only for layers the graphs saw and could not pair (not for control flow / not executed)
+    for b in enclosing_blocks({p for p in left_p if ("paddle", p) in seen}, {t for t in left_t if ("torch", t) in seen},
+                              plain, p_layers, t_layers):
         pairs = [pr for pr in pairs if not (_within(pr.paddle_path, b.paddle_path) and _within(pr.torch_path, b.torch_path))]
         pairs.append(ProposedPair(b.paddle_path, b.torch_path, 0.5, (b.evidence,), True, opaque=True))
         left_p = {x for x in left_p if not _within(x, b.paddle_path)}
