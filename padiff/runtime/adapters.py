@@ -112,6 +112,17 @@ class Side:
     def shape(self, t: Any) -> tuple[int, ...]:
         return tuple(int(s) for s in t.shape)
 
+    def nn_class(self, name: str) -> type | None:
+        """The framework's own layer class ``<framework>.nn.<name>``, or None (framework not loaded, no such class).
+
+        Built-in special inits match layers by this class's identity, not by class name:
+        another library's class that happens to be called ``MultiHeadAttention`` is not paddle's.
+        """
+        if not _module_is_loaded(self.name):
+            return None
+        cls = getattr(self.fw.nn, name, None)
+        return cls if isinstance(cls, type) else None
+
     def dtype_name(self, t: Any) -> str:
         return str(t.dtype).replace("paddle.", "").replace("torch.", "")
 

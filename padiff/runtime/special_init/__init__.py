@@ -68,20 +68,36 @@ def unregister(paddle_name: str, torch_name: str) -> None:
     _load_builtins(force=True)
 
 
+def _class_matches(spec: SpecialInit, side: int, cls: type) -> bool:
+    """Does ``cls`` (one class of a layer's MRO) stand for ``spec``'s class on ``side`` (0 paddle, 1 torch)?
+
+    A user registration (:func:`add_special_init`) names classes, so the name decides. A
+    built-in special init is for the framework's own class (``paddle.nn.MultiHeadAttention``):
+    identity decides, so another library's class of the same name is not taken for it.
+    """
+    name = spec.paddle_name if side == 0 else spec.torch_name
+    if cls.__name__ != name:
+        return False
+    if spec.planner is None:
+        return True
+    from padiff.runtime.adapters import PADDLE, TORCH
+
+    return (PADDLE if side == 0 else TORCH).nn_class(name) is cls
+
+
 def lookup(p_layer: Any, t_layer: Any) -> SpecialInit | None:
     """The special init registered for these two layers' classes (or their bases)."""
     for p_cls in type(p_layer).__mro__:
         for t_cls in type(t_layer).__mro__:
             hit = _REGISTRY.get((p_cls.__name__, t_cls.__name__))
-            if hit is not None:
+            if hit is not None and _class_matches(hit, 0, p_cls) and _class_matches(hit, 1, t_cls):
                 return hit
     return None
 
 
 def is_special(obj: Any, side: int) -> bool:
     """True when ``obj``'s class (or a base) is registered on ``side`` (0 paddle, 1 torch)."""
-    names = {key[side] for key in _REGISTRY}
-    return any(cls.__name__ in names for cls in type(obj).__mro__)
+    return any(_class_matches(spec, side, cls) for cls in type(obj).__mro__ for spec in _REGISTRY.values())
 
 
 def registered_names() -> list[tuple[str, str]]:
@@ -109,7 +125,7 @@ def _keys_for(obj: Any, side: int, auto_only: bool) -> list[tuple[str, str]]:
     out = []
     for cls in type(obj).__mro__:
         for key, spec in _REGISTRY.items():
-            if key[side] == cls.__name__ and (spec.auto or not auto_only) and key not in out:
+            if _class_matches(spec, side, cls) and (spec.auto or not auto_only) and key not in out:
                 out.append(key)
     return out
 
