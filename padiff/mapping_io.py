@@ -393,7 +393,7 @@ def _check_no_duplicates(labelled: list[tuple[str, LayerPair]], source: str = ""
     seen: dict[tuple[str, str], str] = {}
     prefix = source + " " if source else ""
     for label, pair in labelled:
-        for side, path in [(side, path) for side in SIDES for path in pair.paths(side)]:
+        for side, path in [(sd, path) for sd in SIDES for path in pair.paths(sd)]:
             first = seen.get((side, path))
             if first is not None:
                 raise MapFileError(f"{label}: the {side} layer {path or '<root>'!r} is already paired by {first}. "
@@ -414,7 +414,7 @@ def _validate_live(labelled: list[tuple[str, LayerPair]], ignores: list[Ignore],
     notes = list(notes)
     out = []
     for label, pair in labelled:
-        for side, path in [(side, path) for side in SIDES for path in pair.paths(side)]:
+        for side, path in [(sd, path) for sd in SIDES for path in pair.paths(sd)]:
             if path not in objs[side]:
                 raise MapFileError(f"{label}: the {side} model has no layer {path!r}.{_close(path, objs[side])}")
         p_obj, t_obj = objs["paddle"][pair.paddle_path], objs["torch"][pair.torch_path]

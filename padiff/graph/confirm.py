@@ -138,7 +138,7 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
                 if p_path in p_state and t_path in t_state:
                     plan = plan_pair(p_path, p_objs[p_path], p_state[p_path], t_path, t_objs[t_path], t_state[t_path])
                     apply_plan(plan, p_objs[p_path], p_state[p_path], t_objs[t_path], t_state[t_path])
-            for k, pr in enumerate(fixed):
+            for pr in fixed:
                 i = result.pairs.index(pr)
                 pr = _with_order(pr, orders[i]) if i in orders else pr
                 ps_ = pair_state(p_state, pr.paddle_parts or (pr.paddle_path,), pr.opaque)

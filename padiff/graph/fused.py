@@ -212,7 +212,8 @@ def extend(result: MatchResult, ps: Side, ts: Side, p_layers: Mapping[str, Layer
     # blocks only for layers the graphs saw and could not pair (not for control flow / not executed)
     for b in enclosing_blocks({p for p in left_p if ("paddle", p) in seen}, {t for t in left_t if ("torch", t) in seen},
                               plain, p_layers, t_layers):
-        pairs = [pr for pr in pairs if not (_within(pr.paddle_path, b.paddle_path) and _within(pr.torch_path, b.torch_path))]
+        pairs = [pr for pr in pairs
+                 if not (_within(pr.paddle_path, b.paddle_path) and _within(pr.torch_path, b.torch_path))]
         pairs.append(ProposedPair(b.paddle_path, b.torch_path, 0.5, (b.evidence,), True, opaque=True))
         left_p = {x for x in left_p if not _within(x, b.paddle_path)}
         left_t = {x for x in left_t if not _within(x, b.torch_path)}

@@ -138,6 +138,22 @@ def pair_leftovers(result: MatchResult, p_layers: Mapping[str, LayerInfo],
     return MatchResult(result.pairs + added, unpaired, result.unit_pairs)
 
 
+def _special_units(result: MatchResult, layer: Any, module: Any) -> MatchResult:
+    """Pair the special-init units (MHA, LSTM ...) as wholes, by the pairs inside them (see special_units)."""
+    from padiff.graph.special_units import pair_special_units
+    from padiff.runtime.adapters import PADDLE, TORCH
+    from padiff.runtime.special_init import is_unit, lookup
+
+    p_objs, t_objs = dict(PADDLE.named_layers(layer)), dict(TORCH.named_layers(module))
+
+    def compatible(p: str, t: str) -> bool:
+        spec = lookup(p_objs[p], t_objs[t])
+        return spec is not None and spec.auto
+
+    return pair_special_units(result, [p for p, o in p_objs.items() if is_unit(o, 0)],
+                              [t for t, o in t_objs.items() if is_unit(o, 1)], compatible)
+
+
 def _to_pairs(result: MatchResult, p_layers: Mapping[str, LayerInfo],
               t_layers: Mapping[str, LayerInfo]) -> list[LayerPair]:
     out = []
@@ -207,9 +223,9 @@ def suggest_layer_map(layer: Any, module: Any, example_inp: Any = None, *, timeo
             notes.append(f"route: structure only, because export failed: {exc}")
         except Exception as exc:  # noqa: BLE001 - a matcher bug must not cost the user the proposal
             notes.append(f"route: structure only, because graph matching failed: {type(exc).__name__}: {exc}")
-    if result is None:
-        result = match_trees(p_layers, t_layers)
-    elif any(pr.uncertain for pr in result.pairs):
+    graph_result = result is not None
+    result = _special_units(result if result is not None else match_trees(p_layers, t_layers), layer, module)
+    if graph_result and any(pr.uncertain for pr in result.pairs):
         from padiff.graph.confirm import confirm_ties
 
         t0 = time.perf_counter()

@@ -346,7 +346,15 @@ def with_special_pairs(lm: LayerMap, layer: Any, module: Any) -> LayerMap:
 
     from padiff.runtime.special_init import find_special_pairs
 
-    specials = find_special_pairs(layer, module)
+    # units the map already pairs (the proposal pairs them by dataflow) are not paired again by kind
+    covered = {(side, path) for pr in lm.pairs for side in ("paddle", "torch") for path in pr.paths(side)}
+    tops = [(side, path) for pr in lm.pairs if pr.opaque for side in ("paddle", "torch") for path in pr.paths(side)]
+
+    def taken(side: str, path: str) -> bool:
+        return (side, path) in covered or any(s == side and _within(path, top) for s, top in tops)
+
+    specials = [sp for sp in find_special_pairs(layer, module)
+                if not taken("paddle", sp[2]) and not taken("torch", sp[3])]
     if not specials:
         return lm
     p_tops = [pp for _, _, pp, _ in specials]

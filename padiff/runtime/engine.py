@@ -28,11 +28,11 @@ from padiff.report.records import Comparison, DiffReport, SkippedLayer
 from padiff.runtime.adapters import PADDLE, TORCH, Side, StateEntry, pair_state
 from padiff.runtime.compare import Stats, compare_arrays, structure_mismatch
 from padiff.runtime.conventions import BATCHNORM_VARIANCE_NOTE, BatchNormVariance
+from padiff.runtime.fused import FusedCall, axis_of, cut
 from padiff.runtime.grad_exchange import OVERLAP, SEQUENTIAL, GradExchange, make_recorder
 from padiff.runtime.hooks import HookSet, user_stack
 from padiff.runtime.memory import available_memory
 from padiff.runtime.pairing import Event, OnlinePairer, Role, assign_roles
-from padiff.runtime.fused import FusedCall, axis_of, cut
 from padiff.runtime.weights import PairPlan, plan_fused, plan_pair, torch_arrays
 
 

@@ -252,3 +252,53 @@ def experts() -> Case:
     paddle.seed(1)
     torch.manual_seed(2)
     return Case(PBlock(PExperts()), TBlock(TExperts()), inputs(), None, "body.experts.1")
+
+
+# --- special-init units (MultiHeadAttention, LSTM) defined in another order -------------------------
+class PDecoder(pnn.Layer):
+    """Self-attention then cross-attention over a memory, then an LSTM: paddle's own special-init classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.self_attn = pnn.MultiHeadAttention(D, HEADS)
+        self.cross_attn = pnn.MultiHeadAttention(D, HEADS)
+        self.norm = pnn.LayerNorm(D)
+        self.rnn = pnn.LSTM(D, D)
+        self.head = pnn.Linear(D, 4)
+
+    def forward(self, x, memory):
+        h = x + self.self_attn(x, x, x)
+        h = self.norm(h + self.cross_attn(h, memory, memory))
+        out, _ = self.rnn(h)
+        return self.head(out)
+
+
+class TDecoder(tnn.Module):
+    def __init__(self, reverse: bool = False, lstm_bias: bool = True) -> None:
+        super().__init__()
+        build = {
+            "self_attn": lambda: tnn.MultiheadAttention(D, HEADS, batch_first=True),
+            "cross_attn": lambda: tnn.MultiheadAttention(D, HEADS, batch_first=True),
+        }
+        for name in (["cross_attn", "self_attn"] if reverse else ["self_attn", "cross_attn"]):
+            setattr(self, name, build[name]())
+        self.ln = tnn.LayerNorm(D)
+        self.lstm = tnn.LSTM(D, D, batch_first=True, bias=lstm_bias)
+        self.out = tnn.Linear(D, 4)
+
+    def forward(self, x, memory):
+        h = x + self.self_attn(x, x, x, need_weights=False)[0]
+        h = self.ln(h + self.cross_attn(h, memory, memory, need_weights=False)[0])
+        out, _ = self.lstm(h)
+        return self.out(out)
+
+
+def decoder(reverse: bool = False, lstm_bias: bool = True) -> Case:
+    paddle.seed(1)
+    torch.manual_seed(2)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, D)).astype("float32")
+    m = rng.standard_normal((2, 3, D)).astype("float32")
+    ins = ({"x": paddle.to_tensor(x), "memory": paddle.to_tensor(m)},
+           {"x": torch.from_numpy(x.copy()), "memory": torch.from_numpy(m.copy())})
+    return Case(PDecoder(), TDecoder(reverse, lstm_bias), ins, None, "self_attn")

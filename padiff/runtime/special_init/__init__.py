@@ -100,6 +100,11 @@ def is_special(obj: Any, side: int) -> bool:
     return any(_class_matches(spec, side, cls) for cls in type(obj).__mro__ for spec in _REGISTRY.values())
 
 
+def is_unit(obj: Any, side: int) -> bool:
+    """True when ``obj`` is a special-init layer paired as a whole (MHA, LSTM ...; not BatchNorm)."""
+    return bool(_keys_for(obj, side, auto_only=True))
+
+
 def registered_names() -> list[tuple[str, str]]:
     """All registered (paddle, torch) class-name pairs."""
     return sorted(_REGISTRY)
