@@ -196,8 +196,8 @@ def _with_call_order(resolved: ResolvedMap, lm: LayerMap, layer: Any, module: An
         found = discover_pairs(layer, module, p_inp, t_inp, resolved)
     except Exception:  # noqa: BLE001 - the compared run raises the model's error with context
         return resolved
-    taken_p = {path for p in resolved.pairs for path in p.paddle_paths}
-    taken_t = {path for p in resolved.pairs for path in p.torch_paths}
+    taken_p = {path for p in resolved.pairs for path in p.paddle_paths} | resolved.param_layers("paddle")
+    taken_t = {path for p in resolved.pairs for path in p.torch_paths} | resolved.param_layers("torch")
     extra = tuple(p for p in found if p.paddle_path not in taken_p and p.torch_path not in taken_t)
     return dataclasses.replace(resolved, pairs=resolved.pairs + extra)
 

@@ -135,6 +135,57 @@ class LayerPair:
 
 
 @dataclass(frozen=True)
+class ParamPair:
+    """One paddle parameter against one torch parameter, by their full paths.
+
+    For raw parameters that stand for several layers (X2Paddle writes every Linear of a
+    model as ``create_parameter`` on the root and calls ``paddle.matmul``): paddle ``w0``
+    against torch ``fc1.weight``. The value is copied, and the gradient and the value after
+    the optimizer step are compared, per parameter. ``conversion`` is ``"copy"``,
+    ``"transpose"`` or ``"auto"`` (inferred from the shapes and the torch layer's class).
+    """
+
+    paddle_param: str
+    torch_param: str
+    conversion: str = "auto"
+    confidence: float = 1.0
+    evidence: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON/YAML-friendly dict."""
+        d = asdict(self)
+        d["evidence"] = list(self.evidence)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ParamPair:
+        """Inverse of :meth:`to_dict`; unknown keys and conversions are errors naming the valid ones."""
+        valid = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - valid)
+        if unknown:
+            raise MappingError(f"unknown parameter-pair field(s) {unknown}; valid fields: {sorted(valid)}")
+        for key in ("paddle_param", "torch_param"):
+            if not isinstance(d.get(key), str) or not d[key]:
+                raise MappingError(f"a parameter pair needs {key} as a parameter path such as 'fc1.weight', "
+                                   f"got {d.get(key)!r}")
+        conv = d.get("conversion", "auto")
+        if conv not in PARAM_CONVERSIONS:
+            raise MappingError(f"parameter pair {d['paddle_param']!r}: conversion must be one of "
+                               f"{list(PARAM_CONVERSIONS)}, got {conv!r}")
+        ev = d.get("evidence") or ()
+        return cls(str(d["paddle_param"]), str(d["torch_param"]), str(conv), float(d.get("confidence", 1.0)),
+                   (ev,) if isinstance(ev, str) else tuple(str(e) for e in ev))
+
+    def owner(self, side: str) -> tuple[str, str]:
+        """``(layer path, tensor name)`` of the parameter on ``side``."""
+        path, _, name = (self.paddle_param if side == "paddle" else self.torch_param).rpartition(".")
+        return path, name
+
+
+PARAM_CONVERSIONS = ("auto", "copy", "transpose")
+
+
+@dataclass(frozen=True)
 class Unpaired:
     """A layer the proposal could not pair, with the reason a person can check."""
 
@@ -173,6 +224,11 @@ class ResolvedMap:
     pairs: tuple[LayerPair, ...] = ()
     ignored: Mapping[str, frozenset[str]] = field(default_factory=dict)
     ignored_recursive: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    params: tuple[ParamPair, ...] = ()
+
+    def param_layers(self, side: str) -> frozenset[str]:
+        """Layers whose own tensors are paired parameter by parameter (not compared as layers)."""
+        return frozenset(pp.owner(side)[0] for pp in self.params)
 
     def skipped(self, side: str, path: str) -> bool:
         """True when ``path`` itself is not to be compared on ``side``."""
@@ -216,6 +272,7 @@ class LayerMap:
     ) -> None:
         self.map: dict[Any, Any] = {}
         self.pairs: list[LayerPair] = list(pairs)
+        self.params: list[ParamPair] = []  # parameter-level pairs (raw parameters, X2Paddle style)
         self.unpaired: list[Unpaired] = list(unpaired)
         self.route: str = route
         self.notes: list[str] = list(notes)
@@ -300,6 +357,7 @@ class LayerMap:
                                        f"has no submodule {path!r}.")
             pairs.append(pair)
         _check_unique(pairs)
+        params = self._resolve_params(layer, module)
 
         ignored: dict[str, set[str]] = {"paddle": set(), "torch": set()}
         recursive: dict[str, set[str]] = {"paddle": set(), "torch": set()}
@@ -318,7 +376,32 @@ class LayerMap:
             pairs=tuple(pairs),
             ignored={s: frozenset(v) for s, v in ignored.items()},
             ignored_recursive={s: frozenset(v) for s, v in recursive.items()},
+            params=params,
         )
+
+    def _resolve_params(self, layer: Any, module: Any) -> tuple[ParamPair, ...]:
+        """Check every parameter pair names a tensor of each model, once, and none of a paired layer."""
+        from padiff.runtime.adapters import PADDLE, TORCH
+
+        if not self.params:
+            return ()
+        owned = {"paddle": PADDLE.owned_state(layer), "torch": TORCH.owned_state(module)}
+        in_pairs = {(side, path) for pr in self.pairs for side in SIDES for path in pr.paths(side)}
+        seen: dict[tuple[str, str], ParamPair] = {}
+        for pp in self.params:
+            for side in SIDES:
+                path, name = pp.owner(side)
+                full = pp.paddle_param if side == "paddle" else pp.torch_param
+                if not any(e.name == name for e in owned[side].get(path, [])):
+                    raise MappingError(f"parameter pair {pp.paddle_param!r} <-> {pp.torch_param!r}: the {side} model "
+                                       f"has no parameter {full!r} (use the names named_parameters() prints).")
+                if (side, path) in in_pairs:
+                    raise MappingError(f"parameter pair {pp.paddle_param!r} <-> {pp.torch_param!r}: {side} layer "
+                                       f"{path or '<root>'!r} is also in a layer pair; pair it one way only.")
+                if (side, full) in seen:
+                    raise MappingError(f"{side} parameter {full!r} is paired twice; keep one parameter pair.")
+                seen[(side, full)] = pp
+        return tuple(self.params)
 
     @staticmethod
     def _add_ignore(entry: Ignore, trees: dict[str, list[tuple[str, Any]]],
@@ -410,7 +493,7 @@ class LayerMap:
         )
 
     def __len__(self) -> int:
-        return len(self.pairs) + len(self.map)
+        return len(self.pairs) + len(self.map) + len(self.params)
 
     def __repr__(self) -> str:
         return (f"LayerMap(route={self.route!r}, pairs={len(self.pairs)}, map={len(self.map)}, "

@@ -26,11 +26,20 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from padiff.errors import MapFileError, MappingError, WeightAssignError
-from padiff.layer_map import MAP_FORMAT_VERSION, READABLE_VERSIONS, SIDES, Ignore, LayerMap, LayerPair, Unpaired
+from padiff.layer_map import (
+    MAP_FORMAT_VERSION,
+    READABLE_VERSIONS,
+    SIDES,
+    Ignore,
+    LayerMap,
+    LayerPair,
+    ParamPair,
+    Unpaired,
+)
 from padiff.mapping_review import diff_maps, review_map
 from padiff.report.files import atomic_write
 
-SECTIONS = ("version", "route", "notes", "pairs", "map", "ignores", "unpaired", "baseline")
+SECTIONS = ("version", "route", "notes", "pairs", "params", "map", "ignores", "unpaired", "baseline")
 PAIR_FIELDS = tuple(f for f in LayerPair.__dataclass_fields__ if not f.endswith("_parts"))
 IGNORE_KINDS = ("self", "recursive", "class")
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -51,6 +60,9 @@ YAML_HEADER = """\
 #               One layer against several (fused qkv_proj vs q/k/v_proj): give the split
 #               side's path as a list, in the order their outputs concatenate (along
 #               axis, default -1), e.g. torch_path: [q_proj, k_proj, v_proj].
+#   - params:   parameter against parameter (raw parameters standing for several layers,
+#               X2Paddle style): paddle_param w0, torch_param fc1.weight, conversion
+#               auto|copy|transpose. Values are copied, grads and values compared.
 #   - map:      opaque pairs: only their outputs are compared, not their insides, and
 #               their weights are copied by a special init (padiff.add_special_init).
 #   - ignores:  side paddle|torch, kind self (skip the layer, still look inside),
@@ -99,11 +111,12 @@ def map_to_dict(lm: LayerMap, layer: Any = None, module: Any = None) -> dict[str
     else:
         ignores = list(lm.ignores)
     return {
-        # version 2 only when a fused pair needs it, so plain maps stay readable by older padiff
-        "version": MAP_FORMAT_VERSION if any(p.split_side for p in pairs) else 1,
+        # version 2 only when a fused pair or a parameter pair needs it, so plain maps stay readable by older padiff
+        "version": MAP_FORMAT_VERSION if any(p.split_side for p in pairs) or lm.params else 1,
         "route": lm.route,
         "notes": list(lm.notes),
         "pairs": plain,
+        **({"params": [pp.to_dict() for pp in lm.params]} if lm.params else {}),
         "map": map_entries,
         "ignores": [i.to_dict() for i in ignores],
         "unpaired": [u.to_dict() for u in lm.unpaired],
@@ -243,6 +256,7 @@ def map_from_dict(data: Any, layer: Any = None, module: Any = None, *, source: s
         raise MapFileError(f"{where('route')}: must be a string, got {type(route).__name__}.")
     notes = [_text(n, where("notes", i)) for i, n in enumerate(_section(data, "notes", where))]
     pairs = [_pair(e, where("pairs", i, e), opaque=None) for i, e in enumerate(_section(data, "pairs", where))]
+    params = [_param_pair(e, where("params", i, e)) for i, e in enumerate(_section(data, "params", where))]
     opaque = [_pair(e, where("map", i, e), opaque=True) for i, e in enumerate(_section(data, "map", where))]
     ignores = [_ignore(e, where("ignores", i, e)) for i, e in enumerate(_section(data, "ignores", where))]
     unpaired = [_unpaired(e, where("unpaired", i, e)) for i, e in enumerate(_section(data, "unpaired", where))]
@@ -256,6 +270,12 @@ def map_from_dict(data: Any, layer: Any = None, module: Any = None, *, source: s
             raise MappingError("pass both models (paddle layer and torch module) to validate a map, or neither.")
         labelled, notes = _validate_live(labelled, ignores, layer, module, where, notes)
     lm = LayerMap([p for _, p in labelled], route=route, notes=notes, unpaired=unpaired)
+    lm.params = params
+    if layer is not None and module is not None and params:
+        try:
+            lm.resolve(layer, module)
+        except MappingError as exc:
+            raise MapFileError(f"{where('params')}: {exc}") from None
     lm.ignores = ignores
     lm.baseline = baseline
     return lm
@@ -364,6 +384,14 @@ def _parts(value: Any, label: str, key: str) -> tuple[str, ...]:
         raise MapFileError(f"{label}: {key} as a list needs two or more distinct paths (the split layers in the "
                            f"order their outputs concatenate), got {list(value)!r}.")
     return parts
+
+
+def _param_pair(entry: Any, label: str) -> ParamPair:
+    d = _fields(entry, label, tuple(ParamPair.__dataclass_fields__), ("paddle_param", "torch_param"))
+    try:
+        return ParamPair.from_dict(d)
+    except MappingError as exc:
+        raise MapFileError(f"{label}: {exc}") from None
 
 
 def _side(value: Any, label: str) -> str:
@@ -619,12 +647,13 @@ def to_yaml(data: Mapping[str, Any], name: str = "map.yaml") -> str:
     }
     titles = {
         "pairs": "Pairs compared layer by layer",
+        "params": "Parameters paired one by one (raw parameters standing for several layers)",
         "map": "Opaque pairs: compared at their tops, weights copied by a special init",
         "ignores": "Layers passed over",
         "unpaired": "Left unpaired by the proposal (for reading; add a pair above to pair one)",
         "baseline": "What plain definition-order pairing would do (for reading)",
     }
-    for key in ("pairs", "map", "ignores", "unpaired", "baseline"):
+    for key in ("pairs", *(("params",) if data.get("params") else ()), "map", "ignores", "unpaired", "baseline"):
         entries = data[key]
         out.append(f"\n# --- {titles[key]} ---\n")
         if not entries:

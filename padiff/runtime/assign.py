@@ -24,7 +24,7 @@ from padiff.errors import InputError, WeightAssignError
 from padiff.layer_map import LayerMap, LayerPair, ResolvedMap
 from padiff.runtime.adapters import PADDLE, TORCH, StateEntry, pair_state, subtree_state
 from padiff.runtime.assign_message import TreeMarks, build_error, skip_marks
-from padiff.runtime.weights import PairPlan, plan_fused, plan_pair, torch_arrays
+from padiff.runtime.weights import PairPlan, plan_fused, plan_pair, plan_param, torch_arrays
 
 log = logging.getLogger("padiff")
 
@@ -60,6 +60,7 @@ class _Planner:
             pr, self.p_layers[pr.paddle_path], self.t_layers[pr.torch_path]))
         for pair in pairs:
             self._explicit(pair)
+        self._params()
         p_units = self._units("paddle")
         t_units = self._units("torch")
         p_rest, t_rest = [u for u, _ in p_units], [u for u, _ in t_units]
@@ -169,6 +170,29 @@ class _Planner:
             self.t_done.add(tp)
         if p_state or t_state:
             self._add(pp, tp, p_state, t_state)
+
+    def _params(self) -> None:
+        """Parameter pairs: one plan each; the layers holding them are then done (fully covered, or an error)."""
+        covered: dict[tuple[str, str], set[str]] = {}
+        for pp in self.resolved.params:
+            (pl, pn), (tl, tn) = pp.owner("paddle"), pp.owner("torch")
+            p_state, t_state = self.p_owned.get(pl, []), self.t_owned.get(tl, [])
+            try:
+                self.plans.append(plan_param(pp, self.p_layers[pl], p_state, self.t_layers[tl], t_state))
+            except WeightAssignError as e:
+                raise self.error(pl, tl, getattr(e, "reason", str(e)), p_state, t_state, cause=e) from e
+            covered.setdefault(("paddle", pl), set()).add(pn)
+            covered.setdefault(("torch", tl), set()).add(tn)
+        for (side, path), names in covered.items():
+            owned = self.p_owned if side == "paddle" else self.t_owned
+            rest = [e.name for e in owned.get(path, []) if e.name not in names]
+            if rest:
+                reason = (f"{side} layer {path or '<root>'} has parameter pairs for some of its tensors but not for "
+                          f"{rest}; pair those too (params section of the map), or none of them.")
+                raise self.error(path if side == "paddle" else None, path if side == "torch" else None, reason,
+                                 owned.get(path) if side == "paddle" else None,
+                                 owned.get(path) if side == "torch" else None)
+            (self.p_done if side == "paddle" else self.t_done).add(path)
 
     def _fused(self, pair: LayerPair) -> None:
         """One layer against several: their tensors are split or concatenated in the pair's part order."""

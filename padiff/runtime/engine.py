@@ -33,7 +33,7 @@ from padiff.runtime.grad_exchange import OVERLAP, SEQUENTIAL, GradExchange, make
 from padiff.runtime.hooks import HookSet, user_stack
 from padiff.runtime.memory import available_memory
 from padiff.runtime.pairing import Event, OnlinePairer, Role, assign_roles
-from padiff.runtime.weights import PairPlan, plan_fused, plan_pair, torch_arrays
+from padiff.runtime.weights import PairPlan, plan_fused, plan_pair, plan_param, torch_arrays
 
 
 @dataclass
@@ -84,8 +84,12 @@ class Engine:
         self.opts = spec.options
         p_owned = PADDLE.owned_state(spec.layer)
         t_owned = TORCH.owned_state(spec.module)
-        self.p = _SideRun(PADDLE, spec.layer, assign_roles(PADDLE, spec.layer, spec.resolved, set(p_owned)), p_owned)
-        self.t = _SideRun(TORCH, spec.module, assign_roles(TORCH, spec.module, spec.resolved, set(t_owned)), t_owned)
+        # layers whose tensors are paired parameter by parameter are not compared as layers
+        p_raw, t_raw = spec.resolved.param_layers("paddle"), spec.resolved.param_layers("torch")
+        p_roles = assign_roles(PADDLE, spec.layer, spec.resolved, set(p_owned) - p_raw)
+        t_roles = assign_roles(TORCH, spec.module, spec.resolved, set(t_owned) - t_raw)
+        self.p = _SideRun(PADDLE, spec.layer, {k: r for k, r in p_roles.items() if k not in p_raw}, p_owned)
+        self.t = _SideRun(TORCH, spec.module, {k: r for k, r in t_roles.items() if k not in t_raw}, t_owned)
         self.step = 0
         self._order = 0
         self._hook_error: BaseException | None = None
@@ -755,6 +759,31 @@ class Engine:
                          else replace(self._cmp(fixed, converted[e.name]), reconciled=BATCHNORM_VARIANCE_NOTE))
                 self._add(stage, p_path, t_path, p_role.cls, t_role.cls, stats, item=e.name, order=order,
                           depth=p_role.depth, dtype=PADDLE.dtype_name(e.tensor))
+        self._compare_param_pairs(stage)
+
+    def _compare_param_pairs(self, stage: str) -> None:
+        """Each parameter pair's gradient (``grad``) or value after the step (``weight``), in paddle layout."""
+        for k, pp in enumerate(self.spec.resolved.params):
+            (pl, pn), (tl, tn) = pp.owner("paddle"), pp.owner("torch")
+            p_e = next(e for e in self.p.owned.get(pl, []) if e.name == pn)
+            t_e = next(e for e in self.t.owned.get(tl, []) if e.name == tn)
+            if stage == "grad" and not p_e.trainable:
+                continue
+            plan = plan_param(pp, _layer_at(self.p, pl), [p_e], _layer_at(self.t, tl), [t_e])
+            p_t = PADDLE.grad(p_e.tensor) if stage == "grad" else p_e.tensor
+            t_t = TORCH.grad(t_e.tensor) if stage == "grad" else t_e.tensor
+            common = dict(item=f"{pp.paddle_param} <-> {pp.torch_param}", order=10**8 + k,
+                          depth=0 if pl == "" else pl.count(".") + 1)
+            p_cls, t_cls = type(_layer_at(self.p, pl)).__name__, type(_layer_at(self.t, tl)).__name__
+            if p_t is None and t_t is None:
+                continue
+            if p_t is None or t_t is None:
+                side = "torch" if p_t is None else "paddle"
+                self._add(stage, pl, tl, p_cls, t_cls, _one_sided(f"{stage} exists only on the {side} side"), **common)
+                continue
+            converted = plan.links[0].fn([TORCH.to_numpy(t_t)])
+            self._add(stage, pl, tl, p_cls, t_cls, self._cmp(PADDLE.to_numpy(p_t), converted),
+                      dtype=PADDLE.dtype_name(p_e.tensor), **common)
 
     def _batchnorm_corrected(self, p_path: str, t_path: str, name: str, torch_names: tuple[str, ...] | list[str],
                              value: np.ndarray) -> np.ndarray | None:

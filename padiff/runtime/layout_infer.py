@@ -92,6 +92,20 @@ def link_one(p: Tensor, t: Tensor) -> Inferred | None:
     return None
 
 
+def raw_conversion(p_shape: tuple[int, ...], t_shape: tuple[int, ...], t_owner: str) -> str | None:
+    """How a raw paddle parameter takes a torch parameter's value: ``"copy"``, ``"transpose"`` or None.
+
+    A raw paddle weight used by ``paddle.matmul(x, w)`` is ``[in, out]``; against a torch
+    ``Linear`` weight ``[out, in]`` it is transposed, also when square (the layouts, not the
+    shapes, decide). Otherwise equal shapes copy and reversed 2-D shapes transpose.
+    """
+    if len(p_shape) == 2 and p_shape == t_shape[::-1] and (p_shape != t_shape or is_linear(t_owner)):
+        return "transpose"
+    if p_shape == t_shape:
+        return "copy"
+    return None
+
+
 def one_to_one(ps: Sequence[Tensor], ts: Sequence[Tensor]) -> list[Inferred] | None:
     """Pair equally many tensors one by one: by name (with aliases) when all names match, else by order."""
     if len(ps) != len(ts):

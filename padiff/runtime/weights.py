@@ -20,7 +20,7 @@ import numpy as np
 
 from padiff.errors import WeightAssignError
 from padiff.runtime.adapters import PADDLE, TORCH, Side, StateEntry
-from padiff.runtime.layout_infer import infer_links, one_to_one, shapes_of
+from padiff.runtime.layout_infer import infer_links, one_to_one, raw_conversion, shapes_of
 
 ArrayDict = dict[str, np.ndarray]
 
@@ -133,6 +133,44 @@ def plan_fused(pair: Any, p_layers: Mapping[str, Any], p_state: list[StateEntry]
     links = [Link(x.paddle_name, x.torch_names, x.conversion, x.fn) for x in inferred]
     return PairPlan(pair.paddle_path, pair.torch_path, p_class, t_class, links,
                     paddle_parts=tuple(pair.paddle_parts), torch_parts=tuple(pair.torch_parts))
+
+
+def plan_param(pair: Any, p_layer: Any, p_state: list[StateEntry], t_layer: Any,
+               t_state: list[StateEntry]) -> PairPlan:
+    """The plan of one parameter pair (``ParamPair``): a single link, copied or transposed.
+
+    ``p_state``/``t_state`` are the owning layers' own tensors. ``conversion="auto"`` is
+    read from the shapes and the torch layer's class (:func:`raw_conversion`). Raises
+    :class:`WeightAssignError` when the parameter is missing or the shapes do not fit.
+    """
+    (p_path, p_name), (t_path, t_name) = pair.owner("paddle"), pair.owner("torch")
+    p_e = next((e for e in p_state if e.name == p_name), None)
+    t_e = next((e for e in t_state if e.name == t_name), None)
+    p_class, t_class = type(p_layer).__name__, type(t_layer).__name__
+    if p_e is None or t_e is None:
+        raise WeightAssignError(f"parameter pair {pair.paddle_param!r} <-> {pair.torch_param!r}: "
+                                f"{'paddle' if p_e is None else 'torch'} parameter not found")
+    p_shape, t_shape = tuple(p_e.tensor.shape), tuple(t_e.tensor.shape)
+    conv = pair.conversion if pair.conversion != "auto" else raw_conversion(p_shape, t_shape, t_class)
+    fits = {"copy": p_shape == t_shape, "transpose": len(p_shape) == 2 and p_shape == t_shape[::-1]}
+    if conv is None or not fits.get(conv, False):
+        reason = (f"paddle {pair.paddle_param} {list(p_shape)} cannot take torch {pair.torch_param} {list(t_shape)}"
+                  + (f" by {conv}" if conv else " by a copy or a transpose"))
+        err = WeightAssignError(f"cannot pair parameters: {reason}. Fix the parameter pair in the map (or its "
+                                "conversion: copy or transpose).")
+        set_error_fields(err, p_path, p_class, [p_e], t_path, t_class, [t_e], reason)
+        raise err
+    fn = _transpose_arr if conv == "transpose" else _copy_arr
+    how = "transpose (parameter pair)" if conv == "transpose" else "copy"
+    return PairPlan(p_path, t_path, p_class, t_class, [Link(p_name, (t_name,), how, fn)])
+
+
+def _copy_arr(arrs: list[np.ndarray]) -> np.ndarray:
+    return arrs[0]
+
+
+def _transpose_arr(arrs: list[np.ndarray]) -> np.ndarray:
+    return np.ascontiguousarray(arrs[0].T)
 
 
 def _part_owners(layers: Mapping[str, Any], parts: tuple[str, ...], path: str,

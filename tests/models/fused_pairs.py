@@ -302,3 +302,43 @@ def decoder(reverse: bool = False, lstm_bias: bool = True) -> Case:
     ins = ({"x": paddle.to_tensor(x), "memory": paddle.to_tensor(m)},
            {"x": torch.from_numpy(x.copy()), "memory": torch.from_numpy(m.copy())})
     return Case(PDecoder(), TDecoder(reverse, lstm_bias), ins, None, "self_attn")
+
+
+# --- raw parameters standing for several layers (X2Paddle style) ------------------------------------
+class PRawMLP(pnn.Layer):
+    """Every Linear written as root-level ``create_parameter`` weights used by ``paddle.matmul``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w0 = self.create_parameter([D, HID])
+        self.b0 = self.create_parameter([HID], is_bias=True)
+        self.w1 = self.create_parameter([HID, HID])
+        self.b1 = self.create_parameter([HID], is_bias=True)
+        self.w2 = self.create_parameter([HID, 4])
+        self.b2 = self.create_parameter([4], is_bias=True)
+
+    def forward(self, x):
+        h = PF.relu(paddle.matmul(x, self.w0) + self.b0)
+        h = PF.relu(paddle.matmul(h, self.w1) + self.b1)
+        return paddle.matmul(h, self.w2) + self.b2
+
+
+class TMLP3(tnn.Module):
+    def __init__(self, reverse: bool = False) -> None:
+        super().__init__()
+        dims = {"fc1": (D, HID), "fc2": (HID, HID), "fc3": (HID, 4)}
+        for name in (["fc3", "fc2", "fc1"] if reverse else ["fc1", "fc2", "fc3"]):
+            setattr(self, name, tnn.Linear(*dims[name]))
+
+    def forward(self, x):
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+
+RAW_TRUTH = {"w0": "fc1.weight", "b0": "fc1.bias", "w1": "fc2.weight", "b1": "fc2.bias", "w2": "fc3.weight",
+             "b2": "fc3.bias"}
+
+
+def raw_params(reverse: bool = False) -> Case:
+    paddle.seed(1)
+    torch.manual_seed(2)
+    return Case(PRawMLP(), TMLP3(reverse), inputs(), None, "fc2")
