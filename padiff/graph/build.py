@@ -108,6 +108,7 @@ def build_graph(model: onnx.ModelProto, owner: Mapping[str, tuple[str, str]], sc
     _attribute(g, graph, owner, scope)
     g.graph["control_layers"] = frozenset(owner[p][0] for p in control_params)
     g.graph["used_params"] = frozenset(p for n in g.nodes for p, _ in g.nodes[n]["params"])
+    g.graph["owner"] = dict(owner)  # parameter tensor name -> (layer path, attribute): parameter-level pairs
     return g
 
 

@@ -238,4 +238,4 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
         for side, obj, mode in modes:
             side.set_training(obj, mode)
     pairs = [updated.get(p.paddle_path, p) for p in result.pairs]
-    return MatchResult(pairs, result.unpaired, result.unit_pairs), notes
+    return MatchResult(pairs, result.unpaired, result.unit_pairs, result.params), notes

@@ -28,6 +28,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import networkx as nx
+
 from padiff.graph.match import MatchResult, ProposedPair
 from padiff.graph.units import LayerInfo, Side, Unit
 
@@ -102,6 +104,8 @@ def fused_pairs(single: Side, split: Side, mapping: Mapping[int, int], single_le
         found = []
         for k in range(2, min(len(cands), MAX_PARTS) + 1):
             for combo in itertools.combinations(cands, k):
+                if not _parallel(split, [t_units[c] for c in combo]):
+                    continue  # parts run side by side; a chain of layers is not a split of one
                 got: Counter[int] = Counter()
                 for t_path in combo:
                     got.update(_budget(split_layers[t_path]))
@@ -119,6 +123,12 @@ def fused_pairs(single: Side, split: Side, mapping: Mapping[int, int], single_le
                     f"(from {where}) and feed what it feeds ({after}); their parameters add up to its own")
         out.append((s_path, parts, evidence))
     return out
+
+
+def _parallel(side: Side, units: Sequence[Unit]) -> bool:
+    """No data flows from one of ``units`` to another (they are the pieces of one step, not a chain)."""
+    uids = {u.uid for u in units}
+    return all(not uids & (nx.descendants(side.graph, u.uid) - {u.uid}) for u in units)
 
 
 def _ancestors_or_self(path: str) -> list[str]:
@@ -222,7 +232,7 @@ def extend(result: MatchResult, ps: Side, ts: Side, p_layers: Mapping[str, Layer
     blocks = [(pr.paddle_path, pr.torch_path) for pr in pairs if pr.opaque]
     unpaired = [u for u in result.unpaired if (u.side, u.path) not in covered
                 and not any(_within(u.path, top[0] if u.side == "paddle" else top[1]) for top in blocks)]
-    return MatchResult(pairs, unpaired, result.unit_pairs)
+    return MatchResult(pairs, unpaired, result.unit_pairs, result.params)
 
 
 __all__ = ["Block", "enclosing_blocks", "extend", "fused_pairs"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 
@@ -61,6 +62,7 @@ class MatchResult:
     pairs: list[ProposedPair]
     unpaired: list[Left]
     unit_pairs: list[tuple[Unit, Unit]] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)  # raw_params.ParamProposal: parameter-level pairs
 
 
 
@@ -224,10 +226,13 @@ def match_graphs(pg: nx.DiGraph, tg: nx.DiGraph, p_layers: Mapping[str, LayerInf
                  t_layers: Mapping[str, LayerInfo]) -> MatchResult:
     """Pair paddle layers with torch layers from two canonical op graphs.
 
-    One to one first (:func:`match_sides`), then fused-against-split layers and enclosing
-    blocks among what is left (:mod:`padiff.graph.fused`).
+    One to one first (:func:`match_sides`), then raw parameters against layers
+    (:mod:`padiff.graph.raw_params`), then fused-against-split layers and enclosing blocks
+    among what is left (:mod:`padiff.graph.fused`).
     """
     from padiff.graph.fused import extend
+    from padiff.graph.raw_params import param_pairs
 
     ps, ts = build_units(pg, p_layers), build_units(tg, t_layers)
-    return extend(match_sides(ps, ts, p_layers, t_layers), ps, ts, p_layers, t_layers)
+    result = param_pairs(pg, tg, match_sides(ps, ts, p_layers, t_layers), p_layers, t_layers)
+    return extend(result, ps, ts, p_layers, t_layers)

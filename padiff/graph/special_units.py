@@ -83,4 +83,4 @@ def pair_special_units(result: MatchResult, p_special: Sequence[str], t_special:
     pairs += [ProposedPair(s, t, conf, (ev,), True, opaque=True) for s, t, conf, ev in chosen]
     unpaired: list[Left] = [u for u in result.unpaired
                             if not any(_within(u.path, s if u.side == "paddle" else t) for s, t, _, _ in chosen)]
-    return MatchResult(pairs, unpaired, result.unit_pairs)
+    return MatchResult(pairs, unpaired, result.unit_pairs, result.params)

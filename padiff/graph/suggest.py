@@ -17,7 +17,7 @@ from typing import Any
 
 from padiff.errors import ExportError
 from padiff.graph.match import LayerInfo, MatchResult, ProposedPair
-from padiff.layer_map import LayerMap, LayerPair, Unpaired
+from padiff.layer_map import LayerMap, LayerPair, ParamPair, Unpaired
 
 
 def layer_infos(side: Any, root: Any) -> dict[str, LayerInfo]:
@@ -135,7 +135,7 @@ def pair_leftovers(result: MatchResult, p_layers: Mapping[str, LayerInfo],
                           pr.compare_output, uncertain=True) for pr in extra.pairs]
     done = {("paddle", pr.paddle_path) for pr in added} | {("torch", pr.torch_path) for pr in added}
     unpaired: list[Left] = [u for u in result.unpaired if (u.side, u.path) not in done]
-    return MatchResult(result.pairs + added, unpaired, result.unit_pairs)
+    return MatchResult(result.pairs + added, unpaired, result.unit_pairs, result.params)
 
 
 def _special_units(result: MatchResult, layer: Any, module: Any) -> MatchResult:
@@ -234,6 +234,8 @@ def suggest_layer_map(layer: Any, module: Any, example_inp: Any = None, *, timeo
         timings["confirm"] = time.perf_counter() - t0
     lm = LayerMap(_to_pairs(result, p_layers, t_layers), route=route, notes=notes,
                   unpaired=_unpaired(result, p_layers, t_layers))
+    lm.params = [ParamPair(pp.paddle_param, pp.torch_param, "auto", pp.confidence, pp.evidence)
+                 for pp in result.params]
     lm.baseline = baseline_pairs(p_layers, t_layers)
     if timings:
         lm.notes.append("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))

@@ -324,9 +324,9 @@ class PRawMLP(pnn.Layer):
 
 
 class TMLP3(tnn.Module):
-    def __init__(self, reverse: bool = False) -> None:
+    def __init__(self, reverse: bool = False, hid2: int = HID) -> None:
         super().__init__()
-        dims = {"fc1": (D, HID), "fc2": (HID, HID), "fc3": (HID, 4)}
+        dims = {"fc1": (D, HID), "fc2": (HID, hid2), "fc3": (hid2, 4)}
         for name in (["fc3", "fc2", "fc1"] if reverse else ["fc1", "fc2", "fc3"]):
             setattr(self, name, tnn.Linear(*dims[name]))
 
@@ -338,7 +338,7 @@ RAW_TRUTH = {"w0": "fc1.weight", "b0": "fc1.bias", "w1": "fc2.weight", "b1": "fc
              "b2": "fc3.bias"}
 
 
-def raw_params(reverse: bool = False) -> Case:
+def raw_params(reverse: bool = False, hid2: int = HID) -> Case:
     paddle.seed(1)
     torch.manual_seed(2)
-    return Case(PRawMLP(), TMLP3(reverse), inputs(), None, "fc2")
+    return Case(PRawMLP(), TMLP3(reverse, hid2), inputs(), None, "fc2")

@@ -1,0 +1,170 @@
+"""Parameter-level pairs: raw parameters that stand for several layers on the other side.
+
+X2Paddle writes every Linear of a model as ``create_parameter`` on the root layer and calls
+``paddle.matmul``; its torch original has one ``Linear`` per step. No layer pairs with a
+layer there, but the op graphs still say which operation consumes which parameter. A layer
+whose own weights feed two or more separate operations is *raw*; its operations, in
+dataflow order, are matched one by one with the operations of the other side's unpaired
+layers (same op kind and layout-free weight shape, in the same order); the parameters of
+matched operations pair by shape (weight with weight, bias with the bias added right after).
+When the operations do not line up, the raw layer stays unpaired with a reason that says so.
+
+Pure Python over networkx: no paddle or torch import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import networkx as nx
+
+from padiff.graph.canonical import canonical_kind, shape_key
+from padiff.graph.match import Left, MatchResult
+from padiff.graph.units import LayerInfo
+
+BIAS_HOPS = 2  # a bias is read by an op at most this many steps after its weight op
+
+
+@dataclass(frozen=True)
+class ParamProposal:
+    """A proposed parameter pair: full parameter paths on both sides, confidence, evidence."""
+
+    paddle_param: str
+    torch_param: str
+    confidence: float
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Op:
+    """One weight-consuming op of a layer and the parameters it stands for (weight first)."""
+
+    node: int
+    kind: str
+    params: tuple[tuple[str, tuple[int, ...]], ...]  # (full parameter path, shape)
+
+    @property
+    def label(self) -> tuple[str, tuple[int, ...]]:
+        return self.kind, shape_key(self.params[0][1])
+
+
+def _param_path(owner: Mapping[str, tuple[str, str]], tensor: str) -> str | None:
+    if tensor not in owner:
+        return None
+    layer, attr = owner[tensor]
+    return f"{layer}.{attr}" if layer else attr
+
+
+def weight_ops(g: nx.DiGraph, layer: str) -> list[_Op]:
+    """The ops reading a weight (2-D or more) that ``layer`` owns, in graph order, each with its bias."""
+    owner: Mapping[str, tuple[str, str]] = g.graph.get("owner", {})
+    mine = {t for t, (lay, _) in owner.items() if lay == layer}
+    ops: list[_Op] = []
+    taken: set[str] = set()
+    for n in sorted(g.nodes):
+        weights = [(t, s) for t, s in g.nodes[n]["params"] if t in mine and len(s) >= 2]
+        if not weights:
+            continue
+        group = sorted(((t, s) for t, s in g.nodes[n]["params"] if t in mine), key=lambda p: (-len(p[1]), p[0]))
+        near = nx.single_source_shortest_path_length(g, n, cutoff=BIAS_HOPS)
+        for m in sorted(near):
+            if m != n:
+                group += [(t, s) for t, s in g.nodes[m]["params"] if t in mine and len(s) == 1
+                          and all(t != x for x, _ in group)]
+        group = [(t, s) for t, s in group if t not in taken]
+        taken.update(t for t, _ in group)
+        paths = tuple((p, s) for t, s in group if (p := _param_path(owner, t)) is not None)
+        if paths:
+            ops.append(_Op(n, canonical_kind(g.nodes[n]["op"]), paths))
+    return ops
+
+
+def _pair_params(a: _Op, b: _Op) -> list[tuple[str, str]] | None:
+    """Parameters of two matched ops, paired in order (weight, then biases); None if shapes differ."""
+    if len(a.params) != len(b.params):
+        return None
+    out = []
+    for (pa, sa), (pb, sb) in zip(a.params, b.params):
+        if shape_key(sa) != shape_key(sb):
+            return None
+        out.append((pa, pb))
+    return out
+
+
+def _raw_layers(g: nx.DiGraph, candidates: set[str]) -> dict[str, list[_Op]]:
+    """Layers among ``candidates`` whose own weights feed two or more separate ops."""
+    out = {}
+    for path in candidates:
+        ops = weight_ops(g, path)
+        if len(ops) >= 2:
+            out[path] = ops
+    return out
+
+
+def _one_side(raw_g: nx.DiGraph, other_g: nx.DiGraph, raw_side: str, result: MatchResult,
+              raw_layers: Mapping[str, LayerInfo],
+              other_layers: Mapping[str, LayerInfo]) -> tuple[list[ParamProposal], set[str], set[str], dict[str, str]]:
+    other_side = "torch" if raw_side == "paddle" else "paddle"
+    left_raw = {u.path for u in result.unpaired if u.side == raw_side}
+    left_other = {u.path for u in result.unpaired if u.side == other_side and other_layers.get(u.path)
+                  and other_layers[u.path].shapes}
+    proposals: list[ParamProposal] = []
+    done_raw: set[str] = set()
+    done_other: set[str] = set()
+    reasons: dict[str, str] = {}
+    other_ops = sorted((op for path in left_other for op in weight_ops(other_g, path)), key=lambda o: o.node)
+    for path, ops in sorted(_raw_layers(raw_g, left_raw).items()):
+        free = [o for o in other_ops if _owner_layer(o) not in done_other]
+        labels = [o.label for o in ops]
+        pos = _find(labels, [o.label for o in free])
+        if pos is None:
+            kinds = ", ".join(sorted({o.kind for o in ops}))
+            reasons[path] = (f"holds raw parameters used by {len(ops)} separate ops ({kinds}); the unpaired "
+                             f"{other_side} layers' ops do not line up with them one by one (kinds and weight "
+                             "shapes in dataflow order)")
+            continue
+        matched = free[pos:pos + len(ops)]
+        pairs = [_pair_params(a, b) for a, b in zip(ops, matched)]
+        if any(p is None for p in pairs):
+            reasons[path] = (f"holds raw parameters used by {len(ops)} separate ops; their biases do not match the "
+                             f"{other_side} layers' biases")
+            continue
+        for k, (a, b, got) in enumerate(zip(ops, matched, pairs)):
+            for pa, pb in got or []:
+                p_par, t_par = (pa, pb) if raw_side == "paddle" else (pb, pa)
+                proposals.append(ParamProposal(p_par, t_par, 0.9, (
+                    f"parameter-level pair: op {k + 1} of {len(ops)} that read {path or '<root>'}'s raw parameters "
+                    f"({a.kind} {list(shape_key(a.params[0][1]))}) matches the {other_side} op of "
+                    f"{_owner_layer(b) or '<root>'} in dataflow order",)))
+            done_other.add(_owner_layer(b))
+        done_raw.add(path)
+    return proposals, done_raw, done_other, reasons
+
+
+
+
+def _owner_layer(op: _Op) -> str:
+    return op.params[0][0].rpartition(".")[0]
+
+
+def _find(needle: list, hay: list) -> int | None:
+    """The only position where ``needle`` occurs as a contiguous run of ``hay``, else None."""
+    hits = [i for i in range(len(hay) - len(needle) + 1) if hay[i:i + len(needle)] == needle]
+    return hits[0] if len(hits) == 1 else None
+
+
+def param_pairs(pg: nx.DiGraph, tg: nx.DiGraph, result: MatchResult, p_layers: Mapping[str, LayerInfo],
+                t_layers: Mapping[str, LayerInfo]) -> MatchResult:
+    """``result`` with parameter pairs for raw layers on either side; the layers they cover leave its unpaired."""
+    props, raw_p, other_t, why_p = _one_side(pg, tg, "paddle", result, p_layers, t_layers)
+    props_t, raw_t, other_p, why_t = _one_side(tg, pg, "torch", result, t_layers, p_layers)
+    props += props_t
+    done = {("paddle", p) for p in raw_p | other_p} | {("torch", t) for t in raw_t | other_t}
+    unpaired: list[Left] = []
+    for u in result.unpaired:
+        if (u.side, u.path) in done:
+            continue
+        why = (why_p if u.side == "paddle" else why_t).get(u.path)
+        unpaired.append(Left(u.side, u.path, why) if why else u)
+    return MatchResult(result.pairs, unpaired, result.unit_pairs, [*result.params, *props])
