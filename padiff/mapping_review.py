@@ -41,6 +41,8 @@ def _flags(p: LayerPair, baseline_t: dict[str, str], baseline_p: dict[str, str])
         flags.append("LOW CONFIDENCE")
     if p.opaque:
         flags.append("opaque")
+    if p.split_side:
+        flags.append(f"fused: {p.split_side} parts concatenate along axis {p.axis}")
     if not p.compare_output:
         flags.append("weights only")
     if baseline_t or baseline_p:
@@ -68,11 +70,18 @@ def review_map(lm: LayerMap, fancy: bool | None = None) -> str:
     t = Table("Proposed pairs (paddle <-> torch)", ["#", "paddle (class)", "<->", "torch (class)", "conf",
                                                      "paddle shapes", "torch shapes", "flags"])
     for i, p in enumerate(pairs):
-        t.add(i, f"{_show(p.paddle_path)} ({p.paddle_class or '?'})", "<->",
-              f"{_show(p.torch_path)} ({p.torch_class or '?'})", f"{p.confidence:.2f}",
+        t.add(i, f"{p.label('paddle')} ({p.paddle_class or '?'})", "<->",
+              f"{p.label('torch')} ({p.torch_class or '?'})", f"{p.confidence:.2f}",
               _shapes(p.paddle_shapes), _shapes(p.torch_shapes), _flags(p, base_t, base_p),
               mark=p.confidence < LOW_CONFIDENCE)
     blocks.append(t)
+    if lm.params:
+        pt = Table("Parameter pairs (raw parameters, paddle <-> torch)", ["#", "paddle param", "<->", "torch param",
+                                                                         "conversion", "conf"])
+        for i, pp in enumerate(lm.params):
+            pt.add(i, pp.paddle_param, "<->", pp.torch_param, pp.conversion, f"{pp.confidence:.2f}",
+                   mark=pp.confidence < LOW_CONFIDENCE)
+        blocks.append(pt)
 
     blocks.append(_baseline_table(lm, pairs))
 
