@@ -24,6 +24,7 @@ Must not import paddle or torch.
 from __future__ import annotations
 
 import itertools
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from padiff.graph.match import MatchResult, ProposedPair
 from padiff.graph.units import LayerInfo, Side, Unit
 
 MAX_PARTS = 8  # subsets of at most this many layers are tried for one fused layer
+MAX_SUBSETS = 20000  # beyond this many candidate subsets the fused layer is left unpaired
 UNSEEN = ("inside control flow", "not executed")  # reasons of layers the graphs hold no dataflow for
 
 
@@ -102,6 +104,8 @@ def fused_pairs(single: Side, split: Side, mapping: Mapping[int, int], single_le
             if t_preds == preds and t_succs == succs:
                 cands.append(t_path)
         found = []
+        if sum(math.comb(len(cands), k) for k in range(2, min(len(cands), MAX_PARTS) + 1)) > MAX_SUBSETS:
+            continue  # too many look-alike candidates to tell the parts apart by their budget
         for k in range(2, min(len(cands), MAX_PARTS) + 1):
             for combo in itertools.combinations(cands, k):
                 if not _parallel(split, [t_units[c] for c in combo]):

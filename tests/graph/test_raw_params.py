@@ -111,3 +111,12 @@ def test_partly_paired_raw_layer_is_an_error_saying_what_to_add() -> None:
                               "params": [{"paddle_param": "w0", "torch_param": "fc1.weight"}]})
         both.resolve(case.paddle, case.torch)
     assert map_to_dict(lm)["params"] == [ParamPair("w0", "fc1.weight").to_dict()]
+
+
+def test_raw_parameters_on_the_torch_side_pair_the_other_way() -> None:
+    case = fp.raw_params_torch()
+    lm = padiff.suggest_layer_map(case.paddle, case.torch, case.inputs)
+    assert {pp.torch_param: pp.paddle_param for pp in lm.params} == fp.RAW_TRUTH
+    assert padiff.auto_diff(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map="auto",
+                            options=TOL) is True
+    assert (abs(case.paddle.fc2.weight.numpy() - case.torch.w1.detach().numpy()) < 1e-7).all()  # copied, not transposed

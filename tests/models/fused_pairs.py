@@ -342,3 +342,33 @@ def raw_params(reverse: bool = False, hid2: int = HID) -> Case:
     paddle.seed(1)
     torch.manual_seed(2)
     return Case(PRawMLP(), TMLP3(reverse, hid2), inputs(), None, "fc2")
+
+
+class TRawMLP(tnn.Module):
+    """The other direction: torch holds raw ``[in, out]`` parameters used by ``@``, paddle has Linears."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for k, (i, o) in enumerate(((D, HID), (HID, HID), (HID, 4))):
+            setattr(self, f"w{k}", tnn.Parameter(torch.randn(i, o) * 0.3))
+            setattr(self, f"b{k}", tnn.Parameter(torch.randn(o) * 0.1))
+
+    def forward(self, x):
+        h = torch.relu(x @ self.w0 + self.b0)
+        h = torch.relu(h @ self.w1 + self.b1)
+        return h @ self.w2 + self.b2
+
+
+class PMLP3(pnn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = pnn.Linear(D, HID), pnn.Linear(HID, HID), pnn.Linear(HID, 4)
+
+    def forward(self, x):
+        return self.fc3(PF.relu(self.fc2(PF.relu(self.fc1(x)))))
+
+
+def raw_params_torch() -> Case:
+    paddle.seed(1)
+    torch.manual_seed(2)
+    return Case(PMLP3(), TRawMLP(), inputs(), None, "w1")
