@@ -85,7 +85,7 @@ def match_sides(ps: Side, ts: Side, p_layers: Mapping[str, LayerInfo],
         per_layer[(pu.layer, tu.layer)].append((pu, tu))
     chosen: dict[str, str] = {}
     taken: dict[str, str] = {}
-    conflicts: list[Left] = []
+    conflicts = _split_free_layers(votes, ps, ts)
     for p_path, counter in sorted(votes.items(), key=lambda kv: -max(kv[1].values())):
         t_path, _n = counter.most_common(1)[0]
         if t_path in taken:
@@ -135,23 +135,79 @@ def match_sides(ps: Side, ts: Side, p_layers: Mapping[str, LayerInfo],
         first_op[u.layer] = min(first_op.get(u.layer, u.ops[0]), u.ops[0])
     pairs.sort(key=lambda pr: first_op.get(pr.paddle_path, 0))
 
-    unpaired = conflicts + _explain(ps, ts, p_layers, t_layers, set(chosen), set(taken), "paddle") \
-        + _explain(ts, ps, t_layers, p_layers, set(taken), set(chosen), "torch")
+    explained = {(c.side, c.path) for c in conflicts}  # one reason per layer, never two rows
+    unpaired = conflicts + [u for u in _explain(ps, ts, p_layers, t_layers, set(chosen), set(taken), "paddle")
+                            + _explain(ts, ps, t_layers, p_layers, set(taken), set(chosen), "torch")
+                            if (u.side, u.path) not in explained]
     return MatchResult(pairs, unpaired, [(ps.units[a], ts.units[b]) for a, b in unit_pairs])
 
 
 def _drop_stray_free_pairs(pairs: list[tuple[int, int]], ps: Side, ts: Side) -> list[tuple[int, int]]:
-    """Unpair parameter-free units none of whose graph neighbours map onto the other's."""
-    mapping = dict(pairs)
-    keep = []
-    for a, b in pairs:
-        if not ps.units[a].has_params:
-            nbrs = list(ps.graph.predecessors(a)) + list(ps.graph.successors(a))
-            t_nbrs = set(ts.graph.predecessors(b)) | set(ts.graph.successors(b))
-            if nbrs and not any(mapping.get(x) in t_nbrs for x in nbrs):
-                continue
-        keep.append((a, b))
-    return keep
+    """Keep a parameter-free unit pair only where dataflow places it: between the same paired neighbours.
+
+    A parameter-free unit (activation, pooling) carries no identity of its own, so the
+    alignment may put it against any unit of the same op. It stays paired only when,
+    on each side that has them, one of its producers maps onto a producer of its
+    partner and one of its consumers onto a consumer. Dropping a pair can strand a
+    neighbour, so this repeats until nothing changes.
+    """
+    keep = list(pairs)
+    while True:
+        mapping = dict(keep)
+        out = [(a, b) for a, b in keep if ps.units[a].has_params or _placed(a, b, ps, ts, mapping)]
+        if len(out) == len(keep):
+            return out
+        keep = out
+
+
+def _placed(a: int, b: int, ps: Side, ts: Side, mapping: Mapping[int, int]) -> bool:
+    """Do the producers and the consumers of unit ``a`` map onto those of unit ``b``?"""
+    for nbrs, t_nbrs in ((list(ps.graph.predecessors(a)), set(ts.graph.predecessors(b))),
+                         (list(ps.graph.successors(a)), set(ts.graph.successors(b)))):
+        if not nbrs and not t_nbrs:
+            continue  # a model input or output on both sides
+        if not any(mapping.get(x) in t_nbrs for x in nbrs):
+            return False
+    return True
+
+
+def _split_free_layers(votes: dict[str, Counter[str]], ps: Side, ts: Side) -> list[Left]:
+    """Leave out parameter-free layers whose calls match several layers on the other side.
+
+    One module called twice on one side against two modules on the other is a normal
+    port (a reused ``ReLU`` or ``Dropout``). No one-to-one pair can express it, and a
+    pair with one of them would leave the other calls without a partner; the engine
+    pairs such calls one by one between their paired neighbours instead. Removes those
+    layers from ``votes`` and returns their reasons.
+    """
+    free_p = {u.layer for u in ps.units if not u.has_params}
+    free_t = {u.layer for u in ts.units if not u.has_params}
+    t_voters: dict[str, set[str]] = defaultdict(set)
+    for p_path, counter in votes.items():
+        for t_path in counter:
+            t_voters[t_path].add(p_path)
+    out: list[Left] = []
+    split_p = {p for p, c in votes.items() if p in free_p and len(c) > 1}
+    split_t = {t for t, ps_ in t_voters.items() if t in free_t and len(ps_) > 1}
+    for p_path in sorted(split_p):
+        others = ", ".join(sorted(votes[p_path]))
+        out.append(Left("paddle", p_path, f"parameter-free, its calls match several torch layers ({others}): "
+                                          "the engine pairs its calls one by one between paired neighbours"))
+    for t_path in sorted(split_t):
+        others = ", ".join(sorted(t_voters[t_path]))
+        out.append(Left("torch", t_path, f"parameter-free, its calls match several paddle layers ({others}): "
+                                         "the engine pairs its calls one by one between paired neighbours"))
+    for p_path in list(votes):
+        if p_path in split_p:
+            del votes[p_path]
+            continue
+        for t_path in [t for t in votes[p_path] if t in split_t]:
+            del votes[p_path][t_path]
+            out.append(Left("paddle", p_path, f"parameter-free, its calls match torch {t_path!r}, which is called "
+                                              "for several paddle layers: the engine pairs the calls one by one"))
+        if not votes[p_path]:
+            del votes[p_path]
+    return out
 
 
 def _same_output(p: LayerInfo | None, t: LayerInfo | None) -> bool:
@@ -206,8 +262,16 @@ def _explain(me: Side, other: Side, mine: Mapping[str, LayerInfo], theirs: Mappi
             out.append(Left(side, path, reason))
         elif info.leaf and path:
             owner = next((a for a in _ancestors(path) if a in paired), None)
-            reason = (f"part of paired layer {owner!r} (exported as one op there)" if owner is not None
-                      else f"no counterpart: extra {info.cls} (no computation in the exported graph)")
+            alike = any(o.leaf and o.path not in other_paired and _norm(o.cls) == _norm(info.cls)
+                        for o in theirs.values())
+            if owner is not None:
+                reason = f"part of paired layer {owner!r} (exported as one op there)"
+            elif not alike:
+                reason = f"no counterpart: extra {info.cls} (no computation in the exported graph)"
+            else:
+                reason = (f"{info.cls}: no computation in the exported graph (e.g. Dropout/Identity in eval "
+                          "mode), so dataflow cannot place it; not proposed (the engine pairs its calls of "
+                          "the same kind between paired neighbours)")
             out.append(Left(side, path, reason))
     return out
 

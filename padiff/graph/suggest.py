@@ -102,19 +102,21 @@ def _eager_graphs(layer: Any, module: Any, p_in: dict[str, Any], t_in: dict[str,
 
 def pair_leftovers(result: MatchResult, p_layers: Mapping[str, LayerInfo],
                    t_layers: Mapping[str, LayerInfo]) -> MatchResult:
-    """Pair layers the graphs could not place by the module trees, with low confidence.
+    """Pair parameter layers the graphs could not place by the module trees, with low confidence.
 
-    Parameter layers inside control flow or not executed, and leaves with no
-    computation in either graph (Dropout/Identity in eval mode) have no dataflow
-    evidence; the trees still say something (class, shapes, order), so they are
-    paired with a low confidence and the evidence says so.
+    Parameter layers inside control flow or not executed have no dataflow evidence;
+    the trees still say something (class, shapes, order), so they are paired with a
+    low confidence and the evidence says so. Parameter-free leaves with no computation
+    in either graph (Dropout/Identity in eval mode) are not: class and definition order
+    alone pair them wrongly (a ``pos_drop`` with a block's ``proj_drop``), so they stay
+    unpaired with the reason, and the engine pairs their calls between paired neighbours.
     """
     from padiff.graph.match import Left
     from padiff.graph.tree import match_trees
 
     def wanted(u: Any, table: Mapping[str, LayerInfo]) -> bool:
         info = table.get(u.path)
-        return info is not None and (bool(info.shapes) or "no computation" in u.reason)
+        return info is not None and bool(info.shapes)
 
     left_p = {u.path: p_layers[u.path] for u in result.unpaired if u.side == "paddle" and wanted(u, p_layers)}
     left_t = {u.path: t_layers[u.path] for u in result.unpaired if u.side == "torch" and wanted(u, t_layers)}
@@ -127,8 +129,6 @@ def pair_leftovers(result: MatchResult, p_layers: Mapping[str, LayerInfo],
 
     def why(pr: ProposedPair) -> str:
         p_why, t_why = reasons[("paddle", pr.paddle_path)], reasons[("torch", pr.torch_path)]
-        if "no computation" in p_why and "no computation" in t_why:
-            return "no computation in either exported graph (e.g. Dropout/Identity in eval mode)"
         return f"not matched in the graphs (paddle: {p_why}; torch: {t_why})"
 
     added = [ProposedPair(pr.paddle_path, pr.torch_path, min(pr.confidence, 0.4), (why(pr), *pr.evidence),

@@ -844,10 +844,10 @@ class Engine:
                 if ev.role.path in seen:
                     continue
                 seen.add(ev.role.path)
-                reason = ("no counterpart on the other side (functional call there, or an extra layer)"
-                          if ev.role.kind == "soft" else "no counterpart found in call order")
-                self.report.skipped.append(SkippedLayer(side, ev.role.path, ev.role.cls, reason))
-        hard = [ev for ev in pairer.unmatched_paddle + pairer.unmatched_torch if ev.role.kind != "soft"]
+                self.report.skipped.append(SkippedLayer(side, ev.role.path, ev.role.cls, _unpaired_reason(ev)))
+        # a parameter-free layer without a partner is not a pairing failure (one module called
+        # twice against two modules, a functional call on the other side): no warning for it
+        hard = [ev for ev in pairer.unmatched_paddle + pairer.unmatched_torch if ev.role.stateful]
         if hard and self.spec.strict_pairing:
             p_n = sum(1 for e in self.p.events if e.role.kind == "hard")
             t_n = sum(1 for e in self.t.events if e.role.kind == "hard")
@@ -870,6 +870,19 @@ class Engine:
             if isinstance(err, PadiffError):
                 raise err
             raise PadiffInternalError(f"a padiff hook failed: {type(err).__name__}: {err}") from err
+
+
+def _unpaired_reason(ev: Event) -> str:
+    """Why one layer call found no partner, in the words of its role."""
+    if ev.role.kind == "soft":
+        return ("no counterpart of the same kind between the same paired neighbours on the other side "
+                "(functional call there, or an extra layer)")
+    if ev.role.kind == "explicit" and not ev.role.stateful:
+        return (f"call {ev.call} has no partner call: the layer is called more often than its mapped partner "
+                "(holds no parameters; its other calls are compared)")
+    if ev.role.kind == "explicit":
+        return f"call {ev.call} has no partner call in the mapped layer"
+    return "no counterpart found in call order"
 
 
 def _usable_cores() -> int:

@@ -7,8 +7,12 @@ Roles are decided once per run from the module trees and the resolved map:
 - ``hard``: owns parameters or buffers; paired with the next hard call of the other side
   in call order (top-down).
 - ``soft``: a parameter-free leaf (ReLU, pooling, Dropout...); paired only with a soft
-  call of the same kind before the next hard call, so a functional call on one side
-  (``F.relu``) against a layer on the other (``nn.ReLU``) does not break pairing.
+  call of the same kind between the same paired neighbours: after the partner of the
+  last paired torch call and before the next paddle call that anchors pairing (one that
+  holds state, or one of the map). So a functional call on one side (``F.relu``)
+  against a layer on the other (``nn.ReLU``) does not break pairing, one module called
+  twice pairs with two modules called once, and a soft call never pairs across a
+  paired layer (a drop-path ``Identity`` with a later block's ``Identity``).
 
 Wrappers without own state (Sequential, user containers) get no role and no hooks.
 """
@@ -37,6 +41,7 @@ class Role:
     depth: int
     pair: LayerPair | None = None
     unit: bool = False  # owns its whole subtree (opaque pair, or a class with a special init)
+    stateful: bool = False  # owns parameters or buffers
 
 
 @dataclass
@@ -79,16 +84,16 @@ def assign_roles(side: Side, root: Any, resolved: ResolvedMap, owned_paths: set[
             unit = pair.opaque or special
             if unit:
                 units.add(path)
-            roles[path] = Role(path, cls, "explicit", depth, pair, unit=unit)
+            roles[path] = Role(path, cls, "explicit", depth, pair, unit=unit, stateful=path in owned_paths or unit)
             continue
         if resolved.skipped(side.name, path):
             continue
         if special and not any(p.startswith(path + ".") for p in pairs):
             # MultiHeadAttention, LSTM ...: weights do not pair one by one, so the layer is one unit
             units.add(path)
-            roles[path] = Role(path, cls, "hard", depth, unit=True)
+            roles[path] = Role(path, cls, "hard", depth, unit=True, stateful=True)
         elif path in owned_paths:
-            roles[path] = Role(path, cls, "hard", depth)
+            roles[path] = Role(path, cls, "hard", depth, stateful=True)
         elif not side.children(layer) and path != "":
             roles[path] = Role(path, cls, "soft", depth)
     return roles
@@ -103,17 +108,24 @@ class OnlinePairer:
     """
 
     def __init__(self, paddle_events: list[Event]) -> None:
+        self.events = list(paddle_events)
+        self.pos = {id(ev): i for i, ev in enumerate(self.events)}
         self.explicit: dict[tuple[str, int], Event] = {}
-        self.left: list[Event] = []
-        for ev in paddle_events:
+        for ev in self.events:
             if ev.role.kind == "explicit":
                 self.explicit[(ev.role.path, ev.call)] = ev
-            else:
-                self.left.append(ev)
-        self.ptr = 0
+        self.hard = [i for i, ev in enumerate(self.events) if ev.role.kind == "hard"]
+        self.hard_ptr = 0  # next candidate in ``hard``
+        self.last = -1  # position of the paddle event paired last (any kind): soft calls pair after it
+        self.used: set[int] = set()
         self.unmatched_paddle: list[Event] = []
         self.unmatched_torch: list[Event] = []
         self._parts_seen: dict[tuple[str, int], set[str]] = {}
+
+    def _take(self, i: int) -> Event:
+        self.used.add(i)
+        self.last = i
+        return self.events[i]
 
     def match(self, tev: Event) -> Event | None:
         """The paddle partner of torch event ``tev`` (or None), consuming it."""
@@ -125,24 +137,25 @@ class OnlinePairer:
             pev = self.explicit.pop((role.pair.paddle_path, tev.call), None)
             if pev is None:
                 self.unmatched_torch.append(tev)
-            return pev
+                return None
+            return self._take(self.pos[id(pev)])
         if role.kind == "hard":
-            for i in range(self.ptr, len(self.left)):
-                if self.left[i].role.kind == "hard":
-                    self.unmatched_paddle.extend(e for e in self.left[self.ptr:i])
-                    self.ptr = i + 1
-                    return self.left[i]
+            while self.hard_ptr < len(self.hard):
+                i = self.hard[self.hard_ptr]
+                self.hard_ptr += 1
+                if i not in self.used:
+                    return self._take(i)
             self.unmatched_torch.append(tev)
             return None
         kind = kind_of(role.cls)
-        for i in range(self.ptr, len(self.left)):
-            cand = self.left[i]
-            if cand.role.kind == "hard":
-                break
+        for i in range(self.last + 1, len(self.events)):
+            if i in self.used:
+                continue
+            cand = self.events[i]
+            if cand.role.kind != "soft":
+                break  # the next anchor: a soft call never pairs across it
             if kind_of(cand.role.cls) == kind:
-                self.unmatched_paddle.extend(self.left[self.ptr:i])
-                self.ptr = i + 1
-                return cand
+                return self._take(i)
         self.unmatched_torch.append(tev)
         return None
 
@@ -170,7 +183,5 @@ class OnlinePairer:
 
     def finish(self) -> None:
         """Everything on the paddle side not consumed is unmatched."""
-        self.unmatched_paddle.extend(self.left[self.ptr:])
-        self.unmatched_paddle.extend(self.explicit.values())
-        self.ptr = len(self.left)
+        self.unmatched_paddle = [ev for i, ev in enumerate(self.events) if i not in self.used]
         self.explicit = {}
