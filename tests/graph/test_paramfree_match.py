@@ -1,0 +1,82 @@
+"""Parameter-free units are paired only where dataflow places them: hand-built graphs, no frameworks."""
+
+from __future__ import annotations
+
+from test_match import G, infos, lin_info, pairs_of
+
+from padiff.graph.canonical import canonicalize
+from padiff.graph.match import match_graphs
+
+
+def _conv(b: G, layer: str, x: int | None, c_in: int, c_out: int) -> int:
+    args = () if x is None else (x,)
+    return b.op("Conv", layer, *args, params=((f"{layer}.w", (c_out, c_in, 3, 3)),))
+
+
+def _conv_info(path: str, c_in: int, c_out: int) -> tuple[str, str, bool, tuple]:
+    return path, "Conv2D", True, ((c_out, c_in, 3, 3),)
+
+
+def _two_branches(b: G, pool_after: str) -> None:
+    a = _conv(b, "c1", None, 3, 4)
+    c = _conv(b, "c2", None, 3, 5)
+    if pool_after == "c1":
+        a = b.op("MaxPool", "pool", a)
+    else:
+        c = b.op("MaxPool", "pool", c)
+    _conv(b, "c3", b.op("Concat", "", a, c), 9, 2)
+
+
+def test_a_pool_on_another_branch_is_not_paired() -> None:
+    # paddle pools c1's branch, torch c2's: same op, same depth, same consumer (c3), so the
+    # alignment puts them together, but the producers differ: not the same layer
+    p, t = G(), G()
+    _two_branches(p, "c1")
+    _two_branches(t, "c2")
+    layers = infos(("", "N", False, ()), _conv_info("c1", 3, 4), _conv_info("c2", 3, 5),
+                   ("pool", "MaxPool2D", True, ()), _conv_info("c3", 9, 2))
+    res = match_graphs(canonicalize(p.g), canonicalize(t.g), layers, layers)
+    assert pairs_of(res) == {"c1": "c1", "c2": "c2", "c3": "c3"}
+    sides = {(u.side, u.path) for u in res.unpaired}
+    assert {("paddle", "pool"), ("torch", "pool")} <= sides
+
+
+def test_a_pool_between_the_same_paired_neighbours_is_paired() -> None:
+    p, t = G(), G()
+    h = _conv(p, "c1", None, 3, 4)
+    h = p.op("MaxPool", "pool", h)
+    _conv(p, "c2", h, 4, 5)
+    k = _conv(t, "a", None, 3, 4)
+    k = t.op("MaxPool", "mp", k)
+    _conv(t, "b", k, 4, 5)
+    p_l = infos(("", "N", False, ()), _conv_info("c1", 3, 4), ("pool", "MaxPool2D", True, ()),
+                _conv_info("c2", 4, 5))
+    t_l = infos(("", "N", False, ()), _conv_info("a", 3, 4), ("mp", "MaxPool2d", True, ()), _conv_info("b", 4, 5))
+    res = match_graphs(canonicalize(p.g), canonicalize(t.g), p_l, t_l)
+    assert pairs_of(res) == {"c1": "a", "pool": "mp", "c2": "b"}
+
+
+def test_one_relu_called_twice_against_two_relus_is_left_to_the_engine_once_each() -> None:
+    p, t = G(), G()
+    x = p.op("Tanh", "pre")
+    h = p.linear("fc1", x, 4, 8)
+    h = p.op("Relu", "act", h, call=0)
+    h = p.linear("fc2", h, 8, 6)
+    p.op("Relu", "act", h, call=1)
+    y = t.op("Tanh", "pre")
+    k = t.linear("fc1", y, 4, 8, gemm=True)
+    k = t.op("Relu", "relu1", k)
+    k = t.linear("fc2", k, 8, 6, gemm=True)
+    t.op("Relu", "relu2", k)
+    p_l = infos(("", "N", False, ()), ("pre", "Tanh", True, ()), lin_info("fc1", 4, 8, False),
+                ("act", "ReLU", True, ()), lin_info("fc2", 8, 6, False))
+    t_l = infos(("", "N", False, ()), ("pre", "Tanh", True, ()), lin_info("fc1", 4, 8, True),
+                ("relu1", "ReLU", True, ()), lin_info("fc2", 8, 6, True), ("relu2", "ReLU", True, ()))
+    res = match_graphs(canonicalize(p.g), canonicalize(t.g), p_l, t_l)
+    assert pairs_of(res) == {"pre": "pre", "fc1": "fc1", "fc2": "fc2"}
+    listed = [(u.side, u.path) for u in res.unpaired]
+    assert len(listed) == len(set(listed))  # no layer listed twice
+    reasons = dict(zip(listed, (u.reason for u in res.unpaired)))
+    assert "several torch layers" in reasons[("paddle", "act")]
+    assert "engine pairs its calls" in reasons[("paddle", "act")]
+    assert {("torch", "relu1"), ("torch", "relu2")} <= set(listed)
