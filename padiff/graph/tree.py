@@ -8,7 +8,8 @@ Evidence is used strongest first (see :func:`match_trees`): shapes unique in bot
 models, shapes unique inside containers holding the same parameters, siblings
 following paired layers, and finally definition order via Needleman–Wunsch (same
 class and shapes +2, same shapes only +1.2, same parameter-free class +1, gap −0.6).
-Pure Python.
+Parameter-free leaves are then re-paired by the paired parameter layers around them
+(see :func:`_pair_free_by_neighbours`). Pure Python.
 """
 
 from __future__ import annotations
@@ -228,6 +229,7 @@ def match_trees(p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, LayerI
             ev += [f"same parameter shapes {list(_shapes(p[i]))} (layout-free)",
                    "tie: several layers with these shapes; order decided"]
         got.add(i, j, conf, tuple(ev))
+    free_reasons = _pair_free_by_neighbours(p, t, got)
     pairs = []
     for i in sorted(got.by_p):
         j, conf, ev = got.by_p[i]
@@ -236,9 +238,69 @@ def match_trees(p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, LayerI
         pairs.append(ProposedPair(p[i].path, t[j].path, round(conf, 3), ev, p[i].leaf == t[j].leaf,
                                   uncertain=conf < 0.7))
     used_p, used_t = set(got.by_p), set(got.taken_t)
-    unpaired = [Left("paddle", p[i].path, _why(p[i], t, used_t)) for i in range(len(p)) if i not in used_p]
-    unpaired += [Left("torch", t[j].path, _why(t[j], p, used_p)) for j in range(len(t)) if j not in used_t]
+    unpaired = [Left("paddle", p[i].path, free_reasons.get(("paddle", i)) or _why(p[i], t, used_t))
+                for i in range(len(p)) if i not in used_p]
+    unpaired += [Left("torch", t[j].path, free_reasons.get(("torch", j)) or _why(t[j], p, used_p))
+                 for j in range(len(t)) if j not in used_t]
     return MatchResult(pairs, unpaired)
+
+
+def _pair_free_by_neighbours(p: list[LayerInfo], t: list[LayerInfo], got: _Pairing) -> dict[tuple[str, int], str]:
+    """Re-pair parameter-free leaves by the paired parameter layers around them; reasons for the rest.
+
+    Trees carry no dataflow, so a parameter-free leaf is placed by the parameter layers
+    around it in definition order: its slot is (nearest parameter layer before, nearest
+    after). Leaves of one class in corresponding slots (both neighbours paired with each
+    other, or absent on both sides) pair k-th with k-th; anything else stays unpaired
+    with the reason, so a ``Dropout`` is never paired by class and order alone
+    (``pos_drop`` with a block's ``proj_drop``). The engine pairs those calls later.
+    """
+    for i in [i for i in got.by_p if not p[i].shapes]:
+        j, _, _ = got.by_p.pop(i)
+        got.taken_t.discard(j)
+    partner = {i: j for i, (j, _, _) in got.by_p.items()}
+
+    def slots(entries: list[LayerInfo], to_t: Mapping[int, int] | None) -> dict[tuple, list[int]]:
+        before: list[int | None] = []
+        last: int | None = None
+        for k, e in enumerate(entries):
+            before.append(last)
+            if e.shapes:
+                last = k
+        out: dict[tuple, list[int]] = {}
+        nxt: int | None = None
+        for k in range(len(entries) - 1, -1, -1):
+            e = entries[k]
+            if e.shapes:
+                nxt = k
+                continue
+            b, a = before[k], nxt
+            if to_t is not None:  # paddle side: name the slot by the torch partners
+                if (b is not None and b not in to_t) or (a is not None and a not in to_t):
+                    continue  # a neighbour left unpaired: no slot
+                b, a = (None if b is None else to_t[b]), (None if a is None else to_t[a])
+            out.setdefault((b, a, norm_class(e.cls)), []).insert(0, k)
+        return out
+
+    p_slots, t_slots = slots(p, partner), slots(t, None)
+    for key, p_idx in p_slots.items():
+        t_idx = t_slots.get(key, [])
+        if len(p_idx) == len(t_idx):
+            for i, j in zip(p_idx, t_idx):
+                got.add(i, j, 0.6, ("between the same paired parameter layers (module trees)",
+                                    f"same class kind {norm_class(p[i].cls)}"))
+    placed = ("parameter-free: the module trees do not place it between the same paired neighbours as one "
+              "on the other side; not proposed (the engine pairs its calls between paired neighbours)")
+    p_left = {norm_class(e.cls) for i, e in enumerate(p) if not e.shapes and got.free(i=i)}
+    t_left = {norm_class(e.cls) for j, e in enumerate(t) if not e.shapes and got.free(j=j)}
+    reasons: dict[tuple[str, int], str] = {}
+    for i, e in enumerate(p):  # only where the other side has one of its class left (else: extra layer)
+        if not e.shapes and got.free(i=i) and norm_class(e.cls) in t_left:
+            reasons[("paddle", i)] = placed
+    for j, e in enumerate(t):
+        if not e.shapes and got.free(j=j) and norm_class(e.cls) in p_left:
+            reasons[("torch", j)] = placed
+    return reasons
 
 
 def _why(info: LayerInfo, others: list[LayerInfo], used: set[int]) -> str:

@@ -80,3 +80,23 @@ def test_one_relu_called_twice_against_two_relus_is_left_to_the_engine_once_each
     assert "several torch layers" in reasons[("paddle", "act")]
     assert "engine pairs its calls" in reasons[("paddle", "act")]
     assert {("torch", "relu1"), ("torch", "relu2")} <= set(listed)
+
+
+def test_structure_route_keeps_a_dropout_only_between_the_same_paired_layers() -> None:
+    from padiff.graph.tree import match_trees
+
+    p_l = infos(("", "N", False, ()), lin_info("embed", 8, 16, False), ("pos_drop", "Dropout", True, ()),
+                lin_info("fc", 16, 32, False), ("drop", "Dropout", True, ()), ("act", "GELU", True, ()),
+                lin_info("head", 32, 4, False))
+    # torch defines pos_drop last: class and definition order alone pair it with paddle's drop
+    t_l = infos(("", "N", False, ()), lin_info("embed", 8, 16, True), lin_info("fc", 16, 32, True),
+                ("drop_a", "Dropout", True, ()), ("gelu", "GELU", True, ()), lin_info("head", 32, 4, True),
+                ("pos_drop", "Dropout", True, ()))
+    res = match_trees(p_l, t_l)
+    pairs = pairs_of(res)
+    assert pairs["fc"] == "fc" and pairs["head"] == "head"
+    assert "pos_drop" not in pairs and "pos_drop" not in pairs.values()
+    assert pairs["drop"] == "drop_a" and pairs["act"] == "gelu"  # between fc and head on both sides
+    reasons = {(u.side, u.path): u.reason for u in res.unpaired}
+    assert "same paired neighbours" in reasons[("paddle", "pos_drop")]
+    assert "same paired neighbours" in reasons[("torch", "pos_drop")]
