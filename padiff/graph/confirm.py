@@ -11,6 +11,13 @@ torch run's. The assignment with the smallest total difference wins; when severa
 numerically too, the assignments are equivalent for this input (truly symmetric) and
 the structural choice is kept.
 
+Numbers only break ties the structure allows (:func:`allowed_partners`): a layer inside a
+block whose other layers are confidently paired may only move to a torch layer inside the
+block those partners sit in. An assignment outside that set is still scored; when it wins,
+the structural choice is kept, the pairs are marked low-confidence and the evidence says
+which move the numbers wanted and why it was refused (a port bug can make outputs agree
+better at the wrong place).
+
 The paddle weights are snapshotted before and restored exactly in ``finally``; modes
 and hooks of both models are restored too. Deep copies are avoided on purpose: they are
 not reliable for arbitrary user models.
@@ -61,6 +68,43 @@ def _with_order(pair: ProposedPair, order: tuple[str, ...]) -> ProposedPair:
     if pair.paddle_parts:
         return replace(pair, paddle_parts=order, paddle_path=order[0])
     return replace(pair, torch_parts=order, torch_path=order[0])
+
+
+def _prefix(paths: list[str]) -> str:
+    """Deepest container holding every path (``""`` for the root)."""
+    parts = [p.split(".")[:-1] for p in paths]
+    out: list[str] = []
+    for level in zip(*parts):
+        if len(set(level)) > 1:
+            break
+        out.append(level[0])
+    return ".".join(out)
+
+
+def allowed_partners(result: MatchResult, group: list[ProposedPair]) -> dict[str, str | None]:
+    """For each paddle layer of a tie group: the torch container its partner must lie in (None: anywhere).
+
+    The nearest paddle ancestor block holding confidently paired layers (outside the
+    group) anchors the layer: those layers' torch partners name the torch block, and the
+    numbers may only choose among candidates inside it. Pure function of the pairs.
+    """
+    in_group = {p.paddle_path for p in group}
+    sure = [(p.paddle_path, p.torch_path) for p in result.pairs if not p.uncertain and p.paddle_path not in in_group]
+    out: dict[str, str | None] = {}
+    for pair in group:
+        parts = pair.paddle_path.split(".")
+        out[pair.paddle_path] = None
+        for n in range(len(parts) - 1, 0, -1):
+            block = ".".join(parts[:n])
+            anchors = [t for p, t in sure if p.startswith(block + ".")]
+            if anchors:
+                out[pair.paddle_path] = _prefix(anchors) if len(anchors) > 1 else anchors[0].rpartition(".")[0]
+                break
+    return out
+
+
+def _inside(path: str, block: str | None) -> bool:
+    return block is None or block == "" or path.startswith(block + ".")
 
 
 def _flat(side: Any, out: Any) -> list[np.ndarray]:
@@ -207,13 +251,39 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
                 scored.append((error(assign), perm))
                 runs += 1
             scored.sort(key=lambda s: s[0])
-            best_err, best = scored[0]
-            second = scored[1][0] if len(scored) > 1 else float("inf")
+            where = allowed_partners(result, group)
+            ok = [sc for sc in scored if all(_inside(t, where[p]) or t == old
+                                             for p, t, old in zip(p_paths, sc[1], t_paths))]
+            refused = scored[0] if scored[0] not in ok else None
+            best_err, best = ok[0]
+            second = ok[1][0] if len(ok) > 1 else float("inf")
             decisive = second - best_err > EQUAL * max(1.0, best_err)
+            if refused is not None and best_err - refused[0] > EQUAL * max(1.0, refused[0]):
+                wanted = [f"{p} -> {t} (outside torch {where[p]!r})" for p, t, old in zip(p_paths, refused[1], t_paths)
+                          if t != old and not _inside(t, where[p])]
+                why = (f"numbers prefer {', '.join(wanted)} (output error {refused[0]:.2e} vs {best_err:.2e}), but the "
+                       "structure places it in another block: kept; check this pair (a port bug can make outputs "
+                       "agree better at the wrong place)")
+                current.update(zip(p_paths, best))
+                copy(current)
+                for pair, t_path in zip(group, best):
+                    updated[pair.paddle_path] = replace(pair, torch_path=t_path, uncertain=True,
+                                                        confidence=min(pair.confidence, 0.4),
+                                                        evidence=(*pair.evidence, why))
+                notes.append(f"numeric confirmation refused a re-pairing across blocks for {', '.join(p_paths)}: {why}")
+                continue
             current.update(zip(p_paths, best))
             copy(current)
             for pair, t_path in zip(group, best):
-                if decisive:
+                old_block, new_block = pair.torch_path.rpartition(".")[0], t_path.rpartition(".")[0]
+                if decisive and t_path != pair.torch_path and old_block != new_block and where[pair.paddle_path] is None:
+                    # no confidently paired layer around it says which block it belongs to
+                    ev = (*pair.evidence, f"re-paired numerically from torch block {old_block!r} to {new_block!r} "
+                                          f"(output error {best_err:.2e} vs {second:.2e}); no confidently paired "
+                                          "neighbour confirms the move: check this pair")
+                    updated[pair.paddle_path] = replace(pair, torch_path=t_path, evidence=ev, uncertain=True,
+                                                        confidence=min(pair.confidence, 0.5))
+                elif decisive:
                     ev = (*[e for e in pair.evidence if not e.startswith("tie:")],
                           f"settled numerically: output error {best_err:.2e} vs {second:.2e} for the next assignment")
                     updated[pair.paddle_path] = replace(pair, torch_path=t_path, evidence=ev, uncertain=False,

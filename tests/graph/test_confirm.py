@@ -76,3 +76,67 @@ def test_truly_symmetric_ties_are_reported_as_interchangeable() -> None:
     result, notes = confirm_ties(p, t, inputs, MatchResult(pairs, []), layer_infos(PADDLE, p), layer_infos(TORCH, t))
     assert any("interchangeable" in n for n in notes), notes
     assert all(pr.uncertain for pr in result.pairs)
+
+
+def _blocks_pair() -> tuple[object, object, dict, list[ProposedPair]]:
+    """Two blocks (norm + fc) per side; the paddle port wires block 1's fc before block 0's (a bug)."""
+    import paddle
+    import torch
+
+    class PB(paddle.nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm = paddle.nn.LayerNorm(4)
+            self.fc = paddle.nn.Linear(4, 4)
+
+    class P(paddle.nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = paddle.nn.LayerList([PB(), PB()])
+
+        def forward(self, x):
+            b0, b1 = self.blocks
+            return b0.fc(b1.norm(b1.fc(b0.norm(x))))
+
+    class TB(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm = torch.nn.LayerNorm(4)
+            self.fc = torch.nn.Linear(4, 4)
+
+    class T(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = torch.nn.ModuleList([TB(), TB()])
+
+        def forward(self, x):
+            b0, b1 = self.blocks
+            return b1.fc(b1.norm(b0.fc(b0.norm(x))))
+
+    inputs = ({"x": paddle.ones([2, 4]) * paddle.arange(4, dtype="float32")},
+              {"x": torch.ones(2, 4) * torch.arange(4, dtype=torch.float32)})
+    pairs = [ProposedPair(f"blocks.{i}.norm", f"blocks.{i}.norm", 0.95, ("same op kind",), True) for i in (0, 1)]
+    pairs += [ProposedPair(f"blocks.{i}.fc", f"blocks.{i}.fc", 0.4, ("tie: x",), True, True) for i in (0, 1)]
+    return P(), T(), inputs, pairs
+
+
+def test_numbers_do_not_move_a_layer_across_blocks_the_structure_separates() -> None:
+    p, t, inputs, pairs = _blocks_pair()
+    before = snapshot(p, t)
+    result, notes = confirm_ties(p, t, inputs, MatchResult(pairs, []), layer_infos(PADDLE, p), layer_infos(TORCH, t))
+    got = {pr.paddle_path: pr for pr in result.pairs}
+    assert got["blocks.0.fc"].torch_path == "blocks.0.fc" and got["blocks.1.fc"].torch_path == "blocks.1.fc"
+    assert got["blocks.0.fc"].uncertain and got["blocks.0.fc"].confidence < 0.8
+    assert any("another block" in e for e in got["blocks.0.fc"].evidence)
+    assert any("refused" in n for n in notes), notes
+    assert_unchanged(before, snapshot(p, t))
+
+
+def test_without_anchors_a_cross_block_re_pairing_is_low_confidence_and_says_why() -> None:
+    p, t, inputs, pairs = _blocks_pair()
+    pairs = [pr for pr in pairs if pr.paddle_path.endswith(".fc")]  # nothing confident around the fcs
+    result, _ = confirm_ties(p, t, inputs, MatchResult(pairs, []), layer_infos(PADDLE, p), layer_infos(TORCH, t))
+    got = {pr.paddle_path: pr for pr in result.pairs}
+    assert got["blocks.1.fc"].torch_path == "blocks.0.fc"  # the numbers' choice, but flagged
+    assert got["blocks.1.fc"].uncertain and got["blocks.1.fc"].confidence < 0.8
+    assert any("no confidently paired neighbour" in e for e in got["blocks.1.fc"].evidence)
