@@ -42,3 +42,17 @@ def test_auto_diff_passes_on_the_reversed_vit_like_port() -> None:
     case.paddle.eval()
     case.torch.eval()
     assert padiff.auto_diff(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map="auto", options=TOL)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["same_order", "torch_order_reversed"])
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_structure_route_pairs_parameter_free_layers_only_where_they_sit(name: str, reverse: bool) -> None:
+    case = BUILDERS[name](reverse=reverse)
+    lm = padiff.suggest_layer_map(case.paddle, case.torch)  # no input: module trees only
+    assert lm.route == "structure"
+    free = case.free_truth
+    wrong = [(p.paddle_path, p.torch_path) for p in lm.pairs if p.torch_path in free
+             and free[p.torch_path] != p.paddle_path]
+    assert not wrong
+    rows = [(u.side, u.path) for u in lm.unpaired]
+    assert len(rows) == len(set(rows))
