@@ -276,7 +276,8 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
             copy(current)
             for pair, t_path in zip(group, best):
                 old_block, new_block = pair.torch_path.rpartition(".")[0], t_path.rpartition(".")[0]
-                if decisive and t_path != pair.torch_path and old_block != new_block and where[pair.paddle_path] is None:
+                unanchored = where[pair.paddle_path] is None
+                if decisive and t_path != pair.torch_path and old_block != new_block and unanchored:
                     # no confidently paired layer around it says which block it belongs to
                     ev = (*pair.evidence, f"re-paired numerically from torch block {old_block!r} to {new_block!r} "
                                           f"(output error {best_err:.2e} vs {second:.2e}); no confidently paired "
