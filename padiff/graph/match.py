@@ -18,7 +18,7 @@ Must not import paddle or torch (a test checks it in a fresh interpreter).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,7 +74,9 @@ def match_sides(ps: Side, ts: Side, p_layers: Mapping[str, LayerInfo],
     t_order = sorted(ts.units, key=order_key)
     aligned = [(p_order[i].uid, t_order[j].uid) for i, j in align(p_order, t_order)]
     unit_pairs, unsettled = refine(aligned, ps, ts)
-    unit_pairs = _drop_stray_free_pairs(unit_pairs, ps, ts)
+    kept = _drop_stray_free_pairs(unit_pairs, ps, ts)
+    misplaced = {(ps.units[a].layer, ts.units[b].layer) for a, b in set(unit_pairs) - set(kept)}
+    unit_pairs = kept
     mapping = dict(unit_pairs)
 
     votes: dict[str, Counter[str]] = defaultdict(Counter)
@@ -135,6 +137,14 @@ def match_sides(ps: Side, ts: Side, p_layers: Mapping[str, LayerInfo],
         first_op[u.layer] = min(first_op.get(u.layer, u.ops[0]), u.ops[0])
     pairs.sort(key=lambda pr: first_op.get(pr.paddle_path, 0))
 
+    paired_p, paired_t = set(chosen), set(taken)
+    for p_path, t_path in sorted(misplaced):
+        why = ("parameter-free: same op as {} {!r}, but not between the same paired neighbours there "
+               "(dataflow does not place them together)")
+        if p_path not in paired_p and all(c.path != p_path or c.side != "paddle" for c in conflicts):
+            conflicts.append(Left("paddle", p_path, why.format("torch", t_path)))
+        if t_path not in paired_t and all(c.path != t_path or c.side != "torch" for c in conflicts):
+            conflicts.append(Left("torch", t_path, why.format("paddle", p_path)))
     explained = {(c.side, c.path) for c in conflicts}  # one reason per layer, never two rows
     unpaired = conflicts + [u for u in _explain(ps, ts, p_layers, t_layers, set(chosen), set(taken), "paddle")
                             + _explain(ts, ps, t_layers, p_layers, set(taken), set(chosen), "torch")
@@ -161,14 +171,41 @@ def _drop_stray_free_pairs(pairs: list[tuple[int, int]], ps: Side, ts: Side) -> 
 
 
 def _placed(a: int, b: int, ps: Side, ts: Side, mapping: Mapping[int, int]) -> bool:
-    """Do the producers and the consumers of unit ``a`` map onto those of unit ``b``?"""
-    for nbrs, t_nbrs in ((list(ps.graph.predecessors(a)), set(ts.graph.predecessors(b))),
-                         (list(ps.graph.successors(a)), set(ts.graph.successors(b)))):
+    """Do the nearest paired producers and consumers of unit ``a`` map onto those of unit ``b``?
+
+    Unpaired units in between (a pooling layer on one side that is a function on the
+    other) are looked through, as glue is.
+    """
+    images = set(mapping.values())
+    for forward in (False, True):
+        nbrs = _nearest(ps, a, forward, lambda u: u in mapping)
+        t_nbrs = _nearest(ts, b, forward, lambda u: u in images)
         if not nbrs and not t_nbrs:
             continue  # a model input or output on both sides
         if not any(mapping.get(x) in t_nbrs for x in nbrs):
             return False
     return True
+
+
+def _nearest(side: Side, start: int, forward: bool, anchor: Callable[[int], bool], hops: int = 4) -> set[int]:
+    """The first anchor units met walking the unit graph from ``start`` (through non-anchors)."""
+    step = side.graph.successors if forward else side.graph.predecessors
+    found: set[int] = set()
+    frontier, seen = list(step(start)), {start}
+    for _ in range(hops):
+        nxt: list[int] = []
+        for u in frontier:
+            if u in seen:
+                continue
+            seen.add(u)
+            if anchor(u):
+                found.add(u)
+            else:
+                nxt.extend(step(u))
+        frontier = nxt
+        if not frontier:
+            break
+    return found
 
 
 def _split_free_layers(votes: dict[str, Counter[str]], ps: Side, ts: Side) -> list[Left]:

@@ -37,8 +37,24 @@ def test_a_pool_on_another_branch_is_not_paired() -> None:
                    ("pool", "MaxPool2D", True, ()), _conv_info("c3", 9, 2))
     res = match_graphs(canonicalize(p.g), canonicalize(t.g), layers, layers)
     assert pairs_of(res) == {"c1": "c1", "c2": "c2", "c3": "c3"}
-    sides = {(u.side, u.path) for u in res.unpaired}
-    assert {("paddle", "pool"), ("torch", "pool")} <= sides
+    reasons = {(u.side, u.path): u.reason for u in res.unpaired}
+    assert "not between the same paired neighbours" in reasons[("paddle", "pool")]
+    assert "not between the same paired neighbours" in reasons[("torch", "pool")]
+
+
+def test_an_activation_before_a_pool_that_is_a_function_on_the_other_side_is_paired() -> None:
+    # the paddle ReLU's consumer is a pooling layer, the torch one's a functional pool: the
+    # unpaired pooling unit is looked through to the paired fc behind it
+    p, t = G(), G()
+    h = p.op("Relu", "act", _conv(p, "c1", None, 3, 4))
+    p.linear("fc", p.op("GlobalAveragePool", "pool", h), 4, 2)
+    k = t.op("Relu", "relu", _conv(t, "c1", None, 3, 4))
+    t.linear("fc", t.op("GlobalAveragePool", "", k), 4, 2, gemm=True)
+    p_l = infos(("", "N", False, ()), _conv_info("c1", 3, 4), ("act", "ReLU", True, ()),
+                ("pool", "AdaptiveAvgPool2D", True, ()), lin_info("fc", 4, 2, False))
+    t_l = infos(("", "N", False, ()), _conv_info("c1", 3, 4), ("relu", "ReLU", True, ()), lin_info("fc", 4, 2, True))
+    res = match_graphs(canonicalize(p.g), canonicalize(t.g), p_l, t_l)
+    assert pairs_of(res) == {"c1": "c1", "act": "relu", "fc": "fc"}
 
 
 def test_a_pool_between_the_same_paired_neighbours_is_paired() -> None:
