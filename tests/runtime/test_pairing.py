@@ -55,3 +55,38 @@ def test_a_soft_call_of_another_kind_is_not_taken() -> None:
     torch = _events([("fc1", "Linear", "explicit"), ("act", "ReLU", "soft"), ("fc2", "Linear", "explicit")])
     got, _ = _run(paddle, torch)
     assert got["act#0"] is None
+
+
+def test_a_mapped_relu_called_twice_against_two_relus_is_no_parameter_warning() -> None:
+    import numpy as np
+    import paddle
+    import torch
+
+    import padiff
+
+    class P(paddle.nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.act, self.fc2 = paddle.nn.Linear(4, 6), paddle.nn.ReLU(), paddle.nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.act(self.fc2(self.act(self.fc1(x))))
+
+    class T(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.relu1 = torch.nn.Linear(4, 6), torch.nn.ReLU()
+            self.fc2, self.relu2 = torch.nn.Linear(6, 3), torch.nn.ReLU()
+
+        def forward(self, x):
+            return self.relu2(self.fc2(self.relu1(self.fc1(x))))
+
+    arr = np.random.default_rng(0).standard_normal((2, 4)).astype("float32")
+    inputs = ({"x": paddle.to_tensor(arr)}, {"x": torch.from_numpy(arr.copy())})
+    lm = padiff.LayerMap([LayerPair("fc1", "fc1"), LayerPair("act", "relu1"), LayerPair("fc2", "fc2")])
+    rep = padiff.compare(P(), T(), inputs, auto_weights=True, layer_map=lm, options={"atol": 1e-5, "rtol": 1e-4})
+    assert bool(rep), rep.first_diff
+    assert not [w for w in rep.warnings if "holds parameters" in w], rep.warnings
+    skipped = {(s.side, s.path): s.reason for s in rep.skipped}
+    assert "called more often than its mapped partner" in skipped[("paddle", "act")]
+    assert len(rep.skipped) == len(skipped)  # each layer listed once
