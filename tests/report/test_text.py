@@ -156,3 +156,13 @@ def test_long_trees_are_folded_around_the_marked_layer(tmp_path):
     with open(os.path.join(log_dir, "trees.txt")) as fh:
         full = fh.read()
     assert full.count("(Block)") == 40 and "<--- *** HERE ***" in full
+
+
+def test_str_of_a_report_is_the_text_report_not_the_dataclass_fields(tmp_path):
+    for rep in (make_report(fail_at=None), make_report()):
+        text = str(rep)
+        assert text == rep.summary() == render_summary(rep)
+        assert text.startswith("padiff: SUCCESS" if rep else "padiff: FAILED")
+        assert "Comparison(" not in text and "records=" not in text
+        assert repr(rep).startswith("DiffReport(")  # the fields stay available for debugging
+    assert os.listdir(tmp_path) == []  # str() writes no logs
