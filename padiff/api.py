@@ -174,7 +174,7 @@ def _layer_map(value: Any, layer: Any, module: Any, example_inp: Any) -> LayerMa
         lm = with_special_pairs(suggest_layer_map(layer, module, example_inp), layer, module)
         from padiff.report.console import print_mapping
 
-        print_mapping(lm)
+        print_mapping(lm, layer, module)
         return lm
     return LayerMap.coerce(value)
 
