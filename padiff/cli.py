@@ -53,7 +53,9 @@ Exit code 0 when the maps are the same, 1 when they differ.""",
     "run": f"""examples:
   padiff run models.py:make_pair --auto-weights
   padiff run models.py:make_pair --map map.yaml --options atol=1e-5,rtol=1e-5,compare_mode=strict
-  padiff run models.py:make_pair --map auto --steps 3 --report out.html --json out.json
+  padiff run models.py:make_pair --map auto --report out.html --json out.json
+  padiff run models.py:make_training_pair --auto-weights --steps 3
+      (--steps > 1 checks training: FUNC returns a 4th item {{"optimizer": [paddle_opt, torch_opt]}})
 
 --options takes the keys of padiff.compare's options dict: atol, rtol, diff_phase
 (both|forward|backward), compare_mode (mean|strict), single_step (true|false).
@@ -138,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from padiff.errors import PadiffError
 
     command = {"suggest": cmd_suggest, "review": cmd_review, "diff": cmd_diff, "run": cmd_run}[args.command]
+    if getattr(args, "target", None):
+        # importing the user's file and building the models takes seconds (paddle, torch): say so at once
+        print(f"padiff: loading {args.target} ...", file=sys.stderr, flush=True)
     try:
         return command(args)
     except (UsageError, PadiffError) as exc:
