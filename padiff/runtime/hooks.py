@@ -14,10 +14,16 @@ from typing import Any
 
 Frame = tuple[str, int, str]
 
-_SKIP_PARTS = (
+# the frameworks' call machinery (``__call__``, ``_call_impl``, decorators): skipped, except their
+# ``forward`` frames, which are a model's own code even when the model comes from a package
+# (``paddle.vision.models``, ``torch.nn.TransformerEncoder``)
+_FRAMEWORK_PARTS = (
     os.sep + "paddle" + os.sep,
     os.sep + "torch" + os.sep,
+)
+_SKIP_PARTS = (
     os.sep + "padiff" + os.sep + "runtime" + os.sep,
+    os.sep + "bin" + os.sep + "padiff",  # the console script
     os.sep + "padiff" + os.sep + "api.py",
     os.sep + "padiff" + os.sep + "cli",
     os.sep + "contextlib.py",
@@ -58,7 +64,10 @@ class HookSet:
 
 
 def user_stack(limit: int = 12) -> tuple[Frame, ...]:
-    """The caller's frames outside paddle, torch, padiff's runtime and pytest, innermost last.
+    """The caller's frames of model and user code, innermost last.
+
+    Left out: padiff's own frames, pytest's, and the frameworks' call machinery; kept:
+    every ``forward`` (package models included) and everything outside the frameworks.
 
     Walks ``sys._getframe`` directly: ~100x cheaper than ``traceback.extract_stack`` and
     keeps no frame objects alive.
@@ -68,7 +77,8 @@ def user_stack(limit: int = 12) -> tuple[Frame, ...]:
     while f is not None and len(frames) < limit:
         code = f.f_code
         fname = code.co_filename
-        if not any(part in fname for part in _SKIP_PARTS):
+        if not any(part in fname for part in _SKIP_PARTS) and (
+                code.co_name == "forward" or not any(part in fname for part in _FRAMEWORK_PARTS)):
             frames.append((fname, f.f_lineno, code.co_name))
         f = f.f_back
     frames.reverse()
