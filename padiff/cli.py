@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT.json", help="write the JSON dump of the report here")
     p.add_argument("--log-dir", metavar="DIR",
                    help="parent directory of the long logs (default $PADIFF_LOG_DIR or ./padiff_logs)")
+    p.add_argument("--log-keep", type=_positive_int, metavar="N",
+                   help="keep only the logs of the last N failed runs there (default $PADIFF_LOG_KEEP, else all)")
     return parser
 
 
@@ -222,7 +224,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                              steps=args.steps, options=options, layer_map=layer_map, **target.extra)
     from padiff.report.text import render_report
 
-    print(render_report(rep, log_dir=args.log_dir))
+    print(render_report(rep, log_dir=args.log_dir, log_keep=args.log_keep))
     if args.report:
         from padiff.report.html import write_html
 
