@@ -14,12 +14,16 @@ from typing import Any
 
 Frame = tuple[str, int, str]
 
-# the frameworks' call machinery (``__call__``, ``_call_impl``, decorators): skipped, except their
-# ``forward`` frames, which are a model's own code even when the model comes from a package
-# (``paddle.vision.models``, ``torch.nn.TransformerEncoder``)
+# the frameworks' own code (call machinery, ``Sequential.forward``): skipped, except the ``forward``
+# of a model the framework ships outside its ``nn`` building blocks (``paddle.vision.models``): that
+# is the model's own code. Other packages' models (torchvision, transformers) are never skipped.
 _FRAMEWORK_PARTS = (
     os.sep + "paddle" + os.sep,
     os.sep + "torch" + os.sep,
+)
+_BUILDING_BLOCKS = (
+    os.sep + "paddle" + os.sep + "nn" + os.sep,
+    os.sep + "torch" + os.sep + "nn" + os.sep,
 )
 _SKIP_PARTS = (
     os.sep + "padiff" + os.sep + "runtime" + os.sep,
@@ -66,8 +70,9 @@ class HookSet:
 def user_stack(limit: int = 12) -> tuple[Frame, ...]:
     """The caller's frames of model and user code, innermost last.
 
-    Left out: padiff's own frames, pytest's, and the frameworks' call machinery; kept:
-    every ``forward`` (package models included) and everything outside the frameworks.
+    Left out: padiff's own frames, pytest's, and the frameworks' own code; kept: the
+    user's code, packages' models (torchvision, transformers) and the ``forward`` of the
+    models a framework ships (``paddle.vision.models``).
 
     Walks ``sys._getframe`` directly: ~100x cheaper than ``traceback.extract_stack`` and
     keeps no frame objects alive.
@@ -78,7 +83,8 @@ def user_stack(limit: int = 12) -> tuple[Frame, ...]:
         code = f.f_code
         fname = code.co_filename
         if not any(part in fname for part in _SKIP_PARTS) and (
-                code.co_name == "forward" or not any(part in fname for part in _FRAMEWORK_PARTS)):
+                not any(part in fname for part in _FRAMEWORK_PARTS)
+                or (code.co_name == "forward" and not any(part in fname for part in _BUILDING_BLOCKS))):
             frames.append((fname, f.f_lineno, code.co_name))
         f = f.f_back
     frames.reverse()

@@ -33,7 +33,8 @@ def test_forward_of_a_paddle_package_model_is_shown_and_the_call_machinery_is_no
     assert any(f == os.path.abspath(__file__) for f in files)  # the user's code that started it
 
 
-def test_torch_side_package_forward_is_shown_too():
-    stack = _call_through_package_model("torch/nn/modules/module.py", "torch/nn/modules/transformer.py")
-    assert stack[-1][0].endswith(os.path.join("torch", "nn", "modules", "transformer.py"))
-    assert not any(f.endswith("module.py") for f, _, _ in stack)
+def test_framework_building_blocks_are_left_out_and_other_packages_kept():
+    stack = _call_through_package_model("torch/nn/modules/module.py", "torch/nn/modules/container.py")
+    assert not any(os.sep + "torch" + os.sep in f for f, _, _ in stack)  # Sequential.forward is not the model
+    stack = _call_through_package_model("torch/nn/modules/module.py", "torchvision/models/resnet.py")
+    assert stack[-1][0].endswith(os.path.join("torchvision", "models", "resnet.py"))
