@@ -341,9 +341,8 @@ def _failure(rep: DiffReport, size_note: bool = True) -> str:
             lines.append(f"  ... {len(rep.skipped) - MAX_LISTED} more in the logs")
     if rep.log_dir:
         lines.append("")
-        lines.append(f"Full logs: {rep.log_dir}" + (f" ({_mb(_size(rep.log_dir))})" if os.path.isdir(rep.log_dir)
-                                                    else ""))
-        lines += log_size_note(os.path.dirname(rep.log_dir)) if size_note else []
+        lines.append(f"Full logs: {rep.log_dir}")
+        lines += log_size_note(rep.log_dir) if size_note else []
     return "\n".join(lines)
 
 
@@ -362,16 +361,17 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.0f} kB"
 
 
-def log_size_note(root: str) -> list[str]:
+def log_size_note(run_dir: str) -> list[str]:
     """Once per log root and process: how much the logs of failed runs take, and how to cap it."""
+    root = os.path.dirname(run_dir)
     key = os.path.abspath(root)
-    if key in _noted or not os.path.isdir(root) or os.environ.get(LOG_KEEP_ENV):
+    if key in _noted or not os.path.isdir(run_dir) or os.environ.get(LOG_KEEP_ENV):
         return []
     _noted.add(key)
     runs = _run_dirs(root)
-    return [f"  Each failed run writes its logs there: {len(runs)} run(s), {_mb(_size(root))} in {root} now. "
-            f"Keep only the last N with {LOG_KEEP_ENV}=N (padiff run --log-keep N), or point {LOG_DIR_ENV} "
-            "elsewhere."]
+    return [f"  ({_mb(_size(run_dir))} this run; every failed run adds its own folder: {root} holds {len(runs)} "
+            f"run(s), {_mb(_size(root))}. Keep only the last N with {LOG_KEEP_ENV}=N (padiff run --log-keep N), "
+            f"or point {LOG_DIR_ENV} elsewhere.)"]
 
 
 # --- long logs ---------------------------------------------------------------------------------

@@ -176,7 +176,8 @@ def test_log_size_is_said_once_with_the_way_to_cap_it(tmp_path, monkeypatch):
     assert "PADIFF_LOG_KEEP" not in second
     import re
 
-    assert re.search(r"Full logs: .* \(\d+ kB\)", second)
+    assert re.search(r"\(\d+ kB this run", first)
+    assert second.splitlines()[-1].startswith("Full logs: ") and os.path.isdir(second.splitlines()[-1][11:])
 
 
 def test_log_keep_removes_only_the_oldest_padiff_runs(tmp_path, monkeypatch):
