@@ -239,7 +239,11 @@ def test_run_steps_with_optimizer_from_func(tmp_path):
 def test_run_with_map_auto(tmp_path):
     r = padiff("run", PAIRS + ":mlp", "--map", "auto", "--auto-weights", "--options", "atol=1e-5", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "Layer map review" in r.stdout  # the mapping used is printed
+    assert "padiff: layer map (route: " in r.stdout and "Layer map review" not in r.stdout  # a summary only
+    review = r.stdout.split("full review: ")[1].split(";")[0].strip()
+    assert review.endswith(os.path.join("auto-map", "review.txt"))
+    with open(review) as fh:
+        assert "Layer map review" in fh.read()
 
 
 def test_full_workflow_suggest_edit_review_run(tmp_path):

@@ -97,7 +97,6 @@ def test_cli_run_shows_one_progress_display_on_a_terminal(tmp_path):
     import os
 
     pairs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cli_fixtures", "pairs.py")
-    os.environ.setdefault("PADIFF_LOG_DIR", str(tmp_path / "logs"))
     out = _run_in_pty([sys.executable, "-m", "padiff", "run", pairs + ":mlp_with_optimizer", "--steps", "3",
                        "--auto-weights", "--log-dir", str(tmp_path / "logs")])
     assert f"padiff: loading {pairs}:mlp_with_optimizer ..." in out
