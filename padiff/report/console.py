@@ -39,7 +39,7 @@ def print_mapping(lm: Any, layer: Any = None, module: Any = None, file: Any = No
     for ``--map`` or ``LayerMap.load``); both are overwritten by the next "auto" run, so
     they never pile up. Returns the review's path (``None`` when it could not be written).
     """
-    from padiff.mapping_review import mapping_summary, needs_a_person
+    from padiff.mapping_review import mapping_summary, needs_a_person, review_map
     from padiff.report.text import default_log_root
 
     out = file or sys.stdout
@@ -48,7 +48,8 @@ def print_mapping(lm: Any, layer: Any = None, module: Any = None, file: Any = No
         from padiff.report.files import atomic_write
 
         folder = os.path.join(default_log_root(), AUTO_MAP_DIR)
-        review_path = atomic_write(os.path.join(folder, "review.txt"), lm.review())
+        # plain text in the file, also when the run prints to a terminal
+        review_path = atomic_write(os.path.join(folder, "review.txt"), review_map(lm, fancy=False))
         map_path = os.path.join(folder, "map.yaml")
         try:
             lm.save(map_path, layer, module)
