@@ -249,13 +249,13 @@ main{padding:8px 22px 40px} h2{font-size:16px;margin:22px 0 8px}
 .kv{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px} .kv div:nth-child(odd){color:#5a6372}
 .mono,.num,td{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
 .trees{display:grid;grid-template-columns:1fr 1fr;gap:14px}
-.tree{position:relative;background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:6px 0;
+.tree{position:relative;background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:0 0 6px;
 max-height:520px;overflow:auto}
-.tree h3{margin:2px 10px 6px;font-size:14px}
+.treebox h3{margin:2px 10px 6px;font-size:14px}
 .node{padding:1px 8px;white-space:nowrap;border-left:4px solid transparent;cursor:default}
 .node i{color:#6b7280;font-style:normal} .node.paired{cursor:pointer}
 .node.unpaired{color:#8a929e} .node .num{margin-left:10px;color:#6b7280} .st{display:none}
-.node.root{position:sticky;top:0;background:#fff;z-index:1;border-bottom:1px solid #eceff3}
+.node.root{position:sticky;top:0;background:#e6ebf3;z-index:1;border-bottom:1px solid #d5dbe5}
 .node.first{background:#ffd9d5;font-weight:600}
 .here{color:#b3261e;margin-left:10px;font-weight:700} .skip{color:#8a929e;margin-left:8px}
 .hl{outline:2px solid #2563eb;background:#dbe7ff!important} .pin{outline:3px solid #1d4ed8}
@@ -371,13 +371,15 @@ def render_html(rep: DiffReport) -> str:
     out.append(_plots_html(rep, stages, pairs, first))
     out.append('<h2>Model trees (colour and number: the selected stage; hover or click a layer to see its partner)'
                '</h2><div class="trees" id="trees">')
-    out.append(f'<div class="tree" id="paddle-tree"><h3>Paddle: {esc(rep.paddle_root_class or "model")}</h3>')
+    out.append(f'<div class="treebox"><h3>Paddle: {esc(rep.paddle_root_class or "model")}</h3>'
+               '<div class="tree" id="paddle-tree">')
     out.append(_tree_html("paddle", rep.paddle_tree, rep.paddle_root_class, by_paddle,
                           first.paddle_path if first else None, skipped["paddle"], selectable, start))
-    out.append(f'</div><div class="tree" id="torch-tree"><h3>Torch: {esc(rep.torch_root_class or "model")}</h3>')
+    out.append(f'</div></div><div class="treebox"><h3>Torch: {esc(rep.torch_root_class or "model")}</h3>'
+               '<div class="tree" id="torch-tree">')
     out.append(_tree_html("torch", rep.torch_tree, rep.torch_root_class, by_torch,
                           first.torch_path if first else None, skipped["torch"], selectable, start))
-    out.append("</div></div>")
+    out.append("</div></div></div>")
     out.append(_pair_table(pairs, stages, first))
     out.append(_records_table(rep, pairs, first))
     out.append(f"</main><script>{JS}</script></body></html>")

@@ -279,3 +279,26 @@ def test_stage_view_in_headless_chromium(tmp_path):
     assert not re.search(r'<button data-stage="forward" class="active">', dom2)
     active2 = where(img2, (0x1D, 0x4E, 0xD8))
     assert max(x for x, _ in active2) > max(x for x, _ in active) + 100  # the highlight moved to "grads"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
+def test_deep_first_difference_keeps_the_tree_roots_in_view(tmp_path):
+    pytest.importorskip("PIL")
+    from records_factory import rec
+
+    rep = make_report(fail_at=None)
+    rows = [(f"blocks.{i}", "Linear", 1) for i in range(120)]
+    rep.paddle_tree = [("", "PaddleNet", 0), *rows]
+    rep.torch_tree = [("", "TorchNet", 0), *rows]
+    rep.records.append(rec("forward", 99, "blocks.110", "blocks.110", "Linear", "Linear", 0.5, False, depth=1))
+    html_path = write_html(rep, str(tmp_path / "report.html"))
+    shot = tmp_path / "trees.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400", "--hide-scrollbars",
+                    f"--screenshot={shot}", f"file://{html_path}"], capture_output=True, timeout=120, check=False)
+    img = _pixels(shot)
+    root = (0xE6, 0xEB, 0xF3)  # the root row's background
+    found = {x * 2 // img.width for y in range(0, img.height, 2) for x in range(0, img.width, 3)
+             if all(abs(a - b) <= 3 for a, b in zip(img.getpixel((x, y)), root))}
+    assert found == {0, 1}  # the root row is on screen in both trees, left and right
