@@ -38,6 +38,13 @@ def _on_terminal() -> bool:
         return False
 
 
+def _stdout_on_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 @contextlib.contextmanager
 def _terminal() -> Iterator[TextIO]:
     """A stream to the terminal behind stderr that later fd redirections do not reach."""
@@ -81,8 +88,14 @@ def status(message: str) -> Iterator[None]:
         with _nested(message):
             yield
         return
-    with _terminal() as stream, _console(stream).status(message) as spinner:
-        _active.append(_Display(message, spinner.update))
+    from rich.live import Live
+    from rich.spinner import Spinner
+
+    spinner = Spinner("dots", text=message)
+    # prints during the display go above it when stdout is this terminal, and where they belong otherwise
+    with _terminal() as stream, Live(spinner, console=_console(stream), transient=True, refresh_per_second=12.5,
+                                     redirect_stdout=_stdout_on_terminal()):
+        _active.append(_Display(message, lambda text: spinner.update(text=text)))
         try:
             yield
         finally:
@@ -113,7 +126,8 @@ def step_progress(total: int, label: str) -> Iterator[Callable[[], None]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with _terminal() as stream, Progress(*columns, console=_console(stream), transient=True) as bar:
+    with _terminal() as stream, Progress(*columns, console=_console(stream), transient=True,
+                                         redirect_stdout=_stdout_on_terminal()) as bar:
         task = bar.add_task(label, total=total)
         _active.append(_Display(label, lambda text: bar.update(task, description=text)))
         try:

@@ -114,3 +114,28 @@ def test_suggest_layer_map_shows_progress_on_a_terminal(monkeypatch):
     monkeypatch.setattr(sys, "stderr", fake)
     padiff.suggest_layer_map(layer, module)
     assert "proposing a layer map (module trees)" in fake.getvalue()
+
+
+def test_prints_during_a_spinner_stay_on_stdout_when_stdout_is_not_the_terminal():
+    script = ("import sys, time\nfrom padiff.report.progress import status\n"
+              "with status('working'):\n    print('RESULT LINE')\n    time.sleep(0.3)\n")
+    out = _run_in_pty_stdout_to_pipe([sys.executable, "-c", script])
+    assert out == "RESULT LINE\n", out
+
+
+def _run_in_pty_stdout_to_pipe(args: list[str]) -> str:
+    """stdin and stderr a pseudo-terminal, stdout a pipe (``padiff run ... > out.txt``); return stdout."""
+    import os
+    import pty
+    import subprocess
+
+    master, slave = pty.openpty()
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    try:
+        r = subprocess.run(args, stdin=slave, stderr=slave, stdout=subprocess.PIPE, env=env, timeout=60, text=True,
+                           check=False)
+    finally:
+        os.close(slave)
+        os.close(master)
+    return r.stdout
