@@ -4,7 +4,8 @@ For each case (see :mod:`models`) and mode (``forward``, ``both``, ``single_step
 compared run and the bare runs are interleaved in one process; the ratio is the median
 compared time over the median bare time: bare forward for ``forward``, bare
 forward+backward for ``both`` and ``single_step``. Weights are made equal when the case
-is built, so ``auto_weights`` is off and no weight copy is timed.
+is built, so ``auto_weights`` is off and no weight copy is timed; the opt-in mode
+``both_auto_weights`` times what a user types, ``auto_diff(..., auto_weights=True)``.
 
     python benchmarks/bench_overhead.py [--cases convnet transformer] [--repeats 7] [--threads 1] [--json out.json]
 """
@@ -19,13 +20,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import MODES, bare_run, compared_run, interleaved, pin_threads, ratios
+from timing import DEFAULT_MODES, MODES, bare_run, compared_run, interleaved, pin_threads, ratios
 
 #: repeats per case (resnet50 is slow on 2 cores: fewer rounds keep run_all under ~10 min)
 DEFAULT_REPEATS = {"convnet": 5, "transformer": 5, "resnet50": 3}
 
 
-def measure(name: str, repeats: int | None = None, modes: tuple[str, ...] = tuple(MODES)) -> dict[str, Any]:
+def measure(name: str, repeats: int | None = None, modes: tuple[str, ...] = DEFAULT_MODES) -> dict[str, Any]:
     """Times, ratios (wall and CPU) and verdicts for one case."""
     import models
 
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", nargs="*", default=["convnet", "transformer", "resnet50"])
     ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--modes", nargs="*", default=list(MODES))
+    ap.add_argument("--modes", nargs="*", default=list(DEFAULT_MODES), choices=list(MODES))
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--threads", type=int, default=1, help="threads per framework (0: their defaults)")
     args = ap.parse_args(argv)

@@ -27,7 +27,10 @@ MODES: dict[str, dict[str, Any]] = {
     "forward": {"options": {"diff_phase": "forward"}, "bare": "fwd"},
     "both": {"options": {"diff_phase": "both"}, "bare": "fwd_bwd"},
     "single_step": {"options": {"diff_phase": "both", "single_step": True}, "bare": "fwd_bwd"},
+    # what a user types: the torch weights copied first (opt-in: --modes both_auto_weights)
+    "both_auto_weights": {"options": {"diff_phase": "both"}, "bare": "fwd_bwd", "auto_weights": True},
 }
+DEFAULT_MODES = ("forward", "both", "single_step")
 
 
 def mode_options(mode: str) -> dict[str, Any]:
@@ -44,7 +47,8 @@ def compared_run(case: Any, mode: str) -> bool:
     import padiff
 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return bool(padiff.auto_diff(case.layer, case.module, case.example_inp, auto_weights=False,
+        return bool(padiff.auto_diff(case.layer, case.module, case.example_inp,
+                                     auto_weights=bool(MODES[mode].get("auto_weights", False)),
                                      options=mode_options(mode)))
 
 

@@ -44,9 +44,7 @@ def main() -> int:
     report_path = os.path.join(OUT, "report.html")
     rep = padiff.compare(layer, module, example_inp, layer_map=reviewed, options={"atol": 1e-5, "rtol": 1e-4},
                          report=report_path)
-    from padiff.report.console import print_report
-
-    print_report(rep)
+    print(rep)  # str(report) is the text report
     first = rep.first_diff
     print(f"-> first difference: paddle {first.paddle_path} <-> torch {first.torch_path} ({first.stage})")
     print(f"-> HTML report: {report_path}")

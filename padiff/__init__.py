@@ -43,8 +43,11 @@ def assign_weight(layer: Any, module: Any, layer_map: Any = None) -> bool:
 def suggest_layer_map(layer: Any, module: Any, example_inp: Any = None, **kwargs: Any) -> LayerMap:
     """Propose a LayerMap from the two models' structure (ONNX graphs with an input, module trees without)."""
     from padiff.graph.suggest import suggest_layer_map as _suggest
+    from padiff.report.progress import status
 
-    return _suggest(layer, module, example_inp, **kwargs)
+    route = "module trees" if example_inp is None else "exporting both models to ONNX"
+    with status(f"padiff: proposing a layer map ({route})..."):
+        return _suggest(layer, module, example_inp, **kwargs)
 
 
 __all__ = [

@@ -17,17 +17,19 @@ from padiff.checks import check_example_inp, check_models, optimizer_pair, pair_
 from padiff.errors import InputError, OptionsError, PadiffError, WeightAssignError
 from padiff.layer_map import LayerMap, ResolvedMap
 from padiff.options import DiffOptions, validate_steps
-from padiff.report.progress import step_progress
+from padiff.report.progress import status, step_progress
 from padiff.report.records import Comparison, DiffReport
 from padiff.runtime import diagnostics
 from padiff.runtime.adapters import PADDLE, TORCH, Side
 from padiff.runtime.compare import Stats
 from padiff.runtime.engine import Engine, RunSpec
 from padiff.runtime.state import SideSnapshot
+from padiff.runtime.warn_once import warnings_once
 
 log = logging.getLogger("padiff")
 
 
+@warnings_once
 def compare(
     layer: Any,
     module: Any,
@@ -171,10 +173,11 @@ def _layer_map(value: Any, layer: Any, module: Any, example_inp: Any) -> LayerMa
         from padiff.graph.suggest import suggest_layer_map
         from padiff.runtime.assign import with_special_pairs
 
-        lm = with_special_pairs(suggest_layer_map(layer, module, example_inp), layer, module)
+        with status("padiff: proposing a layer map (exporting both models to ONNX)..."):
+            lm = with_special_pairs(suggest_layer_map(layer, module, example_inp), layer, module)
         from padiff.report.console import print_mapping
 
-        print_mapping(lm)
+        print_mapping(lm, layer, module)
         return lm
     return LayerMap.coerce(value)
 

@@ -53,7 +53,9 @@ Exit code 0 when the maps are the same, 1 when they differ.""",
     "run": f"""examples:
   padiff run models.py:make_pair --auto-weights
   padiff run models.py:make_pair --map map.yaml --options atol=1e-5,rtol=1e-5,compare_mode=strict
-  padiff run models.py:make_pair --map auto --steps 3 --report out.html --json out.json
+  padiff run models.py:make_pair --map auto --report out.html --json out.json
+  padiff run models.py:make_training_pair --auto-weights --steps 3
+      (--steps > 1 checks training: FUNC returns a 4th item {{"optimizer": [paddle_opt, torch_opt]}})
 
 --options takes the keys of padiff.compare's options dict: atol, rtol, diff_phase
 (both|forward|backward), compare_mode (mean|strict), single_step (true|false).
@@ -113,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT.json", help="write the JSON dump of the report here")
     p.add_argument("--log-dir", metavar="DIR",
                    help="parent directory of the long logs (default $PADIFF_LOG_DIR or ./padiff_logs)")
+    p.add_argument("--log-keep", type=_positive_int, metavar="N",
+                   help="keep only the logs of the last N failed runs there (default $PADIFF_LOG_KEEP, else all)")
     return parser
 
 
@@ -138,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from padiff.errors import PadiffError
 
     command = {"suggest": cmd_suggest, "review": cmd_review, "diff": cmd_diff, "run": cmd_run}[args.command]
+    if getattr(args, "target", None):
+        # importing the user's file and building the models takes seconds (paddle, torch): say so at once
+        print(f"padiff: loading {args.target} ...", file=sys.stderr, flush=True)
     try:
         return command(args)
     except (UsageError, PadiffError) as exc:
@@ -217,7 +224,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                              steps=args.steps, options=options, layer_map=layer_map, **target.extra)
     from padiff.report.text import render_report
 
-    print(render_report(rep, log_dir=args.log_dir))
+    print(render_report(rep, log_dir=args.log_dir, log_keep=args.log_keep))
     if args.report:
         from padiff.report.html import write_html
 

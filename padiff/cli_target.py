@@ -8,6 +8,7 @@ code 2 with a hint.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import sys
 import traceback
@@ -62,9 +63,13 @@ def load_function(text: str) -> Any:
         raise UsageError(f"importing {path} raised {type(exc).__name__}: {exc}\n{user_traceback(exc)}") from None
     fn = getattr(mod, func, None)
     if fn is None or not callable(fn):
-        names = sorted(n for n, v in vars(mod).items() if callable(v) and not n.startswith("_")
-                       and getattr(v, "__module__", None) == name)
-        raise UsageError(f"{path} has no function {func!r}; functions defined there: {', '.join(names) or '(none)'}.")
+        own = [(n, v) for n, v in vars(mod).items() if not n.startswith("_") and getattr(v, "__module__", None) == name]
+        names = sorted(n for n, v in own if inspect.isfunction(v))
+        classes = sorted(n for n, v in own if inspect.isclass(v))
+        hint = (f" (classes such as {', '.join(classes[:3])} are not FUNCs: FUNC is a function taking no arguments "
+                "that builds the models and returns (layer, module, example_inp))") if classes else ""
+        raise UsageError(f"{path} has no function {func!r}; functions defined there: "
+                         f"{', '.join(names) or '(none)'}{hint}.")
     return fn
 
 

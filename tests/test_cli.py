@@ -83,6 +83,39 @@ def test_usage_errors_exit_2_with_hint(tmp_path, args, expected):
     assert "Traceback (most recent call last)" not in r.stderr
 
 
+def test_missing_func_lists_functions_not_classes(tmp_path):
+    r = padiff("run", PAIRS + ":nope", cwd=tmp_path)
+    listed = r.stderr.split("functions defined there: ")[1].split(" (")[0]
+    assert "mlp" in listed.split(", ") and "PaddleMLP" not in listed and "TorchMLP" not in listed
+    assert "are not FUNCs" in r.stderr
+
+
+def test_run_help_asks_for_an_optimizer_where_it_shows_steps():
+    text = padiff("run", "--help").stdout
+    steps = [i for i, ln in enumerate(text.splitlines()) if "--steps 3" in ln]
+    assert steps and all("optimizer" in " ".join(text.splitlines()[i:i + 2]) for i in steps)
+    assert "--map auto --steps" not in text
+
+
+def test_loading_line_comes_at_once(tmp_path):
+    import time
+
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               PADIFF_LOG_DIR=str(tmp_path / "logs"))
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "padiff", "run", PAIRS + ":mlp_synced"], stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path)
+    try:
+        first = proc.stderr.readline()
+        took = time.monotonic() - start
+        running = proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+    assert first == f"padiff: loading {PAIRS}:mlp_synced ...\n"
+    assert running and took < 5  # before the user's file (paddle, torch) is imported
+
+
 def test_user_traceback_points_at_user_code(tmp_path):
     r = padiff("run", PAIRS + ":raises", cwd=tmp_path)
     assert f'File "{PAIRS}", line' in r.stderr and 'raise ValueError("the user' in r.stderr
@@ -206,7 +239,11 @@ def test_run_steps_with_optimizer_from_func(tmp_path):
 def test_run_with_map_auto(tmp_path):
     r = padiff("run", PAIRS + ":mlp", "--map", "auto", "--auto-weights", "--options", "atol=1e-5", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "Layer map review" in r.stdout  # the mapping used is printed
+    assert "padiff: layer map (route: " in r.stdout and "Layer map review" not in r.stdout  # a summary only
+    review = r.stdout.split("full review: ")[1].split(";")[0].strip()
+    assert review.endswith(os.path.join("auto-map", "review.txt"))
+    with open(review) as fh:
+        assert "Layer map review" in fh.read()
 
 
 def test_full_workflow_suggest_edit_review_run(tmp_path):

@@ -174,6 +174,16 @@ class DiffReport:
     def __bool__(self) -> bool:
         return not self.assign_error and all(r.passed for r in self.records)
 
+    def summary(self) -> str:
+        """The text report a person reads (what ``auto_diff`` prints); writes no files."""
+        from padiff.report.text import render_summary
+
+        return render_summary(self)
+
+    def __str__(self) -> str:
+        """``print(report)`` shows the text report, not the dataclass fields (``repr`` keeps those)."""
+        return self.summary()
+
     @property
     def ok(self) -> bool:
         """Same as ``bool(report)``."""

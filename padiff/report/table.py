@@ -9,9 +9,10 @@ CI logs, files), so the content stays greppable there.
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 
@@ -24,6 +25,7 @@ class Table:
     rows: list[Sequence[str]] = field(default_factory=list)
     marks: set[int] = field(default_factory=set)
     empty: str = "(none)"
+    optional: Sequence[int] = ()  # columns a narrow terminal may leave out, in this order
 
     def add(self, *cells: object, mark: bool = False) -> None:
         """Append a row; cells are turned into strings."""
@@ -76,6 +78,70 @@ def plain_table(t: Table) -> str:
     return "\n".join(lines)
 
 
+def fit_columns(t: Table, total: int) -> tuple[list[int], list[int | None], list[list[str]]]:
+    """Columns to keep, their widths and the rows, so a table fits ``total`` terminal columns.
+
+    Cells are broken only between words: first each column gets at least its longest word
+    (a path stays whole) and the space left is shared in proportion to what each column
+    would still like; if that does not fit, the table's ``optional`` columns are left out;
+    if it still does not fit, paths are broken after a ``.`` (between components), never
+    inside a name. Widths are ``None`` when the table fits as it is.
+    """
+    keep = list(range(len(t.columns)))
+    rows = [[row[j] if j < len(row) else "" for j in range(len(t.columns))] for row in t.rows]
+    for drop in [None, *t.optional]:
+        if drop is not None:
+            keep.remove(drop)
+        widths = _share(t, keep, rows, total, str.split)
+        if widths is not None:
+            return keep, widths, [[r[j] for j in keep] for r in rows]
+    widths = _share(t, keep, rows, total, _components) or [None] * len(keep)
+    fitted = [[_wrap_components(r[j], w) if w else r[j] for j, w in zip(keep, widths)] for r in rows]
+    return keep, widths, fitted
+
+
+def _components(text: str) -> list[str]:
+    return [c for w in text.split() for c in re.findall(r"[^.]+\.?|\.", w)]
+
+
+def _wrap_components(text: str, width: int) -> str:
+    """Break ``text`` into lines of at most ``width`` at spaces and after dots."""
+    lines: list[str] = []
+    for word in text.split():
+        parts = _components(word)
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+            continue
+        line = ""
+        for c in parts:
+            if line and len(line) + len(c) > width:
+                lines.append(line)
+                line = ""
+            line += c
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _share(t: Table, keep: list[int], rows: list[list[str]], total: int,
+           units: Callable[[str], list[str]]) -> list[int | None] | None:
+    cells = [[r[j] for r in rows] + [t.columns[j]] for j in keep]
+    overhead = 3 * len(keep) + 1  # a space either side of each cell, and the borders
+    longest = [max(len(c) for c in col) for col in cells]
+    if sum(longest) + overhead <= total:
+        return [None] * len(keep)
+    word = [max((len(w) for c in col for w in units(c)), default=1) for col in cells]
+    room = total - overhead - sum(word)
+    if room < 0:
+        return None
+    want = [max(0, lo - w) for lo, w in zip(longest, word)]
+    give = [0] * len(keep)
+    # fair shares: a column that wants little gets all of it, the rest split what is left
+    for n_left, j in enumerate(sorted(range(len(keep)), key=lambda k: want[k])):
+        give[j] = min(want[j], room // (len(keep) - n_left))
+        room -= give[j]
+    return [w + g for w, g in zip(word, give)]
+
+
 def _render_rich(blocks: Sequence[Table | str], width: int | None) -> str:
     from rich.console import Console
     from rich.table import Table as RichTable
@@ -91,12 +157,16 @@ def _render_rich(blocks: Sequence[Table | str], width: int | None) -> str:
             console.print(Text(block))
             continue
         rt = RichTable(title=block.title or None, title_justify="left", show_lines=False)
-        for col in block.columns:
-            rt.add_column(col, overflow="fold")
+        keep, widths, rows = fit_columns(block, console.width)
+        for j, w in zip(keep, widths):
+            rt.add_column(block.columns[j], overflow="fold", width=w)
         if not block.rows:
             console.print(Text(f"{block.title}\n  {block.empty}"))
             continue
-        for i, row in enumerate(block.rows):
+        for i, row in enumerate(rows):
             rt.add_row(*row, style="bold red" if i in block.marks else None)
         console.print(rt)
+        left_out = [block.columns[j] for j in range(len(block.columns)) if j not in keep]
+        if left_out:
+            console.print(Text(f"  (left out to fit the terminal: {', '.join(left_out)})"))
     return buf.getvalue()

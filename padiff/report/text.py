@@ -14,6 +14,8 @@ import json
 import linecache
 import math
 import os
+import re
+import shutil
 from collections.abc import Iterable, Sequence
 
 from padiff.report.records import Comparison, DiffReport, OpDiff
@@ -21,7 +23,10 @@ from padiff.report.records import Comparison, DiffReport, OpDiff
 HERE = "<--- *** HERE ***"
 MAX_LISTED = 10  # skipped layers / other failures shown on the terminal; the rest go to the logs
 LOG_DIR_ENV = "PADIFF_LOG_DIR"
+LOG_KEEP_ENV = "PADIFF_LOG_KEEP"  # keep only the last N runs' logs under the log root
 DEFAULT_LOG_DIR = "padiff_logs"
+_RUN_DIR = re.compile(r"^\d{8}-\d{6}-\d{6}(-\d+)?$")  # the names write_logs gives its run folders
+_noted: set[str] = set()  # log roots whose size was already pointed out in this process
 
 
 def fmt_num(v: float) -> str:
@@ -234,7 +239,8 @@ def stage_summary(rep: DiffReport) -> list[str]:
     return out
 
 
-def render_report(rep: DiffReport, *, log_dir: str | None = None, write_log: bool | None = None) -> str:
+def render_report(rep: DiffReport, *, log_dir: str | None = None, write_log: bool | None = None,
+                  log_keep: int | None = None) -> str:
     """The terminal text of a report.
 
     ``write_log`` (default: only when the run failed and no log was written yet) writes
@@ -244,17 +250,17 @@ def render_report(rep: DiffReport, *, log_dir: str | None = None, write_log: boo
         write_log = not rep and not rep.log_dir
     if write_log:
         try:
-            write_logs(rep, log_dir)
+            write_logs(rep, log_dir, log_keep)
         except OSError as exc:  # a read-only directory must not hide the result
             rep.warnings.append(f"could not write the log files: {exc}")
     return render_summary(rep)
 
 
-def render_summary(rep: DiffReport) -> str:
-    """The terminal text without writing anything."""
+def render_summary(rep: DiffReport, *, size_note: bool = True) -> str:
+    """The terminal text without writing anything (``size_note``: may point out the logs' size)."""
     if rep:
         return _success(rep)
-    return _failure(rep)
+    return _failure(rep, size_note)
 
 
 def _success(rep: DiffReport) -> str:
@@ -276,7 +282,7 @@ def _success(rep: DiffReport) -> str:
     return "\n".join(lines)
 
 
-def _failure(rep: DiffReport) -> str:
+def _failure(rep: DiffReport, size_note: bool = True) -> str:
     first = rep.first_diff
     lines: list[str] = []
     assign_failed = rep.assign_error or (first is not None and first.stage == "assign_weight")
@@ -336,7 +342,36 @@ def _failure(rep: DiffReport) -> str:
     if rep.log_dir:
         lines.append("")
         lines.append(f"Full logs: {rep.log_dir}")
+        lines += log_size_note(rep.log_dir) if size_note else []
     return "\n".join(lines)
+
+
+def _size(path: str) -> int:
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(folder, name))
+            except OSError:
+                pass
+    return total
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.0f} kB"
+
+
+def log_size_note(run_dir: str) -> list[str]:
+    """Once per log root and process: how much the logs of failed runs take, and how to cap it."""
+    root = os.path.dirname(run_dir)
+    key = os.path.abspath(root)
+    if key in _noted or not os.path.isdir(run_dir) or os.environ.get(LOG_KEEP_ENV):
+        return []
+    _noted.add(key)
+    runs = _run_dirs(root)
+    return [f"  ({_mb(_size(run_dir))} this run; every failed run adds its own folder: {root} holds {len(runs)} "
+            f"run(s), {_mb(_size(root))}. Keep only the last N with {LOG_KEEP_ENV}=N (padiff run --log-keep N), "
+            f"or point {LOG_DIR_ENV} elsewhere.)"]
 
 
 # --- long logs ---------------------------------------------------------------------------------
@@ -345,11 +380,13 @@ def default_log_root() -> str:
     return os.environ.get(LOG_DIR_ENV) or DEFAULT_LOG_DIR
 
 
-def write_logs(rep: DiffReport, log_dir: str | None = None) -> str:
+def write_logs(rep: DiffReport, log_dir: str | None = None, keep: int | None = None) -> str:
     """Write every record and the summary under ``log_dir/<timestamp>/``; return that directory.
 
     ``log_dir`` defaults to :func:`default_log_root`. Each run gets a fresh timestamped
-    directory, so earlier logs are never overwritten. Sets ``rep.log_dir``.
+    directory, so earlier logs are never overwritten. Sets ``rep.log_dir``. ``keep``
+    (default ``$PADIFF_LOG_KEEP``, unset: keep all) removes the oldest run folders beyond
+    the last ``keep``; only folders padiff named and filled are ever removed.
     """
     root = os.fspath(log_dir) if log_dir else default_log_root()
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
@@ -361,7 +398,7 @@ def write_logs(rep: DiffReport, log_dir: str | None = None) -> str:
     os.makedirs(path)
     rep.log_dir = path
     files = {
-        "summary.txt": render_summary(rep) + "\n",
+        "summary.txt": render_summary(rep, size_note=False) + "\n",
         "records.txt": records_text(rep),
         "trees.txt": trees_text(rep),
         "mapping.txt": mapping_text(rep),
@@ -370,7 +407,44 @@ def write_logs(rep: DiffReport, log_dir: str | None = None) -> str:
     for name, text in files.items():
         with open(os.path.join(path, name), "w", encoding="utf-8") as fh:
             fh.write(text)
+    prune_logs(root, _keep(keep))
     return path
+
+
+def _keep(keep: int | None) -> int | None:
+    if keep is not None:
+        return keep
+    raw = os.environ.get(LOG_KEEP_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        from padiff.errors import OptionsError
+
+        raise OptionsError(f"{LOG_KEEP_ENV} must be a whole number of runs to keep, got {raw!r}; "
+                           f"unset it to keep every run's logs.") from None
+    return max(n, 1)
+
+
+def _run_dirs(root: str) -> list[str]:
+    """The run folders write_logs made under ``root``, oldest first."""
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return []
+    return [os.path.join(root, n) for n in names
+            if _RUN_DIR.match(n) and os.path.isfile(os.path.join(root, n, "summary.txt"))]
+
+
+def prune_logs(root: str, keep: int | None) -> list[str]:
+    """Remove the oldest run folders under ``root`` beyond the last ``keep``; return what was removed."""
+    if keep is None:
+        return []
+    old = _run_dirs(root)[:-keep] if keep > 0 else _run_dirs(root)
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    return old
 
 
 def trees_text(rep: DiffReport) -> str:

@@ -55,3 +55,22 @@ def test_auto_map_splits_paddle_attention_against_separate_torch_projections() -
     assert bool(rep), rep.first_diff
     pairs = {(m["paddle_path"], m["torch_path"]) for m in rep.mapping}
     assert ("self_attn.q_proj", "mix.wq") in pairs
+
+
+def test_auto_map_prints_a_short_summary_and_leaves_the_full_review_in_a_file(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("PADIFF_LOG_DIR", str(tmp_path))
+    case = ap.resnet18(size=32)
+    case.paddle.eval()
+    case.torch.eval()
+    assert padiff.auto_diff(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map="auto",
+                            options=FORWARD)
+    out = capsys.readouterr().out
+    mapping = out.split("padiff: SUCCESS")[0].strip().splitlines()
+    assert 1 <= len(mapping) <= 3, mapping
+    assert "pair(s)" in mapping[0] and "low-confidence" in mapping[0] and "unpaired" in mapping[0]
+    review_path = tmp_path / "auto-map" / "review.txt"
+    assert f"full review: {review_path}" in out
+    review = review_path.read_text()
+    assert len(review.splitlines()) > 40 and "Proposed pairs" in review  # the whole review is there
+    again = padiff.LayerMap.load(str(tmp_path / "auto-map" / "map.yaml"), case.paddle, case.torch)
+    assert len(again.pairs) >= 20

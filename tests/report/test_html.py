@@ -200,3 +200,105 @@ def test_fuzz_renderers(records, tree):
     rep.paddle_tree = rep.torch_tree = tree
     check(render_html(rep))
     assert render_summary(rep).startswith("padiff: ")
+
+
+def test_colour_and_number_per_stage_with_a_selector():
+    rep = make_report()
+    # a strict failure: forward fails from fc2 on, but only the grads fail at fc1 (gradient noise)
+    page = render_html(rep)
+    check(page)
+    assert '<body data-stage="forward">' in page  # opens on the first difference's stage
+    assert re.findall(r'<button data-stage="(\w+)"', page) == ["forward", "loss", "backward", "grad"]
+    fc1 = re.search(r'<div class="node paired[^"]*" data-pair="\d+" title="paired with enc.first"([^>]*)>(.*?)</div>',
+                    page)
+    attrs, inner = fc1.groups()
+    assert 'data-st-forward="pass"' in attrs and 'data-st-grad="fail"' in attrs
+    assert '<span class="num st" data-st="forward">1e-08</span>' in inner
+    assert '<span class="num st" data-st="grad">0.03</span>' in inner
+    assert 'body[data-stage="grad"] .node[data-st-grad="fail"]' in page
+    assert page.index('id="first-diff"') < page.index('id="stages"') < page.index('id="plots"')
+
+
+def test_one_point_stage_is_a_sentence_and_conversions_a_folded_table():
+    rep = make_report()
+    rep.conversions = [f"fc{i} <- lin{i}: weight <- weight: inferred transpose" for i in range(20)]
+    page = render_html(rep)
+    check(page)
+    loss = page.split('class="stageplots" data-stage="loss"')[1].split("</div>")[0]
+    assert "<svg" not in loss and "One comparison" in loss
+    conv = page.split('id="conversions"')[1].split("</details>")[0]
+    assert conv.count("<tr>") == 21
+    assert "<td>fc3 &lt;- lin3</td><td>weight &lt;- weight: inferred transpose</td>" in conv
+    assert 'id="conversions" open' not in page
+
+
+def test_relative_diff_has_its_own_axis():
+    rep = make_report(fail_at=None)
+    page = render_html(rep)
+    svg = re.search(r'<svg [^>]*data-stage="forward" data-x="order".*?</svg>', page).group(0)
+    assert 'class="tick rel"' in svg and "max rel diff (log)" in svg
+    assert 'width="100%"' not in svg and "svg.plot{" in page and "width:100%" in page
+
+
+def _pixels(path):
+    from PIL import Image
+
+    return Image.open(path).convert("RGB")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
+def test_stage_view_in_headless_chromium(tmp_path):
+    pytest.importorskip("PIL")
+    html_path = write_html(make_report(), str(tmp_path / "report.html"))
+    base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900", "--hide-scrollbars"]
+
+    def shot(fragment: str, name: str):
+        out = tmp_path / name
+        subprocess.run([*base, f"--screenshot={out}", f"file://{html_path}{fragment}"], capture_output=True,
+                       timeout=120, check=False)
+        dom = subprocess.run([*base, "--dump-dom", f"file://{html_path}{fragment}"], capture_output=True, text=True,
+                             timeout=120, check=False).stdout
+        return _pixels(out), dom
+
+    def where(img, rgb, tol=12):
+        pts = [(x, y) for y in range(0, img.height, 2) for x in range(0, img.width, 2)
+               if all(abs(a - b) <= tol for a, b in zip(img.getpixel((x, y)), rgb))]
+        return pts
+
+    img, dom = shot("", "forward.png")
+    assert '<body data-stage="forward">' in dom and 'id="first-diff"' in dom
+    banner = where(img, (0xFD, 0xE8, 0xE6))  # the first-difference banner's background
+    assert banner and min(y for _, y in banner) < 150  # at the top of the page, without scrolling
+    active = where(img, (0x1D, 0x4E, 0xD8))  # the selected stage button (and the selected x-axis button)
+    assert active
+    img2, dom2 = shot("#stage=grad", "grad.png")
+    assert '<body data-stage="grad">' in dom2
+    assert re.search(r'<button data-stage="grad" class="active">', dom2)
+    assert not re.search(r'<button data-stage="forward" class="active">', dom2)
+    active2 = where(img2, (0x1D, 0x4E, 0xD8))
+    assert max(x for x, _ in active2) > max(x for x, _ in active) + 100  # the highlight moved to "grads"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
+def test_deep_first_difference_keeps_the_tree_roots_in_view(tmp_path):
+    pytest.importorskip("PIL")
+    from records_factory import rec
+
+    rep = make_report(fail_at=None)
+    rows = [(f"blocks.{i}", "Linear", 1) for i in range(120)]
+    rep.paddle_tree = [("", "PaddleNet", 0), *rows]
+    rep.torch_tree = [("", "TorchNet", 0), *rows]
+    rep.records.append(rec("forward", 99, "blocks.110", "blocks.110", "Linear", "Linear", 0.5, False, depth=1))
+    html_path = write_html(rep, str(tmp_path / "report.html"))
+    shot = tmp_path / "trees.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400", "--hide-scrollbars",
+                    f"--screenshot={shot}", f"file://{html_path}"], capture_output=True, timeout=120, check=False)
+    img = _pixels(shot)
+    root = (0xE6, 0xEB, 0xF3)  # the root row's background
+    found = {x * 2 // img.width for y in range(0, img.height, 2) for x in range(0, img.width, 3)
+             if all(abs(a - b) <= 3 for a, b in zip(img.getpixel((x, y)), root))}
+    assert found == {0, 1}  # the root row is on screen in both trees, left and right

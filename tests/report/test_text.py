@@ -156,3 +156,47 @@ def test_long_trees_are_folded_around_the_marked_layer(tmp_path):
     with open(os.path.join(log_dir, "trees.txt")) as fh:
         full = fh.read()
     assert full.count("(Block)") == 40 and "<--- *** HERE ***" in full
+
+
+def test_str_of_a_report_is_the_text_report_not_the_dataclass_fields(tmp_path):
+    for rep in (make_report(fail_at=None), make_report()):
+        text = str(rep)
+        assert text == rep.summary() == render_summary(rep)
+        assert text.startswith("padiff: SUCCESS" if rep else "padiff: FAILED")
+        assert "Comparison(" not in text and "records=" not in text
+        assert repr(rep).startswith("DiffReport(")  # the fields stay available for debugging
+    assert os.listdir(tmp_path) == []  # str() writes no logs
+
+
+def test_log_size_is_said_once_with_the_way_to_cap_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("PADIFF_LOG_KEEP", raising=False)
+    first = render_report(make_report(), log_dir=str(tmp_path))
+    second = render_report(make_report(), log_dir=str(tmp_path))
+    assert first.count("PADIFF_LOG_KEEP=N") == 1 and "1 run(s)" in first
+    assert "PADIFF_LOG_KEEP" not in second
+    import re
+
+    assert re.search(r"\(\d+ kB this run", first)
+    assert second.splitlines()[-1].startswith("Full logs: ") and os.path.isdir(second.splitlines()[-1][11:])
+
+
+def test_log_keep_removes_only_the_oldest_padiff_runs(tmp_path, monkeypatch):
+    import time
+
+    mine = tmp_path / "my_notes"
+    mine.mkdir()
+    made = []
+    for _ in range(4):
+        rep = make_report()
+        made.append(write_logs(rep, str(tmp_path), keep=2))
+        time.sleep(0.002)
+    left = sorted(os.listdir(tmp_path))
+    assert left == sorted(["my_notes", *(os.path.basename(p) for p in made[-2:])])
+    monkeypatch.setenv("PADIFF_LOG_KEEP", "1")
+    write_logs(make_report(), str(tmp_path))
+    assert len(os.listdir(tmp_path)) == 2 and mine.exists()
+    monkeypatch.setenv("PADIFF_LOG_KEEP", "some")
+    from padiff.errors import OptionsError
+
+    with pytest.raises(OptionsError, match="PADIFF_LOG_KEEP must be a whole number"):
+        write_logs(make_report(), str(tmp_path))
