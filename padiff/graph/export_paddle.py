@@ -70,11 +70,17 @@ class PendingPaddleExport:
 
     def cancel(self) -> None:
         """Stop the child and remove the temp dir."""
+        self._kill()
+        self.tmpdir.cleanup()
+
+    def _kill(self) -> None:
+        """Kill the child and reap it (no zombie), whatever state it is in."""
         with contextlib.suppress(Exception):
             self.proc.kill()
         with contextlib.suppress(Exception):
             self.proc.communicate(timeout=10)
-        self.tmpdir.cleanup()
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=10)
 
     def result(self, timeout: float) -> PaddleExport:
         """Wait for the child; raise :class:`ExportError` (with its message) if it failed."""
@@ -85,6 +91,11 @@ class PendingPaddleExport:
                 self.proc.kill()
                 self.proc.communicate()
                 raise ExportError(f"paddle2onnx did not finish within {timeout:.0f} s") from exc
+            except BaseException:
+                # Ctrl-C while waiting: a child busy in C++ ignores SIGINT (and Jupyter signals only the
+                # kernel), so it is killed and reaped here
+                self._kill()
+                raise
             code = self.proc.returncode
             if code != 0 or not os.path.exists(self.out_path):
                 why = "killed by a signal (abort in paddle2onnx)" if code < 0 else f"exit code {code}"
@@ -188,6 +199,9 @@ def start_export(layer: Any, kwargs: Mapping[str, Any]) -> PendingPaddleExport:
     except Exception as exc:  # jit.save raises many types; all mean "cannot export"
         pending.cancel()
         raise ExportError(f"paddle.jit.save failed: {cause_text(exc)}") from exc
+    except BaseException:  # Ctrl-C during the trace: no child, no temp dir and no zombie left behind
+        pending.cancel()
+        raise
     finally:
         for h in handles:
             h.remove()

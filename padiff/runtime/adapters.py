@@ -53,6 +53,18 @@ class Side:
         """Parameters and float buffers held directly by ``layer`` (not its children)."""
         raise NotImplementedError
 
+    def own_buffers(self, layer: Any) -> list[tuple[str, Any]]:
+        """Every buffer held directly by ``layer``, whatever its dtype or persistence.
+
+        Snapshots restore all of them (an integer step counter, a non-persistent EMA), not
+        only the float persistent ones :meth:`raw_state` pairs for weight copies.
+        """
+        raise NotImplementedError
+
+    def put_buffer(self, layer: Any, name: str, t: Any) -> None:
+        """Register ``t`` again as ``layer``'s buffer ``name`` (a forward may have rebound it)."""
+        layer._buffers[name] = t
+
     def owned_state(self, root: Any) -> dict[str, list[StateEntry]]:
         """``{path: entries}`` where each tensor is owned by its top-most holder only.
 
@@ -305,6 +317,9 @@ class PaddleSide(Side):
     def children(self, layer: Any) -> list[tuple[str, Any]]:
         return list(layer.named_children())
 
+    def own_buffers(self, layer: Any) -> list[tuple[str, Any]]:
+        return [(n, b) for n, b in layer.named_buffers(include_sublayers=False) if b is not None]
+
     def raw_state(self, layer: Any) -> list[StateEntry]:
         out = [StateEntry(n, p, not p.stop_gradient, False)
                for n, p in layer.named_parameters(include_sublayers=False)]
@@ -466,6 +481,9 @@ class TorchSide(Side):
 
     def children(self, layer: Any) -> list[tuple[str, Any]]:
         return list(layer.named_children())
+
+    def own_buffers(self, layer: Any) -> list[tuple[str, Any]]:
+        return [(n, b) for n, b in layer.named_buffers(recurse=False) if b is not None]
 
     def raw_state(self, layer: Any) -> list[StateEntry]:
         out = [StateEntry(n, p, p.requires_grad, False) for n, p in layer.named_parameters(recurse=False)]

@@ -282,8 +282,10 @@ def copy_weights(layer: Any, module: Any, plans: list[PairPlan]) -> list[str]:
             current = plan
             _apply(plan, p_layers, t_layers, p_owned, t_owned)
             done.extend(_describe(plan))
-    except Exception as e:  # any failure: put every touched tensor back first
+    except BaseException as e:  # any failure, Ctrl-C included: put every touched tensor back first
         _restore(snapshot)
+        if not isinstance(e, Exception):
+            raise  # KeyboardInterrupt, SystemExit: stop as asked, with the paddle model as it was
         if isinstance(e, WeightAssignError) and hasattr(e, "paddle_path"):
             raise
         pp, tp = (current.paddle_path, current.torch_path) if current else ("", "")

@@ -2,7 +2,8 @@
 
 Modes (train/eval) of every layer, ``stop_gradient``/``requires_grad`` of parameters and
 inputs, gradients the user already had, the non-trainable state a forward pass updates
-(BatchNorm running statistics) and the framework's global random state (runs seed it).
+(BatchNorm running statistics and step counters, every buffer whatever its dtype or
+persistence) and the framework's global random state (runs seed it).
 A training check (an optimizer was given) keeps the trained weights, as the user's
 optimizers expect; everything else is put back.
 """
@@ -28,6 +29,7 @@ class SideSnapshot:
     grads: list[tuple[Any, Any]] = field(default_factory=list)
     stats: list[tuple[Any, np.ndarray]] = field(default_factory=list)
     values: list[tuple[Any, np.ndarray]] = field(default_factory=list)
+    buffers: list[tuple[Any, str, Any, np.ndarray]] = field(default_factory=list)  # (layer, name, tensor, value)
     inputs: list[tuple[Any, bool, Any]] = field(default_factory=list)
     rng: Any = None  # the global random state: runs seed the frameworks
 
@@ -50,6 +52,10 @@ class SideSnapshot:
                     snap.values.append((e.tensor, side.to_numpy(e.tensor)))
                 elif not e.trainable:
                     snap.stats.append((e.tensor, side.to_numpy(e.tensor)))
+        for _, layer in side.named_layers(root):
+            # every buffer, whatever its dtype or persistence (num_batches_tracked, a non-persistent EMA)
+            for name, b in side.own_buffers(layer):
+                snap.buffers.append((layer, name, b, side.to_numpy(b)))
         for t in side.flatten(inputs):
             # a non-leaf has no .grad of its own (torch warns when asked)
             g = side.grad(t) if side.requires_grad(t) and getattr(t, "is_leaf", True) else None
@@ -68,6 +74,9 @@ class SideSnapshot:
                 _quiet(side.set_grad, t, g)
         if values:
             for t, arr in self.stats + self.values:
+                _quiet(side.set_value, t, arr)
+            for layer, name, t, arr in self.buffers:
+                _quiet(side.put_buffer, layer, name, t)  # a forward that rebound the name gets the original back
                 _quiet(side.set_value, t, arr)
         for t, flag, g in self.inputs:
             _quiet(side.set_requires_grad, t, flag)
