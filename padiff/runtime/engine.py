@@ -31,6 +31,7 @@ from padiff.runtime.conventions import BATCHNORM_VARIANCE_NOTE, BatchNormVarianc
 from padiff.runtime.fused import FusedCall, axis_of, cut
 from padiff.runtime.grad_exchange import OVERLAP, SEQUENTIAL, GradExchange, make_recorder
 from padiff.runtime.hooks import HookSet, user_stack
+from padiff.runtime.keyed import key_skeleton, reorder_like
 from padiff.runtime.memory import available_memory
 from padiff.runtime.pairing import Event, OnlinePairer, Role, assign_roles
 from padiff.runtime.weights import PairPlan, plan_fused, plan_pair, plan_param, torch_arrays
@@ -259,6 +260,7 @@ class Engine:
                     if ev is None:
                         return
                     outs = PADDLE.flatten(out)
+                    ev.keys = key_skeleton(out)
                     if ps.compare_forward:
                         ev.outputs = [self._keep(t) for t in outs]
                     ev.dtype = PADDLE.dtype_name(outs[0]) if outs else ""
@@ -317,9 +319,9 @@ class Engine:
                     ev = self._close(run, role)
                     if ev is None:
                         return
-                    outs = TORCH.flatten(out)
-                    ev.dtype = TORCH.dtype_name(outs[0]) if outs else ""
                     pev = ev.partner
+                    outs = TORCH.flatten(out if pev is None else reorder_like(out, pev.keys))
+                    ev.dtype = TORCH.dtype_name(outs[0]) if outs else ""
                     if pev is None:
                         return
                     if role.pair is not None and role.pair.split_side:
@@ -668,9 +670,7 @@ class Engine:
 
     def _compare_model_outputs(self, p_out: Any, t_out: Any) -> None:
         """The models' own outputs, always compared last in forward (catches root-level code)."""
-        if isinstance(p_out, Mapping) and isinstance(t_out, Mapping) and list(p_out) != list(t_out) \
-                and set(p_out) == set(t_out):
-            t_out = {k: t_out[k] for k in p_out}  # same keys, other insertion order: pair by key
+        t_out = reorder_like(t_out, key_skeleton(p_out))  # same keys, other order, at any depth: pair by key
         p_tensors, t_tensors = PADDLE.flatten(p_out), TORCH.flatten(t_out)
         p_arrs = [PADDLE.to_numpy(t) for t in p_tensors]
         t_arrs = [TORCH.to_numpy(t) for t in t_tensors]
@@ -736,13 +736,14 @@ class Engine:
             converted = plan.convert(torch_arrays(t_state, which))
             t_present = {e.name for e in t_state if (TORCH.grad(e.tensor) if which == "grad" else e.tensor) is not None}
             for k, e in enumerate(p_state):
-                if which == "grad" and not e.trainable:
-                    continue
-                p_t = PADDLE.grad(e.tensor) if which == "grad" else e.tensor
                 link = next((lk for lk in plan.links if lk.paddle_name == e.name), None)
                 if link is None:
                     continue
                 t_has = all(n in t_present for n in link.torch_names)
+                if which == "grad" and not e.trainable and not t_has:
+                    continue  # a buffer, or a parameter frozen on both sides
+                # frozen on the paddle side only: no paddle grad, which is a difference like the mirror case
+                p_t = (PADDLE.grad(e.tensor) if e.trainable else None) if which == "grad" else e.tensor
                 if p_t is None and not t_has:
                     continue
                 order = -idx * 64 + k if stage == "grad" else idx * 64 + k
