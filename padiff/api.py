@@ -110,6 +110,7 @@ def compare(
                 Stats(False, nan, nan, 0, 0, nan, nan, nan, math.inf, math.inf, (),
                       "nothing was compared: no layer call could be paired and the outputs hold no tensor"),
                 item="model output"))
+        _flag_empty_batch(rep, p_inp, t_inp)
         rep.warnings.extend(diagnostics.precision_warnings(rep, opts))
         if not rep and not any("train mode" in w for w in rep.warnings):
             rep.warnings.extend(diagnostics.randomness_probe(module, t_inp)
@@ -197,7 +198,7 @@ def _with_call_order(resolved: ResolvedMap, lm: LayerMap, layer: Any, module: An
 
     try:
         found = discover_pairs(layer, module, p_inp, t_inp, resolved)
-    except Exception:  # noqa: BLE001 - the compared run raises the model's error with context
+    except (Exception, SystemExit):  # noqa: BLE001 - the compared run raises the model's error with context
         return resolved
     taken_p = {path for p in resolved.pairs for path in p.paddle_paths} | resolved.param_layers("paddle")
     taken_t = {path for p in resolved.pairs for path in p.torch_paths} | resolved.param_layers("torch")
@@ -253,6 +254,28 @@ def _attach_op_view(rep: DiffReport, layer: Any, module: Any, p_inp: dict[str, A
     if op is not None:
         i = next(k for k, r in enumerate(rep.records) if r is first)
         rep.records[i] = dataclasses.replace(first, op=op)
+
+
+def _flag_empty_batch(rep: DiffReport, p_inp: dict[str, Any], t_inp: dict[str, Any]) -> None:
+    """A run whose every compared tensor has no elements compared nothing: that is no pass.
+
+    A ``(0, 4)`` batch runs through both models and every comparison of empty tensors
+    agrees trivially; the report gets a failing record saying the batch is empty instead.
+    """
+    compared = [r for r in rep.records if r.stage != "assign_weight"]
+    if not compared or any(r.stats.total > 0 for r in compared) or any(not r.passed for r in compared):
+        return
+    empty = [f"{side.name} input {k!r} has shape {list(side.shape(t))}"
+             for side, inp in ((PADDLE, p_inp), (TORCH, t_inp)) for k, v in inp.items()
+             for t in side.flatten(v) if side.numel(t) == 0]
+    why = ("the batch is empty (" + "; ".join(empty) + ")") if empty else "every compared tensor is empty"
+    nan = float("nan")
+    rep.records.append(Comparison(
+        "forward", 0, "", "", rep.paddle_root_class, rep.torch_root_class,
+        Stats(False, nan, nan, 0, 0, nan, nan, nan, math.inf, math.inf, (),
+              f"nothing compared: {why}, so no element of any output could be checked. Give example_inp at "
+              "least one sample."),
+        item="model output"))
 
 
 def _tree(side: Side, root: Any) -> list[tuple[str, str, int]]:

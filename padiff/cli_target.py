@@ -59,6 +59,9 @@ def load_function(text: str) -> Any:
     sys.modules[name] = mod
     try:
         spec.loader.exec_module(mod)
+    except SystemExit as exc:  # sys.exit at import: nothing was compared, so no verdict (exit 2)
+        raise UsageError(f"importing {path} called sys.exit({exc.code!r}); nothing was compared. Guard the "
+                         "script part of the file with if __name__ == '__main__':.") from None
     except Exception as exc:  # noqa: BLE001 - the user's file raised: show where, exit 2
         raise UsageError(f"importing {path} raised {type(exc).__name__}: {exc}\n{user_traceback(exc)}") from None
     fn = getattr(mod, func, None)
@@ -78,6 +81,9 @@ def load_target(text: str) -> Target:
     fn = load_function(text)
     try:
         value = fn()
+    except SystemExit as exc:  # a FUNC that exits compared nothing: neither "agree" nor "differ" (exit 2)
+        raise UsageError(f"{text} called sys.exit({exc.code!r}) instead of returning (layer, module, example_inp); "
+                         "nothing was compared. Return the models instead of exiting.") from None
     except Exception as exc:  # noqa: BLE001 - the user's function raised: show where, exit 2
         raise UsageError(f"{text} raised {type(exc).__name__}: {exc}\n{user_traceback(exc)}") from None
     shape = "(layer, module, example_inp) or (layer, module, example_inp, {'loss_fn': ..., 'optimizer': ...})"

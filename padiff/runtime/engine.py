@@ -94,6 +94,7 @@ class Engine:
         self.step = 0
         self._order = 0
         self._hook_error: BaseException | None = None
+        self._empty_output = False  # the built-in loss found float outputs, all of them empty
         self._plans: dict[tuple[str, str], PairPlan | None] = {}
         self._pairs_seen: dict[tuple[str, str], tuple[Role, Role, int]] = {}
         self._pairing_checked = False
@@ -522,6 +523,12 @@ class Engine:
             return run.root(**inputs)
         except PadiffError:
             raise
+        except SystemExit as e:  # a model that calls sys.exit compared nothing: a usage error, not a verdict
+            raise ModelRunError(
+                f"the {run.side.name} model called sys.exit({e.code!r}) during {what} (step {self.step}); nothing "
+                f"was compared. Remove the exit from the {run.side.name} model's forward (raise an exception "
+                "instead)."
+            ) from e
         except Exception as e:
             where = ""
             raiser = _raising_layer(run, e)
@@ -547,9 +554,10 @@ class Engine:
             else:
                 # the built-in loss works in float32: half-precision means lose digits (and paddle
                 # has no CPU float16 mean kernel)
-                tensors = [side.widen(t) for t in side.flatten(out)
-                           if "float" in side.dtype_name(t) and side.numel(t) > 0]  # the mean of nothing is NaN
+                floats = [t for t in side.flatten(out) if "float" in side.dtype_name(t)]
+                tensors = [side.widen(t) for t in floats if side.numel(t) > 0]  # the mean of nothing is NaN
                 if not tensors:
+                    self._empty_output = bool(floats)
                     return None
                 loss = tensors[0].mean()
                 for t in tensors[1:]:
@@ -574,7 +582,9 @@ class Engine:
 
     def _backward(self, run: _SideRun, loss: Any) -> None:
         if loss is None:
-            self.report.warnings.append(f"{run.side.name}: the output has no float tensor, so backward was skipped.")
+            what = ("every float tensor of the output is empty (no elements)" if self._empty_output
+                    else "the output has no float tensor")
+            self._warn_once(f"{run.side.name}: {what}, so backward was skipped.")
             return
         if not run.side.requires_grad(loss):
             raise ModelRunError(
