@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from padiff.checks import check_example_inp, check_models, optimizer_pair, pair_of_callables
-from padiff.errors import InputError, OptionsError, PadiffError, WeightAssignError
+from padiff.errors import InputError, OptionsError, OutputPathError, WeightAssignError
 from padiff.layer_map import LayerMap, ResolvedMap
 from padiff.options import DiffOptions, validate_steps
 from padiff.report.progress import status, step_progress
@@ -137,9 +137,15 @@ def auto_diff(
 
     Raises a :class:`~padiff.errors.PadiffError` for misuse, never for a numerical difference.
     """
-    rep = compare(layer, module, example_inp, auto_weights, steps, options, layer_map, loss_fn, optimizer, **kwargs)
     from padiff.report.console import print_report
 
+    try:
+        rep = compare(layer, module, example_inp, auto_weights, steps, options, layer_map, loss_fn, optimizer,
+                      **kwargs)
+    except OutputPathError as e:
+        if e.report is not None:  # the run finished: show its result before the path error
+            print_report(e.report)
+        raise
     print_report(rep)
     return bool(rep)
 
@@ -306,19 +312,28 @@ def _inputs_for_backward(layer: Any, module: Any, p_inp: dict[str, Any], t_inp: 
 
 
 def _finish(rep: DiffReport, html: str | None, json_path: str | None, log_dir: str | None) -> DiffReport:
-    try:
-        if log_dir and not rep:
-            from padiff.report.text import write_logs
+    """Write the files asked for; a path that cannot be written raises, carrying the finished report.
 
-            write_logs(rep, log_dir)
-        if html:
-            from padiff.report.html import write_html
+    Every file is tried (one bad path does not cost the others); the first failure is raised
+    as :class:`OutputPathError` with ``report`` set, so the computed result is not lost.
+    """
+    from padiff.report.html import write_html
+    from padiff.report.json_report import write_json
+    from padiff.report.text import write_logs
 
-            write_html(rep, html)
-        if json_path:
-            from padiff.report.json_report import write_json
-
-            write_json(rep, json_path)
-    except PadiffError:
-        raise
+    failed: list[OutputPathError] = []
+    jobs = [(log_dir and not rep, lambda: write_logs(rep, log_dir)), (html, lambda: write_html(rep, html)),
+            (json_path, lambda: write_json(rep, json_path))]
+    for wanted, job in jobs:
+        if not wanted:
+            continue
+        try:
+            job()
+        except OutputPathError as e:
+            failed.append(e)
+    if failed:
+        first = failed[0]
+        others = "".join(f"\nAlso: {e}" for e in failed[1:])
+        raise OutputPathError(f"{first}{others}\nThe comparison itself finished ({'agree' if rep else 'differ'}); "
+                              "its report is on this error's .report attribute.", first.path, rep) from first
     return rep

@@ -168,6 +168,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
     if args.out:
         _format_of(args.out)  # check the extension before the (slow) export
+        if os.path.isdir(args.out):
+            raise UsageError(f"--out {args.out} is a directory; give a file name such as {args.out}/map.yaml.")
         if os.path.exists(args.out) and not args.force:
             raise UsageError(f"{args.out} exists; pass --force to overwrite it, or choose another --out "
                              "(then compare the two with 'padiff diff').")
@@ -177,9 +179,9 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     route = "module trees" if args.no_input else "ONNX export and graph matching"
     with status(f"proposing a layer map ({route})..."):
         lm = suggest_layer_map(target.layer, target.module, None if args.no_input else target.example_inp)
+    print(lm.review())  # first: a path that cannot be written must not cost the proposal
     if args.out:
         lm.save(args.out, target.layer, target.module)
-    print(lm.review())
     if args.out:
         print(f"Wrote {args.out}. Review and edit it, then: padiff run {args.target} --map {args.out}")
     return EXIT_OK

@@ -44,6 +44,23 @@ class ModelRunError(PadiffError):
     """
 
 
+class OutputPathError(PadiffError, OSError):
+    """A file padiff was asked to write (a report, a JSON dump, logs, a map) cannot be written there.
+
+    ``path`` is the path given. When a comparison had already finished, ``report`` holds
+    its :class:`~padiff.report.records.DiffReport`, so the result is not lost; it is also an
+    ``OSError`` for code that already catches those.
+    """
+
+    def __init__(self, message: str, path: str = "", report: object = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.report = report
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class PadiffInternalError(Exception):
     """An internal invariant failed: this is a padiff bug, not a usage problem."""
 

@@ -25,7 +25,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from padiff.errors import MapFileError, MappingError, WeightAssignError
+from padiff.errors import MapFileError, MappingError, PadiffError, WeightAssignError
 from padiff.layer_map import (
     MAP_FORMAT_VERSION,
     READABLE_VERSIONS,
@@ -505,9 +505,9 @@ def save_map(lm: LayerMap, path: str, layer: Any = None, module: Any = None) -> 
     data = map_to_dict(lm, layer, module)
     text = to_yaml(data, os.path.basename(path)) if fmt == "yaml" else to_json(data)
     try:
-        atomic_write(path, text, make_dirs=False)
-    except FileNotFoundError as exc:
-        raise MapFileError(f"cannot write {path}: {exc}.") from None
+        atomic_write(path, text, make_dirs=False, what="the layer map")
+    except OSError as exc:  # OutputPathError names the path and why; a map error to the caller
+        raise MapFileError(str(exc) if isinstance(exc, PadiffError) else f"cannot write {path}: {exc}.") from None
 
 
 def load_map(path: str, layer: Any = None, module: Any = None) -> LayerMap:

@@ -563,4 +563,4 @@ def _records_table(rep: DiffReport, pairs: dict[tuple[str, str], _Pair], first: 
 
 def write_html(report: DiffReport, path: str) -> str:
     """Write the self-contained HTML report to ``path`` (atomically) and return the path."""
-    return atomic_write(path, render_html(report))
+    return atomic_write(path, render_html(report), what="the HTML report")

@@ -22,7 +22,7 @@ def report_json(report: DiffReport) -> str:
 
 def write_json(report: DiffReport, path: str) -> str:
     """Write the JSON dump of ``report`` to ``path`` and return the path."""
-    return atomic_write(path, report_json(report))
+    return atomic_write(path, report_json(report), what="the JSON report")
 
 
 def _clean(obj: Any) -> Any:

@@ -395,7 +395,12 @@ def write_logs(rep: DiffReport, log_dir: str | None = None, keep: int | None = N
     while os.path.exists(path):
         n += 1
         path = os.path.join(root, f"{stamp}-{n}")
-    os.makedirs(path)
+    try:
+        os.makedirs(path)
+    except OSError as exc:
+        from padiff.report.files import unwritable
+
+        raise unwritable(path, exc, "the log files") from exc
     rep.log_dir = path
     files = {
         "summary.txt": render_summary(rep, size_note=False) + "\n",
