@@ -555,7 +555,30 @@ def _load_yaml(text: str, label: str) -> tuple[Any, dict[tuple[str, int], int]]:
                            "under their section with '- ') or re-create the file with LayerMap.save().") from None
     except (yaml.YAMLError, RecursionError, ValueError, TypeError) as exc:
         raise MapFileError(f"{label}: not valid YAML ({type(exc).__name__}: {exc}).") from None
+    _reject_duplicate_keys(node, label)
     return data, _yaml_lines(node)
+
+
+def _reject_duplicate_keys(node: Any, label: str) -> None:
+    """A key given twice in one mapping is an error naming both lines (PyYAML keeps the last silently)."""
+    import yaml
+
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, value in n.value:
+                if isinstance(key, yaml.ScalarNode):
+                    line = key.start_mark.line + 1
+                    if key.value in seen:
+                        raise MapFileError(
+                            f"{label} line {line}: {key.value!r} is given twice in one entry (first on line "
+                            f"{seen[key.value]}); keep only the one you mean, padiff does not guess which.")
+                    seen[key.value] = line
+                todo.append(value)
+        elif isinstance(n, yaml.SequenceNode):
+            todo.extend(n.value)
 
 
 def _yaml_lines(node: Any) -> dict[tuple[str, int], int]:
