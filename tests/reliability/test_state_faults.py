@@ -181,3 +181,22 @@ def test_a_model_that_calls_sys_exit_is_a_usage_error():
     _, module, inp = net_pair(0)
     with pytest.raises(ModelRunError, match=r"called sys.exit\(0\)"):
         padiff.compare(PExits(), module, inp)
+
+
+class TRebinds(TEma):
+    """Rebinds its buffer in forward (``self.ema = ...``) instead of updating it in place."""
+
+    def forward(self, x):
+        y = self.bn(self.fc(x))
+        self.ema = (self.ema * 0.5 + y.mean(0)).detach()
+        return y
+
+
+def test_a_buffer_the_forward_rebinds_comes_back_as_the_same_tensor():
+    torch.manual_seed(0)
+    layer, module = PEma(), TRebinds()
+    copy_weights(layer, module)
+    original = module.ema
+    padiff.compare(layer, module, pair_inputs(x=rand(5, 4)), options={"diff_phase": "forward"})
+    assert module.ema is original and not original.any()
+    assert "ema" not in module.state_dict()  # still non-persistent
