@@ -19,6 +19,11 @@ adds it to paddle's running variance. A wrong momentum still fails: the running 
 has no such difference, and the variance both move differently.
 
 Torch's ``momentum=None`` (a cumulative average) has no paddle counterpart and is left alone.
+
+**Momentum.** Paddle's normalisation momentum ``m`` weighs the running value
+(``running = m * running + (1 - m) * batch``), torch's weighs the batch: paddle's 0.9 is
+torch's 0.1. :func:`momentum_as_torch` reads a paddle momentum the torch way, so the op view
+does not report 0.9 against 0.1 as a differing setting.
 """
 
 from __future__ import annotations
@@ -78,3 +83,8 @@ class BatchNormVariance:
             return None
         fixed: np.ndarray = (value.astype(np.float64) + d).astype(value.dtype)
         return fixed
+
+
+def momentum_as_torch(momentum: float) -> float:
+    """Paddle's normalisation momentum as torch's argument for the same update (``1 - m``)."""
+    return round(1.0 - float(momentum), 12)

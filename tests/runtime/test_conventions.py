@@ -98,3 +98,9 @@ def test_the_success_report_says_what_was_reconciled():
     rep = _train(PdNet(), PtNet(), steps=2)
     assert rep
     assert f"reconciled (2x): {BATCHNORM_VARIANCE_NOTE}" in render_summary(rep)
+
+
+def test_momentum_is_read_the_torch_way():
+    from padiff.runtime.conventions import momentum_as_torch
+
+    assert momentum_as_torch(0.9) == 0.1 and momentum_as_torch(0.99) == 0.01

@@ -187,3 +187,11 @@ def test_a_boundary_flip_is_explained_and_accepted_only_with_mismatch_ratio(mode
     ok = padiff.compare(layer, module, inp, options={**TOL, "compare_mode": mode, "mismatch_ratio": 0.01})
     assert ok, ok.first_diff
     assert any("accepted by mismatch_ratio" in r.note for r in ok.records)
+
+
+def test_the_op_view_of_a_builtin_layer_points_at_the_models_line_and_reads_momentum_alike():
+    layer, module = _eval(PdConv(eps2=1e-3), PtConv(eps2=1e-5))
+    rep = padiff.compare(layer, module, inputs(("x", "x", rand(2, 3, 8, 8))), auto_weights=True, options=TOL)
+    op = rep.first_diff.op
+    assert op is not None and [a[0] for a in op.args] == ["epsilon"]  # paddle's 0.9 is torch's 0.1
+    assert "self.bn2(self.conv2(h))" in op.paddle_source and "self.bn2(self.conv2(h))" in op.torch_source

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from padiff.runtime.adapters import PADDLE
+from padiff.runtime.conventions import momentum_as_torch
 from padiff.runtime.hooks import user_stack
 from padiff.runtime.ops.events import Trace
 
@@ -174,6 +175,8 @@ def _params(fn: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
     else:
         named = dict(kwargs)
     scalars = [v for v in args[1:] if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if "norm" in getattr(fn, "__name__", "") and isinstance(named.get("momentum"), (int, float)):
+        named["momentum"] = momentum_as_torch(named["momentum"])  # read the way torch's argument reads
     return {"__named__": named, "__scalars__": scalars}
 
 

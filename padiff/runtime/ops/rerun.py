@@ -17,7 +17,7 @@ from typing import Any
 from padiff.options import DiffOptions
 from padiff.report.records import Comparison, OpDiff
 from padiff.runtime.adapters import PADDLE, TORCH, Side
-from padiff.runtime.hooks import HookSet
+from padiff.runtime.hooks import HookSet, user_stack
 from padiff.runtime.ops.align import Divergence, agreement, first_divergence
 from padiff.runtime.ops.events import OpEvent, Trace, source_text
 from padiff.runtime.state import SideSnapshot
@@ -42,6 +42,11 @@ def op_view(layer: Any, module: Any, paddle_inputs: Mapping[str, Any], torch_inp
     from padiff.runtime.ops.recorder_torch import record_torch
 
     cmp = agreement(options.atol, options.rtol, options.compare_mode, options.mismatch_ratio)
+    # the user's frames around this call: an op whose innermost user frame is one of them ran in
+    # framework code (a built-in layer's forward), so its source line is where the model calls the layer
+    outside = set(user_stack(limit=256))
+    sites = (first.paddle_stack[-1] if first.paddle_stack else None,
+             first.torch_stack[-1] if first.torch_stack else None)
     chain = _chain(first, mapping)
     p_paired = {m["paddle_path"] for m in mapping}
     t_paired = {m["torch_path"] for m in mapping}
@@ -71,7 +76,7 @@ def op_view(layer: Any, module: Any, paddle_inputs: Mapping[str, Any], torch_inp
                 if root:
                     return None
                 continue
-            return _record_of(div, p_path, t_path, p_trace, t_trace, p_paired, t_paired)
+            return _record_of(div, p_path, t_path, p_trace, t_trace, p_paired, t_paired, outside, sites)
         return None
     finally:
         for snap in snaps:
@@ -181,8 +186,11 @@ def _record(side: Side, recorder: Recorder, root: Any, scope: str, call: _Call, 
 
 
 def _record_of(div: Divergence, p_scope: str, t_scope: str, p_trace: Trace, t_trace: Trace,
-               p_paired: set[str], t_paired: set[str]) -> OpDiff:
+               p_paired: set[str], t_paired: set[str], outside: set[Any] = frozenset(),  # type: ignore[assignment]
+               sites: tuple[Any, Any] = (None, None)) -> OpDiff:
     p, t = div.paddle, div.torch
+    p_frame = (sites[0] if p.frame in outside else p.frame) if p is not None else None
+    t_frame = (sites[1] if t.frame in outside else t.frame) if t is not None else None
     args = _differing_args(p, t) if p is not None and t is not None and p.kind == t.kind else ()
     where = _where(p, p_scope, p_trace, p_paired)
     t_where = _where(t, t_scope, t_trace, t_paired)
@@ -195,12 +203,12 @@ def _record_of(div: Divergence, p_scope: str, t_scope: str, p_trace: Trace, t_tr
                 if div.only_paddle or div.only_torch else "the op's inputs already differ")
     return OpDiff(
         paddle_op=p.name if p else "", torch_op=t.name if t else "", kind=(p or t).kind if (p or t) else "",
-        scope=scope, where=where, paddle_source=source_text(p.frame if p else None),
-        torch_source=source_text(t.frame if t else None),
+        scope=scope, where=where, paddle_source=source_text(p_frame),
+        torch_source=source_text(t_frame),
         paddle_shape=p.out_shape() if p else (), torch_shape=t.out_shape() if t else (), args=args,
         stats=div.stats, inputs_agree=div.inputs_agree, only_paddle=tuple(o.name for o in div.only_paddle),
         only_torch=tuple(o.name for o in div.only_torch), agreed_before=div.agreed_before, note=note,
-        paddle_frame=tuple(p.frame) if p and p.frame else (), torch_frame=tuple(t.frame) if t and t.frame else ())
+        paddle_frame=tuple(p_frame) if p_frame else (), torch_frame=tuple(t_frame) if t_frame else ())
 
 
 def _differing_args(p: OpEvent, t: OpEvent) -> tuple[tuple[str, Any, Any], ...]:
