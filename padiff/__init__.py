@@ -6,6 +6,8 @@ Public API (paddle first, torch second everywhere):
   layer where forward outputs, gradients or trained weights stop agreeing.
 - :func:`assign_weight`: copy the torch weights into the paddle model.
 - :class:`LayerMap`, :func:`suggest_layer_map`: declare or propose which layers correspond.
+- :class:`Recorder`, :func:`compare_runs`, :func:`export_weights`, :func:`import_weights`:
+  record in your own training loop (one framework per process) and compare offline.
 - :func:`add_special_init`: teach padiff how to copy weights of a layer pair.
 """
 
@@ -24,11 +26,13 @@ from padiff.errors import (
     OutputPathError,
     PadiffError,
     PadiffInternalError,
+    RunFolderError,
     WeightAssignError,
 )
 from padiff.layer_map import LayerMap, LayerPair
 from padiff.options import DiffOptions
 from padiff.report.records import Comparison, DiffReport
+from padiff.offline.recorder import Recorder
 from padiff.runtime.special_init import add_special_init
 
 __version__ = "1.0.0.dev0"
@@ -51,6 +55,27 @@ def suggest_layer_map(layer: Any, module: Any, example_inp: Any = None, **kwargs
         return _suggest(layer, module, example_inp, **kwargs)
 
 
+def compare_runs(paddle_run: Any, torch_run: Any, layer_map: Any = None, options: Any = None) -> DiffReport:
+    """Compare a recorded paddle run with a recorded torch run (SPEC §7); neither framework is imported."""
+    from padiff.offline.compare_runs import compare_runs as _compare_runs
+
+    return _compare_runs(paddle_run, torch_run, layer_map=layer_map, options=options)
+
+
+def export_weights(model: Any, path: Any, *, overwrite: bool = False) -> str:
+    """Write a model's parameters and buffers (and its skeleton) to a safetensors file, for another process."""
+    from padiff.offline.weights_io import export_weights as _export
+
+    return _export(model, path, overwrite=overwrite)
+
+
+def import_weights(model: Any, path: Any, layer_map: Any = None) -> list[str]:
+    """Copy weights exported from the other framework into ``model``, pairing layers by ``layer_map``."""
+    from padiff.offline.weights_io import import_weights as _import
+
+    return _import(model, path, layer_map=layer_map)
+
+
 __all__ = [
     "Comparison",
     "DiffOptions",
@@ -66,10 +91,15 @@ __all__ = [
     "OutputPathError",
     "PadiffError",
     "PadiffInternalError",
+    "Recorder",
+    "RunFolderError",
     "WeightAssignError",
     "add_special_init",
     "assign_weight",
     "auto_diff",
     "compare",
+    "compare_runs",
+    "export_weights",
+    "import_weights",
     "suggest_layer_map",
 ]

@@ -61,6 +61,11 @@ class OutputPathError(PadiffError, OSError):
         return str(self.args[0]) if self.args else ""
 
 
+class RunFolderError(PadiffError):
+    """A recorded run folder is missing, incomplete, of another format version, tampered with,
+    or would be overwritten; the message names the file."""
+
+
 class PadiffInternalError(Exception):
     """An internal invariant failed: this is a padiff bug, not a usage problem."""
 

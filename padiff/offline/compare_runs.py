@@ -1,0 +1,247 @@
+"""``compare_runs``: compare a recorded paddle run with a recorded torch run, no framework needed.
+
+The result is the same :class:`~padiff.report.records.DiffReport` ``compare`` returns, built
+from the same :func:`~padiff.runtime.compare.compare_arrays` and read by the same renderers
+and first-difference rule. Layers are paired by a layer map (a ``LayerMap``, a map file, a
+``{paddle_path: torch_path}`` dict), by ``"auto"`` (the module-tree matcher of
+:mod:`padiff.graph.tree` over the recorded skeletons), or by default by the order in which
+parameter-holding and leaf layers were first called. Ranks are paired by number and every
+record carries its rank; steps or ranks present on one side only are reported as warnings.
+At level ``stats`` the recorded statistics vectors are compared element by element instead
+of the tensors.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from padiff.errors import InputError, MappingError
+from padiff.graph.match import LayerInfo
+from padiff.layer_map import LayerMap, LayerPair
+from padiff.offline import fmt
+from padiff.offline.reader import RankRun, read_run
+from padiff.options import DiffOptions
+from padiff.report.records import Comparison, DiffReport, Stats
+from padiff.runtime.compare import compare_arrays
+from padiff.runtime.layout_infer import NAME_ALIASES, Tensor, link_one
+
+_STAGE_OF = {"forward": "forward", "loss": "loss", "backward": "backward", "grad": "grad", "weight": "weight"}
+
+
+def skeleton_infos(run: RankRun) -> dict[str, LayerInfo]:
+    """``{path: LayerInfo}`` from a recorded skeleton (what the tree matcher needs)."""
+    out = {}
+    for lay in run.skeleton.get("layers", []):
+        shapes = tuple(tuple(int(x) for x in s["shape"]) for s in lay.get("state", []))
+        out[lay["path"]] = LayerInfo(lay["path"], lay["cls"], bool(lay["leaf"]), shapes)
+    return out
+
+
+def _tree(run: RankRun) -> list[tuple[str, str, int]]:
+    return [(lay["path"], lay["cls"], int(lay.get("depth", 0))) for lay in run.skeleton.get("layers", [])]
+
+
+def resolve_pairs(pd: RankRun, pt: RankRun, layer_map: Any) -> tuple[list[LayerPair], str, list[str]]:
+    """The layer pairs to compare, the route that made them, and notes for the report."""
+    p_inf, t_inf = skeleton_infos(pd), skeleton_infos(pt)
+    notes: list[str] = []
+    root = LayerPair("", "", pd.skeleton.get("root_class", ""), pt.skeleton.get("root_class", ""))
+    if isinstance(layer_map, str) and layer_map == "auto":
+        from padiff.graph.tree import match_trees
+
+        res = match_trees(p_inf, t_inf)
+        pairs = [LayerPair(pr.paddle_path, pr.torch_path, p_inf[pr.paddle_path].cls, t_inf[pr.torch_path].cls,
+                           p_inf[pr.paddle_path].shapes, t_inf[pr.torch_path].shapes, float(pr.confidence),
+                           tuple(pr.evidence)) for pr in res.pairs]
+        notes += [f"unpaired {u.side} {u.path}: {u.reason}" for u in res.unpaired]
+        route = "auto (module trees recorded in the runs)"
+    elif layer_map is None or (isinstance(layer_map, Mapping) and not layer_map):
+        pairs, route = _call_order_pairs(pd, pt, p_inf, t_inf, notes), "call order"
+    else:
+        if isinstance(layer_map, (str, os.PathLike)):
+            layer_map = LayerMap.load(os.fspath(layer_map))
+        if isinstance(layer_map, LayerMap):
+            if layer_map.map:
+                raise MappingError("an offline comparison needs a map of layer paths (a map file or LayerMap.pairs); "
+                                   "a LayerMap holding live layer objects (.map) cannot be used across processes.")
+            pairs, route = list(layer_map.pairs), "layer map"
+        elif isinstance(layer_map, Mapping):
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in layer_map.items()):
+                raise MappingError("an offline layer_map dict must map paddle layer paths to torch layer paths "
+                                   "(strings such as {'fc1': 'first'}).")
+            pairs = [LayerPair(k, v, p_inf.get(k, LayerInfo(k, "", True)).cls, t_inf.get(v, LayerInfo(v, "", True)).cls)
+                     for k, v in layer_map.items()]
+            route = "layer map"
+        else:
+            raise MappingError("layer_map must be 'auto', a map file path, a LayerMap or a {paddle_path: torch_path} "
+                               f"dict, got {type(layer_map).__name__}.")
+        for pr in pairs:
+            if pr.paddle_path not in p_inf or pr.torch_path not in t_inf:
+                raise MappingError(f"the layer map pairs {pr.paddle_path!r} <-> {pr.torch_path!r}, but the paddle run "
+                                   "or the torch run has no such layer; check the map against the recorded models.")
+    if not any(p.paddle_path == "" and p.torch_path == "" for p in pairs):
+        pairs.insert(0, root)
+    return pairs, route, notes
+
+
+def _call_order_pairs(pd: RankRun, pt: RankRun, p_inf: Mapping[str, LayerInfo], t_inf: Mapping[str, LayerInfo],
+                      notes: list[str]) -> list[LayerPair]:
+    def order(run: RankRun, inf: Mapping[str, LayerInfo]) -> list[str]:
+        if not run.steps:
+            return [p for p, i in inf.items() if p and (i.shapes or i.leaf)]
+        first = run.steps[min(run.steps)]
+        return [p for p in first.get("call_order", []) if p and p in inf and (inf[p].shapes or inf[p].leaf)]
+
+    po, to = order(pd, p_inf), order(pt, t_inf)
+    if len(po) != len(to):
+        notes.append(f"call order pairing: paddle called {len(po)} layers, torch {len(to)}; the first "
+                     f"{min(len(po), len(to))} were paired in order. Pass layer_map='auto' or a map file.")
+    return [LayerPair(a, b, p_inf[a].cls, t_inf[b].cls, p_inf[a].shapes, t_inf[b].shapes, 0.5, ("call order",))
+            for a, b in zip(po, to)]
+
+
+def _param_links(pair: LayerPair, pd: RankRun, pt: RankRun) -> dict[str, tuple[str, Any]]:
+    """``{paddle param name: (torch param name, conversion fn or None)}`` for one pair's own state."""
+    def state(run: RankRun, path: str) -> tuple[str, list[dict[str, Any]]]:
+        for lay in run.skeleton.get("layers", []):
+            if lay["path"] == path:
+                return lay["cls"], list(lay.get("state", []))
+        return "", []
+
+    pc, ps = state(pd, pair.paddle_path)
+    tc, ts = state(pt, pair.torch_path)
+    out: dict[str, tuple[str, Any]] = {}
+    if len(ps) != len(ts):
+        return out
+    t_by = {t["name"]: t for t in ts}
+    pairs = ([(p, t_by[NAME_ALIASES.get(p["name"], p["name"])]) for p in ps]
+             if all(NAME_ALIASES.get(p["name"], p["name"]) in t_by for p in ps) else list(zip(ps, ts)))
+    for p, t in pairs:
+        link = link_one(Tensor(p["name"], tuple(p["shape"]), pc), Tensor(t["name"], tuple(t["shape"]), tc))
+        out[p["name"]] = (t["name"], None if link is None else link.fn)
+        if p.get("buffer"):
+            out["buffer:" + p["name"]] = ("buffer:" + t["name"], out[p["name"]][1])
+    return out
+
+
+def compare_runs(paddle_run: str | os.PathLike[str], torch_run: str | os.PathLike[str], layer_map: Any = None,
+                 options: Mapping[str, Any] | None = None) -> DiffReport:
+    """Compare two recorded runs (paddle first) and return the ``DiffReport`` (truthy when they agree).
+
+    ``layer_map``: ``None`` (call order), ``"auto"``, a map file, a ``LayerMap`` or a path dict.
+    ``options``: the ``compare`` options (``atol``, ``rtol``, ``compare_mode``, ``mismatch_ratio``,
+    ``diff_phase``).
+    """
+    opts = DiffOptions.from_mapping(options)
+    pd_ranks, pt_ranks = read_run(paddle_run), read_run(torch_run)
+    for ranks, want, arg in ((pd_ranks, "paddle", "paddle_run"), (pt_ranks, "torch", "torch_run")):
+        got = {r.framework for r in ranks.values()}
+        if got != {want}:
+            raise InputError(f"{arg} must be a {want} recording, but {os.fspath(paddle_run if want == 'paddle' else torch_run)} "
+                             f"holds {sorted(got)}; pass the paddle run first and the torch run second.")
+    rep = DiffReport(options=opts.to_dict())
+    for side, ranks in (("paddle", pd_ranks), ("torch", pt_ranks)):
+        for r in ranks.values():
+            rep.warnings += [f"{side} rank {r.meta.get('rank')}: {w}" for w in r.warnings]
+    for r in sorted(set(pd_ranks) ^ set(pt_ranks)):
+        side = "paddle" if r in pd_ranks else "torch"
+        rep.warnings.append(f"rank {r} was recorded by the {side} run only; it is not compared.")
+    common = sorted(set(pd_ranks) & set(pt_ranks))
+    if not common:
+        raise InputError("the two runs share no rank: nothing to compare.")
+    first_pd, first_pt = pd_ranks[common[0]], pt_ranks[common[0]]
+    pairs, route, notes = resolve_pairs(first_pd, first_pt, layer_map)
+    rep.mapping_route, rep.mapping = route, [p.to_dict() for p in pairs]
+    rep.warnings += notes
+    rep.paddle_tree, rep.torch_tree = _tree(first_pd), _tree(first_pt)
+    rep.paddle_root_class = str(first_pd.skeleton.get("root_class", ""))
+    rep.torch_root_class = str(first_pt.skeleton.get("root_class", ""))
+    steps_seen: set[int] = set()
+    stages: set[str] = set()
+    for r in common:
+        pd, pt = pd_ranks[r], pt_ranks[r]
+        if pd.meta.get("level") != pt.meta.get("level"):
+            rep.warnings.append(f"rank {r}: levels differ (paddle {pd.meta.get('level')}, torch "
+                                f"{pt.meta.get('level')}); statistics are compared.")
+        for s in sorted(set(pd.steps) ^ set(pt.steps)):
+            side = "paddle" if s in pd.steps else "torch"
+            rep.warnings.append(f"rank {r}: step {s} was recorded by the {side} run only; it is not compared.")
+        for s in sorted(set(pd.steps) & set(pt.steps)):
+            steps_seen.add(s)
+            stages |= _compare_step(rep, r, s, pd, pt, pairs, opts, multi=len(common) > 1 or r != 0)
+    rep.steps = len(steps_seen)
+    rep.stages = [s for s in fmt.STAGES if s in stages]
+    return rep
+
+
+def _compare_step(rep: DiffReport, rank: int, step: int, pd: RankRun, pt: RankRun, pairs: list[LayerPair],
+                  opts: DiffOptions, multi: bool) -> set[str]:
+    pl, tl = pd.steps[step], pt.steps[step]
+    dp, dt = pl.get("digests", []), tl.get("digests", [])
+    if dp != dt:
+        rep.warnings.append(f"rank {rank}, step {step}: the two runs were fed different inputs (root input digests "
+                            f"{dp} vs {dt}); differences may come from the data, not the models.")
+    use_stats = pd.meta.get("level") == "stats" or pt.meta.get("level") == "stats"
+    p_ten = {} if use_stats else pd.tensors(step)
+    t_ten = {} if use_stats else pt.tensors(step)
+    t_entries = {e["key"]: e for e in tl["entries"]}
+    by_p = {p.paddle_path: p for p in pairs}
+    order_p = {p: i for i, p in enumerate(pl.get("call_order", []))}
+    links: dict[str, dict[str, tuple[str, Any]]] = {}
+    stages: set[str] = set()
+    n_calls = max(len(order_p), 1)
+    for e in pl["entries"]:
+        stage = e["stage"]
+        if (stage in ("forward", "loss") and not opts.checks_forward) or (
+                stage in ("backward", "grad") and not opts.checks_backward):
+            continue
+        if stage == "loss":
+            pair, t_item, fn = LayerPair("", "", "loss", "loss"), e["item"], None
+        else:
+            pair = by_p.get(e["path"])
+            if pair is None or not pair.compare_output and stage in ("forward", "backward"):
+                continue
+            t_item, fn = e["item"], None
+            if stage in ("grad", "weight"):
+                lk = links.setdefault(pair.paddle_path, _param_links(pair, pd, pt))
+                if e["item"] not in lk:
+                    continue
+                t_item, fn = lk[e["item"]]
+        tkey = f"{stage}|{pair.torch_path if stage != 'loss' else ''}|{e['call']}|{t_item}|{e['micro']}"
+        te = t_entries.get(tkey)
+        if te is None:
+            continue
+        stats = _compare_entry(e, te, p_ten, t_ten, fn, opts, use_stats)
+        pos = order_p.get(e["path"], n_calls)
+        order = e["micro"] * 10 * n_calls + (n_calls - pos if stage == "backward" else pos) * 4 + e["call"]
+        item = e["item"] + (f", micro-step {e['micro']}" if pl.get("micro_steps", 1) > 1 and stage != "grad"
+                            and stage != "weight" else "")
+        if multi:
+            item = f"rank {rank}: {item}"
+        rep.records.append(Comparison(_STAGE_OF[stage], step, pair.paddle_path, pair.torch_path,
+                                      e.get("cls", pair.paddle_class), te.get("cls", pair.torch_class), stats,
+                                      call=e["call"], item=item, order=order,
+                                      depth=0 if not pair.paddle_path else pair.paddle_path.count(".") + 1,
+                                      dtype=e.get("dtype", "")))
+        stages.add(stage)
+    return stages
+
+
+def _compare_entry(pe: dict[str, Any], te: dict[str, Any], p_ten: Mapping[str, np.ndarray],
+                   t_ten: Mapping[str, np.ndarray], fn: Any, opts: DiffOptions, use_stats: bool) -> Stats:
+    if use_stats or pe["key"] not in p_ten or te["key"] not in t_ten:
+        a = np.asarray(pe["stats"], dtype=np.float64)
+        b = np.asarray(te["stats"], dtype=np.float64)
+        if int(np.prod(pe["shape"])) != int(np.prod(te["shape"])):
+            return compare_arrays(np.zeros(pe["shape"]), np.zeros(te["shape"]), opts.atol, opts.rtol, "strict")
+        # min/max are not layout-free only for order; moments are: compare all of them element by element
+        return compare_arrays(a, b, opts.atol, opts.rtol, "strict")
+    a, b = p_ten[pe["key"]], t_ten[te["key"]]
+    if fn is not None:
+        b = fn([b])
+    return compare_arrays(a, b, opts.atol, opts.rtol, opts.compare_mode, opts.mismatch_ratio,
+                          gradient=pe["stage"] in ("backward", "grad"))

@@ -1,0 +1,64 @@
+"""The run-folder format (version 1): what :class:`~padiff.offline.recorder.Recorder` writes.
+
+A run folder holds one ``rank-<r>/`` folder per process; a process writes only its own::
+
+    RUN/rank-0/run.json        {"format": "padiff-run", "version": 1, "framework", "rank",
+                                "world_size", "level", "created"}  (written once, at start)
+    RUN/rank-0/skeleton.json   {"root_class", "layers": [{"path", "cls", "leaf", "depth",
+                                "state": [{"name", "shape", "dtype", "trainable", "buffer"}]}]}
+    RUN/rank-0/index.jsonl     one JSON line per *complete* step, appended after its tensors
+    RUN/rank-0/steps/step-000003.safetensors   the step's tensors (level "full" only)
+
+An index line is ``{"step", "micro_steps", "tensors" (relative path or null), "sha256",
+"digests": [input digest per micro-step], "call_order": [paths], "entries": [...]}``; each
+entry is ``{"key", "stage", "path", "cls", "call", "item", "micro", "shape", "dtype",
+"stats"}`` where ``stage`` is ``forward`` (layer output), ``backward`` (gradient flowing out
+of a layer output), ``grad`` (parameter gradient, summed over the step's micro-steps as the
+framework accumulates it), ``weight`` (parameter value after the step) or ``loss``, and
+``stats`` is :data:`STAT_NAMES`. Tensors are stored under ``key`` in the safetensors file.
+
+Why this shape: the step's tensors are complete (written to a temporary name, then renamed)
+before its index line is appended with one write, so a run killed at any moment leaves every
+earlier step readable and at most one partial last line, which the reader drops. Paths are
+relative; nothing is pickled; the SHA-256 of each tensor file is in its index line, so a
+changed file is detected. A folder that already holds a recording is never written into.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+FORMAT = "padiff-run"
+VERSION = 1
+RUN_FILE = "run.json"
+SKELETON_FILE = "skeleton.json"
+INDEX_FILE = "index.jsonl"
+STEPS_DIR = "steps"
+LEVELS = ("full", "stats")
+STAGES = ("forward", "loss", "backward", "grad", "weight")
+#: the statistics kept per tensor (both levels); level "stats" keeps only these
+STAT_NAMES = ("mean", "std", "min", "max", "abs_mean", "rms", "nan", "inf")
+
+
+def rank_dir(rank: int) -> str:
+    """The folder name of one rank's recording."""
+    return f"rank-{rank}"
+
+
+def step_file(step: int) -> str:
+    """The tensor file of one step, relative to the rank folder."""
+    return f"{STEPS_DIR}/step-{step:06d}.safetensors"
+
+
+def tensor_stats(a: np.ndarray) -> list[float]:
+    """:data:`STAT_NAMES` of ``a`` in float64, over its finite elements (NaN/Inf counted apart)."""
+    x = np.asarray(a, dtype=np.float64).ravel()
+    finite = np.isfinite(x)
+    nan, inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+    f = x[finite] if (nan or inf) else x
+    if f.size == 0:
+        return [math.nan] * 6 + [float(nan), float(inf)]
+    return [float(f.mean()), float(f.std()), float(f.min()), float(f.max()), float(np.abs(f).mean()),
+            float(np.sqrt(np.mean(f * f))), float(nan), float(inf)]

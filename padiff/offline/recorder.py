@@ -1,0 +1,280 @@
+"""``Recorder``: record one model inside the user's own training loop, one framework per process.
+
+Hooks exist only while a ``with rec.step(i):`` block runs and are removed in ``finally``,
+so outside a step the model is exactly as the user left it. Works through the framework
+adapter (:mod:`padiff.runtime.adapters`), which imports only the framework of the model
+it is given: recording a paddle model never imports torch, and the reverse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from padiff.errors import InputError, RunFolderError
+from padiff.offline import fmt
+from padiff.report.files import atomic_write
+
+
+def side_of(model: Any) -> Any:
+    """The adapter of ``model``'s framework (only a framework already imported is looked at)."""
+    from padiff.runtime.adapters import PADDLE, TORCH
+
+    for side in (PADDLE, TORCH):
+        if side.is_model(model):
+            return side
+    raise InputError(f"Recorder needs a paddle.nn.Layer or a torch.nn.Module, got {type(model).__name__}.")
+
+
+def detect_rank(side_name: str) -> tuple[int, int]:
+    """``(rank, world_size)`` from the framework's initialised process group, else the launcher's
+    environment (``RANK``/``WORLD_SIZE``, ``PADDLE_TRAINER_ID``/``PADDLE_TRAINERS_NUM``), else ``(0, 1)``."""
+    if side_name == "torch":
+        dist = sys.modules.get("torch.distributed")
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            return int(dist.get_rank()), int(dist.get_world_size())
+    else:
+        dist = sys.modules.get("paddle.distributed")
+        is_init = getattr(dist, "is_initialized", None)
+        if dist is not None and callable(is_init) and is_init():
+            return int(dist.get_rank()), int(dist.get_world_size())
+    for r, w in (("RANK", "WORLD_SIZE"), ("PADDLE_TRAINER_ID", "PADDLE_TRAINERS_NUM")):
+        if os.environ.get(r, "").isdigit():
+            return int(os.environ[r]), int(os.environ.get(w, "1") or 1)
+    return 0, 1
+
+
+class Recorder:
+    """Record a model's run, step by step, into ``out_dir/rank-<r>/`` (format: :mod:`padiff.offline.fmt`).
+
+    ``level="full"`` keeps every tensor (safetensors); ``"stats"`` keeps only moments, min/max
+    and NaN/Inf counts, a small fraction of the size. ``layers`` (paths) and ``steps`` (step
+    numbers) select what is recorded; ``rank`` overrides the rank taken from the process group.
+    Per step: every layer call's output and the gradient flowing out of it, parameter gradients
+    (summed over the step's backward passes, as the framework accumulates them), parameter values
+    at the end of the step, the loss given to :meth:`loss`, and a digest of the root inputs.
+    """
+
+    def __init__(self, model: Any, out_dir: str | os.PathLike[str], level: str = "full", *,
+                 layers: Iterable[str] | None = None, steps: Iterable[int] | None = None,
+                 rank: int | None = None) -> None:
+        if level not in fmt.LEVELS:
+            raise InputError(f"level must be one of {list(fmt.LEVELS)}, got {level!r}.")
+        self.side = side_of(model)
+        self.model = model
+        self.level = level
+        self.layers = None if layers is None else set(layers)
+        self.steps = None if steps is None else {int(s) for s in steps}
+        r, world = detect_rank(self.side.name)
+        self.rank = r if rank is None else int(rank)
+        self.root = os.path.join(os.fspath(out_dir), fmt.rank_dir(self.rank))
+        if os.path.exists(os.path.join(self.root, fmt.RUN_FILE)) or (
+                os.path.isdir(self.root) and os.listdir(self.root)):
+            raise RunFolderError(f"{self.root} already holds a recording; padiff never overwrites one. "
+                                 "Pass a new out_dir (or delete the old run yourself).")
+        os.makedirs(os.path.join(self.root, fmt.STEPS_DIR), exist_ok=True)
+        self._paths = self._layer_paths()
+        self._write_header(world)
+        self._done: set[int] = set()
+        self._closed = False
+        self._cur: _StepState | None = None
+
+    # --- public ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def step(self, i: int) -> Iterator[None]:
+        """Record everything the block does to the model as step ``i`` (written when the block ends)."""
+        if self._closed:
+            raise InputError("this Recorder is closed; create a new one for a new run.")
+        i = int(i)
+        if i in self._done:
+            raise RunFolderError(f"step {i} is already recorded in {self.root}; step numbers must not repeat.")
+        if self.steps is not None and i not in self.steps:
+            yield
+            return
+        state = _StepState(i)
+        self._cur = state
+        handles: list[Any] = []
+        try:
+            handles = self._install(state)
+            yield
+            self._finish(state)
+        finally:
+            for h in handles:
+                h.remove()
+            self._cur = None
+
+    def loss(self, loss: Any) -> None:
+        """Record the loss of the current micro-step (call inside ``step``)."""
+        st = self._cur
+        if st is None:
+            raise InputError("rec.loss(...) must be called inside a `with rec.step(i):` block.")
+        st.add(self, "loss", "", "", 0, "loss", max(st.micro, 0), self.side.to_numpy(loss), self.side.dtype_name(loss))
+
+    def close(self) -> None:
+        """Finish the run (every complete step is already on disk; this only forbids new steps)."""
+        self._closed = True
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- internals --------------------------------------------------------------------------
+    def _layer_paths(self) -> dict[int, tuple[str, str]]:
+        out: dict[int, tuple[str, str]] = {}
+        for path, lay in self.side.named_layers(self.model):
+            out.setdefault(id(lay), (path, type(lay).__name__))
+        return out
+
+    def _write_header(self, world: int) -> None:
+        owned = self.side.owned_state(self.model)
+        layers = []
+        for path, lay in self.side.named_layers(self.model):
+            state = [{"name": e.name, "shape": list(self.side.shape(e.tensor)),
+                      "dtype": self.side.dtype_name(e.tensor), "trainable": bool(e.trainable),
+                      "buffer": bool(e.is_buffer)} for e in owned.get(path, [])]
+            layers.append({"path": path, "cls": type(lay).__name__, "leaf": not self.side.children(lay),
+                           "depth": 0 if not path else path.count(".") + 1, "state": state})
+        skeleton = {"root_class": type(self.model).__name__, "layers": layers}
+        atomic_write(os.path.join(self.root, fmt.SKELETON_FILE), json.dumps(skeleton, indent=1))
+        run = {"format": fmt.FORMAT, "version": fmt.VERSION, "framework": self.side.name, "rank": self.rank,
+               "world_size": world, "level": self.level,
+               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        atomic_write(os.path.join(self.root, fmt.RUN_FILE), json.dumps(run, indent=1))
+
+    def _install(self, st: _StepState) -> list[Any]:
+        side, handles = self.side, []
+
+        def pre_root(_lay: Any, args: tuple, kwargs: dict) -> None:
+            st.micro += 1
+            st.calls = {}
+            h = hashlib.sha256()
+            for t in side.flatten((args, kwargs)):
+                a = np.ascontiguousarray(side.to_numpy(t))
+                h.update(str(a.shape).encode() + a.tobytes())
+            st.digests.append(h.hexdigest()[:16])
+            return None
+
+        def post(lay: Any, _args: tuple, out: Any) -> None:
+            path, cls = self._paths.get(id(lay), ("?", type(lay).__name__))
+            call = st.calls.get(path, 0)
+            st.calls[path] = call + 1
+            if st.micro == 0 and call == 0:
+                st.call_order.append(path)
+            if self.layers is not None and path not in self.layers:
+                return
+            micro = max(st.micro, 0)
+            for k, t in enumerate(side.flatten(out)):
+                item = f"out[{k}]"
+                st.add(self, "forward", path, cls, call, item, micro, side.to_numpy(t), side.dtype_name(t))
+                if side.carries_grad(t):
+                    def on_grad(g: Any, path: str = path, cls: str = cls, call: int = call, item: str = item,
+                                micro: int = micro) -> None:
+                        if g is not None:
+                            st.add(self, "backward", path, cls, call, item, micro, side.to_numpy(g),
+                                   side.dtype_name(g))
+                    side.add_grad_hook(t, on_grad)
+
+        handles.append(side.add_pre_hook(self.model, pre_root))
+        for path, lay in self.side.named_layers(self.model):
+            if self._paths.get(id(lay), ("",))[0] != path:
+                continue
+            handles.append(side.add_post_hook(lay, post))
+        for path, entries in side.owned_state(self.model).items():
+            if self.layers is not None and path not in self.layers:
+                continue
+            cls = self._paths_cls(path)
+            for e in entries:
+                if not e.trainable or e.is_buffer:
+                    continue
+
+                def on_pgrad(g: Any, path: str = path, name: str = e.name, cls: str = cls) -> None:
+                    if g is not None:
+                        st.accumulate(path, cls, name, side.to_numpy(g), side.dtype_name(g))
+                handles.append(side.add_grad_hook(e.tensor, on_pgrad))
+        return handles
+
+    def _paths_cls(self, path: str) -> str:
+        for p, c in self._paths.values():
+            if p == path:
+                return c
+        return ""
+
+    def _finish(self, st: _StepState) -> None:
+        side = self.side
+        for (path, cls, name), (g, dt) in st.grads.items():
+            st.add(self, "grad", path, cls, 0, name, 0, g, dt)
+        for path, entries in side.owned_state(self.model).items():
+            if self.layers is not None and path not in self.layers:
+                continue
+            cls = self._paths_cls(path)
+            for e in entries:
+                if e.is_buffer and not e.trainable:
+                    stage_item = f"buffer:{e.name}"
+                else:
+                    stage_item = e.name
+                st.add(self, "weight", path, cls, 0, stage_item, 0, side.to_numpy(e.tensor),
+                       side.dtype_name(e.tensor))
+        rel, digest = None, None
+        if self.level == "full" and st.tensors:
+            from safetensors.numpy import save_file
+
+            rel = fmt.step_file(st.step)
+            dest = os.path.join(self.root, rel)
+            if os.path.exists(dest):
+                raise RunFolderError(f"{dest} exists already; padiff never overwrites a recorded step.")
+            tmp = dest + ".partial"
+            save_file({k: np.ascontiguousarray(v) for k, v in st.tensors.items()}, tmp)
+            with open(tmp, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+            os.replace(tmp, dest)
+        line = {"step": st.step, "micro_steps": max(st.micro + 1, 1), "tensors": rel, "sha256": digest,
+                "digests": st.digests, "call_order": st.call_order, "entries": st.entries}
+        data = (json.dumps(line, allow_nan=True) + "\n").encode()
+        fd = os.open(os.path.join(self.root, fmt.INDEX_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._done.add(st.step)
+
+
+class _StepState:
+    """What one step has recorded so far (kept in memory until the step ends)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.micro = -1
+        self.calls: dict[str, int] = {}
+        self.call_order: list[str] = []
+        self.digests: list[str] = []
+        self.entries: list[dict[str, Any]] = []
+        self.tensors: dict[str, np.ndarray] = {}
+        self.grads: dict[tuple[str, str, str], tuple[np.ndarray, str]] = {}
+
+    def add(self, rec: Recorder, stage: str, path: str, cls: str, call: int, item: str, micro: int,
+            arr: np.ndarray, dtype: str) -> None:
+        key = f"{stage}|{path}|{call}|{item}|{micro}"
+        arr = np.asarray(arr)
+        self.entries.append({"key": key, "stage": stage, "path": path, "cls": cls, "call": call, "item": item,
+                             "micro": micro, "shape": list(arr.shape), "dtype": dtype,
+                             "stats": fmt.tensor_stats(arr)})
+        if rec.level == "full":
+            self.tensors[key] = np.array(arr, copy=True)
+
+    def accumulate(self, path: str, cls: str, name: str, g: np.ndarray, dtype: str) -> None:
+        key = (path, cls, name)
+        if key in self.grads:
+            self.grads[key] = (self.grads[key][0] + g, dtype)
+        else:
+            self.grads[key] = (np.array(g, copy=True), dtype)
