@@ -63,6 +63,14 @@ Exit code 0 when everything agrees, 1 when a difference was found (the first
 differing layer pair is printed), 2 for usage errors.
 
 {EXAMPLE_FUNC}""",
+    "compare-runs": """examples:
+  padiff compare-runs runs/pd runs/pt
+  padiff compare-runs runs/pd runs/pt --map auto --options atol=1e-5,rtol=1e-4 --report r.html --json r.json
+
+RUN_PD / RUN_PT are out_dirs written by padiff.Recorder (paddle first). Needs neither
+framework. --map takes a map file or 'auto' (module trees recorded in the runs); without
+it layers are paired in call order. Exit code 0 when everything agrees, 1 when a
+difference was found, 2 for usage errors (missing or damaged run folders included).""",
 }
 
 
@@ -85,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "  padiff run models.py:make_pair --map map.yaml --auto-weights --report out.html\n\n"
                             "Run 'padiff <command> --help' for each command's options and an example.")
     parser.add_argument("--version", action="version", version=f"padiff {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{suggest,review,diff,run}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{suggest,review,diff,run,compare-runs}",
+                                parser_class=_Parser)
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=help_, epilog=EPILOGS[name],
@@ -117,6 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parent directory of the long logs (default $PADIFF_LOG_DIR or ./padiff_logs)")
     p.add_argument("--log-keep", type=_positive_int, metavar="N",
                    help="keep only the logs of the last N failed runs there (default $PADIFF_LOG_KEEP, else all)")
+
+    p = add("compare-runs", "Compare two runs recorded by padiff.Recorder (paddle first), no framework needed.")
+    p.add_argument("run_pd", metavar="RUN_PD", help="the paddle run folder")
+    p.add_argument("run_pt", metavar="RUN_PT", help="the torch run folder")
+    p.add_argument("--map", metavar="MAP|auto", help="a layer-map file, or 'auto' to match the recorded module trees")
+    p.add_argument("--options", metavar="K=V,...", help="comparison options, e.g. atol=1e-4,rtol=0")
+    p.add_argument("--report", metavar="OUT.html", help="write the self-contained HTML report here")
+    p.add_argument("--json", metavar="OUT.json", help="write the JSON dump of the report here")
+    p.add_argument("--log-dir", metavar="DIR", help="parent directory of the long logs")
+    p.add_argument("--log-keep", type=_positive_int, metavar="N", help="keep only the logs of the last N failed runs")
     return parser
 
 
@@ -140,8 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     from padiff.errors import PadiffError
+    from padiff.offline.cli_compare import cmd_compare_runs
 
-    command = {"suggest": cmd_suggest, "review": cmd_review, "diff": cmd_diff, "run": cmd_run}[args.command]
+    command = {"suggest": cmd_suggest, "review": cmd_review, "diff": cmd_diff, "run": cmd_run,
+               "compare-runs": cmd_compare_runs}[args.command]
     if getattr(args, "target", None):
         # importing the user's file and building the models takes seconds (paddle, torch): say so at once
         print(f"padiff: loading {args.target} ...", file=sys.stderr, flush=True)

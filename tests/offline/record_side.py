@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--kill-at-step", type=int, default=-1)
     ap.add_argument("--hidden", type=int, default=8)
     ap.add_argument("--ddp", action="store_true")
+    ap.add_argument("--rename", action="store_true", help="torch: other attribute names, defined in another order")
     a = ap.parse_args()
     sys.meta_path.insert(0, _Block("torch" if a.fw == "paddle" else "paddle"))
     import numpy as np
@@ -86,9 +87,18 @@ def main() -> None:
             def forward(self, x):  # noqa: ANN001, ANN202
                 return self.fc2(self.act(self.fc1(x)) * state["scale"])
 
-        net = Net()
+        class Renamed(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.second, self.relu, self.first = torch.nn.Linear(h, 3), torch.nn.ReLU(), torch.nn.Linear(4, h)
+
+            def forward(self, x):  # noqa: ANN001, ANN202
+                return self.second(self.relu(self.first(x)) * state["scale"])
+
+        net = Renamed() if a.rename else Net()
+        l1, l2 = (net.first, net.second) if a.rename else (net.fc1, net.fc2)
         with torch.no_grad():
-            for p, v in ((net.fc1.weight, w1), (net.fc1.bias, b1), (net.fc2.weight, w2), (net.fc2.bias, b2)):
+            for p, v in ((l1.weight, w1), (l1.bias, b1), (l2.weight, w2), (l2.bias, b2)):
                 p.copy_(torch.from_numpy(v))
         model = torch.nn.parallel.DistributedDataParallel(net) if a.ddp else net
         opt = torch.optim.SGD(net.parameters(), lr=a.lr)
