@@ -194,6 +194,8 @@ def _compare_step(rep: DiffReport, rank: int, step: int, pd: RankRun, pt: RankRu
     links: dict[str, dict[str, tuple[str, Any]]] = {}
     stages: set[str] = set()
     n_calls = max(len(order_p), 1)
+    one_sided: list[str] = []
+    matched_t: set[str] = set()
     for e in pl["entries"]:
         stage = e["stage"]
         if (stage in ("forward", "loss") and not opts.checks_forward) or (
@@ -214,7 +216,9 @@ def _compare_step(rep: DiffReport, rank: int, step: int, pd: RankRun, pt: RankRu
         tkey = f"{stage}|{pair.torch_path if stage != 'loss' else ''}|{e['call']}|{t_item}|{e['micro']}"
         te = t_entries.get(tkey)
         if te is None:
+            one_sided.append(f"{stage} {e['path'] or '<root>'} [{e['item']}]")
             continue
+        matched_t.add(tkey)
         stats = _compare_entry(e, te, p_ten, t_ten, fn, opts, use_stats)
         pos = order_p.get(e["path"], n_calls)
         order = e["micro"] * 10 * n_calls + (n_calls - pos if stage == "backward" else pos) * 4 + e["call"]
@@ -228,6 +232,15 @@ def _compare_step(rep: DiffReport, rank: int, step: int, pd: RankRun, pt: RankRu
                                       depth=0 if not pair.paddle_path else pair.paddle_path.count(".") + 1,
                                       dtype=e.get("dtype", "")))
         stages.add(stage)
+    paired_t = {p.torch_path for p in pairs}
+    t_only = [f"{e['stage']} {e['path'] or '<root>'} [{e['item']}]" for e in tl["entries"]
+              if e["key"] not in matched_t and e["path"] in paired_t and e["stage"] != "loss"]
+    for side, items in (("paddle", one_sided), ("torch", t_only)):
+        if items:
+            rep.warnings.append(f"rank {rank}, step {step}: {len(items)} tensor(s) of paired layers were recorded by "
+                                f"the {side} run only and not compared (a frozen parameter, an output no gradient "
+                                f"reached, or a different call count): {', '.join(sorted(set(items))[:6])}"
+                                + (" ..." if len(set(items)) > 6 else ""))
     return stages
 
 

@@ -23,6 +23,7 @@ RUNS = {
     "pd_big": ("paddle", ["--hidden", "256", "--steps", "2"]),
     "pd_big_stats": ("paddle", ["--hidden", "256", "--steps", "2", "--level", "stats"]),
     "pt_big_stats": ("torch", ["--hidden", "256", "--steps", "2", "--level", "stats", "--scale", "1.05"]),
+    "pt_frozen": ("torch", ["--freeze-fc1"]),
     "pt_renamed": ("torch", ["--rename"]),
     "pt_killed": ("torch", ["--steps", "4", "--kill-at-step", "2"]),
 }

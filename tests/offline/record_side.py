@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--kill-at-step", type=int, default=-1)
     ap.add_argument("--hidden", type=int, default=8)
     ap.add_argument("--ddp", action="store_true")
+    ap.add_argument("--freeze-fc1", action="store_true", help="torch: fc1's parameters do not train")
     ap.add_argument("--rename", action="store_true", help="torch: other attribute names, defined in another order")
     a = ap.parse_args()
     sys.meta_path.insert(0, _Block("torch" if a.fw == "paddle" else "paddle"))
@@ -100,6 +101,8 @@ def main() -> None:
         with torch.no_grad():
             for p, v in ((l1.weight, w1), (l1.bias, b1), (l2.weight, w2), (l2.bias, b2)):
                 p.copy_(torch.from_numpy(v))
+        if a.freeze_fc1:
+            l1.requires_grad_(False)
         model = torch.nn.parallel.DistributedDataParallel(net) if a.ddp else net
         opt = torch.optim.SGD(net.parameters(), lr=a.lr)
         to_t, step_opt = torch.from_numpy, lambda: (opt.step(), opt.zero_grad())

@@ -63,3 +63,11 @@ def test_killed_run_is_readable_up_to_its_last_complete_step(runs: dict[str, str
     rep = padiff.compare_runs(runs["pd"], runs["pt_killed"], options=TOL)
     assert rep and rep.steps == 2
     assert any("step 2 was recorded by the paddle run only" in w for w in rep.warnings)
+
+
+def test_frozen_parameter_found_at_the_weight_stage_and_one_sided_grads_reported(runs: dict[str, str]) -> None:
+    rep = padiff.compare_runs(runs["pd"], runs["pt_frozen"], options=TOL)
+    first = rep.first_diff
+    assert first is not None and (first.stage, first.step, first.paddle_path) == ("weight", 0, "fc1")
+    assert all(r.passed for r in rep.records if r.step == 0 and r.stage in ("forward", "loss", "grad"))
+    assert any("recorded by the paddle run only" in w and "grad fc1 [weight]" in w for w in rep.warnings)
