@@ -30,9 +30,9 @@ from padiff.errors import (
     WeightAssignError,
 )
 from padiff.layer_map import LayerMap, LayerPair
+from padiff.offline.recorder import Recorder
 from padiff.options import DiffOptions
 from padiff.report.records import Comparison, DiffReport
-from padiff.offline.recorder import Recorder
 from padiff.runtime.special_init import add_special_init
 
 __version__ = "1.0.0.dev0"

@@ -141,7 +141,8 @@ def compare_runs(paddle_run: str | os.PathLike[str], torch_run: str | os.PathLik
     for ranks, want, arg in ((pd_ranks, "paddle", "paddle_run"), (pt_ranks, "torch", "torch_run")):
         got = {r.framework for r in ranks.values()}
         if got != {want}:
-            raise InputError(f"{arg} must be a {want} recording, but {os.fspath(paddle_run if want == 'paddle' else torch_run)} "
+            where = os.fspath(paddle_run if want == "paddle" else torch_run)
+            raise InputError(f"{arg} must be a {want} recording, but {where} "
                              f"holds {sorted(got)}; pass the paddle run first and the torch run second.")
     rep = DiffReport(options=opts.to_dict())
     for side, ranks in (("paddle", pd_ranks), ("torch", pt_ranks)):
@@ -205,7 +206,7 @@ def _compare_step(rep: DiffReport, rank: int, step: int, pd: RankRun, pt: RankRu
             pair, t_item, fn = LayerPair("", "", "loss", "loss"), e["item"], None
         else:
             pair = by_p.get(e["path"])
-            if pair is None or not pair.compare_output and stage in ("forward", "backward"):
+            if pair is None or (not pair.compare_output and stage in ("forward", "backward")):
                 continue
             t_item, fn = e["item"], None
             if stage in ("grad", "weight"):

@@ -218,10 +218,7 @@ class Recorder:
                 continue
             cls = self._paths_cls(path)
             for e in entries:
-                if e.is_buffer and not e.trainable:
-                    stage_item = f"buffer:{e.name}"
-                else:
-                    stage_item = e.name
+                stage_item = f"buffer:{e.name}" if e.is_buffer and not e.trainable else e.name
                 st.add(self, "weight", path, cls, 0, stage_item, 0, side.to_numpy(e.tensor),
                        side.dtype_name(e.tensor))
         rel, digest = None, None

@@ -95,7 +95,9 @@ def import_weights(model: Any, path: str | os.PathLike[str], layer_map: Any = No
     layers = dict(side.named_layers(model))
     done: list[str] = []
     for pair in pairs:
-        mine, theirs = (pair.paddle_path, pair.torch_path) if side.name == "paddle" else (pair.torch_path, pair.paddle_path)
+        mine, theirs = pair.paddle_path, pair.torch_path
+        if side.name != "paddle":
+            mine, theirs = theirs, mine
         entries = owned.get(mine, [])
         if not entries:
             continue
@@ -113,7 +115,8 @@ def import_weights(model: Any, path: str | os.PathLike[str], layer_map: Any = No
         for link in links:
             arr = link.fn([arrays[f"{theirs}::{n}"] for n in link.torch_names])
             side.set_value(by_name[link.paddle_name].tensor, np.ascontiguousarray(arr))
-        done.append(f"{_show(mine)} <- {_show(theirs)}: " + ", ".join(f"{k.paddle_name} ({k.conversion})" for k in links))
+        how = ", ".join(f"{k.paddle_name} ({k.conversion})" for k in links)
+        done.append(f"{_show(mine)} <- {_show(theirs)}: {how}")
     return done
 
 
@@ -131,7 +134,8 @@ def _reverse_links(entries: list[Any], side: Any, my_cls: str, src_state: list[d
             return None
         shape = next(side.shape(e.tensor) for e in entries if e.name == link.torch_names[0])
 
-        def inv(arrs: list[np.ndarray], shape: tuple[int, ...] = shape, tr: bool = "transpose" in link.conversion) -> np.ndarray:
+        def inv(arrs: list[np.ndarray], shape: tuple[int, ...] = shape,
+                tr: bool = "transpose" in link.conversion) -> np.ndarray:
             a = arrs[0]
             return a.T.reshape(shape) if tr else a.reshape(shape)
         out.append(Inferred(link.torch_names[0], (link.paddle_name,), link.conversion, inv))

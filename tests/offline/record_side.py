@@ -65,7 +65,7 @@ def main() -> None:
                 super().__init__()
                 self.fc1, self.act, self.fc2 = paddle.nn.Linear(4, h), paddle.nn.ReLU(), paddle.nn.Linear(h, 3)
 
-            def forward(self, x):  # noqa: ANN001, ANN202
+            def forward(self, x):
                 return self.fc2(self.act(self.fc1(x)) * state["scale"])
 
         net = Net()
@@ -85,7 +85,7 @@ def main() -> None:
                 super().__init__()
                 self.fc1, self.act, self.fc2 = torch.nn.Linear(4, h), torch.nn.ReLU(), torch.nn.Linear(h, 3)
 
-            def forward(self, x):  # noqa: ANN001, ANN202
+            def forward(self, x):
                 return self.fc2(self.act(self.fc1(x)) * state["scale"])
 
         class Renamed(torch.nn.Module):
@@ -93,7 +93,7 @@ def main() -> None:
                 super().__init__()
                 self.second, self.relu, self.first = torch.nn.Linear(h, 3), torch.nn.ReLU(), torch.nn.Linear(4, h)
 
-            def forward(self, x):  # noqa: ANN001, ANN202
+            def forward(self, x):
                 return self.second(self.relu(self.first(x)) * state["scale"])
 
         net = Renamed() if a.rename else Net()

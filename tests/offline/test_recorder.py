@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,7 @@ from padiff.offline.reader import read_run
 from padiff.runtime.adapters import TORCH
 
 
-def _net():  # noqa: ANN202
+def _net():
     import torch
 
     torch.manual_seed(0)
@@ -51,15 +52,15 @@ def test_layer_and_step_selection_and_repeated_steps(tmp_path: object) -> None:
     run = read_run(os.path.join(str(tmp_path), "run"))[0]
     assert sorted(run.steps) == [1]
     assert {e["path"] for e in run.steps[1]["entries"]} == {"2"}
-    meta = json.load(open(os.path.join(run.root, "run.json")))
+    meta = json.loads(Path(os.path.join(run.root, "run.json")).read_text())
     assert meta["framework"] == "torch" and meta["version"] == 1 and meta["rank"] == 0
 
 
 def test_misuse_is_a_padiff_error(tmp_path: object) -> None:
     with pytest.raises(padiff.InputError, match="level must be one of"):
         padiff.Recorder(_net(), os.path.join(str(tmp_path), "a"), level="everything")
-    with pytest.raises(padiff.InputError, match="paddle.nn.Layer or a torch.nn.Module"):
+    with pytest.raises(padiff.InputError, match=r"paddle\.nn\.Layer or a torch\.nn\.Module"):
         padiff.Recorder(object(), os.path.join(str(tmp_path), "b"))
     rec = padiff.Recorder(_net(), os.path.join(str(tmp_path), "c"))
-    with pytest.raises(padiff.InputError, match="inside a `with rec.step"):
+    with pytest.raises(padiff.InputError, match=r"inside a `with rec\.step"):
         rec.loss(1.0)

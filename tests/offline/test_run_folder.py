@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,20 +29,20 @@ def test_missing_folder_and_header_are_named(runs: dict[str, str], tmp_path: obj
         padiff.compare_runs(os.path.join(str(tmp_path), "nope"), runs["pt"])
     bad = _copy(runs["pt"], tmp_path, "no_header")
     os.remove(os.path.join(bad, "rank-0", "run.json"))
-    with pytest.raises(RunFolderError, match="run.json is missing"):
+    with pytest.raises(RunFolderError, match=r"run\.json is missing"):
         padiff.compare_runs(runs["pd"], bad)
     bad = _copy(runs["pt"], tmp_path, "no_skeleton")
     os.remove(os.path.join(bad, "rank-0", "skeleton.json"))
-    with pytest.raises(RunFolderError, match="skeleton.json is missing"):
+    with pytest.raises(RunFolderError, match=r"skeleton\.json is missing"):
         padiff.compare_runs(runs["pd"], bad)
 
 
 def test_other_format_version_is_refused(runs: dict[str, str], tmp_path: object) -> None:
     bad = _copy(runs["pt"], tmp_path, "v99")
     path = os.path.join(bad, "rank-0", "run.json")
-    meta = json.load(open(path))
+    meta = json.loads(Path(path).read_text())
     meta["version"] = 99
-    json.dump(meta, open(path, "w"))
+    Path(path).write_text(json.dumps(meta))
     with pytest.raises(RunFolderError, match="version 99"):
         padiff.compare_runs(runs["pd"], bad)
 
@@ -49,15 +50,15 @@ def test_other_format_version_is_refused(runs: dict[str, str], tmp_path: object)
 def test_tampered_tensor_file_and_index_are_detected(runs: dict[str, str], tmp_path: object) -> None:
     bad = _copy(runs["pt"], tmp_path, "tampered")
     f = os.path.join(bad, "rank-0", "steps", "step-000001.safetensors")
-    data = bytearray(open(f, "rb").read())
+    data = bytearray(Path(f).read_bytes())
     data[-3] ^= 0xFF
-    open(f, "wb").write(bytes(data))
-    with pytest.raises(RunFolderError, match="step-000001.safetensors does not match the SHA-256"):
+    Path(f).write_bytes(bytes(data))
+    with pytest.raises(RunFolderError, match=r"step-000001\.safetensors does not match the SHA-256"):
         padiff.compare_runs(runs["pd"], bad)
     bad = _copy(runs["pt"], tmp_path, "bad_index")
     index = os.path.join(bad, "rank-0", "index.jsonl")
-    lines = open(index).read().splitlines(keepends=True)
-    open(index, "w").write(lines[0] + "{garbage\n" + "".join(lines[1:]))
+    lines = Path(index).read_text().splitlines(keepends=True)
+    Path(index).write_text(lines[0] + "{garbage\n" + "".join(lines[1:]))
     with pytest.raises(RunFolderError, match="line 2 is not a valid step record"):
         padiff.compare_runs(runs["pd"], bad)
 
@@ -65,8 +66,8 @@ def test_tampered_tensor_file_and_index_are_detected(runs: dict[str, str], tmp_p
 def test_partial_last_index_line_is_dropped_with_a_warning(runs: dict[str, str], tmp_path: object) -> None:
     cut = _copy(runs["pt"], tmp_path, "cut")
     index = os.path.join(cut, "rank-0", "index.jsonl")
-    lines = open(index).read().splitlines(keepends=True)
-    open(index, "w").write("".join(lines[:2]) + lines[2][: len(lines[2]) // 2])
+    lines = Path(index).read_text().splitlines(keepends=True)
+    Path(index).write_text("".join(lines[:2]) + lines[2][: len(lines[2]) // 2])
     rep = padiff.compare_runs(runs["pd"], cut, options=TOL)
     assert rep and rep.steps == 2
     assert any("last line is incomplete" in w for w in rep.warnings)
@@ -101,14 +102,15 @@ from padiff.cli import main
 rep = padiff.compare_runs({runs['pd']!r}, {runs['pt_scale']!r}, layer_map='auto', options={TOL!r})
 assert not rep and rep.first_diff.paddle_path == 'fc2'
 code = main(['compare-runs', {runs['pd']!r}, {runs['pt']!r}, '--options', 'atol=1e-6,rtol=1e-5',
-             '--json', {os.path.join(str(tmp_path), 'r.json')!r}, '--report', {os.path.join(str(tmp_path), 'r.html')!r}])
+             '--json', {os.path.join(str(tmp_path), 'r.json')!r},
+             '--report', {os.path.join(str(tmp_path), 'r.html')!r}])
 assert code == 0, code
 assert 'torch' not in sys.modules and 'paddle' not in sys.modules
 print('ok')
 """
     out = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "ok" in out.stdout, out.stdout + out.stderr
-    assert json.load(open(os.path.join(str(tmp_path), "r.json")))["ok"] is True
+    assert json.loads(Path(tmp_path, "r.json").read_text())["ok"] is True
     assert os.path.getsize(os.path.join(str(tmp_path), "r.html")) > 0
 
 
@@ -120,7 +122,7 @@ def test_cli_exit_codes(runs: dict[str, str], tmp_path: object) -> None:
     js = os.path.join(str(tmp_path), "diff.json")
     out = cli(runs["pd"], runs["pt_scale"], "--options", "atol=1e-6,rtol=1e-5", "--json", js)
     assert out.returncode == 1, out.stdout + out.stderr
-    assert "paddle fc2" in out.stdout and json.load(open(js))["first_diff"]["paddle_path"] == "fc2"
+    assert "paddle fc2" in out.stdout and json.loads(Path(js).read_text())["first_diff"]["paddle_path"] == "fc2"
     out = cli(runs["pd"], os.path.join(str(tmp_path), "missing"))
     assert out.returncode == 2 and "RunFolderError" in out.stderr
     out = cli(runs["pd"], runs["pt"], "--options", "nonsense=1")
