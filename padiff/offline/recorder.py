@@ -267,7 +267,9 @@ class _StepState:
                              "micro": micro, "shape": list(arr.shape), "dtype": dtype,
                              "stats": fmt.tensor_stats(arr)})
         if rec.level == "full":
-            self.tensors[key] = np.array(arr, copy=True)
+            # float16 is stored as float16 (the adapter widened it); bfloat16 has no numpy type and
+            # stays widened to float32, which is exact; the entry's dtype names the original either way
+            self.tensors[key] = arr.astype(np.float16) if dtype == "float16" else np.array(arr, copy=True)
 
     def accumulate(self, path: str, cls: str, name: str, g: np.ndarray, dtype: str) -> None:
         key = (path, cls, name)

@@ -64,3 +64,17 @@ def test_misuse_is_a_padiff_error(tmp_path: object) -> None:
     rec = padiff.Recorder(_net(), os.path.join(str(tmp_path), "c"))
     with pytest.raises(padiff.InputError, match=r"inside a `with rec\.step"):
         rec.loss(1.0)
+
+
+def test_half_precision_is_recorded_with_its_dtype(tmp_path: object) -> None:
+    import torch
+
+    from padiff.offline.reader import read_run
+
+    net = torch.nn.Linear(3, 2).to(torch.float16)
+    with padiff.Recorder(net, os.path.join(str(tmp_path), "run")) as rec, rec.step(0):
+        net(torch.ones(1, 3, dtype=torch.float16))
+    run = read_run(os.path.join(str(tmp_path), "run"))[0]
+    fwd = next(e for e in run.steps[0]["entries"] if e["stage"] == "forward")
+    assert fwd["dtype"] == "float16"
+    assert str(run.tensors(0)[fwd["key"]].dtype) == "float16"
