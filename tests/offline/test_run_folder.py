@@ -135,3 +135,16 @@ def test_auto_map_pairs_renamed_and_reordered_layers(runs: dict[str, str]) -> No
     assert {("fc1", "first"), ("fc2", "second")} <= pairs  # parameter-free leaves: as the tree matcher decides
     assert rep, rep.failures()[:2]
     assert {r.stage for r in rep.records} == {"forward", "loss", "backward", "grad", "weight"}
+
+
+def test_a_map_file_pairs_what_the_user_wrote(runs: dict[str, str], tmp_path: object) -> None:
+    from padiff.layer_map import LayerMap, LayerPair
+
+    path = os.path.join(str(tmp_path), "map.json")
+    LayerMap([LayerPair("fc1", "first"), LayerPair("act", "relu"), LayerPair("fc2", "second")]).save(path)
+    rep = padiff.compare_runs(runs["pd"], runs["pt_renamed"], layer_map=path, options=TOL)
+    assert rep and rep.mapping_route == "layer map"
+    assert any(r.paddle_path == "act" and r.torch_path == "relu" for r in rep.records)
+    LayerMap([LayerPair("fc1", "nonexistent")]).save(os.path.join(str(tmp_path), "bad.json"))
+    with pytest.raises(padiff.MappingError, match="no such layer"):
+        padiff.compare_runs(runs["pd"], runs["pt_renamed"], layer_map=os.path.join(str(tmp_path), "bad.json"))
