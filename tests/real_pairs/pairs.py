@@ -1,0 +1,217 @@
+"""The real pairs: each builds two packages' own models from a tiny config, random init.
+
+A pair names what it needs (``requires``; a test skips when a package is absent), how
+to build both models and their inputs, the hand copy (``copy``: explicit names and
+layouts, written for that pair), which torch leaf a planted fault goes into, and the
+true pairing of parameter-free layers. Model attributes are named here on purpose: this
+is the referee, not padiff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .handcopy import Entry, rows, same, transposed
+
+Built = tuple[Any, Any, dict[str, Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RealPair:
+    """One real pair: how to build it, copy it by hand, and where to plant a fault."""
+
+    name: str
+    family: str
+    requires: tuple[str, ...]
+    build: Callable[[], Built]
+    copy: Callable[[Any, Any], list[Entry]]
+    fault_leaf: str  # torch path of the leaf whose output the planted fault scales
+    free_rename: Callable[[str], str] = field(default=lambda p: p)  # paddle path -> its true torch path
+    train_mode: bool = False  # models compared in train mode (dropout 0) instead of eval
+
+
+def _inputs(shape: tuple[int, ...], seed: int = 0, key_pd: str = "x", key_pt: str = "x",
+            integers: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+    import paddle
+    import torch
+
+    rng = np.random.default_rng(seed)
+    if integers:
+        a = rng.integers(0, integers, size=shape).astype("int64")
+    else:
+        a = rng.standard_normal(shape).astype("float32")
+    return {key_pd: paddle.to_tensor(a)}, {key_pt: torch.from_numpy(a.copy())}
+
+
+def _linear(pd: str, pt: str) -> list[Entry]:
+    return [Entry(f"{pd}.weight", (f"{pt}.weight",), transposed), Entry(f"{pd}.bias", (f"{pt}.bias",))]
+
+
+def _norm(pd: str, pt: str, bias: bool = True) -> list[Entry]:
+    return [Entry(f"{pd}.weight", (f"{pt}.weight",))] + ([Entry(f"{pd}.bias", (f"{pt}.bias",))] if bias else [])
+
+
+def _mha(pd: str, pt: str, d: int) -> list[Entry]:
+    """paddle q/k/v/out_proj Linears from torch's fused ``in_proj`` (rows q, k, v) and ``out_proj``."""
+    out: list[Entry] = []
+    for i, name in enumerate(("q", "k", "v")):
+        out.append(Entry(f"{pd}.{name}_proj.weight", (f"{pt}.in_proj_weight",), rows(i * d, (i + 1) * d, True)))
+        out.append(Entry(f"{pd}.{name}_proj.bias", (f"{pt}.in_proj_bias",), rows(i * d, (i + 1) * d)))
+    return out + _linear(f"{pd}.out_proj", f"{pt}.out_proj")
+
+
+def _bn(pd: str, pt: str) -> list[Entry]:
+    return _norm(pd, pt) + [Entry(f"{pd}._mean", (f"{pt}.running_mean",)),
+                            Entry(f"{pd}._variance", (f"{pt}.running_var",))]
+
+
+# --- paddle.nn against torch.nn built-ins ------------------------------------------------
+
+def _build_lstm() -> Built:
+    import paddle
+    import torch
+
+    class PdLSTM(paddle.nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = paddle.nn.LSTM(8, 16, num_layers=2)
+            self.head = paddle.nn.Linear(16, 4)
+
+        def forward(self, x: Any) -> Any:
+            return self.head(self.rnn(x)[0])
+
+    class PtLSTM(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = torch.nn.LSTM(8, 16, num_layers=2, batch_first=True)
+            self.head = torch.nn.Linear(16, 4)
+
+        def forward(self, x: Any) -> Any:
+            return self.head(self.rnn(x)[0])
+
+    return (PdLSTM(), PtLSTM(), *_inputs((2, 5, 8)))
+
+
+def _copy_lstm(layer: Any, module: Any) -> list[Entry]:
+    out = [Entry(f"rnn.{k}_l{i}", (f"rnn.{k}_l{i}",))
+           for i in range(2) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    return out + _linear("head", "head")
+
+
+def _build_mha() -> Built:
+    import paddle
+    import torch
+
+    class PdAttn(paddle.nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj_in = paddle.nn.Linear(8, 32)
+            self.attn = paddle.nn.MultiHeadAttention(32, 4)
+            self.head = paddle.nn.Linear(32, 4)
+
+        def forward(self, x: Any) -> Any:
+            h = self.proj_in(x)
+            return self.head(self.attn(h, h, h))
+
+    class PtAttn(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj_in = torch.nn.Linear(8, 32)
+            self.attn = torch.nn.MultiheadAttention(32, 4, batch_first=True)
+            self.head = torch.nn.Linear(32, 4)
+
+        def forward(self, x: Any) -> Any:
+            h = self.proj_in(x)
+            return self.head(self.attn(h, h, h, need_weights=False)[0])
+
+    return (PdAttn(), PtAttn(), *_inputs((2, 6, 8)))
+
+
+def _copy_mha(layer: Any, module: Any) -> list[Entry]:
+    return _linear("proj_in", "proj_in") + _mha("attn", "attn", 32) + _linear("head", "head")
+
+
+def _build_encoder() -> Built:
+    import paddle
+    import torch
+
+    pd = paddle.nn.TransformerEncoder(
+        paddle.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, activation="gelu"), 2)
+    pt = torch.nn.TransformerEncoder(
+        torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, activation="gelu", batch_first=True), 2,
+        enable_nested_tensor=False)
+    return (pd, pt, *_inputs((2, 6, 32), key_pd="src", key_pt="src"))
+
+
+def _copy_encoder(layer: Any, module: Any) -> list[Entry]:
+    out: list[Entry] = []
+    for i in range(2):
+        p = f"layers.{i}"
+        out += _mha(f"{p}.self_attn", f"{p}.self_attn", 32) + _linear(f"{p}.linear1", f"{p}.linear1")
+        out += _linear(f"{p}.linear2", f"{p}.linear2") + _norm(f"{p}.norm1", f"{p}.norm1")
+        out += _norm(f"{p}.norm2", f"{p}.norm2")
+    return out
+
+
+# --- paddle.vision against torchvision ---------------------------------------------------
+
+def _build_resnet18() -> Built:
+    import paddle
+    import torchvision
+
+    return (paddle.vision.models.resnet18(num_classes=10), torchvision.models.resnet18(num_classes=10),
+            *_inputs((2, 3, 32, 32)))
+
+
+def _copy_vision(layer: Any, module: Any) -> list[Entry]:
+    """paddle.vision and torchvision name their layers alike: the same path, BN stats renamed."""
+    import torch
+
+    out: list[Entry] = []
+    for name, m in module.named_modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            out += _bn(name, name)
+        elif isinstance(m, torch.nn.Linear):
+            out += _linear(name, name)
+        elif isinstance(m, torch.nn.Conv2d):
+            out.append(Entry(f"{name}.weight", (f"{name}.weight",), same))
+            if m.bias is not None:
+                out.append(Entry(f"{name}.bias", (f"{name}.bias",), same))
+    return out
+
+
+def _build_mobilenet_v2() -> Built:
+    import paddle
+    import torchvision
+
+    return (paddle.vision.models.mobilenet_v2(num_classes=10), torchvision.models.mobilenet_v2(num_classes=10),
+            *_inputs((2, 3, 32, 32)))
+
+
+def _vision_free(path: str) -> str:
+    # paddle.vision's classifier holds (Dropout, Linear) like torchvision's
+    return path
+
+
+PAIRS: list[RealPair] = [
+    RealPair("nn.LSTM", "paddle.nn / torch.nn", (), _build_lstm, _copy_lstm, "head", train_mode=True),
+    RealPair("nn.MultiHeadAttention", "paddle.nn / torch.nn", (), _build_mha, _copy_mha, "attn", train_mode=True),
+    RealPair("nn.TransformerEncoder", "paddle.nn / torch.nn", (), _build_encoder, _copy_encoder,
+             "layers.0.linear1", train_mode=True),
+    RealPair("resnet18", "paddle.vision / torchvision", ("torchvision",), _build_resnet18, _copy_vision,
+             "layer2.0.conv1"),
+    RealPair("mobilenet_v2", "paddle.vision / torchvision", ("torchvision",), _build_mobilenet_v2, _copy_vision,
+             "features.5.conv.1", free_rename=_vision_free),
+]
+
+
+def by_name(name: str) -> RealPair:
+    """The pair called ``name``."""
+    for p in PAIRS:
+        if p.name == name:
+            return p
+    raise KeyError(name)
