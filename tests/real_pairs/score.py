@@ -111,7 +111,7 @@ def pair_is_correct(p: str, t: str, truth: set[tuple[str, str]]) -> bool:
     """A proposed pair is right when it covers a true pair and contradicts none.
 
     Every paddle owner inside ``p`` must have its torch side(s) inside ``t``, and every
-    torch owner inside ``t`` must have at least one paddle side inside ``p`` (so a fused
+    torch owner at ``t`` itself must have at least one paddle side inside ``p`` (so a fused
     torch ``in_proj`` owner against paddle's ``q_proj`` counts as right).
     """
     covered = [(a, b) for a, b in truth if within(a, p) and within(b, t)]
@@ -119,7 +119,7 @@ def pair_is_correct(p: str, t: str, truth: set[tuple[str, str]]) -> bool:
         return False
     if any(within(a, p) and not within(b, t) for a, b in truth):
         return False
-    t_owners = {b for _, b in truth if within(b, t)}
+    t_owners = {b for _, b in truth if b == t}
     return all(any(within(a, p) for a, bb in truth if bb == b) for b in t_owners)
 
 
