@@ -184,12 +184,35 @@ def _copy_vision(layer: Any, module: Any) -> list[Entry]:
     return out
 
 
+def _random_bn_stats(module: Any) -> Any:
+    """Give every torch BatchNorm random statistics and affine terms (copied to paddle by the hand copy).
+
+    At their init (mean 0, variance 1, weight 1, bias 0) a deep net's eval-mode output can vanish
+    (mobilenet_v2's is ~1e-16), which makes any equivalence and any planted fault invisible.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+    return module
+
+
 def _build_mobilenet_v2() -> Built:
     import paddle
+    import torch
     import torchvision
 
-    return (paddle.vision.models.mobilenet_v2(num_classes=10), torchvision.models.mobilenet_v2(num_classes=10),
-            *_inputs((2, 3, 32, 32)))
+    pt = _random_bn_stats(torchvision.models.mobilenet_v2(num_classes=10))
+    with torch.no_grad():  # torchvision's classifier init (std 0.01, bias 0) keeps logits near 0
+        torch.nn.init.normal_(pt.classifier[1].weight, std=0.2)
+    return (paddle.vision.models.mobilenet_v2(num_classes=10), pt, *_inputs((2, 3, 32, 32)))
 
 
 def _vision_free(path: str) -> str:
@@ -205,7 +228,7 @@ PAIRS: list[RealPair] = [
     RealPair("resnet18", "paddle.vision / torchvision", ("torchvision",), _build_resnet18, _copy_vision,
              "layer2.0.conv1"),
     RealPair("mobilenet_v2", "paddle.vision / torchvision", ("torchvision",), _build_mobilenet_v2, _copy_vision,
-             "features.5.conv.1", free_rename=_vision_free),
+             "features.5.conv.2", free_rename=_vision_free),
 ]
 
 
