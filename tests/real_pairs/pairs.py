@@ -215,9 +215,62 @@ def _build_mobilenet_v2() -> Built:
     return (paddle.vision.models.mobilenet_v2(num_classes=10), pt, *_inputs((2, 3, 32, 32)))
 
 
-def _vision_free(path: str) -> str:
-    # paddle.vision's classifier holds (Dropout, Linear) like torchvision's
-    return path
+# --- paddleformers against transformers --------------------------------------------------
+
+def _import_transformers_first() -> None:
+    """transformers' torch models must be imported before paddleformers (which then hides torch from it).
+
+    paddlecodec installs a ``torchcodec`` package without torchcodec's metadata, on which
+    transformers' audio utilities fail at import; no audio is used here.
+    """
+    import transformers.utils as tu
+    import transformers.utils.import_utils as iu
+
+    iu.is_torchcodec_available = tu.is_torchcodec_available = lambda: False
+    import transformers.models.llama.modeling_llama  # noqa: F401
+
+
+def _build_llama() -> Built:
+    _import_transformers_first()
+    import paddle
+    import torch
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaModel
+
+    from paddleformers.transformers.llama import LlamaConfig as PdLlamaConfig
+    from paddleformers.transformers.llama import LlamaModel as PdLlamaModel
+
+    kw = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+              intermediate_size=64, max_position_embeddings=64)
+
+    class PdTop(paddle.nn.Layer):  # the hidden states, not the model-output record
+        def __init__(self) -> None:
+            super().__init__()
+            self.m = PdLlamaModel(PdLlamaConfig(fuse_rms_norm=False, **kw))  # the fused kernel needs a GPU
+
+        def forward(self, input_ids: Any) -> Any:
+            return self.m(input_ids=input_ids, use_cache=False)[0]
+
+    class PtTop(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.m = LlamaModel(LlamaConfig(**kw))
+
+        def forward(self, input_ids: Any) -> Any:
+            return self.m(input_ids=input_ids, use_cache=False)[0]
+
+    return (PdTop(), PtTop(), *_inputs((2, 8), key_pd="input_ids", key_pt="input_ids", integers=100))
+
+
+def _copy_llama(layer: Any, module: Any) -> list[Entry]:
+    out = [Entry("m.embed_tokens.weight", ("m.embed_tokens.weight",)), Entry("m.norm.weight", ("m.norm.weight",))]
+    for i in range(2):
+        p = f"m.layers.{i}"
+        for lin in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"):
+            out.append(Entry(f"{p}.{lin}.weight", (f"{p}.{lin}.weight",), transposed))
+        out += [Entry(f"{p}.{n}.weight", (f"{p}.{n}.weight",)) for n in ("input_layernorm", "post_attention_layernorm")]
+    return out
 
 
 PAIRS: list[RealPair] = [
@@ -228,7 +281,9 @@ PAIRS: list[RealPair] = [
     RealPair("resnet18", "paddle.vision / torchvision", ("torchvision",), _build_resnet18, _copy_vision,
              "layer2.0.conv1"),
     RealPair("mobilenet_v2", "paddle.vision / torchvision", ("torchvision",), _build_mobilenet_v2, _copy_vision,
-             "features.5.conv.2", free_rename=_vision_free),
+             "features.5.conv.2"),
+    RealPair("llama", "paddleformers / transformers", ("transformers", "paddleformers"), _build_llama, _copy_llama,
+             "m.layers.0.mlp.up_proj", train_mode=True),
 ]
 
 
