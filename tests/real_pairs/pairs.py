@@ -52,7 +52,8 @@ def _linear(pd: str, pt: str) -> list[Entry]:
 
 
 def _norm(pd: str, pt: str, bias: bool = True) -> list[Entry]:
-    return [Entry(f"{pd}.weight", (f"{pt}.weight",))] + ([Entry(f"{pd}.bias", (f"{pt}.bias",))] if bias else [])
+    weight = Entry(f"{pd}.weight", (f"{pt}.weight",))
+    return [weight, Entry(f"{pd}.bias", (f"{pt}.bias",))] if bias else [weight]
 
 
 def _mha(pd: str, pt: str, d: int) -> list[Entry]:
@@ -65,8 +66,8 @@ def _mha(pd: str, pt: str, d: int) -> list[Entry]:
 
 
 def _bn(pd: str, pt: str) -> list[Entry]:
-    return _norm(pd, pt) + [Entry(f"{pd}._mean", (f"{pt}.running_mean",)),
-                            Entry(f"{pd}._variance", (f"{pt}.running_var",))]
+    return [*_norm(pd, pt), Entry(f"{pd}._mean", (f"{pt}.running_mean",)),
+            Entry(f"{pd}._variance", (f"{pt}.running_var",))]
 
 
 # --- paddle.nn against torch.nn built-ins ------------------------------------------------
@@ -234,11 +235,10 @@ def _build_llama() -> Built:
     _import_transformers_first()
     import paddle
     import torch
-    from transformers import LlamaConfig
-    from transformers.models.llama.modeling_llama import LlamaModel
-
     from paddleformers.transformers.llama import LlamaConfig as PdLlamaConfig
     from paddleformers.transformers.llama import LlamaModel as PdLlamaModel
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaModel
 
     kw = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
               intermediate_size=64, max_position_embeddings=64)
