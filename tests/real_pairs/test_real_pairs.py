@@ -19,10 +19,8 @@ pytestmark = pytest.mark.real_pairs
 # pairs padiff is known not to localise a planted fault on, and why (found by score.py)
 FAULT_XFAIL: dict[str, str] = {}
 # pairs padiff's verdict is known to be wrong on, per torch order
-VERDICT_XFAIL = {
-    ("nn.TransformerEncoder", True): "with torch's order reversed the proposal pairs dropout with dropout2 "
-                                     "(parameter-free layers by definition order) and the verdict is False",
-}
+# (padiff before 70004f0 failed nn.TransformerEncoder reversed: dropout paired with dropout2; now fixed)
+VERDICT_XFAIL: dict[tuple[str, bool], str] = {}
 
 
 def _need(pair: RealPair) -> None:
