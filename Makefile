@@ -27,3 +27,25 @@ lint: install
 bench: install
 	$(PY) -m pip -q install -e ".[bench]"
 	$(PY) benchmarks/run_all.py
+
+# Opt-in real-pairs suite (tests/real_pairs): other packages' own models, tiny configs, random init.
+# Its own venv, so the main one keeps its pins (torchvision needs torch 2.14.1).
+VENV_REAL ?= .venv-real
+PY_REAL := $(VENV_REAL)/bin/python
+PIP_REAL := $(PY_REAL) -m pip -q --disable-pip-version-check
+
+$(VENV_REAL)/.installed: pyproject.toml
+	python3 -m venv $(VENV_REAL)
+	$(PIP_REAL) install torch==2.14.1 torchvision==0.29.1 timm transformers paddlepaddle==3.3.1 paddle2onnx \
+		onnx onnxruntime networkx pyyaml rich pytest hypothesis
+	$(PIP_REAL) install --no-deps paddleclas x2paddle
+	$(PIP_REAL) install six requests paddleformers
+	$(PIP_REAL) install -e . --no-deps
+	touch $@
+
+.PHONY: real-pairs real-pairs-score
+real-pairs: $(VENV_REAL)/.installed
+	$(PY_REAL) -m pytest -q -m real_pairs tests/real_pairs
+
+real-pairs-score: $(VENV_REAL)/.installed
+	$(PY_REAL) -m tests.real_pairs.score

@@ -1,0 +1,277 @@
+"""Score padiff on the real pairs and print a markdown table.
+
+Run from the repository root in the real-pairs venv (``make real-pairs-score``)::
+
+    python -m tests.real_pairs.score [PAIR ...]
+
+Per pair, as built and with the torch definition order reversed inside every module:
+- equivalence of the hand copy (max abs diff of the outputs);
+- leaf precision / recall of ``padiff.suggest_layer_map`` against the hand copy's pairing;
+- the ``auto_diff(auto_weights=True, layer_map="auto")`` verdict on the correct port;
+- with the output of one torch leaf scaled by 1.05, whether ``compare``'s ``first_diff`` names it;
+- the parameter-free pairs the proposal made and how many of them were wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import logging
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .handcopy import apply_copy, as_numpy, reverse_definition_order, truth_pairs, within
+from .pairs import PAIRS, Built, RealPair
+
+OPTIONS = {"atol": 1e-5, "rtol": 1e-4}
+FAULT_SCALE = 1.05
+
+
+def missing_requirements(pair: RealPair) -> list[str]:
+    """The packages ``pair`` needs that cannot be imported here."""
+    out = []
+    for mod in pair.requires:
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            out.append(mod)
+    return out
+
+
+def build(pair: RealPair, reverse: bool = False, seed: int = 0) -> Built:
+    """Both models from the same seeds, in the pair's mode; torch order reversed on request."""
+    import paddle
+    import torch
+
+    paddle.seed(seed)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    layer, module, p_inp, t_inp = pair.build()
+    if reverse:
+        reverse_definition_order(module)
+    for m in (layer, module):
+        m.train() if pair.train_mode else m.eval()
+    return layer, module, p_inp, t_inp
+
+
+def run_both(layer: Any, module: Any, p_inp: dict[str, Any], t_inp: dict[str, Any]) -> tuple[list, list]:
+    """Both models' floating outputs as numpy arrays."""
+    import torch
+
+    with torch.no_grad():
+        t_out = as_numpy(module(**t_inp))
+    return as_numpy(layer(**p_inp)), t_out
+
+
+def hand_copy_diff(pair: RealPair, reverse: bool = False) -> float:
+    """Max abs difference of the outputs after the hand copy (inf when shapes or counts differ)."""
+    layer, module, p_inp, t_inp = build(pair, reverse)
+    apply_copy(layer, module, pair.copy(layer, module))
+    p_out, t_out = run_both(layer, module, p_inp, t_inp)
+    if len(p_out) != len(t_out) or any(a.shape != b.shape for a, b in zip(p_out, t_out)):
+        return float("inf")
+    return max(float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(p_out, t_out))
+
+
+def equivalent(pair: RealPair, reverse: bool = False) -> bool:
+    """The hand copy makes the two models agree within float32 rounding (``OPTIONS``)."""
+    layer, module, p_inp, t_inp = build(pair, reverse)
+    apply_copy(layer, module, pair.copy(layer, module))
+    p_out, t_out = run_both(layer, module, p_inp, t_inp)
+    if not any(float(np.max(np.abs(b))) > 1e-3 for b in t_out if b.size):
+        raise AssertionError(f"{pair.name}: the torch outputs are all ~0, so agreeing proves nothing; "
+                             "give the pair a livelier init")
+    return len(p_out) == len(t_out) > 0 and all(
+        a.shape == b.shape and np.allclose(a, b, atol=OPTIONS["atol"], rtol=OPTIONS["rtol"])
+        for a, b in zip(p_out, t_out))
+
+
+# --- scoring a proposal (plain data: framework-free) -------------------------------------
+
+@dataclass(frozen=True)
+class ProposalScore:
+    """How a proposal's layer pairs compare with the hand copy's."""
+
+    considered: int  # proposed pairs with a parameter-holding layer on a side
+    correct: int
+    recall: float  # true (paddle owner, torch owner) pairs a correct proposed pair covers
+    free_pairs: int  # proposed pairs of two parameter-free layers
+    free_wrong: int
+    wrong: tuple[str, ...]  # the wrong pairs, for the report
+
+    @property
+    def precision(self) -> float:
+        return self.correct / self.considered if self.considered else float("nan")
+
+
+def pair_is_correct(p: str, t: str, truth: set[tuple[str, str]]) -> bool:
+    """A proposed pair is right when it covers a true pair and contradicts none.
+
+    Every paddle owner inside ``p`` must have its torch side(s) inside ``t``, and every
+    torch owner at ``t`` itself must have at least one paddle side inside ``p`` (so a fused
+    torch ``in_proj`` owner against paddle's ``q_proj`` counts as right).
+    """
+    covered = [(a, b) for a, b in truth if within(a, p) and within(b, t)]
+    if not covered:
+        return False
+    if any(within(a, p) and not within(b, t) for a, b in truth):
+        return False
+    t_owners = {b for _, b in truth if b == t}
+    return all(any(within(a, p) for a, bb in truth if bb == b) for b in t_owners)
+
+
+def score_pairs(pairs: Iterable[tuple[str, str, bool]], truth: set[tuple[str, str]],
+                free_truth: Any) -> ProposalScore:
+    """Score proposed ``(paddle_path, torch_path, opaque)`` pairs against the true pairing.
+
+    Only leaf-level pairs count for precision: those whose paddle or torch side owns a
+    parameter directly, and opaque pairs (which stand for everything inside them).
+    ``free_truth(paddle_path)`` gives the true torch partner of a parameter-free layer.
+    """
+    p_owners = {a for a, _ in truth}
+    t_owners = {b for _, b in truth}
+    considered = correct = free = free_wrong = 0
+    covered: set[tuple[str, str]] = set()
+    wrong: list[str] = []
+    for p, t, opaque in pairs:
+        p_has = any(within(a, p) for a in p_owners)
+        t_has = any(within(b, t) for b in t_owners)
+        if not p_has and not t_has:
+            free += 1
+            if free_truth(p) != t:
+                free_wrong += 1
+                wrong.append(f"{p or '<root>'} <-> {t or '<root>'} (parameter-free)")
+            continue
+        if not (opaque or p in p_owners or t in t_owners):
+            continue  # a container pair: compared for its output, not a leaf correspondence
+        considered += 1
+        if pair_is_correct(p, t, truth):
+            correct += 1
+            covered |= {(a, b) for a, b in truth if within(a, p) and within(b, t)}
+        else:
+            wrong.append(f"{p or '<root>'} <-> {t or '<root>'}")
+    recall = len(covered) / len(truth) if truth else float("nan")
+    return ProposalScore(considered, correct, recall, free, free_wrong, tuple(wrong))
+
+
+# --- padiff on one pair ------------------------------------------------------------------
+
+@dataclass
+class Row:
+    """One line of the table: a pair, as built or reversed."""
+
+    pair: str
+    order: str
+    hand_diff: float = float("nan")
+    score: ProposalScore | None = None
+    verdict: bool | None = None
+    fault_named: bool | None = None
+    fault_at: str = ""
+    seconds: float = 0.0
+    error: str = ""
+
+
+def _quiet() -> contextlib.ExitStack:
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    logging.getLogger("padiff").setLevel(logging.ERROR)
+    return stack
+
+
+def _scaled(module: Any, inputs: Any, out: Any) -> Any:
+    """The planted fault: the leaf's (first) output times ``FAULT_SCALE``."""
+    if isinstance(out, tuple):
+        return (out[0] * FAULT_SCALE, *out[1:])
+    return out * FAULT_SCALE
+
+
+def score_pair(pair: RealPair, reverse: bool = False) -> Row:
+    """Everything the table says about one pair in one definition order."""
+    import padiff
+    from padiff.runtime.assign import with_special_pairs
+
+    row = Row(pair.name, "reversed" if reverse else "as built")
+    start = time.time()
+    try:
+        row.hand_diff = hand_copy_diff(pair, reverse)
+        layer, module, p_inp, t_inp = build(pair, reverse)
+        truth = truth_pairs(pair.copy(layer, module))
+        with _quiet():
+            lm = padiff.suggest_layer_map(layer, module, ({**p_inp}, {**t_inp}))
+        row.score = score_pairs(((pr.paddle_path, pr.torch_path, pr.opaque) for pr in lm.pairs), truth,
+                                pair.free_rename)
+        # layer_map="auto" is exactly this: the proposal plus the special-init pairs (one export, reused)
+        auto = with_special_pairs(lm, layer, module)
+        with _quiet():
+            row.verdict = bool(padiff.compare(layer, module, (p_inp, t_inp), auto_weights=True,
+                                              layer_map=auto, options=OPTIONS))
+        layer, module, p_inp, t_inp = build(pair, reverse)
+        auto = with_special_pairs(lm, layer, module)
+        leaf = dict(module.named_modules())[pair.fault_leaf]
+        handle = leaf.register_forward_hook(_scaled)
+        try:
+            with _quiet():
+                rep = padiff.compare(layer, module, (p_inp, t_inp), auto_weights=True, layer_map=auto,
+                                     options=OPTIONS)
+        finally:
+            handle.remove()
+        first = rep.first_diff
+        row.fault_at = f"{first.stage}: {first.paddle_path} <-> {first.torch_path}" if first else "(none)"
+        row.fault_named = first is not None and first.torch_path == pair.fault_leaf
+    except Exception as exc:  # noqa: BLE001 - a pair that breaks is a row saying so, the table goes on
+        row.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    row.seconds = time.time() - start
+    return row
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if x != x else f"{x:.2f}"
+
+
+def table(rows: list[Row]) -> str:
+    """The rows as a markdown table."""
+    head = ("| pair | torch order | hand copy max diff | leaf precision | leaf recall | auto_diff | "
+            "fault named | first diff with fault | param-free pairs (wrong) | s |")
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        if r.error and r.score is None:
+            lines.append(f"| {r.pair} | {r.order} | {r.hand_diff:.1e} | error: {r.error} | | | | | | "
+                         f"{r.seconds:.0f} |")
+            continue
+        s = r.score
+        prec = f"{_fmt(s.precision)} ({s.correct}/{s.considered})" if s else ""
+        free = f"{s.free_pairs} ({s.free_wrong})" if s else ""
+        verdict = "error" if r.verdict is None else str(r.verdict)
+        named = "error: " + r.error if r.fault_named is None else ("yes" if r.fault_named else "no")
+        lines.append(f"| {r.pair} | {r.order} | {r.hand_diff:.1e} | {prec} | {_fmt(s.recall) if s else ''} | "
+                     f"{verdict} | {named} | {r.fault_at} | {free} | {r.seconds:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    """Score the pairs named in ``argv`` (all by default) and print the table and the wrong pairs."""
+    chosen = [p for p in PAIRS if not argv or p.name in argv]
+    rows: list[Row] = []
+    for pair in chosen:
+        missing = missing_requirements(pair)
+        if missing:
+            print(f"skip {pair.name}: {', '.join(missing)} not installed", file=sys.stderr)
+            continue
+        for reverse in (False, True):
+            rows.append(score_pair(pair, reverse))
+            print(f"done {pair.name} {rows[-1].order} in {rows[-1].seconds:.0f}s", file=sys.stderr)
+    print(table(rows))
+    for r in rows:
+        if r.score and r.score.wrong:
+            print(f"\n{r.pair} ({r.order}) wrong pairs: " + "; ".join(r.score.wrong))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
