@@ -399,6 +399,17 @@ class PaddleSide(Side):
     def carries_grad(self, t: Any) -> bool:
         return not t.stop_gradient and (t.is_floating_point() or t.is_complex())
 
+    def channel_variance(self, t: Any, axis: int) -> tuple[np.ndarray, int]:
+        """Biased variance of ``t`` per index of ``axis`` (over every other dim), and the elements per index.
+
+        Computed where the tensor lives, so only one value per channel reaches the host.
+        """
+        axis %= len(t.shape)
+        dims = [i for i in range(len(t.shape)) if i != axis]
+        with self.no_grad():
+            v = self.fw.var(t.astype("float32"), axis=dims, unbiased=False)
+        return self.to_numpy(v).astype(np.float64), int(t.size // max(1, int(t.shape[axis])))
+
     def set_requires_grad(self, t: Any, flag: bool) -> None:
         t.stop_gradient = not flag
 

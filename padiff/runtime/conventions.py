@@ -58,9 +58,13 @@ class BatchNormVariance:
         axis = update.channel_axis % x.ndim
         axes = tuple(i for i in range(x.ndim) if i != axis)
         n = x.size // max(1, x.shape[axis])
+        self.observe_variance(path, update, np.var(x.astype(np.float64), axis=axes), n)
+
+    def observe_variance(self, path: str, update: BatchNormUpdate, v: np.ndarray, n: int) -> None:
+        """Account for one call whose biased batch variance per channel was ``v``, over ``n`` elements each."""
         if n < 2:
             return  # torch refuses a batch of one element per channel; nothing to reconcile
-        v = np.var(x.astype(np.float64), axis=axes)
+        v = np.asarray(v, dtype=np.float64)
         m = update.momentum
         d = self.deltas.get(path, np.zeros_like(v))
         self.deltas[path] = m * d + (1.0 - m) * v / (n - 1)

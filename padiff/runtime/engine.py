@@ -290,7 +290,7 @@ class Engine:
                     update = PADDLE.batchnorm_update(lay)
                     xs = PADDLE.flatten(args)
                     if update is not None and xs:
-                        self._bn.observe(path, update, PADDLE.to_numpy(xs[0]))
+                        self._bn.observe_variance(path, update, *PADDLE.channel_variance(xs[0], update.channel_axis))
                 except Exception as e:  # noqa: BLE001 - reported after the forward
                     self._hook_error = self._hook_error or e
 
