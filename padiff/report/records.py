@@ -217,15 +217,15 @@ class DiffReport:
         vals = [r.max_abs_diff for r in self.records if r.stage == stage]
         return max(vals) if vals else 0.0
 
-    def reconciliations(self) -> list[tuple[str, int]]:
-        """``(what was reconciled, how many comparisons)`` over the run: shapes, framework conventions."""
-        counts: dict[str, int] = {}
+    def reconciliations(self) -> list[tuple[str, int, tuple[str, ...]]]:
+        """``(what was reconciled, how many comparisons, at which pairs)`` over the run, by what was done."""
+        seen: dict[str, tuple[int, dict[str, None]]] = {}
         for r in self.records:
             if r.stats.reconciled:
-                key = (r.stats.reconciled if r.stats.reconciled.startswith("paddle's")
-                       else f"{r.paddle_path or '<root>'} <-> {r.torch_path or '<root>'}: {r.stats.reconciled}")
-                counts[key] = counts.get(key, 0) + 1
-        return sorted(counts.items())
+                n, pairs = seen.get(r.stats.reconciled, (0, {}))
+                pairs[f"{r.paddle_path or '<root>'} <-> {r.torch_path or '<root>'}"] = None
+                seen[r.stats.reconciled] = (n + 1, pairs)
+        return sorted((what, n, tuple(pairs)) for what, (n, pairs) in seen.items())
 
     def suggested_tolerances(self) -> dict[str, list[dict[str, float]]]:
         """Per dtype, complete ``{"atol", "rtol"}`` settings that would pass every comparison.

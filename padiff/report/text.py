@@ -269,7 +269,8 @@ def _success(rep: DiffReport) -> str:
     lines = [f"padiff: SUCCESS — {n} comparison(s) agree within tolerance; stages: {stages}; steps: {rep.steps}; "
              f"max forward diff {fmt_num(rep.max_diff('forward'))}"]
     lines += stage_summary(rep)
-    lines += [f"  reconciled ({n_rec}x): {what}" for what, n_rec in rep.reconciliations()]
+    lines += [f"  reconciled ({n_rec}x): {what} (at {', '.join(at[:3])}{', ...' if len(at) > 3 else ''})"
+              for what, n_rec, at in rep.reconciliations()]
     if rep.mapping_route and rep.mapping_route != "manual":
         lines.append(f"  layer map: {rep.mapping_route} ({len(rep.mapping)} pairs)")
     lines += [f"  warning: {w}" for w in rep.warnings]
