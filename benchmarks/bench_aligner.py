@@ -32,11 +32,11 @@ import paddle  # noqa: E402 - frameworks are imported before any timing on purpo
 import torch  # noqa: E402
 from models import aligner_pairs as ap  # noqa: E402
 
+from padiff.adapters import PADDLE, TORCH  # noqa: E402
 from padiff.graph import build, canonical, match  # noqa: E402
 from padiff.graph.export_paddle import start_export  # noqa: E402
 from padiff.graph.export_torch import export_torch  # noqa: E402
 from padiff.graph.suggest import layer_infos, suggest_layer_map  # noqa: E402
-from padiff.runtime.adapters import PADDLE, TORCH  # noqa: E402
 
 
 def accuracy(lm: Any, case: ap.Case) -> dict[str, Any]:

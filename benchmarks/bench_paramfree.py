@@ -29,7 +29,7 @@ from models import aligner_pairs as ap  # noqa: E402
 from models import paramfree_pairs as fp  # noqa: E402
 
 import padiff  # noqa: E402
-from padiff.runtime.adapters import PADDLE, TORCH  # noqa: E402
+from padiff.adapters import PADDLE, TORCH  # noqa: E402
 
 CASES = [ap.renamed, ap.reversed_order, ap.nested, ap.branches, ap.raw_param, ap.extra_layers, ap.reused,
          ap.attention, ap.resnet18, ap.resnet50, ap.attention_einsum, ap.transformer, ap.sequence,

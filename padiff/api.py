@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from padiff.adapters import PADDLE, TORCH, Side
 from padiff.checks import check_example_inp, check_models, optimizer_pair, pair_of_callables
 from padiff.errors import InputError, OptionsError, OutputPathError, WeightAssignError
 from padiff.layer_map import LayerMap, ResolvedMap
@@ -20,7 +21,6 @@ from padiff.options import DiffOptions, validate_steps
 from padiff.report.progress import status, step_progress
 from padiff.report.records import Comparison, DiffReport
 from padiff.runtime import diagnostics
-from padiff.runtime.adapters import PADDLE, TORCH, Side
 from padiff.runtime.compare import Stats
 from padiff.runtime.engine import Engine, RunSpec
 from padiff.runtime.state import SideSnapshot

@@ -10,8 +10,8 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from padiff.adapters import PADDLE, TORCH
 from padiff.errors import InputError, OptionsError
-from padiff.runtime.adapters import PADDLE, TORCH
 
 
 def check_models(layer: Any, module: Any, call: str = "compare") -> None:

@@ -323,7 +323,7 @@ class LayerMap:
         Raises :class:`MappingError` naming the entry when a layer is not inside the
         model it should be in, or a path does not exist.
         """
-        from padiff.runtime.adapters import PADDLE, TORCH
+        from padiff.adapters import PADDLE, TORCH
 
         p_paths = {id(obj): path for path, obj in PADDLE.named_layers(layer)}
         t_paths = {id(obj): path for path, obj in TORCH.named_layers(module)}
@@ -381,7 +381,7 @@ class LayerMap:
 
     def _resolve_params(self, layer: Any, module: Any) -> tuple[ParamPair, ...]:
         """Check every parameter pair names a tensor of each model, once, and none of a paired layer."""
-        from padiff.runtime.adapters import PADDLE, TORCH
+        from padiff.adapters import PADDLE, TORCH
 
         if not self.params:
             return ()
@@ -424,7 +424,7 @@ class LayerMap:
 
     def path_ignores(self, layer: Any, module: Any) -> list[Ignore]:
         """All ignores as path-based entries (object ones resolved), for saving."""
-        from padiff.runtime.adapters import PADDLE, TORCH
+        from padiff.adapters import PADDLE, TORCH
 
         p_paths = {id(obj): path for path, obj in PADDLE.named_layers(layer)}
         t_paths = {id(obj): path for path, obj in TORCH.named_layers(module)}

@@ -128,7 +128,7 @@ def _described(pairs: list[LayerPair], layer: Any, module: Any) -> list[LayerPai
     """Fill empty classes and shapes from the live models (best effort: unknown paths are left as they are)."""
     import dataclasses
 
-    from padiff.runtime.adapters import PADDLE, TORCH, pair_state
+    from padiff.adapters import PADDLE, TORCH, pair_state
 
     objs = {"paddle": dict(PADDLE.named_layers(layer)), "torch": dict(TORCH.named_layers(module))}
     owned = {"paddle": PADDLE.owned_state(layer), "torch": TORCH.owned_state(module)}
@@ -161,7 +161,7 @@ def _opaque_entry(p: LayerPair) -> dict[str, Any]:
 
 
 def _object_map_entries(objs: Mapping[Any, Any], layer: Any, module: Any) -> list[dict[str, Any]]:
-    from padiff.runtime.adapters import PADDLE, TORCH
+    from padiff.adapters import PADDLE, TORCH
 
     p_paths = {id(o): p for p, o in PADDLE.named_layers(layer)}
     t_paths = {id(o): p for p, o in TORCH.named_layers(module)}
@@ -187,13 +187,13 @@ def _object_map_entries(objs: Mapping[Any, Any], layer: Any, module: Any) -> lis
 
 
 def _subtree_shapes(owned: Mapping[str, list[Any]], top: str) -> tuple[tuple[int, ...], ...]:
-    from padiff.runtime.adapters import subtree_state
+    from padiff.adapters import subtree_state
 
     return tuple(tuple(int(s) for s in e.tensor.shape) for e in subtree_state(owned, top))
 
 
 def _check_object_ignores(entries: list[tuple[str, Any, Any]], layer: Any, module: Any) -> None:
-    from padiff.runtime.adapters import PADDLE, TORCH
+    from padiff.adapters import PADDLE, TORCH
 
     known = {id(o) for _, o in PADDLE.named_layers(layer)} | {id(o) for _, o in TORCH.named_layers(module)}
     for kind, obj, _cls in entries:
@@ -432,7 +432,7 @@ def _check_no_duplicates(labelled: list[tuple[str, LayerPair]], source: str = ""
 def _validate_live(labelled: list[tuple[str, LayerPair]], ignores: list[Ignore], layer: Any, module: Any,
                    where: _Where, notes: list[str]) -> tuple[list[tuple[str, LayerPair]], list[str]]:
     """Check paths and weights against the models; refresh descriptive classes/shapes (noted)."""
-    from padiff.runtime.adapters import PADDLE, TORCH, pair_state, subtree_state
+    from padiff.adapters import PADDLE, TORCH, pair_state, subtree_state
     from padiff.runtime.weights import plan_fused, plan_pair
 
     if not PADDLE.is_model(layer) or not TORCH.is_model(module):

@@ -20,7 +20,7 @@ os.environ.setdefault("PADIFF_LOG_DIR", os.path.join(os.environ.get("TMPDIR", "/
 
 
 def _fingerprint(layer: Any, module: Any) -> dict[str, Any]:
-    from padiff.runtime.adapters import PADDLE, TORCH
+    from padiff.adapters import PADDLE, TORCH
 
     out: dict[str, Any] = {}
     for side, root in ((PADDLE, layer), (TORCH, module)):

@@ -147,7 +147,7 @@ def _distance(a: list[list[np.ndarray]], b: list[list[np.ndarray]]) -> float:
 def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
                  p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, LayerInfo]) -> tuple[MatchResult, list[str]]:
     """Settle or re-pair the tie groups of ``result`` numerically; returns the new result and notes."""
-    from padiff.runtime.adapters import PADDLE, TORCH
+    from padiff.adapters import PADDLE, TORCH
 
     groups = tie_groups(result, p_layers)
     fused = [i for i, pr in enumerate(result.pairs) if _fused(pr) and pr.uncertain]
@@ -175,7 +175,7 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
         p_rec = _Recorder(PADDLE, layer, set(compared))
 
         def copy(assign: Mapping[str, str]) -> None:
-            from padiff.runtime.adapters import pair_state
+            from padiff.adapters import pair_state
             from padiff.runtime.weights import apply_plan, plan_fused, plan_pair
 
             for p_path, t_path in assign.items():

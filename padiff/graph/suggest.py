@@ -85,8 +85,8 @@ def _graph_route(layer: Any, module: Any, p_in: dict[str, Any], t_in: dict[str, 
 
 def _eager_graphs(layer: Any, module: Any, p_in: dict[str, Any], t_in: dict[str, Any]) -> tuple[Any, Any]:
     """Both models' attributed op graphs from one recorded eager forward each (:mod:`padiff.graph.eager`)."""
+    from padiff.adapters import PADDLE, TORCH
     from padiff.graph.eager import build_eager_graph
-    from padiff.runtime.adapters import PADDLE, TORCH
     from padiff.runtime.ops.dataflow import record_dataflow
 
     graphs = []
@@ -140,8 +140,8 @@ def pair_leftovers(result: MatchResult, p_layers: Mapping[str, LayerInfo],
 
 def _special_units(result: MatchResult, layer: Any, module: Any) -> MatchResult:
     """Pair the special-init units (MHA, LSTM ...) as wholes, by the pairs inside them (see special_units)."""
+    from padiff.adapters import PADDLE, TORCH
     from padiff.graph.special_units import pair_special_units
-    from padiff.runtime.adapters import PADDLE, TORCH
     from padiff.runtime.special_init import is_unit, lookup
 
     p_objs, t_objs = dict(PADDLE.named_layers(layer)), dict(TORCH.named_layers(module))
@@ -197,9 +197,9 @@ def suggest_layer_map(layer: Any, module: Any, example_inp: Any = None, *, timeo
     confidence and evidence, ``unpaired`` the layers left out with reasons and
     ``baseline`` the plain definition-order pairing for review.
     """
+    from padiff.adapters import PADDLE, TORCH
     from padiff.checks import check_example_inp, check_models
     from padiff.graph.tree import match_trees
-    from padiff.runtime.adapters import PADDLE, TORCH
 
     check_models(layer, module, call="suggest_layer_map")
     p_layers, t_layers = layer_infos(PADDLE, layer), layer_infos(TORCH, module)

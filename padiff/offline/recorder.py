@@ -2,7 +2,7 @@
 
 Hooks exist only while a ``with rec.step(i):`` block runs and are removed in ``finally``,
 so outside a step the model is exactly as the user left it. Works through the framework
-adapter (:mod:`padiff.runtime.adapters`), which imports only the framework of the model
+adapter (:mod:`padiff.adapters`), which imports only the framework of the model
 it is given: recording a paddle model never imports torch, and the reverse.
 """
 
@@ -26,7 +26,7 @@ from padiff.report.files import atomic_write
 
 def side_of(model: Any) -> Any:
     """The adapter of ``model``'s framework (only a framework already imported is looked at)."""
-    from padiff.runtime.adapters import PADDLE, TORCH
+    from padiff.adapters import PADDLE, TORCH
 
     for side in (PADDLE, TORCH):
         if side.is_model(model):

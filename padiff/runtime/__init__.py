@@ -1,1 +1,1 @@
-"""The eager runtime: adapters, hooks, pairing, comparison, weights, special init."""
+"""The eager runtime: hooks, pairing, comparison, weights, special init."""

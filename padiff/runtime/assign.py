@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from padiff.adapters import PADDLE, TORCH, StateEntry, pair_state, subtree_state
 from padiff.errors import InputError, WeightAssignError
 from padiff.layer_map import LayerMap, LayerPair, ResolvedMap
-from padiff.runtime.adapters import PADDLE, TORCH, StateEntry, pair_state, subtree_state
 from padiff.runtime.assign_message import TreeMarks, build_error, skip_marks
 from padiff.runtime.weights import PairPlan, plan_fused, plan_pair, plan_param, torch_arrays
 

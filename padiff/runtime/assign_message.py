@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from padiff.adapters import PADDLE, TORCH, Side, StateEntry
 from padiff.errors import WeightAssignError
 from padiff.layer_map import ResolvedMap
-from padiff.runtime.adapters import PADDLE, TORCH, Side, StateEntry
 from padiff.runtime.weights import fmt_state, set_error_fields
 
 HERE = "<--- *** HERE ***"

@@ -32,17 +32,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from padiff.adapters.state import BatchNormUpdate  # the adapters report it; defined at the bottom layer
+
 BATCHNORM_VARIANCE_NOTE = ("paddle's BatchNorm updates the running variance with the biased batch variance, "
                            "torch's with the unbiased one: compared with that correction")
-
-
-@dataclass(frozen=True)
-class BatchNormUpdate:
-    """How one paddle BatchNorm layer updates its running statistics in this call."""
-
-    momentum: float  # paddle's: running = momentum * running + (1 - momentum) * batch
-    channel_axis: int
-    variance_name: str  # the state entry holding the running variance
 
 
 @dataclass

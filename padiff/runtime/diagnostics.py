@@ -5,11 +5,12 @@ These add warnings to the report; they never change a verdict.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from padiff.adapters import PADDLE, TORCH
 from padiff.options import DiffOptions
 from padiff.report.records import DiffReport
-from padiff.runtime.adapters import PADDLE, TORCH
 from padiff.runtime.state import SideSnapshot
 
 
@@ -55,7 +56,7 @@ def randomness_probe(module: Any, t_inp: dict[str, Any]) -> list[str]:
     """After a failed run: does the torch forward draw random numbers (functional dropout, rand...)?"""
     snap = SideSnapshot.take(TORCH, module, t_inp, keep_values=False)
     try:
-        calls = TORCH.random_calls(module, t_inp)
+        calls = TORCH.calls_matching(module, t_inp, draws_random)
     except Exception:  # noqa: BLE001 - only a hint; the run itself has been reported
         return []
     finally:
@@ -86,3 +87,21 @@ def paddle_randomness_probe(layer: Any, p_inp: dict[str, Any]) -> list[str]:
     return ["the paddle model gives different outputs for different random seeds: it draws random numbers "
             "(dropout in train mode, paddle.rand...) and the torch model does not, so results cannot agree. "
             "Call .eval() on both models, or set the dropout probability to 0."]
+
+
+_RANDOM_FUNCS = frozenset({
+    "rand", "randn", "randint", "rand_like", "randn_like", "randint_like", "randperm", "bernoulli", "bernoulli_",
+    "multinomial", "normal", "normal_", "uniform_", "exponential_", "geometric_", "cauchy_", "log_normal_",
+    "poisson", "random_",
+})
+
+
+def draws_random(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+    """Whether a torch function call draws random numbers (dropout and rrelu only when training)."""
+    if name in _RANDOM_FUNCS:
+        return True
+    if "dropout" in name or name.startswith("rrelu"):
+        training = kwargs.get("training", kwargs.get("train", args[2] if len(args) > 2 else True))
+        p = kwargs.get("p", args[1] if len(args) > 1 and isinstance(args[1], float | int) else 1.0)
+        return bool(training) and (not isinstance(p, float | int) or p > 0)
+    return False

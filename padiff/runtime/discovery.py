@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from padiff.adapters import PADDLE, TORCH, Side
 from padiff.layer_map import LayerPair, ResolvedMap
-from padiff.runtime.adapters import PADDLE, TORCH, Side
 from padiff.runtime.hooks import HookSet
 from padiff.runtime.pairing import Event, OnlinePairer, Role, assign_roles
 from padiff.runtime.state import SideSnapshot

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from padiff.adapters import PADDLE, TORCH, Side, StateEntry, pair_state
 from padiff.errors import MappingError, ModelRunError, OptionsError, PadiffError, PadiffInternalError, WeightAssignError
 from padiff.layer_map import ResolvedMap
 from padiff.options import DiffOptions
 from padiff.report.records import Comparison, DiffReport, SkippedLayer
-from padiff.runtime.adapters import PADDLE, TORCH, Side, StateEntry, pair_state
 from padiff.runtime.compare import Stats, compare_arrays, structure_mismatch
 from padiff.runtime.conventions import BATCHNORM_VARIANCE_NOTE, BatchNormVariance
 from padiff.runtime.fused import FusedCall, axis_of, cut

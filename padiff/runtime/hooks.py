@@ -27,6 +27,7 @@ _BUILDING_BLOCKS = (
 )
 _SKIP_PARTS = (
     os.sep + "padiff" + os.sep + "runtime" + os.sep,
+    os.sep + "padiff" + os.sep + "adapters" + os.sep,
     os.sep + "bin" + os.sep + "padiff",  # the console script
     os.sep + "padiff" + os.sep + "api.py",
     os.sep + "padiff" + os.sep + "cli",

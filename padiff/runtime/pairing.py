@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from padiff.adapters import Side
 from padiff.layer_map import LayerPair, ResolvedMap
-from padiff.runtime.adapters import Side
 
 
 def kind_of(class_name: str) -> str:

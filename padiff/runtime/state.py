@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from padiff.runtime.adapters import Side
+from padiff.adapters import Side
 
 
 @dataclass

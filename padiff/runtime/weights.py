@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from padiff.adapters import PADDLE, TORCH, Side, StateEntry
 from padiff.errors import WeightAssignError
-from padiff.runtime.adapters import PADDLE, TORCH, Side, StateEntry
 from padiff.runtime.layout_infer import infer_links, one_to_one, raw_conversion, shapes_of
 
 ArrayDict = dict[str, np.ndarray]
@@ -110,7 +110,7 @@ def plan_fused(pair: Any, p_layers: Mapping[str, Any], p_state: list[StateEntry]
                t_layers: Mapping[str, Any], t_state: list[StateEntry]) -> PairPlan:
     """The plan of a fused pair (one layer against several): split or concatenate, in the parts' order.
 
-    ``p_state``/``t_state`` come from :func:`padiff.runtime.adapters.pair_state`: the split
+    ``p_state``/``t_state`` come from :func:`padiff.adapters.pair_state`: the split
     side's tensors are named by their layer path (``k_proj.weight``) and listed in the
     pair's part order, which the inference keeps, so the order of the pieces is the one the
     pair states (from dataflow or a person), never definition order. Raises

@@ -6,10 +6,10 @@ import pytest
 from models import aligner_pairs as ap
 from test_suggest import assert_unchanged, precision_recall, snapshot
 
+from padiff.adapters import PADDLE, TORCH
 from padiff.graph.confirm import confirm_ties
 from padiff.graph.match import MatchResult, ProposedPair
 from padiff.graph.suggest import layer_infos, suggest_layer_map
-from padiff.runtime.adapters import PADDLE, TORCH
 
 
 @pytest.fixture(scope="module")

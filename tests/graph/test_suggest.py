@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from models import aligner_pairs as ap
 
+from padiff.adapters import PADDLE, TORCH
 from padiff.graph.suggest import suggest_layer_map
 from padiff.layer_map import LayerMap
-from padiff.runtime.adapters import PADDLE, TORCH
 
 
 def snapshot(layer: Any, module: Any) -> dict[str, Any]:

@@ -15,8 +15,8 @@ import numpy as np
 import paddle
 import torch
 
+from padiff.adapters import PADDLE, TORCH, subtree_state
 from padiff.layer_map import LayerMap
-from padiff.runtime.adapters import PADDLE, TORCH, subtree_state
 from padiff.runtime.assign import plan_weights
 
 

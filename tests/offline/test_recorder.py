@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import padiff
+from padiff.adapters import TORCH
 from padiff.offline.reader import read_run
-from padiff.runtime.adapters import TORCH
 
 
 def _net():

@@ -74,7 +74,7 @@ def net_pair(seed: int = 0) -> tuple[PNet, TNet, tuple[dict, dict]]:
 # --- what a user owns ----------------------------------------------------------------------
 def user_state(layer: Any, module: Any, example_inp: Any = None) -> dict[str, Any]:
     """Everything padiff must leave as it found it: hooks, modes, flags, grads, values, inputs."""
-    from padiff.runtime.adapters import PADDLE, TORCH
+    from padiff.adapters import PADDLE, TORCH
 
     out: dict[str, Any] = {
         "global.grad_enabled": (torch.is_grad_enabled(), paddle.is_grad_enabled()),

@@ -12,7 +12,7 @@ import torch
 from reliability._helpers import net_pair
 
 import padiff
-from padiff.runtime.adapters import PADDLE
+from padiff.adapters import PADDLE
 
 
 def _interrupt_on_call(monkeypatch, n: int) -> None:

@@ -12,7 +12,7 @@ from models.basic import DoubleGrad
 from reliability._helpers import PNet, TNet, copy_weights, net_pair, pair_inputs, rand
 
 import padiff
-from padiff.runtime.adapters import PADDLE, TORCH
+from padiff.adapters import PADDLE, TORCH
 from padiff.runtime.compare import compare_arrays
 
 OPTS = {"atol": 1e-6}

@@ -516,7 +516,8 @@ def test_paddle_custom_backward_runs_right_in_the_backward_thread():
     (2, 2, 1 << 10, "overlap"),  # holding every gradient could exhaust memory: overlap anyway
 ])
 def test_backward_mode_follows_free_cores_and_memory(monkeypatch, cores, torch_threads, free_memory, mode):
-    from padiff.runtime import adapters, engine
+    from padiff import adapters
+    from padiff.runtime import engine
 
     made = _record_exchanges(monkeypatch)
     monkeypatch.setattr(engine, "_usable_cores", lambda: cores)

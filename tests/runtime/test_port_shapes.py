@@ -184,7 +184,7 @@ def test_a_layer_returning_integer_indices_runs_backward():
 
 
 def test_integer_results_carry_no_gradient_in_either_adapter():
-    from padiff.runtime.adapters import PADDLE, TORCH
+    from padiff.adapters import PADDLE, TORCH
 
     h = paddle.to_tensor(np.ones((2, 4), "float32"), stop_gradient=False)
     _, idx = paddle.topk(h * 2, 2)

@@ -77,7 +77,7 @@ def test_mha_special_init_outputs_and_grads(kdim, vdim):
 
 
 def test_mha_plan_names_the_packed_rows():
-    from padiff.runtime.adapters import PADDLE, TORCH, subtree_state
+    from padiff.adapters import PADDLE, TORCH, subtree_state
     from padiff.runtime.weights import plan_pair
 
     p, t = paddle.nn.MultiHeadAttention(8, 2), torch.nn.MultiheadAttention(8, 2)

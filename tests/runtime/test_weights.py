@@ -23,9 +23,9 @@ from models.special_pairs import (
 )
 
 import padiff
+from padiff.adapters import PADDLE, TORCH, subtree_state
 from padiff.errors import WeightAssignError
 from padiff.layer_map import LayerMap
-from padiff.runtime.adapters import PADDLE, TORCH, subtree_state
 from padiff.runtime.assign import copy_weights, plan_weights
 from padiff.runtime.layout_infer import Tensor, infer_links, is_refinement, link_one
 from padiff.runtime.weights import plan_pair

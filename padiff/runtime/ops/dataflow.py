@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from padiff.adapters import PADDLE, Side
 from padiff.graph.eager import EagerOp
-from padiff.runtime.adapters import PADDLE, Side
 from padiff.runtime.hooks import HookSet
 from padiff.runtime.ops.events import Trace, canonical_kind
 from padiff.runtime.state import SideSnapshot

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from padiff.runtime.adapters import PADDLE
+from padiff.adapters import PADDLE
 from padiff.runtime.conventions import momentum_as_torch
 from padiff.runtime.hooks import user_stack
 from padiff.runtime.ops.events import Trace

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from padiff.runtime.adapters import TORCH
+from padiff.adapters import TORCH
 from padiff.runtime.hooks import user_stack
 from padiff.runtime.ops.events import Trace, torch_positional_names
 

@@ -14,9 +14,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from padiff.adapters import PADDLE, TORCH, Side
 from padiff.options import DiffOptions
 from padiff.report.records import Comparison, OpDiff
-from padiff.runtime.adapters import PADDLE, TORCH, Side
 from padiff.runtime.hooks import HookSet, user_stack
 from padiff.runtime.ops.align import Divergence, agreement, first_divergence
 from padiff.runtime.ops.events import OpEvent, Trace, source_text

@@ -80,7 +80,7 @@ def _class_matches(spec: SpecialInit, side: int, cls: type) -> bool:
         return False
     if spec.planner is None:
         return True
-    from padiff.runtime.adapters import PADDLE, TORCH
+    from padiff.adapters import PADDLE, TORCH
 
     return (PADDLE if side == 0 else TORCH).nn_class(name) is cls
 
@@ -150,7 +150,7 @@ def find_special_pairs(layer: Any, module: Any) -> list[tuple[Any, Any, str, str
     """
     import logging
 
-    from padiff.runtime.adapters import PADDLE, TORCH
+    from padiff.adapters import PADDLE, TORCH
 
     log = logging.getLogger("padiff")
     t_queues: dict[tuple[str, str], list[tuple[str, Any]]] = {}

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from padiff.adapters import StateEntry
 from padiff.errors import WeightAssignError
-from padiff.runtime.adapters import StateEntry
 
 Fn = Callable[[list[np.ndarray]], np.ndarray]
 

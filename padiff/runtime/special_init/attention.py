@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from padiff.runtime.adapters import StateEntry
+from padiff.adapters import StateEntry
 from padiff.runtime.special_init._links import check_shapes, copy, fail, rows, state_name, transpose
 
 

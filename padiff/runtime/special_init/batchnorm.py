@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from padiff.runtime.adapters import StateEntry
+from padiff.adapters import StateEntry
 from padiff.runtime.special_init._links import check_shapes, copy, fail, state_name
 
 NAMES = (("weight", "weight"), ("bias", "bias"), ("_mean", "running_mean"), ("_variance", "running_var"))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from padiff.runtime.adapters import PADDLE, StateEntry
+from padiff.adapters import PADDLE, StateEntry
 from padiff.runtime.special_init._links import check_shapes, copy, fail, state_name, transpose
 
 PAIRS = (("LSTM", "LSTM"), ("GRU", "GRU"), ("SimpleRNN", "RNN"))
