@@ -185,10 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_suggest(args: argparse.Namespace) -> int:
     """``padiff suggest FILE.py:FUNC --out map.yaml``."""
-    from padiff.mapping_io import _format_of
+    from padiff.maps.text_io import format_of
 
     if args.out:
-        _format_of(args.out)  # check the extension before the (slow) export
+        format_of(args.out)  # check the extension before the (slow) export
         if os.path.isdir(args.out):
             raise UsageError(f"--out {args.out} is a directory; give a file name such as {args.out}/map.yaml.")
         if os.path.exists(args.out) and not args.force:
@@ -210,20 +210,20 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
 def cmd_review(args: argparse.Namespace) -> int:
     """``padiff review map.yaml``."""
-    from padiff.mapping_io import load_map, review_map
+    from padiff.layer_map import load_map
 
-    print(review_map(load_map(args.map)), end="")
+    print(load_map(args.map).review(), end="")
     return EXIT_OK
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     """``padiff diff a.yaml b.yaml``."""
-    from padiff.mapping_io import diff_maps, load_map
-    from padiff.mapping_review import maps_differ
+    from padiff.layer_map import load_map
+    from padiff.maps.diff import diff_maps, render_diff
 
-    a, b = load_map(args.a), load_map(args.b)
-    print(diff_maps(a, b), end="")
-    return EXIT_DIFF if maps_differ(a, b) else EXIT_OK
+    changes = diff_maps(load_map(args.a), load_map(args.b))
+    print(render_diff(changes), end="")
+    return EXIT_DIFF if changes else EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -237,7 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.map == "auto":
         layer_map = "auto"
     elif args.map:
-        from padiff.mapping_io import load_map
+        from padiff.layer_map import load_map
 
         layer_map = load_map(args.map, target.layer, target.module)
     import padiff

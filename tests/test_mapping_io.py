@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 from models.basic import mlp_pair, stack_pair
 
 from padiff import LayerMap, LayerPair, MapFileError, MappingError
-from padiff.layer_map import Ignore, Unpaired
-from padiff.mapping_io import map_from_dict, map_to_dict, parse_map_text
-from padiff.mapping_review import maps_differ, review_map
+from padiff.layer_map import Ignore, Unpaired, map_from_dict, map_to_dict, parse_map_text
+from padiff.maps.review import review_map
 
 
 def stack_map() -> LayerMap:
@@ -304,8 +303,11 @@ def test_diff_added_removed_repaired():
                for ln in lines)
     assert any("torch" in ln and "layers.1.fc_out" in ln and "blocks.1.down" in ln for ln in lines)
     assert any("removed" in ln and "class" in ln and "LayerNorm" in ln for ln in lines)
-    assert maps_differ(a, b)
-    assert not maps_differ(a, stack_map())
+    changes = a.changes(b)
+    assert changes and changes.n_changes == 1 + 2 + 1  # added, re-paired (both sides), ignore removed
+    assert [p.paddle_path for p in changes.added] == ["blocks.0.act"]
+    assert [(r.side, r.path) for r in changes.repaired] == [("paddle", "blocks.0.down"), ("torch", "layers.1.fc_out")]
+    assert not a.changes(stack_map())  # the exit code of `padiff diff` comes from this record
     assert "no changes." in a.diff(stack_map())
 
 

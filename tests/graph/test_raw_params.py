@@ -12,8 +12,7 @@ from models import fused_pairs as fp
 
 import padiff
 from padiff import LayerMap, MapFileError, MappingError
-from padiff.layer_map import ParamPair
-from padiff.mapping_io import map_from_dict, map_to_dict
+from padiff.layer_map import ParamPair, map_from_dict, map_to_dict
 
 TOL = {"atol": 1e-5, "rtol": 1e-4}
 

@@ -10,7 +10,7 @@ from reliability._helpers import PNet, TNet, net_pair
 import padiff
 from padiff import MapFileError, OutputPathError, PadiffError
 from padiff.cli import main
-from padiff.mapping_io import parse_map_text
+from padiff.layer_map import parse_map_text
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cli_fixtures")
 PAIRS = os.path.join(FIXTURES, "pairs.py")
