@@ -319,7 +319,7 @@ def _finish(rep: DiffReport, html: str | None, json_path: str | None, log_dir: s
     """
     from padiff.report.html import write_html
     from padiff.report.json_report import write_json
-    from padiff.report.text import write_logs
+    from padiff.report.logs import write_logs
 
     failed: list[OutputPathError] = []
     jobs = [(log_dir and not rep, lambda: write_logs(rep, log_dir)), (html, lambda: write_html(rep, html)),

@@ -245,7 +245,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with status("running both models..."):
         rep = padiff.compare(target.layer, target.module, target.example_inp, auto_weights=args.auto_weights,
                              steps=args.steps, options=options, layer_map=layer_map, **target.extra)
-    from padiff.report.text import render_report
+    from padiff.report.logs import render_report
 
     print(render_report(rep, log_dir=args.log_dir, log_keep=args.log_keep))
     if args.report:

@@ -39,7 +39,7 @@ def load(model: bytes) -> onnx.ModelProto:
     return onnx.load_from_string(model)
 
 
-def build_graph(model: onnx.ModelProto, owner: Mapping[str, tuple[str, str]], scope: ScopeFn,
+def build_graph(model: onnx.ModelProto, owner: Mapping[str, tuple[str, str]], scope: ScopeFn,  # noqa: C901  # one pass over the ONNX nodes, one branch per op kind it attributes
                 param_shapes: Mapping[str, tuple[int, ...]] | None = None) -> nx.DiGraph:
     """The attributed op graph of ``model`` (see module docstring).
 

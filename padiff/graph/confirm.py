@@ -144,7 +144,7 @@ def _distance(a: list[list[np.ndarray]], b: list[list[np.ndarray]]) -> float:
     return total
 
 
-def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
+def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,  # noqa: C901, PLR0915  # the trial-copy loop over tie groups; to be split by its owner (graph/confirm.py)
                  p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, LayerInfo]) -> tuple[MatchResult, list[str]]:
     """Settle or re-pair the tie groups of ``result`` numerically; returns the new result and notes."""
     from padiff.adapters import PADDLE, TORCH

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from padiff.graph.match import MatchResult, ProposedPair
+from padiff.graph.proposal import MatchResult, ProposedPair
 from padiff.graph.units import LayerInfo, Side, Unit
 
 MAX_PARTS = 8  # subsets of at most this many layers are tried for one fused layer

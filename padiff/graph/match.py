@@ -19,55 +19,20 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 import networkx as nx
 
 from padiff.graph.align import align, order_key, pair_score, refine
+from padiff.graph.fused import extend
+from padiff.graph.proposal import Left, MatchResult, ProposedPair
+from padiff.graph.raw_params import param_pairs
 from padiff.graph.units import LayerInfo, Side, Unit, build_units
 
 __all__ = ["LayerInfo", "Left", "MatchResult", "ProposedPair", "Unit", "align", "build_units", "match_graphs",
            "match_sides", "order_key", "pair_score"]
 
 
-@dataclass(frozen=True)
-class ProposedPair:
-    """A proposed layer correspondence with its confidence and evidence."""
-
-    paddle_path: str
-    torch_path: str
-    confidence: float
-    evidence: tuple[str, ...]
-    compare_output: bool = True
-    uncertain: bool = False
-    opaque: bool = False  # an enclosing block pair: compared at its top, weights converted as a whole
-    paddle_parts: tuple[str, ...] = ()  # one layer against several (see padiff.graph.fused)
-    torch_parts: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Left:
-    """A layer left unpaired, with the reason."""
-
-    side: str
-    path: str
-    reason: str
-
-
-@dataclass
-class MatchResult:
-    """Output of :func:`match_graphs`."""
-
-    pairs: list[ProposedPair]
-    unpaired: list[Left]
-    unit_pairs: list[tuple[Unit, Unit]] = field(default_factory=list)
-    params: list[Any] = field(default_factory=list)  # raw_params.ParamProposal: parameter-level pairs
-
-
-
-
-def match_sides(ps: Side, ts: Side, p_layers: Mapping[str, LayerInfo],
+def match_sides(ps: Side, ts: Side, p_layers: Mapping[str, LayerInfo],  # noqa: C901, PLR0915  # the matcher's pipeline, each step a call; splitting scatters its shared state
                 t_layers: Mapping[str, LayerInfo]) -> MatchResult:
     """Match two prepared sides (see :func:`match_graphs`)."""
     p_order = sorted(ps.units, key=order_key)
@@ -331,9 +296,6 @@ def match_graphs(pg: nx.DiGraph, tg: nx.DiGraph, p_layers: Mapping[str, LayerInf
     (:mod:`padiff.graph.raw_params`), then fused-against-split layers and enclosing blocks
     among what is left (:mod:`padiff.graph.fused`).
     """
-    from padiff.graph.fused import extend
-    from padiff.graph.raw_params import param_pairs
-
     ps, ts = build_units(pg, p_layers), build_units(tg, t_layers)
     result = param_pairs(pg, tg, match_sides(ps, ts, p_layers, t_layers), p_layers, t_layers)
     return extend(result, ps, ts, p_layers, t_layers)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from padiff.graph.canonical import canonical_kind, shape_key
-from padiff.graph.match import Left, MatchResult
+from padiff.graph.proposal import Left, MatchResult
 from padiff.graph.units import LayerInfo
 
 BIAS_HOPS = 2  # a bias is read by an op at most this many steps after its weight op

@@ -245,7 +245,7 @@ def match_trees(p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, LayerI
     return MatchResult(pairs, unpaired)
 
 
-def _pair_free_by_neighbours(p: list[LayerInfo], t: list[LayerInfo], got: _Pairing) -> dict[tuple[str, int], str]:
+def _pair_free_by_neighbours(p: list[LayerInfo], t: list[LayerInfo], got: _Pairing) -> dict[tuple[str, int], str]:  # noqa: C901  # neighbour rules for parameter-free layers, one branch each
     """Re-pair parameter-free leaves by the paired parameter layers around them; reasons for the rest.
 
     Trees carry no dataflow, so a parameter-free leaf is placed by the parameter layers

@@ -15,7 +15,7 @@ def cmd_compare_runs(args: argparse.Namespace) -> int:
             raise UsageError(f"{flag} {path} is a directory; give a file name.")
     options = parse_options(args.options)
     from padiff.offline.compare_runs import compare_runs
-    from padiff.report.text import render_report
+    from padiff.report.logs import render_report
 
     rep = compare_runs(args.run_pd, args.run_pt, layer_map=args.map, options=options)
     print(render_report(rep, log_dir=args.log_dir, log_keep=args.log_keep))

@@ -151,7 +151,7 @@ class Recorder:
                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         atomic_write(os.path.join(self.root, fmt.RUN_FILE), json.dumps(run, indent=1))
 
-    def _install(self, st: _StepState) -> list[Any]:
+    def _install(self, st: _StepState) -> list[Any]:  # noqa: C901  # one hook per recorded event kind (offline recorder)
         side, handles = self.side, []
 
         def pre_root(_lay: Any, args: tuple, kwargs: dict) -> None:

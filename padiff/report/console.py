@@ -9,8 +9,9 @@ from typing import Any
 from padiff.maps.review import mapping_summary, needs_a_person, review_map
 from padiff.names import show
 from padiff.report.files import atomic_write
+from padiff.report.log_folders import default_log_root
+from padiff.report.logs import render_report
 from padiff.report.records import DiffReport
-from padiff.report.text import default_log_root, render_report
 
 
 def print_report(rep: DiffReport, file: Any = None) -> None:

@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from padiff.report.text import render_summary
+
 
 @dataclass(frozen=True)
 class Stats:
@@ -176,8 +178,6 @@ class DiffReport:
 
     def summary(self) -> str:
         """The text report a person reads (what ``auto_diff`` prints); writes no files."""
-        from padiff.report.text import render_summary
-
         return render_summary(self)
 
     def __str__(self) -> str:

@@ -9,24 +9,19 @@ a log directory by :func:`write_logs`, whose path the summary prints.
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import linecache
 import math
 import os
-import re
-import shutil
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-from padiff.report.records import Comparison, DiffReport, OpDiff
+from padiff.report.log_folders import log_size_note
+
+if TYPE_CHECKING:  # records import this module (DiffReport.summary); it needs them for annotations only
+    from padiff.report.records import Comparison, DiffReport, OpDiff
 
 HERE = "<--- *** HERE ***"
 MAX_LISTED = 10  # skipped layers / other failures shown on the terminal; the rest go to the logs
-LOG_DIR_ENV = "PADIFF_LOG_DIR"
-LOG_KEEP_ENV = "PADIFF_LOG_KEEP"  # keep only the last N runs' logs under the log root
-DEFAULT_LOG_DIR = "padiff_logs"
-_RUN_DIR = re.compile(r"^\d{8}-\d{6}-\d{6}(-\d+)?$")  # the names write_logs gives its run folders
-_noted: set[str] = set()  # log roots whose size was already pointed out in this process
 
 
 def fmt_num(v: float) -> str:
@@ -42,7 +37,8 @@ def fmt_num(v: float) -> str:
     return f"{v:.4g}"
 
 
-def _show(path: str, root_class: str = "") -> str:
+def show_path(path: str, root_class: str = "") -> str:
+    """A path for the report; the root shows its class when known (``<root Net>``)."""
     if path:
         return path
     return f"<root {root_class}>" if root_class else "<root>"
@@ -51,8 +47,8 @@ def _show(path: str, root_class: str = "") -> str:
 def where(rec: Comparison) -> str:
     """``forward, step 0: paddle fc1 (Linear) <-> torch first (Linear) [output]``."""
     item = f" [{rec.item}{', call ' + str(rec.call) if rec.call else ''}]" if rec.item or rec.call else ""
-    return (f"{rec.stage}, step {rec.step}: paddle {_show(rec.paddle_path)} ({rec.paddle_class}) <-> "
-            f"torch {_show(rec.torch_path)} ({rec.torch_class}){item}")
+    return (f"{rec.stage}, step {rec.step}: paddle {show_path(rec.paddle_path)} ({rec.paddle_class}) <-> "
+            f"torch {show_path(rec.torch_path)} ({rec.torch_class}){item}")
 
 
 def numbers(rec: Comparison, options: dict | None = None) -> list[str]:
@@ -239,23 +235,6 @@ def stage_summary(rep: DiffReport) -> list[str]:
     return out
 
 
-def render_report(rep: DiffReport, *, log_dir: str | None = None, write_log: bool | None = None,
-                  log_keep: int | None = None) -> str:
-    """The terminal text of a report.
-
-    ``write_log`` (default: only when the run failed and no log was written yet) writes
-    the long version with :func:`write_logs` under ``log_dir`` and prints its path.
-    """
-    if write_log is None:
-        write_log = not rep and not rep.log_dir
-    if write_log:
-        try:
-            write_logs(rep, log_dir, log_keep)
-        except OSError as exc:  # a read-only directory must not hide the result
-            rep.warnings.append(f"could not write the log files: {exc}")
-    return render_summary(rep)
-
-
 def render_summary(rep: DiffReport, *, size_note: bool = True) -> str:
     """The terminal text without writing anything (``size_note``: may point out the logs' size)."""
     if rep:
@@ -292,8 +271,8 @@ def _failure(rep: DiffReport, size_note: bool = True) -> str:
         lines.append("  " + (rep.assign_error or (first.note if first is not None else "") or "(no reason recorded)"))
     if first is not None and first.stage != "assign_weight":
         lines.append(f"padiff: FAILED — first difference in {first.stage}, step {first.step}")
-        lines.append(f"  paddle  {_show(first.paddle_path, rep.paddle_root_class)} ({first.paddle_class})")
-        lines.append(f"  torch   {_show(first.torch_path, rep.torch_root_class)} ({first.torch_class})")
+        lines.append(f"  paddle  {show_path(first.paddle_path, rep.paddle_root_class)} ({first.paddle_class})")
+        lines.append(f"  torch   {show_path(first.torch_path, rep.torch_root_class)} ({first.torch_class})")
         if first.item or first.call:
             lines.append(f"  tensor  {first.item or 'output'}" + (f", call {first.call}" if first.call else ""))
         lines += numbers(first, rep.options)
@@ -337,7 +316,7 @@ def _failure(rep: DiffReport, size_note: bool = True) -> str:
     if rep.skipped:
         lines.append("")
         lines.append(f"Not compared ({len(rep.skipped)}):")
-        lines += [f"  {s.side} {_show(s.path)} ({s.cls}): {s.reason}" for s in rep.skipped[:MAX_LISTED]]
+        lines += [f"  {s.side} {show_path(s.path)} ({s.cls}): {s.reason}" for s in rep.skipped[:MAX_LISTED]]
         if len(rep.skipped) > MAX_LISTED:
             lines.append(f"  ... {len(rep.skipped) - MAX_LISTED} more in the logs")
     if rep.log_dir:
@@ -347,150 +326,3 @@ def _failure(rep: DiffReport, size_note: bool = True) -> str:
     return "\n".join(lines)
 
 
-def _size(path: str) -> int:
-    total = 0
-    for folder, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.path.getsize(os.path.join(folder, name))
-            except OSError:
-                pass
-    return total
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.0f} kB"
-
-
-def log_size_note(run_dir: str) -> list[str]:
-    """Once per log root and process: how much the logs of failed runs take, and how to cap it."""
-    root = os.path.dirname(run_dir)
-    key = os.path.abspath(root)
-    if key in _noted or not os.path.isdir(run_dir) or os.environ.get(LOG_KEEP_ENV):
-        return []
-    _noted.add(key)
-    runs = _run_dirs(root)
-    return [f"  ({_mb(_size(run_dir))} this run; every failed run adds its own folder: {root} holds {len(runs)} "
-            f"run(s), {_mb(_size(root))}. Keep only the last N with {LOG_KEEP_ENV}=N (padiff run --log-keep N), "
-            f"or point {LOG_DIR_ENV} elsewhere.)"]
-
-
-# --- long logs ---------------------------------------------------------------------------------
-def default_log_root() -> str:
-    """``$PADIFF_LOG_DIR`` if set, else ``./padiff_logs``."""
-    return os.environ.get(LOG_DIR_ENV) or DEFAULT_LOG_DIR
-
-
-def write_logs(rep: DiffReport, log_dir: str | None = None, keep: int | None = None) -> str:
-    """Write every record and the summary under ``log_dir/<timestamp>/``; return that directory.
-
-    ``log_dir`` defaults to :func:`default_log_root`. Each run gets a fresh timestamped
-    directory, so earlier logs are never overwritten. Sets ``rep.log_dir``. ``keep``
-    (default ``$PADIFF_LOG_KEEP``, unset: keep all) removes the oldest run folders beyond
-    the last ``keep``; only folders padiff named and filled are ever removed.
-    """
-    root = os.fspath(log_dir) if log_dir else default_log_root()
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    path = os.path.join(root, stamp)
-    n = 0
-    while os.path.exists(path):
-        n += 1
-        path = os.path.join(root, f"{stamp}-{n}")
-    try:
-        os.makedirs(path)
-    except OSError as exc:
-        from padiff.report.files import unwritable
-
-        raise unwritable(path, exc, "the log files") from exc
-    rep.log_dir = path
-    files = {
-        "summary.txt": render_summary(rep, size_note=False) + "\n",
-        "records.txt": records_text(rep),
-        "trees.txt": trees_text(rep),
-        "mapping.txt": mapping_text(rep),
-        "report.json": json.dumps(rep.to_dict(), indent=2, default=str) + "\n",
-    }
-    for name, text in files.items():
-        with open(os.path.join(path, name), "w", encoding="utf-8") as fh:
-            fh.write(text)
-    prune_logs(root, _keep(keep))
-    return path
-
-
-def _keep(keep: int | None) -> int | None:
-    if keep is not None:
-        return keep
-    raw = os.environ.get(LOG_KEEP_ENV, "").strip()
-    if not raw:
-        return None
-    try:
-        n = int(raw)
-    except ValueError:
-        from padiff.errors import OptionsError
-
-        raise OptionsError(f"{LOG_KEEP_ENV} must be a whole number of runs to keep, got {raw!r}; "
-                           f"unset it to keep every run's logs.") from None
-    return max(n, 1)
-
-
-def _run_dirs(root: str) -> list[str]:
-    """The run folders write_logs made under ``root``, oldest first."""
-    try:
-        names = sorted(os.listdir(root))
-    except OSError:
-        return []
-    return [os.path.join(root, n) for n in names
-            if _RUN_DIR.match(n) and os.path.isfile(os.path.join(root, n, "summary.txt"))]
-
-
-def prune_logs(root: str, keep: int | None) -> list[str]:
-    """Remove the oldest run folders under ``root`` beyond the last ``keep``; return what was removed."""
-    if keep is None:
-        return []
-    old = _run_dirs(root)[:-keep] if keep > 0 else _run_dirs(root)
-    for path in old:
-        shutil.rmtree(path, ignore_errors=True)
-    return old
-
-
-def trees_text(rep: DiffReport) -> str:
-    """Both whole model trees, unfolded, the first difference marked."""
-    first = rep.first_diff
-    skipped: dict[str, set[str]] = {"paddle": set(), "torch": set()}
-    for s in rep.skipped:
-        skipped.setdefault(s.side, set()).add(s.path)
-    lines = tree_lines(rep.paddle_tree, rep.paddle_root_class, first.paddle_path if first else None,
-                       skipped["paddle"], "Paddle model:", None)
-    lines += ["", *tree_lines(rep.torch_tree, rep.torch_root_class, first.torch_path if first else None,
-                              skipped["torch"], "Torch model:", None)]
-    return "\n".join(lines) + "\n"
-
-
-def records_text(rep: DiffReport) -> str:
-    """Every comparison, in run order, one block each (the long version of the summary)."""
-    out = [f"{len(rep.records)} comparison(s); options: {rep.options}", ""]
-    for i, rec in enumerate(rep.ordered()):
-        out.append(f"[{i}] {'ok  ' if rec.passed else 'FAIL'} {where(rec)}")
-        out += numbers(rec, rep.options)
-        if not rec.passed:
-            out += ["  " + ln for ln in stack_lines(rec.paddle_stack, "paddle call:")]
-            out += ["  " + ln for ln in stack_lines(rec.torch_stack, "torch call:")]
-        out.append("")
-    if rep.skipped:
-        out.append("Not compared:")
-        out += [f"  {s.side} {_show(s.path)} ({s.cls}): {s.reason}" for s in rep.skipped]
-    return "\n".join(out) + "\n"
-
-
-def mapping_text(rep: DiffReport) -> str:
-    """The layer pairs the run used, its route and any weight conversions."""
-    out = [f"layer map route: {rep.mapping_route or '(default)'}"]
-    out += [f"  paddle {_show(m.get('paddle_path', ''))} ({m.get('paddle_class', '')}) <-> "
-            f"torch {_show(m.get('torch_path', ''))} ({m.get('torch_class', '')})" for m in rep.mapping]
-    if rep.conversions:
-        out.append("weight conversions:")
-        out += [f"  {c}" for c in rep.conversions]
-    if rep.settled_numerically:
-        out.append("settled numerically:")
-        out += [f"  {c}" for c in rep.settled_numerically]
-    return "\n".join(out) + "\n"

@@ -36,7 +36,7 @@ from padiff.report.records import Stats
 FLIP_NOTE_FRACTION = 0.01
 
 
-def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode: str,
+def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode: str,  # noqa: C901, PLR0915  # the verdict: NaN/Inf, empty, shape reconciliation, mean/strict, flips
                    mismatch_ratio: float = 0.0, *, gradient: bool = False) -> Stats:
     """Compare paddle array ``a`` to torch array ``b`` under the tolerances and mode.
 

@@ -12,8 +12,7 @@ weight comparisons happen in paddle's layout. Shape inference lives in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -21,63 +20,8 @@ import numpy as np
 from padiff.adapters import PADDLE, TORCH, Side, StateEntry
 from padiff.errors import WeightAssignError
 from padiff.runtime.layout_infer import infer_links, one_to_one, raw_conversion, shapes_of
-
-ArrayDict = dict[str, np.ndarray]
-
-
-@dataclass(frozen=True)
-class Link:
-    """One paddle tensor and how to compute it from the torch side's tensors."""
-
-    paddle_name: str
-    torch_names: tuple[str, ...]
-    conversion: str  # "copy", "transpose (Linear layout)", "inferred split: ...", "special: ..."
-    fn: Callable[[list[np.ndarray]], np.ndarray] = field(compare=False)
-
-
-@dataclass
-class PairPlan:
-    """How one paired (paddle layer, torch module) exchange their own tensors."""
-
-    paddle_path: str
-    torch_path: str
-    paddle_class: str
-    torch_class: str
-    links: list[Link]
-    special: str = ""  # name of the special init used, if any
-    layer_init: Callable[[Any, Any], None] | None = None  # a user special init (objects)
-    paddle_parts: tuple[str, ...] = ()  # a fused pair's split side (tensors named by layer path)
-    torch_parts: tuple[str, ...] = ()
-
-    @property
-    def paddle_paths(self) -> tuple[str, ...]:
-        """The paddle layers whose tensors this plan writes."""
-        return self.paddle_parts or (self.paddle_path,)
-
-    @property
-    def torch_paths(self) -> tuple[str, ...]:
-        """The torch modules whose tensors this plan reads."""
-        return self.torch_parts or (self.torch_path,)
-
-    def convert(self, torch_arrays: ArrayDict) -> ArrayDict:
-        """Torch-named arrays → paddle-named arrays, for every link whose inputs are present."""
-        out: ArrayDict = {}
-        for link in self.links:
-            if all(n in torch_arrays for n in link.torch_names):
-                out[link.paddle_name] = link.fn([torch_arrays[n] for n in link.torch_names])
-        return out
-
-    @property
-    def conversions(self) -> list[str]:
-        """Human-readable conversions that are not plain copies (for reports)."""
-        return [f"{lk.paddle_name} <- {'+'.join(lk.torch_names)}: {lk.conversion}"
-                for lk in self.links if lk.conversion != "copy"]
-
-    @property
-    def inferred(self) -> list[str]:
-        """Only the conversions padiff guessed from shapes (a person should know about these)."""
-        return [c for c, lk in zip(self.conversions, [lk for lk in self.links if lk.conversion != "copy"])
-                if lk.conversion.startswith("inferred")]
+from padiff.runtime.plan import ArrayDict, Link, PairPlan, set_error_fields
+from padiff.runtime.special_init import special_plan
 
 
 def plan_pair(p_path: str, p_layer: Any, p_state: list[StateEntry],
@@ -91,8 +35,6 @@ def plan_pair(p_path: str, p_layer: Any, p_state: list[StateEntry],
     State names may be relative paths (``q_proj.weight``) when a pair covers a subtree.
     Raises :class:`WeightAssignError` with the shapes when no plan exists.
     """
-    from padiff.runtime.special_init import special_plan
-
     p_class, t_class = type(p_layer).__name__, type(t_layer).__name__
     special = special_plan(p_path, p_layer, p_state, t_path, t_layer, t_state)
     if special is not None:
@@ -218,16 +160,6 @@ def mismatch_error(p_path: str, p_class: str, p_state: list[StateEntry],
                             f"{fmt_state(t_state)}: {reason}. {hint}")
     set_error_fields(err, p_path, p_class, p_state, t_path, t_class, t_state, reason)
     return err
-
-
-def set_error_fields(err: Exception, p_path: str, p_class: str, p_state: list[StateEntry] | None,
-                     t_path: str, t_class: str, t_state: list[StateEntry] | None, reason: str) -> None:
-    """Attach the data renderers need (paths, classes, shapes, reason) to a weight error."""
-    err.paddle_path, err.torch_path = p_path, t_path  # type: ignore[attr-defined]
-    err.paddle_class, err.torch_class = p_class, t_class  # type: ignore[attr-defined]
-    err.paddle_shapes = {e.name: tuple(e.tensor.shape) for e in p_state or []}  # type: ignore[attr-defined]
-    err.torch_shapes = {e.name: tuple(e.tensor.shape) for e in t_state or []}  # type: ignore[attr-defined]
-    err.reason = reason  # type: ignore[attr-defined]
 
 
 def torch_arrays(t_state: list[StateEntry], which: str = "value") -> ArrayDict:

@@ -9,7 +9,8 @@ import pytest
 from records_factory import make_report, model_forward_line, nan_record
 
 from padiff.report.json_report import report_json, write_json
-from padiff.report.text import HERE, render_report, render_summary, write_logs
+from padiff.report.logs import render_report, write_logs
+from padiff.report.text import HERE, render_summary
 
 
 def test_success_is_short_and_says_success(tmp_path):

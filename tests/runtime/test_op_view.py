@@ -18,7 +18,7 @@ import padiff
 from padiff.adapters import PADDLE, TORCH
 from padiff.options import DiffOptions
 from padiff.report.html import render_html
-from padiff.report.text import render_report
+from padiff.report.logs import render_report
 from padiff.runtime.ops import op_view
 from padiff.runtime.ops.events import Trace
 from padiff.runtime.ops.recorder_paddle import patched_names, record_paddle

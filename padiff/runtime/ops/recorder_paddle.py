@@ -41,7 +41,7 @@ _METHOD_TYPES = ("method_descriptor", "builtin_function_or_method")
 _local = threading.local()
 
 
-def _targets(paddle: Any) -> list[tuple[Any, str, Any, str]]:
+def _targets(paddle: Any) -> list[tuple[Any, str, Any, str]]:  # noqa: C901  # which paddle functions to wrap, one rule per API family
     """(owner, attribute, original object, label prefix) of everything the recorder wraps."""
     out = []
     for owner, prefix in ((paddle, "paddle"), (paddle.nn.functional, "F")):

@@ -15,13 +15,18 @@ whole subtree when ``assign_weight`` pairs layers, and :func:`find_special_pairs
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from padiff.adapters import PADDLE, TORCH, StateEntry
 from padiff.errors import MappingError
+from padiff.runtime.plan import PairPlan
+from padiff.runtime.special_init import attention, batchnorm, rnn
 
 LayerInit = Callable[[Any, Any], None]
+log = logging.getLogger("padiff")
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,7 @@ class SpecialInit:
     paddle_name: str
     torch_name: str
     func: LayerInit | None = None  # object-level init (user registered)
-    planner: Callable[..., Any] | None = None  # builds a PairPlan from the two layers (built-in)
+    planner: Callable[..., PairPlan] | None = None  # builds a PairPlan from the two layers (built-in)
     auto: bool = True  # LayerMap.auto() pairs layers of this kind
 
 
@@ -51,7 +56,7 @@ def add_special_init(paddle_name: str = "", torch_name: str = "", func: LayerIni
     _REGISTRY[(paddle_name, torch_name)] = SpecialInit(paddle_name, torch_name, func=func)
 
 
-def register_builtin(paddle_name: str, torch_name: str, planner: Callable[..., Any], auto: bool = True) -> None:
+def register_builtin(paddle_name: str, torch_name: str, planner: Callable[..., PairPlan], auto: bool = True) -> None:
     """Register a built-in array-level planner (used by padiff's own special inits).
 
     ``planner(p_path, p_layer, p_state, t_path, t_layer, t_state) -> PairPlan`` returns
@@ -80,8 +85,6 @@ def _class_matches(spec: SpecialInit, side: int, cls: type) -> bool:
         return False
     if spec.planner is None:
         return True
-    from padiff.adapters import PADDLE, TORCH
-
     return (PADDLE if side == 0 else TORCH).nn_class(name) is cls
 
 
@@ -110,10 +113,9 @@ def registered_names() -> list[tuple[str, str]]:
     return sorted(_REGISTRY)
 
 
-def special_plan(p_path: str, p_layer: Any, p_state: list, t_path: str, t_layer: Any, t_state: list) -> Any:
+def special_plan(p_path: str, p_layer: Any, p_state: list[StateEntry], t_path: str, t_layer: Any,
+                 t_state: list[StateEntry]) -> PairPlan | None:
     """A PairPlan from a registered special init, or None when none is registered."""
-    from padiff.runtime.weights import PairPlan
-
     spec = lookup(p_layer, t_layer)
     if spec is None:
         return None
@@ -148,11 +150,6 @@ def find_special_pairs(layer: Any, module: Any) -> list[tuple[Any, Any, str, str
     Kinds registered with ``auto=False`` (BatchNorm) are left to default pairing. When the
     counts of a kind differ, the extra layers stay unpaired and a warning is logged.
     """
-    import logging
-
-    from padiff.adapters import PADDLE, TORCH
-
-    log = logging.getLogger("padiff")
     t_queues: dict[tuple[str, str], list[tuple[str, Any]]] = {}
     for t_path, t_obj in TORCH.named_layers(module):
         for key in _keys_for(t_obj, 1, auto_only=True):
@@ -198,10 +195,9 @@ def _load_builtins(force: bool = False) -> None:
     if _BUILTINS_LOADED and not force:
         return
     _BUILTINS_LOADED = True
-    from padiff.runtime.special_init import attention, batchnorm, rnn
-
     for mod in (attention, batchnorm, rnn):
-        mod.register()
+        for paddle_name, torch_name, auto in mod.BUILTINS:
+            register_builtin(paddle_name, torch_name, mod.plan, auto=auto)
 
 
 _load_builtins()

@@ -9,6 +9,7 @@ import numpy as np
 
 from padiff.adapters import StateEntry
 from padiff.errors import WeightAssignError
+from padiff.runtime.plan import set_error_fields
 
 Fn = Callable[[list[np.ndarray]], np.ndarray]
 
@@ -60,8 +61,6 @@ def state_name(state: list[StateEntry], tensor: Any, fallback: str) -> str:
 
 def fail(p_path: str, p_layer: Any, t_path: str, t_layer: Any, reason: str) -> WeightAssignError:
     """A WeightAssignError for a special init that cannot handle this pair, with structured fields."""
-    from padiff.runtime.weights import set_error_fields
-
     p_class, t_class = type(p_layer).__name__, type(t_layer).__name__
     err = WeightAssignError(f"special init {p_class}<->{t_class} cannot copy torch {t_path or '<root>'} into "
                             f"paddle {p_path or '<root>'}: {reason}")

@@ -13,14 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from padiff.adapters import StateEntry
+from padiff.runtime.plan import Link, PairPlan
 from padiff.runtime.special_init._links import check_shapes, copy, fail, rows, state_name, transpose
 
 
 def plan(p_path: str, p_layer: Any, p_state: list[StateEntry], t_path: str, t_layer: Any,
-         t_state: list[StateEntry]) -> Any:
+         t_state: list[StateEntry]) -> PairPlan:
     """Links for q/k/v/out projections of an attention pair."""
-    from padiff.runtime.weights import Link, PairPlan
-
     def err(reason: str) -> Any:
         return fail(p_path, p_layer, t_path, t_layer, reason)
 
@@ -67,8 +66,4 @@ def plan(p_path: str, p_layer: Any, p_state: list[StateEntry], t_path: str, t_la
                     special="MultiHeadAttention<->MultiheadAttention")
 
 
-def register() -> None:
-    """Add the attention pair to the special-init registry."""
-    from padiff.runtime.special_init import register_builtin
-
-    register_builtin("MultiHeadAttention", "MultiheadAttention", plan)
+BUILTINS = (("MultiHeadAttention", "MultiheadAttention", True),)  # (paddle class, torch class, auto)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from padiff.adapters import StateEntry
+from padiff.runtime.plan import Link, PairPlan
 from padiff.runtime.special_init._links import check_shapes, copy, fail, state_name
 
 NAMES = (("weight", "weight"), ("bias", "bias"), ("_mean", "running_mean"), ("_variance", "running_var"))
@@ -19,10 +20,8 @@ CLASS_PAIRS = (("BatchNorm1D", "BatchNorm1d"), ("BatchNorm2D", "BatchNorm2d"), (
 
 
 def plan(p_path: str, p_layer: Any, p_state: list[StateEntry], t_path: str, t_layer: Any,
-         t_state: list[StateEntry]) -> Any:
+         t_state: list[StateEntry]) -> PairPlan:
     """Link weight, bias and the running statistics of a BatchNorm pair."""
-    from padiff.runtime.weights import Link, PairPlan
-
     def err(reason: str) -> Any:
         return fail(p_path, p_layer, t_path, t_layer, reason)
 
@@ -45,9 +44,4 @@ def plan(p_path: str, p_layer: Any, p_state: list[StateEntry], t_path: str, t_la
                     special=f"{type(p_layer).__name__}<->{type(t_layer).__name__}")
 
 
-def register() -> None:
-    """Add the BatchNorm pairs to the special-init registry."""
-    from padiff.runtime.special_init import register_builtin
-
-    for p_name, t_name in CLASS_PAIRS:
-        register_builtin(p_name, t_name, plan, auto=False)
+BUILTINS = tuple((p_name, t_name, False) for p_name, t_name in CLASS_PAIRS)  # (paddle, torch, auto)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from padiff.adapters import PADDLE, StateEntry
+from padiff.runtime.plan import Link, PairPlan
 from padiff.runtime.special_init._links import check_shapes, copy, fail, state_name, transpose
 
 PAIRS = (("LSTM", "LSTM"), ("GRU", "GRU"), ("SimpleRNN", "RNN"))
@@ -36,10 +37,8 @@ def _cells(p_layer: Any) -> list[tuple[int, str, str, Any]]:
 
 
 def plan(p_path: str, p_layer: Any, p_state: list[StateEntry], t_path: str, t_layer: Any,
-         t_state: list[StateEntry]) -> Any:
+         t_state: list[StateEntry]) -> PairPlan:
     """Link every cell tensor of a paddle RNN to the torch tensor of the same layer and direction."""
-    from padiff.runtime.weights import Link, PairPlan
-
     def err(reason: str) -> Any:
         return fail(p_path, p_layer, t_path, t_layer, reason)
 
@@ -86,9 +85,4 @@ def plan(p_path: str, p_layer: Any, p_state: list[StateEntry], t_path: str, t_la
                     special=f"{type(p_layer).__name__}<->{type(t_layer).__name__}")
 
 
-def register() -> None:
-    """Add the recurrent pairs to the special-init registry."""
-    from padiff.runtime.special_init import register_builtin
-
-    for p_name, t_name in PAIRS:
-        register_builtin(p_name, t_name, plan)
+BUILTINS = tuple((p_name, t_name, True) for p_name, t_name in PAIRS)  # (paddle, torch, auto)
