@@ -18,6 +18,21 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("PADIFF_LOG_DIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), "padiff_test_logs"))
 
+FRAMEWORKS = ("paddle", "torch", "paddle2onnx")
+NO_FRAMEWORKS_ENV = "PADIFF_TEST_NO_FRAMEWORKS"  # set: importing paddle or torch raises (tests/test_framework_free.py)
+
+
+class _NoFrameworks:
+    """A meta-path finder that refuses the frameworks, so framework-free tests prove they are."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.split(".")[0] in FRAMEWORKS:
+            raise ImportError(f"{name} imported in a framework-free test run ({NO_FRAMEWORKS_ENV}=1)")
+
+
+if os.environ.get(NO_FRAMEWORKS_ENV):
+    sys.meta_path.insert(0, _NoFrameworks())
+
 
 def _fingerprint(layer: Any, module: Any) -> dict[str, Any]:
     from padiff.adapters import PADDLE, TORCH
@@ -58,14 +73,19 @@ _TARGETS = [
 
 @pytest.fixture(autouse=True)
 def _seeded() -> None:
-    """Every test starts from the same random state, so model weights are reproducible."""
+    """Every test starts from the same random state, so model weights are reproducible.
+
+    Only the frameworks already imported (by the test module or its models) are seeded: a
+    framework-free test (graph matcher, report rendering, map codec) must not pay for
+    importing paddle and torch.
+    """
     import numpy as np
-    import paddle
-    import torch
 
     np.random.seed(0)
-    paddle.seed(0)
-    torch.manual_seed(0)
+    if "paddle" in sys.modules:
+        sys.modules["paddle"].seed(0)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(0)
 
 
 @pytest.fixture(autouse=True)
