@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -104,11 +103,10 @@ def compare(
             _attach_op_view(rep, layer, module, p_inp, t_inp, opts)
         failed = False
         if not rep.records:  # vacuous agreement would be a silent True
-            nan = float("nan")
             rep.records.append(Comparison(
                 "forward", 0, "", "", rep.paddle_root_class, rep.torch_root_class,
-                Stats(False, nan, nan, 0, 0, nan, nan, nan, math.inf, math.inf, (),
-                      "nothing was compared: no layer call could be paired and the outputs hold no tensor"),
+                Stats.failure("nothing was compared: no layer call could be paired and the outputs hold no tensor",
+                              kind="nothing"),
                 item="model output"))
         _flag_empty_batch(rep, p_inp, t_inp)
         rep.warnings.extend(diagnostics.precision_warnings(rep, opts))
@@ -221,8 +219,7 @@ def _assign(layer: Any, module: Any, resolved: Any, rep: DiffReport) -> bool:
         return True
     except WeightAssignError as e:
         rep.assign_error = str(e)
-        nan = float("nan")
-        stats = Stats(False, nan, nan, 0, 0, nan, nan, nan, nan, nan, (), str(e))
+        stats = Stats.failure(str(e), kind="assign")
         rep.records.append(Comparison("assign_weight", 0, getattr(e, "paddle_path", ""), getattr(e, "torch_path", ""),
                                       getattr(e, "paddle_class", ""), getattr(e, "torch_class", ""), stats))
         return False
@@ -275,12 +272,10 @@ def _flag_empty_batch(rep: DiffReport, p_inp: dict[str, Any], t_inp: dict[str, A
              for side, inp in ((PADDLE, p_inp), (TORCH, t_inp)) for k, v in inp.items()
              for t in side.flatten(v) if side.numel(t) == 0]
     why = ("the batch is empty (" + "; ".join(empty) + ")") if empty else "every compared tensor is empty"
-    nan = float("nan")
     rep.records.append(Comparison(
         "forward", 0, "", "", rep.paddle_root_class, rep.torch_root_class,
-        Stats(False, nan, nan, 0, 0, nan, nan, nan, math.inf, math.inf, (),
-              f"nothing compared: {why}, so no element of any output could be checked. Give example_inp at "
-              "least one sample."),
+        Stats.failure(f"nothing compared: {why}, so no element of any output could be checked. Give example_inp at "
+              "least one sample.", kind="empty"),
         item="model output"))
 
 

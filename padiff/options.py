@@ -11,12 +11,14 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from padiff.errors import OptionsError
 
-DIFF_PHASES = ("both", "forward", "backward")
-COMPARE_MODES = ("mean", "strict")
+DiffPhase = Literal["both", "forward", "backward"]
+CompareMode = Literal["mean", "strict"]
+DIFF_PHASES: tuple[DiffPhase, ...] = ("both", "forward", "backward")
+COMPARE_MODES: tuple[CompareMode, ...] = ("mean", "strict")
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,8 @@ class DiffOptions:
 
     atol: float = 0.0
     rtol: float = 1e-7
-    diff_phase: str = "both"
-    compare_mode: str = "mean"
+    diff_phase: DiffPhase = "both"
+    compare_mode: CompareMode = "mean"
     single_step: bool = False
     mismatch_ratio: float = 0.0
 
@@ -137,9 +139,11 @@ def _tolerance(value: Any, name: str) -> float:
     return number
 
 
-def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise OptionsError(
-            f"option {name!r} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}."
-        )
-    return str(value)
+_C = TypeVar("_C", bound=str)
+
+
+def _choice(value: Any, name: str, choices: tuple[_C, ...]) -> _C:
+    for choice in choices:
+        if isinstance(value, str) and value == choice:
+            return choice
+    raise OptionsError(f"option {name!r} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}.")

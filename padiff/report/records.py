@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, TypedDict
 
+from padiff.names import json_number, show
 from padiff.report.text import render_summary
 
+REPORT_FORMAT_VERSION = 1  # the JSON report (DiffReport.to_dict); padiff.report.json_report loads it back
+Stage = Literal["assign_weight", "forward", "loss", "backward", "grad", "weight"]
+CompareMode = Literal["mean", "strict"]
+# what a comparison's note is about; the note itself is the text a person reads
+NoteKind = Literal["", "nan", "inf", "shape", "structure", "flip", "empty", "nothing", "one_sided", "assign"]
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class Stats:
     """The numbers of one comparison of two tensors (paddle ``a`` vs torch ``b``).
 
     ``mode`` is the verdict's figure: ``"mean"`` judged ``mean_abs_diff`` against
     ``atol + rtol * mean_abs_ref``, ``"strict"`` every element. ``mismatched`` always counts
-    elements outside the element-wise tolerance, whichever mode judged.
+    elements outside the element-wise tolerance, whichever mode judged. Fields are keyword
+    only; :meth:`failure` and :meth:`empty` build the records that hold no measured numbers.
     """
 
     passed: bool
@@ -30,14 +38,35 @@ class Stats:
     min_rtol: float  # smallest rtol that passes at the given atol, likewise
     worst_index: tuple[int, ...] = ()
     note: str = ""  # "shape mismatch ...", "nan", "inf", "structure ...", "boundary flip ..."
-    mode: str = "strict"
+    note_kind: NoteKind = ""
+    mode: CompareMode = "strict"
     mean_abs_diff: float = math.nan  # mean |paddle - torch|
     mean_abs_ref: float = math.nan  # mean |torch|
     flips: int = 0  # mismatched elements that are boundary flips (zero on one side)
     reconciled: str = ""  # how differing shapes were reconciled before comparing, if they were
 
+    @classmethod
+    def failure(cls, note: str, *, kind: NoteKind, count: int = 0, paddle_mean: float = math.nan,
+                torch_mean: float = math.nan, mode: CompareMode = "strict") -> Stats:
+        """A failed comparison with no element-wise numbers (shapes or structure differ, nothing to compare).
 
-STAGES = ("assign_weight", "forward", "loss", "backward", "grad", "weight")
+        The differences are infinite and no tolerance passes (``min_atol``/``min_rtol`` inf), so
+        every renderer and the tolerance suggestion treat it alike; ``count`` elements are
+        counted as mismatched out of ``count``.
+        """
+        return cls(passed=False, max_abs_diff=math.inf, max_rel_diff=math.inf, mismatched=count, total=count,
+                   paddle_mean=paddle_mean, torch_mean=torch_mean, cosine=math.nan, min_atol=math.inf,
+                   min_rtol=math.inf, note=note, note_kind=kind, mode=mode)
+
+    @classmethod
+    def empty(cls, *, mode: CompareMode, reconciled: str = "") -> Stats:
+        """Two tensors without elements: they agree, and nothing was measured."""
+        return cls(passed=True, max_abs_diff=0.0, max_rel_diff=0.0, mismatched=0, total=0, paddle_mean=0.0,
+                   torch_mean=0.0, cosine=1.0, min_atol=0.0, min_rtol=0.0, note="empty", note_kind="empty",
+                   mode=mode, mean_abs_diff=0.0, mean_abs_ref=0.0, reconciled=reconciled)
+
+
+STAGES: tuple[Stage, ...] = ("assign_weight", "forward", "loss", "backward", "grad", "weight")
 
 
 @dataclass(frozen=True)
@@ -104,7 +133,7 @@ class OpDiff:
 class Comparison:
     """One comparison of one tensor pair: where, what stage, and the numbers."""
 
-    stage: str
+    stage: Stage
     step: int
     paddle_path: str
     torch_path: str
@@ -141,6 +170,15 @@ class Comparison:
         return d
 
 
+class MappedPair(TypedDict):
+    """One layer pair a run used: both paths and classes."""
+
+    paddle_path: str
+    torch_path: str
+    paddle_class: str
+    torch_class: str
+
+
 @dataclass(frozen=True)
 class SkippedLayer:
     """A layer that ran but was not compared, and why."""
@@ -161,7 +199,7 @@ class DiffReport:
     stages: list[str] = field(default_factory=list)
     skipped: list[SkippedLayer] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    mapping: list[dict[str, Any]] = field(default_factory=list)  # pairs used (from the LayerMap)
+    mapping: list[MappedPair] = field(default_factory=list)  # pairs used (from the LayerMap)
     mapping_route: str = ""
     conversions: list[str] = field(default_factory=list)  # inferred weight conversions
     settled_numerically: list[str] = field(default_factory=list)
@@ -171,7 +209,6 @@ class DiffReport:
     torch_root_class: str = ""
     log_dir: str = ""
     assign_error: str = ""
-    _first: Comparison | None = field(default=None, repr=False)
 
     def __bool__(self) -> bool:
         return not self.assign_error and all(r.passed for r in self.records)
@@ -192,8 +229,6 @@ class DiffReport:
     @property
     def first_diff(self) -> Comparison | None:
         """The first failing comparison in run order (stage by stage, step by step)."""
-        if self._first is not None:
-            return self._first
         for rec in self.ordered():
             if not rec.passed:
                 return rec
@@ -201,7 +236,7 @@ class DiffReport:
 
     def ordered(self) -> list[Comparison]:
         """Records in the order a person reads a run: step, stage, position within stage."""
-        rank = {s: i for i, s in enumerate(STAGES)}
+        rank: dict[str, int] = {s: i for i, s in enumerate(STAGES)}
         return sorted(self.records, key=lambda r: (r.step, rank.get(r.stage, 99), r.order))
 
     def failures(self) -> list[Comparison]:
@@ -223,7 +258,7 @@ class DiffReport:
         for r in self.records:
             if r.stats.reconciled:
                 n, pairs = seen.get(r.stats.reconciled, (0, {}))
-                pairs[f"{r.paddle_path or '<root>'} <-> {r.torch_path or '<root>'}"] = None
+                pairs[f"{show(r.paddle_path)} <-> {show(r.torch_path)}"] = None
                 seen[r.stats.reconciled] = (n + 1, pairs)
         return sorted((what, n, tuple(pairs)) for what, (n, pairs) in seen.items())
 
@@ -250,6 +285,7 @@ class DiffReport:
         """JSON-serialisable dict of the whole report."""
         first = self.first_diff
         return {
+            "version": REPORT_FORMAT_VERSION,
             "ok": bool(self),
             "options": dict(self.options),
             "steps": self.steps,
@@ -266,6 +302,10 @@ class DiffReport:
                                      for k, v in self.suggested_tolerances().items()},
             "assign_error": self.assign_error,
             "log_dir": self.log_dir,
+            "paddle_root_class": self.paddle_root_class,
+            "torch_root_class": self.torch_root_class,
+            "paddle_tree": [list(row) for row in self.paddle_tree],
+            "torch_tree": [list(row) for row in self.torch_tree],
         }
 
 
@@ -278,6 +318,4 @@ def _json_val(v: Any) -> Any:
 
 
 def _json_num(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    return v
+    return json_number(v) if isinstance(v, float) else v

@@ -29,14 +29,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from padiff.report.records import Stats
+from padiff.report.records import CompareMode, Stats
 
 #: a failure whose mismatched elements are all boundary flips is named as such only while
 #: they are at most this fraction of the tensor (beyond it, it is not "a few elements")
 FLIP_NOTE_FRACTION = 0.01
 
 
-def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode: str,  # noqa: C901, PLR0915  # the verdict: NaN/Inf, empty, shape reconciliation, mean/strict, flips
+def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode: CompareMode,  # noqa: C901, PLR0915  # the verdict: NaN/Inf, empty, shape reconciliation, mean/strict, flips
                    mismatch_ratio: float = 0.0, *, gradient: bool = False) -> Stats:
     """Compare paddle array ``a`` to torch array ``b`` under the tolerances and mode.
 
@@ -50,8 +50,8 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode:
         fitted = reconcile_shapes(a, b, gradient=gradient)
         if fitted is None:
             n = max(a.size, b.size)
-            return Stats(False, math.inf, math.inf, n, n, _mean(a), _mean(b), math.nan, math.inf, math.inf, (),
-                         f"shape mismatch: paddle {list(a.shape)} vs torch {list(b.shape)}", mode=mode)
+            return Stats.failure(f"shape mismatch: paddle {list(a.shape)} vs torch {list(b.shape)}", kind="shape",
+                                 count=n, paddle_mean=_mean(a), torch_mean=_mean(b), mode=mode)
         a, b, reconciled = fitted
     if a.dtype.kind == "c" or b.dtype.kind == "c":
         # complex tensors are compared as (real, imag) pairs: every statistic is over real numbers,
@@ -66,8 +66,7 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode:
         a, b = a.astype(wide), b.astype(wide)
     total = int(a.size)
     if total == 0:
-        return Stats(True, 0.0, 0.0, 0, 0, 0.0, 0.0, 1.0, 0.0, 0.0, (), "empty", mode=mode,
-                     mean_abs_diff=0.0, mean_abs_ref=0.0, reconciled=reconciled)
+        return Stats.empty(mode=mode, reconciled=reconciled)
     fused = _fused_pass(a, b, atol, rtol) if mode == "mean" else None
     if fused is not None:
         f = fused
@@ -99,9 +98,10 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode:
             ref = float(np.mean(abs_b, dtype=np.float64))
         cos = _cosine(a, b)
     if special:
-        return Stats(False, max_abs, max_rel, max(mismatched, nonfinite), total, mean_a, mean_b, cos,
-                     math.inf, math.inf, (), special, mode=mode, mean_abs_diff=err, mean_abs_ref=ref,
-                     reconciled=reconciled)
+        return Stats(passed=False, max_abs_diff=max_abs, max_rel_diff=max_rel, mismatched=max(mismatched, nonfinite),
+                     total=total, paddle_mean=mean_a, torch_mean=mean_b, cosine=cos, min_atol=math.inf,
+                     min_rtol=math.inf, note=special, note_kind="nan" if special == "nan" else "inf", mode=mode,
+                     mean_abs_diff=err, mean_abs_ref=ref, reconciled=reconciled)
     if mode == "mean":
         passed = err <= atol + rtol * ref
         min_atol, min_rtol = _mean_min_tolerances(err, ref, atol, rtol)
@@ -128,9 +128,10 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode:
             passed = accepted
         else:
             flips = 0
-    return Stats(bool(passed), max_abs, max_rel, mismatched, total, mean_a, mean_b, cos,
-                 float(min_atol), float(min_rtol), worst, note, mode=mode, mean_abs_diff=err, mean_abs_ref=ref,
-                 flips=flips, reconciled=reconciled)
+    return Stats(passed=bool(passed), max_abs_diff=max_abs, max_rel_diff=max_rel, mismatched=mismatched, total=total,
+                 paddle_mean=mean_a, torch_mean=mean_b, cosine=cos, min_atol=float(min_atol), min_rtol=float(min_rtol),
+                 worst_index=worst, note=note, note_kind="flip" if note else "", mode=mode, mean_abs_diff=err,
+                 mean_abs_ref=ref, flips=flips, reconciled=reconciled)
 
 
 def reconcile_shapes(a: np.ndarray, b: np.ndarray, *,
@@ -383,6 +384,5 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def structure_mismatch(n_paddle: int, n_torch: int) -> Stats:
     """A record for outputs whose tensor counts differ between the two sides."""
-    return Stats(False, math.inf, math.inf, max(n_paddle, n_torch), max(n_paddle, n_torch), math.nan, math.nan,
-                 math.nan, math.inf, math.inf, (),
-                 f"structure mismatch: paddle gives {n_paddle} tensor(s), torch gives {n_torch}")
+    return Stats.failure(f"structure mismatch: paddle gives {n_paddle} tensor(s), torch gives {n_torch}",
+                         kind="structure", count=max(n_paddle, n_torch))

@@ -13,7 +13,6 @@ gradient (backward) so each layer is judged alone. The engine consumes a
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -975,4 +974,4 @@ def _item(base: str, i: int, n: int) -> str:
 
 
 def _one_sided(note: str) -> Stats:
-    return Stats(False, math.inf, math.inf, 1, 1, math.nan, math.nan, math.nan, math.inf, math.inf, (), note)
+    return Stats.failure(note, kind="one_sided", count=1)

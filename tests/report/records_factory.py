@@ -25,9 +25,10 @@ _USER_LINE = user_code.__code__.co_firstlineno + 1
 
 def stats(abs_diff: float, passed: bool, *, total: int = 20, mismatched: int | None = None, cosine: float = 0.99,
           note: str = "") -> Stats:
-    return Stats(passed, abs_diff, abs_diff * 10, (0 if passed else total) if mismatched is None else mismatched,
-                 total, 0.5, 0.5 + abs_diff / 2, cosine, abs_diff, abs_diff * 10 if abs_diff else 0.0, (1, 2)
-                 if not passed else (), note)
+    return Stats(passed=passed, max_abs_diff=abs_diff, max_rel_diff=abs_diff * 10,
+                 mismatched=(0 if passed else total) if mismatched is None else mismatched, total=total,
+                 paddle_mean=0.5, torch_mean=0.5 + abs_diff / 2, cosine=cosine, min_atol=abs_diff,
+                 min_rtol=abs_diff * 10 if abs_diff else 0.0, worst_index=(1, 2) if not passed else (), note=note)
 
 
 def rec(stage: str, order: int, pp: str, tp: str, pc: str, tc: str, abs_diff: float, passed: bool = True,

@@ -187,7 +187,9 @@ floats = st.floats(allow_nan=True, allow_infinity=True)
 names = st.text(alphabet="ab.<>&\"' _0", max_size=6)
 record = st.builds(
     lambda stage, step, pp, tp, passed, a, r, c, n, order, depth: Comparison(
-        stage, step, pp, tp, "L", "M", Stats(passed, a, r, n, max(n, 1), a, r, c, a, r, (), ""), order=order,
+        stage, step, pp, tp, "L", "M", Stats(passed=passed, max_abs_diff=a, max_rel_diff=r, mismatched=n,
+                                             total=max(n, 1), paddle_mean=a, torch_mean=r, cosine=c, min_atol=a,
+                                             min_rtol=r), order=order,
         depth=depth),
     st.sampled_from(["forward", "loss", "backward", "grad", "weight", "assign_weight"]), st.integers(0, 2), names,
     names, st.booleans(), floats, floats, floats, st.integers(0, 5), st.integers(0, 5), st.integers(0, 4))
