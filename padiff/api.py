@@ -110,7 +110,7 @@ def compare(
                 item="model output"))
         _flag_empty_batch(rep, p_inp, t_inp)
         rep.warnings.extend(diagnostics.precision_warnings(rep, opts))
-        if not rep and not any("train mode" in w for w in rep.warnings):
+        if not rep and not rep.has_warning("dropout_train", "mode_mismatch"):
             rep.warnings.extend(diagnostics.randomness_probe(module, t_inp)
                                 or diagnostics.paddle_randomness_probe(layer, p_inp))
     finally:

@@ -22,8 +22,10 @@ from padiff.report.records import (
     DiffReport,
     MappedPair,
     OpDiff,
+    ReportWarning,
     SkippedLayer,
     Stats,
+    WarningCode,
 )
 
 
@@ -83,7 +85,7 @@ def report_from_dict(data: Any, source: str = "report") -> DiffReport:
         steps=int(data.get("steps", 1)),
         stages=list(data.get("stages", [])),
         skipped=[SkippedLayer(**s) for s in data.get("skipped", [])],
-        warnings=list(data.get("warnings", [])),
+        warnings=_warnings(data.get("warnings", []), data.get("warning_codes", [])),
         mapping=[MappedPair(paddle_path=m["paddle_path"], torch_path=m["torch_path"],
                             paddle_class=m["paddle_class"], torch_class=m["torch_class"])
                  for m in data.get("mapping", [])],
@@ -97,6 +99,10 @@ def report_from_dict(data: Any, source: str = "report") -> DiffReport:
         log_dir=str(data.get("log_dir", "")),
         assign_error=str(data.get("assign_error", "")),
     )
+
+
+def _warnings(texts: list[str], codes: list[WarningCode]) -> list[ReportWarning]:
+    return [ReportWarning(str(w), codes[i] if i < len(codes) else "other") for i, w in enumerate(texts)]
 
 
 _STAT_FIELDS = {f.name: f.type for f in dataclasses.fields(Stats)}

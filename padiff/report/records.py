@@ -170,6 +170,24 @@ class Comparison:
         return d
 
 
+WarningCode = Literal["dropout_train", "mode_mismatch", "other"]
+
+
+class ReportWarning(str):
+    """A warning's text (a ``str``, as ``report.warnings`` always held) with a ``code`` code can test.
+
+    Decisions test the code (:meth:`DiffReport.has_warning`), never the wording, so a
+    message can be reworded without changing what padiff does.
+    """
+
+    code: WarningCode
+
+    def __new__(cls, text: str, code: WarningCode = "other") -> ReportWarning:
+        obj = super().__new__(cls, text)
+        obj.code = code
+        return obj
+
+
 class MappedPair(TypedDict):
     """One layer pair a run used: both paths and classes."""
 
@@ -212,6 +230,10 @@ class DiffReport:
 
     def __bool__(self) -> bool:
         return not self.assign_error and all(r.passed for r in self.records)
+
+    def has_warning(self, *codes: WarningCode) -> bool:
+        """True when a warning with one of ``codes`` was raised (plain-text warnings have code ``"other"``)."""
+        return any(getattr(w, "code", "other") in codes for w in self.warnings)
 
     def summary(self) -> str:
         """The text report a person reads (what ``auto_diff`` prints); writes no files."""
@@ -294,6 +316,7 @@ class DiffReport:
             "records": [r.to_dict() for r in self.ordered()],
             "skipped": [asdict(s) for s in self.skipped],
             "warnings": list(self.warnings),
+            "warning_codes": [getattr(w, "code", "other") for w in self.warnings],
             "mapping_route": self.mapping_route,
             "mapping": list(self.mapping),
             "conversions": list(self.conversions),

@@ -10,23 +10,26 @@ from typing import Any
 
 from padiff.adapters import PADDLE, TORCH
 from padiff.options import DiffOptions
-from padiff.report.records import DiffReport
+from padiff.report.records import DiffReport, ReportWarning
 from padiff.runtime.state import SideSnapshot
 
 
-def randomness_warnings(layer: Any, module: Any) -> list[str]:
+def randomness_warnings(layer: Any, module: Any) -> list[ReportWarning]:
     """Before a run: Dropout layers in train mode, and the two models in different modes."""
     out = []
     for side, root in ((PADDLE, layer), (TORCH, module)):
         for path, m in side.named_layers(root):
             p = getattr(m, "p", None)
             if "dropout" in type(m).__name__.lower() and side.is_training(m) and isinstance(p, float) and p > 0:
-                out.append(f"{side.name} {path} ({type(m).__name__}, p={p}) is in train mode: its random masks differ "
-                           "between frameworks, so results cannot agree. Call .eval() on both models or set p=0.")
+                out.append(ReportWarning(
+                    f"{side.name} {path} ({type(m).__name__}, p={p}) is in train mode: its random masks differ "
+                    "between frameworks, so results cannot agree. Call .eval() on both models or set p=0.",
+                    "dropout_train"))
     p_train, t_train = PADDLE.is_training(layer), TORCH.is_training(module)
     if p_train != t_train:
-        out.append(f"the paddle model is in {'train' if p_train else 'eval'} mode and the torch model in "
-                   f"{'train' if t_train else 'eval'} mode; BatchNorm and Dropout will behave differently.")
+        out.append(ReportWarning(f"the paddle model is in {'train' if p_train else 'eval'} mode and the torch model in "
+                                 f"{'train' if t_train else 'eval'} mode; BatchNorm and Dropout will behave "
+                                 "differently.", "mode_mismatch"))
     return out
 
 

@@ -63,3 +63,14 @@ def test_failure_records_without_numbers_agree_on_inf():
         assert not stats.passed and stats.max_abs_diff == stats.min_atol == math.inf and stats.note_kind
     with pytest.raises(TypeError):
         Stats(False, 0.0, 0.0, 0, 0, 0.0, 0.0, 1.0, 0.0, 0.0)  # type: ignore[misc]  # keyword-only
+
+
+def test_decisions_read_warning_codes_not_wording():
+    from padiff.report.records import ReportWarning
+
+    rep = DiffReport(warnings=[ReportWarning("dropout is in train mode", "dropout_train"), "a plain warning"])
+    assert rep.has_warning("dropout_train") and not rep.has_warning("mode_mismatch")
+    assert rep.warnings[0] == "dropout is in train mode"  # still the text a person reads
+    reworded = DiffReport(warnings=["mentions train mode but is about something else"])
+    assert not reworded.has_warning("dropout_train", "mode_mismatch")
+    assert rep.to_dict()["warning_codes"] == ["dropout_train", "other"]
