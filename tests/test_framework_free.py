@@ -24,6 +24,8 @@ FRAMEWORK_FREE = [
     "report/test_text.py",
     "report/test_html.py",
     "maps/test_codec.py",
+    "test_options.py",
+    "runtime/test_hooks.py",
     "test_architecture.py",
 ]
 
