@@ -15,9 +15,15 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from padiff.adapters import PADDLE, TORCH
+from padiff.checks import check_example_inp, check_models
 from padiff.errors import ExportError
-from padiff.graph.match import LayerInfo, MatchResult, ProposedPair
+from padiff.graph.confirm import confirm_ties
+from padiff.graph.match import LayerInfo, Left, MatchResult, ProposedPair
+from padiff.graph.special_units import pair_special_units
+from padiff.graph.tree import match_trees
 from padiff.layer_map import LayerMap, LayerPair, ParamPair, Unpaired
+from padiff.runtime.special_init import is_unit, lookup
 
 
 def layer_infos(side: Any, root: Any) -> dict[str, LayerInfo]:
@@ -111,9 +117,6 @@ def pair_leftovers(result: MatchResult, p_layers: Mapping[str, LayerInfo],
     alone pair them wrongly (a ``pos_drop`` with a block's ``proj_drop``), so they stay
     unpaired with the reason, and the engine pairs their calls between paired neighbours.
     """
-    from padiff.graph.match import Left
-    from padiff.graph.tree import match_trees
-
     def wanted(u: Any, table: Mapping[str, LayerInfo]) -> bool:
         info = table.get(u.path)
         return info is not None and bool(info.shapes)
@@ -140,10 +143,6 @@ def pair_leftovers(result: MatchResult, p_layers: Mapping[str, LayerInfo],
 
 def _special_units(result: MatchResult, layer: Any, module: Any) -> MatchResult:
     """Pair the special-init units (MHA, LSTM ...) as wholes, by the pairs inside them (see special_units)."""
-    from padiff.adapters import PADDLE, TORCH
-    from padiff.graph.special_units import pair_special_units
-    from padiff.runtime.special_init import is_unit, lookup
-
     p_objs, t_objs = dict(PADDLE.named_layers(layer)), dict(TORCH.named_layers(module))
 
     def compatible(p: str, t: str) -> bool:
@@ -197,10 +196,6 @@ def suggest_layer_map(layer: Any, module: Any, example_inp: Any = None, *, timeo
     confidence and evidence, ``unpaired`` the layers left out with reasons and
     ``baseline`` the plain definition-order pairing for review.
     """
-    from padiff.adapters import PADDLE, TORCH
-    from padiff.checks import check_example_inp, check_models
-    from padiff.graph.tree import match_trees
-
     check_models(layer, module, call="suggest_layer_map")
     p_layers, t_layers = layer_infos(PADDLE, layer), layer_infos(TORCH, module)
     notes: list[str] = []
@@ -226,8 +221,6 @@ def suggest_layer_map(layer: Any, module: Any, example_inp: Any = None, *, timeo
     graph_result = result is not None
     result = _special_units(result if result is not None else match_trees(p_layers, t_layers), layer, module)
     if graph_result and any(pr.uncertain for pr in result.pairs):
-        from padiff.graph.confirm import confirm_ties
-
         t0 = time.perf_counter()
         result, confirm_notes = confirm_ties(layer, module, example_inp, result, p_layers, t_layers)
         notes.extend(confirm_notes)

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from padiff.adapters import PADDLE, TORCH, StateEntry, pair_state, subtree_state
+from padiff.adapters import PADDLE, TORCH, StateEntry, pair_state
+from padiff.checks import check_models
 from padiff.errors import InputError, WeightAssignError
 from padiff.layer_map import LayerMap
 from padiff.names import is_within, show
@@ -186,8 +187,6 @@ def assign_weight(layer: Any, module: Any, layer_map: Any = None) -> bool:
     misuse (models swapped, not models) and :class:`MappingError` for a map that does not
     fit the models.
     """
-    from padiff.checks import check_models
-
     check_models(layer, module, call="assign_weight")
     lm = _layer_map(layer_map, layer, module)
     resolved = lm.resolve(layer, module)

@@ -16,6 +16,7 @@ from typing import Any
 from padiff.adapters import PADDLE, TORCH, Side, StateEntry
 from padiff.errors import WeightAssignError
 from padiff.layer_map import ResolvedMap
+from padiff.runtime.special_init import registered_names
 from padiff.runtime.weights import fmt_state, set_error_fields
 
 HERE = "<--- *** HERE ***"
@@ -86,8 +87,6 @@ def skip_marks(side: Side, root: Any, resolved: ResolvedMap, owned: Mapping[str,
 
 def _special_hint(p_class: str, t_class: str) -> list[str]:
     """Point at a built-in or registered special init one of the two classes takes part in."""
-    from padiff.runtime.special_init import registered_names
-
     out = []
     for p_name, t_name in registered_names():
         if (p_name == p_class) != (t_name == t_class):

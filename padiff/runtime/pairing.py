@@ -24,6 +24,7 @@ from typing import Any
 
 from padiff.adapters import Side
 from padiff.layer_map import LayerPair, ResolvedMap
+from padiff.runtime.special_init import is_special
 
 
 def kind_of(class_name: str) -> str:
@@ -65,8 +66,6 @@ class Event:
 
 def assign_roles(side: Side, root: Any, resolved: ResolvedMap, owned_paths: set[str]) -> dict[str, Role]:
     """Decide the role of every layer path on one side (paths absent from the result get no hooks)."""
-    from padiff.runtime.special_init import is_special
-
     pairs = resolved.pair_of(side.name)
     units = set(resolved.opaque_paths(side.name))
     roles: dict[str, Role] = {}
