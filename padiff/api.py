@@ -16,6 +16,7 @@ from padiff.adapters import PADDLE, TORCH, Side
 from padiff.checks import check_example_inp, check_models, optimizer_pair, pair_of_callables
 from padiff.errors import InputError, OptionsError, OutputPathError, WeightAssignError
 from padiff.layer_map import LayerMap, ResolvedMap
+from padiff.names import show
 from padiff.options import DiffOptions, validate_steps
 from padiff.report.progress import status, step_progress
 from padiff.report.records import Comparison, DiffReport
@@ -250,8 +251,8 @@ def _attach_op_view(rep: DiffReport, layer: Any, module: Any, p_inp: dict[str, A
                 "found by re-running the whole forward without single_step's input synchronisation (every "
                 "synchronised forward compare passed)"))
     except Exception as e:  # noqa: BLE001 - the layer verdict stands; the op view is extra detail
-        rep.warnings.append(f"the op view could not re-run {first.paddle_path or '<root>'} <-> "
-                            f"{first.torch_path or '<root>'}: {type(e).__name__}: {e}. The layer-level result "
+        rep.warnings.append(f"the op view could not re-run {show(first.paddle_path)} <-> "
+                            f"{show(first.torch_path)}: {type(e).__name__}: {e}. The layer-level result "
                             "above is unaffected.")
         return
     if op is not None:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from padiff.cli_target import UsageError, load_target, parse_options
+from padiff.names import show
 from padiff.report.progress import status
 
 EXIT_OK, EXIT_DIFF, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -260,8 +261,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if rep:
         return EXIT_OK
     if first is not None:
-        print(f"First differing layer pair: paddle {first.paddle_path or '<root>'} ({first.paddle_class}) <-> "
-              f"torch {first.torch_path or '<root>'} ({first.torch_class}) [{first.stage}, step {first.step}]")
+        print(f"First differing layer pair: paddle {show(first.paddle_path)} ({first.paddle_class}) <-> "
+              f"torch {show(first.torch_path)} ({first.torch_class}) [{first.stage}, step {first.step}]")
     return EXIT_DIFF
 
 

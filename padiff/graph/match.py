@@ -27,6 +27,7 @@ from padiff.graph.fused import extend
 from padiff.graph.proposal import Left, MatchResult, ProposedPair
 from padiff.graph.raw_params import param_pairs
 from padiff.graph.units import LayerInfo, Side, Unit, build_units
+from padiff.names import show
 
 __all__ = ["LayerInfo", "Left", "MatchResult", "ProposedPair", "Unit", "align", "build_units", "match_graphs",
            "match_sides", "order_key", "pair_score"]
@@ -250,7 +251,7 @@ def _explain(me: Side, other: Side, mine: Mapping[str, LayerInfo], theirs: Mappi
                 same_kind = [o for o in other_free if o.has_params and o.kind == u.kind]
                 if same_kind:
                     reason = (f"same kind, different shapes: {u.kind} {list(u.shapes)} vs "
-                              f"{list(same_kind[0].shapes)} ({same_kind[0].layer or '<root>'})")
+                              f"{list(same_kind[0].shapes)} ({show(same_kind[0].layer)})")
                 else:
                     reason = f"no counterpart: no {u.kind} with shapes {list(u.shapes)} on the other side"
             elif other.glue_kinds.get(u.kind, 0) or any(other.glue_kinds.get(k, 0) for k in u.compute):

@@ -22,6 +22,7 @@ import networkx as nx
 from padiff.graph.canonical import canonical_kind, shape_key
 from padiff.graph.proposal import Left, MatchResult
 from padiff.graph.units import LayerInfo
+from padiff.names import show
 
 BIAS_HOPS = 2  # a bias is read by an op at most this many steps after its weight op
 
@@ -134,9 +135,9 @@ def _one_side(raw_g: nx.DiGraph, other_g: nx.DiGraph, raw_side: str, result: Mat
             for pa, pb in got or []:
                 p_par, t_par = (pa, pb) if raw_side == "paddle" else (pb, pa)
                 proposals.append(ParamProposal(p_par, t_par, 0.9, (
-                    f"parameter-level pair: op {k + 1} of {len(ops)} that read {path or '<root>'}'s raw parameters "
+                    f"parameter-level pair: op {k + 1} of {len(ops)} that read {show(path)}'s raw parameters "
                     f"({a.kind} {list(shape_key(a.params[0][1]))}) matches the {other_side} op of "
-                    f"{_owner_layer(b) or '<root>'} in dataflow order",)))
+                    f"{show(_owner_layer(b))} in dataflow order",)))
             done_other.add(_owner_layer(b))
         done_raw.add(path)
     return proposals, done_raw, done_other, reasons

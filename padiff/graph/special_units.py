@@ -18,14 +18,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from padiff.graph.match import Left, MatchResult, ProposedPair
-
-
-def _within(path: str, top: str) -> bool:
-    return top == "" or path == top or path.startswith(top + ".")
+from padiff.names import is_within
 
 
 def _outermost(paths: Sequence[str]) -> list[str]:
-    return [p for p in paths if not any(q != p and _within(p, q) for q in paths)]
+    return [p for p in paths if not any(q != p and is_within(p, q) for q in paths)]
 
 
 def _paths(pr: ProposedPair, side: str) -> tuple[str, ...]:
@@ -49,10 +46,10 @@ def pair_special_units(result: MatchResult, p_special: Sequence[str], t_special:
     votes: Counter[tuple[str, str]] = Counter()
     for pr in result.pairs:
         for s in p_units:
-            if not any(_within(p, s) for p in _paths(pr, "paddle")):
+            if not any(is_within(p, s) for p in _paths(pr, "paddle")):
                 continue
             for t in t_units:
-                if any(_within(x, t) for x in _paths(pr, "torch")):
+                if any(is_within(x, t) for x in _paths(pr, "torch")):
                     votes[(s, t)] += 1
     chosen: list[tuple[str, str, float, str]] = []
     used_p: set[str] = set()
@@ -78,9 +75,9 @@ def pair_special_units(result: MatchResult, p_special: Sequence[str], t_special:
     if not chosen:
         return result
     pairs = [pr for pr in result.pairs
-             if not any(_within(p, s) for s, _, _, _ in chosen for p in _paths(pr, "paddle"))
-             and not any(_within(x, t) for _, t, _, _ in chosen for x in _paths(pr, "torch"))]
+             if not any(is_within(p, s) for s, _, _, _ in chosen for p in _paths(pr, "paddle"))
+             and not any(is_within(x, t) for _, t, _, _ in chosen for x in _paths(pr, "torch"))]
     pairs += [ProposedPair(s, t, conf, (ev,), True, opaque=True) for s, t, conf, ev in chosen]
     unpaired: list[Left] = [u for u in result.unpaired
-                            if not any(_within(u.path, s if u.side == "paddle" else t) for s, t, _, _ in chosen)]
+                            if not any(is_within(u.path, s if u.side == "paddle" else t) for s, t, _, _ in chosen)]
     return MatchResult(pairs, unpaired, result.unit_pairs, result.params)

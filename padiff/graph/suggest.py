@@ -23,6 +23,7 @@ from padiff.graph.match import LayerInfo, Left, MatchResult, ProposedPair
 from padiff.graph.special_units import pair_special_units
 from padiff.graph.tree import match_trees
 from padiff.layer_map import LayerMap, LayerPair, ParamPair, Unpaired
+from padiff.names import is_within
 from padiff.runtime.special_init import is_unit, lookup
 
 
@@ -172,7 +173,7 @@ def _shapes(layers: Mapping[str, LayerInfo], parts: tuple[str, ...], path: str,
     if parts:
         return tuple(s for part in parts for s in layers[part].shapes)
     if subtree:
-        return tuple(s for p, info in layers.items() if p == path or path == "" or p.startswith(path + ".")
+        return tuple(s for p, info in layers.items() if is_within(p, path)
                      for s in info.shapes)
     return layers[path].shapes
 

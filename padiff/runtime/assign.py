@@ -76,13 +76,13 @@ def _apply(plan: PairPlan, p_layers: dict[str, Any], t_layers: dict[str, Any],
         missing = [n for n in link.torch_names if n not in t_arrays]
         if missing or link.paddle_name not in p_by_name:
             what = f"torch tensor {missing[0]!r}" if missing else f"paddle tensor {link.paddle_name!r}"
-            raise WeightAssignError(f"{what} of the pair {plan.paddle_path or '<root>'} <-> "
-                                    f"{plan.torch_path or '<root>'} was not found")
+            raise WeightAssignError(f"{what} of the pair {show(plan.paddle_path)} <-> "
+                                    f"{show(plan.torch_path)} was not found")
     values = plan.convert(t_arrays)
     for link in plan.links:
         target, arr = p_by_name[link.paddle_name], values[link.paddle_name]
         if tuple(target.shape) != tuple(arr.shape):
-            raise WeightAssignError(f"paddle {plan.paddle_path or '<root>'}.{link.paddle_name} has shape "
+            raise WeightAssignError(f"paddle {show(plan.paddle_path)}.{link.paddle_name} has shape "
                                     f"{list(target.shape)} but {link.conversion} of torch gives {list(arr.shape)}")
         PADDLE.set_value(target, arr)
 
@@ -121,7 +121,7 @@ def _restore(snapshot: list[tuple[Any, np.ndarray]]) -> None:
 
 
 def _describe(plan: PairPlan) -> list[str]:
-    where = f"{plan.paddle_path or '<root>'} <- {plan.torch_path or '<root>'}"
+    where = f"{show(plan.paddle_path)} <- {show(plan.torch_path)}"
     if plan.layer_init is not None:
         return [f"{where}: user special init {plan.special}"]
     out = [f"{where}: special init {plan.special}"] if plan.special else []

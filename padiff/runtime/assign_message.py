@@ -16,6 +16,7 @@ from typing import Any
 from padiff.adapters import PADDLE, TORCH, Side, StateEntry
 from padiff.errors import WeightAssignError
 from padiff.layer_map import ResolvedMap
+from padiff.names import is_strictly_within, show
 from padiff.runtime.special_init import registered_names
 from padiff.runtime.weights import fmt_state, set_error_fields
 
@@ -51,7 +52,7 @@ def tree_text(side: Side, root: Any, marks: TreeMarks) -> str:
         elif path in marks.covered:
             note = "  (inside a mapped pair)"
         elif path in marks.paired:
-            note = f"  [paired with {marks.paired[path] or '<root>'}]"
+            note = f"  [paired with {show(marks.paired[path])}]"
         elif path in marks.skipped:
             note = "  (skip)"
         lines.append("  " * (depth + 1) + label + note)
@@ -76,7 +77,7 @@ def skip_marks(side: Side, root: Any, resolved: ResolvedMap, owned: Mapping[str,
     """Marks for the layers assign passed over on one side (before HERE/paired are known)."""
     marks = TreeMarks()
     for path, obj in side.named_layers(root):
-        if any(path != top and (top == "" or path.startswith(top + ".")) for top in covered_tops):
+        if any(is_strictly_within(path, top) for top in covered_tops):
             marks.covered.add(path)
         elif resolved.skipped(side.name, path):
             marks.ignored.add(path)
@@ -131,7 +132,7 @@ def build_error(layer: Any, module: Any, p_path: str | None, t_path: str | None,
         if path is None:
             return f"  {name}: (no layer left to pair)"
         shapes = f"  {fmt_state(state)}" if state is not None else ""
-        return f"  {name}: {path or '<root>'} ({cls}){shapes}"
+        return f"  {name}: {show(path)} ({cls}){shapes}"
 
     text = "\n".join([
         "assign_weight could not copy the torch weights into the paddle model "

@@ -15,7 +15,7 @@ from typing import Any
 from padiff.adapters import PADDLE, TORCH, StateEntry, pair_state, subtree_state
 from padiff.errors import WeightAssignError
 from padiff.maps.types import LayerPair, ResolvedMap
-from padiff.names import is_within
+from padiff.names import is_within, show
 from padiff.runtime.assign_message import build_error, skip_marks
 from padiff.runtime.special_init import is_special, lookup
 from padiff.runtime.weights import PairPlan, plan_fused, plan_pair, plan_param
@@ -171,7 +171,7 @@ class _Planner:
             owned = self.p_owned if side == "paddle" else self.t_owned
             rest = [e.name for e in owned.get(path, []) if e.name not in names]
             if rest:
-                reason = (f"{side} layer {path or '<root>'} has parameter pairs for some of its tensors but not for "
+                reason = (f"{side} layer {show(path)} has parameter pairs for some of its tensors but not for "
                           f"{rest}; pair those too (params section of the map), or none of them.")
                 raise self.error(path if side == "paddle" else None, path if side == "torch" else None, reason,
                                  owned.get(path) if side == "paddle" else None,

@@ -24,6 +24,7 @@ from typing import Any
 
 from padiff.adapters import Side
 from padiff.layer_map import LayerPair, ResolvedMap
+from padiff.names import is_strictly_within
 from padiff.runtime.special_init import is_special
 
 
@@ -72,7 +73,7 @@ def assign_roles(side: Side, root: Any, resolved: ResolvedMap, owned_paths: set[
     for path, layer in side.named_layers(root):
         if path in roles:  # the same path twice cannot happen; shared layers give two paths
             continue
-        if any(path != top and (top == "" or path.startswith(top + ".")) for top in units):
+        if any(is_strictly_within(path, top) for top in units):
             continue  # inside an opaque pair or a special-init layer: only its top is compared
         if resolved.hidden(side.name, path):
             continue

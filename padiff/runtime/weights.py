@@ -19,6 +19,7 @@ import numpy as np
 
 from padiff.adapters import PADDLE, TORCH, Side, StateEntry
 from padiff.errors import WeightAssignError
+from padiff.names import show
 from padiff.runtime.layout_infer import infer_links, one_to_one, raw_conversion, shapes_of
 from padiff.runtime.plan import ArrayDict, Link, PairPlan, set_error_fields
 from padiff.runtime.special_init import special_plan
@@ -155,8 +156,8 @@ def mismatch_error(p_path: str, p_class: str, p_state: list[StateEntry],
               "paddle shapes unambiguously")
     hint = ("If these layers really correspond, register a converter with "
             f"padiff.add_special_init(paddle_name={p_class!r}, torch_name={t_class!r}, func=...).")
-    err = WeightAssignError(f"cannot pair the weights of paddle {p_path or '<root>'} ({p_class}) and torch "
-                            f"{t_path or '<root>'} ({t_class}): paddle has {fmt_state(p_state)}; torch has "
+    err = WeightAssignError(f"cannot pair the weights of paddle {show(p_path)} ({p_class}) and torch "
+                            f"{show(t_path)} ({t_class}): paddle has {fmt_state(p_state)}; torch has "
                             f"{fmt_state(t_state)}: {reason}. {hint}")
     set_error_fields(err, p_path, p_class, p_state, t_path, t_class, t_state, reason)
     return err
@@ -184,7 +185,7 @@ def apply_plan(plan: PairPlan, p_layer: Any, p_state: list[StateEntry], t_layer:
         target = by_name[name].tensor
         if tuple(target.shape) != tuple(arr.shape):
             raise WeightAssignError(
-                f"paddle {plan.paddle_path or '<root>'}.{name} has shape {list(target.shape)} but the "
+                f"paddle {show(plan.paddle_path)}.{name} has shape {list(target.shape)} but the "
                 f"converted torch value has {list(arr.shape)}"
             )
         PADDLE.set_value(target, arr)

@@ -9,6 +9,7 @@ import numpy as np
 
 from padiff.adapters import StateEntry
 from padiff.errors import WeightAssignError
+from padiff.names import show
 from padiff.runtime.plan import set_error_fields
 
 Fn = Callable[[list[np.ndarray]], np.ndarray]
@@ -62,8 +63,8 @@ def state_name(state: list[StateEntry], tensor: Any, fallback: str) -> str:
 def fail(p_path: str, p_layer: Any, t_path: str, t_layer: Any, reason: str) -> WeightAssignError:
     """A WeightAssignError for a special init that cannot handle this pair, with structured fields."""
     p_class, t_class = type(p_layer).__name__, type(t_layer).__name__
-    err = WeightAssignError(f"special init {p_class}<->{t_class} cannot copy torch {t_path or '<root>'} into "
-                            f"paddle {p_path or '<root>'}: {reason}")
+    err = WeightAssignError(f"special init {p_class}<->{t_class} cannot copy torch {show(t_path)} into "
+                            f"paddle {show(p_path)}: {reason}")
     set_error_fields(err, p_path, p_class, None, t_path, t_class, None, reason)
     return err
 
