@@ -16,7 +16,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 
-from padiff.graph.units import Side, Unit
+from padiff.graph.units import Unit, UnitGraph
 
 MATCH, KIND_ONLY, GAP, FORBID = 2.0, 1.0, -0.6, -1e9
 EXACT_DP_CELLS = 40_000
@@ -132,7 +132,7 @@ def _head(sig: tuple[str, ...]) -> frozenset[str]:
     return frozenset(">".join(p.split(">")[:2]) for p in sig)
 
 
-def _similarity(a: Unit, b: Unit, ps: Side, ts: Side, mapping: dict[int, int]) -> float:
+def _similarity(a: Unit, b: Unit, ps: UnitGraph, ts: UnitGraph, mapping: dict[int, int]) -> float:
     s = 2.0 * (a.down == b.down) + 2.0 * (_head(a.down) == _head(b.down))
     s += 1.0 * (a.up == b.up) + 1.0 * (_head(a.up) == _head(b.up))
     t_pred = set(ts.graph.predecessors(b.uid))
@@ -161,7 +161,7 @@ def _best_assignment(sim: list[list[float]]) -> tuple[list[int], float]:
     return perm, 0.0
 
 
-def refine(pairs: list[tuple[int, int]], ps: Side, ts: Side) -> tuple[list[tuple[int, int]], set[int]]:
+def refine(pairs: list[tuple[int, int]], ps: UnitGraph, ts: UnitGraph) -> tuple[list[tuple[int, int]], set[int]]:
     """Re-assign tie blocks; returns the new pairs and the paddle uids left unsettled.
 
     A tie block is a set of aligned pairs sharing label and depth on both sides. Blocks

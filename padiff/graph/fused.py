@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from padiff.graph.proposal import MatchResult, ProposedPair
-from padiff.graph.units import LayerInfo, Side, Unit
+from padiff.graph.units import LayerInfo, Unit, UnitGraph
 
 MAX_PARTS = 8  # subsets of at most this many layers are tried for one fused layer
 MAX_SUBSETS = 20000  # beyond this many candidate subsets the fused layer is left unpaired
@@ -54,7 +54,7 @@ def _budget(info: LayerInfo) -> Counter[int]:
     return out
 
 
-def _first_units(side: Side, paths: set[str]) -> dict[str, Unit]:
+def _first_units(side: UnitGraph, paths: set[str]) -> dict[str, Unit]:
     out: dict[str, Unit] = {}
     for u in side.units:
         if u.layer in paths and u.has_params and u.layer not in out:
@@ -62,24 +62,25 @@ def _first_units(side: Side, paths: set[str]) -> dict[str, Unit]:
     return out
 
 
-def _layers_of(side: Side, uids: set[int]) -> frozenset[str]:
+def _layers_of(side: UnitGraph, uids: set[int]) -> frozenset[str]:
     return frozenset(side.units[x].layer for x in uids)
 
 
-def _around(side: Side, u: Unit, mapping: Mapping[int, int], other: Side) -> tuple[frozenset[str], frozenset[str]]:
+def _around(side: UnitGraph, u: Unit, mapping: Mapping[int, int],
+            other: UnitGraph) -> tuple[frozenset[str], frozenset[str]]:
     """Producers and consumers of ``u`` that are already paired, as the other side's layer paths."""
     preds = {mapping[x] for x in side.graph.predecessors(u.uid) if x in mapping}
     succs = {mapping[x] for x in side.graph.successors(u.uid) if x in mapping}
     return _layers_of(other, preds), _layers_of(other, succs)
 
 
-def _own_around(side: Side, u: Unit, paired: set[int]) -> tuple[frozenset[str], frozenset[str]]:
+def _own_around(side: UnitGraph, u: Unit, paired: set[int]) -> tuple[frozenset[str], frozenset[str]]:
     preds = {x for x in side.graph.predecessors(u.uid) if x in paired}
     succs = {x for x in side.graph.successors(u.uid) if x in paired}
     return _layers_of(side, preds), _layers_of(side, succs)
 
 
-def fused_pairs(single: Side, split: Side, mapping: Mapping[int, int], single_left: set[str],
+def fused_pairs(single: UnitGraph, split: UnitGraph, mapping: Mapping[int, int], single_left: set[str],
                 split_left: set[str], single_layers: Mapping[str, LayerInfo],
                 split_layers: Mapping[str, LayerInfo]) -> list[tuple[str, tuple[str, ...], str]]:
     """``(single path, split paths, evidence)`` for every fused layer found, split paths in graph order.
@@ -129,7 +130,7 @@ def fused_pairs(single: Side, split: Side, mapping: Mapping[int, int], single_le
     return out
 
 
-def _parallel(side: Side, units: Sequence[Unit]) -> bool:
+def _parallel(side: UnitGraph, units: Sequence[Unit]) -> bool:
     """No data flows from one of ``units`` to another (they are the pieces of one step, not a chain)."""
     uids = {u.uid for u in units}
     return all(not uids & (nx.descendants(side.graph, u.uid) - {u.uid}) for u in units)
@@ -200,7 +201,7 @@ def enclosing_blocks(p_left: set[str], t_left: set[str], pairs: Sequence[tuple[s
     return out
 
 
-def extend(result: MatchResult, ps: Side, ts: Side, p_layers: Mapping[str, LayerInfo],
+def extend(result: MatchResult, ps: UnitGraph, ts: UnitGraph, p_layers: Mapping[str, LayerInfo],
            t_layers: Mapping[str, LayerInfo]) -> MatchResult:
     """``result`` plus fused pairs (both directions) and opaque block pairs for what is left."""
     def left(side: str, table: Mapping[str, LayerInfo]) -> set[str]:

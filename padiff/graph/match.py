@@ -26,14 +26,14 @@ from padiff.graph.align import align, order_key, pair_score, refine
 from padiff.graph.fused import extend
 from padiff.graph.proposal import Left, MatchResult, ProposedPair
 from padiff.graph.raw_params import param_pairs
-from padiff.graph.units import LayerInfo, Side, Unit, build_units
+from padiff.graph.units import LayerInfo, Unit, UnitGraph, build_units
 from padiff.names import show
 
 __all__ = ["LayerInfo", "Left", "MatchResult", "ProposedPair", "Unit", "align", "build_units", "match_graphs",
            "match_sides", "order_key", "pair_score"]
 
 
-def match_sides(ps: Side, ts: Side, p_layers: Mapping[str, LayerInfo],  # noqa: C901, PLR0915  # the matcher's pipeline, each step a call; splitting scatters its shared state
+def match_sides(ps: UnitGraph, ts: UnitGraph, p_layers: Mapping[str, LayerInfo],  # noqa: C901, PLR0915  # the matcher's pipeline, each step a call; splitting scatters its shared state
                 t_layers: Mapping[str, LayerInfo]) -> MatchResult:
     """Match two prepared sides (see :func:`match_graphs`)."""
     p_order = sorted(ps.units, key=order_key)
@@ -118,7 +118,7 @@ def match_sides(ps: Side, ts: Side, p_layers: Mapping[str, LayerInfo],  # noqa: 
     return MatchResult(pairs, unpaired, [(ps.units[a], ts.units[b]) for a, b in unit_pairs])
 
 
-def _drop_stray_free_pairs(pairs: list[tuple[int, int]], ps: Side, ts: Side) -> list[tuple[int, int]]:
+def _drop_stray_free_pairs(pairs: list[tuple[int, int]], ps: UnitGraph, ts: UnitGraph) -> list[tuple[int, int]]:
     """Keep a parameter-free unit pair only where dataflow places it: between the same paired neighbours.
 
     A parameter-free unit (activation, pooling) carries no identity of its own, so the
@@ -136,7 +136,7 @@ def _drop_stray_free_pairs(pairs: list[tuple[int, int]], ps: Side, ts: Side) -> 
         keep = out
 
 
-def _placed(a: int, b: int, ps: Side, ts: Side, mapping: Mapping[int, int]) -> bool:
+def _placed(a: int, b: int, ps: UnitGraph, ts: UnitGraph, mapping: Mapping[int, int]) -> bool:
     """Do the nearest paired producers and consumers of unit ``a`` map onto those of unit ``b``?
 
     Unpaired units in between (a pooling layer on one side that is a function on the
@@ -153,7 +153,7 @@ def _placed(a: int, b: int, ps: Side, ts: Side, mapping: Mapping[int, int]) -> b
     return True
 
 
-def _nearest(side: Side, start: int, forward: bool, anchor: Callable[[int], bool], hops: int = 4) -> set[int]:
+def _nearest(side: UnitGraph, start: int, forward: bool, anchor: Callable[[int], bool], hops: int = 4) -> set[int]:
     """The first anchor units met walking the unit graph from ``start`` (through non-anchors)."""
     step = side.graph.successors if forward else side.graph.predecessors
     found: set[int] = set()
@@ -174,7 +174,7 @@ def _nearest(side: Side, start: int, forward: bool, anchor: Callable[[int], bool
     return found
 
 
-def _split_free_layers(votes: dict[str, Counter[str]], ps: Side, ts: Side) -> list[Left]:
+def _split_free_layers(votes: dict[str, Counter[str]], ps: UnitGraph, ts: UnitGraph) -> list[Left]:
     """Leave out parameter-free layers whose calls match several layers on the other side.
 
     One module called twice on one side against two modules on the other is a normal
@@ -233,7 +233,7 @@ def _norm(cls: str) -> str:
     return name[:-2] if name[-2:] in ("1d", "2d", "3d") else name
 
 
-def _explain(me: Side, other: Side, mine: Mapping[str, LayerInfo], theirs: Mapping[str, LayerInfo],
+def _explain(me: UnitGraph, other: UnitGraph, mine: Mapping[str, LayerInfo], theirs: Mapping[str, LayerInfo],
              paired: set[str], other_paired: set[str], side: str) -> list[Left]:
     """Reasons for the layers of ``me`` left out of the pairs."""
     out: list[Left] = []
@@ -285,7 +285,7 @@ def _ancestors(path: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
 
 
-def _in_control(path: str, side: Side) -> bool:
+def _in_control(path: str, side: UnitGraph) -> bool:
     return path in side.control_layers
 
 

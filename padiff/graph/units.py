@@ -56,7 +56,7 @@ class Unit:
 
 
 @dataclass
-class Side:
+class UnitGraph:
     """Units of one graph, the unit-level DAG and the glue ops' kinds."""
 
     units: list[Unit]
@@ -67,7 +67,7 @@ class Side:
 
 
 
-def build_units(g: nx.DiGraph, layers: Mapping[str, LayerInfo]) -> Side:
+def build_units(g: nx.DiGraph, layers: Mapping[str, LayerInfo]) -> UnitGraph:
     """Group the ops of canonical graph ``g`` into units and glue (see module docstring)."""
     groups: dict[tuple[str, int], list[int]] = defaultdict(list)
     for n, data in g.nodes(data=True):
@@ -102,7 +102,8 @@ def build_units(g: nx.DiGraph, layers: Mapping[str, LayerInfo]) -> Side:
     for u in units:
         u.down = _signature(g, u, unit_of, units, forward=True)
         u.up = _signature(g, u, unit_of, units, forward=False)
-    return Side(units, ug, glue, g.graph.get("control_layers", frozenset()), g.graph.get("used_params", frozenset()))
+    return UnitGraph(units, ug, glue, g.graph.get("control_layers", frozenset()),
+                     g.graph.get("used_params", frozenset()))
 
 
 def _numel(shape: Sequence[int]) -> int:
