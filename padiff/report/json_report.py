@@ -101,7 +101,7 @@ def report_from_dict(data: Any, source: str = "report") -> DiffReport:
     )
 
 
-def _warnings(texts: list[str], codes: list[WarningCode]) -> list[ReportWarning]:
+def _warnings(texts: list[str], codes: list[WarningCode]) -> list[str]:
     return [ReportWarning(str(w), codes[i] if i < len(codes) else "other") for i, w in enumerate(texts)]
 
 
