@@ -52,8 +52,9 @@ def resolve(md: MapData, layer: Any, module: Any) -> ResolvedMap:
         pp, tp = index["paddle"][id(p_obj)], index["torch"][id(t_obj)]
         pairs.append(LayerPair(pp, tp, classes["paddle"][pp], classes["torch"][tp], opaque=True,
                                evidence=("given in LayerMap.map",)))
+    what_of: dict[SideName, str] = {"paddle": "sublayer", "torch": "submodule"}
     for pair in md.pairs:
-        for side, what in (("paddle", "sublayer"), ("torch", "submodule")):
+        for side, what in what_of.items():
             for path in pair.paths(side):
                 if path not in classes[side]:
                     raise MappingError(f"pair {pair.label('paddle')!r} <-> {pair.label('torch')!r}: {side} model "
@@ -77,7 +78,8 @@ def _resolve_params(md: MapData, layer: Any, module: Any) -> tuple[ParamPair, ..
     """Check every parameter pair names a tensor of each model, once, and none of a paired layer."""
     if not md.params:
         return ()
-    owned = {"paddle": PADDLE.owned_state(layer), "torch": TORCH.owned_state(module)}
+    owned: dict[SideName, dict[str, list[StateEntry]]] = {"paddle": PADDLE.owned_state(layer),
+                                                         "torch": TORCH.owned_state(module)}
     in_pairs = {(side, path) for pr in md.pairs for side in SIDES for path in pr.paths(side)}
     seen: set[tuple[str, str]] = set()
     for pp in md.params:
@@ -154,11 +156,13 @@ def object_pairs(md: MapData, layer: Any, module: Any) -> list[LayerPair]:
 def described(pairs: list[LayerPair], layer: Any, module: Any) -> list[LayerPair]:
     """Fill empty classes and shapes from the live models (best effort: unknown paths are left as they are)."""
     objs = {side: dict(named) for side, named in _named(layer, module).items()}
-    owned = {"paddle": PADDLE.owned_state(layer), "torch": TORCH.owned_state(module)}
+    owned: dict[SideName, dict[str, list[StateEntry]]] = {"paddle": PADDLE.owned_state(layer),
+                                                         "torch": TORCH.owned_state(module)}
     out = []
     for p in pairs:
         fill: dict[str, Any] = {}
-        for side, path in (("paddle", p.paddle_path), ("torch", p.torch_path)):
+        for side in SIDES:
+            path = p.paddle_path if side == "paddle" else p.torch_path
             if path not in objs[side]:
                 continue
             if not getattr(p, f"{side}_class"):
@@ -179,7 +183,8 @@ def validate(labelled: list[tuple[str, LayerPair]], ignores: list[Ignore], ignor
     if not PADDLE.is_model(layer) or not TORCH.is_model(module):
         raise MappingError("to validate a map pass the paddle layer first and the torch module second.")
     objs = {side: dict(named) for side, named in _named(layer, module).items()}
-    owned = {"paddle": PADDLE.owned_state(layer), "torch": TORCH.owned_state(module)}
+    owned: dict[SideName, dict[str, list[StateEntry]]] = {"paddle": PADDLE.owned_state(layer),
+                                                         "torch": TORCH.owned_state(module)}
     notes = list(notes)
     out = []
     for label, pair in labelled:
@@ -187,7 +192,7 @@ def validate(labelled: list[tuple[str, LayerPair]], ignores: list[Ignore], ignor
             if path not in objs[side]:
                 raise MapFileError(f"{label}: the {side} model has no layer {path!r}.{_close(path, objs[side])}")
         p_state, t_state = _checked_state(label, pair, objs, owned)
-        live = {
+        live: dict[str, Any] = {
             "paddle_class": type(objs["paddle"][pair.paddle_path]).__name__,
             "torch_class": type(objs["torch"][pair.torch_path]).__name__,
             "paddle_shapes": _shapes(p_state), "torch_shapes": _shapes(t_state),
@@ -205,8 +210,9 @@ def validate(labelled: list[tuple[str, LayerPair]], ignores: list[Ignore], ignor
     return out, notes
 
 
-def _checked_state(label: str, pair: LayerPair, objs: Mapping[str, Mapping[str, Any]],
-                   owned: Mapping[str, Mapping[str, list[StateEntry]]]) -> tuple[list[StateEntry], list[StateEntry]]:
+def _checked_state(label: str, pair: LayerPair, objs: Mapping[SideName, Mapping[str, Any]],
+                   owned: Mapping[SideName, Mapping[str, list[StateEntry]]],
+                   ) -> tuple[list[StateEntry], list[StateEntry]]:
     """The tensors of each side of ``pair``, after checking the weight copy can be planned."""
     if pair.split_side:
         p_state = pair_state(owned["paddle"], pair.paddle_paths, False)
