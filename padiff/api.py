@@ -16,6 +16,7 @@ from padiff.adapters import PADDLE, TORCH, Side
 from padiff.checks import check_example_inp, check_models, optimizer_pair, pair_of_callables
 from padiff.errors import InputError, OptionsError, OutputPathError, WeightAssignError
 from padiff.layer_map import LayerMap, ResolvedMap
+from padiff.names import depth as path_depth
 from padiff.names import show
 from padiff.options import DiffOptions, validate_steps
 from padiff.report.progress import status, step_progress
@@ -281,7 +282,7 @@ def _flag_empty_batch(rep: DiffReport, p_inp: dict[str, Any], t_inp: dict[str, A
 
 
 def _tree(side: Side, root: Any) -> list[tuple[str, str, int]]:
-    return [(p, type(m).__name__, 0 if p == "" else p.count(".") + 1) for p, m in side.named_layers(root)]
+    return [(p, type(m).__name__, path_depth(p)) for p, m in side.named_layers(root)]
 
 
 def _inputs_for_backward(layer: Any, module: Any, p_inp: dict[str, Any], t_inp: dict[str, Any]) -> list[str]:

@@ -50,6 +50,12 @@ def id_index(named: Iterable[tuple[str, Any]]) -> dict[int, str]:
     return {id(obj): path for path, obj in named}
 
 
+def class_key(name: str) -> str:
+    """A class name compared across frameworks: ``Conv2D`` and ``Conv2d`` -> ``conv``, ``Linear`` -> ``linear``."""
+    name = name.lower()
+    return name[:-2] if name[-2:] in ("1d", "2d", "3d") else name
+
+
 def class_name(obj: Any) -> str:
     """The class name of ``obj`` as reports and map files show it."""
     return type(obj).__name__

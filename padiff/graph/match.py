@@ -27,7 +27,7 @@ from padiff.graph.fused import extend
 from padiff.graph.proposal import Left, MatchResult, ProposedPair
 from padiff.graph.raw_params import param_pairs
 from padiff.graph.units import LayerInfo, Unit, UnitGraph, build_units
-from padiff.names import show
+from padiff.names import class_key, show
 
 __all__ = ["LayerInfo", "Left", "MatchResult", "ProposedPair", "Unit", "align", "build_units", "match_graphs",
            "match_sides", "order_key", "pair_score"]
@@ -225,12 +225,7 @@ def _same_output(p: LayerInfo | None, t: LayerInfo | None) -> bool:
     # a different op decomposition (an RMSNorm written with pow/mean/rsqrt against one that
     # casts first) still returns the same tensor: its output is compared, or a fault in it
     # would only show at a later layer
-    return p.leaf == t.leaf or _norm(p.cls) == _norm(t.cls)
-
-
-def _norm(cls: str) -> str:
-    name = cls.lower()
-    return name[:-2] if name[-2:] in ("1d", "2d", "3d") else name
+    return p.leaf == t.leaf or class_key(p.cls) == class_key(t.cls)
 
 
 def _explain(me: UnitGraph, other: UnitGraph, mine: Mapping[str, LayerInfo], theirs: Mapping[str, LayerInfo],
@@ -265,7 +260,7 @@ def _explain(me: UnitGraph, other: UnitGraph, mine: Mapping[str, LayerInfo], the
             out.append(Left(side, path, reason))
         elif info.leaf and path:
             owner = next((a for a in _ancestors(path) if a in paired), None)
-            alike = any(o.leaf and o.path not in other_paired and _norm(o.cls) == _norm(info.cls)
+            alike = any(o.leaf and o.path not in other_paired and class_key(o.cls) == class_key(info.cls)
                         for o in theirs.values())
             if owner is not None:
                 reason = f"part of paired layer {owner!r} (exported as one op there)"

@@ -14,20 +14,14 @@ Parameter-free leaves are then re-paired by the paired parameter layers around t
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Mapping
 
 from padiff.graph.canonical import shape_key
 from padiff.graph.match import LayerInfo, Left, MatchResult, ProposedPair
+from padiff.names import class_key
 
 GAP = -0.6
-_DIM = re.compile(r"[123]d$")
-
-
-def norm_class(name: str) -> str:
-    """``Conv2D`` → ``conv``, ``BatchNorm2d`` → ``batchnorm``, ``Linear`` → ``linear``."""
-    return _DIM.sub("", name.lower())
 
 
 def _shapes(info: LayerInfo) -> tuple[tuple[int, ...], ...]:
@@ -41,7 +35,7 @@ def _entries(layers: Mapping[str, LayerInfo]) -> list[LayerInfo]:
 def _score(a: LayerInfo, b: LayerInfo) -> float | None:
     if bool(a.shapes) != bool(b.shapes):
         return None
-    same_class = norm_class(a.cls) == norm_class(b.cls)
+    same_class = class_key(a.cls) == class_key(b.cls)
     if a.shapes:
         if _shapes(a) != _shapes(b):
             return None
@@ -222,8 +216,8 @@ def match_trees(p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, LayerI
         i, j = rest_p[a], rest_t[b]
         ev = ["definition order (module trees)"]
         conf = 0.5
-        if norm_class(p[i].cls) == norm_class(t[j].cls):
-            ev.append(f"same class kind {norm_class(p[i].cls)}")
+        if class_key(p[i].cls) == class_key(t[j].cls):
+            ev.append(f"same class kind {class_key(p[i].cls)}")
             conf += 0.1
         if p[i].shapes:
             ev += [f"same parameter shapes {list(_shapes(p[i]))} (layout-free)",
@@ -233,8 +227,8 @@ def match_trees(p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, LayerI
     pairs = []
     for i in sorted(got.by_p):
         j, conf, ev = got.by_p[i]
-        if norm_class(p[i].cls) == norm_class(t[j].cls) and not any(e.startswith("same class") for e in ev):
-            ev = (*ev, f"same class kind {norm_class(p[i].cls)}")
+        if class_key(p[i].cls) == class_key(t[j].cls) and not any(e.startswith("same class") for e in ev):
+            ev = (*ev, f"same class kind {class_key(p[i].cls)}")
         pairs.append(ProposedPair(p[i].path, t[j].path, round(conf, 3), ev, p[i].leaf == t[j].leaf,
                                   uncertain=conf < 0.7))
     used_p, used_t = set(got.by_p), set(got.taken_t)
@@ -279,7 +273,7 @@ def _pair_free_by_neighbours(p: list[LayerInfo], t: list[LayerInfo], got: _Pairi
                 if (b is not None and b not in to_t) or (a is not None and a not in to_t):
                     continue  # a neighbour left unpaired: no slot
                 b, a = (None if b is None else to_t[b]), (None if a is None else to_t[a])
-            out.setdefault((b, a, norm_class(e.cls)), []).insert(0, k)
+            out.setdefault((b, a, class_key(e.cls)), []).insert(0, k)
         return out
 
     p_slots, t_slots = slots(p, partner), slots(t, None)
@@ -288,17 +282,17 @@ def _pair_free_by_neighbours(p: list[LayerInfo], t: list[LayerInfo], got: _Pairi
         if len(p_idx) == len(t_idx):
             for i, j in zip(p_idx, t_idx):
                 got.add(i, j, 0.6, ("between the same paired parameter layers (module trees)",
-                                    f"same class kind {norm_class(p[i].cls)}"))
+                                    f"same class kind {class_key(p[i].cls)}"))
     placed = ("parameter-free: the module trees do not place it between the same paired neighbours as one "
               "on the other side; not proposed (the engine pairs its calls between paired neighbours)")
-    p_left = {norm_class(e.cls) for i, e in enumerate(p) if not e.shapes and got.free(i=i)}
-    t_left = {norm_class(e.cls) for j, e in enumerate(t) if not e.shapes and got.free(j=j)}
+    p_left = {class_key(e.cls) for i, e in enumerate(p) if not e.shapes and got.free(i=i)}
+    t_left = {class_key(e.cls) for j, e in enumerate(t) if not e.shapes and got.free(j=j)}
     reasons: dict[tuple[str, int], str] = {}
     for i, e in enumerate(p):  # only where the other side has one of its class left (else: extra layer)
-        if not e.shapes and got.free(i=i) and norm_class(e.cls) in t_left:
+        if not e.shapes and got.free(i=i) and class_key(e.cls) in t_left:
             reasons[("paddle", i)] = placed
     for j, e in enumerate(t):
-        if not e.shapes and got.free(j=j) and norm_class(e.cls) in p_left:
+        if not e.shapes and got.free(j=j) and class_key(e.cls) in p_left:
             reasons[("torch", j)] = placed
     return reasons
 
@@ -306,7 +300,7 @@ def _pair_free_by_neighbours(p: list[LayerInfo], t: list[LayerInfo], got: _Pairi
 def _why(info: LayerInfo, others: list[LayerInfo], used: set[int]) -> str:
     free = [o for k, o in enumerate(others) if k not in used]
     if info.shapes:
-        same = [o for o in free if o.shapes and norm_class(o.cls) == norm_class(info.cls)]
+        same = [o for o in free if o.shapes and class_key(o.cls) == class_key(info.cls)]
         if same:
             return f"same kind, different shapes: {list(_shapes(info))} vs {list(_shapes(same[0]))}"
         return "no counterpart with these parameter shapes in the other module tree"

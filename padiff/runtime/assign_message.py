@@ -16,6 +16,7 @@ from typing import Any
 from padiff.adapters import PADDLE, TORCH, Side, StateEntry
 from padiff.errors import WeightAssignError
 from padiff.layer_map import ResolvedMap
+from padiff.names import depth as path_depth
 from padiff.names import is_strictly_within, show
 from padiff.runtime.special_init import registered_names
 from padiff.runtime.weights import fmt_state, set_error_fields
@@ -41,7 +42,7 @@ def tree_text(side: Side, root: Any, marks: TreeMarks) -> str:
     lines: list[str] = []
     here_idx: list[int] = []
     for path, obj in side.named_layers(root):
-        depth = 0 if path == "" else path.count(".") + 1
+        depth = path_depth(path)
         label = type(obj).__name__ if path == "" else f"{path.rpartition('.')[2]} ({type(obj).__name__})"
         note = ""
         if path == marks.here:

@@ -24,6 +24,7 @@ from typing import Any
 
 from padiff.adapters import Side
 from padiff.layer_map import LayerPair, ResolvedMap
+from padiff.names import depth as path_depth
 from padiff.names import is_strictly_within
 from padiff.runtime.special_init import is_special
 
@@ -77,7 +78,7 @@ def assign_roles(side: Side, root: Any, resolved: ResolvedMap, owned_paths: set[
             continue  # inside an opaque pair or a special-init layer: only its top is compared
         if resolved.hidden(side.name, path):
             continue
-        depth = 0 if path == "" else path.count(".") + 1
+        depth = path_depth(path)
         cls = type(layer).__name__
         pair = pairs.get(path)
         special = path != "" and is_special(layer, 0 if side.name == "paddle" else 1)

@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 from padiff.graph.match import LayerInfo
-from padiff.graph.tree import match_trees, norm_class
+from padiff.graph.tree import match_trees
+from padiff.names import class_key as norm_class
 
 
 def test_class_names_are_normalised() -> None:

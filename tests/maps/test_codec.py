@@ -15,7 +15,7 @@ from padiff.maps import codec, text_io
 from padiff.maps.diff import diff_maps, render_diff
 from padiff.maps.review import review_map
 from padiff.maps.types import LOW_CONFIDENCE, Ignore, LayerPair, MapData, ParamPair, Unpaired, first_duplicate
-from padiff.names import depth, id_index, is_within, json_number, number_from_json, show
+from padiff.names import class_key, depth, id_index, is_within, json_number, number_from_json, show
 
 FC = LayerPair("fc", "linear", "Linear", "Linear", ((4, 2), (2,)), ((2, 4), (2,)), 0.9, ("same shapes",))
 QKV = LayerPair("qkv", "q", torch_parts=("q", "k", "v"), axis=-1)
@@ -109,6 +109,7 @@ def test_names_helpers():
     assert show("") == "<root>" and show("a.b") == "a.b"
     assert is_within("a.b", "a") and is_within("a", "a") and is_within("x", "") and not is_within("ab", "a")
     assert [depth(p) for p in ("", "a", "a.b.c")] == [0, 1, 3]
+    assert class_key("Conv2D") == class_key("Conv2d") == "conv" and class_key("Linear") == "linear"
     objs = [object(), object()]
     assert id_index([("x", objs[0]), ("y", objs[1])]) == {id(objs[0]): "x", id(objs[1]): "y"}
     for v in (1.5, math.inf, -math.inf):
