@@ -142,8 +142,8 @@ def test_long_trees_are_folded_around_the_marked_layer(tmp_path):
     tree.append(("head", "Linear", 1))
     rep.paddle_tree = tree
     first = rep.first_diff
-    rep._first = Comparison(**{**{f: getattr(first, f) for f in first.__dataclass_fields__},
-                               "paddle_path": "blocks.20.fc"})
+    moved = Comparison(**{**{f: getattr(first, f) for f in first.__dataclass_fields__}, "paddle_path": "blocks.20.fc"})
+    rep.records = [moved if r is first else r for r in rep.records]
     text = render_summary(rep)
     paddle_part = text.split("Paddle model (PaddleNet):")[1].split("Torch model")[0]
     assert "fc (Linear)  <--- *** HERE ***" in paddle_part
