@@ -20,9 +20,11 @@ def other_side(side: SideName) -> SideName:
     return "torch" if side == "paddle" else "paddle"
 
 
-def show(path: str) -> str:
-    """A path for messages: the root (``""``) is ``<root>``."""
-    return path if path else ROOT_LABEL
+def show(path: str, root_class: str = "") -> str:
+    """A path for messages: the root (``""``) is ``<root>``, or ``<root Net>`` when its class is given."""
+    if path:
+        return path
+    return f"<root {root_class}>" if root_class else ROOT_LABEL
 
 
 def is_within(path: str, top: str) -> bool:

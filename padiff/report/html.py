@@ -20,10 +20,10 @@ import math
 import re
 from collections.abc import Sequence
 
+from padiff.names import show as _show
 from padiff.report.files import atomic_write
 from padiff.report.html_assets import CSS, JS, STAGE_LABELS, stage_css
 from padiff.report.html_parts import Pair, group_pairs, plot_svg, tree_html
-from padiff.report.html_parts import show_path as _show
 from padiff.report.records import STAGES, Comparison, DiffReport
 from padiff.report.text import fmt_num, op_rows, tolerance_lines, user_frames
 

@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from padiff.names import show as show_path
 from padiff.report.records import Comparison, DiffReport
 from padiff.report.text import fmt_num
 
@@ -57,10 +58,6 @@ def group_pairs(rep: DiffReport) -> dict[tuple[str, str], Pair]:
         p = get(r.paddle_path, r.torch_path, r.paddle_class, r.torch_class)
         p.records.append(r)
     return pairs
-
-
-def show_path(path: str, root: str = "") -> str:
-    return path if path else (f"<root {root}>" if root else "<root>")
 
 
 def tree_html(side: str, tree: Sequence[tuple[str, str, int]], root_class: str,

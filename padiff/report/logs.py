@@ -10,10 +10,11 @@ import datetime as _dt
 import json
 import os
 
+from padiff.names import show as show_path
 from padiff.report.files import unwritable
 from padiff.report.log_folders import default_log_root, keep_count, prune_logs
 from padiff.report.records import DiffReport
-from padiff.report.text import numbers, render_summary, show_path, stack_lines, tree_lines, where
+from padiff.report.text import numbers, render_summary, stack_lines, tree_lines, where
 
 
 def render_report(rep: DiffReport, *, log_dir: str | None = None, write_log: bool | None = None,

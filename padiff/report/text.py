@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from padiff.names import show as show_path
 from padiff.report.log_folders import log_size_note
 
 if TYPE_CHECKING:  # records import this module (DiffReport.summary); it needs them for annotations only
@@ -35,13 +36,6 @@ def fmt_num(v: float) -> str:
     if v == 0:
         return "0"
     return f"{v:.4g}"
-
-
-def show_path(path: str, root_class: str = "") -> str:
-    """A path for the report; the root shows its class when known (``<root Net>``)."""
-    if path:
-        return path
-    return f"<root {root_class}>" if root_class else "<root>"
 
 
 def where(rec: Comparison) -> str:
