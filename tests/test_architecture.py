@@ -44,7 +44,11 @@ def _executed(tree: ast.AST) -> Iterator[ast.AST]:
 
 @cache
 def _imports(module: str) -> tuple[str, ...]:
-    """Absolute names ``module`` imports (``from a import b`` gives ``a`` and ``a.b``)."""
+    """Absolute names ``module`` imports.
+
+    ``from a import b`` names ``a.b`` when that is a module (a submodule of a package), else
+    ``a`` (a name defined in ``a``).
+    """
     path = _modules()[module]
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     out = []
@@ -56,7 +60,7 @@ def _imports(module: str) -> tuple[str, ...]:
             if node.level:
                 head = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*head, base] if base else head)
-            out += [base, *(f"{base}.{a.name}" for a in node.names)]
+            out += [f"{base}.{a.name}" if f"{base}.{a.name}" in _modules() else base for a in node.names]
     return tuple(out)
 
 
@@ -150,8 +154,6 @@ def test_records_renderers_and_map_files_import_nothing_from_the_runtime():
 
 # Modules besides the adapters and graph/export_* that import a framework, and why.
 FRAMEWORK_EXCEPTIONS = {
-    # the engine helper moves the adapters into padiff/adapters/; until it lands they are here
-    "padiff.adapters": "the framework adapters (moving to padiff/adapters/)",
     # the paddle2onnx child process is the paddle exporter's other half
     "padiff.graph._p2o_child": "entry point of the paddle export child process",
     # op recording patches each framework's functional API for one re-run
