@@ -94,12 +94,12 @@ def compare(
             rep.warnings.extend(_inputs_for_backward(layer, module, p_inp, t_inp))
         spec = RunSpec(layer, module, p_inp, t_inp, opts, resolved, steps, loss_fns, optimizers,
                        strict_pairing=not lm.pairs and lm.route == "manual")
-        engine = Engine(spec, rep)
         with step_progress(steps, "padiff: comparing steps") as advance:
-            engine.run(on_step=advance)
+            result = Engine(spec, rep).run(on_step=advance)
         rep.mapping = [
-            {"paddle_path": pr.path, "torch_path": tr.path, "paddle_class": pr.cls, "torch_class": tr.cls}
-            for (pr, tr, _) in engine._pairs_seen.values()
+            {"paddle_path": sp.paddle.path, "torch_path": sp.torch.path, "paddle_class": sp.paddle.cls,
+             "torch_class": sp.torch.cls}
+            for sp in result.pairs
         ]
         if optimizers is None or not opts.checks_backward:  # the weights are still those the forward used
             _attach_op_view(rep, layer, module, p_inp, t_inp, opts)

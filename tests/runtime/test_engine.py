@@ -36,10 +36,10 @@ def backward_mode(request, monkeypatch):
     Which one a run takes depends on the machine (cores, torch's threads, memory left), so
     both are forced here rather than left to wherever the suite happens to run.
     """
-    from padiff.runtime import engine
+    from padiff.runtime.engine import backward_mode
 
     if request.node.originalname not in _PICKS_ITS_OWN_MODE:
-        monkeypatch.setattr(engine.Engine, "_backward_mode", lambda self, mode=request.param: mode)
+        monkeypatch.setattr(backward_mode, "choose_backward_mode", lambda machine, grad_bytes, mode=request.param: mode)
     return request.param
 
 
@@ -441,7 +441,8 @@ class _TorchDeep(torch.nn.Module):
 
 def _record_exchanges(monkeypatch, budget_bytes: int | None = None) -> list:
     """Make the engine use GradExchange objects this test can inspect; returns the list they land in."""
-    from padiff.runtime import engine, grad_exchange
+    from padiff.runtime import grad_exchange
+    from padiff.runtime.engine import run
 
     made: list = []
 
@@ -450,18 +451,19 @@ def _record_exchanges(monkeypatch, budget_bytes: int | None = None) -> list:
             super().__init__(grad_exchange.BUDGET_BYTES if budget_bytes is None else budget_bytes)
             made.append(self)
 
-    monkeypatch.setattr(engine, "GradExchange", Recorded)
+    monkeypatch.setattr(run, "GradExchange", Recorded)
     return made
 
 
 def test_backward_passes_run_together_holding_few_paddle_gradients(monkeypatch):
     # paddle's output gradients are handed over while both backward passes run, so only a few
     # are held at once instead of all of them (the memory the benchmarks measure)
-    from padiff.runtime import engine, grad_exchange
+    from padiff.runtime import grad_exchange
+    from padiff.runtime.engine import backward_mode
 
     one = 64 * 128 * 4
     made = _record_exchanges(monkeypatch, budget_bytes=2 * one)
-    monkeypatch.setattr(engine.Engine, "_backward_mode", lambda self: grad_exchange.OVERLAP)
+    monkeypatch.setattr(backward_mode, "choose_backward_mode", lambda machine, grad_bytes: grad_exchange.OVERLAP)
     layer, module = _PaddleDeep(), _TorchDeep()
     rep = padiff.compare(layer, module, inputs(("x", "x", rand(64, 128))), auto_weights=True,
                          options={"atol": 1e-5, "rtol": 1e-4})
@@ -517,11 +519,11 @@ def test_paddle_custom_backward_runs_right_in_the_backward_thread():
 ])
 def test_backward_mode_follows_free_cores_and_memory(monkeypatch, cores, torch_threads, free_memory, mode):
     from padiff import adapters
-    from padiff.runtime import engine
+    from padiff.runtime.engine import backward_mode
 
     made = _record_exchanges(monkeypatch)
-    monkeypatch.setattr(engine, "_usable_cores", lambda: cores)
-    monkeypatch.setattr(engine, "available_memory", lambda: free_memory)
+    monkeypatch.setattr(backward_mode, "usable_cores", lambda: cores)
+    monkeypatch.setattr(backward_mode, "available_memory", lambda: free_memory)
     monkeypatch.setattr(type(adapters.TORCH), "compute_threads", lambda self: torch_threads)
     rep = padiff.compare(_PaddleDeep(n=4), _TorchDeep(n=4), inputs(("x", "x", rand(8, 128))), auto_weights=True,
                          options={"atol": 1e-5, "rtol": 1e-4})

@@ -1,0 +1,141 @@
+"""The comparisons of layer outputs, output gradients, model outputs, input gradients and the loss.
+
+A :class:`Comparer` turns host arrays into :class:`~padiff.report.records.Stats` under the
+run's options and hands each result to the :class:`~padiff.runtime.engine.sink.RecordSink`
+with its :class:`~padiff.runtime.engine.sink.Site` and :class:`~padiff.runtime.engine.sink.SortKey`.
+It does not run models or hook anything: it is given what to compare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from padiff.adapters import PADDLE, TORCH
+from padiff.options import DiffOptions
+from padiff.report.records import Stats
+from padiff.runtime.compare import compare_arrays, structure_mismatch
+from padiff.runtime.engine.sink import RecordSink, Site, SortKey
+from padiff.runtime.hooks import user_stack
+from padiff.runtime.keyed import key_skeleton, reorder_like
+from padiff.runtime.pairing import Event
+
+
+class Comparer:
+    """Compares under one run's options and records into one sink."""
+
+    def __init__(self, opts: DiffOptions, sink: RecordSink) -> None:
+        self.opts = opts
+        self.sink = sink
+
+    def stats(self, a: np.ndarray, b: np.ndarray, *, gradient: bool = False) -> Stats:
+        """Paddle array ``a`` against torch array ``b`` (``gradient``: both are gradients of outputs)."""
+        o = self.opts
+        return compare_arrays(a, b, o.atol, o.rtol, o.compare_mode, o.mismatch_ratio, gradient=gradient)
+
+    # --- forward ---------------------------------------------------------------------------
+    def outputs(self, stage: str, pev: Event, tev: Event, p_arrs: list[np.ndarray], t_arrs: list[np.ndarray]) -> None:
+        """A paired call's output tensors, position by position.
+
+        Framework APIs differ in how many tensors some layers return (torch's MultiheadAttention
+        also returns the attention weights): the leading ones are compared, with a warning.
+        """
+        site = Site.of_events(pev, tev)
+        if len(p_arrs) != len(t_arrs):
+            if not p_arrs or not t_arrs:
+                self.sink.add(stage, site, structure_mismatch(len(p_arrs), len(t_arrs)), item="output",
+                              dtype=tev.dtype)
+                return
+            n = min(len(p_arrs), len(t_arrs))
+            self.sink.warn_once(f"{pev.role.path} ({pev.role.cls}) returns {len(p_arrs)} tensor(s) in paddle and "
+                                f"{tev.role.path} ({tev.role.cls}) {len(t_arrs)} in torch; the first {n} are "
+                                "compared.")
+            p_arrs, t_arrs = p_arrs[:n], t_arrs[:n]
+        for i, (a, b) in enumerate(zip(p_arrs, t_arrs)):
+            self.sink.add(stage, site, self.stats(a, b), item=item_name("output", i, len(p_arrs)), dtype=tev.dtype)
+
+    def model_outputs(self, p_out: Any, t_out: Any, p_cls: str, t_cls: str) -> None:
+        """The models' own outputs, always last in forward (catches code at the root)."""
+        t_out = reorder_like(t_out, key_skeleton(p_out))  # same keys, other order, at any depth: pair by key
+        p_tensors, t_tensors = PADDLE.flatten(p_out), TORCH.flatten(t_out)
+        p_arrs = [PADDLE.to_numpy(t) for t in p_tensors]
+        t_arrs = [TORCH.to_numpy(t) for t in t_tensors]
+        if len(p_arrs) != len(t_arrs):
+            self.sink.add("forward", Site.roots(p_cls, t_cls), structure_mismatch(len(p_arrs), len(t_arrs)),
+                          item="model output", key=SortKey.model(0))
+            return
+        site = Site.roots(p_cls, t_cls, user_stack())
+        for i, (a, b) in enumerate(zip(p_arrs, t_arrs)):
+            self.sink.add("forward", site, self.stats(a, b), item=item_name("model output", i, len(p_arrs)),
+                          key=SortKey.model(i), dtype=TORCH.dtype_name(t_tensors[i]))
+
+    def loss(self, p_loss: Any, t_loss: Any) -> None:
+        """The two losses."""
+        self.sink.add("loss", Site("", "", "loss", "loss"), self.stats(PADDLE.to_numpy(p_loss), TORCH.to_numpy(t_loss)),
+                      item="loss", dtype=TORCH.dtype_name(t_loss))
+
+    # --- backward --------------------------------------------------------------------------
+    def output_grad(self, pev: Event, tev: Event, i: int, p_grad: np.ndarray, t_grad: np.ndarray, *,
+                    item: str | None = None, reconcile: bool = True) -> None:
+        """The gradient reaching output ``i`` of a paired call on each side.
+
+        ``reconcile``: shapes that differ by broadcasting are reconciled as gradients (fused parts,
+        compared slice by slice, are not).
+        """
+        self.sink.add("backward", Site.of_events(pev, tev), self.stats(p_grad, t_grad, gradient=reconcile),
+                      item=item or item_name("grad of output", i, 2), key=SortKey.backward(pev.index, i),
+                      dtype=tev.dtype)
+        tev.grads[i] = True
+
+    def missing_grads(self, t_events: Iterable[Event]) -> None:
+        """An output gradient that reached only paddle's side is a difference, not a silent pass."""
+        for tev in t_events:
+            pev = tev.partner
+            if pev is None or not self.opts.checks_backward or not compares_output(pev, tev):
+                continue
+            for i, p_grad in pev.grads.items():
+                # paddle hands all-zero gradients to outputs the loss does not use (an LSTM's final
+                # states); torch hands none: that is agreement
+                if i not in tev.grads and not self.opts.single_step and np.any(p_grad):
+                    self.sink.add("backward", Site.of_events(pev, tev),
+                                  one_sided("gradient reached the paddle output but not the torch output"),
+                                  item=item_name("grad of output", i, 2), key=SortKey.backward(pev.index, i))
+
+    def input_grads(self, p_inputs: Any, t_inputs: Any, p_cls: str, t_cls: str) -> None:
+        """Gradients reaching the model inputs that require grad, last in backward.
+
+        For a model without parameters this is the only gradient padiff can see. Leaves only:
+        a tensor the forward appended to a list it was given is no input of the run.
+        """
+        p_in = [t for t in PADDLE.flatten(p_inputs) if PADDLE.requires_grad(t) and PADDLE.is_leaf(t)]
+        t_in = [t for t in TORCH.flatten(t_inputs) if TORCH.requires_grad(t) and TORCH.is_leaf(t)]
+        if len(p_in) != len(t_in):
+            return
+        for i, (a, b) in enumerate(zip(p_in, t_in)):
+            ga, gb = PADDLE.grad(a), TORCH.grad(b)
+            if ga is None and gb is None:
+                continue
+            if ga is None or gb is None:
+                stats = one_sided(f"input gradient exists only on the {'torch' if ga is None else 'paddle'} side")
+            else:
+                stats = self.stats(PADDLE.to_numpy(ga), TORCH.to_numpy(gb), gradient=True)
+            self.sink.add("backward", Site.roots(p_cls, t_cls), stats, item=item_name("grad of input", i, len(p_in)),
+                          key=SortKey.model(i), dtype=TORCH.dtype_name(b))
+
+
+def compares_output(pev: Event, tev: Event) -> bool:
+    """False for a pair whose map entry says its outputs are not compared (only its weights)."""
+    pair = pev.role.pair or tev.role.pair
+    return pair is None or pair.compare_output
+
+
+def item_name(base: str, i: int, n: int) -> str:
+    """``"output"`` for a single tensor, ``"output[1]"`` among several."""
+    return f"{base}[{i}]" if n > 1 else base
+
+
+def one_sided(note: str) -> Stats:
+    """The record of a tensor that exists on one side only: a difference of unknown size."""
+    return Stats.failure(note, kind="one_sided", count=1)

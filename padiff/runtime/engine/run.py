@@ -1,0 +1,188 @@
+"""Pass orchestration: the steps of a run, the passes of a step, and what a pass does in which order.
+
+Per step: paddle forward (hooked, outputs kept), torch forward (each call paired online and
+compared at once), loss, then both backward passes (paddle's output gradients handed to
+torch's gradient hooks and compared as they arrive), missing gradients, parameter gradients,
+input gradients, the optimizer step and parameter values. :meth:`Engine.run` returns a
+:class:`RunResult`; every comparison lands in the :class:`~padiff.report.records.DiffReport`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from padiff.adapters import PADDLE, TORCH, Side
+from padiff.layer_map import ResolvedMap
+from padiff.options import DiffOptions
+from padiff.report.records import DiffReport
+from padiff.runtime.conventions import BatchNormVariance
+from padiff.runtime.engine import backward_mode, calls
+from padiff.runtime.engine.comparisons import Comparer
+from padiff.runtime.engine.fused_calls import FusedComparisons
+from padiff.runtime.engine.paddle_forward import PaddleForward
+from padiff.runtime.engine.pairs import PairsSeen, SeenPair, check_pairing
+from padiff.runtime.engine.params import ParamComparer
+from padiff.runtime.engine.passes import Pass, passes_for, stages_for
+from padiff.runtime.engine.recording import HookErrors, SideRecorder
+from padiff.runtime.engine.sink import RecordSink
+from padiff.runtime.engine.torch_forward import TorchForward
+from padiff.runtime.grad_exchange import SEQUENTIAL, GradExchange
+from padiff.runtime.hooks import HookSet
+from padiff.runtime.pairing import OnlinePairer, assign_roles
+
+
+@dataclass
+class RunSpec:
+    """Everything a run needs, already validated by :mod:`padiff.api`."""
+
+    layer: Any
+    module: Any
+    paddle_inputs: dict[str, Any]
+    torch_inputs: dict[str, Any]
+    options: DiffOptions
+    resolved: ResolvedMap
+    steps: int = 1
+    loss_fns: tuple[Callable[[Any], Any], Callable[[Any], Any]] | None = None
+    optimizers: tuple[Any, Any] | None = None
+    strict_pairing: bool = True  # default pairing: unpaired stateful layers are an error
+
+    @property
+    def training(self) -> bool:
+        """An optimizer steps after each backward pass."""
+        return self.optimizers is not None and self.options.checks_backward
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run produced besides its records: the pairs it compared, in the order first seen."""
+
+    pairs: tuple[SeenPair, ...]
+
+
+class Engine:
+    """Runs one comparison, recording into a :class:`DiffReport`."""
+
+    def __init__(self, spec: RunSpec, report: DiffReport) -> None:
+        self.spec = spec
+        self.opts = spec.options
+        self.sink = RecordSink(report)
+        self.errors = HookErrors()
+        self.p = _recorder(PADDLE, spec.layer, spec.resolved, self.errors)
+        self.t = _recorder(TORCH, spec.module, spec.resolved, self.errors)
+        self.seen = PairsSeen()
+        self.cmp = Comparer(self.opts, self.sink)
+        self.bn = BatchNormVariance()  # paddle's biased running-variance convention, reconciled
+        self.params = ParamComparer(self.cmp, self.p, self.t, spec.resolved, self.bn)
+        self.fused = FusedComparisons(self.cmp, self.errors)
+        self.paddle_fwd = PaddleForward(self.p, self.bn)
+        self.torch_fwd = TorchForward(self.t, self.cmp, self.fused, self.seen)
+        self._pairing_checked = False
+        self._empty_output = False  # the built-in loss found float outputs, all of them empty
+
+    @property
+    def step(self) -> int:
+        """The step running now."""
+        return self.sink.step
+
+    def run(self, on_step: Callable[[], None] = lambda: None) -> RunResult:
+        """All steps; records land in the report. Raises PadiffError subclasses for misuse."""
+        self.sink.report.stages = stages_for(self.opts, self.spec.training)
+        for rec, inputs in ((self.p, self.spec.paddle_inputs), (self.t, self.spec.torch_inputs)):
+            rec.side.clear_grads(rec.root)
+            for t in rec.side.flatten(inputs):  # the snapshot in padiff.api puts the user's input grads back
+                if rec.side.requires_grad(t) and rec.side.grad(t) is not None:
+                    rec.side.set_grad(t, None)
+        try:
+            for step in range(self.spec.steps):
+                self.sink.step = step
+                for ps in passes_for(self.opts):
+                    self._one_pass(ps)
+                if self.spec.training:
+                    self._optimizer_step()
+                self.sink.flush()
+                on_step()
+        finally:
+            self.sink.flush()
+        return RunResult(self.seen.pairs())
+
+    # --- one pass ------------------------------------------------------------------------
+    def _one_pass(self, ps: Pass) -> None:
+        self.p.reset()
+        self.t.reset()
+        exchange = GradExchange()
+        self.fused.begin_pass(exchange)
+        with HookSet() as hooks:
+            self.paddle_fwd.install(hooks, ps, exchange, self.spec.training and ps.backward)
+            p_out, p_loss = self.paddle_fwd.run(lambda: self._forward(self.p, self.spec.paddle_inputs, ps, 0))
+            mode = self._backward_mode() if ps.backward else SEQUENTIAL
+            if ps.backward and mode == SEQUENTIAL:
+                # paddle's backward first, as the frameworks' threads would fight over the cores
+                # otherwise: what torch compares later must outlive paddle's graph, so copy it
+                self.paddle_fwd.copy_refs()
+                exchange.run(lambda: self._backward(self.p, p_loss), lambda: None, SEQUENTIAL)
+                self.errors.raise_pending()
+            pairer = OnlinePairer(self.p.events)
+            self.torch_fwd.install(hooks, ps, pairer, exchange)
+            t_out, t_loss = self._forward(self.t, self.spec.torch_inputs, ps, 1)
+            pairer.finish()
+            if not self._pairing_checked:
+                self._pairing_checked = True
+                check_pairing(pairer, self.p.events, self.t.events, self.sink, self.spec.strict_pairing)
+            if ps.compare_forward:
+                self.cmp.model_outputs(p_out, t_out, type(self.spec.layer).__name__, type(self.spec.module).__name__)
+                if p_loss is not None and t_loss is not None:
+                    self.cmp.loss(p_loss, t_loss)
+            self.paddle_fwd.release()
+            if ps.backward:
+                del p_out
+                if mode == SEQUENTIAL:
+                    self._backward(self.t, t_loss)
+                else:
+                    exchange.run(lambda: self._backward(self.p, p_loss), lambda: self._backward(self.t, t_loss), mode)
+                self.errors.raise_pending()
+                self.cmp.missing_grads(self.t.events)
+                self.params.compare("grad", self.seen)
+                if ps.compare_backward:
+                    self.cmp.input_grads(self.spec.paddle_inputs, self.spec.torch_inputs,
+                                         type(self.spec.layer).__name__, type(self.spec.module).__name__)
+        self.errors.raise_pending()
+
+    def _forward(self, rec: SideRecorder, inputs: dict[str, Any], ps: Pass, which: int) -> tuple[Any, Any]:
+        """One side's forward from seed 0, and its loss when the pass needs one."""
+        rec.side.seed(0)
+        out = calls.call_model(rec, inputs, "forward", self.step)
+        loss = None
+        if ps.needs_loss:
+            fn = self.spec.loss_fns[which] if self.spec.loss_fns is not None else None
+            loss, empty = calls.compute_loss(rec.side, out, fn, which, self.step)
+            if loss is None:
+                self._empty_output = empty
+        if which == 0:
+            self.errors.raise_pending()
+        return out, loss
+
+    def _backward_mode(self) -> str:
+        machine = backward_mode.Machine.probe(self.spec.layer, self.spec.module)
+        return backward_mode.choose_backward_mode(machine, self.paddle_fwd.grad_bytes)
+
+    def _backward(self, rec: SideRecorder, loss: Any) -> None:
+        if loss is None:
+            self.sink.warn_once(calls.skipped_backward_warning(rec.side, self._empty_output))
+            return
+        calls.run_backward(rec.side, loss, self.step)
+
+    def _optimizer_step(self) -> None:
+        assert self.spec.optimizers is not None
+        for rec, opt in ((self.p, self.spec.optimizers[0]), (self.t, self.spec.optimizers[1])):
+            calls.step_optimizer(rec.side, opt, self.step)
+        self.params.compare("weight", self.seen)
+
+
+def _recorder(side: Side, root: Any, resolved: ResolvedMap, errors: HookErrors) -> SideRecorder:
+    """One side's recorder; layers whose tensors are paired parameter by parameter are not compared as layers."""
+    owned = side.owned_state(root)
+    raw = resolved.param_layers(side.name)
+    roles = assign_roles(side, root, resolved, set(owned) - raw)
+    return SideRecorder(side, root, {k: r for k, r in roles.items() if k not in raw}, owned, errors)
