@@ -1,9 +1,11 @@
 """``Recorder``: record one model inside the user's own training loop, one framework per process.
 
 Hooks exist only while a ``with rec.step(i):`` block runs and are removed in ``finally``,
-so outside a step the model is exactly as the user left it. Works through the framework
-adapter (:mod:`padiff.adapters`), which imports only the framework of the model
-it is given: recording a paddle model never imports torch, and the reverse.
+so outside a step the model is exactly as the user left it. Layer calls are recorded by
+:class:`padiff.runtime.engine.recording.SideRecorder`, the per-side event recording the online
+engine uses; an error inside a recording hook is raised when the step ends, not inside the model.
+Works through the framework adapter (:mod:`padiff.adapters`), which imports only the framework
+of the model it is given: recording a paddle model never imports torch, and the reverse.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,9 @@ import numpy as np
 from padiff.errors import InputError, RunFolderError
 from padiff.offline import fmt
 from padiff.report.files import atomic_write
+from padiff.runtime.engine.recording import HookErrors, SideRecorder
+from padiff.runtime.hooks import HookSet
+from padiff.runtime.pairing import Event
 
 
 def side_of(model: Any) -> Any:
@@ -101,14 +106,14 @@ class Recorder:
             return
         state = _StepState(i)
         self._cur = state
-        handles: list[Any] = []
+        hooks = HookSet()
         try:
-            handles = self._install(state)
+            hooks = self._install(state)
             yield
+            state.errors.raise_pending()  # a recording hook that failed is reported here, not inside the model
             self._finish(state)
         finally:
-            for h in handles:
-                h.remove()
+            hooks.remove_all()
             self._cur = None
 
     def loss(self, loss: Any) -> None:
@@ -151,12 +156,13 @@ class Recorder:
                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         atomic_write(os.path.join(self.root, fmt.RUN_FILE), json.dumps(run, indent=1))
 
-    def _install(self, st: _StepState) -> list[Any]:  # noqa: C901  # one hook per recorded event kind (offline recorder)
-        side, handles = self.side, []
+    def _install(self, st: _StepState) -> HookSet:  # noqa: C901  # one hook per recorded event kind (offline recorder)
+        side, hooks = self.side, HookSet()
+        events = SideRecorder.every_layer(side, self.model, st.errors, stacks=False)
 
         def pre_root(_lay: Any, args: tuple, kwargs: dict) -> None:
             st.micro += 1
-            st.calls = {}
+            events.reset()  # call indices count per micro-step
             h = hashlib.sha256()
             for t in side.flatten((args, kwargs)):
                 a = np.ascontiguousarray(side.to_numpy(t))
@@ -164,31 +170,29 @@ class Recorder:
             st.digests.append(h.hexdigest()[:16])
             return None
 
-        def post(lay: Any, _args: tuple, out: Any) -> None:
-            path, cls = self._paths.get(id(lay), ("?", type(lay).__name__))
-            call = st.calls.get(path, 0)
-            st.calls[path] = call + 1
+        def after(ev: Event, _args: tuple, out: Any) -> None:
+            path, cls, call = ev.role.path, ev.role.cls, ev.call
             if st.micro == 0 and call == 0:
                 st.call_order.append(path)
             if self.layers is not None and path not in self.layers:
                 return
             micro = max(st.micro, 0)
-            for k, t in enumerate(side.flatten(out)):
-                item = f"out[{k}]"
-                st.add(self, "forward", path, cls, call, item, micro, side.to_numpy(t), side.dtype_name(t))
-                if side.carries_grad(t):
-                    def on_grad(g: Any, path: str = path, cls: str = cls, call: int = call, item: str = item,
-                                micro: int = micro) -> None:
-                        if g is not None:
-                            st.add(self, "backward", path, cls, call, item, micro, side.to_numpy(g),
-                                   side.dtype_name(g))
-                    side.add_grad_hook(t, on_grad)
+            outs = side.flatten(out)
+            for k, t in enumerate(outs):
+                st.add(self, "forward", path, cls, call, f"out[{k}]", micro, side.to_numpy(t), side.dtype_name(t))
 
-        handles.append(side.add_pre_hook(self.model, pre_root))
-        for path, lay in self.side.named_layers(self.model):
-            if self._paths.get(id(lay), ("",))[0] != path:
-                continue
-            handles.append(side.add_post_hook(lay, post))
+            def on_grad(k: int, _t: Any) -> Callable[[Any], None]:
+                def record(g: Any) -> None:
+                    if g is not None:
+                        st.add(self, "backward", path, cls, call, f"out[{k}]", micro, side.to_numpy(g),
+                               side.dtype_name(g))
+                return record
+
+            events.hook_output_grads(hooks, ev, outs, on_grad)
+
+        # the root's own pre-hook first: a new micro-step starts before the root's call is recorded
+        hooks.add(side.add_pre_hook(self.model, pre_root))
+        events.install(hooks, after=after)  # output gradient hooks join ``hooks`` as the step runs
         for path, entries in side.owned_state(self.model).items():
             if self.layers is not None and path not in self.layers:
                 continue
@@ -200,8 +204,8 @@ class Recorder:
                 def on_pgrad(g: Any, path: str = path, name: str = e.name, cls: str = cls) -> None:
                     if g is not None:
                         st.accumulate(path, cls, name, side.to_numpy(g), side.dtype_name(g))
-                handles.append(side.add_grad_hook(e.tensor, on_pgrad))
-        return handles
+                hooks.add(side.add_grad_hook(e.tensor, on_pgrad))
+        return hooks
 
     def _paths_cls(self, path: str) -> str:
         for p, c in self._paths.values():
@@ -252,7 +256,7 @@ class _StepState:
     def __init__(self, step: int) -> None:
         self.step = step
         self.micro = -1
-        self.calls: dict[str, int] = {}
+        self.errors = HookErrors()  # the first error inside a recording hook, raised when the step ends
         self.call_order: list[str] = []
         self.digests: list[str] = []
         self.entries: list[dict[str, Any]] = []

@@ -63,8 +63,9 @@ class SideRecorder:
     """The events of one model's run: which layer was called, which call of it, what is kept of it."""
 
     def __init__(self, side: FrameworkSide, root: Any, roles: Mapping[str, Role],
-                 owned: Mapping[str, list[StateEntry]], errors: HookErrors) -> None:
+                 owned: Mapping[str, list[StateEntry]], errors: HookErrors, *, stacks: bool = True) -> None:
         self.side = side
+        self.stacks = stacks  # capture the user's stack per call (for reports; costs a frame walk)
         self.root = root
         self.roles = roles
         self.owned = owned
@@ -73,6 +74,17 @@ class SideRecorder:
         self.calls: dict[str, int] = {}
         self.active: list[Event] = []  # calls entered and not yet left, outermost first
         self._by_path: dict[str, Any] | None = None
+
+    @classmethod
+    def every_layer(cls, side: FrameworkSide, root: Any, errors: HookErrors, *, stacks: bool = True) -> SideRecorder:
+        """A recorder of every layer of ``root`` (each under its first path), with no pairing roles."""
+        roles: dict[str, Role] = {}
+        seen: set[int] = set()
+        for path, layer in side.named_layers(root):
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                roles[path] = Role(path, type(layer).__name__, "soft", 0 if not path else path.count(".") + 1)
+        return cls(side, root, roles, {}, errors, stacks=stacks)
 
     def reset(self) -> None:
         """Forget the events of the previous pass."""
@@ -83,7 +95,7 @@ class SideRecorder:
         """A new event for a call of the layer at ``role.path`` that is starting now."""
         call = self.calls.get(role.path, 0)
         self.calls[role.path] = call + 1
-        ev = Event(len(self.events), role, call, stack=user_stack())
+        ev = Event(len(self.events), role, call, stack=user_stack() if self.stacks else ())
         self.events.append(ev)
         self.active.append(ev)
         return ev
