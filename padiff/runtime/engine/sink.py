@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
-from padiff.report.records import Comparison, DiffReport, Stats
+from padiff.report.records import Comparison, DiffReport, Stage, Stats
 
 if TYPE_CHECKING:
     from padiff.runtime.pairing import Event, Role
@@ -104,7 +104,7 @@ class RecordSink:
         self._pending: list[tuple[SortKey, int, Comparison]] = []
         self._seq = 0
 
-    def add(self, stage: str, site: Site, stats: Stats, *, item: str = "", key: SortKey | None = None,
+    def add(self, stage: Stage, site: Site, stats: Stats, *, item: str = "", key: SortKey | None = None,
             dtype: str = "") -> None:
         """One comparison of ``stage`` at ``site``; without a ``key`` it is placed by arrival."""
         self._seq += 1
