@@ -38,3 +38,17 @@ def test_framework_building_blocks_are_left_out_and_other_packages_kept():
     assert not any(os.sep + "torch" + os.sep in f for f, _, _ in stack)  # Sequential.forward is not the model
     stack = _call_through_package_model("torch/nn/modules/module.py", "torchvision/models/resnet.py")
     assert stack[-1][0].endswith(os.path.join("torchvision", "models", "resnet.py"))
+
+
+def test_the_stacks_of_a_run_hold_no_padiff_frame():
+    # padiff's own frames (the engine, the adapters' hook wrappers) sit between the framework and the hook
+    from models.basic import mlp_pair
+
+    import padiff
+
+    layer, module, inp = mlp_pair()
+    rep = padiff.compare(layer, module, inp, auto_weights=True, options={"atol": 1e-5})
+    stacks = [f for r in rep.records for f in r.paddle_stack + r.torch_stack]
+    assert stacks
+    package = os.path.dirname(os.path.abspath(padiff.__file__)) + os.sep
+    assert not [f for f in stacks if os.path.abspath(f[0]).startswith(package)]
