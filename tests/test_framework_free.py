@@ -1,6 +1,7 @@
 """The framework-free tests pass with neither framework importable.
 
-The graph matcher, report rendering from records and the map codec are pure Python; their
+The graph matcher, report rendering from records, the map codec, the adapters' helpers and the
+engine's recording, calls, sink and comparisons (on a fake framework) are pure Python; their
 tests run here in a subprocess where importing paddle or torch raises (tests/conftest.py
 installs the blocker when ``PADIFF_TEST_NO_FRAMEWORKS`` is set), so neither the package
 nor the suite's fixtures can pull a framework in unnoticed.
@@ -27,6 +28,15 @@ FRAMEWORK_FREE = [
     "test_options.py",
     "runtime/test_hooks.py",
     "test_architecture.py",
+    "adapters/test_adapter_helpers.py",
+    "adapters/test_adapter_interface.py",
+    "runtime/engine/test_engine_sink.py",
+    "runtime/engine/test_engine_recording.py",
+    "runtime/engine/test_engine_calls.py",
+    "runtime/engine/test_engine_backward_mode.py",
+    "runtime/engine/test_engine_passes.py",
+    "runtime/engine/test_engine_pairs.py",
+    "runtime/engine/test_engine_comparisons.py",
 ]
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from padiff.report.records import DiffReport, Stats
 from padiff.runtime.engine.sink import RecordSink, Section, Site, SortKey
 
-OK = Stats(True, 0.0, 0.0, 0, 1, 0.0, 0.0, 1.0, 0.0, 0.0)
+OK = Stats(passed=True, max_abs_diff=0.0, max_rel_diff=0.0, mismatched=0, total=1, paddle_mean=0.0, torch_mean=0.0,
+           cosine=1.0, min_atol=0.0, min_rtol=0.0)
 
 
 def _site(path: str) -> Site:
