@@ -120,17 +120,20 @@ def _swin_free(path: str) -> str:
     return path.replace("mlp.drop", "mlp.drop1").replace("drop_path", "drop_path1")
 
 
-# --- X2Paddle conversion of torchvision resnet18 -----------------------------------------
+# --- X2Paddle conversions of torchvision models ------------------------------------------
 
-def _x2paddle_resnet18_torch() -> Any:
+def _torchvision(name: str) -> Any:
     import torchvision
 
-    return torchvision.models.resnet18(num_classes=10)
+    return getattr(torchvision.models, name)(num_classes=10)
 
 
 @functools.cache
-def _x2paddle_resnet18_class() -> Any:
-    """The paddle class X2Paddle (trace mode) writes for torchvision's resnet18, converted once."""
+def _converted_class(name: str) -> Any:
+    """The paddle class X2Paddle (trace mode, feedback off) writes for torchvision's ``name``, converted once.
+
+    Both frameworks' random state is put back afterwards, so the pair's models start from its seeds.
+    """
     import contextlib
     import io
 
@@ -139,51 +142,88 @@ def _x2paddle_resnet18_class() -> Any:
     from x2paddle.convert import pytorch2paddle
 
     out_dir = tempfile.mkdtemp(prefix="padiff-x2paddle-")
-    states = torch.random.get_rng_state(), paddle.get_rng_state()  # the pair's models start from its seeds
+    states = torch.random.get_rng_state(), paddle.get_rng_state()
     try:
-        module = _x2paddle_resnet18_torch().eval()
+        module = _torchvision(name).eval()
         with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
             pytorch2paddle(module, save_dir=out_dir, jit_type="trace", input_examples=[torch.randn(2, 3, 32, 32)],
                            disable_feedback=True)
     finally:
         torch.random.set_rng_state(states[0])
         paddle.set_rng_state(states[1])
-    spec = importlib.util.spec_from_file_location("padiff_x2paddle_resnet18", os.path.join(out_dir, "x2paddle_code.py"))
+    spec = importlib.util.spec_from_file_location(f"padiff_x2paddle_{name}", os.path.join(out_dir, "x2paddle_code.py"))
     assert spec is not None and spec.loader is not None
     code = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(code)
-    return code.ResNet
+    classes = [v for v in vars(code).values() if isinstance(v, type) and issubclass(v, paddle.nn.Layer)
+               and v.__module__ == code.__name__]
+    assert len(classes) == 1, classes
+    return classes[0]
 
 
-def _build_x2paddle_resnet18() -> Built:
-    cls = _x2paddle_resnet18_class()
-    return (cls(), _x2paddle_resnet18_torch(), *_inputs((2, 3, 32, 32), key_pd="x0"))
+def _build_converted(name: str) -> Any:
+    def build() -> Built:
+        from .pairs import _random_bn_stats
+
+        import torch
+
+        layer, module = _converted_class(name)(), _random_bn_stats(_torchvision(name))
+        with torch.no_grad():  # torchvision's classifier init (std 0.01, bias 0) keeps logits near 0
+            for m in module.modules():
+                if isinstance(m, torch.nn.Linear):
+                    torch.nn.init.normal_(m.weight, std=0.1)
+        return layer, module, *_inputs((2, 3, 32, 32), key_pd="x0")
+    return build
 
 
-def _resnet18_torch_order() -> list[tuple[str, str]]:
-    """(conv, its BatchNorm) of torchvision's resnet18 in the order X2Paddle numbers them."""
-    out = [("conv1", "bn1")]
-    for s in range(1, 5):
-        for b in range(2):
-            p = f"layer{s}.{b}"
-            out += [(f"{p}.conv1", f"{p}.bn1"), (f"{p}.conv2", f"{p}.bn2")]
-            if s > 1 and b == 0:
-                out.append((f"{p}.downsample.0", f"{p}.downsample.1"))
-    return out
+@functools.cache
+def _definition_order(name: str, cls_name: str) -> tuple[str, ...]:
+    """Paths of torchvision ``name``'s modules of class ``cls_name``, as built (definition order)."""
+    return tuple(p for p, m in _torchvision(name).named_modules() if type(m).__name__ == cls_name)
 
 
-def _copy_x2paddle_resnet18(layer: Any, module: Any) -> list[Entry]:
-    """``conv2d<k>``/``batchnorm<k>`` are torch's k-th conv and BN; the head is two raw root parameters.
+def _copy_converted(name: str) -> Any:
+    """X2Paddle's ``conv2d<k>``/``batchnorm<k>`` are torch's k-th Conv2d / BatchNorm2d in call order.
 
-    X2Paddle keeps torch's ``[out, in]`` layout for the head (``matmul(..., transpose_y=True)``).
+    In these torchvision models definition order is call order, so the k-th is read from a model
+    as built (the suite may have reversed the one it scores). Every ``Linear`` ``a.b`` becomes two
+    raw root parameters ``a_b_weight``/``a_b_bias``, kept in torch's ``[out, in]`` layout
+    (``matmul(..., transpose_y=True)``).
     """
-    out: list[Entry] = []
-    for k, (conv, bn) in enumerate(_resnet18_torch_order()):
-        out.append(Entry(f"conv2d{k}.weight", (f"{conv}.weight",)))
-        out += [Entry(f"batchnorm{k}.weight", (f"{bn}.weight",)), Entry(f"batchnorm{k}.bias", (f"{bn}.bias",)),
-                Entry(f"batchnorm{k}._mean", (f"{bn}.running_mean",)),
-                Entry(f"batchnorm{k}._variance", (f"{bn}.running_var",))]
-    return [*out, Entry("fc_weight", ("fc.weight",), same), Entry("fc_bias", ("fc.bias",))]
+    def copy(layer: Any, module: Any) -> list[Entry]:
+        out: list[Entry] = []
+        mods = dict(module.named_modules())
+        for k, conv in enumerate(_definition_order(name, "Conv2d")):
+            out.append(Entry(f"conv2d{k}.weight", (f"{conv}.weight",)))
+            if mods[conv].bias is not None:
+                out.append(Entry(f"conv2d{k}.bias", (f"{conv}.bias",)))
+        for k, bn in enumerate(_definition_order(name, "BatchNorm2d")):
+            out += [Entry(f"batchnorm{k}.weight", (f"{bn}.weight",)), Entry(f"batchnorm{k}.bias", (f"{bn}.bias",)),
+                    Entry(f"batchnorm{k}._mean", (f"{bn}.running_mean",)),
+                    Entry(f"batchnorm{k}._variance", (f"{bn}.running_var",))]
+        for lin in _definition_order(name, "Linear"):
+            raw = lin.replace(".", "_")
+            out += [Entry(f"{raw}_weight", (f"{lin}.weight",), same), Entry(f"{raw}_bias", (f"{lin}.bias",))]
+        return out
+    return copy
+
+
+_X2PADDLE_FREE = {"relu": "ReLU", "hardswish": "Hardswish", "hardsigmoid": "Hardsigmoid",
+                  "pool2d": "AdaptiveAvgPool2d", "dropout": "Dropout"}
+
+
+def _free_by_count(name: str) -> Any:
+    """X2Paddle's ``<kind><k>`` parameter-free layers as the k-th torch module of that class (none reused)."""
+    import re
+
+    def rename(path: str) -> str:
+        m = re.fullmatch(r"(.+?)(\d+)", path)
+        if not m or m.group(1) not in _X2PADDLE_FREE:
+            return path
+        order = _definition_order(name, _X2PADDLE_FREE[m.group(1)])
+        k = int(m.group(2))
+        return order[k] if k < len(order) else path
+    return rename
 
 
 def _x2paddle_free(path: str) -> str:
@@ -204,22 +244,15 @@ def _x2paddle_free(path: str) -> str:
     return path
 
 
-def _random_stats(build: Any) -> Any:
-    """``build`` with random BatchNorm statistics on the torch side (a fresh BN's eval output is too tame)."""
-    from .pairs import _random_bn_stats
-
-    def wrapped() -> Built:
-        layer, module, p_inp, t_inp = build()
-        return layer, _random_bn_stats(module), p_inp, t_inp
-    return wrapped
-
-
 VISION_PAIRS: list[RealPair] = [
     RealPair("vit", "paddleclas / timm", ("timm", "ppcls"), _build_vit, _copy_vit, "blocks.0.attn.proj",
              free_rename=_vit_free, train_mode=True),
     RealPair("swin", "paddleclas / timm", ("timm", "ppcls"), _build_swin, _copy_swin,
              "layers.1.downsample.reduction", free_rename=_swin_free, train_mode=True),
     RealPair("x2paddle resnet18", "X2Paddle / torchvision", ("torchvision", "x2paddle"),
-             _random_stats(_build_x2paddle_resnet18), _copy_x2paddle_resnet18, "layer2.0.conv1",
+             _build_converted("resnet18"), _copy_converted("resnet18"), "layer2.0.conv1",
              free_rename=_x2paddle_free),
+    RealPair("x2paddle mobilenet_v3_small", "X2Paddle / torchvision", ("torchvision", "x2paddle"),
+             _build_converted("mobilenet_v3_small"), _copy_converted("mobilenet_v3_small"), "features.4.block.0.0",
+             free_rename=_free_by_count("mobilenet_v3_small")),
 ]
