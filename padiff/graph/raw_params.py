@@ -35,6 +35,7 @@ class ParamProposal:
     torch_param: str
     confidence: float
     evidence: tuple[str, ...]
+    conversion: str = "auto"  # "copy" / "transpose" when both graphs say how the op reads the weight
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class _Op:
     node: int
     kind: str
     params: tuple[tuple[str, tuple[int, ...]], ...]  # (full parameter path, shape)
+    read_t: bool | None = None  # the op reads its weight transposed (stored [out, in]); None: unknown
 
     @property
     def label(self) -> tuple[str, tuple[int, ...]]:
@@ -77,7 +79,8 @@ def weight_ops(g: nx.DiGraph, layer: str) -> list[_Op]:
         taken.update(t for t, _ in group)
         paths = tuple((p, s) for t, s in group if (p := _param_path(owner, t)) is not None)
         if paths:
-            ops.append(_Op(n, canonical_kind(g.nodes[n]["op"]), paths))
+            read_t = g.nodes[n].get("weight_t", {}).get(group[0][0]) if group else None
+            ops.append(_Op(n, canonical_kind(g.nodes[n]["op"]), paths, read_t))
     return ops
 
 
@@ -158,17 +161,36 @@ def _one_side(raw_g: nx.DiGraph, other_g: nx.DiGraph, raw_side: str, result: Mat
                              f"{other_side} layers' biases")
             continue
         for k, (a, b, got) in enumerate(zip(ops, matched, pairs)):
-            for pa, pb in got or []:
+            for j, (pa, pb) in enumerate(got or []):
                 p_par, t_par = (pa, pb) if raw_side == "paddle" else (pb, pa)
+                conv, how = _conversion(a, b) if j == 0 else ("auto", "")
                 proposals.append(ParamProposal(p_par, t_par, 0.9, (
                     f"parameter-level pair: op {k + 1} of {len(ops)} that read {show(path)}'s raw parameters "
                     f"({a.kind} {list(shape_key(a.params[0][1]))}) matches the {other_side} op of "
-                    f"{show(_owner_layer(b))} in dataflow order",)))
+                    f"{show(_owner_layer(b))} in dataflow order", *((how,) if how else ())), conv))
             done_other.add(_owner_layer(b))
         done_raw.add(path)
     return proposals, done_raw, done_other, reasons
 
 
+
+
+def _conversion(a: _Op, b: _Op) -> tuple[str, str]:
+    """How the weight of op ``a`` takes the weight of op ``b``, from how each op reads it, with the evidence.
+
+    X2Paddle keeps torch's ``[out, in]`` layout and calls ``matmul(..., transpose_y=True)``, so
+    a square weight cannot tell from its shape whether it must be transposed; the ops can.
+    ``("auto", "")`` when either side's reading is unknown or the shapes rule the answer out.
+    """
+    (_, sa), (_, sb) = a.params[0], b.params[0]
+    if a.read_t is None or b.read_t is None or len(sa) != 2 or len(sb) != 2:
+        return "auto", ""
+    conv = "copy" if a.read_t == b.read_t else "transpose"
+    if tuple(sa) != (tuple(sb) if conv == "copy" else tuple(sb)[::-1]):
+        return "auto", ""
+    side = {True: "transposed ([out, in])", False: "as stored ([in, out])"}
+    return conv, f"weight layout: both ops read it {side[a.read_t]}, so it is copied" if conv == "copy" else \
+        f"weight layout: one op reads it {side[a.read_t]}, the other {side[b.read_t]}, so it is transposed"
 
 
 def _owner_layer(op: _Op) -> str:

@@ -23,12 +23,12 @@ TRUTH = {"mid_weight": "mid.weight", "mid_bias": "mid.bias"}
 class PdConverted(paddle.nn.Layer):
     """Sublayers for two Linears, raw root parameters (torch's ``[out, in]`` layout) for the middle one."""
 
-    def __init__(self) -> None:
+    def __init__(self, mid: int = MID) -> None:
         super().__init__()
         self.linear0 = paddle.nn.Linear(D, HID)
-        self.mid_weight = self.create_parameter([MID, HID])
-        self.mid_bias = self.create_parameter([MID], is_bias=True)
-        self.linear1 = paddle.nn.Linear(MID, OUT)
+        self.mid_weight = self.create_parameter([mid, HID])
+        self.mid_bias = self.create_parameter([mid], is_bias=True)
+        self.linear1 = paddle.nn.Linear(mid, OUT)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         h = paddle.nn.functional.relu(self.linear0(x))
@@ -37,9 +37,9 @@ class PdConverted(paddle.nn.Layer):
 
 
 class PtOriginal(torch.nn.Module):
-    def __init__(self, reverse: bool = False) -> None:
+    def __init__(self, reverse: bool = False, mid: int = MID) -> None:
         super().__init__()
-        dims = {"first": (D, HID), "mid": (HID, MID), "last": (MID, OUT)}
+        dims = {"first": (D, HID), "mid": (HID, mid), "last": (mid, OUT)}
         for name in (reversed(dims) if reverse else dims):
             setattr(self, name, torch.nn.Linear(*dims[name]))
 
@@ -47,11 +47,11 @@ class PtOriginal(torch.nn.Module):
         return self.last(torch.relu(self.mid(torch.relu(self.first(x)))))
 
 
-def _case(reverse: bool = False) -> tuple[PdConverted, PtOriginal, tuple[dict, dict]]:
+def _case(reverse: bool = False, mid: int = MID) -> tuple[PdConverted, PtOriginal, tuple[dict, dict]]:
     paddle.seed(3)
     torch.manual_seed(4)
     x = np.random.default_rng(0).standard_normal((3, D)).astype("float32")
-    return PdConverted(), PtOriginal(reverse), ({"x": paddle.to_tensor(x)}, {"x": torch.from_numpy(x.copy())})
+    return PdConverted(mid), PtOriginal(reverse, mid), ({"x": paddle.to_tensor(x)}, {"x": torch.from_numpy(x.copy())})
 
 
 @pytest.mark.parametrize("reverse", [False, True])
@@ -84,3 +84,14 @@ def test_a_real_shape_difference_keeps_no_parameter_pair_and_fails() -> None:
     lm = padiff.suggest_layer_map(layer, module, inp)
     assert not lm.params
     assert padiff.auto_diff(layer, module, inp, auto_weights=True, layer_map="auto", options=TOL) is False
+
+
+def test_a_square_raw_weight_in_torch_layout_is_copied_as_the_ops_read_it() -> None:
+    """``matmul(h, w, transpose_y=True)`` with a square ``w``: the shape cannot say ``[out, in]``, the ops can."""
+    layer, module, inp = _case(mid=HID)
+    lm = padiff.suggest_layer_map(layer, module, inp)
+    conv = {pp.paddle_param: pp.conversion for pp in lm.params}
+    assert conv["mid_weight"] == "copy"
+    assert any("weight layout" in e for pp in lm.params for e in pp.evidence)
+    assert padiff.auto_diff(layer, module, inp, auto_weights=True, layer_map="auto", options=TOL) is True
+    assert np.allclose(layer.mid_weight.numpy(), module.mid.weight.detach().numpy())

@@ -163,9 +163,9 @@ def _converted_class(name: str) -> Any:
 
 def _build_converted(name: str) -> Any:
     def build() -> Built:
-        from .pairs import _random_bn_stats
-
         import torch
+
+        from .pairs import _random_bn_stats
 
         layer, module = _converted_class(name)(), _random_bn_stats(_torchvision(name))
         with torch.no_grad():  # torchvision's classifier init (std 0.01, bias 0) keeps logits near 0
