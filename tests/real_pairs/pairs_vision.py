@@ -14,6 +14,7 @@ import functools
 import importlib
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 from typing import Any
@@ -154,7 +155,10 @@ def _converted_class(name: str) -> Any:
     spec = importlib.util.spec_from_file_location(f"padiff_x2paddle_{name}", os.path.join(out_dir, "x2paddle_code.py"))
     assert spec is not None and spec.loader is not None
     code = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(code)
+    try:
+        spec.loader.exec_module(code)
+    finally:  # the class is in memory now; the generated files are not needed again
+        shutil.rmtree(out_dir, ignore_errors=True)
     classes = [v for v in vars(code).values() if isinstance(v, type) and issubclass(v, paddle.nn.Layer)
                and v.__module__ == code.__name__]
     assert len(classes) == 1, classes
