@@ -3,7 +3,9 @@
 Node attributes: ``op`` (ONNX op type), ``index`` (position in the ONNX node list, a
 topological order), ``params`` (tuple of ``(param name, shape)`` the op reads, found by
 following parameters through Identity/Reshape/Transpose/... chains), ``layer`` (path
-string, ``""`` = root) and ``call`` (index of the layer call, or -1 when unknown).
+string, ``""`` = root), ``call`` (index of the layer call, or -1 when unknown) and
+``weight_t`` (``{param: bool}`` for a weight read as the second operand of ``MatMul``/``Gemm``:
+True when the op reads it transposed, i.e. it is stored ``[out, in]``; absent when unknown).
 Edge attribute ``slot``: the consumer's input position (0 for commutative ops), so two
 branches feeding ``a - b`` or ``concat([a, b])`` stay distinguishable.
 
@@ -39,6 +41,33 @@ def load(model: bytes) -> onnx.ModelProto:
     return onnx.load_from_string(model)
 
 
+def _plumbing_flip(node: onnx.NodeProto, before: bool | None) -> bool | None:
+    """Whether a parameter read through ``node`` (one data input) is transposed, or None when unknown."""
+    if before is None:
+        return None
+    if node.op_type in ("Identity", "Cast"):
+        return before
+    if node.op_type == "Transpose":
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+        if perm is None or perm == [1, 0]:
+            return not before
+    return None
+
+
+def _weight_layout(node: onnx.NodeProto, param_of: Mapping[str, frozenset[str]],
+                   flipped: Mapping[str, bool]) -> dict[str, bool]:
+    """``{param: read transposed}`` for the single parameter a MatMul/Gemm takes as its second operand."""
+    if node.op_type not in ("MatMul", "Gemm") or len(node.input) < 2:
+        return {}
+    src = param_of.get(node.input[1], frozenset())
+    flip = flipped.get(node.input[1])
+    if len(src) != 1 or flip is None:
+        return {}
+    if node.op_type == "Gemm" and next((a.i for a in node.attribute if a.name == "transB"), 0):
+        flip = not flip
+    return {next(iter(src)): flip}
+
+
 def build_graph(model: onnx.ModelProto, owner: Mapping[str, tuple[str, str]], scope: ScopeFn,  # noqa: C901  # one pass over the ONNX nodes, one branch per op kind it attributes
                 param_shapes: Mapping[str, tuple[int, ...]] | None = None) -> nx.DiGraph:
     """The attributed op graph of ``model`` (see module docstring).
@@ -53,6 +82,7 @@ def build_graph(model: onnx.ModelProto, owner: Mapping[str, tuple[str, str]], sc
     shapes.update(param_shapes or {})
     static: set[str] = set(shapes) | set(owner)  # tensors not depending on any graph input
     param_of: dict[str, frozenset[str]] = {n: frozenset({n}) for n in owner}
+    flipped: dict[str, bool] = {n: False for n in owner}  # a single parameter read through Transpose/Identity
     producer: dict[str, int] = {}
     g = nx.DiGraph()
     control_params: set[str] = set()
@@ -68,7 +98,10 @@ def build_graph(model: onnx.ModelProto, owner: Mapping[str, tuple[str, str]], sc
         if data_inputs and all(n in static for n in data_inputs) and node.op_type not in ("If", "Loop", "Scan"):
             # parameter plumbing (Reshape(bias), Transpose(weight), Identity aliases): no op
             src = frozenset().union(*(param_of.get(n, frozenset()) for n in data_inputs))
+            flip = _plumbing_flip(node, flipped.get(data_inputs[0])) if len(data_inputs) == 1 else None
             for out in node.output:
+                if flip is not None and out not in owner:
+                    flipped[out] = flip
                 static.add(out)
                 if out in owner:
                     src = frozenset({out})
@@ -81,7 +114,8 @@ def build_graph(model: onnx.ModelProto, owner: Mapping[str, tuple[str, str]], sc
         params = sorted({p for n in data_inputs for p in param_of.get(n, frozenset())})
         g.add_node(idx, op=node.op_type, index=idx, params=tuple((p, shapes.get(p, ())) for p in params),
                    layer=None, call=-1, name=node.name, out=tuple(node.output),
-                   data_in=sum(1 for n in data_inputs if n not in static))
+                   data_in=sum(1 for n in data_inputs if n not in static),
+                   weight_t=_weight_layout(node, param_of, flipped))
         slots = DATA_SLOTS.get(node.op_type)
         inputs_here = list(node.input)
         if node.op_type in ("If", "Loop", "Scan"):  # outer-scope tensors read by the subgraphs

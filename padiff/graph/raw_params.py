@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import networkx as nx
 
 from padiff.graph.canonical import canonical_kind, shape_key
-from padiff.graph.proposal import Left, MatchResult
+from padiff.graph.proposal import Left, MatchResult, ProposedPair
 from padiff.graph.units import LayerInfo
-from padiff.names import show
+from padiff.names import is_strictly_within, show
 
 BIAS_HOPS = 2  # a bias is read by an op at most this many steps after its weight op
 
@@ -35,6 +35,7 @@ class ParamProposal:
     torch_param: str
     confidence: float
     evidence: tuple[str, ...]
+    conversion: str = "auto"  # "copy" / "transpose" when both graphs say how the op reads the weight
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class _Op:
     node: int
     kind: str
     params: tuple[tuple[str, tuple[int, ...]], ...]  # (full parameter path, shape)
+    read_t: bool | None = None  # the op reads its weight transposed (stored [out, in]); None: unknown
 
     @property
     def label(self) -> tuple[str, tuple[int, ...]]:
@@ -77,7 +79,8 @@ def weight_ops(g: nx.DiGraph, layer: str) -> list[_Op]:
         taken.update(t for t, _ in group)
         paths = tuple((p, s) for t, s in group if (p := _param_path(owner, t)) is not None)
         if paths:
-            ops.append(_Op(n, canonical_kind(g.nodes[n]["op"]), paths))
+            read_t = g.nodes[n].get("weight_t", {}).get(group[0][0]) if group else None
+            ops.append(_Op(n, canonical_kind(g.nodes[n]["op"]), paths, read_t))
     return ops
 
 
@@ -93,19 +96,45 @@ def _pair_params(a: _Op, b: _Op) -> list[tuple[str, str]] | None:
     return out
 
 
-def _raw_layers(g: nx.DiGraph, candidates: set[str]) -> dict[str, list[_Op]]:
-    """Layers among ``candidates`` whose own weights feed two or more separate ops."""
+def _raw_layers(g: nx.DiGraph, candidates: set[str], containers: set[str] = frozenset()) -> dict[str, list[_Op]]:
+    """Layers among ``candidates`` whose own weights feed two or more separate ops (one, for ``containers``)."""
     out = {}
     for path in candidates:
         ops = weight_ops(g, path)
-        if len(ops) >= 2:
+        if len(ops) >= (1 if path in containers else 2):
             out[path] = ops
     return out
 
 
+def holds_inner_params(path: str, layers: Mapping[str, LayerInfo]) -> bool:
+    """Whether a layer strictly inside ``path`` holds tensors of its own."""
+    return any(info.shapes and is_strictly_within(p, path) for p, info in layers.items())
+
+
+def raw_container(path: str, layers: Mapping[str, LayerInfo]) -> bool:
+    """A layer with weights (2-D or more) of its own and parameter-holding sublayers (X2Paddle's root)."""
+    info = layers.get(path)
+    return (info is not None and any(len(s) >= 2 for s in info.shapes)
+            and holds_inner_params(path, layers))
+
+
+def _mixed_pairs(result: MatchResult, p_layers: Mapping[str, LayerInfo],
+                 t_layers: Mapping[str, LayerInfo]) -> list[ProposedPair]:
+    """Layer pairs joining a raw container on one side to a layer with no parameter-holding sublayers."""
+    out = []
+    for pr in result.pairs:
+        if pr.opaque or pr.paddle_parts or pr.torch_parts:
+            continue
+        p_raw, t_raw = raw_container(pr.paddle_path, p_layers), raw_container(pr.torch_path, t_layers)
+        if (p_raw and not holds_inner_params(pr.torch_path, t_layers)) or \
+                (t_raw and not holds_inner_params(pr.paddle_path, p_layers)):
+            out.append(pr)
+    return out
+
+
 def _one_side(raw_g: nx.DiGraph, other_g: nx.DiGraph, raw_side: str, result: MatchResult,
-              raw_layers: Mapping[str, LayerInfo],
-              other_layers: Mapping[str, LayerInfo]) -> tuple[list[ParamProposal], set[str], set[str], dict[str, str]]:
+              raw_layers: Mapping[str, LayerInfo], other_layers: Mapping[str, LayerInfo],
+              containers: set[str] = frozenset()) -> tuple[list[ParamProposal], set[str], set[str], dict[str, str]]:
     other_side = "torch" if raw_side == "paddle" else "paddle"
     left_raw = {u.path for u in result.unpaired if u.side == raw_side}
     left_other = {u.path for u in result.unpaired if u.side == other_side and other_layers.get(u.path)
@@ -115,7 +144,7 @@ def _one_side(raw_g: nx.DiGraph, other_g: nx.DiGraph, raw_side: str, result: Mat
     done_other: set[str] = set()
     reasons: dict[str, str] = {}
     other_ops = sorted((op for path in left_other for op in weight_ops(other_g, path)), key=lambda o: o.node)
-    for path, ops in sorted(_raw_layers(raw_g, left_raw).items()):
+    for path, ops in sorted(_raw_layers(raw_g, left_raw, containers).items()):
         free = [o for o in other_ops if _owner_layer(o) not in done_other]
         labels = [o.label for o in ops]
         pos = _find(labels, [o.label for o in free])
@@ -132,17 +161,36 @@ def _one_side(raw_g: nx.DiGraph, other_g: nx.DiGraph, raw_side: str, result: Mat
                              f"{other_side} layers' biases")
             continue
         for k, (a, b, got) in enumerate(zip(ops, matched, pairs)):
-            for pa, pb in got or []:
+            for j, (pa, pb) in enumerate(got or []):
                 p_par, t_par = (pa, pb) if raw_side == "paddle" else (pb, pa)
+                conv, how = _conversion(a, b) if j == 0 else ("auto", "")
                 proposals.append(ParamProposal(p_par, t_par, 0.9, (
                     f"parameter-level pair: op {k + 1} of {len(ops)} that read {show(path)}'s raw parameters "
                     f"({a.kind} {list(shape_key(a.params[0][1]))}) matches the {other_side} op of "
-                    f"{show(_owner_layer(b))} in dataflow order",)))
+                    f"{show(_owner_layer(b))} in dataflow order", *((how,) if how else ())), conv))
             done_other.add(_owner_layer(b))
         done_raw.add(path)
     return proposals, done_raw, done_other, reasons
 
 
+
+
+def _conversion(a: _Op, b: _Op) -> tuple[str, str]:
+    """How the weight of op ``a`` takes the weight of op ``b``, from how each op reads it, with the evidence.
+
+    X2Paddle keeps torch's ``[out, in]`` layout and calls ``matmul(..., transpose_y=True)``, so
+    a square weight cannot tell from its shape whether it must be transposed; the ops can.
+    ``("auto", "")`` when either side's reading is unknown or the shapes rule the answer out.
+    """
+    (_, sa), (_, sb) = a.params[0], b.params[0]
+    if a.read_t is None or b.read_t is None or len(sa) != 2 or len(sb) != 2:
+        return "auto", ""
+    conv = "copy" if a.read_t == b.read_t else "transpose"
+    if tuple(sa) != (tuple(sb) if conv == "copy" else tuple(sb)[::-1]):
+        return "auto", ""
+    side = {True: "transposed ([out, in])", False: "as stored ([in, out])"}
+    return conv, f"weight layout: both ops read it {side[a.read_t]}, so it is copied" if conv == "copy" else \
+        f"weight layout: one op reads it {side[a.read_t]}, the other {side[b.read_t]}, so it is transposed"
 
 
 def _owner_layer(op: _Op) -> str:
@@ -157,15 +205,35 @@ def _find(needle: list, hay: list) -> int | None:
 
 def param_pairs(pg: nx.DiGraph, tg: nx.DiGraph, result: MatchResult, p_layers: Mapping[str, LayerInfo],
                 t_layers: Mapping[str, LayerInfo]) -> MatchResult:
-    """``result`` with parameter pairs for raw layers on either side; the layers they cover leave its unpaired."""
-    props, raw_p, other_t, why_p = _one_side(pg, tg, "paddle", result, p_layers, t_layers)
-    props_t, raw_t, other_p, why_t = _one_side(tg, pg, "torch", result, t_layers, p_layers)
+    """``result`` with parameter pairs for raw layers on either side; the layers they cover leave its unpaired.
+
+    A layer pair joining a raw container to a plain layer (see :func:`raw_container`) is taken
+    apart first and its two layers matched at parameter level; when that fails it is put back.
+    """
+    mixed = _mixed_pairs(result, p_layers, t_layers)
+    if mixed:
+        loose = [Left(side, path, "") for pr in mixed
+                 for side, path in (("paddle", pr.paddle_path), ("torch", pr.torch_path))]
+        work = MatchResult([pr for pr in result.pairs if pr not in mixed], [*result.unpaired, *loose],
+                           result.unit_pairs, result.params)
+    else:
+        work = result
+    p_cont = {pr.paddle_path for pr in mixed if raw_container(pr.paddle_path, p_layers)}
+    t_cont = {pr.torch_path for pr in mixed if raw_container(pr.torch_path, t_layers)}
+    props, raw_p, other_t, why_p = _one_side(pg, tg, "paddle", work, p_layers, t_layers, p_cont)
+    props_t, raw_t, other_p, why_t = _one_side(tg, pg, "torch", work, t_layers, p_layers, t_cont)
     props += props_t
     done = {("paddle", p) for p in raw_p | other_p} | {("torch", t) for t in raw_t | other_t}
+    # a mixed pair whose raw container found no parameter pairs is kept as it was
+    back = [pr for pr in mixed if ("paddle", pr.paddle_path) not in done and ("torch", pr.torch_path) not in done]
+    kept = {("paddle", pr.paddle_path) for pr in back} | {("torch", pr.torch_path) for pr in back}
     unpaired: list[Left] = []
-    for u in result.unpaired:
-        if (u.side, u.path) in done:
+    for u in work.unpaired:
+        if (u.side, u.path) in done or (not u.reason and (u.side, u.path) in kept):
             continue
-        why = (why_p if u.side == "paddle" else why_t).get(u.path)
-        unpaired.append(Left(u.side, u.path, why) if why else u)
-    return MatchResult(result.pairs, unpaired, result.unit_pairs, [*result.params, *props])
+        why = (why_p if u.side == "paddle" else why_t).get(u.path) or u.reason or (
+            "its layer pair with a layer holding raw parameters was replaced by parameter pairs, and no op of "
+            "the other side's raw parameters lines up with its own")
+        unpaired.append(Left(u.side, u.path, why))
+    pairs = [pr for pr in result.pairs if pr not in mixed or pr in back]
+    return MatchResult(pairs, unpaired, result.unit_pairs, [*result.params, *props])

@@ -228,7 +228,7 @@ def suggest_layer_map(layer: Any, module: Any, example_inp: Any = None, *, timeo
         timings["confirm"] = time.perf_counter() - t0
     lm = LayerMap(_to_pairs(result, p_layers, t_layers), route=route, notes=notes,
                   unpaired=_unpaired(result, p_layers, t_layers))
-    lm.params = [ParamPair(pp.paddle_param, pp.torch_param, "auto", pp.confidence, pp.evidence)
+    lm.params = [ParamPair(pp.paddle_param, pp.torch_param, pp.conversion, pp.confidence, pp.evidence)
                  for pp in result.params]
     lm.baseline = baseline_pairs(p_layers, t_layers)
     if timings:

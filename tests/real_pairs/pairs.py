@@ -286,6 +286,10 @@ PAIRS: list[RealPair] = [
              "m.layers.0.mlp.up_proj", train_mode=True),
 ]
 
+from .pairs_vision import VISION_PAIRS  # noqa: E402  - the vision pairs' builders live in their own file
+
+PAIRS += VISION_PAIRS
+
 
 def by_name(name: str) -> RealPair:
     """The pair called ``name``."""

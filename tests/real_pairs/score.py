@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .handcopy import apply_copy, as_numpy, reverse_definition_order, truth_pairs, within
+from .handcopy import apply_copy, as_numpy, owner, reverse_definition_order, truth_pairs, within
 from .pairs import PAIRS, Built, RealPair
 
 OPTIONS = {"atol": 1e-5, "rtol": 1e-4}
@@ -127,12 +127,15 @@ def pair_is_correct(p: str, t: str, truth: set[tuple[str, str]]) -> bool:
 
 
 def score_pairs(pairs: Iterable[tuple[str, str, bool]], truth: set[tuple[str, str]],
-                free_truth: Any) -> ProposalScore:
+                free_truth: Any, params: Iterable[tuple[str, str]] = (),
+                param_truth: set[tuple[str, str]] = frozenset()) -> ProposalScore:
     """Score proposed ``(paddle_path, torch_path, opaque)`` pairs against the true pairing.
 
     Only leaf-level pairs count for precision: those whose paddle or torch side owns a
     parameter directly, and opaque pairs (which stand for everything inside them).
     ``free_truth(paddle_path)`` gives the true torch partner of a parameter-free layer.
+    Parameter pairs ``params`` (paddle param, torch param) count as leaf pairs, right when the
+    hand copy writes that paddle tensor from that torch tensor (``param_truth``).
     """
     p_owners = {a for a, _ in truth}
     t_owners = {b for _, b in truth}
@@ -156,6 +159,13 @@ def score_pairs(pairs: Iterable[tuple[str, str, bool]], truth: set[tuple[str, st
             covered |= {(a, b) for a, b in truth if within(a, p) and within(b, t)}
         else:
             wrong.append(f"{p or '<root>'} <-> {t or '<root>'}")
+    for pp, tp in params:
+        considered += 1
+        if (pp, tp) in param_truth:
+            correct += 1
+            covered.add((owner(pp), owner(tp)))
+        else:
+            wrong.append(f"param {pp} <-> {tp}")
     recall = len(covered) / len(truth) if truth else float("nan")
     return ProposalScore(considered, correct, recall, free, free_wrong, tuple(wrong))
 
@@ -201,11 +211,13 @@ def score_pair(pair: RealPair, reverse: bool = False) -> Row:
     try:
         row.hand_diff = hand_copy_diff(pair, reverse)
         layer, module, p_inp, t_inp = build(pair, reverse)
-        truth = truth_pairs(pair.copy(layer, module))
+        entries = pair.copy(layer, module)
+        truth = truth_pairs(entries)
         with _quiet():
             lm = padiff.suggest_layer_map(layer, module, ({**p_inp}, {**t_inp}))
         row.score = score_pairs(((pr.paddle_path, pr.torch_path, pr.opaque) for pr in lm.pairs), truth,
-                                pair.free_rename)
+                                pair.free_rename, ((pp.paddle_param, pp.torch_param) for pp in lm.params),
+                                {(e.paddle_name, t) for e in entries for t in e.torch_names})
         # layer_map="auto" is exactly this: the proposal plus the special-init pairs (one export, reused)
         auto = with_special_pairs(lm, layer, module)
         with _quiet():

@@ -50,3 +50,13 @@ def test_reverse_definition_order_keeps_forward_and_sequential_order() -> None:
     reverse_definition_order(net)
     assert list(net._modules) == ["b", "a"] and list(net.b._modules) == ["0", "1"]
     assert torch.equal(net(x), before)
+
+
+def test_parameter_pairs_count_as_leaf_pairs_right_only_for_the_copied_tensor() -> None:
+    truth = truth_pairs([Entry("conv0.weight", ("conv1.weight",)), Entry("fc_weight", ("fc.weight",)),
+                         Entry("fc_bias", ("fc.bias",))])
+    params = {("fc_weight", "fc.weight"), ("fc_bias", "fc.bias")}
+    s = score_pairs([("conv0", "conv1", False)], truth, lambda p: p, [("fc_weight", "fc.weight")], params)
+    assert (s.considered, s.correct, s.recall) == (2, 2, 1.0)
+    s = score_pairs([("conv0", "conv1", False)], truth, lambda p: p, [("fc_weight", "fc.bias")], params)
+    assert (s.considered, s.correct, s.recall) == (2, 1, 0.5) and s.wrong == ("param fc_weight <-> fc.bias",)
