@@ -1,26 +1,36 @@
 """Numeric confirmation: settle the ties the structure could not, by running both models.
 
 Some candidates are structurally indistinguishable in the exported graphs (equal shapes,
-mirrored branches, glue the two exporters decompose differently). For each such tie
-group (uncertain pairs whose paddle layers share a parameter-shape signature), every
-assignment of the group's torch layers to its paddle layers is tried: torch weights are
-copied into the paddle model with :func:`padiff.runtime.weights.plan_pair` /
-``apply_plan`` following that assignment, the paddle forward runs under ``no_grad`` in
-eval mode, and the outputs of all paired layers and of the model are compared with the
-torch run's. The assignment with the smallest total difference wins; when several tie
-numerically too, the assignments are equivalent for this input (truly symmetric) and
-the structural choice is kept.
+mirrored branches, 1x7 against 7x1 kernels, glue the two exporters decompose
+differently). A tie group is the uncertain pairs whose paddle layers share a class and a
+parameter-shape signature. Its cost is linear in the candidates, not in the assignments
+(:mod:`padiff.graph.confirm_local`):
+
+1. Torch weights are copied into the paddle model once (:func:`padiff.runtime.weights.plan_pair` /
+   ``apply_plan``, following the structural proposal); each side then runs once, in eval
+   mode under ``no_grad``, recording each candidate's inputs and outputs.
+2. Each paddle layer's recorded input is fed to every torch candidate of its group and
+   compared with the output that candidate gave in the torch run; the assignment of
+   least total error is solved at once. When it moved a layer, what later candidates
+   receive changed: the paddle model is re-recorded (at most :data:`MAX_ROUNDS` runs).
+3. Candidates whose inputs cannot separate them (they read the same tensor: q/k/v,
+   parallel branches) are decided by running the smallest paddle block enclosing them on
+   its recorded input, once per order of those few (all orders up to :data:`EXHAUSTIVE`,
+   pairwise swaps beyond), against the enclosing torch block's recorded output. When
+   orders tie there too, they are equivalent for this input (truly symmetric) and the
+   structural choice is kept. No group is skipped for a budget.
 
 Numbers only break ties the structure allows (:func:`allowed_partners`): a layer inside a
 block whose other layers are confidently paired may only move to a torch layer inside the
-block those partners sit in. An assignment outside that set is still scored; when it wins,
-the structural choice is kept, the pairs are marked low-confidence and the evidence says
+block those partners sit in. When the unrestricted assignment scores better, the
+structural choice is kept, the pairs are marked low-confidence and the evidence says
 which move the numbers wanted and why it was refused (a port bug can make outputs agree
 better at the wrong place).
 
-The paddle weights are snapshotted before and restored exactly in ``finally``; modes
-and hooks of both models are restored too. Deep copies are avoided on purpose: they are
-not reliable for arbitrary user models.
+The order of a fused pair's parts is settled the same way as before (one paddle forward
+per order, within :data:`MAX_RUNS`). The paddle weights are snapshotted before and
+restored exactly in ``finally``; modes and hooks of both models are restored too. Deep
+copies are avoided on purpose: they are not reliable for arbitrary user models.
 """
 
 from __future__ import annotations
@@ -36,8 +46,10 @@ import numpy as np
 from padiff.graph.canonical import shape_key
 from padiff.graph.match import LayerInfo, MatchResult, ProposedPair
 
-MAX_RUNS = 48  # paddle forwards allowed for confirmation (each tie group tries its permutations)
-EQUAL = 1e-6  # relative: assignments closer than this are numerically equivalent
+MAX_RUNS = 48  # paddle forwards allowed for the orders of fused parts
+EQUAL = 1e-6  # relative: block errors closer than this are numerically equivalent
+MAX_ROUNDS = 4  # paddle recordings for the candidate errors (a re-pairing changes later inputs)
+EXHAUSTIVE = 4  # tied candidates up to this many are run in every order; more by pairwise swaps
 
 
 def _signature(info: LayerInfo) -> tuple:
@@ -107,44 +119,7 @@ def _inside(path: str, block: str | None) -> bool:
     return block is None or block == "" or path.startswith(block + ".")
 
 
-def _flat(side: Any, out: Any) -> list[np.ndarray]:
-    return [side.to_numpy(t).astype(np.float64).ravel() for t in side.flatten(out)]
-
-
-class _Recorder:
-    """Post-hooks on the paired layers that keep each call's flattened outputs."""
-
-    def __init__(self, side: Any, root: Any, paths: set[str]) -> None:
-        self.side = side
-        self.outputs: dict[str, list[list[np.ndarray]]] = defaultdict(list)
-        self.handles: list[Any] = []
-        for path, obj in side.named_layers(root):
-            if path in paths:
-                self.handles.append(side.add_post_hook(obj, self._hook(path)))
-
-    def _hook(self, path: str) -> Any:
-        def hook(_layer: Any, _args: tuple, out: Any) -> None:
-            self.outputs[path].append(_flat(self.side, out))
-
-        return hook
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles = []
-
-
-def _distance(a: list[list[np.ndarray]], b: list[list[np.ndarray]]) -> float:
-    total = 0.0
-    for ca, cb in zip(a, b):
-        for x, y in zip(ca, cb):
-            if x.shape != y.shape:
-                return float("inf")
-            total += float(np.abs(x - y).mean() / (np.abs(y).mean() + 1e-12))
-    return total
-
-
-def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,  # noqa: C901, PLR0915  # the trial-copy loop over tie groups; to be split by its owner (graph/confirm.py)
+def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
                  p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, LayerInfo]) -> tuple[MatchResult, list[str]]:
     """Settle or re-pair the tie groups of ``result`` numerically; returns the new result and notes."""
     from padiff.adapters import PADDLE, TORCH
@@ -154,155 +129,26 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
     if not groups and not fused:
         return result, []
     notes: list[str] = []
-    p_objs = dict(PADDLE.named_layers(layer))
-    t_objs = dict(TORCH.named_layers(module))
-    p_state, t_state = PADDLE.owned_state(layer), TORCH.owned_state(module)
+    p_state = PADDLE.owned_state(layer)
     snapshot = {(path, e.name): PADDLE.to_numpy(e.tensor) for path, es in p_state.items() for e in es}
     modes = [(side, obj, side.is_training(obj)) for side, root in ((PADDLE, layer), (TORCH, module))
              for _, obj in side.named_layers(root)]
-    compared = {p.paddle_path: p.torch_path for p in result.pairs if p.compare_output and not _fused(p)}
-    fixed = [p for p in result.pairs if _fused(p) or p.opaque]  # copied by their own plans
-    orders = {i: _parts_of(result.pairs[i]) for i in fused}
-    p_rec = t_rec = None
+    trial = None
+    updated: dict[str, ProposedPair] = {}
     try:
+        from padiff.graph.confirm_trial import Trial
+
         for side, obj, _ in modes:
             side.set_training(obj, False)
-        t_rec = _Recorder(TORCH, module, set(compared.values()))
-        with TORCH.no_grad():
-            t_final = _flat(TORCH, module(**example_inp[1]))
-        t_out = dict(t_rec.outputs)
-        t_rec.remove()
-        p_rec = _Recorder(PADDLE, layer, set(compared))
-
-        def copy(assign: Mapping[str, str]) -> None:
-            from padiff.adapters import pair_state
-            from padiff.runtime.weights import apply_plan, plan_fused, plan_pair
-
-            for p_path, t_path in assign.items():
-                if p_path in p_state and t_path in t_state:
-                    plan = plan_pair(p_path, p_objs[p_path], p_state[p_path], t_path, t_objs[t_path], t_state[t_path])
-                    apply_plan(plan, p_objs[p_path], p_state[p_path], t_objs[t_path], t_state[t_path])
-            for pr in fixed:
-                i = result.pairs.index(pr)
-                pr = _with_order(pr, orders[i]) if i in orders else pr
-                ps_ = pair_state(p_state, pr.paddle_parts or (pr.paddle_path,), pr.opaque)
-                ts_ = pair_state(t_state, pr.torch_parts or (pr.torch_path,), pr.opaque)
-                if _fused(pr):
-                    plan = plan_fused(pr, p_objs, ps_, t_objs, ts_)
-                else:
-                    plan = plan_pair(pr.paddle_path, p_objs[pr.paddle_path], ps_, pr.torch_path,
-                                     t_objs[pr.torch_path], ts_)
-                apply_plan(plan, p_objs[pr.paddle_path], ps_, t_objs[pr.torch_path], ts_)
-
-        def error(assign: Mapping[str, str]) -> float:
-            copy(assign)
-            p_rec.outputs.clear()  # type: ignore[union-attr]
-            with PADDLE.no_grad():
-                p_final = _flat(PADDLE, layer(**example_inp[0]))
-            total = _distance([p_final], [t_final])
-            for p_path, t_path in compared.items():
-                t_now = assign.get(p_path, t_path)
-                total += _distance(p_rec.outputs.get(p_path, []), t_out.get(t_now, []))  # type: ignore[union-attr]
-            return total
-
-        current = {p.paddle_path: p.torch_path for p in result.pairs if p not in fixed}
-        copy(current)
-        runs = 0
-        updated: dict[str, ProposedPair] = {}
-        for i in fused:
-            pr = result.pairs[i]
-            perms = list(itertools.permutations(_parts_of(pr)))
-            if runs + len(perms) > MAX_RUNS:
-                notes.append(f"order of the parts of {pr.paddle_path} <-> {pr.torch_path} not settled: {len(perms)} "
-                             "orders exceed the numeric budget; check it by hand")
-                continue
-            scored = []
-            for perm in perms:
-                orders[i] = perm
-                scored.append((error(current), perm))
-                runs += 1
-            scored.sort(key=lambda s: s[0])
-            (best_err, best), second = scored[0], (scored[1][0] if len(scored) > 1 else float("inf"))
-            orders[i] = best
-            decisive = second - best_err > EQUAL * max(1.0, best_err)
-            label = " + ".join(best)
-            ev = tuple(e for e in pr.evidence if not e.startswith("order of the parts"))
-            if decisive:
-                ev += (f"order of the parts {label} settled numerically: output error {best_err:.2e} vs "
-                       f"{second:.2e} for the next order",)
-                updated[pr.paddle_path] = replace(_with_order(pr, best), evidence=ev, uncertain=False,
-                                                  confidence=max(pr.confidence, 0.9))
-                notes.append(f"order of fused parts settled numerically: {label}")
-            else:
-                ev += (f"orders of the parts {label} are numerically equivalent for this input: kept",)
-                updated[pr.paddle_path] = replace(_with_order(pr, best), evidence=ev)
-        copy(current)
-        for group in groups:
-            p_paths = [p.paddle_path for p in group]
-            t_paths = [p.torch_path for p in group]
-            perms = list(itertools.permutations(t_paths))
-            if runs + len(perms) > MAX_RUNS:
-                notes.append(f"numeric confirmation skipped for {p_paths}: {len(perms)} assignments exceed the budget")
-                continue
-            scored = []
-            for perm in perms:
-                assign = dict(current)
-                assign.update(zip(p_paths, perm))
-                scored.append((error(assign), perm))
-                runs += 1
-            scored.sort(key=lambda s: s[0])
-            where = allowed_partners(result, group)
-            ok = [sc for sc in scored if all(_inside(t, where[p]) or t == old
-                                             for p, t, old in zip(p_paths, sc[1], t_paths))]
-            refused = scored[0] if scored[0] not in ok else None
-            best_err, best = ok[0]
-            second = ok[1][0] if len(ok) > 1 else float("inf")
-            decisive = second - best_err > EQUAL * max(1.0, best_err)
-            if refused is not None and best_err - refused[0] > EQUAL * max(1.0, refused[0]):
-                wanted = [f"{p} -> {t} (outside torch {where[p]!r})" for p, t, old in zip(p_paths, refused[1], t_paths)
-                          if t != old and not _inside(t, where[p])]
-                why = (f"numbers prefer {', '.join(wanted)} (output error {refused[0]:.2e} vs {best_err:.2e}), but the "
-                       "structure places it in another block: kept; check this pair (a port bug can make outputs "
-                       "agree better at the wrong place)")
-                current.update(zip(p_paths, best))
-                copy(current)
-                for pair, t_path in zip(group, best):
-                    updated[pair.paddle_path] = replace(pair, torch_path=t_path, uncertain=True,
-                                                        confidence=min(pair.confidence, 0.4),
-                                                        evidence=(*pair.evidence, why))
-                notes.append(f"numeric confirmation refused a re-pairing across blocks for {', '.join(p_paths)}: {why}")
-                continue
-            current.update(zip(p_paths, best))
-            copy(current)
-            for pair, t_path in zip(group, best):
-                old_block, new_block = pair.torch_path.rpartition(".")[0], t_path.rpartition(".")[0]
-                unanchored = where[pair.paddle_path] is None
-                if decisive and t_path != pair.torch_path and old_block != new_block and unanchored:
-                    # no confidently paired layer around it says which block it belongs to
-                    ev = (*pair.evidence, f"re-paired numerically from torch block {old_block!r} to {new_block!r} "
-                                          f"(output error {best_err:.2e} vs {second:.2e}); no confidently paired "
-                                          "neighbour confirms the move: check this pair")
-                    updated[pair.paddle_path] = replace(pair, torch_path=t_path, evidence=ev, uncertain=True,
-                                                        confidence=min(pair.confidence, 0.5))
-                elif decisive:
-                    ev = (*[e for e in pair.evidence if not e.startswith("tie:")],
-                          f"settled numerically: output error {best_err:.2e} vs {second:.2e} for the next assignment")
-                    updated[pair.paddle_path] = replace(pair, torch_path=t_path, evidence=ev, uncertain=False,
-                                                        confidence=max(pair.confidence, 0.9))
-                else:
-                    ev = (*pair.evidence, "numerically equivalent assignments for this input (symmetric): kept")
-                    updated[pair.paddle_path] = replace(pair, torch_path=t_path, evidence=ev)
-            moved = [f"{p} -> {t}" for p, t, old in zip(p_paths, best, t_paths) if t != old]
-            verdict = ("re-paired " + ", ".join(moved)) if moved else "structural choice confirmed"
-            notes.append(f"settled numerically ({verdict}): {', '.join(p_paths)}" if decisive else
-                         f"numeric confirmation found {', '.join(p_paths)} interchangeable for this input")
+        trial = Trial(layer, module, example_inp, result, groups)
+        _settle_orders(trial, fused, updated, notes)
+        _settle_groups(trial, groups, updated, notes)
     except Exception as exc:  # noqa: BLE001 - confirmation is optional; never lose the proposal
         notes.append(f"numeric confirmation not done: {type(exc).__name__}: {str(exc)[:200]}")
         return result, notes
     finally:
-        for rec in (p_rec, t_rec):
-            if rec is not None:
-                rec.remove()
+        if trial is not None:
+            trial.remove()
         for (path, name), arr in snapshot.items():
             entry = next(e for e in p_state[path] if e.name == name)
             PADDLE.set_value(entry.tensor, arr)
@@ -310,3 +156,198 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
             side.set_training(obj, mode)
     pairs = [updated.get(p.paddle_path, p) for p in result.pairs]
     return MatchResult(pairs, result.unpaired, result.unit_pairs, result.params), notes
+
+
+def _settle_orders(trial: Any, fused: list[int], updated: dict[str, ProposedPair], notes: list[str]) -> None:
+    """The order of each uncertain fused pair's parts: one paddle forward per order, within :data:`MAX_RUNS`."""
+    for i in fused:
+        pr = trial.result.pairs[i]
+        perms = list(itertools.permutations(_parts_of(pr)))
+        if trial.runs + len(perms) > MAX_RUNS:
+            notes.append(f"order of the parts of {pr.paddle_path} <-> {pr.torch_path} not settled: {len(perms)} "
+                         "orders exceed the numeric budget; check it by hand")
+            continue
+        scored = []
+        for perm in perms:
+            trial.orders[i] = perm
+            trial.copy_fixed([pr])
+            scored.append((trial.model_error(), perm))
+        scored.sort(key=lambda s: s[0])
+        (best_err, best), second = scored[0], (scored[1][0] if len(scored) > 1 else float("inf"))
+        trial.orders[i] = best
+        trial.copy_fixed([pr])
+        decisive = second - best_err > EQUAL * max(1.0, best_err)
+        label = " + ".join(best)
+        ev = tuple(e for e in pr.evidence if not e.startswith("order of the parts"))
+        if decisive:
+            ev += (f"order of the parts {label} settled numerically: output error {best_err:.2e} vs "
+                   f"{second:.2e} for the next order",)
+            updated[pr.paddle_path] = replace(_with_order(pr, best), evidence=ev, uncertain=False,
+                                              confidence=max(pr.confidence, 0.9))
+            notes.append(f"order of fused parts settled numerically: {label}")
+        else:
+            ev += (f"orders of the parts {label} are numerically equivalent for this input: kept",)
+            updated[pr.paddle_path] = replace(_with_order(pr, best), evidence=ev)
+
+
+def _settle_groups(trial: Any, groups: list[list[ProposedPair]], updated: dict[str, ProposedPair],
+                   notes: list[str]) -> None:
+    """Every tie group from the candidate errors of one recording (re-recorded after re-pairings).
+
+    Candidates the inputs cannot separate are then ordered by their enclosing block (:func:`_settle_tied`).
+    """
+    from padiff.graph.confirm_local import BIG, LOCAL_TIE, choose, runner_up, tied_rows, total
+
+    if not groups:
+        return
+    wheres = [allowed_partners(trial.result, g) for g in groups]
+    costs = _rounds(trial, groups, wheres, free=False)
+    kept = dict(trial.current)
+    frees: list[Any] = [None] * len(groups)
+    if any(choose(cost) != cols for cost, _, cols in costs):
+        # what the numbers would choose unrestricted, measured on its own recording like the restricted choice
+        frees = _rounds(trial, groups, wheres, free=True)
+        trial.current.update(kept)
+        trial.copy(kept)
+    for group, where, (_cost, ok, cols), fr in zip(groups, wheres, costs, frees):
+        p_paths, t_paths = [p.paddle_path for p in group], [p.torch_path for p in group]
+        best_err = total(ok, cols)
+        free, free_err = (fr[2], total(fr[0], fr[2])) if fr is not None else (cols, best_err)
+        if free_err < BIG and best_err - free_err > LOCAL_TIE * max(1.0, free_err):
+            wanted = [f"{p} -> {t_paths[j]} (outside torch {where[p]!r})" for p, j in zip(p_paths, free)
+                      if not _inside(t_paths[j], where[p])]
+            why = (f"numbers prefer {', '.join(wanted)} (output error {free_err:.2e} vs {best_err:.2e}), but the "
+                   "structure places it in another block: kept; check this pair (a port bug can make outputs "
+                   "agree better at the wrong place)")
+            for pair, j in zip(group, cols):
+                updated[pair.paddle_path] = replace(pair, torch_path=t_paths[j], uncertain=True,
+                                                    confidence=min(pair.confidence, 0.4),
+                                                    evidence=(*pair.evidence, why))
+            notes.append(f"numeric confirmation refused a re-pairing across blocks for {', '.join(p_paths)}: {why}")
+            continue
+        verdicts: dict[int, tuple[bool, float, float]] = {}  # row -> (decisive, error, next best)
+        tied = tied_rows(ok, cols)
+        for rows in tied:
+            verdicts.update(_settle_tied(trial, [p_paths[r] for r in rows], [t_paths[cols[r]] for r in rows],
+                                         rows, where))
+        for r in range(len(p_paths)):
+            if r not in verdicts:
+                err = float(ok[r, cols[r]])
+                second = runner_up(ok, cols, r) - (best_err - err)
+                decisive = err < BIG and second - err > LOCAL_TIE * max(1.0, err)
+                verdicts[r] = (decisive, err, second)
+        _record_group(trial, group, verdicts, where, updated, notes)
+
+
+def _rounds(trial: Any, groups: list[list[ProposedPair]], wheres: list[Mapping[str, str | None]],
+            free: bool) -> list[tuple[Any, Any, list[int]]]:
+    """Candidate errors of every group from one paddle recording, re-recorded while the best assignment moves.
+
+    ``free``: any candidate of the group may be chosen, else only those :func:`allowed_partners`
+    allows. Returns per group ``(cost, allowed cost, chosen columns)``; the paddle model holds
+    the chosen weights afterwards.
+    """
+    from padiff.graph.confirm_local import BIG, candidate_costs, choose
+
+    costs: list[tuple[Any, Any, list[int]]] = []
+    for _ in range(MAX_ROUNDS):
+        trial.forward()
+        costs, moved = [], False
+        for group, where in zip(groups, wheres):
+            p_paths, t_paths = [p.paddle_path for p in group], [p.torch_path for p in group]
+            cost = candidate_costs(trial.p_taps.args, p_paths, trial.t_objs, trial.t_out, t_paths)
+            ok = np.array([[cost[i, j] if _inside(t, where[p]) or j == i else BIG for j, t in enumerate(t_paths)]
+                           for i, p in enumerate(p_paths)])
+            cols = choose(cost if free else ok)
+            costs.append((cost, ok, cols))
+            new = {p: t_paths[j] for p, j in zip(p_paths, cols)}
+            if any(trial.current[p] != t for p, t in new.items()):
+                moved = True
+                trial.current.update(new)
+                trial.copy(new)
+        if not moved:
+            break
+    return costs
+
+
+def _settle_tied(trial: Any, p_paths: list[str], t_paths: list[str], rows: list[int],
+                 where: Mapping[str, str | None]) -> dict[int, tuple[bool, float, float]]:
+    """Order candidates their inputs cannot separate by re-running the smallest block holding them."""
+    p_block, t_block = _prefix(p_paths), _prefix(t_paths)
+    if trial.recorded != trial.current:  # an earlier settlement changed what this block receives
+        trial.forward()
+    calls = list(trial.p_taps.args.get(p_block, [])) if p_block else []
+
+    def error(order: tuple[str, ...]) -> float:
+        assign = dict(zip(p_paths, order))
+        trial.current.update(assign)
+        trial.copy(assign)
+        return trial.block_error(p_block, t_block, calls)
+
+    allowed = [o for o in itertools.permutations(t_paths)
+               if all(_inside(t, where[p]) or t == old for p, t, old in zip(p_paths, o, t_paths))]
+    scored: dict[tuple[str, ...], float] = {}
+    if len(p_paths) <= EXHAUSTIVE:
+        for order in allowed:
+            scored[order] = error(order)
+    else:  # pairwise swaps from the inputs' choice until none helps
+        best = tuple(t_paths)
+        scored[best] = error(best)
+        improved = True
+        while improved:
+            improved = False
+            for a, b in itertools.combinations(range(len(best)), 2):
+                cand = list(best)
+                cand[a], cand[b] = cand[b], cand[a]
+                order = tuple(cand)
+                if order in scored or order not in allowed:
+                    continue
+                scored[order] = error(order)
+                if scored[order] < scored[best] - EQUAL * max(1.0, scored[best]):
+                    best, improved = order, True
+    ranked = sorted(scored.items(), key=lambda kv: kv[1])
+    (best_order, best_err) = ranked[0]
+    second = ranked[1][1] if len(ranked) > 1 else float("inf")
+    decisive = second - best_err > EQUAL * max(1.0, best_err)
+    if not decisive:
+        best_order = tuple(t_paths)  # equivalent for this input: keep the inputs' (structural) choice
+        best_err = scored.get(best_order, best_err)
+    assign = dict(zip(p_paths, best_order))
+    trial.current.update(assign)
+    trial.copy(assign)
+    return {r: (decisive, best_err, second) for r in rows}
+
+
+def _record_group(trial: Any, group: list[ProposedPair], verdicts: Mapping[int, tuple[bool, float, float]],
+                  where: Mapping[str, str | None], updated: dict[str, ProposedPair], notes: list[str]) -> None:
+    """The group's pairs with the numbers' verdict in their evidence, and one note for the group."""
+    settled, moved, equivalent = [], [], []
+    for r, pair in enumerate(group):
+        decisive, err, second = verdicts[r]
+        t_path = trial.current[pair.paddle_path]
+        old_block, new_block = pair.torch_path.rpartition(".")[0], t_path.rpartition(".")[0]
+        if t_path != pair.torch_path:
+            moved.append(f"{pair.paddle_path} -> {t_path}")
+        if decisive and t_path != pair.torch_path and old_block != new_block and where[pair.paddle_path] is None:
+            # no confidently paired layer around it says which block it belongs to
+            ev = (*pair.evidence, f"re-paired numerically from torch block {old_block!r} to {new_block!r} "
+                                  f"(output error {err:.2e} vs {second:.2e}); no confidently paired "
+                                  "neighbour confirms the move: check this pair")
+            updated[pair.paddle_path] = replace(pair, torch_path=t_path, evidence=ev, uncertain=True,
+                                                confidence=min(pair.confidence, 0.5))
+            settled.append(pair.paddle_path)
+        elif decisive:
+            ev = (*[e for e in pair.evidence if not e.startswith("tie:")],
+                  f"settled numerically: output error {err:.2e} vs {second:.2e} for the next assignment")
+            updated[pair.paddle_path] = replace(pair, torch_path=t_path, evidence=ev, uncertain=False,
+                                                confidence=max(pair.confidence, 0.9))
+            settled.append(pair.paddle_path)
+        else:
+            ev = (*pair.evidence, "numerically equivalent assignments for this input (symmetric): kept")
+            updated[pair.paddle_path] = replace(pair, torch_path=t_path, evidence=ev)
+            equivalent.append(pair.paddle_path)
+    if settled:
+        verdict = ("re-paired " + ", ".join(moved)) if moved else "structural choice confirmed"
+        notes.append(f"settled numerically ({verdict}): {', '.join(settled)}")
+    if equivalent:
+        notes.append(f"numeric confirmation found {', '.join(equivalent)} interchangeable for this input")

@@ -1,0 +1,219 @@
+"""The pieces numeric confirmation uses to stay linear in the candidates.
+
+One recorded run per side (:class:`Taps`: each tapped layer's inputs and flattened
+outputs, per call) gives, for a tie group of paddle layers ``P_i`` and their torch
+candidates ``T_j``, the whole matrix of candidate errors ``cost[i][j]``: the input paddle
+layer ``P_i`` received is fed to torch candidate ``T_j`` (the same recorded input to
+every candidate) and the result is compared with what ``T_j`` gave at its own place in
+the torch run. ``P_i`` holding ``T_j``'s weights computes exactly that, so a small error
+says ``T_j`` sits where ``P_i`` sits. The best assignment is then one small assignment
+problem (:func:`solve`), not one model run per permutation.
+
+Candidates that read the same tensor (q/k/v projections, parallel branches) cannot be told
+apart by their inputs: their errors tie (:func:`tied_rows`), and only those are decided by
+running the smallest block enclosing them, on its recorded input, once per order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+BIG = 1e30  # stands for "cannot be this pair" in the assignment problem (no inf arithmetic)
+LOCAL_TIE = 1e-3  # candidate errors closer than this do not separate two candidates
+INEXACT = 1e9  # what one candidate that is not near-exact weighs in choose() (more than any sum of errors)
+
+
+def flat(side: Any, out: Any) -> list[np.ndarray]:
+    """Every tensor of ``out`` as a flat float64 array."""
+    return [side.to_numpy(t).astype(np.float64).ravel() for t in side.flatten(out)]
+
+
+def distance(a: list[list[np.ndarray]], b: list[list[np.ndarray]]) -> float:
+    """Sum over calls and tensors of the mean relative error; inf when shapes differ."""
+    total = 0.0
+    for ca, cb in zip(a, b):
+        if len(ca) != len(cb):
+            return float("inf")
+        for x, y in zip(ca, cb):
+            if x.shape != y.shape:
+                return float("inf")
+            total += float(np.abs(x - y).mean() / (np.abs(y).mean() + 1e-12))
+    return total
+
+
+class Taps:
+    """Hooks keeping, per layer path, each call's inputs (``args``) and/or flattened outputs."""
+
+    def __init__(self, side: Any, root: Any, inputs: set[str], outputs: set[str]) -> None:
+        self.side = side
+        self.args: dict[str, list[tuple]] = defaultdict(list)
+        self.outputs: dict[str, list[list[np.ndarray]]] = defaultdict(list)
+        self.first: dict[str, int] = {}  # order in which the tapped layers were first entered
+        self.handles: list[Any] = []
+        self.active = True
+        seen: set[str] = set()
+        for path, obj in side.named_layers(root):
+            if path in seen:
+                continue
+            seen.add(path)
+            if path in inputs:
+                self.handles.append(side.add_pre_hook(obj, self._pre(path)))
+            if path in outputs:
+                self.handles.append(side.add_post_hook(obj, self._post(path)))
+
+    def _pre(self, path: str) -> Any:
+        def hook(_layer: Any, args: tuple, _kwargs: dict) -> None:
+            if self.active:
+                self.first.setdefault(path, len(self.first))
+                self.args[path].append(self.side.map_tensors(tuple(args), self.side.clone_detached))
+
+        return hook
+
+    def _post(self, path: str) -> Any:
+        def hook(_layer: Any, _args: tuple, out: Any) -> None:
+            if self.active:
+                self.outputs[path].append(flat(self.side, out))
+
+        return hook
+
+    def clear(self) -> None:
+        self.first.clear()
+        self.args.clear()
+        self.outputs.clear()
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+
+def candidate_costs(p_args: dict[str, list[tuple]], p_paths: list[str], t_objs: dict[str, Any],
+                    t_outputs: dict[str, list[list[np.ndarray]]], t_paths: list[str]) -> np.ndarray:
+    """``cost[i][j]``: torch ``t_paths[j]`` fed paddle ``p_paths[i]``'s recorded inputs, against its own outputs.
+
+    Each paddle input is converted once and fed to every candidate; a layer that did not
+    run, or a candidate that cannot take the input, costs :data:`BIG`.
+    """
+    from padiff.runtime.adapters import PADDLE, TORCH
+
+    cost = np.full((len(p_paths), len(t_paths)), BIG)
+    for i, p in enumerate(p_paths):
+        calls = [PADDLE.map_tensors(a, lambda t: TORCH.from_numpy(PADDLE.to_numpy(t))) for a in p_args.get(p, [])]
+        if not calls:
+            continue
+        for j, t in enumerate(t_paths):
+            want = t_outputs.get(t, [])
+            if len(want) < len(calls):
+                continue
+            try:
+                with TORCH.no_grad():
+                    got = [flat(TORCH, t_objs[t](*args)) for args in calls]
+            except Exception:  # noqa: BLE001 - a candidate that cannot take this input is not this pair
+                continue
+            d = distance(got, want[:len(calls)])
+            if np.isfinite(d):
+                cost[i, j] = d
+    return cost
+
+
+def solve(cost: np.ndarray) -> list[int]:
+    """Column assigned to each row minimising the total cost (Hungarian method, square matrix)."""
+    n = cost.shape[0]
+    if n == 0:
+        return []
+    c = np.asarray(cost, dtype=np.float64)
+    u, v = np.zeros(n + 1), np.zeros(n + 1)
+    p = np.zeros(n + 1, dtype=int)  # p[j]: row matched to column j (1-based; 0 = none)
+    way = np.zeros(n + 1, dtype=int)
+    for i in range(1, n + 1):
+        p[0] = i
+        j0 = 0
+        minv = np.full(n + 1, np.inf)
+        used = np.zeros(n + 1, dtype=bool)
+        while True:
+            used[j0] = True
+            i0 = p[j0]
+            delta, j1 = np.inf, 0
+            for j in range(1, n + 1):
+                if not used[j]:
+                    cur = c[i0 - 1, j - 1] - u[i0] - v[j]
+                    if cur < minv[j]:
+                        minv[j], way[j] = cur, j0
+                    if minv[j] < delta:
+                        delta, j1 = minv[j], j
+            for j in range(n + 1):
+                if used[j]:
+                    u[p[j]] += delta
+                    v[j] -= delta
+                else:
+                    minv[j] -= delta
+            j0 = j1
+            if p[j0] == 0:
+                break
+        while True:
+            j1 = way[j0]
+            p[j0] = p[j1]
+            j0 = j1
+            if j0 == 0:
+                break
+    out = [0] * n
+    for j in range(1, n + 1):
+        if p[j]:
+            out[p[j] - 1] = j - 1
+    return out
+
+
+def choose(cost: np.ndarray) -> list[int]:
+    """The assignment with the most near-exact candidates (error within :data:`LOCAL_TIE`), then the least error.
+
+    A candidate whose recorded input is exactly what the paddle layer received sits where
+    it sits; a large error can also mean the layer's *input* is still wrong (an earlier
+    candidate holds the wrong weights in this recording), so exact agreements are trusted
+    first and the rest settle on the next recording.
+    """
+    c = np.where(cost >= BIG, BIG, cost + np.where(cost > LOCAL_TIE, INEXACT, 0.0))
+    return solve(c)
+
+
+def total(cost: np.ndarray, cols: list[int]) -> float:
+    """Summed cost of an assignment."""
+    return float(sum(cost[i, j] for i, j in enumerate(cols)))
+
+
+def tied_rows(cost: np.ndarray, cols: list[int], tol: float = LOCAL_TIE) -> list[list[int]]:
+    """Rows whose columns can be swapped at (almost) no cost, grouped (union of swappable pairs).
+
+    Two rows tie when exchanging their columns changes the total by at most ``tol`` (and
+    neither entry is :data:`BIG`): their inputs do not tell them apart. Singletons are left out.
+    """
+    n = len(cols)
+    parent = list(range(n))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a in range(n):
+        for b in range(a + 1, n):
+            ja, jb = cols[a], cols[b]
+            if max(cost[a, jb], cost[b, ja]) >= BIG:
+                continue
+            if cost[a, jb] + cost[b, ja] - cost[a, ja] - cost[b, jb] <= tol:
+                parent[find(a)] = find(b)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for a in range(n):
+        groups[find(a)].append(a)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def runner_up(cost: np.ndarray, cols: list[int], row: int) -> float:
+    """Best total when ``row`` may not keep its column (how decisive its choice is)."""
+    forced = cost.copy()
+    forced[row, cols[row]] = BIG
+    alt = solve(forced)
+    return total(forced, alt)

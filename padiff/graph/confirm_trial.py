@@ -1,0 +1,134 @@
+"""The models as numeric confirmation uses them: torch recorded once, paddle holding the proposal's weights.
+
+:class:`Trial` copies weights pair by pair (plans cached), runs the paddle model whole or one
+block of it on recorded inputs, and measures the error against the torch recording. It
+restores nothing itself: :func:`padiff.graph.confirm.confirm_ties` snapshots and restores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from padiff.graph.confirm import _fused, _inside, _parts_of, _with_order
+from padiff.graph.confirm_local import Taps, distance, flat
+from padiff.graph.match import MatchResult, ProposedPair
+
+
+class Trial:
+    """Both models prepared for confirmation: torch recorded once, paddle holding the proposal's weights."""
+
+    def __init__(self, layer: Any, module: Any, example_inp: Any, result: MatchResult,
+                 groups: list[list[ProposedPair]]) -> None:
+        from padiff.runtime.adapters import PADDLE, TORCH
+
+        self.layer, self.module, self.inp, self.result = layer, module, example_inp, result
+        self.p_objs = dict(PADDLE.named_layers(layer))
+        self.t_objs = dict(TORCH.named_layers(module))
+        self.p_state, self.t_state = PADDLE.owned_state(layer), TORCH.owned_state(module)
+        self.compared = {p.paddle_path: p.torch_path for p in result.pairs if p.compare_output and not _fused(p)}
+        self.fixed = [p for p in result.pairs if _fused(p) or p.opaque]  # copied by their own plans
+        self.orders = {i: _parts_of(pr) for i, pr in enumerate(result.pairs) if _fused(pr)}
+        self.current = {p.paddle_path: p.torch_path for p in result.pairs if p not in self.fixed}
+        self.plans: dict[tuple[str, str], Any] = {}
+        members_p = {p.paddle_path for g in groups for p in g}
+        members_t = {p.torch_path for g in groups for p in g}
+        blocks_p, blocks_t = _ancestors(members_p), _ancestors(members_t)
+        self.p_taps = self.t_taps = None
+        t_taps = Taps(TORCH, module, set(), set(self.compared.values()) | members_t | blocks_t)
+        self.t_taps = t_taps
+        with TORCH.no_grad():
+            self.t_final = flat(TORCH, module(**example_inp[1]))
+        self.t_out = dict(t_taps.outputs)
+        t_taps.remove()
+        self.copy(self.current)
+        self.copy_fixed(self.fixed)
+        self.p_taps = Taps(PADDLE, layer, members_p | blocks_p, set(self.compared))
+        self.runs = 0  # paddle forwards of the whole model
+        self.recorded: dict[str, str] = {}
+
+    def remove(self) -> None:
+        for taps in (self.p_taps, self.t_taps):
+            if taps is not None:
+                taps.remove()
+
+    def copy(self, assign: Mapping[str, str]) -> None:
+        """Copy the torch weights of these pairs into the paddle layers."""
+        from padiff.runtime.weights import apply_plan, plan_pair
+
+        for p_path, t_path in assign.items():
+            if p_path in self.p_state and t_path in self.t_state:
+                key = (p_path, t_path)
+                if key not in self.plans:
+                    self.plans[key] = plan_pair(p_path, self.p_objs[p_path], self.p_state[p_path], t_path,
+                                                self.t_objs[t_path], self.t_state[t_path])
+                apply_plan(self.plans[key], self.p_objs[p_path], self.p_state[p_path], self.t_objs[t_path],
+                           self.t_state[t_path])
+
+    def copy_fixed(self, pairs: list[ProposedPair]) -> None:
+        """Copy fused and opaque pairs by their own plans (fused parts in the order under trial)."""
+        from padiff.runtime.adapters import pair_state
+        from padiff.runtime.weights import apply_plan, plan_fused, plan_pair
+
+        for pr in pairs:
+            i = self.result.pairs.index(pr)
+            pr = _with_order(pr, self.orders[i]) if i in self.orders else pr
+            ps_ = pair_state(self.p_state, pr.paddle_parts or (pr.paddle_path,), pr.opaque)
+            ts_ = pair_state(self.t_state, pr.torch_parts or (pr.torch_path,), pr.opaque)
+            if _fused(pr):
+                plan = plan_fused(pr, self.p_objs, ps_, self.t_objs, ts_)
+            else:
+                plan = plan_pair(pr.paddle_path, self.p_objs[pr.paddle_path], ps_, pr.torch_path,
+                                 self.t_objs[pr.torch_path], ts_)
+            apply_plan(plan, self.p_objs[pr.paddle_path], ps_, self.t_objs[pr.torch_path], ts_)
+
+    def forward(self) -> list[np.ndarray]:
+        """One paddle forward of the whole model (taps cleared first); its flattened output."""
+        from padiff.runtime.adapters import PADDLE
+
+        assert self.p_taps is not None
+        self.p_taps.clear()
+        self.runs += 1
+        with PADDLE.no_grad():
+            out = flat(PADDLE, self.layer(**self.inp[0]))
+        self.recorded = dict(self.current)
+        return out
+
+    def model_error(self) -> float:
+        """Output and compared-layer error of a whole paddle forward with the weights it holds now."""
+        assert self.p_taps is not None
+        total = distance([self.forward()], [self.t_final])
+        for p_path, t_path in self.compared.items():
+            total += distance(self.p_taps.outputs.get(p_path, []), self.t_out.get(self.current.get(p_path, t_path), []))
+        return total
+
+    def block_error(self, p_block: str, t_block: str, calls: list[tuple]) -> float:
+        """Error of paddle block ``p_block`` re-run on its recorded inputs, against torch ``t_block``."""
+        from padiff.runtime.adapters import PADDLE
+
+        assert self.p_taps is not None
+        want = self.t_out.get(t_block, [])
+        if not p_block or not calls or len(want) < len(calls):
+            return self.model_error()
+        self.p_taps.clear()
+        self.p_taps.active = True
+        with PADDLE.no_grad():
+            got = [flat(PADDLE, self.p_objs[p_block](*args)) for args in calls]
+        total = distance(got, want[:len(calls)])
+        if not np.isfinite(total):
+            return self.model_error()
+        for p_path, t_path in self.compared.items():
+            if _inside(p_path, p_block):
+                total += distance(self.p_taps.outputs.get(p_path, []),
+                                   self.t_out.get(self.current.get(p_path, t_path), []))
+        return total
+
+
+def _ancestors(paths: set[str]) -> set[str]:
+    out = set()
+    for path in paths:
+        parts = path.split(".")
+        out.update(".".join(parts[:n]) for n in range(1, len(parts)))
+    return out
