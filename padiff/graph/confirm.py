@@ -49,6 +49,7 @@ from padiff.graph.match import LayerInfo, MatchResult, ProposedPair
 MAX_RUNS = 48  # paddle forwards allowed for the orders of fused parts
 EQUAL = 1e-6  # relative: block errors closer than this are numerically equivalent
 MAX_ROUNDS = 4  # paddle recordings for the candidate errors (a re-pairing changes later inputs)
+CLEAR = 10.0  # a candidate is taken during the pass when the next one's error is this many times larger
 EXHAUSTIVE = 4  # tied candidates up to this many are run in every order; more by pairwise swaps
 
 
@@ -196,24 +197,25 @@ def _settle_groups(trial: Any, groups: list[list[ProposedPair]], updated: dict[s
 
     Candidates the inputs cannot separate are then ordered by their enclosing block (:func:`_settle_tied`).
     """
-    from padiff.graph.confirm_local import BIG, LOCAL_TIE, choose, runner_up, tied_rows, total
+    from padiff.graph.confirm_local import BIG, close, runner_up, tied_rows, total
 
     if not groups:
         return
     wheres = [allowed_partners(trial.result, g) for g in groups]
-    costs = _rounds(trial, groups, wheres, free=False)
+    costs = _passes(trial, groups, wheres, free=False)
     kept = dict(trial.current)
     frees: list[Any] = [None] * len(groups)
-    if any(choose(cost) != cols for cost, _, cols in costs):
+    if any(cost[i].min() < ok[i, c] and not close(cost[i].min(), ok[i, c])
+           for cost, ok, cols in costs for i, c in enumerate(cols)):
         # what the numbers would choose unrestricted, measured on its own recording like the restricted choice
-        frees = _rounds(trial, groups, wheres, free=True)
+        frees = _passes(trial, groups, wheres, free=True)
         trial.current.update(kept)
         trial.copy(kept)
     for group, where, (_cost, ok, cols), fr in zip(groups, wheres, costs, frees):
         p_paths, t_paths = [p.paddle_path for p in group], [p.torch_path for p in group]
         best_err = total(ok, cols)
         free, free_err = (fr[2], total(fr[0], fr[2])) if fr is not None else (cols, best_err)
-        if free_err < BIG and best_err - free_err > LOCAL_TIE * max(1.0, free_err):
+        if free_err < BIG and best_err > free_err and not close(best_err, free_err):
             wanted = [f"{p} -> {t_paths[j]} (outside torch {where[p]!r})" for p, j in zip(p_paths, free)
                       if not _inside(t_paths[j], where[p])]
             why = (f"numbers prefer {', '.join(wanted)} (output error {free_err:.2e} vs {best_err:.2e}), but the "
@@ -234,40 +236,85 @@ def _settle_groups(trial: Any, groups: list[list[ProposedPair]], updated: dict[s
             if r not in verdicts:
                 err = float(ok[r, cols[r]])
                 second = runner_up(ok, cols, r) - (best_err - err)
-                decisive = err < BIG and second - err > LOCAL_TIE * max(1.0, err)
+                decisive = err < BIG and second > err and not close(second, err)
                 verdicts[r] = (decisive, err, second)
         _record_group(trial, group, verdicts, where, updated, notes)
 
 
-def _rounds(trial: Any, groups: list[list[ProposedPair]], wheres: list[Mapping[str, str | None]],
+def _passes(trial: Any, groups: list[list[ProposedPair]], wheres: list[Mapping[str, str | None]],
             free: bool) -> list[tuple[Any, Any, list[int]]]:
-    """Candidate errors of every group from one paddle recording, re-recorded while the best assignment moves.
+    """Decide every group's candidates during one paddle forward, in the order the layers run.
 
-    ``free``: any candidate of the group may be chosen, else only those :func:`allowed_partners`
-    allows. Returns per group ``(cost, allowed cost, chosen columns)``; the paddle model holds
-    the chosen weights afterwards.
+    At a candidate's first call its input is fed to every torch candidate of its group
+    (:func:`padiff.graph.confirm_local.row_costs`). When one agrees (error within
+    ``LOCAL_TIE``; the structural partner first among equals), its weights are copied in
+    before the layer runs, so what later candidates receive is already right. A layer no
+    candidate agrees with may have a wrong input still: it is assigned after the pass among
+    the candidates left, and the model is recorded again when that moved a weight (at most
+    :data:`MAX_ROUNDS` forwards). ``free``: any candidate of the group may be chosen, else
+    only those :func:`allowed_partners` allows. Returns per group ``(cost, allowed cost,
+    chosen columns)``; the paddle model holds the chosen weights afterwards.
     """
-    from padiff.graph.confirm_local import BIG, candidate_costs, choose
+    from padiff.graph.confirm_local import BIG, LOCAL_TIE, REL_TIE, close, row_costs, solve
 
-    costs: list[tuple[Any, Any, list[int]]] = []
+    p_paths = [[p.paddle_path for p in g] for g in groups]
+    t_paths = [[p.torch_path for p in g] for g in groups]
+    member = {p: (g, i) for g, paths in enumerate(p_paths) for i, p in enumerate(paths)}
+    masks = [np.array([[free or j == i or _inside(t, where[p]) for j, t in enumerate(tp)] for i, p in enumerate(pp)])
+             for pp, tp, where in zip(p_paths, t_paths, wheres)]
+    out: list[tuple[Any, Any, list[int]]] = []
     for _ in range(MAX_ROUNDS):
-        trial.forward()
-        costs, moved = [], False
-        for group, where in zip(groups, wheres):
-            p_paths, t_paths = [p.paddle_path for p in group], [p.torch_path for p in group]
-            cost = candidate_costs(trial.p_taps.args, p_paths, trial.t_objs, trial.t_out, t_paths)
-            ok = np.array([[cost[i, j] if _inside(t, where[p]) or j == i else BIG for j, t in enumerate(t_paths)]
-                           for i, p in enumerate(p_paths)])
-            cols = choose(cost if free else ok)
-            costs.append((cost, ok, cols))
-            new = {p: t_paths[j] for p, j in zip(p_paths, cols)}
-            if any(trial.current[p] != t for p, t in new.items()):
-                moved = True
-                trial.current.update(new)
-                trial.copy(new)
+        costs = [np.full((len(pp), len(pp)), BIG) for pp in p_paths]
+        chosen: list[dict[int, int]] = [{} for _ in groups]
+
+        def decide(path: str, args: tuple, costs: list[Any] = costs, chosen: list[dict[int, int]] = chosen) -> None:
+            if path not in member:
+                return
+            g, i = member[path]
+            costs[g][i] = row = row_costs(args, trial.t_objs, trial.t_out, t_paths[g])
+            ok = np.where(masks[g][i], row, BIG)
+            left = [j for j in range(len(row)) if j not in chosen[g].values() and ok[j] < BIG]
+            if not left:
+                return
+            ranked = sorted(left, key=lambda k: ok[k])
+            cur = t_paths[g].index(trial.current[path]) if trial.current[path] in t_paths[g] else -1
+            if cur in left and close(ok[cur], ok[ranked[0]]):
+                j = cur  # the structural partner is as good as any: keep it (ties go to the blocks)
+            elif len(ranked) == 1 or ok[ranked[1]] > CLEAR * ok[ranked[0]] + LOCAL_TIE:
+                j = ranked[0]
+            else:
+                return  # no candidate clearly agrees: its input may still be wrong, decided after the pass
+            chosen[g][i] = j
+            trial.current[path] = t_paths[g][j]
+            trial.copy({path: t_paths[g][j]})
+
+        trial.p_taps.on_first = decide
+        try:
+            trial.forward()
+        finally:
+            trial.p_taps.on_first = None
+        out, moved = [], False
+        for g, pp in enumerate(p_paths):
+            ok_g = np.where(masks[g], costs[g], BIG)
+            rows = [i for i in range(len(pp)) if i not in chosen[g]]
+            cols_left = [j for j in range(len(pp)) if j not in chosen[g].values()]
+            pick = ok_g.copy()
+            for r in rows:  # among equals, the structural partner
+                if trial.current[pp[r]] in t_paths[g]:
+                    c = t_paths[g].index(trial.current[pp[r]])
+                    pick[r, c] = pick[r, c] * (1 - REL_TIE / 2)
+            sub = solve(pick[np.ix_(rows, cols_left)]) if rows else []
+            cols = [chosen[g].get(i, -1) for i in range(len(pp))]
+            for r, c in zip(rows, sub):
+                cols[r] = cols_left[c]
+                if trial.current[pp[r]] != t_paths[g][cols[r]]:
+                    moved = True
+                    trial.current[pp[r]] = t_paths[g][cols[r]]
+                    trial.copy({pp[r]: t_paths[g][cols[r]]})
+            out.append((costs[g], ok_g, cols))
         if not moved:
             break
-    return costs
+    return out
 
 
 def _settle_tied(trial: Any, p_paths: list[str], t_paths: list[str], rows: list[int],

@@ -17,13 +17,15 @@ running the smallest block enclosing them, on its recorded input, once per order
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 BIG = 1e30  # stands for "cannot be this pair" in the assignment problem (no inf arithmetic)
-LOCAL_TIE = 1e-3  # candidate errors closer than this do not separate two candidates
-INEXACT = 1e9  # what one candidate that is not near-exact weighs in choose() (more than any sum of errors)
+LOCAL_TIE = 1e-3  # candidate errors closer than this (absolute) do not separate two candidates
+REL_TIE = 0.1  # ... nor closer than this fraction of the smaller one: a port's own error (another
+#                BatchNorm epsilon upstream) puts a floor under every candidate's error, the right one too
 
 
 def flat(side: Any, out: Any) -> list[np.ndarray]:
@@ -52,6 +54,7 @@ class Taps:
         self.args: dict[str, list[tuple]] = defaultdict(list)
         self.outputs: dict[str, list[list[np.ndarray]]] = defaultdict(list)
         self.first: dict[str, int] = {}  # order in which the tapped layers were first entered
+        self.on_first: Callable[[str, tuple], None] | None = None  # called at a tapped layer's first call
         self.handles: list[Any] = []
         self.active = True
         seen: set[str] = set()
@@ -67,8 +70,11 @@ class Taps:
     def _pre(self, path: str) -> Any:
         def hook(_layer: Any, args: tuple, _kwargs: dict) -> None:
             if self.active:
-                self.first.setdefault(path, len(self.first))
                 self.args[path].append(self.side.map_tensors(tuple(args), self.side.clone_detached))
+                if path not in self.first:
+                    self.first[path] = len(self.first)
+                    if self.on_first is not None:
+                        self.on_first(path, self.args[path][0])
 
         return hook
 
@@ -90,33 +96,30 @@ class Taps:
         self.handles = []
 
 
-def candidate_costs(p_args: dict[str, list[tuple]], p_paths: list[str], t_objs: dict[str, Any],
-                    t_outputs: dict[str, list[list[np.ndarray]]], t_paths: list[str]) -> np.ndarray:
-    """``cost[i][j]``: torch ``t_paths[j]`` fed paddle ``p_paths[i]``'s recorded inputs, against its own outputs.
+def row_costs(args: tuple, t_objs: Mapping[str, Any], t_outputs: Mapping[str, list[list[np.ndarray]]],
+              t_paths: list[str], call: int = 0) -> np.ndarray:
+    """Errors of every torch candidate fed one recorded paddle input (call ``call``), against its own output then.
 
-    Each paddle input is converted once and fed to every candidate; a layer that did not
-    run, or a candidate that cannot take the input, costs :data:`BIG`.
+    The paddle input is converted once and fed to every candidate; a candidate that cannot
+    take it, or did not run that often, costs :data:`BIG`.
     """
     from padiff.runtime.adapters import PADDLE, TORCH
 
-    cost = np.full((len(p_paths), len(t_paths)), BIG)
-    for i, p in enumerate(p_paths):
-        calls = [PADDLE.map_tensors(a, lambda t: TORCH.from_numpy(PADDLE.to_numpy(t))) for a in p_args.get(p, [])]
-        if not calls:
+    row = np.full(len(t_paths), BIG)
+    t_args = PADDLE.map_tensors(args, lambda t: TORCH.from_numpy(PADDLE.to_numpy(t)))
+    for j, t in enumerate(t_paths):
+        want = t_outputs.get(t, [])
+        if len(want) <= call:
             continue
-        for j, t in enumerate(t_paths):
-            want = t_outputs.get(t, [])
-            if len(want) < len(calls):
-                continue
-            try:
-                with TORCH.no_grad():
-                    got = [flat(TORCH, t_objs[t](*args)) for args in calls]
-            except Exception:  # noqa: BLE001 - a candidate that cannot take this input is not this pair
-                continue
-            d = distance(got, want[:len(calls)])
-            if np.isfinite(d):
-                cost[i, j] = d
-    return cost
+        try:
+            with TORCH.no_grad():
+                got = flat(TORCH, t_objs[t](*t_args))
+        except Exception:  # noqa: BLE001 - a candidate that cannot take this input is not this pair
+            continue
+        d = distance([got], [want[call]])
+        if np.isfinite(d):
+            row[j] = d
+    return row
 
 
 def solve(cost: np.ndarray) -> list[int]:
@@ -166,28 +169,22 @@ def solve(cost: np.ndarray) -> list[int]:
     return out
 
 
-def choose(cost: np.ndarray) -> list[int]:
-    """The assignment with the most near-exact candidates (error within :data:`LOCAL_TIE`), then the least error.
-
-    A candidate whose recorded input is exactly what the paddle layer received sits where
-    it sits; a large error can also mean the layer's *input* is still wrong (an earlier
-    candidate holds the wrong weights in this recording), so exact agreements are trusted
-    first and the rest settle on the next recording.
-    """
-    c = np.where(cost >= BIG, BIG, cost + np.where(cost > LOCAL_TIE, INEXACT, 0.0))
-    return solve(c)
-
-
 def total(cost: np.ndarray, cols: list[int]) -> float:
     """Summed cost of an assignment."""
     return float(sum(cost[i, j] for i, j in enumerate(cols)))
 
 
-def tied_rows(cost: np.ndarray, cols: list[int], tol: float = LOCAL_TIE) -> list[list[int]]:
+def close(a: float, b: float) -> bool:
+    """Whether two errors do not separate their candidates (:data:`LOCAL_TIE`, :data:`REL_TIE`)."""
+    return abs(a - b) <= LOCAL_TIE + REL_TIE * min(abs(a), abs(b))
+
+
+def tied_rows(cost: np.ndarray, cols: list[int]) -> list[list[int]]:
     """Rows whose columns can be swapped at (almost) no cost, grouped (union of swappable pairs).
 
-    Two rows tie when exchanging their columns changes the total by at most ``tol`` (and
-    neither entry is :data:`BIG`): their inputs do not tell them apart. Singletons are left out.
+    Two rows tie when exchanging their columns changes the total by no more than
+    :func:`close` allows (and neither entry is :data:`BIG`): their inputs do not tell them
+    apart. Singletons are left out.
     """
     n = len(cols)
     parent = list(range(n))
@@ -203,7 +200,7 @@ def tied_rows(cost: np.ndarray, cols: list[int], tol: float = LOCAL_TIE) -> list
             ja, jb = cols[a], cols[b]
             if max(cost[a, jb], cost[b, ja]) >= BIG:
                 continue
-            if cost[a, jb] + cost[b, ja] - cost[a, ja] - cost[b, jb] <= tol:
+            if close(cost[a, jb] + cost[b, ja], cost[a, ja] + cost[b, jb]):
                 parent[find(a)] = find(b)
     groups: dict[int, list[int]] = defaultdict(list)
     for a in range(n):

@@ -10,6 +10,11 @@ the live model); resnet50's graph drops from ~100 MB to ~60 KB and exports in ~0
 instead of ~0.8 s. ``do_constant_folding=False`` keeps BatchNorm unfused and parameter
 names intact (folding in eval mode merges BN into Conv and renames weights to
 ``onnx::Conv_N``).
+When the TorchScript exporter fails (``aten::diff``, ``aten::histc``, internal asserts), the
+dynamo exporter is tried second if ``onnxscript`` is importable (``optimize=False`` keeps
+BatchNorm unfused); its initializers are ``state_dict`` keys too and each node's
+``pkg.torch.onnx.name_scopes`` metadata names its module (:func:`dynamo_scope_of`). Its
+graph is attributed the same way, and the export's ``note`` says why it was used.
 Export runs in eval mode (no BatchNorm statistics update, no dropout); every module's
 ``training`` flag and every parameter's ``requires_grad`` is restored afterwards.
 """
@@ -39,6 +44,15 @@ class TorchExport:
     module_paths: frozenset[str]
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # state_dict key -> shape
     seconds: dict[str, float] = field(default_factory=dict)
+    exporter: str = "torchscript"  # or "dynamo" (second try)
+    note: str = ""  # why the second exporter was used (the first one's whole cause)
+
+    def scope(self) -> Any:
+        """The scope function for :func:`padiff.graph.build.build_graph` that fits this export's node naming."""
+        paths = self.module_paths
+        if self.exporter == "dynamo":
+            return lambda node: dynamo_scope_of(node, paths)
+        return lambda node: scope_of(node.name, paths)
 
 
 def export_torch(module: Any, kwargs: Mapping[str, Any]) -> TorchExport:
@@ -58,13 +72,27 @@ def export_torch(module: Any, kwargs: Mapping[str, Any]) -> TorchExport:
     modes = [(sub, sub.training) for _, sub in mods]
     flags = [(p, p.requires_grad) for p in module.parameters()]
     buf = io.BytesIO()
+    exporter, note = "torchscript", ""
     try:
         module.eval()
-        with quiet():
-            torch.onnx.export(module, (), buf, kwargs=dict(kwargs), dynamo=False, do_constant_folding=False,
-                              opset_version=OPSET, training=torch.onnx.TrainingMode.EVAL, export_params=False)
-    except Exception as exc:  # the exporter raises many types; all mean "cannot export"
-        raise ExportError(f"torch.onnx.export failed: {cause_text(exc)}") from exc
+        try:
+            with quiet():
+                torch.onnx.export(module, (), buf, kwargs=dict(kwargs), dynamo=False, do_constant_folding=False,
+                                  opset_version=OPSET, training=torch.onnx.TrainingMode.EVAL, export_params=False)
+        except Exception as exc:  # the exporter raises many types; all mean "cannot export"
+            first = f"torch.onnx.export (TorchScript) failed: {cause_text(exc)}"
+            if not _has_onnxscript():
+                raise ExportError(f"{first}\n(the dynamo exporter, tried second, needs `pip install onnxscript`)") \
+                    from exc
+            t1 = time.perf_counter()
+            try:
+                data = _export_dynamo(module, kwargs)
+            except Exception as again:
+                raise ExportError(f"{first}\nand the dynamo exporter failed too: {cause_text(again)}") from again
+            buf = io.BytesIO(data)
+            exporter = "dynamo"
+            note = (f"{first}\nso torch was exported with the dynamo exporter instead "
+                    f"({time.perf_counter() - t1:.1f}s)")
     finally:
         for sub, mode in modes:
             sub.training = mode
@@ -72,7 +100,56 @@ def export_torch(module: Any, kwargs: Mapping[str, Any]) -> TorchExport:
             if p.requires_grad != flag:
                 p.requires_grad_(flag)
     return TorchExport(buf.getvalue(), owner, frozenset(p for p, _ in mods), shapes,
-                       {"torch_export": time.perf_counter() - t0})
+                       {"torch_export": time.perf_counter() - t0}, exporter, note)
+
+
+def _has_onnxscript() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxscript") is not None
+
+
+def _export_dynamo(module: Any, kwargs: Mapping[str, Any]) -> bytes:
+    """ONNX bytes from ``torch.onnx.export(..., dynamo=True)``, unoptimised (BatchNorm stays unfused)."""
+    import torch
+
+    with quiet():
+        program = torch.onnx.export(module, (), kwargs=dict(kwargs), dynamo=True, optimize=False,
+                                    external_data=False, verbose=False, report=False)
+    if program is None:  # pragma: no cover - the dynamo exporter always returns its program
+        raise ExportError("the dynamo exporter returned no program")
+    return program.model_proto.SerializeToString()
+
+
+SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+
+
+def dynamo_scope_of(node: Any, module_paths: frozenset[str]) -> tuple[str, int] | None:
+    """``(module path, call index)`` of a dynamo-exported node, from its ``name_scopes`` metadata.
+
+    The metadata lists the enclosing module paths from the root down, then the op's own
+    name (``['', 'blocks.0', 'blocks.0.fc', 'linear']``); a scope that is no module path but
+    one with a ``_N`` suffix is read as that module's call ``N``. None when the node carries
+    no scope.
+    """
+    import ast
+
+    raw = next((p.value for p in node.metadata_props if p.key == SCOPES_KEY), None)
+    if raw is None:
+        return None
+    try:
+        scopes = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return None
+    if not isinstance(scopes, (list, tuple)) or len(scopes) < 2:
+        return None
+    inner = str(scopes[-2])
+    if inner in module_paths or inner == "":
+        return inner, 0
+    m = _CALL.match(inner)
+    if m and m.group(1) in module_paths:
+        return m.group(1), int(m.group(2))
+    return None
 
 
 _CALL = re.compile(r"^(.*)_(\d+)$")

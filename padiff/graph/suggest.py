@@ -79,7 +79,9 @@ def _graph_route(layer: Any, module: Any, p_in: dict[str, Any], t_in: dict[str, 
         timings["export"] = time.perf_counter() - start
         t0 = time.perf_counter()
         pg = build.build_graph(build.load(px.model), px.owner, build.paddle_scope(px.stamps), px.shapes)
-        tg = build.build_graph(build.load(tx.model), tx.owner, build.torch_scope(tx.module_paths), tx.shapes)
+        tg = build.build_graph(build.load(tx.model), tx.owner, tx.scope(), tx.shapes)
+        if tx.note:
+            notes.append(tx.note)
         timings["build"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     pg, tg = canonical.canonicalize(pg), canonical.canonicalize(tg)
@@ -212,7 +214,7 @@ def suggest_layer_map(layer: Any, module: Any, example_inp: Any = None, *, timeo
             route_notes: list[str] = []
             result = _graph_route(layer, module, p_in, t_in, p_layers, t_layers, timeout, timings, route_notes)
             route = "graph"
-            how = "recorded eager forwards" if route_notes else "both models exported to ONNX"
+            how = "recorded eager forwards" if "eager_record" in timings else "both models exported to ONNX"
             notes.append(f"route: graph ({how}, matched by dataflow).")
             notes.extend(route_notes)
         except ExportError as exc:

@@ -15,6 +15,7 @@ from models.basic import inputs, rand
 from test_suggest import assert_unchanged, precision_recall, snapshot
 
 import padiff
+from padiff.graph import build, export_torch
 from padiff.graph.eager import EagerOp, build_eager_graph
 from padiff.graph.export_message import MAX_LINES, cause_text
 
@@ -30,7 +31,8 @@ def _scores(lm) -> tuple[float, float]:
     (E.PaddleViewNet, E.TorchViewNet, "paddle.jit.save failed"),
     (E.PaddleDiffNet, E.TorchDiffNet, "aten::diff"),
 ])
-def test_unexportable_models_still_get_a_dataflow_proposal(p_cls, t_cls, cause):
+def test_unexportable_models_still_get_a_dataflow_proposal(p_cls, t_cls, cause, monkeypatch):
+    monkeypatch.setattr(export_torch, "_has_onnxscript", lambda: False)  # the dynamo exporter's tests are below
     layer, module = p_cls(), t_cls()
     lm = padiff.suggest_layer_map(layer, module, inputs(("x", "x", rand(4, E.D))))
     assert lm.route == "graph"
@@ -91,3 +93,50 @@ def test_eager_dataflow_matches_the_hard_cases_as_well_as_export(name, monkeypat
     assert lm.route == "graph" and any("eager forward" in n for n in lm.notes)
     assert precision_recall(lm, case) == (1.0, 1.0)
     assert_unchanged(before, snapshot(case.paddle, case.torch))  # modes, weights, BatchNorm statistics
+
+
+def test_torch_tries_the_dynamo_exporter_second_and_its_graph_is_attributed():
+    pytest.importorskip("onnxscript")
+    module = E.TorchDiffNet()
+    tx = export_torch.export_torch(module, {"x": inputs(("x", "x", rand(4, E.D)))[1]["x"]})
+    assert tx.exporter == "dynamo"
+    assert "TorchScript) failed" in tx.note and "aten::diff" in tx.note  # the first exporter's whole cause
+    g = build.build_graph(build.load(tx.model), tx.owner, tx.scope(), tx.shapes)
+    by_layer = {g.nodes[n]["layer"]: {p for p, _ in g.nodes[n]["params"]} for n in g.nodes
+                if g.nodes[n]["op"] in ("Gemm", "MatMul")}
+    assert by_layer == {"l1": {"l1.weight", "l1.bias"}, "l2": {"l2.weight", "l2.bias"}, "l3": {"l3.weight", "l3.bias"}}
+    tanh = [n for n in g.nodes if g.nodes[n]["op"] == "Tanh"]
+    assert len(tanh) == 1 and g.nodes[tanh[0]]["layer"] == ""  # functional code: the root's scope
+    assert all(m.training for m in module.modules())  # exported in eval mode, modes put back
+
+
+def test_a_dynamo_export_gives_the_proposal_and_says_why_it_was_used():
+    pytest.importorskip("onnxscript")
+    lm = padiff.suggest_layer_map(E.PaddleDiffNet(), E.TorchDiffNet(), inputs(("x", "x", rand(4, E.D))))
+    notes = "\n".join(lm.notes)
+    assert lm.route == "graph" and "both models exported to ONNX" in notes
+    assert "dynamo exporter instead" in notes and "aten::diff" in notes and "eager forward" not in notes
+    assert _scores(lm) == (1.0, 1.0)
+
+
+def test_without_onnxscript_the_note_says_how_to_get_the_second_exporter(monkeypatch):
+    monkeypatch.setattr(export_torch, "_has_onnxscript", lambda: False)
+    with pytest.raises(padiff.errors.ExportError, match="pip install onnxscript"):
+        export_torch.export_torch(E.TorchDiffNet(), {"x": inputs(("x", "x", rand(4, E.D)))[1]["x"]})
+
+
+def test_dynamo_scopes_are_read_from_node_metadata():
+    import onnx
+
+    def node(scopes):
+        n = onnx.helper.make_node("Relu", ["a"], ["b"])
+        if scopes is not None:
+            n.metadata_props.add(key=export_torch.SCOPES_KEY, value=repr(scopes))
+        return n
+
+    paths = frozenset({"", "blocks", "blocks.0", "blocks.0.fc", "act"})
+    assert export_torch.dynamo_scope_of(node(["", "blocks.0", "blocks.0.fc", "linear"]), paths) == ("blocks.0.fc", 0)
+    assert export_torch.dynamo_scope_of(node(["", "relu"]), paths) == ("", 0)
+    assert export_torch.dynamo_scope_of(node(["", "act_1", "relu"]), paths) == ("act", 1)
+    assert export_torch.dynamo_scope_of(node(["", "nothing", "relu"]), paths) is None
+    assert export_torch.dynamo_scope_of(node(None), paths) is None
