@@ -7,12 +7,14 @@ parameter-shape signature. Its cost is linear in the candidates, not in the assi
 (:mod:`padiff.graph.confirm_local`):
 
 1. Torch weights are copied into the paddle model once (:func:`padiff.runtime.weights.plan_pair` /
-   ``apply_plan``, following the structural proposal); each side then runs once, in eval
-   mode under ``no_grad``, recording each candidate's inputs and outputs.
-2. Each paddle layer's recorded input is fed to every torch candidate of its group and
-   compared with the output that candidate gave in the torch run; the assignment of
-   least total error is solved at once. When it moved a layer, what later candidates
-   receive changed: the paddle model is re-recorded (at most :data:`MAX_ROUNDS` runs).
+   ``apply_plan``, following the structural proposal); torch runs once, in eval mode
+   under ``no_grad``, recording each candidate's inputs and outputs.
+2. Paddle runs once; at each candidate's first call its input is compared with the input
+   every torch candidate of its group received, and the candidate that clearly agrees
+   has its weights copied in before the layer runs, so later candidates receive what
+   they should (:func:`_passes`). Layers no candidate clearly agrees with are assigned
+   after the pass (one small assignment problem); when that moved weights, paddle is
+   recorded again (at most :data:`MAX_ROUNDS` forwards).
 3. Candidates whose inputs cannot separate them (they read the same tensor: q/k/v,
    parallel branches) are decided by running the smallest paddle block enclosing them on
    its recorded input, once per order of those few (all orders up to :data:`EXHAUSTIVE`,
@@ -137,12 +139,12 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
     trial = None
     updated: dict[str, ProposedPair] = {}
     try:
-        from padiff.graph.confirm_trial import Trial
+        from padiff.graph.confirm_trial import Trial, settle_orders
 
         for side, obj, _ in modes:
             side.set_training(obj, False)
         trial = Trial(layer, module, example_inp, result, groups)
-        _settle_orders(trial, fused, updated, notes)
+        settle_orders(trial, fused, updated, notes)
         _settle_groups(trial, groups, updated, notes)
     except Exception as exc:  # noqa: BLE001 - confirmation is optional; never lose the proposal
         notes.append(f"numeric confirmation not done: {type(exc).__name__}: {str(exc)[:200]}")
@@ -157,38 +159,6 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
             side.set_training(obj, mode)
     pairs = [updated.get(p.paddle_path, p) for p in result.pairs]
     return MatchResult(pairs, result.unpaired, result.unit_pairs, result.params), notes
-
-
-def _settle_orders(trial: Any, fused: list[int], updated: dict[str, ProposedPair], notes: list[str]) -> None:
-    """The order of each uncertain fused pair's parts: one paddle forward per order, within :data:`MAX_RUNS`."""
-    for i in fused:
-        pr = trial.result.pairs[i]
-        perms = list(itertools.permutations(_parts_of(pr)))
-        if trial.runs + len(perms) > MAX_RUNS:
-            notes.append(f"order of the parts of {pr.paddle_path} <-> {pr.torch_path} not settled: {len(perms)} "
-                         "orders exceed the numeric budget; check it by hand")
-            continue
-        scored = []
-        for perm in perms:
-            trial.orders[i] = perm
-            trial.copy_fixed([pr])
-            scored.append((trial.model_error(), perm))
-        scored.sort(key=lambda s: s[0])
-        (best_err, best), second = scored[0], (scored[1][0] if len(scored) > 1 else float("inf"))
-        trial.orders[i] = best
-        trial.copy_fixed([pr])
-        decisive = second - best_err > EQUAL * max(1.0, best_err)
-        label = " + ".join(best)
-        ev = tuple(e for e in pr.evidence if not e.startswith("order of the parts"))
-        if decisive:
-            ev += (f"order of the parts {label} settled numerically: output error {best_err:.2e} vs "
-                   f"{second:.2e} for the next order",)
-            updated[pr.paddle_path] = replace(_with_order(pr, best), evidence=ev, uncertain=False,
-                                              confidence=max(pr.confidence, 0.9))
-            notes.append(f"order of fused parts settled numerically: {label}")
-        else:
-            ev += (f"orders of the parts {label} are numerically equivalent for this input: kept",)
-            updated[pr.paddle_path] = replace(_with_order(pr, best), evidence=ev)
 
 
 def _settle_groups(trial: Any, groups: list[list[ProposedPair]], updated: dict[str, ProposedPair],
@@ -271,7 +241,7 @@ def _passes(trial: Any, groups: list[list[ProposedPair]], wheres: list[Mapping[s
             if path not in member:
                 return
             g, i = member[path]
-            costs[g][i] = row = row_costs(args, trial.t_objs, trial.t_out, t_paths[g])
+            costs[g][i] = row = row_costs(args, trial.t_in, t_paths[g])
             ok = np.where(masks[g][i], row, BIG)
             left = [j for j in range(len(row)) if j not in chosen[g].values() and ok[j] < BIG]
             if not left:
@@ -323,7 +293,7 @@ def _settle_tied(trial: Any, p_paths: list[str], t_paths: list[str], rows: list[
     p_block, t_block = _prefix(p_paths), _prefix(t_paths)
     if trial.recorded != trial.current:  # an earlier settlement changed what this block receives
         trial.forward()
-    calls = list(trial.p_taps.args.get(p_block, [])) if p_block else []
+    calls = list(trial.last_args.get(p_block, [])) if p_block else []
 
     def error(order: tuple[str, ...]) -> float:
         assign = dict(zip(p_paths, order))

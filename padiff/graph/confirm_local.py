@@ -2,12 +2,13 @@
 
 One recorded run per side (:class:`Taps`: each tapped layer's inputs and flattened
 outputs, per call) gives, for a tie group of paddle layers ``P_i`` and their torch
-candidates ``T_j``, the whole matrix of candidate errors ``cost[i][j]``: the input paddle
-layer ``P_i`` received is fed to torch candidate ``T_j`` (the same recorded input to
-every candidate) and the result is compared with what ``T_j`` gave at its own place in
-the torch run. ``P_i`` holding ``T_j``'s weights computes exactly that, so a small error
-says ``T_j`` sits where ``P_i`` sits. The best assignment is then one small assignment
-problem (:func:`solve`), not one model run per permutation.
+candidates ``T_j``, the candidate errors ``cost[i][j]`` (:func:`row_costs`): the input
+``P_i`` received, compared with the input every ``T_j`` received in the torch run, all
+candidates in one pass. Equal inputs say ``T_j`` sits where ``P_i`` sits (the weights are
+copied, so the layers compute alike wherever they sit); a port's own error upstream puts
+a floor under every error, the right one's too, so ties are judged relative to it
+(:func:`close`). What is left is one small assignment problem (:func:`solve`), not one
+model run per permutation.
 
 Candidates that read the same tensor (q/k/v projections, parallel branches) cannot be told
 apart by their inputs: their errors tie (:func:`tied_rows`), and only those are decided by
@@ -29,8 +30,8 @@ REL_TIE = 0.1  # ... nor closer than this fraction of the smaller one: a port's 
 
 
 def flat(side: Any, out: Any) -> list[np.ndarray]:
-    """Every tensor of ``out`` as a flat float64 array."""
-    return [side.to_numpy(t).astype(np.float64).ravel() for t in side.flatten(out)]
+    """Every tensor of ``out`` as a flat float32 array (sums in :func:`distance` are float64)."""
+    return [side.to_numpy(t).astype(np.float32).ravel() for t in side.flatten(out)]
 
 
 def distance(a: list[list[np.ndarray]], b: list[list[np.ndarray]]) -> float:
@@ -42,15 +43,17 @@ def distance(a: list[list[np.ndarray]], b: list[list[np.ndarray]]) -> float:
         for x, y in zip(ca, cb):
             if x.shape != y.shape:
                 return float("inf")
-            total += float(np.abs(x - y).mean() / (np.abs(y).mean() + 1e-12))
+            total += float(np.abs(x - y).mean(dtype=np.float64) / (np.abs(y).mean(dtype=np.float64) + 1e-12))
     return total
 
 
 class Taps:
     """Hooks keeping, per layer path, each call's inputs (``args``) and/or flattened outputs."""
 
-    def __init__(self, side: Any, root: Any, inputs: set[str], outputs: set[str]) -> None:
+    def __init__(self, side: Any, root: Any, inputs: set[str], outputs: set[str], arrays: bool = False) -> None:
         self.side = side
+        self.arrays = arrays  # keep inputs as flat arrays (to compare), not tensors (to run again)
+        self.keep_outputs = True
         self.args: dict[str, list[tuple]] = defaultdict(list)
         self.outputs: dict[str, list[list[np.ndarray]]] = defaultdict(list)
         self.first: dict[str, int] = {}  # order in which the tapped layers were first entered
@@ -70,7 +73,9 @@ class Taps:
     def _pre(self, path: str) -> Any:
         def hook(_layer: Any, args: tuple, _kwargs: dict) -> None:
             if self.active:
-                self.args[path].append(self.side.map_tensors(tuple(args), self.side.clone_detached))
+                keep = flat(self.side, tuple(args)) if self.arrays else self.side.map_tensors(tuple(args),
+                                                                                              self.side.clone_detached)
+                self.args[path].append(keep)
                 if path not in self.first:
                     self.first[path] = len(self.first)
                     if self.on_first is not None:
@@ -80,7 +85,7 @@ class Taps:
 
     def _post(self, path: str) -> Any:
         def hook(_layer: Any, _args: tuple, out: Any) -> None:
-            if self.active:
+            if self.active and self.keep_outputs:
                 self.outputs[path].append(flat(self.side, out))
 
         return hook
@@ -96,29 +101,22 @@ class Taps:
         self.handles = []
 
 
-def row_costs(args: tuple, t_objs: Mapping[str, Any], t_outputs: Mapping[str, list[list[np.ndarray]]],
-              t_paths: list[str], call: int = 0) -> np.ndarray:
-    """Errors of every torch candidate fed one recorded paddle input (call ``call``), against its own output then.
+def row_costs(args: tuple, t_inputs: Mapping[str, list[Any]], t_paths: list[str], call: int = 0) -> np.ndarray:
+    """Errors of one paddle layer's recorded input (call ``call``) against every torch candidate's input then.
 
-    The paddle input is converted once and fed to every candidate; a candidate that cannot
-    take it, or did not run that often, costs :data:`BIG`.
+    The same recorded input is compared with every candidate in one pass; a candidate that
+    did not run that often, or took another shape, costs :data:`BIG`.
     """
-    from padiff.runtime.adapters import PADDLE, TORCH
+    from padiff.runtime.adapters import PADDLE
 
+    mine = flat(PADDLE, args)
     row = np.full(len(t_paths), BIG)
-    t_args = PADDLE.map_tensors(args, lambda t: TORCH.from_numpy(PADDLE.to_numpy(t)))
     for j, t in enumerate(t_paths):
-        want = t_outputs.get(t, [])
-        if len(want) <= call:
-            continue
-        try:
-            with TORCH.no_grad():
-                got = flat(TORCH, t_objs[t](*t_args))
-        except Exception:  # noqa: BLE001 - a candidate that cannot take this input is not this pair
-            continue
-        d = distance([got], [want[call]])
-        if np.isfinite(d):
-            row[j] = d
+        theirs = t_inputs.get(t, [])
+        if len(theirs) > call:
+            d = distance([mine], [theirs[call]])
+            if np.isfinite(d):
+                row[j] = d
     return row
 
 

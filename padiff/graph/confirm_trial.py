@@ -7,12 +7,14 @@ restores nothing itself: :func:`padiff.graph.confirm.confirm_ties` snapshots and
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from padiff.graph.confirm import _fused, _inside, _parts_of, _with_order
+from padiff.graph.confirm import EQUAL, MAX_RUNS, _fused, _inside, _parts_of, _with_order
 from padiff.graph.confirm_local import Taps, distance, flat
 from padiff.graph.match import MatchResult, ProposedPair
 
@@ -36,18 +38,21 @@ class Trial:
         members_p = {p.paddle_path for g in groups for p in g}
         members_t = {p.torch_path for g in groups for p in g}
         blocks_p, blocks_t = _ancestors(members_p), _ancestors(members_t)
-        self.p_taps = self.t_taps = None
-        t_taps = Taps(TORCH, module, set(), set(self.compared.values()) | members_t | blocks_t)
+        self.p_taps: Taps | None = None
+        self.t_taps: Taps | None = None
+        t_taps = Taps(TORCH, module, members_t, set(self.compared.values()) | members_t | blocks_t, arrays=True)
         self.t_taps = t_taps
         with TORCH.no_grad():
             self.t_final = flat(TORCH, module(**example_inp[1]))
         self.t_out = dict(t_taps.outputs)
+        self.t_in = dict(t_taps.args)  # each torch candidate's inputs, per call
         t_taps.remove()
         self.copy(self.current)
         self.copy_fixed(self.fixed)
         self.p_taps = Taps(PADDLE, layer, members_p | blocks_p, set(self.compared))
         self.runs = 0  # paddle forwards of the whole model
         self.recorded: dict[str, str] = {}
+        self.last_args: dict[str, list[tuple]] = {}  # each tapped layer's inputs in the last whole forward
 
     def remove(self) -> None:
         for taps in (self.p_taps, self.t_taps):
@@ -84,22 +89,27 @@ class Trial:
                                  self.t_objs[pr.torch_path], ts_)
             apply_plan(plan, self.p_objs[pr.paddle_path], ps_, self.t_objs[pr.torch_path], ts_)
 
-    def forward(self) -> list[np.ndarray]:
-        """One paddle forward of the whole model (taps cleared first); its flattened output."""
+    def forward(self, keep_outputs: bool = False) -> list[np.ndarray]:
+        """One paddle forward of the whole model (taps cleared first); its flattened output.
+
+        ``keep_outputs``: also keep the compared layers' outputs (for :meth:`model_error`).
+        """
         from padiff.runtime.adapters import PADDLE
 
         assert self.p_taps is not None
         self.p_taps.clear()
+        self.p_taps.keep_outputs = keep_outputs
         self.runs += 1
         with PADDLE.no_grad():
             out = flat(PADDLE, self.layer(**self.inp[0]))
         self.recorded = dict(self.current)
+        self.last_args = {path: list(calls) for path, calls in self.p_taps.args.items()}  # block runs clear taps
         return out
 
     def model_error(self) -> float:
         """Output and compared-layer error of a whole paddle forward with the weights it holds now."""
         assert self.p_taps is not None
-        total = distance([self.forward()], [self.t_final])
+        total = distance([self.forward(keep_outputs=True)], [self.t_final])
         for p_path, t_path in self.compared.items():
             total += distance(self.p_taps.outputs.get(p_path, []), self.t_out.get(self.current.get(p_path, t_path), []))
         return total
@@ -113,7 +123,7 @@ class Trial:
         if not p_block or not calls or len(want) < len(calls):
             return self.model_error()
         self.p_taps.clear()
-        self.p_taps.active = True
+        self.p_taps.keep_outputs = True
         with PADDLE.no_grad():
             got = [flat(PADDLE, self.p_objs[p_block](*args)) for args in calls]
         total = distance(got, want[:len(calls)])
@@ -132,3 +142,35 @@ def _ancestors(paths: set[str]) -> set[str]:
         parts = path.split(".")
         out.update(".".join(parts[:n]) for n in range(1, len(parts)))
     return out
+
+
+def settle_orders(trial: Trial, fused: list[int], updated: dict[str, ProposedPair], notes: list[str]) -> None:
+    """The order of each uncertain fused pair's parts: one paddle forward per order, within :data:`MAX_RUNS`."""
+    for i in fused:
+        pr = trial.result.pairs[i]
+        perms = list(itertools.permutations(_parts_of(pr)))
+        if trial.runs + len(perms) > MAX_RUNS:
+            notes.append(f"order of the parts of {pr.paddle_path} <-> {pr.torch_path} not settled: {len(perms)} "
+                         "orders exceed the numeric budget; check it by hand")
+            continue
+        scored = []
+        for perm in perms:
+            trial.orders[i] = perm
+            trial.copy_fixed([pr])
+            scored.append((trial.model_error(), perm))
+        scored.sort(key=lambda s: s[0])
+        (best_err, best), second = scored[0], (scored[1][0] if len(scored) > 1 else float("inf"))
+        trial.orders[i] = best
+        trial.copy_fixed([pr])
+        decisive = second - best_err > EQUAL * max(1.0, best_err)
+        label = " + ".join(best)
+        ev = tuple(e for e in pr.evidence if not e.startswith("order of the parts"))
+        if decisive:
+            ev += (f"order of the parts {label} settled numerically: output error {best_err:.2e} vs "
+                   f"{second:.2e} for the next order",)
+            updated[pr.paddle_path] = replace(_with_order(pr, best), evidence=ev, uncertain=False,
+                                              confidence=max(pr.confidence, 0.9))
+            notes.append(f"order of fused parts settled numerically: {label}")
+        else:
+            ev += (f"orders of the parts {label} are numerically equivalent for this input: kept",)
+            updated[pr.paddle_path] = replace(_with_order(pr, best), evidence=ev)
