@@ -205,7 +205,7 @@ def _settle_groups(trial: Any, groups: list[list[ProposedPair]], updated: dict[s
         for r in range(len(p_paths)):
             if r not in verdicts:
                 err = float(ok[r, cols[r]])
-                second = runner_up(ok, cols, r) - (best_err - err)
+                second = runner_up(ok, cols, r)
                 decisive = err < BIG and second > err and not close(second, err)
                 verdicts[r] = (decisive, err, second)
         _record_group(trial, group, verdicts, where, updated, notes)

@@ -207,8 +207,6 @@ def tied_rows(cost: np.ndarray, cols: list[int]) -> list[list[int]]:
 
 
 def runner_up(cost: np.ndarray, cols: list[int], row: int) -> float:
-    """Best total when ``row`` may not keep its column (how decisive its choice is)."""
-    forced = cost.copy()
-    forced[row, cols[row]] = BIG
-    alt = solve(forced)
-    return total(forced, alt)
+    """The row's best error at any other column (how decisive its choice is); :data:`BIG` when it has none."""
+    others = np.delete(cost[row], cols[row])
+    return float(others.min()) if others.size else BIG
