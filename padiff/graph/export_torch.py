@@ -22,6 +22,7 @@ Export runs in eval mode (no BatchNorm statistics update, no dropout); every mod
 from __future__ import annotations
 
 import io
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -80,7 +81,7 @@ def export_torch(module: Any, kwargs: Mapping[str, Any]) -> TorchExport:
                 torch.onnx.export(module, (), buf, kwargs=dict(kwargs), dynamo=False, do_constant_folding=False,
                                   opset_version=OPSET, training=torch.onnx.TrainingMode.EVAL, export_params=False)
         except Exception as exc:  # the exporter raises many types; all mean "cannot export"
-            first = f"torch.onnx.export (TorchScript) failed: {cause_text(exc)}"
+            first = f"torch.onnx.export failed (TorchScript exporter): {cause_text(exc)}"
             if not _has_onnxscript():
                 raise ExportError(f"{first}\n(the dynamo exporter, tried second, needs `pip install onnxscript`)") \
                     from exc
@@ -111,14 +112,50 @@ def _has_onnxscript() -> bool:
 
 def _export_dynamo(module: Any, kwargs: Mapping[str, Any]) -> bytes:
     """ONNX bytes from ``torch.onnx.export(..., dynamo=True)``, unoptimised (BatchNorm stays unfused)."""
+    import logging
+
     import torch
 
-    with quiet():
-        program = torch.onnx.export(module, (), kwargs=dict(kwargs), dynamo=True, optimize=False,
-                                    external_data=False, verbose=False, report=False)
+    log = logging.getLogger("torch.onnx")  # its registry warns about every optional package it misses
+    level = log.level
+    log.setLevel(logging.ERROR)
+    made = _new_temp_entries()
+    try:
+        with quiet():
+            program = torch.onnx.export(module, (), kwargs=dict(kwargs), dynamo=True, optimize=False,
+                                        external_data=False, verbose=False, report=False)
+    finally:
+        log.setLevel(level)
+        made()
     if program is None:  # pragma: no cover - the dynamo exporter always returns its program
         raise ExportError("the dynamo exporter returned no program")
     return program.model_proto.SerializeToString()
+
+
+def _new_temp_entries() -> Any:
+    """A function removing the ``torchinductor_*`` cache folders the dynamo exporter creates in the temp dir.
+
+    Only folders that did not exist before are removed: padiff leaves no temp files behind,
+    and a cache someone else made stays.
+    """
+    import shutil
+    import tempfile
+
+    root = tempfile.gettempdir()
+
+    def caches() -> set[str]:
+        try:
+            return {e for e in os.listdir(root) if e.startswith("torchinductor_")}
+        except OSError:
+            return set()
+
+    before = caches()
+
+    def clean() -> None:
+        for entry in caches() - before:
+            shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+
+    return clean
 
 
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
