@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from padiff.graph.confirm import confirm_ties  # noqa: E402
 from padiff.graph.match import MatchResult, ProposedPair  # noqa: E402
 from padiff.graph.suggest import layer_infos  # noqa: E402
-from padiff.runtime.adapters import PADDLE, TORCH  # noqa: E402
+from padiff.adapters import PADDLE, TORCH  # noqa: E402
 
 D = 64
 

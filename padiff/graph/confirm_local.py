@@ -107,7 +107,7 @@ def row_costs(args: tuple, t_inputs: Mapping[str, list[Any]], t_paths: list[str]
     The same recorded input is compared with every candidate in one pass; a candidate that
     did not run that often, or took another shape, costs :data:`BIG`.
     """
-    from padiff.runtime.adapters import PADDLE
+    from padiff.adapters import PADDLE
 
     mine = flat(PADDLE, args)
     row = np.full(len(t_paths), BIG)

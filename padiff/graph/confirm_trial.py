@@ -24,7 +24,7 @@ class Trial:
 
     def __init__(self, layer: Any, module: Any, example_inp: Any, result: MatchResult,
                  groups: list[list[ProposedPair]]) -> None:
-        from padiff.runtime.adapters import PADDLE, TORCH
+        from padiff.adapters import PADDLE, TORCH
 
         self.layer, self.module, self.inp, self.result = layer, module, example_inp, result
         self.p_objs = dict(PADDLE.named_layers(layer))
@@ -74,7 +74,7 @@ class Trial:
 
     def copy_fixed(self, pairs: list[ProposedPair]) -> None:
         """Copy fused and opaque pairs by their own plans (fused parts in the order under trial)."""
-        from padiff.runtime.adapters import pair_state
+        from padiff.adapters import pair_state
         from padiff.runtime.weights import apply_plan, plan_fused, plan_pair
 
         for pr in pairs:
@@ -94,7 +94,7 @@ class Trial:
 
         ``keep_outputs``: also keep the compared layers' outputs (for :meth:`model_error`).
         """
-        from padiff.runtime.adapters import PADDLE
+        from padiff.adapters import PADDLE
 
         assert self.p_taps is not None
         self.p_taps.clear()
@@ -116,7 +116,7 @@ class Trial:
 
     def block_error(self, p_block: str, t_block: str, calls: list[tuple]) -> float:
         """Error of paddle block ``p_block`` re-run on its recorded inputs, against torch ``t_block``."""
-        from padiff.runtime.adapters import PADDLE
+        from padiff.adapters import PADDLE
 
         assert self.p_taps is not None
         want = self.t_out.get(t_block, [])
