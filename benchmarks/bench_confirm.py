@@ -30,10 +30,10 @@ import numpy as np  # noqa: E402
 import paddle  # noqa: E402 - frameworks are imported before any timing on purpose
 import torch  # noqa: E402
 
+from padiff.adapters import PADDLE, TORCH  # noqa: E402
 from padiff.graph.confirm import confirm_ties  # noqa: E402
 from padiff.graph.match import MatchResult, ProposedPair  # noqa: E402
 from padiff.graph.suggest import layer_infos  # noqa: E402
-from padiff.adapters import PADDLE, TORCH  # noqa: E402
 
 D = 64
 
