@@ -46,10 +46,9 @@ from typing import Any
 import numpy as np
 
 from padiff.graph.canonical import shape_key
+from padiff.graph.confirm_local import EQUAL, _fused, _inside
 from padiff.graph.match import LayerInfo, MatchResult, ProposedPair
 
-MAX_RUNS = 48  # paddle forwards allowed for the orders of fused parts
-EQUAL = 1e-6  # relative: block errors closer than this are numerically equivalent
 MAX_ROUNDS = 4  # paddle recordings for the candidate errors (a re-pairing changes later inputs)
 CLEAR = 10.0  # a candidate is taken during the pass when the next one's error is this many times larger
 EXHAUSTIVE = 4  # tied candidates up to this many are run in every order; more by pairwise swaps
@@ -69,20 +68,6 @@ def tie_groups(result: MatchResult, p_layers: Mapping[str, LayerInfo]) -> list[l
         if pair.uncertain and info is not None and info.shapes:
             groups[(info.cls, _signature(info))].append(pair)
     return [g for g in groups.values() if len(g) > 1]
-
-
-def _fused(pair: ProposedPair) -> bool:
-    return bool(pair.paddle_parts or pair.torch_parts)
-
-
-def _parts_of(pair: ProposedPair) -> tuple[str, ...]:
-    return pair.paddle_parts or pair.torch_parts
-
-
-def _with_order(pair: ProposedPair, order: tuple[str, ...]) -> ProposedPair:
-    if pair.paddle_parts:
-        return replace(pair, paddle_parts=order, paddle_path=order[0])
-    return replace(pair, torch_parts=order, torch_path=order[0])
 
 
 def _prefix(paths: list[str]) -> str:
@@ -116,10 +101,6 @@ def allowed_partners(result: MatchResult, group: list[ProposedPair]) -> dict[str
                 out[pair.paddle_path] = _prefix(anchors) if len(anchors) > 1 else anchors[0].rpartition(".")[0]
                 break
     return out
-
-
-def _inside(path: str, block: str | None) -> bool:
-    return block is None or block == "" or path.startswith(block + ".")
 
 
 def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,

@@ -19,10 +19,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from padiff.graph.proposal import ProposedPair
+
+MAX_RUNS = 48  # paddle forwards allowed for the orders of fused parts
+EQUAL = 1e-6  # relative: block errors closer than this are numerically equivalent
 BIG = 1e30  # stands for "cannot be this pair" in the assignment problem (no inf arithmetic)
 LOCAL_TIE = 1e-3  # candidate errors closer than this (absolute) do not separate two candidates
 REL_TIE = 0.1  # ... nor closer than this fraction of the smaller one: a port's own error (another
@@ -210,3 +215,21 @@ def runner_up(cost: np.ndarray, cols: list[int], row: int) -> float:
     """The row's best error at any other column (how decisive its choice is); :data:`BIG` when it has none."""
     others = np.delete(cost[row], cols[row])
     return float(others.min()) if others.size else BIG
+
+
+def _fused(pair: ProposedPair) -> bool:
+    return bool(pair.paddle_parts or pair.torch_parts)
+
+
+def _parts_of(pair: ProposedPair) -> tuple[str, ...]:
+    return pair.paddle_parts or pair.torch_parts
+
+
+def _with_order(pair: ProposedPair, order: tuple[str, ...]) -> ProposedPair:
+    if pair.paddle_parts:
+        return replace(pair, paddle_parts=order, paddle_path=order[0])
+    return replace(pair, torch_parts=order, torch_path=order[0])
+
+
+def _inside(path: str, block: str | None) -> bool:
+    return block is None or block == "" or path.startswith(block + ".")

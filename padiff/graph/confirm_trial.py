@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from padiff.graph.confirm import EQUAL, MAX_RUNS, _fused, _inside, _parts_of, _with_order
-from padiff.graph.confirm_local import Taps, distance, flat
+from padiff.graph.confirm_local import EQUAL, MAX_RUNS, Taps, _fused, _inside, _parts_of, _with_order, distance, flat
 from padiff.graph.match import MatchResult, ProposedPair
 
 
