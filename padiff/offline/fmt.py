@@ -15,7 +15,8 @@ entry is ``{"key", "stage", "path", "cls", "call", "item", "micro", "shape", "dt
 "stats"}`` where ``stage`` is ``forward`` (layer output), ``backward`` (gradient flowing out
 of a layer output), ``grad`` (parameter gradient, summed over the step's micro-steps as the
 framework accumulates it), ``weight`` (parameter value after the step) or ``loss``, and
-``stats`` is :data:`STAT_NAMES`. Tensors are stored under ``key`` in the safetensors file.
+``stats`` is :data:`STAT_NAMES`. Tensors are stored under ``key`` in the safetensors file, each in
+the dtype the model computed in (``BF16``, ``F16``, ``F32`` ...; see :mod:`padiff.offline.tensor_file`).
 
 Why this shape: the step's tensors are complete (written to a temporary name, then renamed)
 before its index line is appended with one write, so a run killed at any moment leaves every

@@ -21,6 +21,7 @@ import numpy as np
 
 from padiff.errors import InputError, RunFolderError
 from padiff.offline import fmt
+from padiff.offline.tensor_file import save_tensors, to_stored
 from padiff.report.files import atomic_write
 
 
@@ -223,16 +224,15 @@ class Recorder:
                        side.dtype_name(e.tensor))
         rel, digest = None, None
         if self.level == "full" and st.tensors:
-            from safetensors.numpy import save_file
-
             rel = fmt.step_file(st.step)
             dest = os.path.join(self.root, rel)
             if os.path.exists(dest):
                 raise RunFolderError(f"{dest} exists already; padiff never overwrites a recorded step.")
+            data = save_tensors(st.tensors, st.dtypes)
+            digest = hashlib.sha256(data).hexdigest()
             tmp = dest + ".partial"
-            save_file({k: np.ascontiguousarray(v) for k, v in st.tensors.items()}, tmp)
-            with open(tmp, "rb") as f:
-                digest = hashlib.sha256(f.read()).hexdigest()
+            with open(tmp, "wb") as f:
+                f.write(data)
             os.replace(tmp, dest)
         line = {"step": st.step, "micro_steps": max(st.micro + 1, 1), "tensors": rel, "sha256": digest,
                 "digests": st.digests, "call_order": st.call_order, "entries": st.entries}
@@ -257,6 +257,7 @@ class _StepState:
         self.digests: list[str] = []
         self.entries: list[dict[str, Any]] = []
         self.tensors: dict[str, np.ndarray] = {}
+        self.dtypes: dict[str, str] = {}
         self.grads: dict[tuple[str, str, str], tuple[np.ndarray, str]] = {}
 
     def add(self, rec: Recorder, stage: str, path: str, cls: str, call: int, item: str, micro: int,
@@ -266,10 +267,9 @@ class _StepState:
         self.entries.append({"key": key, "stage": stage, "path": path, "cls": cls, "call": call, "item": item,
                              "micro": micro, "shape": list(arr.shape), "dtype": dtype,
                              "stats": fmt.tensor_stats(arr)})
-        if rec.level == "full":
-            # float16 is stored as float16 (the adapter widened it); bfloat16 has no numpy type and
-            # stays widened to float32, which is exact; the entry's dtype names the original either way
-            self.tensors[key] = arr.astype(np.float16) if dtype == "float16" else np.array(arr, copy=True)
+        if rec.level == "full":  # half types are kept in their own dtype (the adapter widened them)
+            self.tensors[key] = to_stored(arr, dtype)
+            self.dtypes[key] = dtype
 
     def accumulate(self, path: str, cls: str, name: str, g: np.ndarray, dtype: str) -> None:
         key = (path, cls, name)
