@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,10 +24,12 @@ from padiff.errors import InputError, MappingError
 from padiff.graph.match import LayerInfo
 from padiff.layer_map import LayerMap, LayerPair
 from padiff.offline import fmt
+from padiff.offline.capture import UNBIASED_VARIANCE
 from padiff.offline.reader import RankRun, read_run
 from padiff.options import DiffOptions
 from padiff.report.records import Comparison, DiffReport, Stats
 from padiff.runtime.compare import compare_arrays
+from padiff.runtime.conventions import BATCHNORM_VARIANCE_NOTE
 from padiff.runtime.layout_infer import NAME_ALIASES, Tensor, link_one
 
 _STAGE_OF = {"forward": "forward", "loss": "loss", "backward": "backward", "grad": "grad", "weight": "weight"}
@@ -122,19 +125,26 @@ def _param_links(pair: LayerPair, pd: RankRun, pt: RankRun) -> dict[str, tuple[s
              if all(NAME_ALIASES.get(p["name"], p["name"]) in t_by for p in ps) else list(zip(ps, ts)))
     for p, t in pairs:
         link = link_one(Tensor(p["name"], tuple(p["shape"]), pc), Tensor(t["name"], tuple(t["shape"]), tc))
-        out[p["name"]] = (t["name"], None if link is None else link.fn)
-        if p.get("buffer"):
-            out["buffer:" + p["name"]] = ("buffer:" + t["name"], out[p["name"]][1])
+        # a recorded item names a buffer "buffer:<name>"; paddle keeps BatchNorm statistics as
+        # non-trainable parameters where torch has buffers, so each side's own kind is used
+        out[_item(p)] = (_item(t), None if link is None else link.fn)
     return out
 
 
+def _item(state: Mapping[str, Any]) -> str:
+    """The item under which the recorder stored one state entry's value."""
+    return ("buffer:" if state.get("buffer") and not state.get("trainable") else "") + str(state["name"])
+
+
 def compare_runs(paddle_run: str | os.PathLike[str], torch_run: str | os.PathLike[str], layer_map: Any = None,
-                 options: Mapping[str, Any] | None = None) -> DiffReport:
+                 options: Mapping[str, Any] | None = None, *, conventions: bool = True) -> DiffReport:
     """Compare two recorded runs (paddle first) and return the ``DiffReport`` (truthy when they agree).
 
     ``layer_map``: ``None`` (call order), ``"auto"``, a map file, a ``LayerMap`` or a path dict.
     ``options``: the ``compare`` options (``atol``, ``rtol``, ``compare_mode``, ``mismatch_ratio``,
-    ``diff_phase``).
+    ``diff_phase``). ``conventions``: reconcile known framework conventions as ``compare`` does
+    (:mod:`padiff.runtime.conventions`: paddle's BatchNorm running variance is compared as torch's
+    unbiased update gives it, and the record says so); ``False`` compares the raw values.
     """
     opts = DiffOptions.from_mapping(options)
     pd_ranks, pt_ranks = read_run(paddle_run), read_run(torch_run)
@@ -173,14 +183,15 @@ def compare_runs(paddle_run: str | os.PathLike[str], torch_run: str | os.PathLik
             rep.warnings.append(f"rank {r}: step {s} was recorded by the {side} run only; it is not compared.")
         for s in sorted(set(pd.steps) & set(pt.steps)):
             steps_seen.add(s)
-            stages |= _compare_step(rep, r, s, pd, pt, pairs, opts, multi=len(common) > 1 or r != 0)
+            stages |= _compare_step(rep, r, s, pd, pt, pairs, opts, multi=len(common) > 1 or r != 0,
+                                    conventions=conventions)
     rep.steps = len(steps_seen)
     rep.stages = [s for s in fmt.STAGES if s in stages]
     return rep
 
 
 def _compare_step(rep: DiffReport, rank: int, step: int, pd: RankRun, pt: RankRun, pairs: list[LayerPair],
-                  opts: DiffOptions, multi: bool) -> set[str]:
+                  opts: DiffOptions, multi: bool, conventions: bool = True) -> set[str]:
     pl, tl = pd.steps[step], pt.steps[step]
     dp, dt = pl.get("digests", []), tl.get("digests", [])
     if dp != dt:
@@ -195,6 +206,7 @@ def _compare_step(rep: DiffReport, rank: int, step: int, pd: RankRun, pt: RankRu
     links: dict[str, dict[str, tuple[str, Any]]] = {}
     stages: set[str] = set()
     n_calls = max(len(order_p), 1)
+    t_flags = {lay["path"]: set(lay.get("conventions", [])) for lay in pt.skeleton.get("layers", [])}
     one_sided: list[str] = []
     matched_t: set[str] = set()
     for e in pl["entries"]:
@@ -220,7 +232,12 @@ def _compare_step(rep: DiffReport, rank: int, step: int, pd: RankRun, pt: RankRu
             one_sided.append(f"{stage} {e['path'] or '<root>'} [{e['item']}]")
             continue
         matched_t.add(tkey)
-        stats = _compare_entry(e, te, p_ten, t_ten, fn, opts, use_stats)
+        fixed = e.get("torch_convention") if conventions and stage == "weight" else None
+        if fixed and UNBIASED_VARIANCE in t_flags.get(pair.torch_path, ()):
+            stats = replace(_compare_entry({**e, **fixed}, te, p_ten, t_ten, fn, opts, use_stats),
+                            reconciled=BATCHNORM_VARIANCE_NOTE)
+        else:
+            stats = _compare_entry(e, te, p_ten, t_ten, fn, opts, use_stats)
         pos = order_p.get(e["path"], n_calls)
         order = e["micro"] * 10 * n_calls + (n_calls - pos if stage == "backward" else pos) * 4 + e["call"]
         item = e["item"] + (f", micro-step {e['micro']}" if pl.get("micro_steps", 1) > 1 and stage != "grad"

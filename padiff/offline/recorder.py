@@ -17,11 +17,10 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import numpy as np
-
 from padiff.errors import InputError, RunFolderError
 from padiff.offline import fmt
-from padiff.offline.tensor_file import save_tensors, to_stored
+from padiff.offline.capture import Capture, StepCapture
+from padiff.offline.tensor_file import save_tensors
 from padiff.report.files import atomic_write
 
 
@@ -82,11 +81,11 @@ class Recorder:
             raise RunFolderError(f"{self.root} already holds a recording; padiff never overwrites one. "
                                  "Pass a new out_dir (or delete the old run yourself).")
         os.makedirs(os.path.join(self.root, fmt.STEPS_DIR), exist_ok=True)
-        self._paths = self._layer_paths()
+        self._capture = Capture(self.side, model, self.layers)
         self._write_header(world)
         self._done: set[int] = set()
         self._closed = False
-        self._cur: _StepState | None = None
+        self._cur: StepCapture | None = None
 
     # --- public ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -98,13 +97,18 @@ class Recorder:
         if i in self._done:
             raise RunFolderError(f"step {i} is already recorded in {self.root}; step numbers must not repeat.")
         if self.steps is not None and i not in self.steps:
-            yield
+            handles = self._capture.install_conventions()  # conventions still accumulate
+            try:
+                yield
+            finally:
+                for h in handles:
+                    h.remove()
             return
-        state = _StepState(i)
+        state = StepCapture(i, keep_tensors=self.level == "full")
         self._cur = state
-        handles: list[Any] = []
+        handles = []
         try:
-            handles = self._install(state)
+            handles = self._capture.install(state)
             yield
             self._finish(state)
         finally:
@@ -117,7 +121,7 @@ class Recorder:
         st = self._cur
         if st is None:
             raise InputError("rec.loss(...) must be called inside a `with rec.step(i):` block.")
-        st.add(self, "loss", "", "", 0, "loss", max(st.micro, 0), self.side.to_numpy(loss), self.side.dtype_name(loss))
+        st.add("loss", "", "", 0, "loss", max(st.micro, 0), self.side.to_numpy(loss), self.side.dtype_name(loss))
 
     def close(self) -> None:
         """Finish the run (every complete step is already on disk; this only forbids new steps)."""
@@ -130,12 +134,6 @@ class Recorder:
         self.close()
 
     # --- internals --------------------------------------------------------------------------
-    def _layer_paths(self) -> dict[int, tuple[str, str]]:
-        out: dict[int, tuple[str, str]] = {}
-        for path, lay in self.side.named_layers(self.model):
-            out.setdefault(id(lay), (path, type(lay).__name__))
-        return out
-
     def _write_header(self, world: int) -> None:
         owned = self.side.owned_state(self.model)
         layers = []
@@ -143,8 +141,12 @@ class Recorder:
             state = [{"name": e.name, "shape": list(self.side.shape(e.tensor)),
                       "dtype": self.side.dtype_name(e.tensor), "trainable": bool(e.trainable),
                       "buffer": bool(e.is_buffer)} for e in owned.get(path, [])]
-            layers.append({"path": path, "cls": type(lay).__name__, "leaf": not self.side.children(lay),
-                           "depth": 0 if not path else path.count(".") + 1, "state": state})
+            entry = {"path": path, "cls": type(lay).__name__, "leaf": not self.side.children(lay),
+                     "depth": 0 if not path else path.count(".") + 1, "state": state}
+            flags = self._capture.layer_flags(lay)
+            if flags:
+                entry["conventions"] = flags
+            layers.append(entry)
         skeleton = {"root_class": type(self.model).__name__, "layers": layers}
         atomic_write(os.path.join(self.root, fmt.SKELETON_FILE), json.dumps(skeleton, indent=1))
         run = {"format": fmt.FORMAT, "version": fmt.VERSION, "framework": self.side.name, "rank": self.rank,
@@ -152,76 +154,8 @@ class Recorder:
                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         atomic_write(os.path.join(self.root, fmt.RUN_FILE), json.dumps(run, indent=1))
 
-    def _install(self, st: _StepState) -> list[Any]:  # noqa: C901  # one hook per recorded event kind (offline recorder)
-        side, handles = self.side, []
-
-        def pre_root(_lay: Any, args: tuple, kwargs: dict) -> None:
-            st.micro += 1
-            st.calls = {}
-            h = hashlib.sha256()
-            for t in side.flatten((args, kwargs)):
-                a = np.ascontiguousarray(side.to_numpy(t))
-                h.update(str(a.shape).encode() + a.tobytes())
-            st.digests.append(h.hexdigest()[:16])
-            return None
-
-        def post(lay: Any, _args: tuple, out: Any) -> None:
-            path, cls = self._paths.get(id(lay), ("?", type(lay).__name__))
-            call = st.calls.get(path, 0)
-            st.calls[path] = call + 1
-            if st.micro == 0 and call == 0:
-                st.call_order.append(path)
-            if self.layers is not None and path not in self.layers:
-                return
-            micro = max(st.micro, 0)
-            for k, t in enumerate(side.flatten(out)):
-                item = f"out[{k}]"
-                st.add(self, "forward", path, cls, call, item, micro, side.to_numpy(t), side.dtype_name(t))
-                if side.carries_grad(t):
-                    def on_grad(g: Any, path: str = path, cls: str = cls, call: int = call, item: str = item,
-                                micro: int = micro) -> None:
-                        if g is not None:
-                            st.add(self, "backward", path, cls, call, item, micro, side.to_numpy(g),
-                                   side.dtype_name(g))
-                    side.add_grad_hook(t, on_grad)
-
-        handles.append(side.add_pre_hook(self.model, pre_root))
-        for path, lay in self.side.named_layers(self.model):
-            if self._paths.get(id(lay), ("",))[0] != path:
-                continue
-            handles.append(side.add_post_hook(lay, post))
-        for path, entries in side.owned_state(self.model).items():
-            if self.layers is not None and path not in self.layers:
-                continue
-            cls = self._paths_cls(path)
-            for e in entries:
-                if not e.trainable or e.is_buffer:
-                    continue
-
-                def on_pgrad(g: Any, path: str = path, name: str = e.name, cls: str = cls) -> None:
-                    if g is not None:
-                        st.accumulate(path, cls, name, side.to_numpy(g), side.dtype_name(g))
-                handles.append(side.add_grad_hook(e.tensor, on_pgrad))
-        return handles
-
-    def _paths_cls(self, path: str) -> str:
-        for p, c in self._paths.values():
-            if p == path:
-                return c
-        return ""
-
-    def _finish(self, st: _StepState) -> None:
-        side = self.side
-        for (path, cls, name), (g, dt) in st.grads.items():
-            st.add(self, "grad", path, cls, 0, name, 0, g, dt)
-        for path, entries in side.owned_state(self.model).items():
-            if self.layers is not None and path not in self.layers:
-                continue
-            cls = self._paths_cls(path)
-            for e in entries:
-                stage_item = f"buffer:{e.name}" if e.is_buffer and not e.trainable else e.name
-                st.add(self, "weight", path, cls, 0, stage_item, 0, side.to_numpy(e.tensor),
-                       side.dtype_name(e.tensor))
+    def _finish(self, st: StepCapture) -> None:
+        self._capture.finish(st)
         rel, digest = None, None
         if self.level == "full" and st.tensors:
             rel = fmt.step_file(st.step)
@@ -244,36 +178,3 @@ class Recorder:
         finally:
             os.close(fd)
         self._done.add(st.step)
-
-
-class _StepState:
-    """What one step has recorded so far (kept in memory until the step ends)."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-        self.micro = -1
-        self.calls: dict[str, int] = {}
-        self.call_order: list[str] = []
-        self.digests: list[str] = []
-        self.entries: list[dict[str, Any]] = []
-        self.tensors: dict[str, np.ndarray] = {}
-        self.dtypes: dict[str, str] = {}
-        self.grads: dict[tuple[str, str, str], tuple[np.ndarray, str]] = {}
-
-    def add(self, rec: Recorder, stage: str, path: str, cls: str, call: int, item: str, micro: int,
-            arr: np.ndarray, dtype: str) -> None:
-        key = f"{stage}|{path}|{call}|{item}|{micro}"
-        arr = np.asarray(arr)
-        self.entries.append({"key": key, "stage": stage, "path": path, "cls": cls, "call": call, "item": item,
-                             "micro": micro, "shape": list(arr.shape), "dtype": dtype,
-                             "stats": fmt.tensor_stats(arr)})
-        if rec.level == "full":  # half types are kept in their own dtype (the adapter widened them)
-            self.tensors[key] = to_stored(arr, dtype)
-            self.dtypes[key] = dtype
-
-    def accumulate(self, path: str, cls: str, name: str, g: np.ndarray, dtype: str) -> None:
-        key = (path, cls, name)
-        if key in self.grads:
-            self.grads[key] = (self.grads[key][0] + g, dtype)
-        else:
-            self.grads[key] = (np.array(g, copy=True), dtype)

@@ -1,0 +1,196 @@
+"""What the Recorder captures from one model during one step: the per-side event capture.
+
+Kept apart from :mod:`padiff.offline.recorder` (which owns the run folder) so the capture can be
+shared with, or replaced by, another per-side recorder: it turns hooks on one model into
+entries keyed by stage, layer path, call index, item and micro-step, and nothing else.
+It talks to the model only through the framework adapter (:mod:`padiff.runtime.adapters`).
+
+Framework conventions (:mod:`padiff.runtime.conventions`) are observed here too: on a paddle
+model, every training-mode BatchNorm call adds its batch variance to a
+:class:`~padiff.runtime.conventions.BatchNormVariance` that lives as long as the Recorder, so
+each recorded running variance can also be stored as torch's convention gives it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from padiff.offline import fmt
+from padiff.offline.tensor_file import to_stored
+from padiff.runtime.conventions import BatchNormVariance
+
+#: suffix of the key under which a running variance in torch's convention is stored
+UNBIASED_SUFFIX = "#torch-convention"
+#: skeleton flag of a layer whose running variance follows torch's (unbiased) convention
+UNBIASED_VARIANCE = "batchnorm_unbiased_variance"
+
+
+class StepCapture:
+    """What one step has recorded so far (kept in memory until the step ends)."""
+
+    def __init__(self, step: int, keep_tensors: bool) -> None:
+        self.step = step
+        self.keep_tensors = keep_tensors
+        self.micro = -1
+        self.calls: dict[str, int] = {}
+        self.call_order: list[str] = []
+        self.digests: list[str] = []
+        self.entries: list[dict[str, Any]] = []
+        self.tensors: dict[str, np.ndarray] = {}
+        self.dtypes: dict[str, str] = {}
+        self.grads: dict[tuple[str, str, str], tuple[np.ndarray, str]] = {}
+
+    def add(self, stage: str, path: str, cls: str, call: int, item: str, micro: int, arr: np.ndarray,
+            dtype: str) -> dict[str, Any]:
+        """Add one entry (and its tensor at level ``full``); returns the entry."""
+        key = f"{stage}|{path}|{call}|{item}|{micro}"
+        arr = np.asarray(arr)
+        entry = {"key": key, "stage": stage, "path": path, "cls": cls, "call": call, "item": item, "micro": micro,
+                 "shape": list(arr.shape), "dtype": dtype, "stats": fmt.tensor_stats(arr)}
+        self.entries.append(entry)
+        self.keep(key, arr, dtype)
+        return entry
+
+    def keep(self, key: str, arr: np.ndarray, dtype: str) -> None:
+        """Keep a tensor under ``key`` (level ``full`` only), in its own dtype (the adapter widened halves)."""
+        if self.keep_tensors:
+            self.tensors[key] = to_stored(arr, dtype)
+            self.dtypes[key] = dtype
+
+    def accumulate(self, path: str, cls: str, name: str, g: np.ndarray, dtype: str) -> None:
+        """Sum one backward pass's gradient of a parameter into the step's (as the framework accumulates)."""
+        key = (path, cls, name)
+        if key in self.grads:
+            self.grads[key] = (self.grads[key][0] + g, dtype)
+        else:
+            self.grads[key] = (np.array(g, copy=True), dtype)
+
+
+class Capture:
+    """Hooks that fill a :class:`StepCapture` from one model (``layers``: the selected paths, or all)."""
+
+    def __init__(self, side: Any, model: Any, layers: set[str] | None) -> None:
+        self.side, self.model, self.layers = side, model, layers
+        self.paths: dict[int, tuple[str, str]] = {}
+        for path, lay in side.named_layers(model):
+            self.paths.setdefault(id(lay), (path, type(lay).__name__))
+        self.cls_of = {p: c for p, c in self.paths.values()}
+        self.batchnorm = BatchNormVariance()  # d = 0: both sides start from the same statistics
+
+    def selected(self, path: str) -> bool:
+        """Whether the layer at ``path`` is recorded."""
+        return self.layers is None or path in self.layers
+
+    def layer_flags(self, layer: Any) -> list[str]:
+        """Conventions a layer follows that the other framework's run needs to know (for the skeleton)."""
+        unbiased = getattr(self.side, "is_unbiased_batchnorm", None)
+        return [UNBIASED_VARIANCE] if callable(unbiased) and unbiased(layer) else []
+
+    # --- hooks --------------------------------------------------------------------------------
+    def install_conventions(self) -> list[Any]:
+        """Hooks observing paddle BatchNorm calls (also on steps not recorded: the correction runs on)."""
+        side, handles = self.side, []
+        update_of = getattr(side, "batchnorm_update", None)
+        if not callable(update_of):
+            return handles
+        for path, lay in side.named_layers(self.model):
+            if self.paths.get(id(lay), ("",))[0] != path or not _is_batchnorm(update_of, lay):
+                continue
+
+            def post(layer: Any, args: tuple, _out: Any, path: str = path) -> None:
+                update = update_of(layer)
+                xs = side.flatten(args)
+                if update is not None and xs:
+                    self.batchnorm.observe_variance(path, update, *side.channel_variance(xs[0], update.channel_axis))
+            handles.append(side.add_post_hook(lay, post))
+        return handles
+
+    def install(self, st: StepCapture) -> list[Any]:
+        """Every hook of a recorded step: root inputs, layer outputs and their grads, parameter grads."""
+        side, handles = self.side, []
+
+        def pre_root(_lay: Any, args: tuple, kwargs: dict) -> None:
+            st.micro += 1
+            st.calls = {}
+            h = hashlib.sha256()
+            for t in side.flatten((args, kwargs)):
+                a = np.ascontiguousarray(side.to_numpy(t))
+                h.update(str(a.shape).encode() + a.tobytes())
+            st.digests.append(h.hexdigest()[:16])
+            return None
+
+        def post(lay: Any, _args: tuple, out: Any) -> None:
+            path, cls = self.paths.get(id(lay), ("?", type(lay).__name__))
+            call = st.calls.get(path, 0)
+            st.calls[path] = call + 1
+            if st.micro == 0 and call == 0:
+                st.call_order.append(path)
+            if not self.selected(path):
+                return
+            micro = max(st.micro, 0)
+            for k, t in enumerate(side.flatten(out)):
+                item = f"out[{k}]"
+                st.add("forward", path, cls, call, item, micro, side.to_numpy(t), side.dtype_name(t))
+                if side.carries_grad(t):
+                    side.add_grad_hook(t, _grad_recorder(st, side, path, cls, call, item, micro))
+
+        handles.append(side.add_pre_hook(self.model, pre_root))
+        for path, lay in side.named_layers(self.model):
+            if self.paths.get(id(lay), ("",))[0] == path:
+                handles.append(side.add_post_hook(lay, post))
+        for path, entries in side.owned_state(self.model).items():
+            if not self.selected(path):
+                continue
+            for e in entries:
+                if e.trainable and not e.is_buffer:
+                    fn = _pgrad_recorder(st, side, path, self.cls_of.get(path, ""), e.name)
+                    handles.append(side.add_grad_hook(e.tensor, fn))
+        return handles + self.install_conventions()
+
+    def finish(self, st: StepCapture) -> None:
+        """Add the step's summed parameter grads and the values of every parameter and buffer after it."""
+        side = self.side
+        for (path, cls, name), (g, dt) in st.grads.items():
+            st.add("grad", path, cls, 0, name, 0, g, dt)
+        for path, entries in side.owned_state(self.model).items():
+            if not self.selected(path):
+                continue
+            cls = self.cls_of.get(path, "")
+            for e in entries:
+                item = f"buffer:{e.name}" if e.is_buffer and not e.trainable else e.name
+                value, dtype = side.to_numpy(e.tensor), side.dtype_name(e.tensor)
+                entry = st.add("weight", path, cls, 0, item, 0, value, dtype)
+                fixed = self.batchnorm.corrected(path, e.name, value)
+                if fixed is not None:  # the same value as torch's unbiased convention would hold it
+                    key = entry["key"] + UNBIASED_SUFFIX
+                    entry["torch_convention"] = {"key": key, "stats": fmt.tensor_stats(fixed)}
+                    st.keep(key, fixed, dtype)
+
+
+def _is_batchnorm(update_of: Callable[[Any], Any], layer: Any) -> bool:
+    """Whether ``layer`` is a BatchNorm the adapter knows (whatever its mode right now)."""
+    was = layer.training
+    try:
+        layer.training = True
+        return update_of(layer) is not None
+    finally:
+        layer.training = was
+
+
+def _grad_recorder(st: StepCapture, side: Any, path: str, cls: str, call: int, item: str,
+                   micro: int) -> Callable[[Any], None]:
+    def on_grad(g: Any) -> None:
+        if g is not None:
+            st.add("backward", path, cls, call, item, micro, side.to_numpy(g), side.dtype_name(g))
+    return on_grad
+
+
+def _pgrad_recorder(st: StepCapture, side: Any, path: str, cls: str, name: str) -> Callable[[Any], None]:
+    def on_pgrad(g: Any) -> None:
+        if g is not None:
+            st.accumulate(path, cls, name, side.to_numpy(g), side.dtype_name(g))
+    return on_pgrad
