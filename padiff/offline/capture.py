@@ -43,6 +43,7 @@ class StepCapture:
         self.tensors: dict[str, np.ndarray] = {}
         self.dtypes: dict[str, str] = {}
         self.grads: dict[tuple[str, str, str], tuple[np.ndarray, str]] = {}
+        self.root_call: tuple[tuple, dict] | None = None  # the first root call's arguments (for the graph)
 
     def add(self, stage: str, path: str, cls: str, call: int, item: str, micro: int, arr: np.ndarray,
             dtype: str) -> dict[str, Any]:
@@ -114,6 +115,8 @@ class Capture:
         side, handles = self.side, []
 
         def pre_root(_lay: Any, args: tuple, kwargs: dict) -> None:
+            if st.root_call is None:
+                st.root_call = (args, dict(kwargs))
             st.micro += 1
             st.calls = {}
             h = hashlib.sha256()

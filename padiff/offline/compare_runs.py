@@ -54,14 +54,13 @@ def resolve_pairs(pd: RankRun, pt: RankRun, layer_map: Any) -> tuple[list[LayerP
     notes: list[str] = []
     root = LayerPair("", "", pd.skeleton.get("root_class", ""), pt.skeleton.get("root_class", ""))
     if isinstance(layer_map, str) and layer_map == "auto":
-        from padiff.graph.tree import match_trees
-
-        res = match_trees(p_inf, t_inf)
+        res, route = _auto_match(pd, pt, p_inf, t_inf, notes)
         pairs = [LayerPair(pr.paddle_path, pr.torch_path, p_inf[pr.paddle_path].cls, t_inf[pr.torch_path].cls,
                            p_inf[pr.paddle_path].shapes, t_inf[pr.torch_path].shapes, float(pr.confidence),
-                           tuple(pr.evidence)) for pr in res.pairs]
+                           tuple(pr.evidence), compare_output=pr.compare_output, opaque=pr.opaque,
+                           paddle_parts=pr.paddle_parts, torch_parts=pr.torch_parts) for pr in res.pairs
+                 if pr.paddle_path in p_inf and pr.torch_path in t_inf]
         notes += [f"unpaired {u.side} {u.path}: {u.reason}" for u in res.unpaired]
-        route = "auto (module trees recorded in the runs)"
     elif layer_map is None or (isinstance(layer_map, Mapping) and not layer_map):
         pairs, route = _call_order_pairs(pd, pt, p_inf, t_inf, notes), "call order"
     else:
@@ -89,6 +88,33 @@ def resolve_pairs(pd: RankRun, pt: RankRun, layer_map: Any) -> tuple[list[LayerP
     if not any(p.paddle_path == "" and p.torch_path == "" for p in pairs):
         pairs.insert(0, root)
     return pairs, route, notes
+
+
+def _auto_match(pd: RankRun, pt: RankRun, p_inf: Mapping[str, LayerInfo], t_inf: Mapping[str, LayerInfo],
+                notes: list[str]) -> tuple[Any, str]:
+    """The graph matcher over the graphs both runs exported, else the module-tree matcher (with the reason)."""
+    from padiff.graph.tree import match_trees
+    from padiff.offline.graph_io import read_graph
+
+    (pg, p_why), (tg, t_why) = read_graph(pd.root), read_graph(pt.root)
+    if pg is not None and tg is not None:
+        from padiff.graph import canonical, match
+        from padiff.graph.suggest import pair_leftovers
+
+        try:
+            res = pair_leftovers(match.match_graphs(canonical.canonicalize(pg), canonical.canonicalize(tg),
+                                                    p_inf, t_inf), p_inf, t_inf)
+        except Exception as exc:  # noqa: BLE001 - a matcher bug must not cost the comparison
+            notes.append(f"auto map: graph matching failed ({type(exc).__name__}: {exc}); module trees used.")
+        else:
+            if res.params:
+                notes.append(f"auto map: {len(res.params)} parameter-level pair(s) proposed by the graphs are not "
+                             "compared offline; pass a map file with those layers paired.")
+            return res, "auto (graphs exported where each run was recorded)"
+    else:
+        why = "; ".join(f"{side}: {w}" for side, w in (("paddle", p_why), ("torch", t_why)) if w)
+        notes.append(f"auto map: module trees only, no graph on both sides ({why}).")
+    return match_trees(p_inf, t_inf), "auto (module trees recorded in the runs)"
 
 
 def _call_order_pairs(pd: RankRun, pt: RankRun, p_inf: Mapping[str, LayerInfo], t_inf: Mapping[str, LayerInfo],

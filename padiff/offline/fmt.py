@@ -6,6 +6,9 @@ A run folder holds one ``rank-<r>/`` folder per process; a process writes only i
                                 "world_size", "level", "created"}  (written once, at start)
     RUN/rank-0/skeleton.json   {"root_class", "layers": [{"path", "cls", "leaf", "depth",
                                 "state": [{"name", "shape", "dtype", "trainable", "buffer"}]}]}
+    RUN/rank-0/graph.json      the exported, attributed op graph (written after the first recorded step;
+                                {"version", "nodes", "edges", "control_layers", "owner"} or {"version",
+                                "error"} when the export failed; see :mod:`padiff.offline.graph_io`)
     RUN/rank-0/index.jsonl     one JSON line per *complete* step, appended after its tensors
     RUN/rank-0/steps/step-000003.safetensors   the step's tensors (level "full" only)
 
@@ -36,6 +39,7 @@ VERSION = 1
 RUN_FILE = "run.json"
 SKELETON_FILE = "skeleton.json"
 INDEX_FILE = "index.jsonl"
+GRAPH_FILE = "graph.json"
 STEPS_DIR = "steps"
 LEVELS = ("full", "stats")
 STAGES = ("forward", "loss", "backward", "grad", "weight")

@@ -58,6 +58,9 @@ class Recorder:
     ``level="full"`` keeps every tensor (safetensors); ``"stats"`` keeps only moments, min/max
     and NaN/Inf counts, a small fraction of the size. ``layers`` (paths) and ``steps`` (step
     numbers) select what is recorded; ``rank`` overrides the rank taken from the process group.
+    ``graph`` (default on) exports the model once, after the first recorded step, on that step's
+    inputs, so ``compare_runs(layer_map="auto")`` can match the two runs by dataflow; an export
+    that fails is noted in the run folder and the recording goes on.
     Per step: every layer call's output and the gradient flowing out of it, parameter gradients
     (summed over the step's backward passes, as the framework accumulates them), parameter values
     at the end of the step, the loss given to :meth:`loss`, and a digest of the root inputs.
@@ -65,7 +68,7 @@ class Recorder:
 
     def __init__(self, model: Any, out_dir: str | os.PathLike[str], level: str = "full", *,
                  layers: Iterable[str] | None = None, steps: Iterable[int] | None = None,
-                 rank: int | None = None) -> None:
+                 rank: int | None = None, graph: bool = True) -> None:
         if level not in fmt.LEVELS:
             raise InputError(f"level must be one of {list(fmt.LEVELS)}, got {level!r}.")
         self.side = side_of(model)
@@ -85,6 +88,7 @@ class Recorder:
         self._write_header(world)
         self._done: set[int] = set()
         self._closed = False
+        self._graph_pending = graph
         self._cur: StepCapture | None = None
 
     # --- public ---------------------------------------------------------------------------
@@ -115,6 +119,9 @@ class Recorder:
             for h in handles:
                 h.remove()
             self._cur = None
+        if self._graph_pending and state.root_call is not None:
+            self._graph_pending = False
+            self._write_graph(*state.root_call)
 
     def loss(self, loss: Any) -> None:
         """Record the loss of the current micro-step (call inside ``step``)."""
@@ -153,6 +160,19 @@ class Recorder:
                "world_size": world, "level": self.level,
                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         atomic_write(os.path.join(self.root, fmt.RUN_FILE), json.dumps(run, indent=1))
+
+    def _write_graph(self, args: tuple, kwargs: dict[str, Any]) -> None:
+        """Export the model on its first recorded call's inputs; store the graph, or why there is none."""
+        from padiff.offline.graph_io import GRAPH_VERSION, call_kwargs, export_graph
+
+        try:
+            inputs = call_kwargs(self.model, args, kwargs)
+        except TypeError as exc:
+            why = f"the root call's arguments do not bind to forward: {exc}"
+            data: dict[str, Any] = {"version": GRAPH_VERSION, "error": why}
+        else:
+            data = export_graph(self.side.name, self.model, inputs)
+        atomic_write(os.path.join(self.root, fmt.GRAPH_FILE), json.dumps(data))
 
     def _finish(self, st: StepCapture) -> None:
         self._capture.finish(st)
