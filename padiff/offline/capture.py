@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from padiff.offline import fmt
+from padiff.offline.shards import local_shard
 from padiff.offline.tensor_file import to_stored
 from padiff.runtime.conventions import BatchNormVariance
 
@@ -42,16 +43,19 @@ class StepCapture:
         self.entries: list[dict[str, Any]] = []
         self.tensors: dict[str, np.ndarray] = {}
         self.dtypes: dict[str, str] = {}
-        self.grads: dict[tuple[str, str, str], tuple[np.ndarray, str]] = {}
+        self.grads: dict[tuple[str, str, str], tuple[np.ndarray, str, dict[str, Any] | None]] = {}
         self.root_call: tuple[tuple, dict] | None = None  # the first root call's arguments (for the graph)
 
     def add(self, stage: str, path: str, cls: str, call: int, item: str, micro: int, arr: np.ndarray,
-            dtype: str) -> dict[str, Any]:
-        """Add one entry (and its tensor at level ``full``); returns the entry."""
+            dtype: str, placement: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Add one entry (and its tensor at level ``full``); returns the entry. ``placement``: how a
+        tensor-parallel shard sits in the whole tensor (:mod:`padiff.offline.shards`)."""
         key = f"{stage}|{path}|{call}|{item}|{micro}"
         arr = np.asarray(arr)
         entry = {"key": key, "stage": stage, "path": path, "cls": cls, "call": call, "item": item, "micro": micro,
                  "shape": list(arr.shape), "dtype": dtype, "stats": fmt.tensor_stats(arr)}
+        if placement is not None:
+            entry["placement"] = placement
         self.entries.append(entry)
         self.keep(key, arr, dtype)
         return entry
@@ -62,13 +66,14 @@ class StepCapture:
             self.tensors[key] = to_stored(arr, dtype)
             self.dtypes[key] = dtype
 
-    def accumulate(self, path: str, cls: str, name: str, g: np.ndarray, dtype: str) -> None:
+    def accumulate(self, path: str, cls: str, name: str, g: np.ndarray, dtype: str,
+                   placement: dict[str, Any] | None = None) -> None:
         """Sum one backward pass's gradient of a parameter into the step's (as the framework accumulates)."""
         key = (path, cls, name)
         if key in self.grads:
-            self.grads[key] = (self.grads[key][0] + g, dtype)
+            self.grads[key] = (self.grads[key][0] + g, dtype, placement)
         else:
-            self.grads[key] = (np.array(g, copy=True), dtype)
+            self.grads[key] = (np.array(g, copy=True), dtype, placement)
 
 
 class Capture:
@@ -137,7 +142,7 @@ class Capture:
             micro = max(st.micro, 0)
             for k, t in enumerate(side.flatten(out)):
                 item = f"out[{k}]"
-                st.add("forward", path, cls, call, item, micro, side.to_numpy(t), side.dtype_name(t))
+                st.add("forward", path, cls, call, item, micro, *host(side, t))
                 if side.carries_grad(t):
                     side.add_grad_hook(t, _grad_recorder(st, side, path, cls, call, item, micro))
 
@@ -157,21 +162,27 @@ class Capture:
     def finish(self, st: StepCapture) -> None:
         """Add the step's summed parameter grads and the values of every parameter and buffer after it."""
         side = self.side
-        for (path, cls, name), (g, dt) in st.grads.items():
-            st.add("grad", path, cls, 0, name, 0, g, dt)
+        for (path, cls, name), (g, dt, placement) in st.grads.items():
+            st.add("grad", path, cls, 0, name, 0, g, dt, placement)
         for path, entries in side.owned_state(self.model).items():
             if not self.selected(path):
                 continue
             cls = self.cls_of.get(path, "")
             for e in entries:
                 item = f"buffer:{e.name}" if e.is_buffer and not e.trainable else e.name
-                value, dtype = side.to_numpy(e.tensor), side.dtype_name(e.tensor)
-                entry = st.add("weight", path, cls, 0, item, 0, value, dtype)
+                value, dtype, placement = host(side, e.tensor)
+                entry = st.add("weight", path, cls, 0, item, 0, value, dtype, placement)
                 fixed = self.batchnorm.corrected(path, e.name, value)
                 if fixed is not None:  # the same value as torch's unbiased convention would hold it
                     key = entry["key"] + UNBIASED_SUFFIX
                     entry["torch_convention"] = {"key": key, "stats": fmt.tensor_stats(fixed)}
                     st.keep(key, fixed, dtype)
+
+
+def host(side: Any, t: Any) -> tuple[np.ndarray, str, dict[str, Any] | None]:
+    """``t`` on the host (its local shard when distributed), its dtype name and its placement."""
+    local, placement = local_shard(side.name, t)
+    return side.to_numpy(local), side.dtype_name(local), placement
 
 
 def _is_batchnorm(update_of: Callable[[Any], Any], layer: Any) -> bool:
@@ -188,12 +199,12 @@ def _grad_recorder(st: StepCapture, side: Any, path: str, cls: str, call: int, i
                    micro: int) -> Callable[[Any], None]:
     def on_grad(g: Any) -> None:
         if g is not None:
-            st.add("backward", path, cls, call, item, micro, side.to_numpy(g), side.dtype_name(g))
+            st.add("backward", path, cls, call, item, micro, *host(side, g))
     return on_grad
 
 
 def _pgrad_recorder(st: StepCapture, side: Any, path: str, cls: str, name: str) -> Callable[[Any], None]:
     def on_pgrad(g: Any) -> None:
         if g is not None:
-            st.accumulate(path, cls, name, side.to_numpy(g), side.dtype_name(g))
+            st.accumulate(path, cls, name, *host(side, g))
     return on_pgrad

@@ -26,6 +26,7 @@ from padiff.layer_map import LayerMap, LayerPair
 from padiff.offline import fmt
 from padiff.offline.capture import UNBIASED_VARIANCE
 from padiff.offline.reader import RankRun, read_run
+from padiff.offline.shards import ShardGroup, group_ranks
 from padiff.options import DiffOptions
 from padiff.report.records import Comparison, DiffReport, Stats
 from padiff.runtime.compare import compare_arrays
@@ -174,6 +175,8 @@ def compare_runs(paddle_run: str | os.PathLike[str], torch_run: str | os.PathLik
     """
     opts = DiffOptions.from_mapping(options)
     pd_ranks, pt_ranks = read_run(paddle_run), read_run(torch_run)
+    pd_ranks, pd_notes = group_ranks(pd_ranks, pt_ranks)
+    pt_ranks, pt_notes = group_ranks(pt_ranks, pd_ranks)
     for ranks, want, arg in ((pd_ranks, "paddle", "paddle_run"), (pt_ranks, "torch", "torch_run")):
         got = {r.framework for r in ranks.values()}
         if got != {want}:
@@ -181,6 +184,7 @@ def compare_runs(paddle_run: str | os.PathLike[str], torch_run: str | os.PathLik
             raise InputError(f"{arg} must be a {want} recording, but {where} "
                              f"holds {sorted(got)}; pass the paddle run first and the torch run second.")
     rep = DiffReport(options=opts.to_dict())
+    rep.warnings += [f"paddle run: {n}" for n in pd_notes] + [f"torch run: {n}" for n in pt_notes]
     for side, ranks in (("paddle", pd_ranks), ("torch", pt_ranks)):
         for r in ranks.values():
             rep.warnings += [f"{side} rank {r.meta.get('rank')}: {w}" for w in r.warnings]
@@ -258,16 +262,21 @@ def _compare_step(rep: DiffReport, rank: int, step: int, pd: RankRun, pt: RankRu
             one_sided.append(f"{stage} {e['path'] or '<root>'} [{e['item']}]")
             continue
         matched_t.add(tkey)
+        shard_note = ""
         fixed = e.get("torch_convention") if conventions and stage == "weight" else None
         if fixed and UNBIASED_VARIANCE in t_flags.get(pair.torch_path, ()):
             stats = replace(_compare_entry({**e, **fixed}, te, p_ten, t_ten, fn, opts, use_stats),
                             reconciled=BATCHNORM_VARIANCE_NOTE)
+        elif isinstance(pd, ShardGroup) or isinstance(pt, ShardGroup):
+            stats, shard_note = _compare_shards(step, e, te, pd, pt, p_ten, t_ten, fn, opts, use_stats)
         else:
             stats = _compare_entry(e, te, p_ten, t_ten, fn, opts, use_stats)
         pos = order_p.get(e["path"], n_calls)
         order = e["micro"] * 10 * n_calls + (n_calls - pos if stage == "backward" else pos) * 4 + e["call"]
         item = e["item"] + (f", micro-step {e['micro']}" if pl.get("micro_steps", 1) > 1 and stage != "grad"
                             and stage != "weight" else "")
+        if shard_note:
+            item = f"{item} ({shard_note})"
         if multi:
             item = f"rank {rank}: {item}"
         rep.records.append(Comparison(_STAGE_OF[stage], step, pair.paddle_path, pair.torch_path,
@@ -286,6 +295,55 @@ def _compare_step(rep: DiffReport, rank: int, step: int, pd: RankRun, pt: RankRu
                                 f"reached, or a different call count): {', '.join(sorted(set(items))[:6])}"
                                 + (" ..." if len(set(items)) > 6 else ""))
     return stages
+
+
+def _compare_shards(step: int, e: dict[str, Any], te: dict[str, Any], pd: Any, pt: Any,
+                    p_ten: Mapping[str, np.ndarray], t_ten: Mapping[str, np.ndarray], fn: Any, opts: DiffOptions,
+                    use_stats: bool) -> tuple[Stats, str]:
+    """Compare one entry after merging the tensor-parallel side's shards; say which shard differs."""
+    merged = {}
+    for name, run, mine, other, ten in (("paddle", pd, e, te, p_ten), ("torch", pt, te, e, t_ten)):
+        if isinstance(run, ShardGroup):
+            m = run.merged(step, mine, other["shape"], use_stats)
+            merged[name] = (m, run.ranks)
+            ten = {m.entry["key"]: m.array} if m.array is not None else {}
+            if name == "paddle":
+                e, p_ten = m.entry, ten
+            else:
+                te, t_ten = m.entry, ten
+    stats = _compare_entry(e, te, p_ten, t_ten, fn, opts, use_stats)
+    notes = []
+    for name, (m, ranks) in merged.items():
+        if not m.how:
+            continue
+        text = f"{name} ranks {ranks[0]}-{ranks[-1]} merged, {m.how}"
+        if not stats.passed and m.dim >= 0 and m.array is not None:
+            bad = _differing_shards(m, name, e["key"], te["key"], p_ten, t_ten, fn, opts, ranks)
+            if bad:
+                text += f"; differs in the shard of rank {', '.join(str(r) for r in bad)}"
+        notes.append(text)
+    return stats, "; ".join(notes)
+
+
+def _differing_shards(m: Any, side: str, p_key: str, t_key: str, p_ten: Mapping[str, np.ndarray],
+                      t_ten: Mapping[str, np.ndarray], fn: Any, opts: DiffOptions, ranks: list[int]) -> list[int]:
+    """Ranks whose slice of a merged tensor disagrees with the same slice of the other run's tensor."""
+    if p_key not in p_ten or t_key not in t_ten:
+        return []
+    a, b = p_ten[p_key], t_ten[t_key]
+    b = fn([b]) if fn is not None else b
+    dim = m.dim
+    if side == "torch" and fn is not None and b.ndim == 2 and a.shape != t_ten[t_key].shape:
+        dim = 1 - dim  # the torch layout was transposed into paddle's
+    if a.shape != b.shape or dim >= a.ndim:
+        return []
+    bad, start = [], 0
+    for r, size in zip(ranks, m.sizes):
+        sl = tuple(slice(start, start + size) if d == dim else slice(None) for d in range(a.ndim))
+        if not compare_arrays(a[sl], b[sl], opts.atol, opts.rtol, opts.compare_mode, opts.mismatch_ratio).passed:
+            bad.append(r)
+        start += size
+    return bad
 
 
 def _compare_entry(pe: dict[str, Any], te: dict[str, Any], p_ten: Mapping[str, np.ndarray],

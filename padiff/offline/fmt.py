@@ -3,7 +3,8 @@
 A run folder holds one ``rank-<r>/`` folder per process; a process writes only its own::
 
     RUN/rank-0/run.json        {"format": "padiff-run", "version": 1, "framework", "rank",
-                                "world_size", "level", "created"}  (written once, at start)
+                                "world_size", "level", "created", "mesh" (tensor-parallel only:
+                                {"ranks", "shape"})}  (written once, at start)
     RUN/rank-0/skeleton.json   {"root_class", "layers": [{"path", "cls", "leaf", "depth",
                                 "state": [{"name", "shape", "dtype", "trainable", "buffer"}]}]}
     RUN/rank-0/graph.json      the exported, attributed op graph (written after the first recorded step;
@@ -18,8 +19,12 @@ entry is ``{"key", "stage", "path", "cls", "call", "item", "micro", "shape", "dt
 "stats"}`` where ``stage`` is ``forward`` (layer output), ``backward`` (gradient flowing out
 of a layer output), ``grad`` (parameter gradient, summed over the step's micro-steps as the
 framework accumulates it), ``weight`` (parameter value after the step) or ``loss``, and
-``stats`` is :data:`STAT_NAMES`. Tensors are stored under ``key`` in the safetensors file, each in
-the dtype the model computed in (``BF16``, ``F16``, ``F32`` ...; see :mod:`padiff.offline.tensor_file`).
+``stats`` is :data:`STAT_NAMES`; a tensor-parallel shard adds ``placement`` (see
+:mod:`padiff.offline.shards`; ``shape`` is then the local shard's). Tensors are stored under
+``key`` in the safetensors file, each in the dtype the model computed in (``BF16``, ``F16``,
+``F32`` ...; see :mod:`padiff.offline.tensor_file`). The BatchNorm running variance of a paddle
+run also carries ``torch_convention`` (``{"key", "stats"}``: the value as torch's unbiased update
+gives it, see :mod:`padiff.runtime.conventions`).
 
 Why this shape: the step's tensors are complete (written to a temporary name, then renamed)
 before its index line is appended with one write, so a run killed at any moment leaves every

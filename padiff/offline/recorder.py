@@ -20,6 +20,7 @@ from typing import Any
 from padiff.errors import InputError, RunFolderError
 from padiff.offline import fmt
 from padiff.offline.capture import Capture, StepCapture
+from padiff.offline.shards import is_distributed
 from padiff.offline.tensor_file import save_tensors
 from padiff.report.files import atomic_write
 
@@ -85,6 +86,8 @@ class Recorder:
                                  "Pass a new out_dir (or delete the old run yourself).")
         os.makedirs(os.path.join(self.root, fmt.STEPS_DIR), exist_ok=True)
         self._capture = Capture(self.side, model, self.layers)
+        self._mesh = is_distributed(self.side.name, [e.tensor for es in self.side.owned_state(model).values()
+                                                     for e in es])
         self._write_header(world)
         self._done: set[int] = set()
         self._closed = False
@@ -159,6 +162,8 @@ class Recorder:
         run = {"format": fmt.FORMAT, "version": fmt.VERSION, "framework": self.side.name, "rank": self.rank,
                "world_size": world, "level": self.level,
                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        if self._mesh is not None:  # tensor-parallel: compare_runs merges the shards of these ranks
+            run["mesh"] = self._mesh
         atomic_write(os.path.join(self.root, fmt.RUN_FILE), json.dumps(run, indent=1))
 
     def _write_graph(self, args: tuple, kwargs: dict[str, Any]) -> None:
@@ -166,9 +171,11 @@ class Recorder:
         from padiff.offline.graph_io import GRAPH_VERSION, call_kwargs, export_graph
 
         try:
+            if self._mesh is not None:
+                raise TypeError("the model's parameters are tensor-parallel shards, which padiff does not export")
             inputs = call_kwargs(self.model, args, kwargs)
         except TypeError as exc:
-            why = f"the root call's arguments do not bind to forward: {exc}"
+            why = f"not exported: {exc}"
             data: dict[str, Any] = {"version": GRAPH_VERSION, "error": why}
         else:
             data = export_graph(self.side.name, self.model, inputs)
