@@ -14,7 +14,8 @@ A run folder holds one ``rank-<r>/`` folder per process; a process writes only i
     RUN/rank-0/steps/step-000003.safetensors   the step's tensors (level "full" only)
 
 An index line is ``{"step", "micro_steps", "tensors" (relative path or null), "sha256",
-"digests": [input digest per micro-step], "call_order": [paths], "entries": [...]}``; each
+"digests": [input digest per micro-step], "call_order": [paths], "entries": [...], "check"}``
+(``check``: :func:`line_check`, the SHA-256 of the line's other fields); each
 entry is ``{"key", "stage", "path", "cls", "call", "item", "micro", "shape", "dtype",
 "stats"}`` where ``stage`` is ``forward`` (layer output), ``backward`` (gradient flowing out
 of a layer output), ``grad`` (parameter gradient, summed over the step's micro-steps as the
@@ -60,6 +61,15 @@ def rank_dir(rank: int) -> str:
 def step_file(step: int) -> str:
     """The tensor file of one step, relative to the rank folder."""
     return f"{STEPS_DIR}/step-{step:06d}.safetensors"
+
+
+def line_check(line: dict) -> str:
+    """The SHA-256 an index line carries of its own content (every field but ``check``), so an edit is seen."""
+    import hashlib
+    import json
+
+    body = {k: v for k, v in line.items() if k != "check"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=True).encode()).hexdigest()
 
 
 def tensor_stats(a: np.ndarray) -> list[float]:

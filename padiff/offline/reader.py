@@ -107,6 +107,9 @@ def read_rank(root: str) -> RankRun:
                 break
             raise RunFolderError(f"{index}: line {n + 1} is not a valid step record; the index was damaged "
                                  "or edited.")
+        if line.get("check") != fmt.line_check(line):
+            raise RunFolderError(f"{index}: line {n + 1} (step {line['step']}) does not match the SHA-256 it was "
+                                 "recorded with: the index was edited after recording. Re-record the run.")
         if line["step"] in run.steps:
             raise RunFolderError(f"{index}: step {line['step']} is recorded twice (line {n + 1}).")
         run.steps[line["step"]] = line

@@ -197,6 +197,7 @@ class Recorder:
             os.replace(tmp, dest)
         line = {"step": st.step, "micro_steps": max(st.micro + 1, 1), "tensors": rel, "sha256": digest,
                 "digests": st.digests, "call_order": st.call_order, "entries": st.entries}
+        line["check"] = fmt.line_check(line)
         data = (json.dumps(line, allow_nan=True) + "\n").encode()
         fd = os.open(os.path.join(self.root, fmt.INDEX_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
