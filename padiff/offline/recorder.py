@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import os
 import sys
@@ -21,7 +20,7 @@ from padiff.errors import InputError, RunFolderError
 from padiff.offline import fmt
 from padiff.offline.capture import Capture, StepCapture
 from padiff.offline.shards import is_distributed
-from padiff.offline.tensor_file import save_tensors
+from padiff.offline.tensor_file import write_tensors
 from padiff.report.files import atomic_write
 
 
@@ -189,11 +188,8 @@ class Recorder:
             dest = os.path.join(self.root, rel)
             if os.path.exists(dest):
                 raise RunFolderError(f"{dest} exists already; padiff never overwrites a recorded step.")
-            data = save_tensors(st.tensors, st.dtypes)
-            digest = hashlib.sha256(data).hexdigest()
             tmp = dest + ".partial"
-            with open(tmp, "wb") as f:
-                f.write(data)
+            digest = write_tensors(tmp, st.tensors, st.dtypes)
             os.replace(tmp, dest)
         line = {"step": st.step, "micro_steps": max(st.micro + 1, 1), "tensors": rel, "sha256": digest,
                 "digests": st.digests, "call_order": st.call_order, "entries": st.entries}

@@ -38,29 +38,40 @@ def to_stored(arr: np.ndarray, dtype: str) -> np.ndarray:
     return np.array(arr, copy=True, order="C")
 
 
-def save_tensors(tensors: Mapping[str, np.ndarray], dtypes: Mapping[str, str],
-                 metadata: Mapping[str, str] | None = None) -> bytes:
-    """The safetensors bytes of ``tensors`` (and the header's text ``metadata``); a key whose ``dtypes``
-    entry is ``bfloat16`` holds bit patterns (see :func:`to_stored`)."""
-    import safetensors
+def write_tensors(path: str, tensors: Mapping[str, np.ndarray], dtypes: Mapping[str, str],
+                  metadata: Mapping[str, str] | None = None) -> str:
+    """Write ``tensors`` as a safetensors file at ``path`` and return the file's SHA-256.
 
-    specs = {}
-    keep = []
-    for k, v in tensors.items():
-        a = np.ascontiguousarray(v)
-        if a.dtype.byteorder == ">":
-            a = a.byteswap().view(a.dtype.newbyteorder("<"))
-        keep.append(a)
-        code = "bfloat16" if dtypes.get(k) == "bfloat16" else a.dtype.name
-        specs[k] = _spec(safetensors, code, a)
-    return bytes(safetensors.serialize(specs, metadata=None if metadata is None else dict(metadata)))
+    A key whose ``dtypes`` entry is ``bfloat16`` holds bit patterns (see :func:`to_stored`) and is
+    written as ``BF16``. The header and each tensor's bytes go straight to the file (no copy of
+    the whole file in memory), hashed on the way.
+    """
+    import hashlib
+
+    arrays = {k: _little(np.ascontiguousarray(v)) for k, v in tensors.items()}
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    start = 0
+    for k, a in arrays.items():
+        code = "BF16" if dtypes.get(k) == "bfloat16" else _CODES.get(a.dtype.name)
+        if code is None:
+            raise TypeError(f"tensor {k!r} has dtype {a.dtype}, which a run folder does not store")
+        header[k] = {"dtype": code, "shape": [int(x) for x in a.shape], "data_offsets": [start, start + a.nbytes]}
+        start += a.nbytes
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
+    digest = hashlib.sha256()
+    with open(path, "wb") as f:
+        for chunk in (len(text).to_bytes(8, "little"), text, *(memoryview(a).cast("B") for a in arrays.values()
+                                                               if a.nbytes)):
+            digest.update(chunk)
+            f.write(chunk)
+    return digest.hexdigest()
 
 
-def _spec(safetensors: object, code: str, a: np.ndarray) -> object:
-    spec = getattr(safetensors, "TensorSpec", None)
-    if spec is not None:  # safetensors >= 0.8 takes typed specs pointing at the buffer
-        return spec(dtype=code, shape=tuple(a.shape), data_ptr=a.ctypes.data, data_len=a.nbytes)
-    return {"dtype": code, "shape": list(a.shape), "data": a.tobytes()}
+def _little(a: np.ndarray) -> np.ndarray:
+    return a.byteswap().view(a.dtype.newbyteorder("<")) if a.dtype.byteorder == ">" else a
 
 
 def load_tensors(data: bytes, where: str) -> dict[str, np.ndarray]:

@@ -37,7 +37,7 @@ def export_weights(model: Any, path: str | os.PathLike[str], *, overwrite: bool 
     An existing file is kept unless ``overwrite=True``.
     """
     from padiff.offline.recorder import side_of
-    from padiff.offline.tensor_file import save_tensors, to_stored
+    from padiff.offline.tensor_file import to_stored, write_tensors
 
     side = side_of(model)
     path = os.fspath(path)
@@ -48,10 +48,8 @@ def export_weights(model: Any, path: str | os.PathLike[str], *, overwrite: bool 
         for e in entries:  # half types kept in their own dtype, as in a run folder
             dtypes[f"{p}::{e.name}"] = dt = side.dtype_name(e.tensor)
             tensors[f"{p}::{e.name}"] = to_stored(side.to_numpy(e.tensor), dt)
-    data = save_tensors(tensors, dtypes, {META_KEY: json.dumps(_skeleton(side, model))})
     tmp = path + ".partial"
-    with open(tmp, "wb") as f:
-        f.write(data)
+    write_tensors(tmp, tensors, dtypes, {META_KEY: json.dumps(_skeleton(side, model))})
     os.replace(tmp, path)
     return path
 

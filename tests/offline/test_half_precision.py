@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 
 import padiff
 from padiff.offline.reader import read_run
-from padiff.offline.tensor_file import load_tensors, save_tensors, stored_dtypes, to_stored
+from padiff.offline.tensor_file import load_tensors, read_metadata, stored_dtypes, to_stored, write_tensors
 
 RNG = np.random.default_rng(0)
 W1 = RNG.standard_normal((6, 4)).astype("float32")
@@ -123,11 +124,16 @@ def test_a_fault_in_a_bfloat16_layer_is_named(tmp_path: object) -> None:
     assert first is not None and (first.stage, first.step, first.paddle_path) == ("forward", 1, "gate")
 
 
-def test_half_types_round_trip_bit_for_bit() -> None:
+def test_half_types_round_trip_bit_for_bit(tmp_path: object) -> None:
     bf = np.array([1.0, -2.5, 3.140625, 2.0**-100, np.inf], np.float32)  # each exact in bfloat16
     f16 = np.array([0.1, 65504.0], np.float16)
-    data = save_tensors({"bf": to_stored(bf, "bfloat16"), "h": to_stored(f16.astype(np.float32), "float16"),
-                         "i": to_stored(np.arange(3), "int64")}, {"bf": "bfloat16", "h": "float16"})
+    path = os.path.join(str(tmp_path), "t.safetensors")
+    digest = write_tensors(path, {"bf": to_stored(bf, "bfloat16"), "h": to_stored(f16.astype(np.float32), "float16"),
+                                  "i": to_stored(np.arange(3), "int64")}, {"bf": "bfloat16", "h": "float16"},
+                           {"note": "x"})
+    with open(path, "rb") as f:
+        data = f.read()
+    assert digest == hashlib.sha256(data).hexdigest() and read_metadata(data) == {"note": "x"}
     assert stored_dtypes(data) == {"bf": "BF16", "h": "F16", "i": "I64"}
     back = load_tensors(data, "mem")
     assert back["bf"].dtype == np.float32 and np.array_equal(back["bf"], bf)
