@@ -92,6 +92,14 @@ def test_with_the_correction_off_the_correct_port_fails_at_the_running_variance(
     assert (first.stage, first.step, first.paddle_path, first.item) == ("weight", 0, "bn", "_variance")
 
 
+def test_the_cli_can_turn_the_correction_off(tmp_path: object) -> None:
+    from padiff.cli import main
+
+    pd, pt = _runs(str(tmp_path))
+    assert main(["compare-runs", pd, pt, "--options", "atol=1e-5,rtol=1e-4"]) == 0
+    assert main(["compare-runs", pd, pt, "--options", "atol=1e-5,rtol=1e-4", "--no-conventions"]) == 1
+
+
 def test_a_wrong_momentum_fails_at_the_batchnorm_layer(tmp_path: object) -> None:
     pd, pt = _runs(str(tmp_path), momentum=0.2)
     rep = padiff.compare_runs(pd, pt, options=TOL)
