@@ -3,7 +3,7 @@
 Kept apart from :mod:`padiff.offline.recorder` (which owns the run folder) so the capture can be
 shared with, or replaced by, another per-side recorder: it turns hooks on one model into
 entries keyed by stage, layer path, call index, item and micro-step, and nothing else.
-It talks to the model only through the framework adapter (:mod:`padiff.runtime.adapters`).
+It talks to the model only through the framework adapter (:mod:`padiff.adapters`).
 
 Framework conventions (:mod:`padiff.runtime.conventions`) are observed here too: on a paddle
 model, every training-mode BatchNorm call adds its batch variance to a
