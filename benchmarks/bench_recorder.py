@@ -5,7 +5,9 @@
 For each framework, an MLP of ``depth`` Linear+ReLU blocks (``width`` wide, batch 32) trains
 with SGD in the user's own loop; measured per level (``full``, ``stats``): the median step
 time with ``Recorder`` over the median bare step (ratio), and the bytes written per step per
-million parameters. Frameworks are imported before any timing.
+million parameters (the run's one-time files apart: ``graph.json``, header, skeleton), and the
+one-time cost of exporting the model's graph after the first recorded step (``graph_export_s``,
+also as a number of bare steps). Frameworks are imported before any timing.
 """
 
 from __future__ import annotations
@@ -67,21 +69,23 @@ def _make(fw: str, width: int, depth: int) -> tuple[Any, Callable[[], None], int
     return model, step, n
 
 
-def _median_time(fn: Callable[[], None], steps: int) -> float:
-    times = []
+def _median_time(fn: Callable[[], None], steps: int) -> tuple[float, float]:
+    """Median wall and process-CPU seconds of ``fn`` (CPU time moves less on a shared machine)."""
+    wall, cpu = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def bench(fw: str, width: int, depth: int, steps: int) -> dict[str, Any]:
     """Overhead ratios and bytes per step per million parameters for one framework."""
     model, step, n = _make(fw, width, depth)
     step()  # warm-up
-    bare = _median_time(step, steps)
-    out: dict[str, Any] = {"params": n, "bare_step_s": bare}
+    bare, bare_cpu = _median_time(step, steps)
+    out: dict[str, Any] = {"params": n, "bare_step_s": bare, "bare_step_cpu_s": bare_cpu}
     for level in ("full", "stats"):
         with tempfile.TemporaryDirectory() as tmp:
             rec = padiff.Recorder(model, os.path.join(tmp, "run"), level=level)
@@ -90,12 +94,23 @@ def bench(fw: str, width: int, depth: int, steps: int) -> dict[str, Any]:
             def recorded(rec: Any = rec, counter: Any = counter) -> None:
                 with rec.step(next(counter)):
                     step()
-            recorded()
-            t = _median_time(recorded, steps)
+            t0 = time.perf_counter()
+            recorded()  # the first recorded step also exports the graph (once per run)
+            first = time.perf_counter() - t0
+            t, t_cpu = _median_time(recorded, steps)
             rec.close()
-            size = _folder_bytes(os.path.join(tmp, "run")) / (steps + 1)
+            rank = os.path.join(tmp, "run", "rank-0")
+            once = sum(os.path.getsize(os.path.join(rank, f)) for f in ("graph.json", "run.json", "skeleton.json")
+                       if os.path.exists(os.path.join(rank, f)))
+            size = (_folder_bytes(os.path.join(tmp, "run")) - once) / (steps + 1)
+            with open(os.path.join(rank, "graph.json")) as f:
+                graph = json.load(f)
         out[level] = {"step_s": t, "overhead_ratio": round(t / bare, 2),
-                      "bytes_per_step_per_mparam": round(size / (n / 1e6))}
+                      "cpu_overhead_ratio": round(t_cpu / bare_cpu, 2),
+                      "bytes_per_step_per_mparam": round(size / (n / 1e6)), "first_step_s": round(first, 3),
+                      "graph_export_s": graph.get("seconds"), "graph_error": graph.get("error", ""),
+                      "graph_export_in_bare_steps": round(float(graph.get("seconds") or 0) / bare, 1),
+                      "one_time_bytes": once}
     return out
 
 

@@ -55,11 +55,15 @@ def suggest_layer_map(layer: Any, module: Any, example_inp: Any = None, **kwargs
         return _suggest(layer, module, example_inp, **kwargs)
 
 
-def compare_runs(paddle_run: Any, torch_run: Any, layer_map: Any = None, options: Any = None) -> DiffReport:
-    """Compare a recorded paddle run with a recorded torch run (SPEC §7); neither framework is imported."""
+def compare_runs(paddle_run: Any, torch_run: Any, layer_map: Any = None, options: Any = None, *,
+                 conventions: bool = True) -> DiffReport:
+    """Compare a recorded paddle run with a recorded torch run (SPEC §7); neither framework is imported.
+
+    ``conventions=False`` turns off reconciling framework conventions (BatchNorm running variance).
+    """
     from padiff.offline.compare_runs import compare_runs as _compare_runs
 
-    return _compare_runs(paddle_run, torch_run, layer_map=layer_map, options=options)
+    return _compare_runs(paddle_run, torch_run, layer_map=layer_map, options=options, conventions=conventions)
 
 
 def export_weights(model: Any, path: Any, *, overwrite: bool = False) -> str:

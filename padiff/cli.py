@@ -131,7 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("compare-runs", "Compare two runs recorded by padiff.Recorder (paddle first), no framework needed.")
     p.add_argument("run_pd", metavar="RUN_PD", help="the paddle run folder")
     p.add_argument("run_pt", metavar="RUN_PT", help="the torch run folder")
-    p.add_argument("--map", metavar="MAP|auto", help="a layer-map file, or 'auto' to match the recorded module trees")
+    p.add_argument("--map", metavar="MAP|auto",
+                   help="a layer-map file, or 'auto' to match the recorded graphs (else module trees)")
+    p.add_argument("--no-conventions", action="store_true",
+                   help="compare raw values: do not reconcile framework conventions (BatchNorm running variance)")
     p.add_argument("--options", metavar="K=V,...", help="comparison options, e.g. atol=1e-4,rtol=0")
     p.add_argument("--report", metavar="OUT.html", help="write the self-contained HTML report here")
     p.add_argument("--json", metavar="OUT.json", help="write the JSON dump of the report here")

@@ -17,7 +17,8 @@ def cmd_compare_runs(args: argparse.Namespace) -> int:
     from padiff.offline.compare_runs import compare_runs
     from padiff.report.logs import render_report
 
-    rep = compare_runs(args.run_pd, args.run_pt, layer_map=args.map, options=options)
+    rep = compare_runs(args.run_pd, args.run_pt, layer_map=args.map, options=options,
+                       conventions=not getattr(args, "no_conventions", False))
     print(render_report(rep, log_dir=args.log_dir, log_keep=args.log_keep))
     for w in rep.warnings:
         print(f"warning: {w}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,10 +24,13 @@ from padiff.errors import InputError, MappingError
 from padiff.graph.match import LayerInfo
 from padiff.layer_map import LayerMap, LayerPair
 from padiff.offline import fmt
+from padiff.offline.capture import UNBIASED_VARIANCE
 from padiff.offline.reader import RankRun, read_run
+from padiff.offline.shards import ShardGroup, group_ranks
 from padiff.options import DiffOptions
 from padiff.report.records import Comparison, DiffReport, Stats
 from padiff.runtime.compare import compare_arrays
+from padiff.runtime.conventions import BATCHNORM_VARIANCE_NOTE
 from padiff.runtime.layout_infer import NAME_ALIASES, Tensor, link_one
 
 _STAGE_OF = {"forward": "forward", "loss": "loss", "backward": "backward", "grad": "grad", "weight": "weight"}
@@ -51,14 +55,13 @@ def resolve_pairs(pd: RankRun, pt: RankRun, layer_map: Any) -> tuple[list[LayerP
     notes: list[str] = []
     root = LayerPair("", "", pd.skeleton.get("root_class", ""), pt.skeleton.get("root_class", ""))
     if isinstance(layer_map, str) and layer_map == "auto":
-        from padiff.graph.tree import match_trees
-
-        res = match_trees(p_inf, t_inf)
+        res, route = _auto_match(pd, pt, p_inf, t_inf, notes)
         pairs = [LayerPair(pr.paddle_path, pr.torch_path, p_inf[pr.paddle_path].cls, t_inf[pr.torch_path].cls,
                            p_inf[pr.paddle_path].shapes, t_inf[pr.torch_path].shapes, float(pr.confidence),
-                           tuple(pr.evidence)) for pr in res.pairs]
+                           tuple(pr.evidence), compare_output=pr.compare_output, opaque=pr.opaque,
+                           paddle_parts=pr.paddle_parts, torch_parts=pr.torch_parts) for pr in res.pairs
+                 if pr.paddle_path in p_inf and pr.torch_path in t_inf]
         notes += [f"unpaired {u.side} {u.path}: {u.reason}" for u in res.unpaired]
-        route = "auto (module trees recorded in the runs)"
     elif layer_map is None or (isinstance(layer_map, Mapping) and not layer_map):
         pairs, route = _call_order_pairs(pd, pt, p_inf, t_inf, notes), "call order"
     else:
@@ -86,6 +89,33 @@ def resolve_pairs(pd: RankRun, pt: RankRun, layer_map: Any) -> tuple[list[LayerP
     if not any(p.paddle_path == "" and p.torch_path == "" for p in pairs):
         pairs.insert(0, root)
     return pairs, route, notes
+
+
+def _auto_match(pd: RankRun, pt: RankRun, p_inf: Mapping[str, LayerInfo], t_inf: Mapping[str, LayerInfo],
+                notes: list[str]) -> tuple[Any, str]:
+    """The graph matcher over the graphs both runs exported, else the module-tree matcher (with the reason)."""
+    from padiff.graph.tree import match_trees
+    from padiff.offline.graph_io import read_graph
+
+    (pg, p_why), (tg, t_why) = read_graph(pd.root), read_graph(pt.root)
+    if pg is not None and tg is not None:
+        from padiff.graph import canonical, match
+        from padiff.graph.suggest import pair_leftovers
+
+        try:
+            res = pair_leftovers(match.match_graphs(canonical.canonicalize(pg), canonical.canonicalize(tg),
+                                                    p_inf, t_inf), p_inf, t_inf)
+        except Exception as exc:  # noqa: BLE001 - a matcher bug must not cost the comparison
+            notes.append(f"auto map: graph matching failed ({type(exc).__name__}: {exc}); module trees used.")
+        else:
+            if res.params:
+                notes.append(f"auto map: {len(res.params)} parameter-level pair(s) proposed by the graphs are not "
+                             "compared offline; pass a map file with those layers paired.")
+            return res, "auto (graphs exported where each run was recorded)"
+    else:
+        why = "; ".join(f"{side}: {w}" for side, w in (("paddle", p_why), ("torch", t_why)) if w)
+        notes.append(f"auto map: module trees only, no graph on both sides ({why}).")
+    return match_trees(p_inf, t_inf), "auto (module trees recorded in the runs)"
 
 
 def _call_order_pairs(pd: RankRun, pt: RankRun, p_inf: Mapping[str, LayerInfo], t_inf: Mapping[str, LayerInfo],
@@ -122,22 +152,31 @@ def _param_links(pair: LayerPair, pd: RankRun, pt: RankRun) -> dict[str, tuple[s
              if all(NAME_ALIASES.get(p["name"], p["name"]) in t_by for p in ps) else list(zip(ps, ts)))
     for p, t in pairs:
         link = link_one(Tensor(p["name"], tuple(p["shape"]), pc), Tensor(t["name"], tuple(t["shape"]), tc))
-        out[p["name"]] = (t["name"], None if link is None else link.fn)
-        if p.get("buffer"):
-            out["buffer:" + p["name"]] = ("buffer:" + t["name"], out[p["name"]][1])
+        # a recorded item names a buffer "buffer:<name>"; paddle keeps BatchNorm statistics as
+        # non-trainable parameters where torch has buffers, so each side's own kind is used
+        out[_item(p)] = (_item(t), None if link is None else link.fn)
     return out
 
 
+def _item(state: Mapping[str, Any]) -> str:
+    """The item under which the recorder stored one state entry's value."""
+    return ("buffer:" if state.get("buffer") and not state.get("trainable") else "") + str(state["name"])
+
+
 def compare_runs(paddle_run: str | os.PathLike[str], torch_run: str | os.PathLike[str], layer_map: Any = None,
-                 options: Mapping[str, Any] | None = None) -> DiffReport:
+                 options: Mapping[str, Any] | None = None, *, conventions: bool = True) -> DiffReport:
     """Compare two recorded runs (paddle first) and return the ``DiffReport`` (truthy when they agree).
 
     ``layer_map``: ``None`` (call order), ``"auto"``, a map file, a ``LayerMap`` or a path dict.
     ``options``: the ``compare`` options (``atol``, ``rtol``, ``compare_mode``, ``mismatch_ratio``,
-    ``diff_phase``).
+    ``diff_phase``). ``conventions``: reconcile known framework conventions as ``compare`` does
+    (:mod:`padiff.runtime.conventions`: paddle's BatchNorm running variance is compared as torch's
+    unbiased update gives it, and the record says so); ``False`` compares the raw values.
     """
     opts = DiffOptions.from_mapping(options)
     pd_ranks, pt_ranks = read_run(paddle_run), read_run(torch_run)
+    pd_ranks, pd_notes = group_ranks(pd_ranks, pt_ranks)
+    pt_ranks, pt_notes = group_ranks(pt_ranks, pd_ranks)
     for ranks, want, arg in ((pd_ranks, "paddle", "paddle_run"), (pt_ranks, "torch", "torch_run")):
         got = {r.framework for r in ranks.values()}
         if got != {want}:
@@ -145,6 +184,7 @@ def compare_runs(paddle_run: str | os.PathLike[str], torch_run: str | os.PathLik
             raise InputError(f"{arg} must be a {want} recording, but {where} "
                              f"holds {sorted(got)}; pass the paddle run first and the torch run second.")
     rep = DiffReport(options=opts.to_dict())
+    rep.warnings += [f"paddle run: {n}" for n in pd_notes] + [f"torch run: {n}" for n in pt_notes]
     for side, ranks in (("paddle", pd_ranks), ("torch", pt_ranks)):
         for r in ranks.values():
             rep.warnings += [f"{side} rank {r.meta.get('rank')}: {w}" for w in r.warnings]
@@ -173,14 +213,15 @@ def compare_runs(paddle_run: str | os.PathLike[str], torch_run: str | os.PathLik
             rep.warnings.append(f"rank {r}: step {s} was recorded by the {side} run only; it is not compared.")
         for s in sorted(set(pd.steps) & set(pt.steps)):
             steps_seen.add(s)
-            stages |= _compare_step(rep, r, s, pd, pt, pairs, opts, multi=len(common) > 1 or r != 0)
+            stages |= _compare_step(rep, r, s, pd, pt, pairs, opts, multi=len(common) > 1 or r != 0,
+                                    conventions=conventions)
     rep.steps = len(steps_seen)
     rep.stages = [s for s in fmt.STAGES if s in stages]
     return rep
 
 
 def _compare_step(rep: DiffReport, rank: int, step: int, pd: RankRun, pt: RankRun, pairs: list[LayerPair],
-                  opts: DiffOptions, multi: bool) -> set[str]:
+                  opts: DiffOptions, multi: bool, conventions: bool = True) -> set[str]:
     pl, tl = pd.steps[step], pt.steps[step]
     dp, dt = pl.get("digests", []), tl.get("digests", [])
     if dp != dt:
@@ -195,6 +236,7 @@ def _compare_step(rep: DiffReport, rank: int, step: int, pd: RankRun, pt: RankRu
     links: dict[str, dict[str, tuple[str, Any]]] = {}
     stages: set[str] = set()
     n_calls = max(len(order_p), 1)
+    t_flags = {lay["path"]: set(lay.get("conventions", [])) for lay in pt.skeleton.get("layers", [])}
     one_sided: list[str] = []
     matched_t: set[str] = set()
     for e in pl["entries"]:
@@ -220,11 +262,21 @@ def _compare_step(rep: DiffReport, rank: int, step: int, pd: RankRun, pt: RankRu
             one_sided.append(f"{stage} {e['path'] or '<root>'} [{e['item']}]")
             continue
         matched_t.add(tkey)
-        stats = _compare_entry(e, te, p_ten, t_ten, fn, opts, use_stats)
+        shard_note = ""
+        fixed = e.get("torch_convention") if conventions and stage == "weight" else None
+        if fixed and UNBIASED_VARIANCE in t_flags.get(pair.torch_path, ()):
+            stats = replace(_compare_entry({**e, **fixed}, te, p_ten, t_ten, fn, opts, use_stats),
+                            reconciled=BATCHNORM_VARIANCE_NOTE)
+        elif isinstance(pd, ShardGroup) or isinstance(pt, ShardGroup):
+            stats, shard_note = _compare_shards(step, e, te, pd, pt, p_ten, t_ten, fn, opts, use_stats)
+        else:
+            stats = _compare_entry(e, te, p_ten, t_ten, fn, opts, use_stats)
         pos = order_p.get(e["path"], n_calls)
         order = e["micro"] * 10 * n_calls + (n_calls - pos if stage == "backward" else pos) * 4 + e["call"]
         item = e["item"] + (f", micro-step {e['micro']}" if pl.get("micro_steps", 1) > 1 and stage != "grad"
                             and stage != "weight" else "")
+        if shard_note:
+            item = f"{item} ({shard_note})"
         if multi:
             item = f"rank {rank}: {item}"
         rep.records.append(Comparison(_STAGE_OF[stage], step, pair.paddle_path, pair.torch_path,
@@ -243,6 +295,55 @@ def _compare_step(rep: DiffReport, rank: int, step: int, pd: RankRun, pt: RankRu
                                 f"reached, or a different call count): {', '.join(sorted(set(items))[:6])}"
                                 + (" ..." if len(set(items)) > 6 else ""))
     return stages
+
+
+def _compare_shards(step: int, e: dict[str, Any], te: dict[str, Any], pd: Any, pt: Any,
+                    p_ten: Mapping[str, np.ndarray], t_ten: Mapping[str, np.ndarray], fn: Any, opts: DiffOptions,
+                    use_stats: bool) -> tuple[Stats, str]:
+    """Compare one entry after merging the tensor-parallel side's shards; say which shard differs."""
+    merged = {}
+    for name, run, mine, other, ten in (("paddle", pd, e, te, p_ten), ("torch", pt, te, e, t_ten)):
+        if isinstance(run, ShardGroup):
+            m = run.merged(step, mine, other["shape"], use_stats)
+            merged[name] = (m, run.ranks)
+            ten = {m.entry["key"]: m.array} if m.array is not None else {}
+            if name == "paddle":
+                e, p_ten = m.entry, ten
+            else:
+                te, t_ten = m.entry, ten
+    stats = _compare_entry(e, te, p_ten, t_ten, fn, opts, use_stats)
+    notes = []
+    for name, (m, ranks) in merged.items():
+        if not m.how:
+            continue
+        text = f"{name} ranks {ranks[0]}-{ranks[-1]} merged, {m.how}"
+        if not stats.passed and m.dim >= 0 and m.array is not None:
+            bad = _differing_shards(m, name, e["key"], te["key"], p_ten, t_ten, fn, opts, ranks)
+            if bad:
+                text += f"; differs in the shard of rank {', '.join(str(r) for r in bad)}"
+        notes.append(text)
+    return stats, "; ".join(notes)
+
+
+def _differing_shards(m: Any, side: str, p_key: str, t_key: str, p_ten: Mapping[str, np.ndarray],
+                      t_ten: Mapping[str, np.ndarray], fn: Any, opts: DiffOptions, ranks: list[int]) -> list[int]:
+    """Ranks whose slice of a merged tensor disagrees with the same slice of the other run's tensor."""
+    if p_key not in p_ten or t_key not in t_ten:
+        return []
+    a, b = p_ten[p_key], t_ten[t_key]
+    b = fn([b]) if fn is not None else b
+    dim = m.dim
+    if side == "torch" and fn is not None and b.ndim == 2 and a.shape != t_ten[t_key].shape:
+        dim = 1 - dim  # the torch layout was transposed into paddle's
+    if a.shape != b.shape or dim >= a.ndim:
+        return []
+    bad, start = [], 0
+    for r, size in zip(ranks, m.sizes):
+        sl = tuple(slice(start, start + size) if d == dim else slice(None) for d in range(a.ndim))
+        if not compare_arrays(a[sl], b[sl], opts.atol, opts.rtol, opts.compare_mode, opts.mismatch_ratio).passed:
+            bad.append(r)
+        start += size
+    return bad
 
 
 def _compare_entry(pe: dict[str, Any], te: dict[str, Any], p_ten: Mapping[str, np.ndarray],

@@ -3,19 +3,29 @@
 A run folder holds one ``rank-<r>/`` folder per process; a process writes only its own::
 
     RUN/rank-0/run.json        {"format": "padiff-run", "version": 1, "framework", "rank",
-                                "world_size", "level", "created"}  (written once, at start)
+                                "world_size", "level", "created", "mesh" (tensor-parallel only:
+                                {"ranks", "shape"})}  (written once, at start)
     RUN/rank-0/skeleton.json   {"root_class", "layers": [{"path", "cls", "leaf", "depth",
                                 "state": [{"name", "shape", "dtype", "trainable", "buffer"}]}]}
+    RUN/rank-0/graph.json      the exported, attributed op graph (written after the first recorded step;
+                                {"version", "nodes", "edges", "control_layers", "owner"} or {"version",
+                                "error"} when the export failed; see :mod:`padiff.offline.graph_io`)
     RUN/rank-0/index.jsonl     one JSON line per *complete* step, appended after its tensors
     RUN/rank-0/steps/step-000003.safetensors   the step's tensors (level "full" only)
 
 An index line is ``{"step", "micro_steps", "tensors" (relative path or null), "sha256",
-"digests": [input digest per micro-step], "call_order": [paths], "entries": [...]}``; each
+"digests": [input digest per micro-step], "call_order": [paths], "entries": [...], "check"}``
+(``check``: :func:`line_check`, the SHA-256 of the line's other fields); each
 entry is ``{"key", "stage", "path", "cls", "call", "item", "micro", "shape", "dtype",
 "stats"}`` where ``stage`` is ``forward`` (layer output), ``backward`` (gradient flowing out
 of a layer output), ``grad`` (parameter gradient, summed over the step's micro-steps as the
 framework accumulates it), ``weight`` (parameter value after the step) or ``loss``, and
-``stats`` is :data:`STAT_NAMES`. Tensors are stored under ``key`` in the safetensors file.
+``stats`` is :data:`STAT_NAMES`; a tensor-parallel shard adds ``placement`` (see
+:mod:`padiff.offline.shards`; ``shape`` is then the local shard's). Tensors are stored under
+``key`` in the safetensors file, each in the dtype the model computed in (``BF16``, ``F16``,
+``F32`` ...; see :mod:`padiff.offline.tensor_file`). The BatchNorm running variance of a paddle
+run also carries ``torch_convention`` (``{"key", "stats"}``: the value as torch's unbiased update
+gives it, see :mod:`padiff.runtime.conventions`).
 
 Why this shape: the step's tensors are complete (written to a temporary name, then renamed)
 before its index line is appended with one write, so a run killed at any moment leaves every
@@ -35,6 +45,7 @@ VERSION = 1
 RUN_FILE = "run.json"
 SKELETON_FILE = "skeleton.json"
 INDEX_FILE = "index.jsonl"
+GRAPH_FILE = "graph.json"
 STEPS_DIR = "steps"
 LEVELS = ("full", "stats")
 STAGES = ("forward", "loss", "backward", "grad", "weight")
@@ -50,6 +61,15 @@ def rank_dir(rank: int) -> str:
 def step_file(step: int) -> str:
     """The tensor file of one step, relative to the rank folder."""
     return f"{STEPS_DIR}/step-{step:06d}.safetensors"
+
+
+def line_check(line: dict) -> str:
+    """The SHA-256 an index line carries of its own content (every field but ``check``), so an edit is seen."""
+    import hashlib
+    import json
+
+    body = {k: v for k, v in line.items() if k != "check"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=True).encode()).hexdigest()
 
 
 def tensor_stats(a: np.ndarray) -> list[float]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from padiff.errors import RunFolderError
 from padiff.offline import fmt
+from padiff.offline.tensor_file import load_tensors
 
 
 @dataclass
@@ -53,9 +54,7 @@ class RankRun:
         if hashlib.sha256(data).hexdigest() != line.get("sha256"):
             raise RunFolderError(f"{path} does not match the SHA-256 recorded for step {step}: it was changed "
                                  "after recording. Re-record the run.")
-        from safetensors.numpy import load
-
-        return load(data)
+        return load_tensors(data, path)
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -108,6 +107,9 @@ def read_rank(root: str) -> RankRun:
                 break
             raise RunFolderError(f"{index}: line {n + 1} is not a valid step record; the index was damaged "
                                  "or edited.")
+        if line.get("check") != fmt.line_check(line):
+            raise RunFolderError(f"{index}: line {n + 1} (step {line['step']}) does not match the SHA-256 it was "
+                                 "recorded with: the index was edited after recording. Re-record the run.")
         if line["step"] in run.steps:
             raise RunFolderError(f"{index}: step {line['step']} is recorded twice (line {n + 1}).")
         run.steps[line["step"]] = line

@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
-
-import numpy as np
 
 from padiff.errors import InputError, RunFolderError
 from padiff.offline import fmt
+from padiff.offline.capture import Capture, StepCapture
+from padiff.offline.shards import is_distributed
+from padiff.offline.tensor_file import write_tensors
 from padiff.report.files import atomic_write
-from padiff.runtime.engine.recording import HookErrors, SideRecorder
 from padiff.runtime.hooks import HookSet
-from padiff.runtime.pairing import Event
 
 
 def side_of(model: Any) -> Any:
@@ -63,6 +61,9 @@ class Recorder:
     ``level="full"`` keeps every tensor (safetensors); ``"stats"`` keeps only moments, min/max
     and NaN/Inf counts, a small fraction of the size. ``layers`` (paths) and ``steps`` (step
     numbers) select what is recorded; ``rank`` overrides the rank taken from the process group.
+    ``graph`` (default on) exports the model once, after the first recorded step, on that step's
+    inputs, so ``compare_runs(layer_map="auto")`` can match the two runs by dataflow; an export
+    that fails is noted in the run folder and the recording goes on.
     Per step: every layer call's output and the gradient flowing out of it, parameter gradients
     (summed over the step's backward passes, as the framework accumulates them), parameter values
     at the end of the step, the loss given to :meth:`loss`, and a digest of the root inputs.
@@ -70,7 +71,7 @@ class Recorder:
 
     def __init__(self, model: Any, out_dir: str | os.PathLike[str], level: str = "full", *,
                  layers: Iterable[str] | None = None, steps: Iterable[int] | None = None,
-                 rank: int | None = None) -> None:
+                 rank: int | None = None, graph: bool = True) -> None:
         if level not in fmt.LEVELS:
             raise InputError(f"level must be one of {list(fmt.LEVELS)}, got {level!r}.")
         self.side = side_of(model)
@@ -86,11 +87,14 @@ class Recorder:
             raise RunFolderError(f"{self.root} already holds a recording; padiff never overwrites one. "
                                  "Pass a new out_dir (or delete the old run yourself).")
         os.makedirs(os.path.join(self.root, fmt.STEPS_DIR), exist_ok=True)
-        self._paths = self._layer_paths()
+        self._capture = Capture(self.side, model, self.layers)
+        self._mesh = is_distributed(self.side.name, [e.tensor for es in self.side.owned_state(model).values()
+                                                     for e in es])
         self._write_header(world)
         self._done: set[int] = set()
         self._closed = False
-        self._cur: _StepState | None = None
+        self._graph_pending = graph
+        self._cur: StepCapture | None = None
 
     # --- public ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -102,26 +106,34 @@ class Recorder:
         if i in self._done:
             raise RunFolderError(f"step {i} is already recorded in {self.root}; step numbers must not repeat.")
         if self.steps is not None and i not in self.steps:
-            yield
+            handles = self._capture.install_conventions()  # conventions still accumulate
+            try:
+                yield
+            finally:
+                for h in handles:
+                    h.remove()
             return
-        state = _StepState(i)
+        state = StepCapture(i, keep_tensors=self.level == "full")
         self._cur = state
         hooks = HookSet()
         try:
-            hooks = self._install(state)
+            hooks = self._capture.install(state)
             yield
             state.errors.raise_pending()  # a recording hook that failed is reported here, not inside the model
             self._finish(state)
         finally:
             hooks.remove_all()
             self._cur = None
+        if self._graph_pending and state.root_call is not None:
+            self._graph_pending = False
+            self._write_graph(*state.root_call)
 
     def loss(self, loss: Any) -> None:
         """Record the loss of the current micro-step (call inside ``step``)."""
         st = self._cur
         if st is None:
             raise InputError("rec.loss(...) must be called inside a `with rec.step(i):` block.")
-        st.add(self, "loss", "", "", 0, "loss", max(st.micro, 0), self.side.to_numpy(loss), self.side.dtype_name(loss))
+        st.add("loss", "", "", 0, "loss", max(st.micro, 0), self.side.to_numpy(loss), self.side.dtype_name(loss))
 
     def close(self) -> None:
         """Finish the run (every complete step is already on disk; this only forbids new steps)."""
@@ -134,12 +146,6 @@ class Recorder:
         self.close()
 
     # --- internals --------------------------------------------------------------------------
-    def _layer_paths(self) -> dict[int, tuple[str, str]]:
-        out: dict[int, tuple[str, str]] = {}
-        for path, lay in self.side.named_layers(self.model):
-            out.setdefault(id(lay), (path, type(lay).__name__))
-        return out
-
     def _write_header(self, world: int) -> None:
         owned = self.side.owned_state(self.model)
         layers = []
@@ -147,99 +153,50 @@ class Recorder:
             state = [{"name": e.name, "shape": list(self.side.shape(e.tensor)),
                       "dtype": self.side.dtype_name(e.tensor), "trainable": bool(e.trainable),
                       "buffer": bool(e.is_buffer)} for e in owned.get(path, [])]
-            layers.append({"path": path, "cls": type(lay).__name__, "leaf": not self.side.children(lay),
-                           "depth": 0 if not path else path.count(".") + 1, "state": state})
+            entry = {"path": path, "cls": type(lay).__name__, "leaf": not self.side.children(lay),
+                     "depth": 0 if not path else path.count(".") + 1, "state": state}
+            flags = self._capture.layer_flags(lay)
+            if flags:
+                entry["conventions"] = flags
+            layers.append(entry)
         skeleton = {"root_class": type(self.model).__name__, "layers": layers}
         atomic_write(os.path.join(self.root, fmt.SKELETON_FILE), json.dumps(skeleton, indent=1))
         run = {"format": fmt.FORMAT, "version": fmt.VERSION, "framework": self.side.name, "rank": self.rank,
                "world_size": world, "level": self.level,
                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        if self._mesh is not None:  # tensor-parallel: compare_runs merges the shards of these ranks
+            run["mesh"] = self._mesh
         atomic_write(os.path.join(self.root, fmt.RUN_FILE), json.dumps(run, indent=1))
 
-    def _install(self, st: _StepState) -> HookSet:  # noqa: C901  # one hook per recorded event kind (offline recorder)
-        side, hooks = self.side, HookSet()
-        events = SideRecorder.every_layer(side, self.model, st.errors, stacks=False)
+    def _write_graph(self, args: tuple, kwargs: dict[str, Any]) -> None:
+        """Export the model on its first recorded call's inputs; store the graph, or why there is none."""
+        from padiff.offline.graph_io import GRAPH_VERSION, call_kwargs, export_graph
 
-        def pre_root(_lay: Any, args: tuple, kwargs: dict) -> None:
-            st.micro += 1
-            events.reset()  # call indices count per micro-step
-            h = hashlib.sha256()
-            for t in side.flatten((args, kwargs)):
-                a = np.ascontiguousarray(side.to_numpy(t))
-                h.update(str(a.shape).encode() + a.tobytes())
-            st.digests.append(h.hexdigest()[:16])
-            return None
+        try:
+            if self._mesh is not None:
+                raise TypeError("the model's parameters are tensor-parallel shards, which padiff does not export")
+            inputs = call_kwargs(self.model, args, kwargs)
+        except TypeError as exc:
+            why = f"not exported: {exc}"
+            data: dict[str, Any] = {"version": GRAPH_VERSION, "error": why}
+        else:
+            data = export_graph(self.side.name, self.model, inputs)
+        atomic_write(os.path.join(self.root, fmt.GRAPH_FILE), json.dumps(data))
 
-        def after(ev: Event, _args: tuple, out: Any) -> None:
-            path, cls, call = ev.role.path, ev.role.cls, ev.call
-            if st.micro == 0 and call == 0:
-                st.call_order.append(path)
-            if self.layers is not None and path not in self.layers:
-                return
-            micro = max(st.micro, 0)
-            outs = side.flatten(out)
-            for k, t in enumerate(outs):
-                st.add(self, "forward", path, cls, call, f"out[{k}]", micro, side.to_numpy(t), side.dtype_name(t))
-
-            def on_grad(k: int, _t: Any) -> Callable[[Any], None]:
-                def record(g: Any) -> None:
-                    if g is not None:
-                        st.add(self, "backward", path, cls, call, f"out[{k}]", micro, side.to_numpy(g),
-                               side.dtype_name(g))
-                return record
-
-            events.hook_output_grads(hooks, ev, outs, on_grad)
-
-        # the root's own pre-hook first: a new micro-step starts before the root's call is recorded
-        hooks.add(side.add_pre_hook(self.model, pre_root))
-        events.install(hooks, after=after)  # output gradient hooks join ``hooks`` as the step runs
-        for path, entries in side.owned_state(self.model).items():
-            if self.layers is not None and path not in self.layers:
-                continue
-            cls = self._paths_cls(path)
-            for e in entries:
-                if not e.trainable or e.is_buffer:
-                    continue
-
-                def on_pgrad(g: Any, path: str = path, name: str = e.name, cls: str = cls) -> None:
-                    if g is not None:
-                        st.accumulate(path, cls, name, side.to_numpy(g), side.dtype_name(g))
-                hooks.add(side.add_grad_hook(e.tensor, on_pgrad))
-        return hooks
-
-    def _paths_cls(self, path: str) -> str:
-        for p, c in self._paths.values():
-            if p == path:
-                return c
-        return ""
-
-    def _finish(self, st: _StepState) -> None:
-        side = self.side
-        for (path, cls, name), (g, dt) in st.grads.items():
-            st.add(self, "grad", path, cls, 0, name, 0, g, dt)
-        for path, entries in side.owned_state(self.model).items():
-            if self.layers is not None and path not in self.layers:
-                continue
-            cls = self._paths_cls(path)
-            for e in entries:
-                stage_item = f"buffer:{e.name}" if e.is_buffer and not e.trainable else e.name
-                st.add(self, "weight", path, cls, 0, stage_item, 0, side.to_numpy(e.tensor),
-                       side.dtype_name(e.tensor))
+    def _finish(self, st: StepCapture) -> None:
+        self._capture.finish(st)
         rel, digest = None, None
         if self.level == "full" and st.tensors:
-            from safetensors.numpy import save_file
-
             rel = fmt.step_file(st.step)
             dest = os.path.join(self.root, rel)
             if os.path.exists(dest):
                 raise RunFolderError(f"{dest} exists already; padiff never overwrites a recorded step.")
             tmp = dest + ".partial"
-            save_file({k: np.ascontiguousarray(v) for k, v in st.tensors.items()}, tmp)
-            with open(tmp, "rb") as f:
-                digest = hashlib.sha256(f.read()).hexdigest()
+            digest = write_tensors(tmp, st.tensors, st.dtypes)
             os.replace(tmp, dest)
         line = {"step": st.step, "micro_steps": max(st.micro + 1, 1), "tensors": rel, "sha256": digest,
                 "digests": st.digests, "call_order": st.call_order, "entries": st.entries}
+        line["check"] = fmt.line_check(line)
         data = (json.dumps(line, allow_nan=True) + "\n").encode()
         fd = os.open(os.path.join(self.root, fmt.INDEX_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -248,36 +205,3 @@ class Recorder:
         finally:
             os.close(fd)
         self._done.add(st.step)
-
-
-class _StepState:
-    """What one step has recorded so far (kept in memory until the step ends)."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-        self.micro = -1
-        self.errors = HookErrors()  # the first error inside a recording hook, raised when the step ends
-        self.call_order: list[str] = []
-        self.digests: list[str] = []
-        self.entries: list[dict[str, Any]] = []
-        self.tensors: dict[str, np.ndarray] = {}
-        self.grads: dict[tuple[str, str, str], tuple[np.ndarray, str]] = {}
-
-    def add(self, rec: Recorder, stage: str, path: str, cls: str, call: int, item: str, micro: int,
-            arr: np.ndarray, dtype: str) -> None:
-        key = f"{stage}|{path}|{call}|{item}|{micro}"
-        arr = np.asarray(arr)
-        self.entries.append({"key": key, "stage": stage, "path": path, "cls": cls, "call": call, "item": item,
-                             "micro": micro, "shape": list(arr.shape), "dtype": dtype,
-                             "stats": fmt.tensor_stats(arr)})
-        if rec.level == "full":
-            # float16 is stored as float16 (the adapter widened it); bfloat16 has no numpy type and
-            # stays widened to float32, which is exact; the entry's dtype names the original either way
-            self.tensors[key] = arr.astype(np.float16) if dtype == "float16" else np.array(arr, copy=True)
-
-    def accumulate(self, path: str, cls: str, name: str, g: np.ndarray, dtype: str) -> None:
-        key = (path, cls, name)
-        if key in self.grads:
-            self.grads[key] = (self.grads[key][0] + g, dtype)
-        else:
-            self.grads[key] = (np.array(g, copy=True), dtype)

@@ -36,18 +36,20 @@ def export_weights(model: Any, path: str | os.PathLike[str], *, overwrite: bool 
 
     An existing file is kept unless ``overwrite=True``.
     """
-    from safetensors.numpy import save_file
-
     from padiff.offline.recorder import side_of
+    from padiff.offline.tensor_file import to_stored, write_tensors
 
     side = side_of(model)
     path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
         raise RunFolderError(f"{path} exists; padiff does not overwrite it (pass overwrite=True or a new path).")
-    tensors = {f"{p}::{e.name}": np.ascontiguousarray(side.to_numpy(e.tensor))
-               for p, entries in side.owned_state(model).items() for e in entries}
+    tensors, dtypes = {}, {}
+    for p, entries in side.owned_state(model).items():
+        for e in entries:  # half types kept in their own dtype, as in a run folder
+            dtypes[f"{p}::{e.name}"] = dt = side.dtype_name(e.tensor)
+            tensors[f"{p}::{e.name}"] = to_stored(side.to_numpy(e.tensor), dt)
     tmp = path + ".partial"
-    save_file(tensors, tmp, metadata={META_KEY: json.dumps(_skeleton(side, model))})
+    write_tensors(tmp, tensors, dtypes, {META_KEY: json.dumps(_skeleton(side, model))})
     os.replace(tmp, path)
     return path
 
@@ -60,12 +62,10 @@ def import_weights(model: Any, path: str | os.PathLike[str], layer_map: Any = No
     pair saying how its tensors were converted; raises ``WeightAssignError`` naming the pair when
     the shapes do not correspond. The file's side must be the other framework.
     """
-    from safetensors import safe_open
-    from safetensors.numpy import load_file
-
     from padiff.offline.compare_runs import resolve_pairs
     from padiff.offline.reader import RankRun
     from padiff.offline.recorder import side_of
+    from padiff.offline.tensor_file import load_tensors, read_metadata
     from padiff.runtime.layout_infer import Tensor, one_to_one
 
     side = side_of(model)
@@ -73,9 +73,10 @@ def import_weights(model: Any, path: str | os.PathLike[str], layer_map: Any = No
     if not os.path.isfile(path):
         raise RunFolderError(f"{path} is missing: write it with padiff.export_weights on the other side.")
     try:
-        with safe_open(path, framework="numpy") as f:
-            meta = json.loads((f.metadata() or {})[META_KEY])
-        arrays = load_file(path)
+        with open(path, "rb") as f:
+            data = f.read()
+        meta = json.loads(read_metadata(data)[META_KEY])
+        arrays = load_tensors(data, path)
     except (KeyError, ValueError, OSError) as exc:
         raise RunFolderError(f"{path} is not a padiff weights file ({exc}).") from None
     src = RankRun(path, {"framework": meta["framework"], "rank": 0}, meta)

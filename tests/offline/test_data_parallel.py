@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -40,9 +41,15 @@ def dp_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return pd, pt
 
 
-def test_each_rank_writes_its_own_folder(dp_runs: tuple[str, str]) -> None:
+def test_each_rank_writes_its_own_folder_and_exports_its_graph(dp_runs: tuple[str, str]) -> None:
     for run in dp_runs:
         assert sorted(os.listdir(run)) == ["rank-0", "rank-1"]
+        for rank in ("rank-0", "rank-1"):
+            with open(os.path.join(run, rank, "graph.json")) as f:
+                data = json.load(f)
+            assert not data.get("error") and data["nodes"], data.get("error")
+    rep = padiff.compare_runs(*dp_runs, layer_map="auto")
+    assert rep.mapping_route.startswith("auto (graphs")
 
 
 def test_fault_on_rank_1_is_named_as_rank_1(dp_runs: tuple[str, str]) -> None:

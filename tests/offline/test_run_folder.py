@@ -63,6 +63,21 @@ def test_tampered_tensor_file_and_index_are_detected(runs: dict[str, str], tmp_p
         padiff.compare_runs(runs["pd"], bad)
 
 
+def test_an_edited_index_line_is_detected(runs: dict[str, str], tmp_path: object) -> None:
+    bad = _copy(runs["pt_scale"], tmp_path, "edited")
+    index = os.path.join(bad, "rank-0", "index.jsonl")
+    lines = Path(index).read_text().splitlines(keepends=True)
+    line = json.loads(lines[1])
+    line["entries"][0]["stats"][0] += 1.0  # a statistic changed by hand
+    Path(index).write_text(lines[0] + json.dumps(line) + "\n" + "".join(lines[2:]))
+    with pytest.raises(RunFolderError, match=r"line 2 \(step 1\) does not match the SHA-256"):
+        padiff.compare_runs(runs["pd"], bad)
+    del line["check"]  # removing the check does not hide the edit
+    Path(index).write_text(lines[0] + json.dumps(line) + "\n" + "".join(lines[2:]))
+    with pytest.raises(RunFolderError, match="line 2"):
+        padiff.compare_runs(runs["pd"], bad)
+
+
 def test_partial_last_index_line_is_dropped_with_a_warning(runs: dict[str, str], tmp_path: object) -> None:
     cut = _copy(runs["pt"], tmp_path, "cut")
     index = os.path.join(cut, "rank-0", "index.jsonl")
