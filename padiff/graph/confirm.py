@@ -34,9 +34,11 @@ from typing import Any
 import numpy as np
 
 from padiff.graph.canonical import shape_key
+from padiff.graph.fused import layout_groups
 from padiff.graph.match import LayerInfo, MatchResult, ProposedPair
 
 MAX_RUNS = 48  # paddle forwards allowed for confirmation (each tie group tries its permutations)
+MAX_FUSED_RUNS = 256  # paddle forwards allowed for the layouts of fused pairs (orders x interleavings)
 EQUAL = 1e-6  # relative: assignments closer than this are numerically equivalent
 
 
@@ -64,10 +66,26 @@ def _parts_of(pair: ProposedPair) -> tuple[str, ...]:
     return pair.paddle_parts or pair.torch_parts
 
 
-def _with_order(pair: ProposedPair, order: tuple[str, ...]) -> ProposedPair:
+def _with_order(pair: ProposedPair, order: tuple[str, ...], groups: int | None = None) -> ProposedPair:
+    g = pair.groups if groups is None else groups
     if pair.paddle_parts:
-        return replace(pair, paddle_parts=order, paddle_path=order[0])
-    return replace(pair, torch_parts=order, torch_path=order[0])
+        return replace(pair, paddle_parts=order, paddle_path=order[0], groups=g)
+    return replace(pair, torch_parts=order, torch_path=order[0], groups=g)
+
+
+def _fits(pair: ProposedPair, p_objs: Mapping[str, Any], p_state: Mapping[str, Any], t_objs: Mapping[str, Any],
+          t_state: Mapping[str, Any]) -> bool:
+    """The fused pair's weights can be split/concatenated in this order and interleaving (no forward run)."""
+    from padiff.errors import WeightAssignError
+    from padiff.runtime.adapters import pair_state
+    from padiff.runtime.weights import plan_fused
+
+    try:
+        plan_fused(pair, p_objs, pair_state(p_state, pair.paddle_parts or (pair.paddle_path,), False), t_objs,
+                   pair_state(t_state, pair.torch_parts or (pair.torch_path,), False))
+    except WeightAssignError:
+        return False
+    return True
 
 
 def _prefix(paths: list[str]) -> str:
@@ -163,6 +181,7 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
     compared = {p.paddle_path: p.torch_path for p in result.pairs if p.compare_output and not _fused(p)}
     fixed = [p for p in result.pairs if _fused(p) or p.opaque]  # copied by their own plans
     orders = {i: _parts_of(result.pairs[i]) for i in fused}
+    grouping = {i: result.pairs[i].groups for i in fused}
     p_rec = t_rec = None
     try:
         for side, obj, _ in modes:
@@ -184,7 +203,7 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
                     apply_plan(plan, p_objs[p_path], p_state[p_path], t_objs[t_path], t_state[t_path])
             for pr in fixed:
                 i = result.pairs.index(pr)
-                pr = _with_order(pr, orders[i]) if i in orders else pr
+                pr = _with_order(pr, orders[i], grouping[i]) if i in orders else pr
                 ps_ = pair_state(p_state, pr.paddle_parts or (pr.paddle_path,), pr.opaque)
                 ts_ = pair_state(t_state, pr.torch_parts or (pr.torch_path,), pr.opaque)
                 if _fused(pr):
@@ -209,33 +228,37 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
         copy(current)
         runs = 0
         updated: dict[str, ProposedPair] = {}
+        fused_runs = 0
         for i in fused:
             pr = result.pairs[i]
-            perms = list(itertools.permutations(_parts_of(pr)))
-            if runs + len(perms) > MAX_RUNS:
-                notes.append(f"order of the parts of {pr.paddle_path} <-> {pr.torch_path} not settled: {len(perms)} "
-                             "orders exceed the numeric budget; check it by hand")
+            layouts = [(perm, g) for g in layout_groups(pr, p_layers, t_layers)
+                       for perm in itertools.permutations(_parts_of(pr))
+                       if _fits(_with_order(pr, perm, g), p_objs, p_state, t_objs, t_state)]
+            if not layouts or fused_runs + len(layouts) > MAX_FUSED_RUNS:
+                notes.append(f"order of the parts of {pr.paddle_path} <-> {pr.torch_path} not settled: "
+                             f"{len(layouts)} layouts (orders x interleavings) exceed the numeric budget; check it "
+                             "by hand")
                 continue
             scored = []
-            for perm in perms:
-                orders[i] = perm
-                scored.append((error(current), perm))
-                runs += 1
+            for perm, g in layouts:
+                orders[i], grouping[i] = perm, g
+                scored.append((error(current), perm, g))
+                fused_runs += 1
             scored.sort(key=lambda s: s[0])
-            (best_err, best), second = scored[0], (scored[1][0] if len(scored) > 1 else float("inf"))
-            orders[i] = best
+            (best_err, best, best_g), second = scored[0], (scored[1][0] if len(scored) > 1 else float("inf"))
+            orders[i], grouping[i] = best, best_g
             decisive = second - best_err > EQUAL * max(1.0, best_err)
-            label = " + ".join(best)
+            label = " + ".join(best) + (f" interleaved in {best_g} groups" if best_g > 1 else "")
             ev = tuple(e for e in pr.evidence if not e.startswith("order of the parts"))
             if decisive:
                 ev += (f"order of the parts {label} settled numerically: output error {best_err:.2e} vs "
                        f"{second:.2e} for the next order",)
-                updated[pr.paddle_path] = replace(_with_order(pr, best), evidence=ev, uncertain=False,
+                updated[pr.paddle_path] = replace(_with_order(pr, best, best_g), evidence=ev, uncertain=False,
                                                   confidence=max(pr.confidence, 0.9))
                 notes.append(f"order of fused parts settled numerically: {label}")
             else:
                 ev += (f"orders of the parts {label} are numerically equivalent for this input: kept",)
-                updated[pr.paddle_path] = replace(_with_order(pr, best), evidence=ev)
+                updated[pr.paddle_path] = replace(_with_order(pr, best, best_g), evidence=ev)
         copy(current)
         for group in groups:
             p_paths = [p.paddle_path for p in group]

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from padiff.runtime.fused import assemble, describe, part_indices
+
 # paddle name -> torch name for tensors whose names differ between the frameworks
 NAME_ALIASES = {"_mean": "running_mean", "_variance": "running_var"}
 
@@ -124,20 +126,22 @@ def one_to_one(ps: Sequence[Tensor], ts: Sequence[Tensor]) -> list[Inferred] | N
     return out
 
 
-def infer_links(ps: Sequence[Tensor], ts: Sequence[Tensor]) -> list[Inferred] | None:
+def infer_links(ps: Sequence[Tensor], ts: Sequence[Tensor], groups: int = 1) -> list[Inferred] | None:
     """Links for all of ``ps`` from ``ts``: one to one first, then split/concat per rank group.
 
     Tensors are grouped by rank (weights with weights, biases with biases) and aligned in
     order within each group; a paddle tensor smaller than its torch counterpart starts a
     split, a larger one a concatenation. The result must be consistent: every paddle
-    layer draws all its tensors from the same torch layers.
+    layer draws all its tensors from the same torch layers. ``groups > 1``: the pieces of a
+    split or concatenation are interleaved in that many runs along the axis (a fused pair's
+    ``groups``; :func:`padiff.runtime.fused.part_indices`).
     """
     direct = one_to_one(ps, ts)
     if direct is not None or not ps or not ts:
         return direct
     stacked, p_rest, t_rest = stack_links(ps, ts)
     if stacked:
-        rest = infer_links(p_rest, t_rest) if (p_rest or t_rest) else []
+        rest = infer_links(p_rest, t_rest, groups) if (p_rest or t_rest) else []
         if rest is None:
             return None
         order = {p.name: i for i, p in enumerate(ps)}
@@ -152,7 +156,7 @@ def infer_links(ps: Sequence[Tensor], ts: Sequence[Tensor]) -> list[Inferred] | 
         return None
     links: list[Inferred] = []
     for rank in sorted(p_groups):
-        group = _align(p_groups[rank], t_groups[rank])
+        group = _align(p_groups[rank], t_groups[rank], groups)
         if group is None:
             return None
         links.extend(group)
@@ -221,7 +225,7 @@ def stack_links(ps: Sequence[Tensor], ts: Sequence[Tensor]) -> tuple[list[Inferr
     return links, p_rest, [t for t in ts if t.name not in taken]
 
 
-def _align(ps: list[Tensor], ts: list[Tensor]) -> list[Inferred] | None:
+def _align(ps: list[Tensor], ts: list[Tensor], groups: int = 1) -> list[Inferred] | None:
     i = j = 0
     out: list[Inferred] = []
     while i < len(ps) and j < len(ts):
@@ -233,14 +237,14 @@ def _align(ps: list[Tensor], ts: list[Tensor]) -> list[Inferred] | None:
             out.append(link)
             i, j = i + 1, j + 1
         elif numel(p.shape) < numel(t.shape):
-            got = _split(ps, i, t)
+            got = _split(ps, i, t, groups)
             if got is None:
                 return None
             out.extend(got)
             i += len(got)
             j += 1
         else:
-            got_one, k = _concat(p, ts, j)
+            got_one, k = _concat(p, ts, j, groups)
             if got_one is None:
                 return None
             out.append(got_one)
@@ -267,8 +271,8 @@ def _fit_axis(pieces: list[tuple[int, ...]], whole: tuple[int, ...]) -> int | No
     return fits[0] if len(fits) == 1 else None
 
 
-def _split(ps: list[Tensor], i: int, t: Tensor) -> list[Inferred] | None:
-    """Paddle tensors ``ps[i:i+k]`` (k >= 2) cut from the one packed torch tensor ``t``."""
+def _split(ps: list[Tensor], i: int, t: Tensor, groups: int = 1) -> list[Inferred] | None:
+    """Paddle tensors ``ps[i:i+k]`` (k >= 2) cut from the one packed torch tensor ``t`` (interleaved in ``groups``)."""
     total = numel(t.shape)
     acc, k = 0, 0
     while i + k < len(ps) and acc < total:
@@ -283,17 +287,18 @@ def _split(ps: list[Tensor], i: int, t: Tensor) -> list[Inferred] | None:
     ax = _fit_axis([s for s, _ in layouts], t.shape)
     if ax is None:
         return None
-    out, start = [], 0
-    for p, (shape, tr) in zip(pieces, layouts):
-        stop = start + shape[ax]
-        how = f"inferred split: [{start}:{stop}] of {t.name} {list(t.shape)} along axis {ax}"
-        out.append(Inferred(p.name, (t.name,), how + (", transposed" if tr else ""), _slicer(ax, start, stop, tr)))
-        start = stop
+    index = part_indices([shape[ax] for shape, _ in layouts], groups)
+    if index is None:
+        return None
+    out = []
+    for p, (_, tr), idx in zip(pieces, layouts, index):
+        how = f"inferred split: {describe(idx, groups)} of {t.name} {list(t.shape)} along axis {ax}"
+        out.append(Inferred(p.name, (t.name,), how + (", transposed" if tr else ""), _slicer(ax, idx, tr)))
     return out
 
 
-def _concat(p: Tensor, ts: list[Tensor], j: int) -> tuple[Inferred | None, int]:
-    """One packed paddle tensor ``p`` made by concatenating torch tensors ``ts[j:j+k]`` (k >= 2)."""
+def _concat(p: Tensor, ts: list[Tensor], j: int, groups: int = 1) -> tuple[Inferred | None, int]:
+    """One packed paddle tensor ``p`` made by concatenating torch tensors ``ts[j:j+k]`` (k >= 2, in ``groups``)."""
     total = numel(p.shape)
     acc, k = 0, 0
     while j + k < len(ts) and acc < total:
@@ -307,11 +312,12 @@ def _concat(p: Tensor, ts: list[Tensor], j: int) -> tuple[Inferred | None, int]:
         return None, 0
     shape, tr = _torch_layout(p, next(iter(owners)))
     ax = _fit_axis([t.shape for t in parts], shape)
-    if ax is None:
+    if ax is None or part_indices([t.shape[ax] for t in parts], groups) is None:
         return None, 0
     names = tuple(t.name for t in parts)
-    how = f"inferred concat of {' + '.join(names)} along axis {ax}" + (", transposed" if tr else "")
-    return Inferred(p.name, names, how, _concatenator(ax, tr)), k
+    how = (f"inferred concat of {' + '.join(names)} along axis {ax}"
+           + (f", interleaved in {groups} groups" if groups > 1 else "") + (", transposed" if tr else ""))
+    return Inferred(p.name, names, how, _concatenator(ax, tr, groups)), k
 
 
 def _consistent(links: list[Inferred]) -> bool:
@@ -357,9 +363,9 @@ def _reshaper(shape: tuple[int, ...]) -> Fn:
     return fn
 
 
-def _slicer(axis: int, start: int, stop: int, transpose: bool) -> Fn:
+def _slicer(axis: int, index: np.ndarray, transpose: bool) -> Fn:
     def fn(arrs: list[np.ndarray]) -> np.ndarray:
-        piece = np.take(arrs[0], np.arange(start, stop), axis=axis)
+        piece = np.take(arrs[0], index, axis=axis)
         return np.ascontiguousarray(piece.T if transpose else piece)
 
     return fn
@@ -372,9 +378,9 @@ def _stacker(transpose: bool) -> Fn:
     return fn
 
 
-def _concatenator(axis: int, transpose: bool) -> Fn:
+def _concatenator(axis: int, transpose: bool, groups: int = 1) -> Fn:
     def fn(arrs: list[np.ndarray]) -> np.ndarray:
-        whole = np.concatenate(arrs, axis=axis)
+        whole = assemble(arrs, axis, groups)
         return np.ascontiguousarray(whole.T if transpose else whole)
 
     return fn
