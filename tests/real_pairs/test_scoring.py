@@ -50,3 +50,11 @@ def test_reverse_definition_order_keeps_forward_and_sequential_order() -> None:
     reverse_definition_order(net)
     assert list(net._modules) == ["b", "a"] and list(net.b._modules) == ["0", "1"]
     assert torch.equal(net(x), before)
+
+
+def test_a_fused_pair_is_scored_by_all_its_parts() -> None:
+    truth = truth_pairs([Entry("qkv.weight", ("q.weight", "k.weight", "v.weight")), Entry("o.weight", ("o.weight",))])
+    s = score_pairs([("qkv", ("q", "k", "v"), False), ("o", "o", False)], truth, lambda p: p)
+    assert (s.considered, s.correct, s.recall) == (2, 2, 1.0)
+    assert pair_is_correct("qkv", ("q", "k", "v"), truth) and not pair_is_correct("qkv", "q", truth)
+    assert not pair_is_correct("qkv", ("q", "k", "o"), truth)
