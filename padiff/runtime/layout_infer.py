@@ -139,7 +139,11 @@ def infer_links(ps: Sequence[Tensor], ts: Sequence[Tensor], groups: int = 1) -> 
     direct = one_to_one(ps, ts)
     if direct is not None or not ps or not ts:
         return direct
+    from padiff.runtime.layout_stack import stack_links, unstack_links
+
     stacked, p_rest, t_rest = stack_links(ps, ts)
+    unstacked, p_rest, t_rest = unstack_links(p_rest, t_rest)
+    stacked += unstacked
     if stacked:
         rest = infer_links(p_rest, t_rest, groups) if (p_rest or t_rest) else []
         if rest is None:
@@ -164,65 +168,6 @@ def infer_links(ps: Sequence[Tensor], ts: Sequence[Tensor], groups: int = 1) -> 
         return None
     order = {p.name: i for i, p in enumerate(ps)}
     return sorted(links, key=lambda lk: order[lk.paddle_name])
-
-
-def _numbered(name: str) -> tuple[str, int] | None:
-    """``experts.3.fc1.weight`` -> (``experts.*.fc1.weight``, 3): the last numeric path component."""
-    parts = name.split(".")
-    for k in range(len(parts) - 2, -1, -1):
-        if parts[k].isdigit():
-            return ".".join([*parts[:k], "*", *parts[k + 1:]]), int(parts[k])
-    return None
-
-
-def _stack_fit(p: Tensor, t: Tensor) -> bool | None:
-    """How one torch piece becomes one slice ``p[e]`` of a stacked paddle tensor: transposed, copied, or None."""
-    piece = p.shape[1:]
-    if len(piece) == 2 and is_linear(t.owner) and not p.name.endswith("bias") and piece == t.shape[::-1]:
-        return True  # paddle keeps expert weights [in, out] (matmul layout), torch Linear [out, in]
-    if piece == t.shape:
-        return False
-    return None
-
-
-def stack_links(ps: Sequence[Tensor], ts: Sequence[Tensor]) -> tuple[list[Inferred], list[Tensor], list[Tensor]]:
-    """Paddle tensors ``[E, ...]`` stacked from the E torch tensors of one numbered path pattern.
-
-    A 3-D expert weight ``[E, in, out]`` against a list of E expert MLPs: the torch tensors
-    ``experts.0.fc1.weight`` ... ``experts.{E-1}.fc1.weight`` are stacked in the order of
-    their numbers (indices 0..E-1, never definition order), each transposed when it is a
-    torch ``Linear`` weight. Returns the links found and the tensors left on each side.
-    """
-    groups: dict[str, list[tuple[int, Tensor]]] = {}
-    for t in ts:
-        hit = _numbered(t.name)
-        if hit is not None:
-            groups.setdefault(hit[0], []).append((hit[1], t))
-    usable = {key: [t for _, t in sorted(members, key=lambda m: m[0])] for key, members in groups.items()
-              if sorted(i for i, _ in members) == list(range(len(members))) and len(members) >= 2}
-    links: list[Inferred] = []
-    used: set[str] = set()
-    p_rest: list[Tensor] = []
-    for p in ps:
-        chosen = None
-        if len(p.shape) >= 2:
-            for key, members in usable.items():
-                if key in used or len(members) != p.shape[0]:
-                    continue
-                fits = {_stack_fit(p, t) for t in members}
-                if len(fits) == 1 and None not in fits:
-                    chosen = (key, members, fits.pop())
-                    break
-        if chosen is None:
-            p_rest.append(p)
-            continue
-        key, members, tr = chosen
-        used.add(key)
-        how = f"inferred stack of {len(members)} {key} (ordered by index) along axis 0" + (", each transposed"
-                                                                                           if tr else "")
-        links.append(Inferred(p.name, tuple(t.name for t in members), how, _stacker(bool(tr))))
-    taken = {n for lk in links for n in lk.torch_names}
-    return links, p_rest, [t for t in ts if t.name not in taken]
 
 
 def _align(ps: list[Tensor], ts: list[Tensor], groups: int = 1) -> list[Inferred] | None:
@@ -367,13 +312,6 @@ def _slicer(axis: int, index: np.ndarray, transpose: bool) -> Fn:
     def fn(arrs: list[np.ndarray]) -> np.ndarray:
         piece = np.take(arrs[0], index, axis=axis)
         return np.ascontiguousarray(piece.T if transpose else piece)
-
-    return fn
-
-
-def _stacker(transpose: bool) -> Fn:
-    def fn(arrs: list[np.ndarray]) -> np.ndarray:
-        return np.ascontiguousarray(np.stack([a.T if transpose else a for a in arrs], axis=0))
 
     return fn
 

@@ -17,9 +17,10 @@ from models import fused_pairs as fp
 
 import padiff
 from padiff import LayerMap, LayerPair, MapFileError, MappingError
-from padiff.mapping_io import map_from_dict, map_to_dict
+from padiff.layer_map import map_from_dict, map_to_dict
 from padiff.runtime.fused import assemble, describe, part_indices, take
 from padiff.runtime.layout_infer import Tensor, infer_links
+from padiff.runtime.layout_stack import unstack_links
 
 TOL = {"atol": 1e-5, "rtol": 1e-4}
 QKV = ("body.q_proj", "body.k_proj", "body.v_proj")
@@ -104,6 +105,7 @@ def test_a_grouped_pair_compares_each_part_against_its_interleaved_slices() -> N
     lm = LayerMap([LayerPair("inner.qkv_proj", "", torch_parts=QKV, groups=2)])
     rep = padiff.compare(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map=lm, options=TOL)
     assert bool(rep)
+    assert not [w for w in rep.warnings if "not paired" in w]  # the fused layer is paired with its parts
     fwd = {(r.torch_path, r.item) for r in rep.records if r.stage == "forward" and r.paddle_path == "inner.qkv_proj"}
     assert fwd == {("body.q_proj", "output [0:4, 8:12] (2 groups) of axis -1"),
                    ("body.k_proj", "output [4:6, 12:14] (2 groups) of axis -1"),
@@ -167,3 +169,43 @@ def test_correct_port_agrees_and_a_fault_in_one_part_is_named(name: str) -> None
     assert rep.first_diff is not None
     assert (rep.first_diff.stage, rep.first_diff.paddle_path, rep.first_diff.torch_path) == (
         "forward", case.fused[0] if case.fused else "", case.fault)
+
+
+# --- experts stacked on the torch side ----------------------------------------------------------------
+def test_numbered_paddle_experts_are_cut_from_a_stacked_torch_tensor_by_index() -> None:
+    rng = np.random.default_rng(0)
+    gate_up, down = rng.standard_normal((3, 6, 4)), rng.standard_normal((3, 4, 4))  # down is square per expert
+    ps = [Tensor(f"{e}.{n}.weight", s, "Linear") for e in (2, 0, 1) for n, s in (("up", (4, 6)), ("down", (4, 4)))]
+    ts = [Tensor("down_proj", down.shape, "Experts"), Tensor("gate_up_proj", gate_up.shape, "Experts")]
+    links, p_rest, t_rest = unstack_links(ps, ts)
+    assert not p_rest and not t_rest
+    by_name = {lk.paddle_name: lk for lk in links}
+    arrays = {"gate_up_proj": gate_up, "down_proj": down}
+    for e in range(3):
+        up = by_name[f"{e}.up.weight"]
+        assert np.array_equal(up.fn([arrays[up.torch_names[0]]]), gate_up[e].T)
+        # the square piece follows the non-square tensor of the same torch layer: transposed too
+        dn = by_name[f"{e}.down.weight"]
+        assert np.array_equal(dn.fn([arrays[dn.torch_names[0]]]), down[e].T)
+
+
+def test_a_square_stack_with_no_sibling_to_follow_is_not_guessed() -> None:
+    ps = [Tensor(f"{e}.down.weight", (4, 4), "Linear") for e in range(3)]
+    links, p_rest, t_rest = unstack_links(ps, [Tensor("down_proj", (3, 4, 4), "Experts")])
+    assert not links and len(p_rest) == 3 and len(t_rest) == 1
+
+
+def test_paddle_expert_list_against_torch_stacked_experts_as_one_block_by_hand() -> None:
+    case = fp.stacked_torch_experts()
+    lm = LayerMap([LayerPair("inner", "body", opaque=True)])
+    assert padiff.auto_diff(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map=lm,
+                            options=TOL) is True
+    case = fp.stacked_torch_experts()
+    handle = case.torch.get_submodule("body.experts").register_forward_hook(lambda _m, _i, out: out * 1.05)
+    try:
+        rep = padiff.compare(case.paddle, case.torch, case.inputs, auto_weights=True,
+                             layer_map=LayerMap([LayerPair("inner", "body", opaque=True)]), options=TOL)
+    finally:
+        handle.remove()
+    assert rep.first_diff is not None
+    assert (rep.first_diff.stage, rep.first_diff.paddle_path, rep.first_diff.torch_path) == ("forward", "inner", "body")

@@ -388,6 +388,63 @@ def up_gate_act(reverse: bool = False) -> Case:
                 ("inner.up_gate_proj", ("body.gate_proj", "body.up_proj")), "body.up_proj")
 
 
+# --- experts stacked on the torch side (transformers' MoE) against a paddle list of expert MLPs -------
+class PExpertMLP(pnn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.up_gate_proj = pnn.Linear(D, 2 * HID, bias_attr=False)
+        self.down_proj = pnn.Linear(HID, D, bias_attr=False)
+
+    def forward(self, x):
+        gate, up = paddle.chunk(self.up_gate_proj(x), 2, axis=-1)
+        return self.down_proj(PF.silu(gate) * up)
+
+
+class PExpertList(pnn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = pnn.Linear(D, E, bias_attr=False)
+        self.experts = pnn.LayerList([PExpertMLP() for _ in range(E)])
+
+    def forward(self, x):
+        probs = PF.softmax(self.gate(x), axis=-1)
+        y = paddle.stack([ex(x) for ex in self.experts], axis=2)
+        return (y * probs.unsqueeze(-1)).sum(axis=2)
+
+
+class TStackedExperts(tnn.Module):
+    """Experts as two 3-D tensors in torch Linear layout per expert: ``[E, 2 * HID, D]`` and ``[E, D, HID]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate_up_proj = tnn.Parameter(torch.randn(E, 2 * HID, D) * 0.3)
+        self.down_proj = tnn.Parameter(torch.randn(E, D, HID) * 0.3)
+
+    def forward(self, x):
+        outs = []
+        for e in range(E):
+            gate, up = TF.linear(x, self.gate_up_proj[e]).chunk(2, dim=-1)
+            outs.append(TF.linear(TF.silu(gate) * up, self.down_proj[e]))
+        return torch.stack(outs, dim=2)
+
+
+class TRoutedStack(tnn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.router = tnn.Linear(D, E, bias=False)
+        self.experts = TStackedExperts()
+
+    def forward(self, x):
+        probs = torch.softmax(self.router(x), dim=-1)
+        return (self.experts(x) * probs.unsqueeze(-1)).sum(dim=2)
+
+
+def stacked_torch_experts() -> Case:
+    paddle.seed(1)
+    torch.manual_seed(2)
+    return Case(PBlock(PExpertList()), TBlock(TRoutedStack()), inputs(), None, "body")
+
+
 # --- special-init units (MultiHeadAttention, LSTM) defined in another order -------------------------
 class PDecoder(pnn.Layer):
     """Self-attention then cross-attention over a memory, then an LSTM: paddle's own special-init classes."""

@@ -3,6 +3,10 @@
 - ERNIE 4.5: paddleformers ``ernie4_5`` (fused ``qkv_proj``, fused ``up_gate_proj``) against
   transformers' Ernie 4.5 (``q_proj``/``k_proj``/``v_proj``, ``gate_proj``/``up_proj``).
 - Qwen2: paddleformers ``qwen2`` (the same fusing, with q/k/v biases) against transformers' Qwen2.
+- Qwen2-MoE: paddleformers ``qwen2_moe`` (a ``LayerList`` of expert MLPs, each with a fused
+  ``up_gate_proj``) against transformers' Qwen2-MoE, whose experts are two 3-D tensors
+  ``gate_up_proj [E, 2 * I, H]`` and ``down_proj [E, H, I]`` (torch Linear layout per expert) and
+  whose router is a raw ``weight [E, H]``: the expert-stacked case, stacked on the torch side.
   (No paddle GPT-2 is in the installed packages: paddleformers has none, nor have paddleclas or
   x2paddle, so GPT-2's ``Conv1D`` is covered by the synthetic pairs only.)
 
@@ -142,7 +146,48 @@ def _build_qwen2() -> Built:
     return _decoder_pair(PdModel, PdConfig(fuse_rms_norm=False, **_kw()), hf.Qwen2Model, Qwen2Config(**_kw()))
 
 
-def _copy_decoder(layer: Any, module: Any, qkv_bias: bool) -> list[Entry]:
+MOE = dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=12, shared_expert_intermediate_size=24,
+           decoder_sparse_step=1, norm_topk_prob=True)
+
+
+def _build_qwen2_moe() -> Built:
+    _import_transformers_first()
+    import transformers.models.qwen2_moe.modeling_qwen2_moe as hf
+    from transformers import Qwen2MoeConfig
+
+    _stub_paddlefleet()
+    from paddleformers.transformers.qwen2_moe import Qwen2MoeConfig as PdConfig
+    from paddleformers.transformers.qwen2_moe import Qwen2MoeModel as PdModel
+
+    kw = {**_kw(), **MOE}
+    return _decoder_pair(PdModel, PdConfig(fuse_rms_norm=False, **kw), hf.Qwen2MoeModel, Qwen2MoeConfig(**kw))
+
+
+def unstack(e: int, transpose: bool = True) -> Any:
+    """Expert ``e`` of a torch 3-D expert tensor ``[E, out, in]`` as paddle's Linear weight ``[in, out]``."""
+
+    def conv(xs: Sequence[np.ndarray]) -> np.ndarray:
+        return xs[0][e].T if transpose else xs[0][e]
+
+    return conv
+
+
+def _copy_qwen2_moe(layer: Any, module: Any) -> list[Entry]:
+    out = _copy_decoder(layer, module, qkv_bias=True, mlp=False)
+    for i in range(LAYERS):
+        m = f"m.layers.{i}.mlp"
+        out.append(Entry(f"{m}.gate.weight", (f"{m}.gate.weight",), transposed))  # router [E, H] -> [H, E]
+        for e in range(MOE["num_experts"]):
+            out.append(Entry(f"{m}.experts.{e}.up_gate_proj.weight", (f"{m}.experts.gate_up_proj",), unstack(e)))
+            out.append(Entry(f"{m}.experts.{e}.down_proj.weight", (f"{m}.experts.down_proj",), unstack(e)))
+        s = f"{m}.shared_expert"
+        out.append(Entry(f"{s}.up_gate_proj.weight", (f"{s}.gate_proj.weight", f"{s}.up_proj.weight"), concat_t))
+        out.append(Entry(f"{s}.down_proj.weight", (f"{s}.down_proj.weight",), transposed))
+        out.append(Entry(f"{m}.shared_expert_gate.weight", (f"{m}.shared_expert_gate.weight",), transposed))
+    return out
+
+
+def _copy_decoder(layer: Any, module: Any, qkv_bias: bool, mlp: bool = True) -> list[Entry]:
     groups = KV_HEADS  # the fused output is cut per KV head
     out = [Entry("m.embed_tokens.weight", ("m.embed_tokens.weight",)), Entry("m.norm.weight", ("m.norm.weight",))]
     for i in range(LAYERS):
@@ -153,9 +198,10 @@ def _copy_decoder(layer: Any, module: Any, qkv_bias: bool) -> list[Entry]:
         if qkv_bias:
             out.append(Entry(f"{a}.qkv_proj.bias", tuple(f"{x}.bias" for x in qkv), grouped_qkv(groups, False)))
         out.append(Entry(f"{a}.o_proj.weight", (f"{a}.o_proj.weight",), transposed))
-        out.append(Entry(f"{p}.mlp.up_gate_proj.weight", (f"{p}.mlp.gate_proj.weight", f"{p}.mlp.up_proj.weight"),
-                         concat_t))
-        out.append(Entry(f"{p}.mlp.down_proj.weight", (f"{p}.mlp.down_proj.weight",), transposed))
+        if mlp:
+            out.append(Entry(f"{p}.mlp.up_gate_proj.weight",
+                             (f"{p}.mlp.gate_proj.weight", f"{p}.mlp.up_proj.weight"), concat_t))
+            out.append(Entry(f"{p}.mlp.down_proj.weight", (f"{p}.mlp.down_proj.weight",), transposed))
         out += [Entry(f"{p}.{n}.weight", (f"{p}.{n}.weight",)) for n in ("input_layernorm", "post_attention_layernorm")]
     return out
 
@@ -173,4 +219,7 @@ FUSED_PAIRS: list[RealPair] = [
              _build_ernie, _copy_ernie, "m.layers.0.self_attn.k_proj", train_mode=True),
     RealPair("qwen2", "paddleformers / transformers (fused qkv with bias, up_gate)", ("transformers", "paddleformers"),
              _build_qwen2, _copy_qwen2, "m.layers.1.self_attn.k_proj", train_mode=True),
+    RealPair("qwen2_moe", "paddleformers / transformers (expert list vs 3-D expert tensors)",
+             ("transformers", "paddleformers"), _build_qwen2_moe, _copy_qwen2_moe, "m.layers.0.mlp.shared_expert.up_proj",
+             train_mode=True),
 ]
