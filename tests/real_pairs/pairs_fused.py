@@ -220,6 +220,6 @@ FUSED_PAIRS: list[RealPair] = [
     RealPair("qwen2", "paddleformers / transformers (fused qkv with bias, up_gate)", ("transformers", "paddleformers"),
              _build_qwen2, _copy_qwen2, "m.layers.1.self_attn.k_proj", train_mode=True),
     RealPair("qwen2_moe", "paddleformers / transformers (expert list vs 3-D expert tensors)",
-             ("transformers", "paddleformers"), _build_qwen2_moe, _copy_qwen2_moe, "m.layers.0.mlp.shared_expert.up_proj",
+             ("transformers", "paddleformers"), _build_qwen2_moe, _copy_qwen2_moe, "m.layers.1.mlp.experts",
              train_mode=True),
 ]
