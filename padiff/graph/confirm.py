@@ -77,7 +77,7 @@ def _fits(pair: ProposedPair, p_objs: Mapping[str, Any], p_state: Mapping[str, A
           t_state: Mapping[str, Any]) -> bool:
     """The fused pair's weights can be split/concatenated in this order and interleaving (no forward run)."""
     from padiff.errors import WeightAssignError
-    from padiff.runtime.adapters import pair_state
+    from padiff.adapters import pair_state
     from padiff.runtime.weights import plan_fused
 
     try:
