@@ -76,8 +76,8 @@ def _with_order(pair: ProposedPair, order: tuple[str, ...], groups: int | None =
 def _fits(pair: ProposedPair, p_objs: Mapping[str, Any], p_state: Mapping[str, Any], t_objs: Mapping[str, Any],
           t_state: Mapping[str, Any]) -> bool:
     """The fused pair's weights can be split/concatenated in this order and interleaving (no forward run)."""
-    from padiff.errors import WeightAssignError
     from padiff.adapters import pair_state
+    from padiff.errors import WeightAssignError
     from padiff.runtime.weights import plan_fused
 
     try:
