@@ -13,42 +13,19 @@ the functions return ``None`` and the caller asks for a special init.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from padiff.runtime.fused import assemble, describe, part_indices
+from padiff.runtime.layout_stack import stack_links, unstack_links
+from padiff.runtime.layout_types import Fn, Inferred, Tensor, is_linear
+
+__all__ = ["NAME_ALIASES", "Fn", "Inferred", "Tensor", "infer_links", "is_linear", "link_one", "one_to_one",
+           "raw_conversion", "shapes_of"]
 
 # paddle name -> torch name for tensors whose names differ between the frameworks
 NAME_ALIASES = {"_mean": "running_mean", "_variance": "running_var"}
-
-Fn = Callable[[list[np.ndarray]], np.ndarray]
-
-
-@dataclass(frozen=True)
-class Tensor:
-    """What inference needs to know about one tensor: name, shape, owner class."""
-
-    name: str
-    shape: tuple[int, ...]
-    owner: str = ""  # class name of the layer holding it (``Linear`` ...)
-
-
-@dataclass(frozen=True)
-class Inferred:
-    """One paddle tensor computed from torch tensors (mirrors ``weights.Link``)."""
-
-    paddle_name: str
-    torch_names: tuple[str, ...]
-    conversion: str
-    fn: Fn
-
-
-def is_linear(owner: str) -> bool:
-    """Class names of fully connected layers, whose weight layout differs between frameworks."""
-    return "Linear" in owner
-
 
 def linear_layout(p: Tensor, t_owner: str) -> bool:
     """True when ``p`` is a 2-D Linear weight paired with a torch Linear: paddle ``[in, out]``, torch ``[out, in]``."""
@@ -139,8 +116,6 @@ def infer_links(ps: Sequence[Tensor], ts: Sequence[Tensor], groups: int = 1) -> 
     direct = one_to_one(ps, ts)
     if direct is not None or not ps or not ts:
         return direct
-    from padiff.runtime.layout_stack import stack_links, unstack_links
-
     stacked, p_rest, t_rest = stack_links(ps, ts)
     unstacked, p_rest, t_rest = unstack_links(p_rest, t_rest)
     stacked += unstacked

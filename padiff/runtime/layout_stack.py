@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from padiff.runtime.layout_infer import Fn, Inferred, Tensor, is_linear
+from padiff.runtime.layout_types import Fn, Inferred, Tensor, is_linear
 
 
 def _numbered(name: str) -> tuple[str, int] | None:
