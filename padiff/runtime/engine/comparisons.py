@@ -100,7 +100,7 @@ class Comparer:
                 # states); torch hands none: that is agreement
                 # an output torch does not return at all (paddle's MoE block also returns its router
                 # logits) is compared in neither pass, as in forward
-                beyond = i >= len(tev.shapes) and not (tev.role.pair is not None and tev.role.pair.split_side)
+                beyond = bool(tev.shapes) and i >= len(tev.shapes) and not (tev.role.pair and tev.role.pair.split_side)
                 if i not in tev.grads and not beyond and not self.opts.single_step and np.any(p_grad):
                     self.sink.add("backward", Site.of_events(pev, tev),
                                   one_sided("gradient reached the paddle output but not the torch output"),
