@@ -29,10 +29,11 @@ structural choice is kept, the pairs are marked low-confidence and the evidence 
 which move the numbers wanted and why it was refused (a port bug can make outputs agree
 better at the wrong place).
 
-The order of a fused pair's parts is settled the same way as before (one paddle forward
-per order, within :data:`MAX_RUNS`). The paddle weights are snapshotted before and
-restored exactly in ``finally``; modes and hooks of both models are restored too. Deep
-copies are avoided on purpose: they are not reliable for arbitrary user models.
+The order and interleaving of a fused pair's parts are settled by one paddle forward per
+layout whose weights split (within :data:`~padiff.graph.confirm_local.MAX_FUSED_RUNS`).
+The paddle weights are snapshotted before and restored exactly in ``finally``; modes and
+hooks of both models are restored too. Deep copies are avoided on purpose: they are not
+reliable for arbitrary user models.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
         for side, obj, _ in modes:
             side.set_training(obj, False)
         trial = Trial(layer, module, example_inp, result, groups)
-        settle_orders(trial, fused, updated, notes)
+        settle_orders(trial, fused, updated, notes, p_layers, t_layers)
         _settle_groups(trial, groups, updated, notes)
     except Exception as exc:  # noqa: BLE001 - confirmation is optional; never lose the proposal
         notes.append(f"numeric confirmation not done: {type(exc).__name__}: {str(exc)[:200]}")

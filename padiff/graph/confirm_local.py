@@ -26,7 +26,7 @@ import numpy as np
 
 from padiff.graph.proposal import ProposedPair
 
-MAX_RUNS = 48  # paddle forwards allowed for the orders of fused parts
+MAX_FUSED_RUNS = 256  # paddle forwards allowed for the layouts of fused pairs (orders x interleavings)
 EQUAL = 1e-6  # relative: block errors closer than this are numerically equivalent
 BIG = 1e30  # stands for "cannot be this pair" in the assignment problem (no inf arithmetic)
 LOCAL_TIE = 1e-3  # candidate errors closer than this (absolute) do not separate two candidates
@@ -225,10 +225,12 @@ def _parts_of(pair: ProposedPair) -> tuple[str, ...]:
     return pair.paddle_parts or pair.torch_parts
 
 
-def _with_order(pair: ProposedPair, order: tuple[str, ...]) -> ProposedPair:
+def _with_order(pair: ProposedPair, order: tuple[str, ...], groups: int | None = None) -> ProposedPair:
+    """``pair`` with its parts in ``order`` (and interleaved in ``groups`` runs, when given)."""
+    g = pair.groups if groups is None else groups
     if pair.paddle_parts:
-        return replace(pair, paddle_parts=order, paddle_path=order[0])
-    return replace(pair, torch_parts=order, torch_path=order[0])
+        return replace(pair, paddle_parts=order, paddle_path=order[0], groups=g)
+    return replace(pair, torch_parts=order, torch_path=order[0], groups=g)
 
 
 def _inside(path: str, block: str | None) -> bool:

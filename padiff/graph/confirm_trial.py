@@ -14,8 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from padiff.graph.confirm_local import EQUAL, MAX_RUNS, Taps, _fused, _inside, _parts_of, _with_order, distance, flat
-from padiff.graph.match import MatchResult, ProposedPair
+from padiff.graph.confirm_local import (
+    EQUAL,
+    MAX_FUSED_RUNS,
+    Taps,
+    _fused,
+    _inside,
+    _parts_of,
+    _with_order,
+    distance,
+    flat,
+)
+from padiff.graph.fused import layout_groups
+from padiff.graph.match import LayerInfo, MatchResult, ProposedPair
 
 
 class Trial:
@@ -32,6 +43,7 @@ class Trial:
         self.compared = {p.paddle_path: p.torch_path for p in result.pairs if p.compare_output and not _fused(p)}
         self.fixed = [p for p in result.pairs if _fused(p) or p.opaque]  # copied by their own plans
         self.orders = {i: _parts_of(pr) for i, pr in enumerate(result.pairs) if _fused(pr)}
+        self.grouping = {i: pr.groups for i, pr in enumerate(result.pairs) if _fused(pr)}
         self.current = {p.paddle_path: p.torch_path for p in result.pairs if p not in self.fixed}
         self.plans: dict[tuple[str, str], Any] = {}
         members_p = {p.paddle_path for g in groups for p in g}
@@ -78,7 +90,7 @@ class Trial:
 
         for pr in pairs:
             i = self.result.pairs.index(pr)
-            pr = _with_order(pr, self.orders[i]) if i in self.orders else pr
+            pr = _with_order(pr, self.orders[i], self.grouping[i]) if i in self.orders else pr
             ps_ = pair_state(self.p_state, pr.paddle_parts or (pr.paddle_path,), pr.opaque)
             ts_ = pair_state(self.t_state, pr.torch_parts or (pr.torch_path,), pr.opaque)
             if _fused(pr):
@@ -143,33 +155,55 @@ def _ancestors(paths: set[str]) -> set[str]:
     return out
 
 
-def settle_orders(trial: Trial, fused: list[int], updated: dict[str, ProposedPair], notes: list[str]) -> None:
-    """The order of each uncertain fused pair's parts: one paddle forward per order, within :data:`MAX_RUNS`."""
+def fits(trial: Trial, pair: ProposedPair) -> bool:
+    """The fused pair's weights can be split/concatenated in this order and interleaving (no forward run)."""
+    from padiff.adapters import pair_state
+    from padiff.errors import WeightAssignError
+    from padiff.runtime.weights import plan_fused
+
+    try:
+        plan_fused(pair, trial.p_objs, pair_state(trial.p_state, pair.paddle_parts or (pair.paddle_path,), False),
+                   trial.t_objs, pair_state(trial.t_state, pair.torch_parts or (pair.torch_path,), False))
+    except WeightAssignError:
+        return False
+    return True
+
+
+def settle_orders(trial: Trial, fused: list[int], updated: dict[str, ProposedPair], notes: list[str],
+                  p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, LayerInfo]) -> None:
+    """The order and interleaving of each uncertain fused pair's parts: one paddle forward per layout
+    whose weights split (orders x the interleavings :func:`layout_groups` allows), within
+    :data:`MAX_FUSED_RUNS`."""
+    fused_runs = 0
     for i in fused:
         pr = trial.result.pairs[i]
-        perms = list(itertools.permutations(_parts_of(pr)))
-        if trial.runs + len(perms) > MAX_RUNS:
-            notes.append(f"order of the parts of {pr.paddle_path} <-> {pr.torch_path} not settled: {len(perms)} "
-                         "orders exceed the numeric budget; check it by hand")
+        layouts = [(perm, g) for g in layout_groups(pr, p_layers, t_layers)
+                   for perm in itertools.permutations(_parts_of(pr))
+                   if fits(trial, _with_order(pr, perm, g))]
+        if not layouts or fused_runs + len(layouts) > MAX_FUSED_RUNS:
+            notes.append(f"order of the parts of {pr.paddle_path} <-> {pr.torch_path} not settled: "
+                         f"{len(layouts)} layouts (orders x interleavings) exceed the numeric budget; check it "
+                         "by hand")
             continue
         scored = []
-        for perm in perms:
-            trial.orders[i] = perm
+        for perm, g in layouts:
+            trial.orders[i], trial.grouping[i] = perm, g
             trial.copy_fixed([pr])
-            scored.append((trial.model_error(), perm))
+            scored.append((trial.model_error(), perm, g))
+            fused_runs += 1
         scored.sort(key=lambda s: s[0])
-        (best_err, best), second = scored[0], (scored[1][0] if len(scored) > 1 else float("inf"))
-        trial.orders[i] = best
+        (best_err, best, best_g), second = scored[0], (scored[1][0] if len(scored) > 1 else float("inf"))
+        trial.orders[i], trial.grouping[i] = best, best_g
         trial.copy_fixed([pr])
         decisive = second - best_err > EQUAL * max(1.0, best_err)
-        label = " + ".join(best)
+        label = " + ".join(best) + (f" interleaved in {best_g} groups" if best_g > 1 else "")
         ev = tuple(e for e in pr.evidence if not e.startswith("order of the parts"))
         if decisive:
             ev += (f"order of the parts {label} settled numerically: output error {best_err:.2e} vs "
                    f"{second:.2e} for the next order",)
-            updated[pr.paddle_path] = replace(_with_order(pr, best), evidence=ev, uncertain=False,
+            updated[pr.paddle_path] = replace(_with_order(pr, best, best_g), evidence=ev, uncertain=False,
                                               confidence=max(pr.confidence, 0.9))
             notes.append(f"order of fused parts settled numerically: {label}")
         else:
             ev += (f"orders of the parts {label} are numerically equivalent for this input: kept",)
-            updated[pr.paddle_path] = replace(_with_order(pr, best), evidence=ev)
+            updated[pr.paddle_path] = replace(_with_order(pr, best, best_g), evidence=ev)

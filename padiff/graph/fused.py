@@ -8,9 +8,10 @@ the unit graphs:
 
 1. **Fused pairs.** One leftover layer on one side and two or more leftover layers on the
    other form a fused pair when the dataflow says they do the same job: the same op kind,
-   the same (already paired) producers feeding them and the same paired consumers reading
-   their outputs, and together exactly the parameters of the single layer (element
-   counts per tensor rank). The order of the parts is not read from definition order: the
+   the same (already paired) producers feeding them, paired consumers that together are
+   the fused layer's (each part feeds some of them: ``gate`` the activation, ``up`` the
+   product), and together exactly the parameters of the single layer (element counts per
+   tensor rank). The order of the parts is not read from definition order: the
    pair is marked ``uncertain`` and :mod:`padiff.graph.confirm` settles it numerically.
 2. **Opaque blocks.** Leftover layers with no finer pairing (a paddle MoE holding 3-D
    expert tensors against a torch ``ModuleList`` of expert MLPs) are covered by pairing
@@ -35,6 +36,7 @@ from padiff.graph.proposal import MatchResult, ProposedPair
 from padiff.graph.units import LayerInfo, Unit, UnitGraph
 
 MAX_PARTS = 8  # subsets of at most this many layers are tried for one fused layer
+MAX_GROUPS = 64  # at most this many interleaved runs are tried for the parts of a fused pair
 MAX_SUBSETS = 20000  # beyond this many candidate subsets the fused layer is left unpaired
 UNSEEN = ("inside control flow", "not executed")  # reasons of layers the graphs hold no dataflow for
 
@@ -98,12 +100,16 @@ def fused_pairs(single: UnitGraph, split: UnitGraph, mapping: Mapping[int, int],
         want = _budget(single_layers[s_path])
         preds, succs = _around(single, su, mapping, split)
         cands = []
+        feeds: dict[str, frozenset[str]] = {}
         for t_path, tu in t_units.items():
             if t_path in used or tu.kind != su.kind:
                 continue
             t_preds, t_succs = _own_around(split, tu, paired_split)
-            if t_preds == preds and t_succs == succs:
+            # each part reads what the fused layer reads and feeds some of what it feeds: the
+            # pieces of a split output often go different ways (gate -> act_fn, up -> the product)
+            if t_preds == preds and t_succs <= succs and (t_succs or not succs):
                 cands.append(t_path)
+                feeds[t_path] = t_succs
         found = []
         if sum(math.comb(len(cands), k) for k in range(2, min(len(cands), MAX_PARTS) + 1)) > MAX_SUBSETS:
             continue  # too many look-alike candidates to tell the parts apart by their budget
@@ -111,6 +117,8 @@ def fused_pairs(single: UnitGraph, split: UnitGraph, mapping: Mapping[int, int],
             for combo in itertools.combinations(cands, k):
                 if not _parallel(split, [t_units[c] for c in combo]):
                     continue  # parts run side by side; a chain of layers is not a split of one
+                if frozenset().union(*(feeds[c] for c in combo)) != succs:
+                    continue  # together the parts feed everything the fused output feeds
                 got: Counter[int] = Counter()
                 for t_path in combo:
                     got.update(_budget(split_layers[t_path]))
@@ -125,9 +133,25 @@ def fused_pairs(single: UnitGraph, split: UnitGraph, mapping: Mapping[int, int],
         where = ", ".join(sorted(p or "<root>" for p in preds)) or "the model input"
         after = ", ".join(sorted(p or "<root>" for p in succs)) or "the model output"
         evidence = (f"fused against split: {len(parts)} {su.kind} layers read what {s_path or '<root>'} reads "
-                    f"(from {where}) and feed what it feeds ({after}); their parameters add up to its own")
+                    f"(from {where}) and together feed what it feeds ({after}); their parameters add up to its own")
         out.append((s_path, parts, evidence))
     return out
+
+
+def layout_groups(pair: ProposedPair, p_layers: Mapping[str, LayerInfo],
+                  t_layers: Mapping[str, LayerInfo]) -> list[int]:
+    """How many interleaved runs the parts of a fused pair could form: 1 (one after another) first.
+
+    A grouped-query ``qkv_proj`` cuts its output per key-value head (``[q_0, k_0, v_0, q_1, ...]``),
+    so the candidates are the common divisors (up to ``MAX_GROUPS``) of the parts' tensor sizes;
+    which one holds is for the numbers (:mod:`padiff.graph.confirm`) to say.
+    """
+    parts, layers = (pair.torch_parts, t_layers) if pair.torch_parts else (pair.paddle_parts, p_layers)
+    common = 0
+    for path in parts:
+        for shape in layers[path].shapes if path in layers else ():
+            common = math.gcd(common, _numel(shape))
+    return [g for g in range(1, min(common, MAX_GROUPS) + 1) if common % g == 0] or [1]
 
 
 def _parallel(side: UnitGraph, units: Sequence[Unit]) -> bool:
@@ -240,4 +264,4 @@ def extend(result: MatchResult, ps: UnitGraph, ts: UnitGraph, p_layers: Mapping[
     return MatchResult(pairs, unpaired, result.unit_pairs, result.params)
 
 
-__all__ = ["Block", "enclosing_blocks", "extend", "fused_pairs"]
+__all__ = ["Block", "enclosing_blocks", "extend", "fused_pairs", "layout_groups"]

@@ -26,6 +26,7 @@ class ProposedPair:
     opaque: bool = False  # an enclosing block pair: compared at its top, weights converted as a whole
     paddle_parts: tuple[str, ...] = ()  # one layer against several (see padiff.graph.fused)
     torch_parts: tuple[str, ...] = ()
+    groups: int = 1  # the parts interleave in this many runs (padiff.runtime.fused.part_indices)
 
 
 @dataclass(frozen=True)

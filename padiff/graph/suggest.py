@@ -165,7 +165,7 @@ def _to_pairs(result: MatchResult, p_layers: Mapping[str, LayerInfo],
         t_shapes = _shapes(t_layers, pr.torch_parts, pr.torch_path, pr.opaque)
         out.append(LayerPair(pr.paddle_path, pr.torch_path, p.cls, t.cls, p_shapes, t_shapes,
                              float(pr.confidence), pr.evidence, compare_output=pr.compare_output, opaque=pr.opaque,
-                             paddle_parts=pr.paddle_parts, torch_parts=pr.torch_parts))
+                             paddle_parts=pr.paddle_parts, torch_parts=pr.torch_parts, groups=pr.groups))
     return out
 
 

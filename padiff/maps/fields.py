@@ -108,6 +108,16 @@ def axis(value: Any, label: str) -> int:
     return value
 
 
+def groups(value: Any, label: str) -> int:
+    """How many interleaved runs the parts of a fused pair form along the axis (default 1: one after another)."""
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MapFileError(f"{label}: groups must be a whole number >= 1 (how many interleaved runs the parts form "
+                           f"along axis; 1 = one after another), got {value!r}.")
+    return value
+
+
 def side(value: Any, label: str) -> SideName:
     """``"paddle"`` or ``"torch"``."""
     if value not in SIDE_NAMES:

@@ -56,7 +56,8 @@ def _flags(p: LayerPair) -> str:
     if p.opaque:
         flags.append("opaque")
     if p.split_side:
-        flags.append(f"fused: {p.split_side} parts concatenate along axis {p.axis}")
+        flags.append(f"fused: {p.split_side} parts concatenate along axis {p.axis}"
+                     + (f", interleaved in {p.groups} groups" if p.groups > 1 else ""))
     if not p.compare_output:
         flags.append("weights only")
     return ", ".join(flags)

@@ -35,7 +35,9 @@ YAML_HEADER = """\
 #               compare_output: false copies weights but does not compare outputs.
 #               One layer against several (fused qkv_proj vs q/k/v_proj): give the split
 #               side's path as a list, in the order their outputs concatenate (along
-#               axis, default -1), e.g. torch_path: [q_proj, k_proj, v_proj].
+#               axis, default -1), e.g. torch_path: [q_proj, k_proj, v_proj]. groups: G
+#               when the parts are interleaved in G runs [q_0, k_0, v_0, q_1, ...] (a
+#               grouped-query qkv fused per key-value head); default 1, one after another.
 #   - params:   parameter against parameter (raw parameters standing for several layers,
 #               X2Paddle style): paddle_param w0, torch_param fc1.weight, conversion
 #               auto|copy|transpose. Values are copied, grads and values compared.

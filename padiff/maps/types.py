@@ -42,7 +42,10 @@ class LayerPair:
     ``axis`` to the fused layer's output (paddle ``qkv_proj`` against torch
     ``q_proj``/``k_proj``/``v_proj``). The single path field of the split side then holds
     the first part, so code indexing pairs by path finds it; weights are copied by the
-    split/concatenation the shapes imply, in the parts' order.
+    split/concatenation the shapes imply, in the parts' order. ``groups > 1`` says the parts
+    are interleaved along ``axis`` in that many runs instead of following one another (a
+    grouped-query ``qkv_proj`` laid out ``[q_0, k_0, v_0, q_1, k_1, v_1, ...]`` per key-value
+    head; see :func:`padiff.runtime.fused.part_indices`).
     """
 
     paddle_path: str
@@ -58,8 +61,12 @@ class LayerPair:
     paddle_parts: tuple[str, ...] = ()
     torch_parts: tuple[str, ...] = ()
     axis: int = -1
+    groups: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 1:
+            raise MappingError(f"pair {self.paddle_path!r} <-> {self.torch_path!r}: groups must be a whole number "
+                               f">= 1 (how many interleaved runs the fused parts form), got {self.groups!r}.")
         if self.paddle_parts and self.torch_parts:
             raise MappingError(f"pair {list(self.paddle_parts)} <-> {list(self.torch_parts)}: several layers on both "
                                "sides; a fused pair joins one layer to several. Split it into pairs.")
@@ -111,6 +118,8 @@ class LayerPair:
                 d[f"{side}_path"] = list(parts)
         if not self.split_side:
             d.pop("axis")
+        if self.groups == 1:
+            d.pop("groups")
         return d
 
     @classmethod
@@ -133,6 +142,7 @@ class LayerPair:
             paddle_parts=p_parts,
             torch_parts=t_parts,
             axis=F.axis(e.get("axis"), label),
+            groups=F.groups(e.get("groups"), label),
             paddle_class=F.string(e.get("paddle_class"), label, "paddle_class"),
             torch_class=F.string(e.get("torch_class"), label, "torch_class"),
             paddle_shapes=F.shapes(e.get("paddle_shapes"), label, "paddle_shapes"),

@@ -13,40 +13,19 @@ the functions return ``None`` and the caller asks for a special init.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from padiff.runtime.fused import assemble, describe, part_indices
+from padiff.runtime.layout_stack import stack_links, unstack_links
+from padiff.runtime.layout_types import Fn, Inferred, Tensor, is_linear
+
+__all__ = ["NAME_ALIASES", "Fn", "Inferred", "Tensor", "infer_links", "is_linear", "link_one", "one_to_one",
+           "raw_conversion", "shapes_of"]
+
 # paddle name -> torch name for tensors whose names differ between the frameworks
 NAME_ALIASES = {"_mean": "running_mean", "_variance": "running_var"}
-
-Fn = Callable[[list[np.ndarray]], np.ndarray]
-
-
-@dataclass(frozen=True)
-class Tensor:
-    """What inference needs to know about one tensor: name, shape, owner class."""
-
-    name: str
-    shape: tuple[int, ...]
-    owner: str = ""  # class name of the layer holding it (``Linear`` ...)
-
-
-@dataclass(frozen=True)
-class Inferred:
-    """One paddle tensor computed from torch tensors (mirrors ``weights.Link``)."""
-
-    paddle_name: str
-    torch_names: tuple[str, ...]
-    conversion: str
-    fn: Fn
-
-
-def is_linear(owner: str) -> bool:
-    """Class names of fully connected layers, whose weight layout differs between frameworks."""
-    return "Linear" in owner
-
 
 def linear_layout(p: Tensor, t_owner: str) -> bool:
     """True when ``p`` is a 2-D Linear weight paired with a torch Linear: paddle ``[in, out]``, torch ``[out, in]``."""
@@ -124,20 +103,24 @@ def one_to_one(ps: Sequence[Tensor], ts: Sequence[Tensor]) -> list[Inferred] | N
     return out
 
 
-def infer_links(ps: Sequence[Tensor], ts: Sequence[Tensor]) -> list[Inferred] | None:
+def infer_links(ps: Sequence[Tensor], ts: Sequence[Tensor], groups: int = 1) -> list[Inferred] | None:
     """Links for all of ``ps`` from ``ts``: one to one first, then split/concat per rank group.
 
     Tensors are grouped by rank (weights with weights, biases with biases) and aligned in
     order within each group; a paddle tensor smaller than its torch counterpart starts a
     split, a larger one a concatenation. The result must be consistent: every paddle
-    layer draws all its tensors from the same torch layers.
+    layer draws all its tensors from the same torch layers. ``groups > 1``: the pieces of a
+    split or concatenation are interleaved in that many runs along the axis (a fused pair's
+    ``groups``; :func:`padiff.runtime.fused.part_indices`).
     """
     direct = one_to_one(ps, ts)
     if direct is not None or not ps or not ts:
         return direct
     stacked, p_rest, t_rest = stack_links(ps, ts)
+    unstacked, p_rest, t_rest = unstack_links(p_rest, t_rest)
+    stacked += unstacked
     if stacked:
-        rest = infer_links(p_rest, t_rest) if (p_rest or t_rest) else []
+        rest = infer_links(p_rest, t_rest, groups) if (p_rest or t_rest) else []
         if rest is None:
             return None
         order = {p.name: i for i, p in enumerate(ps)}
@@ -152,7 +135,7 @@ def infer_links(ps: Sequence[Tensor], ts: Sequence[Tensor]) -> list[Inferred] | 
         return None
     links: list[Inferred] = []
     for rank in sorted(p_groups):
-        group = _align(p_groups[rank], t_groups[rank])
+        group = _align(p_groups[rank], t_groups[rank], groups)
         if group is None:
             return None
         links.extend(group)
@@ -162,66 +145,7 @@ def infer_links(ps: Sequence[Tensor], ts: Sequence[Tensor]) -> list[Inferred] | 
     return sorted(links, key=lambda lk: order[lk.paddle_name])
 
 
-def _numbered(name: str) -> tuple[str, int] | None:
-    """``experts.3.fc1.weight`` -> (``experts.*.fc1.weight``, 3): the last numeric path component."""
-    parts = name.split(".")
-    for k in range(len(parts) - 2, -1, -1):
-        if parts[k].isdigit():
-            return ".".join([*parts[:k], "*", *parts[k + 1:]]), int(parts[k])
-    return None
-
-
-def _stack_fit(p: Tensor, t: Tensor) -> bool | None:
-    """How one torch piece becomes one slice ``p[e]`` of a stacked paddle tensor: transposed, copied, or None."""
-    piece = p.shape[1:]
-    if len(piece) == 2 and is_linear(t.owner) and not p.name.endswith("bias") and piece == t.shape[::-1]:
-        return True  # paddle keeps expert weights [in, out] (matmul layout), torch Linear [out, in]
-    if piece == t.shape:
-        return False
-    return None
-
-
-def stack_links(ps: Sequence[Tensor], ts: Sequence[Tensor]) -> tuple[list[Inferred], list[Tensor], list[Tensor]]:
-    """Paddle tensors ``[E, ...]`` stacked from the E torch tensors of one numbered path pattern.
-
-    A 3-D expert weight ``[E, in, out]`` against a list of E expert MLPs: the torch tensors
-    ``experts.0.fc1.weight`` ... ``experts.{E-1}.fc1.weight`` are stacked in the order of
-    their numbers (indices 0..E-1, never definition order), each transposed when it is a
-    torch ``Linear`` weight. Returns the links found and the tensors left on each side.
-    """
-    groups: dict[str, list[tuple[int, Tensor]]] = {}
-    for t in ts:
-        hit = _numbered(t.name)
-        if hit is not None:
-            groups.setdefault(hit[0], []).append((hit[1], t))
-    usable = {key: [t for _, t in sorted(members, key=lambda m: m[0])] for key, members in groups.items()
-              if sorted(i for i, _ in members) == list(range(len(members))) and len(members) >= 2}
-    links: list[Inferred] = []
-    used: set[str] = set()
-    p_rest: list[Tensor] = []
-    for p in ps:
-        chosen = None
-        if len(p.shape) >= 2:
-            for key, members in usable.items():
-                if key in used or len(members) != p.shape[0]:
-                    continue
-                fits = {_stack_fit(p, t) for t in members}
-                if len(fits) == 1 and None not in fits:
-                    chosen = (key, members, fits.pop())
-                    break
-        if chosen is None:
-            p_rest.append(p)
-            continue
-        key, members, tr = chosen
-        used.add(key)
-        how = f"inferred stack of {len(members)} {key} (ordered by index) along axis 0" + (", each transposed"
-                                                                                           if tr else "")
-        links.append(Inferred(p.name, tuple(t.name for t in members), how, _stacker(bool(tr))))
-    taken = {n for lk in links for n in lk.torch_names}
-    return links, p_rest, [t for t in ts if t.name not in taken]
-
-
-def _align(ps: list[Tensor], ts: list[Tensor]) -> list[Inferred] | None:
+def _align(ps: list[Tensor], ts: list[Tensor], groups: int = 1) -> list[Inferred] | None:
     i = j = 0
     out: list[Inferred] = []
     while i < len(ps) and j < len(ts):
@@ -233,14 +157,14 @@ def _align(ps: list[Tensor], ts: list[Tensor]) -> list[Inferred] | None:
             out.append(link)
             i, j = i + 1, j + 1
         elif numel(p.shape) < numel(t.shape):
-            got = _split(ps, i, t)
+            got = _split(ps, i, t, groups)
             if got is None:
                 return None
             out.extend(got)
             i += len(got)
             j += 1
         else:
-            got_one, k = _concat(p, ts, j)
+            got_one, k = _concat(p, ts, j, groups)
             if got_one is None:
                 return None
             out.append(got_one)
@@ -267,8 +191,8 @@ def _fit_axis(pieces: list[tuple[int, ...]], whole: tuple[int, ...]) -> int | No
     return fits[0] if len(fits) == 1 else None
 
 
-def _split(ps: list[Tensor], i: int, t: Tensor) -> list[Inferred] | None:
-    """Paddle tensors ``ps[i:i+k]`` (k >= 2) cut from the one packed torch tensor ``t``."""
+def _split(ps: list[Tensor], i: int, t: Tensor, groups: int = 1) -> list[Inferred] | None:
+    """Paddle tensors ``ps[i:i+k]`` (k >= 2) cut from the one packed torch tensor ``t`` (interleaved in ``groups``)."""
     total = numel(t.shape)
     acc, k = 0, 0
     while i + k < len(ps) and acc < total:
@@ -283,17 +207,18 @@ def _split(ps: list[Tensor], i: int, t: Tensor) -> list[Inferred] | None:
     ax = _fit_axis([s for s, _ in layouts], t.shape)
     if ax is None:
         return None
-    out, start = [], 0
-    for p, (shape, tr) in zip(pieces, layouts):
-        stop = start + shape[ax]
-        how = f"inferred split: [{start}:{stop}] of {t.name} {list(t.shape)} along axis {ax}"
-        out.append(Inferred(p.name, (t.name,), how + (", transposed" if tr else ""), _slicer(ax, start, stop, tr)))
-        start = stop
+    index = part_indices([shape[ax] for shape, _ in layouts], groups)
+    if index is None:
+        return None
+    out = []
+    for p, (_, tr), idx in zip(pieces, layouts, index):
+        how = f"inferred split: {describe(idx, groups)} of {t.name} {list(t.shape)} along axis {ax}"
+        out.append(Inferred(p.name, (t.name,), how + (", transposed" if tr else ""), _slicer(ax, idx, tr)))
     return out
 
 
-def _concat(p: Tensor, ts: list[Tensor], j: int) -> tuple[Inferred | None, int]:
-    """One packed paddle tensor ``p`` made by concatenating torch tensors ``ts[j:j+k]`` (k >= 2)."""
+def _concat(p: Tensor, ts: list[Tensor], j: int, groups: int = 1) -> tuple[Inferred | None, int]:
+    """One packed paddle tensor ``p`` made by concatenating torch tensors ``ts[j:j+k]`` (k >= 2, in ``groups``)."""
     total = numel(p.shape)
     acc, k = 0, 0
     while j + k < len(ts) and acc < total:
@@ -307,11 +232,12 @@ def _concat(p: Tensor, ts: list[Tensor], j: int) -> tuple[Inferred | None, int]:
         return None, 0
     shape, tr = _torch_layout(p, next(iter(owners)))
     ax = _fit_axis([t.shape for t in parts], shape)
-    if ax is None:
+    if ax is None or part_indices([t.shape[ax] for t in parts], groups) is None:
         return None, 0
     names = tuple(t.name for t in parts)
-    how = f"inferred concat of {' + '.join(names)} along axis {ax}" + (", transposed" if tr else "")
-    return Inferred(p.name, names, how, _concatenator(ax, tr)), k
+    how = (f"inferred concat of {' + '.join(names)} along axis {ax}"
+           + (f", interleaved in {groups} groups" if groups > 1 else "") + (", transposed" if tr else ""))
+    return Inferred(p.name, names, how, _concatenator(ax, tr, groups)), k
 
 
 def _consistent(links: list[Inferred]) -> bool:
@@ -357,24 +283,17 @@ def _reshaper(shape: tuple[int, ...]) -> Fn:
     return fn
 
 
-def _slicer(axis: int, start: int, stop: int, transpose: bool) -> Fn:
+def _slicer(axis: int, index: np.ndarray, transpose: bool) -> Fn:
     def fn(arrs: list[np.ndarray]) -> np.ndarray:
-        piece = np.take(arrs[0], np.arange(start, stop), axis=axis)
+        piece = np.take(arrs[0], index, axis=axis)
         return np.ascontiguousarray(piece.T if transpose else piece)
 
     return fn
 
 
-def _stacker(transpose: bool) -> Fn:
+def _concatenator(axis: int, transpose: bool, groups: int = 1) -> Fn:
     def fn(arrs: list[np.ndarray]) -> np.ndarray:
-        return np.ascontiguousarray(np.stack([a.T if transpose else a for a in arrs], axis=0))
-
-    return fn
-
-
-def _concatenator(axis: int, transpose: bool) -> Fn:
-    def fn(arrs: list[np.ndarray]) -> np.ndarray:
-        whole = np.concatenate(arrs, axis=axis)
+        whole = assemble(arrs, axis, groups)
         return np.ascontiguousarray(whole.T if transpose else whole)
 
     return fn

@@ -173,7 +173,7 @@ class OnlinePairer:
             taken.add(tev.role.path)
             if len(taken) == len(pair.torch_parts):
                 del self.explicit[key]
-            return pev
+            return self._take(self.pos[id(pev)])  # consumed: not reported unpaired at the end
         pieces = [self.explicit.get((path, tev.call)) for path in pair.paddle_parts]
         if any(p is None for p in pieces):
             self.unmatched_torch.append(tev)
@@ -181,6 +181,8 @@ class OnlinePairer:
         for path in pair.paddle_parts:
             del self.explicit[(path, tev.call)]
         tev.pieces = [p for p in pieces if p is not None]
+        for piece in tev.pieces:
+            self._take(self.pos[id(piece)])
         return tev.pieces[0]
 
     def finish(self) -> None:

@@ -62,11 +62,13 @@ def plan_fused(pair: Any, p_layers: Mapping[str, Any], p_state: list[StateEntry]
     p_class, t_class = type(p_layers[pair.paddle_path]).__name__, type(t_layers[pair.torch_path]).__name__
     p_owner = _part_owners(p_layers, pair.paddle_parts, pair.paddle_path, p_state)
     t_owner = _part_owners(t_layers, pair.torch_parts, pair.torch_path, t_state)
-    inferred = infer_links(shapes_of(p_state, p_owner), shapes_of(t_state, t_owner))
+    inferred = infer_links(shapes_of(p_state, p_owner), shapes_of(t_state, t_owner), getattr(pair, "groups", 1))
     p_label, t_label = "+".join(pair.paddle_parts) or pair.paddle_path, "+".join(pair.torch_parts) or pair.torch_path
     if inferred is None:
+        groups = getattr(pair, "groups", 1)
         reason = (f"the tensors of {'+'.join(pair.paddle_parts or pair.torch_parts)} do not split or concatenate "
-                  "into the fused layer's tensors (their sizes do not add up along one axis)")
+                  "into the fused layer's tensors (their sizes do not add up along one axis"
+                  + (f", or do not cut into {groups} equal groups" if groups > 1 else "") + ")")
         err = WeightAssignError(f"cannot pair the weights of the fused pair paddle {p_label} ({p_class}) and torch "
                                 f"{t_label} ({t_class}): paddle has {fmt_state(p_state)}; torch has "
                                 f"{fmt_state(t_state)}: {reason}. Check that the listed parts are the layers the "

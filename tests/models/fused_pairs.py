@@ -7,6 +7,11 @@
   paddle Linears.
 - experts: a paddle MoE holding 3-D expert tensors ``[E, in, out]`` against a torch
   ``ModuleList`` of E expert MLPs.
+- gqa: grouped-query attention whose fused ``qkv_proj`` is laid out per key-value head
+  ``[q_0, k_0, v_0, q_1, k_1, v_1]`` (as paddleformers' ERNIE 4.5 / Qwen2), against split
+  q/k/v (and the reverse: a torch fused grouped ``qkv`` against paddle q/k/v).
+- up_gate_act: ``up_gate_proj`` against ``gate_proj``/``up_proj`` where the activation is a
+  module, so the two parts feed different layers (gate the activation, up the product).
 
 Each builder returns a ``Case`` whose ``fault`` names the torch layer a planted fault goes into.
 """
@@ -252,6 +257,192 @@ def experts() -> Case:
     paddle.seed(1)
     torch.manual_seed(2)
     return Case(PBlock(PExperts()), TBlock(TExperts()), inputs(), None, "body.experts.1")
+
+
+# --- grouped-query attention with a per-group fused qkv ----------------------------------------------
+GQA_HEADS, GQA_KV, GQA_HD = 4, 2, 2  # 4 query heads sharing 2 key-value heads, head_dim 2 (D = 8)
+GQA_Q, GQA_K = GQA_HEADS * GQA_HD, GQA_KV * GQA_HD
+
+
+def _p_gqa(q: Any, k: Any, v: Any) -> Any:
+    """q ``[b, s, heads, hd]``, k/v ``[b, s, kv, hd]`` -> ``[b, s, D]`` (each kv head serves heads // kv)."""
+    b, s = q.shape[0], q.shape[1]
+    rep = GQA_HEADS // GQA_KV
+    q, k, v = (t.transpose([0, 2, 1, 3]) for t in (q, k, v))
+    k, v = (paddle.repeat_interleave(t, rep, axis=1) for t in (k, v))
+    w = PF.softmax(paddle.matmul(q, k, transpose_y=True) / GQA_HD ** 0.5, axis=-1)
+    return paddle.matmul(w, v).transpose([0, 2, 1, 3]).reshape([b, s, GQA_Q])
+
+
+def _t_gqa(q: Any, k: Any, v: Any) -> Any:
+    b, s = q.shape[0], q.shape[1]
+    rep = GQA_HEADS // GQA_KV
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+    k, v = (t.repeat_interleave(rep, dim=1) for t in (k, v))
+    w = torch.softmax(q @ k.transpose(-1, -2) / GQA_HD ** 0.5, dim=-1)
+    return (w @ v).transpose(1, 2).reshape(b, s, GQA_Q)
+
+
+class PGQAFused(pnn.Layer):
+    """Fused qkv cut per key-value head: ``[b, s, kv, (heads // kv + 2) * hd]`` split into q, k, v."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv_proj = pnn.Linear(D, GQA_Q + 2 * GQA_K)
+        self.o_proj = pnn.Linear(GQA_Q, D)
+
+    def forward(self, x):
+        b, s = x.shape[0], x.shape[1]
+        rep = GQA_HEADS // GQA_KV
+        mix = self.qkv_proj(x).reshape([b, s, GQA_KV, (rep + 2) * GQA_HD])
+        q, k, v = paddle.split(mix, [rep * GQA_HD, GQA_HD, GQA_HD], axis=-1)
+        return self.o_proj(_p_gqa(q.reshape([b, s, GQA_HEADS, GQA_HD]), k, v))
+
+
+class TGQASplit(tnn.Module):
+    def __init__(self, reverse: bool = False) -> None:
+        super().__init__()
+        widths = {"q_proj": GQA_Q, "k_proj": GQA_K, "v_proj": GQA_K}
+        for name in (reversed(list(widths)) if reverse else widths):
+            setattr(self, name, tnn.Linear(D, widths[name]))
+        self.o_proj = tnn.Linear(GQA_Q, D)
+
+    def forward(self, x):
+        b, s = x.shape[0], x.shape[1]
+        q = self.q_proj(x).reshape(b, s, GQA_HEADS, GQA_HD)
+        k = self.k_proj(x).reshape(b, s, GQA_KV, GQA_HD)
+        v = self.v_proj(x).reshape(b, s, GQA_KV, GQA_HD)
+        return self.o_proj(_t_gqa(q, k, v))
+
+
+class PGQASplit(pnn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k, self.v = pnn.Linear(D, GQA_Q), pnn.Linear(D, GQA_K), pnn.Linear(D, GQA_K)
+        self.o = pnn.Linear(GQA_Q, D)
+
+    def forward(self, x):
+        b, s = x.shape[0], x.shape[1]
+        q = self.q(x).reshape([b, s, GQA_HEADS, GQA_HD])
+        k = self.k(x).reshape([b, s, GQA_KV, GQA_HD])
+        v = self.v(x).reshape([b, s, GQA_KV, GQA_HD])
+        return self.o(_p_gqa(q, k, v))
+
+
+class TGQAFused(tnn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = tnn.Linear(D, GQA_Q + 2 * GQA_K)
+        self.o = tnn.Linear(GQA_Q, D)
+
+    def forward(self, x):
+        b, s = x.shape[0], x.shape[1]
+        rep = GQA_HEADS // GQA_KV
+        mix = self.qkv(x).reshape(b, s, GQA_KV, (rep + 2) * GQA_HD)
+        q, k, v = mix.split([rep * GQA_HD, GQA_HD, GQA_HD], dim=-1)
+        return self.o(_t_gqa(q.reshape(b, s, GQA_HEADS, GQA_HD), k, v))
+
+
+def gqa(reverse: bool = False) -> Case:
+    paddle.seed(1)
+    torch.manual_seed(2)
+    return Case(PBlock(PGQAFused()), TBlock(TGQASplit(reverse)), inputs(),
+                ("inner.qkv_proj", ("body.q_proj", "body.k_proj", "body.v_proj")), "body.k_proj")
+
+
+def gqa_split_paddle() -> Case:
+    paddle.seed(1)
+    torch.manual_seed(2)
+    return Case(PBlock(PGQASplit()), TBlock(TGQAFused()), inputs(),
+                ("body.qkv", ("inner.q", "inner.k", "inner.v")), "body.qkv")
+
+
+class PUpGateAct(pnn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.up_gate_proj = pnn.Linear(D, 2 * HID, bias_attr=False)
+        self.act = pnn.Silu()
+        self.down_proj = pnn.Linear(HID, D, bias_attr=False)
+
+    def forward(self, x):
+        gate, up = paddle.chunk(self.up_gate_proj(x), 2, axis=-1)
+        return self.down_proj(self.act(gate) * up)
+
+
+class TGateUpAct(tnn.Module):
+    def __init__(self, reverse: bool = False) -> None:
+        super().__init__()
+        for name in (["up_proj", "gate_proj"] if reverse else ["gate_proj", "up_proj"]):
+            setattr(self, name, tnn.Linear(D, HID, bias=False))
+        self.act = tnn.SiLU()
+        self.down_proj = tnn.Linear(HID, D, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+
+
+def up_gate_act(reverse: bool = False) -> Case:
+    paddle.seed(1)
+    torch.manual_seed(2)
+    return Case(PBlock(PUpGateAct()), TBlock(TGateUpAct(reverse)), inputs(),
+                ("inner.up_gate_proj", ("body.gate_proj", "body.up_proj")), "body.up_proj")
+
+
+# --- experts stacked on the torch side (transformers' MoE) against a paddle list of expert MLPs -------
+class PExpertMLP(pnn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.up_gate_proj = pnn.Linear(D, 2 * HID, bias_attr=False)
+        self.down_proj = pnn.Linear(HID, D, bias_attr=False)
+
+    def forward(self, x):
+        gate, up = paddle.chunk(self.up_gate_proj(x), 2, axis=-1)
+        return self.down_proj(PF.silu(gate) * up)
+
+
+class PExpertList(pnn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = pnn.Linear(D, E, bias_attr=False)
+        self.experts = pnn.LayerList([PExpertMLP() for _ in range(E)])
+
+    def forward(self, x):
+        probs = PF.softmax(self.gate(x), axis=-1)
+        y = paddle.stack([ex(x) for ex in self.experts], axis=2)
+        return (y * probs.unsqueeze(-1)).sum(axis=2)
+
+
+class TStackedExperts(tnn.Module):
+    """Experts as two 3-D tensors in torch Linear layout per expert: ``[E, 2 * HID, D]`` and ``[E, D, HID]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate_up_proj = tnn.Parameter(torch.randn(E, 2 * HID, D) * 0.3)
+        self.down_proj = tnn.Parameter(torch.randn(E, D, HID) * 0.3)
+
+    def forward(self, x):
+        outs = []
+        for e in range(E):
+            gate, up = TF.linear(x, self.gate_up_proj[e]).chunk(2, dim=-1)
+            outs.append(TF.linear(TF.silu(gate) * up, self.down_proj[e]))
+        return torch.stack(outs, dim=2)
+
+
+class TRoutedStack(tnn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.router = tnn.Linear(D, E, bias=False)
+        self.experts = TStackedExperts()
+
+    def forward(self, x):
+        probs = torch.softmax(self.router(x), dim=-1)
+        return (self.experts(x) * probs.unsqueeze(-1)).sum(dim=2)
+
+
+def stacked_torch_experts() -> Case:
+    paddle.seed(1)
+    torch.manual_seed(2)
+    return Case(PBlock(PExpertList()), TBlock(TRoutedStack()), inputs(), None, "body")
 
 
 # --- special-init units (MultiHeadAttention, LSTM) defined in another order -------------------------

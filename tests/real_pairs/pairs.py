@@ -297,3 +297,8 @@ def by_name(name: str) -> RealPair:
         if p.name == name:
             return p
     raise KeyError(name)
+
+
+from .pairs_fused import FUSED_PAIRS  # noqa: E402 - fused/split pairs, in their own file
+
+PAIRS += FUSED_PAIRS

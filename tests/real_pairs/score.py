@@ -110,23 +110,30 @@ class ProposalScore:
         return self.correct / self.considered if self.considered else float("nan")
 
 
-def pair_is_correct(p: str, t: str, truth: set[tuple[str, str]]) -> bool:
+Side = str | tuple[str, ...]  # one path, or the parts of a fused pair's split side
+
+
+def _in(path: str, top: Side) -> bool:
+    return any(within(path, x) for x in (top if isinstance(top, tuple) else (top,)))
+
+
+def pair_is_correct(p: Side, t: Side, truth: set[tuple[str, str]]) -> bool:
     """A proposed pair is right when it covers a true pair and contradicts none.
 
     Every paddle owner inside ``p`` must have its torch side(s) inside ``t``, and every
     torch owner at ``t`` itself must have at least one paddle side inside ``p`` (so a fused
     torch ``in_proj`` owner against paddle's ``q_proj`` counts as right).
     """
-    covered = [(a, b) for a, b in truth if within(a, p) and within(b, t)]
+    covered = [(a, b) for a, b in truth if _in(a, p) and _in(b, t)]
     if not covered:
         return False
-    if any(within(a, p) and not within(b, t) for a, b in truth):
+    if any(_in(a, p) and not _in(b, t) for a, b in truth):
         return False
-    t_owners = {b for _, b in truth if b == t}
-    return all(any(within(a, p) for a, bb in truth if bb == b) for b in t_owners)
+    t_owners = {b for _, b in truth if b in (t if isinstance(t, tuple) else (t,))}
+    return all(any(_in(a, p) for a, bb in truth if bb == b) for b in t_owners)
 
 
-def score_pairs(pairs: Iterable[tuple[str, str, bool]], truth: set[tuple[str, str]],
+def score_pairs(pairs: Iterable[tuple[Side, Side, bool]], truth: set[tuple[str, str]],
                 free_truth: Any, params: Iterable[tuple[str, str]] = (),
                 param_truth: set[tuple[str, str]] = frozenset()) -> ProposalScore:
     """Score proposed ``(paddle_path, torch_path, opaque)`` pairs against the true pairing.
@@ -142,23 +149,29 @@ def score_pairs(pairs: Iterable[tuple[str, str, bool]], truth: set[tuple[str, st
     considered = correct = free = free_wrong = 0
     covered: set[tuple[str, str]] = set()
     wrong: list[str] = []
+    def show(x: Side) -> str:
+        return "+".join(x) if isinstance(x, tuple) else (x or "<root>")
+
+    def owns(x: Side, owners: set[str]) -> bool:
+        return any(y in owners for y in (x if isinstance(x, tuple) else (x,)))
+
     for p, t, opaque in pairs:
-        p_has = any(within(a, p) for a in p_owners)
-        t_has = any(within(b, t) for b in t_owners)
+        p_has = any(_in(a, p) for a in p_owners)
+        t_has = any(_in(b, t) for b in t_owners)
         if not p_has and not t_has:
             free += 1
             if free_truth(p) != t:
                 free_wrong += 1
-                wrong.append(f"{p or '<root>'} <-> {t or '<root>'} (parameter-free)")
+                wrong.append(f"{show(p)} <-> {show(t)} (parameter-free)")
             continue
-        if not (opaque or p in p_owners or t in t_owners):
+        if not (opaque or owns(p, p_owners) or owns(t, t_owners)):
             continue  # a container pair: compared for its output, not a leaf correspondence
         considered += 1
         if pair_is_correct(p, t, truth):
             correct += 1
-            covered |= {(a, b) for a, b in truth if within(a, p) and within(b, t)}
+            covered |= {(a, b) for a, b in truth if _in(a, p) and _in(b, t)}
         else:
-            wrong.append(f"{p or '<root>'} <-> {t or '<root>'}")
+            wrong.append(f"{show(p)} <-> {show(t)}")
     for pp, tp in params:
         considered += 1
         if (pp, tp) in param_truth:
@@ -215,7 +228,8 @@ def score_pair(pair: RealPair, reverse: bool = False) -> Row:
         truth = truth_pairs(entries)
         with _quiet():
             lm = padiff.suggest_layer_map(layer, module, ({**p_inp}, {**t_inp}))
-        row.score = score_pairs(((pr.paddle_path, pr.torch_path, pr.opaque) for pr in lm.pairs), truth,
+        row.score = score_pairs(((pr.paddle_parts or pr.paddle_path, pr.torch_parts or pr.torch_path, pr.opaque)
+                                 for pr in lm.pairs), truth,
                                 pair.free_rename, ((pp.paddle_param, pp.torch_param) for pp in lm.params),
                                 {(e.paddle_name, t) for e in entries for t in e.torch_names})
         # layer_map="auto" is exactly this: the proposal plus the special-init pairs (one export, reused)

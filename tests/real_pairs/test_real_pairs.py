@@ -17,10 +17,16 @@ from .score import build, equivalent, missing_requirements, run_both, score_pair
 pytestmark = pytest.mark.real_pairs
 
 # pairs padiff is known not to localise a planted fault on, and why (found by score.py)
-FAULT_XFAIL: dict[str, str] = {}
+FAULT_XFAIL: dict[str, str] = {
+    "qwen2_moe": "the proposal pairs the MoE blocks as one opaque pair (router and experts have no finer pairing), "
+                 "so a fault in the torch experts is named at the enclosing m.layers.1.mlp pair, not at the experts",
+}
 # pairs padiff's verdict is known to be wrong on, per torch order
 # (padiff before 70004f0 failed nn.TransformerEncoder reversed: dropout paired with dropout2; now fixed)
-VERDICT_XFAIL: dict[tuple[str, bool], str] = {}
+VERDICT_XFAIL: dict[tuple[str, bool], str] = {
+    ("qwen2_moe", True): "the opaque MoE block's weights are inferred in definition order (the fused shared expert "
+                         "and plain pairs found inside it are dropped), which fails once torch's order is reversed",
+}
 
 
 def _need(pair: RealPair) -> None:

@@ -60,3 +60,11 @@ def test_parameter_pairs_count_as_leaf_pairs_right_only_for_the_copied_tensor() 
     assert (s.considered, s.correct, s.recall) == (2, 2, 1.0)
     s = score_pairs([("conv0", "conv1", False)], truth, lambda p: p, [("fc_weight", "fc.bias")], params)
     assert (s.considered, s.correct, s.recall) == (2, 1, 0.5) and s.wrong == ("param fc_weight <-> fc.bias",)
+
+
+def test_a_fused_pair_is_scored_by_all_its_parts() -> None:
+    truth = truth_pairs([Entry("qkv.weight", ("q.weight", "k.weight", "v.weight")), Entry("o.weight", ("o.weight",))])
+    s = score_pairs([("qkv", ("q", "k", "v"), False), ("o", "o", False)], truth, lambda p: p)
+    assert (s.considered, s.correct, s.recall) == (2, 2, 1.0)
+    assert pair_is_correct("qkv", ("q", "k", "v"), truth) and not pair_is_correct("qkv", "q", truth)
+    assert not pair_is_correct("qkv", ("q", "k", "o"), truth)

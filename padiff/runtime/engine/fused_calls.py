@@ -20,7 +20,7 @@ from padiff.runtime.engine.comparisons import Comparer, compares_output, item_na
 from padiff.runtime.engine.passes import Pass
 from padiff.runtime.engine.recording import HookErrors
 from padiff.runtime.engine.sink import Site
-from padiff.runtime.fused import FusedCall, axis_of, cut
+from padiff.runtime.fused import FusedCall, assemble, axis_of, describe, part_indices, take
 from padiff.runtime.grad_exchange import GradExchange
 from padiff.runtime.hooks import HookSet
 from padiff.runtime.pairing import Event
@@ -52,7 +52,7 @@ class FusedComparisons:
         if ps.compare_forward and pair.compare_output:
             t_arrs = [TORCH.host_view(t) for t in outs]
             for i, t_arr in enumerate(t_arrs):
-                for pe, piece in zip(pieces, self._torch_slices(pieces, t_arr, i, pair.axis) or []):
+                for pe, piece in zip(pieces, self._torch_slices(pieces, t_arr, i, pair.axis, pair.groups) or []):
                     site = Site.of_events(pe, tev)
                     if piece is None:
                         self.sink.add("forward", site, structure_mismatch(1, 0),
@@ -78,7 +78,7 @@ class FusedComparisons:
             call.outputs[k] = [np.array(TORCH.host_view(t)) for t in outs]
         if call.complete:
             if ps.compare_forward and pair.compare_output:
-                self._compare_torch_parts(pev, call, pair.axis)
+                self._compare_torch_parts(pev, call, pair.axis, pair.groups)
             pev.outputs = pev.inputs = None
         if ps.backward:
             for i, t in enumerate(outs):
@@ -86,30 +86,25 @@ class FusedComparisons:
                     hooks.add(TORCH.add_grad_hook(t, self._part_grad_checker(pev, tev, call, k, i, ps)))
 
     def _torch_slices(self, pieces: list[Event], t_arr: np.ndarray, i: int,
-                      axis: int) -> list[np.ndarray | None] | None:
+                      axis: int, groups: int = 1) -> list[np.ndarray | None] | None:
         """The fused torch output ``t_arr`` cut into the paddle parts' sizes (None for a part that does not fit)."""
         ax = axis_of(axis, t_arr.ndim)
-        out: list[np.ndarray | None] = []
-        start = 0
-        for pe in pieces:
-            shape = pe.shapes[i] if i < len(pe.shapes) else None
-            if ax is None or shape is None or len(shape) != t_arr.ndim:
-                out.append(None)
-                continue
-            stop = start + int(shape[ax])
-            out.append(cut(t_arr, ax, start, stop) if stop <= t_arr.shape[ax] else None)
-            start = stop
-        if ax is not None and start != t_arr.shape[ax]:  # the parts do not make up the fused output
+        shapes = [pe.shapes[i] if i < len(pe.shapes) else None for pe in pieces]
+        if ax is None or any(s is None or len(s) != t_arr.ndim for s in shapes):
             return [None] * len(pieces)
-        return out
+        sizes = [int(s[ax]) for s in shapes]  # type: ignore[index]
+        index = part_indices(sizes, groups)
+        if index is None or sum(sizes) != t_arr.shape[ax]:  # the parts do not make up the fused output
+            return [None] * len(pieces)
+        return [take(t_arr, ax, idx) for idx in index]
 
-    def _compare_torch_parts(self, pev: Event, call: FusedCall, axis: int) -> None:
+    def _compare_torch_parts(self, pev: Event, call: FusedCall, axis: int, groups: int = 1) -> None:
         """Each torch part's output against its slice of the fused paddle output."""
         p_arrs = pev.outputs or []
         for i, p_arr in enumerate(p_arrs):
-            bnds = call.part_bounds(i, axis)
+            index = call.part_index(i, axis, groups)
             ax = axis_of(axis, p_arr.ndim)
-            whole = bnds is not None and ax is not None and bnds[-1][1] == p_arr.shape[ax]
+            whole = index is not None and ax is not None and sum(x.size for x in index) == p_arr.shape[ax]
             for k in range(call.n_parts):
                 tev = call.events[k]
                 site = Site.of_events(pev, tev)
@@ -120,10 +115,9 @@ class FusedComparisons:
                                                                   axis=axis)))
                     self.sink.add("forward", site, stats, item=item_name("output", i, len(p_arrs)), dtype=tev.dtype)
                     continue
-                assert bnds is not None and ax is not None
-                start, stop = bnds[k]
-                self.sink.add("forward", site, self.cmp.stats(cut(p_arr, ax, start, stop), outs[i]),
-                              item=f"{item_name('output', i, len(p_arrs))} [{start}:{stop}] of axis {axis}",
+                assert index is not None and ax is not None
+                self.sink.add("forward", site, self.cmp.stats(take(p_arr, ax, index[k]), outs[i]),
+                              item=f"{item_name('output', i, len(p_arrs))} {describe(index[k], groups)} of axis {axis}",
                               dtype=tev.dtype)
 
     def _part_grad_checker(self, pev: Event, tev: Event, call: FusedCall, k: int, i: int,
@@ -136,16 +130,15 @@ class FusedComparisons:
             if i not in call.grads:
                 call.grads[i] = self.exchange.take(pev.grads, i, i in pev.grad_hooked)
             p_grad = call.grads[i]
-            bnds = call.part_bounds(i, pair.axis)
-            if p_grad is None or bnds is None:
+            index = call.part_index(i, pair.axis, pair.groups)
+            if p_grad is None or index is None:
                 return None
             ax = axis_of(pair.axis, p_grad.ndim)
             assert ax is not None
-            start, stop = bnds[k]
-            piece = cut(p_grad, ax, start, stop)
+            piece = take(p_grad, ax, index[k])
             if ps.compare_backward and compares_output(pev, tev):
                 self.cmp.output_grad(pev, tev, i, piece, TORCH.host_view(grad), reconcile=False,
-                                     item=f"{item_name('grad of output', i, 2)} [{start}:{stop}]")
+                                     item=f"{item_name('grad of output', i, 2)} {describe(index[k], pair.groups)}")
             if ps.sync_grads and piece.shape == TORCH.shape(grad):
                 return TORCH.from_numpy(np.ascontiguousarray(piece), like=grad)
             return None
@@ -159,7 +152,7 @@ class FusedComparisons:
 
         def check(grad: Any) -> Any:
             t_grad = TORCH.host_view(grad)
-            slices = self._torch_slices(pieces, t_grad, i, pair.axis)
+            slices = self._torch_slices(pieces, t_grad, i, pair.axis, pair.groups)
             p_grads = []
             for pe, piece in zip(pieces, slices or []):
                 p_grad = self.exchange.take(pe.grads, i, i in pe.grad_hooked)
@@ -169,7 +162,7 @@ class FusedComparisons:
                 self.cmp.output_grad(pe, tev, i, p_grad, piece, reconcile=False)
             ax = axis_of(pair.axis, t_grad.ndim)
             if ps.sync_grads and p_grads and all(g is not None for g in p_grads) and ax is not None:
-                whole = np.concatenate(p_grads, axis=ax)
+                whole = assemble(p_grads, ax, pair.groups)  # type: ignore[arg-type]
                 if whole.shape == TORCH.shape(grad):
                     return TORCH.from_numpy(whole, like=grad)
             return None

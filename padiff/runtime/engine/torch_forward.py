@@ -53,6 +53,7 @@ class TorchForward:
             pev = ev.partner
             outs = TORCH.flatten(out if pev is None else reorder_like(out, pev.keys))
             ev.dtype = TORCH.dtype_name(outs[0]) if outs else ""
+            ev.shapes = [TORCH.shape(t) for t in outs]
             if pev is None:
                 return
             if ev.role.pair is not None and ev.role.pair.split_side:
