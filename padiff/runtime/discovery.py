@@ -93,7 +93,7 @@ def _record(side: Side, root: Any, inputs: dict[str, Any], roles: dict[str, Role
                     continue
                 seen.add(id(layer))
 
-                def pre(lay: Any, args: tuple, kwargs: dict, role: Role = role) -> None:
+                def pre(lay: Any, args: tuple[Any, ...], kwargs: dict[str, Any], role: Role = role) -> None:
                     call = calls.get(role.path, 0)
                     calls[role.path] = call + 1
                     events.append(Event(len(events), role, call))
