@@ -25,10 +25,10 @@ from timing import bare_run, compared_run, pin_threads
 #: parts of a compared call: (label, file suffix, function name) whose cumulative time is shown
 PARTS = [
     ("whole auto_diff call", "padiff/api.py", "compare"),
-    ("compared run (Engine.run)", "padiff/runtime/engine.py", "run"),
+    ("compared run (Engine.run)", "padiff/runtime/engine/run.py", "run"),
     ("  comparisons (compare_arrays)", "padiff/runtime/compare.py", "compare_arrays"),
-    ("  backward passes (both models; gradient comparisons inside)", "padiff/runtime/engine.py", "_backward"),
-    ("  forward passes (both models, hooked; output comparisons inside)", "padiff/runtime/engine.py", "_call"),
+    ("  backward passes (both models; gradient comparisons inside)", "padiff/runtime/engine/calls.py", "run_backward"),
+    ("  forward passes (both models, hooked; outputs compared inside)", "padiff/runtime/engine/calls.py", "call_model"),
     ("discovery forward (discover_pairs)", "padiff/runtime/discovery.py", "discover_pairs"),
     ("weight plan + copy (_assign)", "padiff/api.py", "_assign"),
     ("snapshots (SideSnapshot.take)", "padiff/runtime/state.py", "take"),
