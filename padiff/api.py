@@ -15,7 +15,7 @@ from typing import Any
 from padiff.adapters import PADDLE, TORCH, Side
 from padiff.checks import check_example_inp, check_models, optimizer_pair, pair_of_callables
 from padiff.errors import InputError, OptionsError, OutputPathError, WeightAssignError
-from padiff.layer_map import LayerMap, ResolvedMap
+from padiff.layer_map import LayerMap
 from padiff.names import depth as path_depth
 from padiff.names import show
 from padiff.options import DiffOptions, validate_steps
@@ -23,6 +23,7 @@ from padiff.report.progress import status, step_progress
 from padiff.report.records import Comparison, DiffReport
 from padiff.runtime import diagnostics
 from padiff.runtime.compare import Stats
+from padiff.runtime.discovery import AutoWeights, CallOrderDiffers
 from padiff.runtime.engine import Engine, RunSpec
 from padiff.runtime.state import SideSnapshot
 from padiff.runtime.warn_once import warnings_once
@@ -84,18 +85,32 @@ def compare(
     # BatchNorm statistics come back (weights an optimizer already stepped stay stepped)
     failed = True
     try:
-        weights_map = _with_call_order(resolved, lm, layer, module, p_inp, t_inp) if auto_weights else resolved
-        if auto_weights and not _assign(layer, module, weights_map, rep):
-            return _finish(rep, report, json_path, log_dir)
-        if auto_weights:
-            # the assigned weights stay: record them as the state to come back to
-            snaps[0] = SideSnapshot.take(PADDLE, layer, p_inp, keep_values=False)
-        if opts.checks_backward:
-            rep.warnings.extend(_inputs_for_backward(layer, module, p_inp, t_inp))
-        spec = RunSpec(layer, module, p_inp, t_inp, opts, resolved, steps, loss_fns, optimizers,
-                       strict_pairing=not lm.pairs and lm.route == "manual")
-        with step_progress(steps, "padiff: comparing steps") as advance:
-            result = Engine(spec, rep).run(on_step=advance)
+        weights = AutoWeights(layer, module, resolved, lm, p_inp, t_inp) if auto_weights else None
+        before_run = _ReportMark(rep)
+        while True:
+            if weights is not None:
+                if not _assign(layer, module, weights, rep):
+                    return _finish(rep, report, json_path, log_dir)
+                # the assigned weights stay: record them as the state to come back to
+                snaps[0] = SideSnapshot.take(PADDLE, layer, p_inp, keep_values=False)
+            if opts.checks_backward:
+                rep.warnings.extend(_inputs_for_backward(layer, module, p_inp, t_inp))
+            spec = RunSpec(layer, module, p_inp, t_inp, opts, resolved, steps, loss_fns, optimizers,
+                           strict_pairing=not lm.pairs and lm.route == "manual",
+                           on_paired=weights.check if weights is not None and weights.checking else None)
+            try:
+                with step_progress(steps, "padiff: comparing steps") as advance:
+                    result = Engine(spec, rep).run(on_step=advance)
+            except CallOrderDiffers:
+                # weights were copied in definition order but the run pairs in call order: nothing
+                # the run did counts; back to the state before the copy, copy again, run again
+                for snap in snaps:
+                    snap.restore(values=True, grads=True)
+                assert weights is not None
+                weights.undo()
+                before_run.rewind()
+                continue
+            break
         rep.mapping = [
             {"paddle_path": sp.paddle.path, "torch_path": sp.torch.path, "paddle_class": sp.paddle.cls,
              "torch_class": sp.torch.cls}
@@ -189,35 +204,26 @@ def _layer_map(value: Any, layer: Any, module: Any, example_inp: Any) -> LayerMa
     return LayerMap.coerce(value)
 
 
-def _with_call_order(resolved: ResolvedMap, lm: LayerMap, layer: Any, module: Any, p_inp: dict[str, Any],
-                     t_inp: dict[str, Any]) -> ResolvedMap:
-    """Add call-order pairs of stateful layers to a map that has no full correspondences.
+class _ReportMark:
+    """What the report held before a run, so a run that must be repeated leaves no trace in it."""
 
-    Weights are copied before the run, but default pairing is by call order; a quiet
-    discovery forward finds it, so layers defined in another order still get the right
-    weights. When the discovery forward fails, tree order is used and the real run will
-    report the model's error properly.
-    """
-    if lm.pairs:
-        return resolved
-    from padiff.runtime.discovery import discover_pairs
+    def __init__(self, rep: DiffReport) -> None:
+        self.rep = rep
+        self.lengths = {name: len(getattr(rep, name)) for name in ("records", "warnings", "skipped", "conversions")}
+        self.stages = list(rep.stages)
 
-    try:
-        found = discover_pairs(layer, module, p_inp, t_inp, resolved)
-    except (Exception, SystemExit):  # noqa: BLE001 - the compared run raises the model's error with context
-        return resolved
-    taken_p = {path for p in resolved.pairs for path in p.paddle_paths} | resolved.param_layers("paddle")
-    taken_t = {path for p in resolved.pairs for path in p.torch_paths} | resolved.param_layers("torch")
-    extra = tuple(p for p in found if p.paddle_path not in taken_p and p.torch_path not in taken_t)
-    return dataclasses.replace(resolved, pairs=resolved.pairs + extra)
+    def rewind(self) -> None:
+        for name, n in self.lengths.items():
+            del getattr(self.rep, name)[n:]
+        self.rep.stages = list(self.stages)
 
 
-def _assign(layer: Any, module: Any, resolved: Any, rep: DiffReport) -> bool:
-    from padiff.runtime.assign import copy_weights, plan_weights
+def _assign(layer: Any, module: Any, weights: AutoWeights, rep: DiffReport) -> bool:
+    from padiff.runtime.assign import copy_weights
 
     try:
-        plans = plan_weights(layer, module, resolved)
-        rep.conversions = copy_weights(layer, module, plans)
+        plans = weights.plan()
+        rep.conversions = copy_weights(layer, module, plans, keep=weights.before if weights.checking else None)
         return True
     except WeightAssignError as e:
         rep.assign_error = str(e)

@@ -34,16 +34,20 @@ from padiff.runtime.weights import PairPlan, torch_arrays
 log = logging.getLogger("padiff")
 
 
-def copy_weights(layer: Any, module: Any, plans: list[PairPlan]) -> list[str]:
+def copy_weights(layer: Any, module: Any, plans: list[PairPlan],
+                 keep: list[tuple[Any, np.ndarray]] | None = None) -> list[str]:
     """Apply ``plans`` all or nothing; returns the conversions that were inferred or special.
 
     Every paddle tensor a plan may write is snapshotted first (for a user special init:
     every tensor under its paddle layer); on any failure all of them are restored
-    exactly, and the failure is raised as a :class:`WeightAssignError`.
+    exactly, and the failure is raised as a :class:`WeightAssignError`. ``keep``, when
+    given, receives that snapshot ``(tensor, value before)`` so a caller can undo the copy.
     """
     p_layers, t_layers = dict(PADDLE.named_layers(layer)), dict(TORCH.named_layers(module))
     p_owned, t_owned = PADDLE.owned_state(layer), TORCH.owned_state(module)
     snapshot = _snapshot(plans, p_layers, p_owned)
+    if keep is not None:
+        keep[:] = snapshot
     done: list[str] = []
     current: PairPlan | None = None
     try:

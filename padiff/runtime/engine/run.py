@@ -30,7 +30,7 @@ from padiff.runtime.engine.sink import RecordSink
 from padiff.runtime.engine.torch_forward import TorchForward
 from padiff.runtime.grad_exchange import SEQUENTIAL, GradExchange
 from padiff.runtime.hooks import HookSet
-from padiff.runtime.pairing import OnlinePairer, assign_roles
+from padiff.runtime.pairing import OnlinePairer, Role, assign_roles
 
 
 @dataclass
@@ -47,6 +47,9 @@ class RunSpec:
     loss_fns: tuple[Callable[[Any], Any], Callable[[Any], Any]] | None = None
     optimizers: tuple[Any, Any] | None = None
     strict_pairing: bool = True  # default pairing: unpaired stateful layers are an error
+    # told the (paddle role, torch role) pairs of the first forward, before any comparison of
+    # gradients or optimizer step; may raise to stop the run (auto_weights checks its copy so)
+    on_paired: Callable[[list[tuple[Role, Role]]], None] | None = None
 
     @property
     def training(self) -> bool:
@@ -129,6 +132,8 @@ class Engine:
             pairer.finish()
             if not self._pairing_checked:
                 self._pairing_checked = True
+                if self.spec.on_paired is not None:
+                    self.spec.on_paired([(sp.paddle, sp.torch) for sp in self.seen.pairs()])
                 check_pairing(pairer, self.p.events, self.t.events, self.sink, self.spec.strict_pairing)
             if ps.compare_forward:
                 self.cmp.model_outputs(p_out, t_out, type(self.spec.layer).__name__, type(self.spec.module).__name__)
