@@ -140,3 +140,17 @@ def test_without_anchors_a_cross_block_re_pairing_is_low_confidence_and_says_why
     assert got["blocks.1.fc"].torch_path == "blocks.0.fc"  # the numbers' choice, but flagged
     assert got["blocks.1.fc"].uncertain and got["blocks.1.fc"].confidence < 0.8
     assert any("no confidently paired neighbour" in e for e in got["blocks.1.fc"].evidence)
+
+
+def test_confirmation_distance_compares_outputs_of_different_arity_on_their_common_prefix() -> None:
+    """A block returning (hidden, router_logits) on one side and hidden on the other must still
+    rank candidates by the hidden state (the eager comparison pairs the common prefix too);
+    an inf here made every layout of a fused pair look equivalent."""
+    import numpy as np
+
+    from padiff.graph.confirm_local import distance
+
+    h = np.ones((2, 3), np.float32)
+    assert distance([[h, np.zeros(4, np.float32)]], [[h]]) == 0.0
+    assert distance([[h * 2]], [[h, np.zeros(4, np.float32)]]) == pytest.approx(1.0)
+    assert distance([[h]], [[np.ones((3, 2), np.float32)]]) == float("inf")

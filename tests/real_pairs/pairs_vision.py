@@ -10,6 +10,7 @@ attributes are named here on purpose: this is the referee, not padiff.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib
 import importlib.util
@@ -155,10 +156,10 @@ def _converted_class(name: str) -> Any:
     spec = importlib.util.spec_from_file_location(f"padiff_x2paddle_{name}", os.path.join(out_dir, "x2paddle_code.py"))
     assert spec is not None and spec.loader is not None
     code = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(code)
-    finally:  # the class is in memory now; the generated files are not needed again
-        shutil.rmtree(out_dir, ignore_errors=True)
+    # the generated source stays until the process ends: paddle's jit.save (the aligner's export)
+    # reads the forward's source file again
+    atexit.register(shutil.rmtree, out_dir, True)
+    spec.loader.exec_module(code)
     classes = [v for v in vars(code).values() if isinstance(v, type) and issubclass(v, paddle.nn.Layer)
                and v.__module__ == code.__name__]
     assert len(classes) == 1, classes
