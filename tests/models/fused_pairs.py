@@ -485,6 +485,44 @@ def shared_expert_moe(reverse: bool = False) -> Case:
     return Case(PBlock(PSharedMoE()), TBlock(TSharedMoE(reverse)), inputs(), None, "body")
 
 
+class PSharedMoELogits(PSharedMoE):
+    """The MoE block also returning its router logits, which the torch block does not return."""
+
+    def forward(self, x):
+        return super().forward(x), self.gate(x)
+
+
+class PAttnMoE(pnn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = PFusedAttn()
+        self.moe = PSharedMoELogits()
+
+    def forward(self, x):
+        h = x + self.attn(x)
+        return self.moe(h)[0]
+
+
+class TAttnMoE(tnn.Module):
+    def __init__(self, reverse: bool = False) -> None:
+        super().__init__()
+        self.attn = TSplitAttn(reverse)
+        self.moe = TSharedMoE()
+
+    def forward(self, x):
+        h = x + self.attn(x)
+        return self.moe(h)
+
+
+def attention_and_moe_logits(reverse: bool = True) -> Case:
+    """Fused qkv against q/k/v (torch order reversed) beside a MoE block whose paddle side returns more."""
+    paddle.seed(1)
+    torch.manual_seed(2)
+    return Case(PBlock(PAttnMoE()), TBlock(TAttnMoE(reverse)), inputs(),
+                ("inner.attn.qkv_proj", ("body.attn.q_proj", "body.attn.k_proj", "body.attn.v_proj")),
+                "body.attn.k_proj")
+
+
 # --- special-init units (MultiHeadAttention, LSTM) defined in another order -------------------------
 class PDecoder(pnn.Layer):
     """Self-attention then cross-attention over a memory, then an LSTM: paddle's own special-init classes."""
