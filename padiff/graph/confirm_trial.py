@@ -122,11 +122,7 @@ class Trial:
         assert self.p_taps is not None
         total = distance([self.forward(keep_outputs=True)], [self.t_final])
         for p_path, t_path in self.compared.items():
-            d = distance(self.p_taps.outputs.get(p_path, []), self.t_out.get(self.current.get(p_path, t_path), []))
-            # outputs of another structure (a block returning router logits torch does not) are so in every
-            # trial: they say nothing about the weights under trial, and an inf would hide the layers that do
-            if np.isfinite(d):
-                total += d
+            total += distance(self.p_taps.outputs.get(p_path, []), self.t_out.get(self.current.get(p_path, t_path), []))
         return total
 
     def block_error(self, p_block: str, t_block: str, calls: list[tuple]) -> float:
