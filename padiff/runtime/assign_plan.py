@@ -17,6 +17,7 @@ from padiff.errors import WeightAssignError
 from padiff.maps.types import LayerPair, ResolvedMap
 from padiff.names import is_within, show
 from padiff.runtime.assign_message import build_error, skip_marks
+from padiff.runtime.opaque_plan import inner_pairs, plan_opaque
 from padiff.runtime.special_init import is_special, lookup
 from padiff.runtime.weights import PairPlan, plan_fused, plan_pair, plan_param
 
@@ -148,12 +149,25 @@ class _Planner:
             p_state, t_state = subtree_state(self.p_owned, pp), subtree_state(self.t_owned, tp)
             self.p_tops.append(pp)
             self.t_tops.append(tp)
+            if pair.opaque and (p_state or t_state):
+                self._opaque(pair, p_state, t_state)
+                return
         else:
             p_state, t_state = self.p_owned.get(pp, []), self.t_owned.get(tp, [])
             self.p_done.add(pp)
             self.t_done.add(tp)
         if p_state or t_state:
             self._add(pp, tp, p_state, t_state)
+
+    def _opaque(self, pair: LayerPair, p_state: list[StateEntry], t_state: list[StateEntry]) -> None:
+        """An opaque pair: the map's pairs inside both tops place their tensors, shapes the rest."""
+        pp, tp = pair.paddle_path, pair.torch_path
+        inner = inner_pairs(pp, tp, self.resolved.pairs)
+        try:
+            plan = plan_opaque(pp, tp, inner, self.p_layers, self.p_owned, self.t_layers, self.t_owned)
+        except WeightAssignError as e:
+            raise self.error(pp, tp, getattr(e, "reason", str(e)), p_state, t_state, cause=e) from e
+        self.plans.append(plan)
 
     def _params(self) -> None:
         """Parameter pairs: one plan each; the layers holding them are then done (fully covered, or an error)."""

@@ -27,6 +27,8 @@ CASES: dict[str, Callable[[], fp.Case]] = {
     "up_gate_vs_gate_up_reversed": lambda: fp.up_gate(reverse=True),
     "linears_vs_conv1d": fp.conv1d,
     "expert_tensors_vs_expert_list": fp.experts,
+    # a compared block whose paddle side returns one output more (router logits) must not blind the layout search
+    "qkv_reversed_beside_moe_returning_logits": fp.attention_and_moe_logits,
 }
 
 

@@ -429,20 +429,98 @@ class TStackedExperts(tnn.Module):
 
 
 class TRoutedStack(tnn.Module):
-    def __init__(self) -> None:
+    def __init__(self, reverse: bool = False) -> None:
         super().__init__()
-        self.router = tnn.Linear(D, E, bias=False)
-        self.experts = TStackedExperts()
+        if reverse:  # experts defined before the router: definition order says nothing about the pairing
+            self.experts = TStackedExperts()
+            self.router = tnn.Linear(D, E, bias=False)
+        else:
+            self.router = tnn.Linear(D, E, bias=False)
+            self.experts = TStackedExperts()
 
     def forward(self, x):
         probs = torch.softmax(self.router(x), dim=-1)
         return (self.experts(x) * probs.unsqueeze(-1)).sum(dim=2)
 
 
-def stacked_torch_experts() -> Case:
+def stacked_torch_experts(reverse: bool = False) -> Case:
     paddle.seed(1)
     torch.manual_seed(2)
-    return Case(PBlock(PExpertList()), TBlock(TRoutedStack()), inputs(), None, "body")
+    return Case(PBlock(PExpertList()), TBlock(TRoutedStack(reverse)), inputs(), None, "body")
+
+
+class PSharedMoE(PExpertList):
+    """Router, expert list and a shared expert with a fused ``up_gate_proj`` (a Qwen2-MoE-like block)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared_expert = PUpGate()
+
+    def forward(self, x):
+        return super().forward(x) + self.shared_expert(x)
+
+
+class TSharedMoE(tnn.Module):
+    """Router, stacked experts and a shared expert with split ``gate_proj``/``up_proj``."""
+
+    def __init__(self, reverse: bool = False) -> None:
+        super().__init__()
+        if reverse:  # every module's children in the opposite order
+            self.shared_expert = TGateUp(reverse=True)
+            self.experts = TStackedExperts()
+            self.router = tnn.Linear(D, E, bias=False)
+        else:
+            self.router = tnn.Linear(D, E, bias=False)
+            self.experts = TStackedExperts()
+            self.shared_expert = TGateUp()
+
+    def forward(self, x):
+        probs = torch.softmax(self.router(x), dim=-1)
+        return (self.experts(x) * probs.unsqueeze(-1)).sum(dim=2) + self.shared_expert(x)
+
+
+def shared_expert_moe(reverse: bool = False) -> Case:
+    paddle.seed(1)
+    torch.manual_seed(2)
+    return Case(PBlock(PSharedMoE()), TBlock(TSharedMoE(reverse)), inputs(), None, "body")
+
+
+class PSharedMoELogits(PSharedMoE):
+    """The MoE block also returning its router logits, which the torch block does not return."""
+
+    def forward(self, x):
+        return super().forward(x), self.gate(x)
+
+
+class PAttnMoE(pnn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = PFusedAttn()
+        self.moe = PSharedMoELogits()
+
+    def forward(self, x):
+        h = x + self.attn(x)
+        return self.moe(h)[0]
+
+
+class TAttnMoE(tnn.Module):
+    def __init__(self, reverse: bool = False) -> None:
+        super().__init__()
+        self.attn = TSplitAttn(reverse)
+        self.moe = TSharedMoE()
+
+    def forward(self, x):
+        h = x + self.attn(x)
+        return self.moe(h)
+
+
+def attention_and_moe_logits(reverse: bool = True) -> Case:
+    """Fused qkv against q/k/v (torch order reversed) beside a MoE block whose paddle side returns more."""
+    paddle.seed(1)
+    torch.manual_seed(2)
+    return Case(PBlock(PAttnMoE()), TBlock(TAttnMoE(reverse)), inputs(),
+                ("inner.attn.qkv_proj", ("body.attn.q_proj", "body.attn.k_proj", "body.attn.v_proj")),
+                "body.attn.k_proj")
 
 
 # --- special-init units (MultiHeadAttention, LSTM) defined in another order -------------------------

@@ -24,8 +24,10 @@ FAULT_XFAIL: dict[str, str] = {
 # pairs padiff's verdict is known to be wrong on, per torch order
 # (padiff before 70004f0 failed nn.TransformerEncoder reversed: dropout paired with dropout2; now fixed)
 VERDICT_XFAIL: dict[tuple[str, bool], str] = {
-    ("qwen2_moe", True): "the opaque MoE block's weights are inferred in definition order (the fused shared expert "
-                         "and plain pairs found inside it are dropped), which fails once torch's order is reversed",
+    ("qwen2_moe", True): "the aligner pairs paddle expert Linears with torch shared-expert Linears one to one, so "
+                         "the enclosing block becomes the whole MoE with no usable pair inside it and its weights are "
+                         "inferred in definition order (a map stating the router and shared-expert pairs inside "
+                         "the block copies it exactly: padiff.runtime.opaque_plan)",
 }
 
 

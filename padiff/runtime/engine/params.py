@@ -22,6 +22,7 @@ from padiff.runtime.engine.comparisons import Comparer, one_sided
 from padiff.runtime.engine.pairs import PairsSeen, SeenPair
 from padiff.runtime.engine.recording import SideRecorder
 from padiff.runtime.engine.sink import Site, SortKey
+from padiff.runtime.opaque_plan import inner_pairs, plan_opaque
 from padiff.runtime.pairing import Role
 from padiff.runtime.weights import PairPlan, plan_fused, plan_pair, plan_param, torch_arrays
 
@@ -138,6 +139,9 @@ class ParamComparer:
         try:
             if fused is not None:  # fused plans look up every part's class
                 plan = plan_fused(fused, self.p.layer_table(), p_state, self.t.layer_table(), t_state)
+            elif p_role.pair is not None and p_role.pair.opaque:  # the map's pairs inside it place their tensors
+                plan = plan_opaque(p_role.path, t_role.path, inner_pairs(p_role.path, t_role.path, self.resolved.pairs),
+                                   self.p.layer_table(), self.p.owned, self.t.layer_table(), self.t.owned)
             else:
                 plan = plan_pair(p_role.path, self.p.layer_at(p_role.path), p_state,
                                  t_role.path, self.t.layer_at(t_role.path), t_state)

@@ -1,0 +1,75 @@
+"""An opaque pair's weight copy: the pairs inside it place their tensors, not definition order.
+
+The block is a paddle router plus a list of expert MLPs against a torch block holding the
+experts as two 3-D tensors, the torch experts defined *before* the router. Paired as one
+opaque block, the subtrees' tensors inferred together follow definition order and fail; a
+pair stated inside the block (router <-> router) decides where its tensors go and only the
+expert stacks are left to the shape inference.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import padiff
+from padiff.layer_map import LayerMap, LayerPair
+from tests.models import fused_pairs as fp
+
+TOL = dict(atol=1e-5, rtol=1e-4)
+
+
+def _map(inner: bool = True) -> LayerMap:
+    """The block as one opaque pair, with (by default) the pairs a person finds inside it."""
+    pairs = [LayerPair("inner", "body", opaque=True)]
+    if inner:
+        split = ("body.shared_expert.gate_proj", "body.shared_expert.up_proj")
+        pairs += [LayerPair("inner.gate", "body.router"),
+                  LayerPair("inner.shared_expert.up_gate_proj", split[0], torch_parts=split),
+                  LayerPair("inner.shared_expert.down_proj", "body.shared_expert.down_proj")]
+    return LayerMap(pairs)
+
+
+def test_block_with_reversed_torch_order_copies_through_the_pair_inside() -> None:
+    case = fp.shared_expert_moe(reverse=True)
+    assert padiff.auto_diff(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map=_map(),
+                            options=TOL) is True
+
+
+def test_block_with_reversed_torch_order_and_no_pair_inside_is_not_guessed_right() -> None:
+    """Without the inner pair, definition order is all the copy has: it does not copy this block."""
+    case = fp.shared_expert_moe(reverse=True)
+    assert padiff.auto_diff(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map=_map(inner=False),
+                            options=TOL) is False
+
+
+@pytest.mark.xfail(strict=True, reason="the aligner pairs paddle expert Linears with torch shared-expert Linears "
+                   "(one-to-one graph match), so the block is proposed with no pair inside it (issue 11)")
+def test_auto_map_on_the_reversed_block_passes() -> None:
+    case = fp.shared_expert_moe(reverse=True)
+    assert padiff.auto_diff(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map="auto",
+                            options=TOL) is True
+
+
+def test_fault_in_the_torch_experts_is_named_at_the_block() -> None:
+    case = fp.shared_expert_moe(reverse=True)
+    handle = case.torch.get_submodule("body.experts").register_forward_hook(lambda _m, _i, out: out * 1.05)
+    try:
+        rep = padiff.compare(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map=_map(), options=TOL)
+    finally:
+        handle.remove()
+    assert rep.first_diff is not None
+    assert (rep.first_diff.stage, rep.first_diff.paddle_path, rep.first_diff.torch_path) == ("forward", "inner", "body")
+
+
+def test_router_gradients_are_compared_through_the_block_plan() -> None:
+    """The block's parameter comparison uses the same plan: a torch router gradient scaled is a grad difference."""
+    case = fp.shared_expert_moe(reverse=True)
+    router = case.torch.get_submodule("body.router")
+    handle = router.weight.register_hook(lambda g: g * 1.5)
+    try:
+        rep = padiff.compare(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map=_map(), options=TOL)
+    finally:
+        handle.remove()
+    assert not rep
+    failed = [(r.stage, r.paddle_path, r.item) for r in rep.records if not r.passed]
+    assert failed == [("grad", "inner", "gate.weight")]
