@@ -62,14 +62,7 @@ class TorchSide(Side):
         return out
 
     def to_numpy(self, t: Any) -> np.ndarray:
-        torch = self.fw
-        t = self._dense(t.detach())
-        if t.dtype in (torch.float16, torch.bfloat16):
-            t = t.float()
-        if t.is_conj():
-            t = t.resolve_conj()
-        arr: np.ndarray = t.cpu().numpy().copy()
-        return arr
+        return self.host_view(t).copy()
 
     def host_view(self, t: Any) -> np.ndarray:
         torch = self.fw
