@@ -13,11 +13,8 @@ the unit graphs:
    product), and together exactly the parameters of the single layer (element counts per
    tensor rank). The order of the parts is not read from definition order: the
    pair is marked ``uncertain`` and :mod:`padiff.graph.confirm` settles it numerically.
-2. **Opaque blocks.** Leftover layers with no finer pairing (a paddle MoE holding 3-D
-   expert tensors against a torch ``ModuleList`` of expert MLPs) are covered by pairing
-   their closest enclosing blocks whose subtrees hold equally many parameter elements and
-   whose insides pair consistently; the block pair is opaque (compared at its top, its
-   weights converted as a whole).
+2. **Opaque blocks** for what is still left (:mod:`padiff.graph.blocks`), and for an
+   opaque block whose top has no op of its own, the closest enclosing pair compared at its outputs.
 
 Must not import paddle or torch.
 """
@@ -28,31 +25,24 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import networkx as nx
 
+from padiff.graph.blocks import UNSEEN, compared_parents, enclosing_blocks, numel
 from padiff.graph.proposal import MatchResult, ProposedPair
 from padiff.graph.units import LayerInfo, Unit, UnitGraph
+from padiff.names import is_within as _within
 
 MAX_PARTS = 8  # subsets of at most this many layers are tried for one fused layer
 MAX_GROUPS = 64  # at most this many interleaved runs are tried for the parts of a fused pair
 MAX_SUBSETS = 20000  # beyond this many candidate subsets the fused layer is left unpaired
-UNSEEN = ("inside control flow", "not executed")  # reasons of layers the graphs hold no dataflow for
-
-
-def _numel(shape: Sequence[int]) -> int:
-    out = 1
-    for d in shape:
-        out *= int(d)
-    return out
 
 
 def _budget(info: LayerInfo) -> Counter[int]:
     """Parameter elements per tensor rank (weights and biases must add up separately)."""
     out: Counter[int] = Counter()
     for s in info.shapes:
-        out[len(s)] += _numel(s)
+        out[len(s)] += numel(s)
     return out
 
 
@@ -150,7 +140,7 @@ def layout_groups(pair: ProposedPair, p_layers: Mapping[str, LayerInfo],
     common = 0
     for path in parts:
         for shape in layers[path].shapes if path in layers else ():
-            common = math.gcd(common, _numel(shape))
+            common = math.gcd(common, numel(shape))
     return [g for g in range(1, min(common, MAX_GROUPS) + 1) if common % g == 0] or [1]
 
 
@@ -158,71 +148,6 @@ def _parallel(side: UnitGraph, units: Sequence[Unit]) -> bool:
     """No data flows from one of ``units`` to another (they are the pieces of one step, not a chain)."""
     uids = {u.uid for u in units}
     return all(not uids & (nx.descendants(side.graph, u.uid) - {u.uid}) for u in units)
-
-
-def _ancestors_or_self(path: str) -> list[str]:
-    parts = path.split(".") if path else []
-    return [".".join(parts[:i]) for i in range(len(parts), -1, -1)]
-
-
-def _within(path: str, top: str) -> bool:
-    return top == "" or path == top or path.startswith(top + ".")
-
-
-def _subtree_numel(layers: Mapping[str, LayerInfo], top: str) -> int:
-    return sum(_numel(s) for path, info in layers.items() if _within(path, top) for s in info.shapes)
-
-
-@dataclass(frozen=True)
-class Block:
-    """An opaque block pair covering leftovers: both tops and the inner pairs it replaces."""
-
-    paddle_path: str
-    torch_path: str
-    evidence: str
-
-
-def enclosing_blocks(p_left: set[str], t_left: set[str], pairs: Sequence[tuple[str, str]],
-                     p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, LayerInfo]) -> list[Block]:
-    """Closest enclosing block pairs (never the roots) for leftover parameter layers.
-
-    For a leftover paddle layer, its ancestors are tried from the closest; a torch block
-    pairs with one when its subtree holds leftover torch layers, every pair already made
-    inside either block stays inside both, and both subtrees hold the same number of
-    parameter elements. Torch blocks are tried from the smallest.
-    """
-    out: list[Block] = []
-    taken_p: list[str] = []
-    taken_t: list[str] = []
-    t_tops = sorted({a for t in t_left for a in _ancestors_or_self(t) if a}, key=lambda a: -a.count("."))
-    for p in sorted(p_left):
-        if any(_within(p, top) for top in taken_p):
-            continue
-        for a in (x for x in _ancestors_or_self(p) if x):
-            size = _subtree_numel(p_layers, a)
-            inner = [(pp, tp) for pp, tp in pairs if _within(pp, a)]
-            hit = None
-            for b in t_tops:
-                if any(_within(b, top) or _within(top, b) for top in taken_t):
-                    continue
-                if _subtree_numel(t_layers, b) != size or not any(_within(t, b) for t in t_left):
-                    continue
-                if all(_within(tp, b) for _, tp in inner) and \
-                        all(_within(pp, a) for pp, tp in pairs if _within(tp, b)):
-                    hit = b
-                    break
-            if hit is not None:
-                n_p = sum(1 for x in p_left if _within(x, a))
-                n_t = sum(1 for x in t_left if _within(x, hit))
-                if n_p == 1 and n_t == 1 and a in p_left and hit in t_left:
-                    break  # one layer against one: not a block, the tree fallback pairs it
-
-                out.append(Block(a, hit, f"enclosing blocks of {n_p} paddle and {n_t} torch layers with no finer "
-                                         f"pairing; both hold {size} parameter elements; compared at their tops"))
-                taken_p.append(a)
-                taken_t.append(hit)
-                break
-    return out
 
 
 def extend(result: MatchResult, ps: UnitGraph, ts: UnitGraph, p_layers: Mapping[str, LayerInfo],
@@ -261,7 +186,8 @@ def extend(result: MatchResult, ps: UnitGraph, ts: UnitGraph, p_layers: Mapping[
     blocks = [(pr.paddle_path, pr.torch_path) for pr in pairs if pr.opaque]
     unpaired = [u for u in result.unpaired if (u.side, u.path) not in covered
                 and not any(_within(u.path, top[0] if u.side == "paddle" else top[1]) for top in blocks)]
+    pairs += compared_parents(pairs, {u.layer for u in ps.units}, {u.layer for u in ts.units}, p_layers, t_layers)
     return MatchResult(pairs, unpaired, result.unit_pairs, result.params)
 
 
-__all__ = ["Block", "enclosing_blocks", "extend", "fused_pairs", "layout_groups"]
+__all__ = ["extend", "fused_pairs", "layout_groups"]

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 import networkx as nx
 
 from padiff.graph.align import align, order_key, pair_score, refine
+from padiff.graph.blocks import rematch_crossed
 from padiff.graph.fused import extend
 from padiff.graph.proposal import Left, MatchResult, ProposedPair
 from padiff.graph.raw_params import param_pairs
@@ -34,10 +35,11 @@ __all__ = ["LayerInfo", "Left", "MatchResult", "ProposedPair", "Unit", "align", 
 
 
 def match_sides(ps: UnitGraph, ts: UnitGraph, p_layers: Mapping[str, LayerInfo],  # noqa: C901, PLR0915  # the matcher's pipeline, each step a call; splitting scatters its shared state
-                t_layers: Mapping[str, LayerInfo]) -> MatchResult:
-    """Match two prepared sides (see :func:`match_graphs`)."""
-    p_order = sorted(ps.units, key=order_key)
-    t_order = sorted(ts.units, key=order_key)
+                t_layers: Mapping[str, LayerInfo], skip_p: frozenset[str] = frozenset(),
+                skip_t: frozenset[str] = frozenset()) -> MatchResult:
+    """Match two prepared sides (see :func:`match_graphs`); the layers in ``skip_*`` are left out."""
+    p_order = sorted((u for u in ps.units if u.layer not in skip_p), key=order_key)
+    t_order = sorted((u for u in ts.units if u.layer not in skip_t), key=order_key)
     aligned = [(p_order[i].uid, t_order[j].uid) for i, j in align(p_order, t_order)]
     unit_pairs, unsettled = refine(aligned, ps, ts)
     kept = _drop_stray_free_pairs(unit_pairs, ps, ts)
@@ -94,8 +96,13 @@ def match_sides(ps: UnitGraph, ts: UnitGraph, p_layers: Mapping[str, LayerInfo],
             evidence.append(f"{votes[p_path][t_path]}/{total} calls agree")
         p_info, t_info = p_layers.get(p_path), t_layers.get(t_path)
         compare = _same_output(p_info, t_info)
+        moved = sorted(_moved_ops(pu, tu) | _moved_ops(tu, pu))
         if not compare:
             evidence.append("weight-only pair: the layers' outputs are different tensors")
+        elif moved:
+            compare = False
+            evidence.append(f"weight-only pair: one layer also runs {', '.join(moved)}, which the other side runs "
+                            "after its layer, so their outputs are different tensors")
         conf = round(min(1.0, sum(confs) / len(confs)) * (votes[p_path][t_path] / total), 3)
         pairs.append(ProposedPair(p_path, t_path, conf, tuple(evidence), compare, doubt))
     first_op: dict[str, int] = {}
@@ -228,6 +235,19 @@ def _same_output(p: LayerInfo | None, t: LayerInfo | None) -> bool:
     return p.leaf == t.leaf or class_key(p.cls) == class_key(t.cls)
 
 
+def _moved_ops(a: Unit, b: Unit) -> set[str]:
+    """Op kinds ``a`` runs inside its layer that ``b``'s side runs right after ``b`` (glue), not inside.
+
+    A torch router returning softmax scores against a paddle gate Linear returning logits (the
+    softmax follows in the block's code): the weights pair, the outputs are different tensors.
+    """
+    extra = a.compute - b.compute
+    if not extra:
+        return set()
+    after = {step.split("@")[0] for path in b.down for step in path.split(">")}
+    return set(extra & after)
+
+
 def _explain(me: UnitGraph, other: UnitGraph, mine: Mapping[str, LayerInfo], theirs: Mapping[str, LayerInfo],
              paired: set[str], other_paired: set[str], side: str) -> list[Left]:
     """Reasons for the layers of ``me`` left out of the pairs."""
@@ -290,8 +310,14 @@ def match_graphs(pg: nx.DiGraph, tg: nx.DiGraph, p_layers: Mapping[str, LayerInf
 
     One to one first (:func:`match_sides`), then raw parameters against layers
     (:mod:`padiff.graph.raw_params`), then fused-against-split layers and enclosing blocks
-    among what is left (:mod:`padiff.graph.fused`).
+    among what is left (:mod:`padiff.graph.fused`). When one-to-one pairs crossed a balanced
+    block, once more with those blocks left out (:func:`padiff.graph.blocks.rematch_crossed`).
     """
     ps, ts = build_units(pg, p_layers), build_units(tg, t_layers)
-    result = param_pairs(pg, tg, match_sides(ps, ts, p_layers, t_layers), p_layers, t_layers)
-    return extend(result, ps, ts, p_layers, t_layers)
+
+    def one_to_one(skip_p: frozenset[str], skip_t: frozenset[str]) -> MatchResult:
+        return param_pairs(pg, tg, match_sides(ps, ts, p_layers, t_layers, skip_p, skip_t), p_layers, t_layers)
+
+    base = one_to_one(frozenset(), frozenset())
+    return rematch_crossed(base, extend(base, ps, ts, p_layers, t_layers),
+                           lambda sp, st: extend(one_to_one(sp, st), ps, ts, p_layers, t_layers), p_layers, t_layers)

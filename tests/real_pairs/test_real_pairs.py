@@ -18,17 +18,14 @@ pytestmark = pytest.mark.real_pairs
 
 # pairs padiff is known not to localise a planted fault on, and why (found by score.py)
 FAULT_XFAIL: dict[str, str] = {
-    "qwen2_moe": "the proposal pairs the MoE blocks as one opaque pair (router and experts have no finer pairing), "
-                 "so a fault in the torch experts is named at the enclosing m.layers.1.mlp pair, not at the experts",
+    "qwen2_moe": "the paddle experts are a LayerList that is never called, so the expert block pair has no output "
+                 "of its own; a fault in the torch experts is named at the enclosing m.layers.1.mlp pair compared "
+                 "for it (the torch experts' output is glue on the paddle side)",
 }
 # pairs padiff's verdict is known to be wrong on, per torch order
-# (padiff before 70004f0 failed nn.TransformerEncoder reversed: dropout paired with dropout2; now fixed)
-VERDICT_XFAIL: dict[tuple[str, bool], str] = {
-    ("qwen2_moe", True): "the aligner pairs paddle expert Linears with torch shared-expert Linears one to one, so "
-                         "the enclosing block becomes the whole MoE with no usable pair inside it and its weights are "
-                         "inferred in definition order (a map stating the router and shared-expert pairs inside "
-                         "the block copies it exactly: padiff.runtime.opaque_plan)",
-}
+# (padiff before 70004f0 failed nn.TransformerEncoder reversed: dropout paired with dropout2; before the moe branch
+# Qwen2-MoE reversed: expert Linears paired with the shared expert's, crossing the expert block; both now fixed)
+VERDICT_XFAIL: dict[tuple[str, bool], str] = {}
 
 
 def _need(pair: RealPair) -> None:

@@ -9,8 +9,6 @@ expert stacks are left to the shape inference.
 
 from __future__ import annotations
 
-import pytest
-
 import padiff
 from padiff.layer_map import LayerMap, LayerPair
 from tests.models import fused_pairs as fp
@@ -42,8 +40,6 @@ def test_block_with_reversed_torch_order_and_no_pair_inside_is_not_guessed_right
                             options=TOL) is False
 
 
-@pytest.mark.xfail(strict=True, reason="the aligner pairs paddle expert Linears with torch shared-expert Linears "
-                   "(one-to-one graph match), so the block is proposed with no pair inside it (issue 11)")
 def test_auto_map_on_the_reversed_block_passes() -> None:
     case = fp.shared_expert_moe(reverse=True)
     assert padiff.auto_diff(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map="auto",
