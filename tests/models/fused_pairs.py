@@ -449,6 +449,35 @@ def stacked_torch_experts(reverse: bool = False) -> Case:
     return Case(PBlock(PExpertList()), TBlock(TRoutedStack(reverse)), inputs(), None, "body")
 
 
+class TScoringRouter(tnn.Module):
+    """A router returning routing probabilities (softmax inside), as transformers' MoE routers do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = tnn.Parameter(torch.randn(E, D) * 0.3)
+
+    def forward(self, x):
+        return torch.softmax(TF.linear(x, self.weight), dim=-1)
+
+
+class TScoredStack(tnn.Module):
+    """Stacked experts behind a router that returns probabilities; paddle's gate returns logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.router = TScoringRouter()
+        self.experts = TStackedExperts()
+
+    def forward(self, x):
+        return (self.experts(x) * self.router(x).unsqueeze(-1)).sum(dim=2)
+
+
+def scoring_router_experts() -> Case:
+    paddle.seed(1)
+    torch.manual_seed(2)
+    return Case(PBlock(PExpertList()), TBlock(TScoredStack()), inputs(), None, "body")
+
+
 class PSharedMoE(PExpertList):
     """Router, expert list and a shared expert with a fused ``up_gate_proj`` (a Qwen2-MoE-like block)."""
 
