@@ -11,6 +11,8 @@ Modules, one job each (only the ``export_*`` modules import a framework):
 - ``align``: Needleman–Wunsch over the two unit orders, ties refined by neighbours.
 - ``match``: unit pairs → layer pairs with confidence, evidence and unpaired reasons
   (``units``, ``align``, ``match``, ``canonical`` and ``tree`` are pure Python).
+- ``fused``: one layer against several among what the one-to-one match left; ``blocks``:
+  enclosing block pairs for the rest, and matching again around blocks the pairs crossed.
 - ``tree``: structure-only pairing over the module trees (no input, or export failed).
 - ``confirm``: settle structural ties by comparing outputs with trial weight copies.
 - ``suggest``: ``suggest_layer_map`` — runs the above and fills a ``LayerMap``.
