@@ -71,7 +71,7 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode:
     if fused is not None:
         f = fused
         max_abs, max_rel, mean_a, mean_b = f.max_abs, f.max_rel, f.sum_a / total, f.sum_b / total
-        err, ref, mismatched, cos = f.sum_diff / total, f.sum_abs_b / total, f.mismatched, _cos_from(*f.dots)
+        err, ref, mismatched, cos = f.sum_diff / total, f.sum_abs_b / total, f.mismatched, f.cosine
         special, nonfinite, diff, abs_b = "", 0, None, None
     else:
         with np.errstate(invalid="ignore", over="ignore"):
@@ -96,7 +96,7 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode:
             mismatched = int((~(diff <= atol + rtol * abs_b)).sum())
             err = math.inf if special else float(np.mean(diff, dtype=np.float64))
             ref = float(np.mean(abs_b, dtype=np.float64))
-        cos = _cosine(a, b)
+        cos = _cosine(a, b, diff)
     if special:
         return Stats(passed=False, max_abs_diff=max_abs, max_rel_diff=max_rel, mismatched=max(mismatched, nonfinite),
                      total=total, paddle_mean=mean_a, torch_mean=mean_b, cosine=cos, min_atol=math.inf,
@@ -235,13 +235,9 @@ def _max_rel(diff: np.ndarray, abs_b: np.ndarray) -> float:
     return 0.0 if np.isnan(peak) else float(peak)
 
 
-#: elements per block of :func:`_fused_pass`: its float32 and float64 scratch stays in cache
-_BLOCK = 1 << 16
-
-#: elements per float64 scratch block of a sum: numpy's buffered float64 reduction of a
-#: float32 array adds pairwise sums of this many elements in order, so summing the same
-#: blocks gives the same bits as ``np.mean(x, dtype=np.float64)``
-_CHUNK = 1 << 13
+#: elements per block of :func:`_fused_pass`: a block of each tensor and three scratch
+#: blocks (1 MiB each in float32) stay in cache while every figure is taken from them
+_BLOCK = 1 << 18
 
 
 @dataclass
@@ -255,23 +251,23 @@ class _Fused:
     sum_diff: float
     sum_abs_b: float
     mismatched: int
-    dots: tuple[float, float, float]
+    cosine: float
 
 
 def _fused_pass(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> _Fused | None:
     """Every figure of a mean-mode comparison in one pass over cache-sized blocks, or None.
 
-    The whole-array route reads both tensors from memory a dozen times (difference, its
-    max, ``|b|``, the division, its max, the means, the mismatch count, the float64 blocks
-    of the dots); profiled on the benchmark models it was the largest cost of a compared
-    run. Here each block of both tensors is read once and everything is computed while it
-    is in cache. Every figure equals the whole-array one bit for bit: elementwise values and
-    maxima do not depend on blocking, and the sums add the same 8192-element pairwise sums
-    in the same order as numpy's buffered float64 reduction does (hence float16/float32
-    input, contiguous, default buffer size only). None — use the whole-array route — for
-    other dtypes or layouts, or as soon as a NaN or Inf shows up.
+    Each block of both tensors is read from memory once and everything is computed while it
+    is in cache: the whole-array route reads both tensors a dozen times, and profiled on the
+    benchmark models the comparisons were the largest cost padiff adds to a run. Sums are
+    numpy's pairwise sums within a block (relative error ~1e-6 in float32) added in float64
+    across blocks; the cosine comes from ``|a|``, ``|b|`` and ``|a - b|`` (see
+    :func:`_cos_from_norms`), which keeps ``1 - cos`` accurate when the two agree closely.
+    Dot products are single-threaded BLAS calls (measured: no worker thread is woken for
+    them, so none is left spinning beside the frameworks' threads). None — use the
+    whole-array route — for other dtypes or layouts, or as soon as a NaN or Inf shows up.
     """
-    if a.dtype != b.dtype or a.dtype.kind != "f" or a.dtype == np.float64 or np.getbufsize() != _CHUNK:
+    if a.dtype != b.dtype or a.dtype not in (np.float32, np.float64):
         return None
     if a.ndim == 0 or not (a.flags.c_contiguous and b.flags.c_contiguous):
         return None
@@ -279,9 +275,9 @@ def _fused_pass(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> _Fuse
     n = af.size
     m = min(_BLOCK, n)
     d, r, t = np.empty(m, a.dtype), np.empty(m, a.dtype), np.empty(m, a.dtype)
-    x, y, u, v = np.empty(m), np.empty(m), np.empty(m), np.empty(m)
+    over = np.empty(m, bool)
     peak, rel, bad = 0.0, math.nan, 0
-    sa = sb = sd = sr = aa = bb = ab = 0.0
+    sa = sb = sd = sr = aa = bb = dd = 0.0
     with np.errstate(all="ignore"):
         for i in range(0, n, _BLOCK):
             k = min(_BLOCK, n - i)
@@ -293,28 +289,36 @@ def _fused_pass(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> _Fuse
                 return None
             peak = max(peak, p)
             np.abs(b_k, out=rk)
+            sa += float(np.add.reduce(a_k))
+            sb += float(np.add.reduce(b_k))
+            sd += float(np.add.reduce(dk))
+            sr += float(np.add.reduce(rk))
+            aa += float(np.dot(a_k, a_k))
+            bb += float(np.dot(b_k, b_k))
+            dd += float(np.dot(dk, dk))
             np.multiply(rk, rtol, out=tk)
             np.add(tk, atol, out=tk)
-            bad += int(np.count_nonzero(dk > tk))
-            xk, yk, uk, vk = x[:k], y[:k], u[:k], v[:k]
-            np.copyto(uk, dk)
-            np.copyto(vk, rk)
-            np.divide(dk, rk, out=rk)  # 0/0 is the only NaN (skipped), x/0 is inf
-            q = float(np.fmax.reduce(rk))
+            np.greater(dk, tk, out=over[:k])
+            bad += int(np.count_nonzero(over[:k]))
+            np.divide(dk, rk, out=tk)  # 0/0 is the only NaN (skipped), x/0 is inf
+            q = float(np.fmax.reduce(tk))
             if not math.isnan(q):
                 rel = q if math.isnan(rel) else max(rel, q)
-            np.copyto(xk, a_k)
-            np.copyto(yk, b_k)
-            for j in range(0, k, _CHUNK):
-                xs, ys = xk[j:j + _CHUNK], yk[j:j + _CHUNK]
-                sa += float(np.add.reduce(xs))
-                sb += float(np.add.reduce(ys))
-                sd += float(np.add.reduce(uk[j:j + _CHUNK]))
-                sr += float(np.add.reduce(vk[j:j + _CHUNK]))
-                aa += float(np.dot(xs, xs))
-                bb += float(np.dot(ys, ys))
-                ab += float(np.dot(xs, ys))
-    return _Fused(peak, 0.0 if math.isnan(rel) else rel, sa, sb, sd, sr, bad, (aa, bb, ab))
+    return _Fused(peak, 0.0 if math.isnan(rel) else rel, sa, sb, sd, sr, bad, _cos_from_norms(aa, bb, dd))
+
+
+def _cos_from_norms(aa: float, bb: float, dd: float) -> float:
+    """Cosine similarity from ``a·a``, ``b·b`` and ``d·d`` with ``d = a - b``.
+
+    ``cos = 1 - (|d|² - (|a| - |b|)²) / (2|a||b|)``, the law of cosines. Rounding in ``a·a``
+    and ``b·b`` enters only squared through ``(|a| - |b|)²``, so ``1 - cos`` keeps its
+    digits when the tensors agree to 1e-7, where ``a·b / (|a||b|)`` would round to 1.
+    """
+    na, nb = math.sqrt(aa), math.sqrt(bb)
+    if na == 0 or nb == 0 or not (math.isfinite(na) and math.isfinite(nb)):
+        return _cos_from(aa, bb, 0.0)  # a zero or non-finite norm: ab does not matter
+    cos = 1.0 - (dd - (na - nb) ** 2) / (2.0 * na * nb)
+    return min(1.0, max(-1.0, cos))
 
 
 def _real_pairs(x: np.ndarray) -> np.ndarray:
@@ -336,27 +340,15 @@ def _mean(a: np.ndarray) -> float:
 
 
 
-def _dots(af: np.ndarray, bf: np.ndarray) -> tuple[float, float, float]:
-    """``(a·a, b·b, a·b)`` accumulated in float64, one cache-sized block at a time.
-
-    Profiling the benchmark models showed the whole-array route (two float64 copies, then
-    three BLAS dots) was the largest cost of a compared run: the copies double the memory
-    traffic and grow the peak memory by 4x the tensor, and on a small machine BLAS threads
-    left spinning after each large dot fight the frameworks' own threads. Blocks this small
-    are dotted in this thread; the result differs from one whole-array dot only in float64
-    rounding.
-    """
-    xb, yb = np.empty(min(_CHUNK, af.size)), np.empty(min(_CHUNK, af.size))
-    aa = bb = ab = 0.0
-    for i in range(0, af.size, _CHUNK):
-        n = min(_CHUNK, af.size - i)
-        x, y = xb[:n], yb[:n]
-        np.copyto(x, af[i:i + n])
-        np.copyto(y, bf[i:i + n])
-        aa += float(np.dot(x, x))
-        bb += float(np.dot(y, y))
-        ab += float(np.dot(x, y))
-    return aa, bb, ab
+def _block_dots(x: np.ndarray) -> float:
+    """``x·x`` of a flat float array, block by block, added in float64 (float16 blocks widened first)."""
+    total = 0.0
+    for i in range(0, x.size, _BLOCK):
+        blk = x[i:i + _BLOCK]
+        if blk.dtype.itemsize < 4:  # a float16 dot overflows at 65504
+            blk = blk.astype(np.float32)
+        total += float(np.dot(blk, blk))
+    return total
 
 
 def _cos_from(aa: float, bb: float, ab: float) -> float:
@@ -369,17 +361,13 @@ def _cos_from(aa: float, bb: float, ab: float) -> float:
     return ab / (na * nb)
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+def _cosine(a: np.ndarray, b: np.ndarray, diff: np.ndarray) -> float:
+    """Cosine similarity of ``a`` and ``b`` given ``diff = |a - b|`` (see :func:`_cos_from_norms`)."""
     with np.errstate(all="ignore"):
-        if a.dtype.kind == "f" and b.dtype.kind == "f":
-            return _cos_from(*_dots(a.ravel(), b.ravel()))
-        af, bf = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-        na, nb = float(np.linalg.norm(af)), float(np.linalg.norm(bf))
-        if na == 0 and nb == 0:
-            return 1.0
-        if na == 0 or nb == 0 or not (np.isfinite(na) and np.isfinite(nb)):
-            return 0.0 if np.isfinite(na) and np.isfinite(nb) else math.nan
-        return float(np.dot(af, bf) / (na * nb))
+        af, bf, df = (np.ravel(x) for x in (a, b, diff))
+        if af.dtype.kind != "f":
+            af, bf, df = (x.astype(np.float64) for x in (af, bf, df))
+        return _cos_from_norms(_block_dots(af), _block_dots(bf), _block_dots(df))
 
 
 def structure_mismatch(n_paddle: int, n_torch: int) -> Stats:

@@ -48,8 +48,21 @@ def test_fused_and_whole_array_routes_agree(dtype):
     p = (t + _rng(2).standard_normal(t.shape) * 1e-3).astype(dtype)
     fast = compare_arrays(p, t, ATOL, RTOL, "mean")
     slow = compare_arrays(np.asfortranarray(p), np.asfortranarray(t), ATOL, RTOL, "mean")  # not contiguous: no fusion
-    for name in ("passed", "max_abs_diff", "max_rel_diff", "mismatched", "mean_abs_diff", "mean_abs_ref"):
+    for name in ("passed", "max_abs_diff", "max_rel_diff", "mismatched"):  # element-wise figures: exact
         assert getattr(fast, name) == pytest.approx(getattr(slow, name), rel=1e-9), name
+    # sums: float32 pairwise within a block, float64 across blocks
+    for name in ("mean_abs_diff", "mean_abs_ref", "paddle_mean", "torch_mean"):
+        assert getattr(fast, name) == pytest.approx(getattr(slow, name), rel=1e-6, abs=1e-9), name
+    assert 1 - fast.cosine == pytest.approx(1 - slow.cosine, rel=1e-3)
+
+
+def test_cosine_keeps_its_digits_when_the_tensors_agree_closely():
+    t = _rng(3).standard_normal(300000).astype("float32")
+    p = (t + _rng(4).standard_normal(t.shape) * 1e-5).astype("float32")
+    t64, p64 = t.astype("float64"), p.astype("float64")
+    exact = 1 - float(np.dot(p64, t64) / (np.linalg.norm(p64) * np.linalg.norm(t64)))  # ~5e-11
+    s = compare_arrays(p, t, ATOL, RTOL, "mean")
+    assert 1 - s.cosine == pytest.approx(exact, rel=1e-2)
 
 
 def test_mismatched_counts_elements_in_both_modes():
