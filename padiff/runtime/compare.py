@@ -25,6 +25,8 @@ under the verdict's own figure.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -264,8 +266,11 @@ def _fused_pass(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> _Fuse
     across blocks; the cosine comes from ``|a|``, ``|b|`` and ``|a - b|`` (see
     :func:`_cos_from_norms`), which keeps ``1 - cos`` accurate when the two agree closely.
     Dot products are single-threaded BLAS calls (measured: no worker thread is woken for
-    them, so none is left spinning beside the frameworks' threads). None — use the
-    whole-array route — for other dtypes or layouts, or as soon as a NaN or Inf shows up.
+    them, so none is left spinning beside the frameworks' threads). A tensor of at least
+    :data:`PARALLEL_MIN` elements is split in two halves, the second done by one helper
+    thread (numpy releases the GIL in these loops; the frameworks wait for the comparison
+    in their hooks, so their cores are free). None — use the whole-array route — for other
+    dtypes or layouts, or as soon as a NaN or Inf shows up.
     """
     if a.dtype != b.dtype or a.dtype not in (np.float32, np.float64):
         return None
@@ -273,14 +278,47 @@ def _fused_pass(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> _Fuse
         return None
     af, bf = a.reshape(-1), b.reshape(-1)
     n = af.size
-    m = min(_BLOCK, n)
-    d, r, t = np.empty(m, a.dtype), np.empty(m, a.dtype), np.empty(m, a.dtype)
+    if n >= PARALLEL_MIN and _workers() is not None:
+        half = (n // 2 + _BLOCK - 1) // _BLOCK * _BLOCK
+        future = _workers().submit(_blocks, af, bf, half, n, atol, rtol)
+        first, second = _blocks(af, bf, 0, half, atol, rtol), future.result()
+        parts = [first, second] if first is not None and second is not None else None
+    else:
+        one = _blocks(af, bf, 0, n, atol, rtol)
+        parts = [one] if one is not None else None
+    if parts is None:
+        return None
+    peak, rel = max(pt[0] for pt in parts), [pt[1] for pt in parts if not math.isnan(pt[1])]
+    sa, sb, sd, sr, aa, bb, dd, bad = (sum(pt[i] for pt in parts) for i in range(2, 10))
+    return _Fused(peak, max(rel, default=0.0), sa, sb, sd, sr, int(bad), _cos_from_norms(aa, bb, dd))
+
+
+#: tensors of at least this many elements are compared in two threads (see :func:`_fused_pass`)
+PARALLEL_MIN = 4 * _BLOCK
+
+_POOL: list[ThreadPoolExecutor | None] = []
+
+
+def _workers() -> ThreadPoolExecutor | None:
+    """The one helper thread of :func:`_fused_pass`, made on first use; None on a 1-core machine."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="padiff-compare") if (os.cpu_count() or 1) > 1 else None)
+    return _POOL[0]
+
+
+def _blocks(af: np.ndarray, bf: np.ndarray, lo: int, hi: int, atol: float, rtol: float) -> list[float] | None:
+    """Partial figures of ``af[lo:hi]`` vs ``bf[lo:hi]``, or None at a NaN or Inf.
+
+    ``[max |d|, max |d|/|b| (NaN: none), sum a, sum b, sum |d|, sum |b|, a·a, b·b, d·d, mismatched]``.
+    """
+    m = min(_BLOCK, hi - lo)
+    d, r, t = np.empty(m, af.dtype), np.empty(m, af.dtype), np.empty(m, af.dtype)
     over = np.empty(m, bool)
     peak, rel, bad = 0.0, math.nan, 0
     sa = sb = sd = sr = aa = bb = dd = 0.0
     with np.errstate(all="ignore"):
-        for i in range(0, n, _BLOCK):
-            k = min(_BLOCK, n - i)
+        for i in range(lo, hi, _BLOCK):
+            k = min(_BLOCK, hi - i)
             a_k, b_k, dk, rk, tk = af[i:i + k], bf[i:i + k], d[:k], r[:k], t[:k]
             np.subtract(a_k, b_k, out=dk)
             np.abs(dk, out=dk)
@@ -304,7 +342,7 @@ def _fused_pass(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> _Fuse
             q = float(np.fmax.reduce(tk))
             if not math.isnan(q):
                 rel = q if math.isnan(rel) else max(rel, q)
-    return _Fused(peak, 0.0 if math.isnan(rel) else rel, sa, sb, sd, sr, bad, _cos_from_norms(aa, bb, dd))
+    return [peak, rel, sa, sb, sd, sr, aa, bb, dd, float(bad)]
 
 
 def _cos_from_norms(aa: float, bb: float, dd: float) -> float:

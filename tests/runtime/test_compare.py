@@ -146,3 +146,20 @@ def test_nan_is_never_agreement():
     a = np.array([1.0, math.nan], "float32")
     s = compare_arrays(a, a.copy(), 1.0, 1.0, "mean")
     assert not s.passed and s.note == "nan"
+
+
+def test_two_thread_pass_gives_the_one_thread_figures(monkeypatch):
+    from padiff.runtime import compare as c
+
+    t = _rng(5).standard_normal(5 * c._BLOCK + 123).astype("float32")
+    p = (t + _rng(6).standard_normal(t.shape) * 1e-3).astype("float32")
+    monkeypatch.setattr(c, "PARALLEL_MIN", 10**12)
+    one = compare_arrays(p, t, ATOL, RTOL, "mean")
+    monkeypatch.setattr(c, "PARALLEL_MIN", 1)
+    two = compare_arrays(p, t, ATOL, RTOL, "mean")
+    for name in ("passed", "max_abs_diff", "max_rel_diff", "mismatched", "total"):
+        assert getattr(two, name) == getattr(one, name), name
+    for name in ("mean_abs_diff", "mean_abs_ref", "paddle_mean", "torch_mean", "cosine"):
+        assert getattr(two, name) == pytest.approx(getattr(one, name), rel=1e-9), name
+    p[-1] = np.nan  # in the helper thread's half: still never agreement
+    assert compare_arrays(p, t, ATOL, RTOL, "mean").note == "nan"
