@@ -110,7 +110,7 @@ class LayerMap(MapData):
 
     @classmethod
     def coerce(cls, value: Any) -> LayerMap:
-        """Accept a ``LayerMap``, a plain ``{paddle_layer: torch_module}`` dict, or ``None``."""
+        """Accept a ``LayerMap``, a plain ``{paddle_layer: torch_module}`` dict (objects or paths), or ``None``."""
         if value is None:
             return cls()
         if isinstance(value, LayerMap):
@@ -120,7 +120,8 @@ class LayerMap(MapData):
             lm.map = dict(value)
             return lm
         raise MappingError(
-            "layer_map must be a LayerMap, a dict {paddle_layer: torch_module} or 'auto', "
+            "layer_map must be a LayerMap, a dict {paddle_layer: torch_module} (or of their paths, "
+            "{'encoder.fc1': 'encoder.linear1'}) or 'auto', "
             f"got {type(value).__name__}."
         )
 

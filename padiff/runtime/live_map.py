@@ -30,6 +30,19 @@ def _shapes(entries: list[StateEntry]) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(int(x) for x in e.tensor.shape) for e in entries)
 
 
+def _path_pair(p_path: str, t_path: str, classes: dict[SideName, dict[str, str]]) -> LayerPair:
+    """A ``{paddle path: torch path}`` entry of a plain dict, checked against the live trees."""
+    for side, path in (("paddle", p_path), ("torch", t_path)):
+        if path not in classes[side]:
+            near = difflib.get_close_matches(path, list(classes[side]), n=3)
+            hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+            raise MappingError(f"layer_map entry {p_path!r}: {t_path!r}: the {side} model has no layer at "
+                               f"{path!r}.{hint} Paths are dotted names as in named_sublayers()/named_modules(); "
+                               "'' is the model itself.")
+    return LayerPair(p_path, t_path, classes["paddle"][p_path], classes["torch"][t_path], opaque=True,
+                     evidence=("given in LayerMap.map",))
+
+
 def resolve(md: MapData, layer: Any, module: Any) -> ResolvedMap:
     """Turn objects into paths against the live models and check every entry fits.
 
@@ -41,6 +54,9 @@ def resolve(md: MapData, layer: Any, module: Any) -> ResolvedMap:
     classes = {side: {path: type(obj).__name__ for path, obj in named} for side, named in trees.items()}
     pairs: list[LayerPair] = []
     for key, value in md.map.items():
+        if isinstance(key, str) and isinstance(value, str):  # {"encoder.fc1": "encoder.linear1"}: paths
+            pairs.append(_path_pair(key, value, classes))
+            continue
         # either orientation is accepted: the frameworks tell the two sides apart
         p_obj, t_obj = (value, key) if id(key) in index["torch"] and id(value) in index["paddle"] else (key, value)
         if id(p_obj) not in index["paddle"]:

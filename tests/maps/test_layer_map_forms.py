@@ -25,6 +25,20 @@ def test_map_entry_from_another_model_is_a_clear_error():
         LayerMap.coerce({stranger: module.middle}).resolve(layer, module)
 
 
+def test_dict_of_paths_pairs_like_the_dict_of_objects():
+    layer, module, _ = mlp_pair()
+    by_path = LayerMap.coerce({"fc2": "middle"}).resolve(layer, module)
+    by_obj = LayerMap.coerce({layer.fc2: module.middle}).resolve(layer, module)
+    assert [(p.paddle_path, p.torch_path, p.opaque) for p in by_path.pairs] == \
+        [(p.paddle_path, p.torch_path, p.opaque) for p in by_obj.pairs] == [("fc2", "middle", True)]
+
+
+def test_dict_path_that_does_not_exist_names_the_side_and_near_paths():
+    layer, module, _ = mlp_pair()
+    with pytest.raises(MappingError, match=r"torch model has no layer at 'midle'.*Did you mean 'middle'"):
+        LayerMap.coerce({"fc2": "midle"}).resolve(layer, module)
+
+
 def test_ignore_accepts_lists_and_ignore_class_accepts_tuples():
     layer, module, _ = conv_pair()
     lm = LayerMap()
