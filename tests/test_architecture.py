@@ -156,9 +156,6 @@ def test_records_renderers_and_map_files_import_nothing_from_the_runtime():
 FRAMEWORK_EXCEPTIONS = {
     # the paddle2onnx child process is the paddle exporter's other half
     "padiff.graph._p2o_child": "entry point of the paddle export child process",
-    # op recording patches each framework's functional API for one re-run
-    "padiff.runtime.ops.recorder_paddle": "records paddle ops by wrapping its functional/Tensor API",
-    "padiff.runtime.ops.recorder_torch": "records torch ops through a TorchFunctionMode",
 }
 
 

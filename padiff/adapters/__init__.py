@@ -8,7 +8,10 @@ recording one framework never loads the other.
 
 - :mod:`.protocol`: the interface, as a :class:`typing.Protocol`;
 - :mod:`.base`: what both adapters do alike; :mod:`.paddle_side`, :mod:`.torch_side`: the adapters;
-- :mod:`.state`: ``StateEntry`` and the sets of tensors a pair exchanges; :mod:`.nested`: walking outputs.
+- :mod:`.state`: ``StateEntry`` and the sets of tensors a pair exchanges; :mod:`.nested`: walking outputs;
+- :mod:`.op_events`: the op records a recording fills (``OpEvent``, ``Trace``, canonical kinds);
+  :mod:`.paddle_ops`, :mod:`.torch_ops`: the recordings behind each side's ``record_ops``;
+- :mod:`.frames`: the user's call stack (``user_stack``), for records and ops alike.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 
 from padiff.adapters.base import Side, framework_loaded, is_float_dtype
+from padiff.adapters.op_events import Trace
+from padiff.adapters.paddle_ops import record_paddle
 from padiff.adapters.protocol import PostHook, PreHook
 from padiff.adapters.state import BatchNormUpdate, StateEntry
 
@@ -172,6 +174,9 @@ class PaddleSide(Side):
             fn(lay, args, out)
 
         return layer.register_forward_post_hook(hook)
+
+    def record_ops(self, trace: Trace) -> contextlib.AbstractContextManager[Trace]:
+        return record_paddle(self, trace)
 
     def hook_count(self, root: Any) -> int:
         n = 0

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from padiff.adapters.op_events import Trace
 from padiff.adapters.state import StateEntry
 
 #: ``fn(layer, args, kwargs)`` before a layer call; may return ``(args, kwargs)`` to replace the inputs
@@ -193,6 +194,15 @@ class FrameworkSide(Protocol):
 
     def hook_count(self, root: Any) -> int:
         """Total forward hooks registered anywhere under ``root`` (for leak checks)."""
+        ...
+
+    # --- operations --------------------------------------------------------------------------
+    def record_ops(self, trace: Trace) -> contextlib.AbstractContextManager[Trace]:
+        """A context in which every outermost framework operation this thread runs lands in ``trace``.
+
+        Values (host copies) or, when ``trace.keep_values`` is False, tensor identities; leaving
+        the block puts the framework back exactly as it was, errors included.
+        """
         ...
 
     # --- machine, modes, randomness --------------------------------------------------------

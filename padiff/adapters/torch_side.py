@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 
 from padiff.adapters.base import Side, framework_loaded
+from padiff.adapters.op_events import Trace
 from padiff.adapters.protocol import CallFilter, PostHook, PreHook
 from padiff.adapters.state import StateEntry
+from padiff.adapters.torch_ops import record_torch
 
 
 class TorchSide(Side):
@@ -122,6 +124,9 @@ class TorchSide(Side):
             fn(mod, args, out)
 
         return layer.register_forward_hook(hook)
+
+    def record_ops(self, trace: Trace) -> contextlib.AbstractContextManager[Trace]:
+        return record_torch(self, trace)
 
     def hook_count(self, root: Any) -> int:
         n = 0

@@ -22,13 +22,16 @@ Torch's ``momentum=None`` (a cumulative average) has no paddle counterpart and i
 
 **Momentum.** Paddle's normalisation momentum ``m`` weighs the running value
 (``running = m * running + (1 - m) * batch``), torch's weighs the batch: paddle's 0.9 is
-torch's 0.1. :func:`momentum_as_torch` reads a paddle momentum the torch way, so the op view
-does not report 0.9 against 0.1 as a differing setting.
+torch's 0.1. :func:`momentum_as_torch` reads a paddle momentum the torch way, and
+:func:`paddle_settings_as_torch` applies it to a recorded paddle op, so the op view does not
+report 0.9 against 0.1 as a differing setting (the recorders record what paddle was given).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -85,3 +88,12 @@ class BatchNormVariance:
 def momentum_as_torch(momentum: float) -> float:
     """Paddle's normalisation momentum as torch's argument for the same update (``1 - m``)."""
     return round(1.0 - float(momentum), 12)
+
+
+def paddle_settings_as_torch(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """A recorded paddle op's settings as torch's arguments read them (a normalisation's momentum)."""
+    out = dict(params)
+    momentum = out.get("momentum")
+    if "norm" in kind and isinstance(momentum, int | float) and not isinstance(momentum, bool):
+        out["momentum"] = momentum_as_torch(momentum)
+    return out

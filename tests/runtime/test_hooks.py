@@ -1,10 +1,10 @@
-"""``HookSet`` removes every handle, also when the block raises; ``user_stack`` keeps the user's frames."""
+"""``HookSet`` removes every handle, also when the block raises."""
 
 from __future__ import annotations
 
 import pytest
 
-from padiff.runtime.hooks import HookSet, user_stack
+from padiff.runtime.hooks import HookSet
 
 
 class Handle:
@@ -41,14 +41,3 @@ def test_remove_all_twice_is_harmless():
     hooks.remove_all()
     hooks.remove_all()
     assert log == ["a"]
-
-
-def _users_code() -> tuple[tuple[str, int, str], ...]:
-    return user_stack()
-
-
-def test_user_stack_keeps_the_callers_frames_innermost_last_and_drops_pytests():
-    frames = _users_code()
-    assert frames[-1][0] == __file__ and frames[-1][2] == "_users_code"
-    assert not any("_pytest" in f for f, _, _ in frames)
-    assert len(user_stack(limit=1)) <= 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from padiff.adapters.op_events import Trace, canonical_kind, canonical_params
 from padiff.runtime.ops.align import agreement, align, first_divergence
-from padiff.runtime.ops.events import Trace, canonical_kind, canonical_params
 
 cmp = agreement(1e-6, 1e-5, "mean")
 
@@ -62,3 +62,9 @@ def test_agreeing_sequences_have_no_divergence():
     p = _seq(("paddle.exp", [a], [np.exp(a)]))
     t = _seq(("torch.exp", [a], [np.exp(a)]))
     assert first_divergence(p, t, cmp) is None
+
+
+def test_numeric_settings_keep_their_kind_and_value():
+    params = canonical_params("mul", {"scale": np.float32(0.5), "axis": np.int64(1), "p": True}, [])
+    assert params == {"scale": 0.5, "axis": 1, "p": True}
+    assert type(params["scale"]) is float and type(params["axis"]) is int

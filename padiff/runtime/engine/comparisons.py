@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from padiff.adapters import PADDLE, TORCH
+from padiff.adapters.frames import user_stack
 from padiff.options import DiffOptions
 from padiff.report.records import Stats
 from padiff.runtime.compare import compare_arrays, structure_mismatch
 from padiff.runtime.engine.sink import RecordSink, Site, SortKey
-from padiff.runtime.hooks import user_stack
 from padiff.runtime.keyed import key_skeleton, reorder_like
 from padiff.runtime.pairing import Event
 

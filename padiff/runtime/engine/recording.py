@@ -19,8 +19,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from padiff.adapters import FrameworkSide, StateEntry
+from padiff.adapters.frames import user_stack
 from padiff.errors import PadiffError, PadiffInternalError
-from padiff.runtime.hooks import HookSet, user_stack
+from padiff.runtime.hooks import HookSet
 from padiff.runtime.pairing import Event, Role
 
 T = TypeVar("T")

@@ -15,12 +15,11 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
+from padiff.adapters.frames import Frame
 from padiff.report.records import Comparison, DiffReport, Stage, Stats
 
 if TYPE_CHECKING:
     from padiff.runtime.pairing import Event, Role
-
-Frame = tuple[str, int, str]
 
 
 class Section(IntEnum):

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from padiff.adapters.op_events import OpEvent
 from padiff.report.records import Stats
 from padiff.runtime.compare import compare_arrays
-from padiff.runtime.ops.events import OpEvent
 
 Compare = Callable[[np.ndarray, np.ndarray], Stats]
 

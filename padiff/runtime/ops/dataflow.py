@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from padiff.adapters import PADDLE, Side
+from padiff.adapters import Side
+from padiff.adapters.op_events import Trace, canonical_kind
 from padiff.graph.eager import EagerOp
 from padiff.runtime.hooks import HookSet
-from padiff.runtime.ops.events import Trace, canonical_kind
 from padiff.runtime.state import SideSnapshot
 
 
@@ -57,10 +57,6 @@ Params = dict[int, tuple[str, tuple[int, ...], str]]
 
 def record_dataflow(side: Side, root: Any, inputs: Mapping[str, Any]) -> tuple[list[EagerOp], set[int], Params]:
     """``(ops, input identities, {param identity: (name, shape, owner path)})`` of one forward."""
-    if side is PADDLE:
-        from padiff.runtime.ops.recorder_paddle import record_paddle as recorder
-    else:
-        from padiff.runtime.ops.recorder_torch import record_torch as recorder
     trace = RefTrace()
     params: Params = {}
     for path, entries in side.owned_state(root).items():
@@ -80,7 +76,7 @@ def record_dataflow(side: Side, root: Any, inputs: Mapping[str, Any]) -> tuple[l
             for _, lay in side.named_layers(root):
                 side.set_training(lay, False)
             side.seed(0)
-            with side.no_grad(), recorder(trace):
+            with side.no_grad(), side.record_ops(trace):
                 root(**inputs)
     finally:
         snap.restore(values=True, grads=True)

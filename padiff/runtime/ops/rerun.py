@@ -10,19 +10,18 @@ re-run runs under ``no_grad``, seeded like the compared run).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from padiff.adapters import PADDLE, TORCH, Side
+from padiff.adapters.frames import source_text, user_stack
+from padiff.adapters.op_events import OpEvent, Trace
 from padiff.options import DiffOptions
 from padiff.report.records import Comparison, OpDiff
-from padiff.runtime.hooks import HookSet, user_stack
+from padiff.runtime.conventions import paddle_settings_as_torch
+from padiff.runtime.hooks import HookSet
 from padiff.runtime.ops.align import Divergence, agreement, first_divergence
-from padiff.runtime.ops.events import OpEvent, Trace, source_text
 from padiff.runtime.state import SideSnapshot
-
-Recorder = Callable[[Trace], AbstractContextManager[Trace]]
 
 
 @dataclass
@@ -38,9 +37,6 @@ def op_view(layer: Any, module: Any, paddle_inputs: Mapping[str, Any], torch_inp
     ``mapping`` is the pairs the compared run used (``paddle_path``/``torch_path`` dicts).
     Raises whatever the models raise on the re-run; :mod:`padiff.api` turns that into a warning.
     """
-    from padiff.runtime.ops.recorder_paddle import record_paddle
-    from padiff.runtime.ops.recorder_torch import record_torch
-
     cmp = agreement(options.atol, options.rtol, options.compare_mode, options.mismatch_ratio)
     # the user's frames around this call: an op whose innermost user frame is one of them ran in
     # framework code (a built-in layer's forward), so its source line is where the model calls the layer
@@ -65,8 +61,8 @@ def op_view(layer: Any, module: Any, paddle_inputs: Mapping[str, Any], torch_inp
                     continue
                 t_call = _fed_paddle_inputs(p_call, t_call)
             try:
-                p_trace = _record(PADDLE, record_paddle, layer, p_path, p_call, p_paired)
-                t_trace = _record(TORCH, record_torch, module, t_path, t_call, t_paired)
+                p_trace = _record(PADDLE, layer, p_path, p_call, p_paired)
+                t_trace = _record(TORCH, module, t_path, t_call, t_paired)
             except Exception:
                 if root:
                     raise
@@ -159,7 +155,7 @@ def _fed_paddle_inputs(p: _Call, t: _Call) -> _Call:
     return _Call(args, TORCH.map_tensors(t.kwargs, swap))
 
 
-def _record(side: Side, recorder: Recorder, root: Any, scope: str, call: _Call, paired: set[str]) -> Trace:
+def _record(side: Side, root: Any, scope: str, call: _Call, paired: set[str]) -> Trace:
     trace = Trace(scope)
     layers, seen = {}, set()
     for path, lay in side.named_layers(root):
@@ -180,8 +176,10 @@ def _record(side: Side, recorder: Recorder, root: Any, scope: str, call: _Call, 
             hooks.add(side.add_pre_hook(lay, pre))
             hooks.add(side.add_post_hook(lay, post))
         side.seed(0)
-        with side.no_grad(), recorder(trace):
+        with side.no_grad(), side.record_ops(trace):
             layers[scope](*call.args, **call.kwargs)
+    if side is PADDLE:  # paddle's conventions read the torch way, so they are no differing setting
+        trace.ops = [replace(op, params=paddle_settings_as_torch(op.kind, op.params)) for op in trace.ops]
     return trace
 
 

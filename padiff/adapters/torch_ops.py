@@ -1,9 +1,9 @@
 """Record the torch operations one call executes, through a ``TorchFunctionMode``.
 
-Only the outermost operations are recorded (inside the mode's handler torch runs with the
-mode switched off), i.e. what the user's code and ``nn.Module.forward`` bodies call:
-``F.linear``, ``Tensor.__mul__``, ``Tensor.view``. Leaving the ``with`` block pops the mode,
-whatever happened inside.
+Reached through ``TORCH.record_ops(trace)``. Only the outermost operations are recorded
+(inside the mode's handler torch runs with the mode switched off), i.e. what the user's
+code and ``nn.Module.forward`` bodies call: ``F.linear``, ``Tensor.__mul__``,
+``Tensor.view``. Leaving the ``with`` block pops the mode, whatever happened inside.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from padiff.adapters import TORCH
-from padiff.runtime.hooks import user_stack
-from padiff.runtime.ops.events import Trace, torch_positional_names
+from padiff.adapters.frames import user_stack
+from padiff.adapters.op_events import Trace, torch_positional_names
+from padiff.adapters.protocol import FrameworkSide
 
 _NOISE = {"__get__", "__set__", "contiguous", "clone", "detach", "detach_", "requires_grad_", "size", "dim",
           "numel", "__len__", "is_floating_point", "item", "tolist", "numpy", "cpu", "stride", "data_ptr",
@@ -24,9 +24,9 @@ _NOISE = {"__get__", "__set__", "contiguous", "clone", "detach", "detach_", "req
 
 
 @contextmanager
-def record_torch(trace: Trace) -> Iterator[Trace]:
+def record_torch(side: FrameworkSide, trace: Trace) -> Iterator[Trace]:
     """Within the block, every outermost torch operation lands in ``trace``."""
-    import torch
+    torch = side.fw
     from torch.overrides import TorchFunctionMode
 
     class _Recording(TorchFunctionMode):
@@ -38,16 +38,16 @@ def record_torch(trace: Trace) -> Iterator[Trace]:
             if not trace.keep_values:
                 out = func(*args, **kwargs)
                 trace.add_refs(_label(torch, func, short), _tensors(torch, (args, kwargs)), _tensors(torch, out),
-                               TORCH.shape)
+                               side.shape)
                 return out
             try:
-                inputs = [TORCH.to_numpy(t) for t in _tensors(torch, (args, kwargs))]
+                inputs = [side.to_numpy(t) for t in _tensors(torch, (args, kwargs))]
             except Exception:  # noqa: BLE001 - a tensor padiff cannot read is not recorded
                 inputs = None
             out = func(*args, **kwargs)
             if inputs:
                 try:
-                    outs = [TORCH.to_numpy(t) for t in _tensors(torch, out)]
+                    outs = [side.to_numpy(t) for t in _tensors(torch, out)]
                     if outs:
                         trace.add(_label(torch, func, short), _params(func, short, args, kwargs), inputs, outs,
                                   _frame())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from padiff.runtime.hooks import user_stack
+from padiff.adapters.frames import source_text, user_stack
 
 SITE = os.path.join(os.sep, "venv", "lib", "python3.11", "site-packages")
 
@@ -52,3 +52,20 @@ def test_the_stacks_of_a_run_hold_no_padiff_frame():
     assert stacks
     package = os.path.dirname(os.path.abspath(padiff.__file__)) + os.sep
     assert not [f for f in stacks if os.path.abspath(f[0]).startswith(package)]
+
+
+def _users_code() -> tuple[tuple[str, int, str], ...]:
+    return user_stack()
+
+
+def test_user_stack_keeps_the_callers_frames_innermost_last_and_drops_pytests():
+    frames = _users_code()
+    assert frames[-1][0] == __file__ and frames[-1][2] == "_users_code"
+    assert not any("_pytest" in f for f, _, _ in frames)
+    assert len(user_stack(limit=1)) <= 1
+
+
+def test_source_text_names_file_line_function_and_code():
+    frame = _users_code()[-1]
+    assert source_text(frame).startswith(f"{__file__}:{frame[1]} (_users_code): return user_stack()")
+    assert source_text(None) == ""

@@ -1,11 +1,14 @@
 """Record the paddle operations one call executes, by wrapping paddle's public API for that call only.
 
-Paddle has no function mode, so :func:`record_paddle` replaces the public functions of
-``paddle``, ``paddle.nn.functional`` and the compute methods of ``paddle.Tensor`` by thin
-wrappers for the duration of its ``with`` block, and puts every original object back on
-exit (errors and ``KeyboardInterrupt`` included; :func:`patched_names` lets tests check
-identity). Only outermost calls on the recording thread are recorded, so an API that
-calls another public API counts once, as in torch's function mode.
+Reached through ``PADDLE.record_ops(trace)``. Paddle has no function mode, so
+:func:`record_paddle` replaces the public functions of ``paddle``, ``paddle.nn.functional``
+and the compute methods of ``paddle.Tensor`` by thin wrappers for the duration of its
+``with`` block, and puts every original object back on exit (errors and
+``KeyboardInterrupt`` included; :func:`patched_names` lets tests check identity). Only
+outermost calls on the recording thread are recorded, so an API that calls another public
+API counts once, as in torch's function mode. Arguments are recorded
+as paddle takes them (paddle's momentum, not torch's): reconciling conventions is the
+runtime's job (:mod:`padiff.runtime.conventions`).
 """
 
 from __future__ import annotations
@@ -19,10 +22,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from padiff.adapters import PADDLE
-from padiff.runtime.conventions import momentum_as_torch
-from padiff.runtime.hooks import user_stack
-from padiff.runtime.ops.events import Trace
+from padiff.adapters.frames import user_stack
+from padiff.adapters.op_events import Trace
+from padiff.adapters.protocol import FrameworkSide
 
 _MODULE_PREFIXES = ("paddle.tensor", "paddle.nn.functional", "paddle.base.dygraph.generated_tensor_methods_patch",
                     "paddle.incubate.nn.functional")
@@ -85,17 +87,16 @@ def patched_names() -> list[tuple[Any, str, Any]]:
 
 
 @contextmanager
-def record_paddle(trace: Trace) -> Iterator[Trace]:
+def record_paddle(side: FrameworkSide, trace: Trace) -> Iterator[Trace]:
     """Within the block, every outermost call of paddle's public compute API lands in ``trace``."""
-    import paddle
-
+    paddle = side.fw
     targets = _targets(paddle)
     applied: list[tuple[Any, str, Any]] = []
     _local.depth = 0
     thread = threading.get_ident()
     try:
         for owner, name, orig, prefix in targets:
-            setattr(owner, name, _wrap(paddle, orig, f"{prefix}.{name}", trace, thread))
+            setattr(owner, name, _wrap(side, orig, f"{prefix}.{name}", trace, thread))
             applied.append((owner, name, orig))
         yield trace
     finally:
@@ -106,7 +107,9 @@ def record_paddle(trace: Trace) -> Iterator[Trace]:
                 pass
 
 
-def _wrap(paddle: Any, orig: Any, label: str, trace: Trace, thread: int) -> Any:
+def _wrap(side: FrameworkSide, orig: Any, label: str, trace: Trace, thread: int) -> Any:
+    paddle = side.fw
+
     def recorded(*args: Any, **kwargs: Any) -> Any:
         if getattr(_local, "depth", 1) or threading.get_ident() != thread or (trace.keep_values and trace.full):
             return orig(*args, **kwargs)
@@ -117,16 +120,16 @@ def _wrap(paddle: Any, orig: Any, label: str, trace: Trace, thread: int) -> Any:
         try:
             if not trace.keep_values:
                 out = orig(*args, **kwargs)
-                trace.add_refs(lab, _tensors(paddle, (args, kwargs)), _tensors(paddle, out), PADDLE.shape)
+                trace.add_refs(lab, _tensors(paddle, (args, kwargs)), _tensors(paddle, out), side.shape)
                 return out
             try:
-                inputs = [PADDLE.to_numpy(t) for t in _tensors(paddle, (args, kwargs))]
+                inputs = [side.to_numpy(t) for t in _tensors(paddle, (args, kwargs))]
             except Exception:  # noqa: BLE001 - a tensor padiff cannot read is not recorded
                 inputs = []
             out = orig(*args, **kwargs)
             if inputs:
                 try:
-                    outs = [PADDLE.to_numpy(t) for t in _tensors(paddle, out)]
+                    outs = [side.to_numpy(t) for t in _tensors(paddle, out)]
                     if outs:
                         trace.add(lab, _params(orig, args, kwargs), inputs, outs, _frame())
                 except Exception:  # noqa: BLE001 - recording must never break the user's model
@@ -175,8 +178,6 @@ def _params(fn: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
     else:
         named = dict(kwargs)
     scalars = [v for v in args[1:] if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if "norm" in getattr(fn, "__name__", "") and isinstance(named.get("momentum"), (int, float)):
-        named["momentum"] = momentum_as_torch(named["momentum"])  # read the way torch's argument reads
     return {"__named__": named, "__scalars__": scalars}
 
 

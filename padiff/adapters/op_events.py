@@ -1,22 +1,22 @@
 """What one recorded framework operation is, and how its name and arguments read across frameworks.
 
-Both recorders (:mod:`.recorder_torch`, :mod:`.recorder_paddle`) produce :class:`OpEvent`s
-with a *canonical kind* (``view`` and ``reshape`` are both ``reshape``, ``Tensor.__mul__``
-and ``paddle.scale`` are both ``mul``) and canonical argument names (torch ``dim`` and
-paddle ``axis`` are both ``axis``; ``eps`` and ``epsilon`` both ``epsilon``), so the aligner
-compares like with like without knowing either framework.
+Both recorders (:mod:`.torch_ops`, :mod:`.paddle_ops`, reached through each side's
+``record_ops``) produce :class:`OpEvent`s with a *canonical kind* (``view`` and ``reshape``
+are both ``reshape``, ``Tensor.__mul__`` and ``paddle.scale`` are both ``mul``) and canonical
+argument names (torch ``dim`` and paddle ``axis`` are both ``axis``; ``eps`` and ``epsilon``
+both ``epsilon``), so the aligner compares like with like without knowing either framework.
+Framework-free, like the other records the adapters hand out.
 """
 
 from __future__ import annotations
 
-import linecache
 import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-Frame = tuple[str, int, str]
+from padiff.adapters.frames import Frame
 
 # framework op name (without "Tensor."/"F."/"torch."/"paddle." prefix) -> canonical kind
 _KINDS: dict[str, str] = {}
@@ -97,8 +97,10 @@ def canonical_value(key: str, value: Any) -> Any:
         return str(value)
     if isinstance(value, list):
         return tuple(value)
-    if isinstance(value, numbers.Number) and not isinstance(value, bool):
-        return float(value) if isinstance(value, float) else int(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real):  # a numpy float32 scalar is a float too, not truncated to an int
+        return float(value)
     return value
 
 
@@ -146,15 +148,6 @@ class OpEvent:
     def out_shape(self) -> tuple[int, ...]:
         """Shape of the first output (``()`` if it has none)."""
         return tuple(self.outputs[0].shape) if self.outputs else ()
-
-
-def source_text(frame: Frame | None) -> str:
-    """``file:line (function): code`` of a frame, for reports."""
-    if frame is None:
-        return ""
-    fname, line, func = frame
-    code = linecache.getline(fname, line).strip()
-    return f"{fname}:{line} ({func})" + (f": {code}" if code else "")
 
 
 def fingerprint(arr: np.ndarray) -> tuple[float, ...]:
