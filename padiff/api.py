@@ -16,6 +16,7 @@ from padiff.adapters import PADDLE, TORCH, Side
 from padiff.checks import check_example_inp, check_models, optimizer_pair, pair_of_callables
 from padiff.errors import InputError, OptionsError, OutputPathError, WeightAssignError
 from padiff.layer_map import LayerMap
+from padiff.maps.notes import notes_of
 from padiff.names import depth as path_depth
 from padiff.names import show
 from padiff.options import DiffOptions, validate_steps
@@ -69,7 +70,7 @@ def compare(
 
     rep = DiffReport(options=opts.to_dict(), steps=steps)
     rep.mapping_route = lm.route
-    rep.settled_numerically = [n for n in lm.notes if "numeric" in n.lower()]
+    rep.settled_numerically = notes_of(lm.notes, "numeric")
     rep.paddle_tree = _tree(PADDLE, layer)
     rep.torch_tree = _tree(TORCH, module)
     rep.paddle_root_class, rep.torch_root_class = type(layer).__name__, type(module).__name__

@@ -25,6 +25,7 @@ FRAMEWORK_FREE = [
     "report/test_text.py",
     "report/test_html.py",
     "maps/test_codec.py",
+    "maps/test_notes.py",
     "test_options.py",
     "runtime/test_hooks.py",
     "test_architecture.py",

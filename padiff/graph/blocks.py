@@ -26,8 +26,6 @@ from padiff.graph.proposal import MatchResult, ProposedPair
 from padiff.graph.units import LayerInfo
 from padiff.names import is_within as _within
 
-UNSEEN = ("inside control flow", "not executed")  # reasons of layers the graphs hold no dataflow for
-
 
 def numel(shape: Sequence[int]) -> int:
     out = 1
@@ -103,7 +101,7 @@ def enclosing_blocks(p_left: set[str], t_left: set[str], pairs: Sequence[tuple[s
 def _seen_left(result: MatchResult, side: str, table: Mapping[str, LayerInfo]) -> set[str]:
     """Unpaired parameter layers of ``side`` the graphs saw (not inside control flow, executed)."""
     return {u.path for u in result.unpaired if u.side == side and u.path in table and table[u.path].shapes
-            and not u.reason.startswith(UNSEEN)}
+            and u.kind != "unseen"}
 
 
 def _plain(pairs: Iterable[ProposedPair]) -> list[tuple[str, str]]:
@@ -246,5 +244,5 @@ def compared_parents(pairs: Sequence[ProposedPair], p_own: Collection[str], t_ow
     return out
 
 
-__all__ = ["UNSEEN", "Block", "compared_parents", "crossed_blocks", "enclosing_blocks", "numel", "open_elements",
+__all__ = ["Block", "compared_parents", "crossed_blocks", "enclosing_blocks", "numel", "open_elements",
            "rematch_crossed", "subtree_numel"]

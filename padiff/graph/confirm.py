@@ -49,6 +49,7 @@ import numpy as np
 from padiff.graph.canonical import shape_key
 from padiff.graph.confirm_local import EQUAL, _fused, _inside
 from padiff.graph.match import LayerInfo, MatchResult, ProposedPair
+from padiff.maps.notes import MapNote
 
 MAX_ROUNDS = 4  # paddle recordings for the candidate errors (a re-pairing changes later inputs)
 CLEAR = 10.0  # a candidate is taken during the pass when the next one's error is this many times larger
@@ -106,7 +107,11 @@ def allowed_partners(result: MatchResult, group: list[ProposedPair]) -> dict[str
 
 def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
                  p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, LayerInfo]) -> tuple[MatchResult, list[str]]:
-    """Settle or re-pair the tie groups of ``result`` numerically; returns the new result and notes."""
+    """Settle or re-pair the tie groups of ``result`` numerically; returns the new result and its notes.
+
+    Every note is a ``numeric`` :class:`~padiff.maps.notes.MapNote` (the report lists them under
+    "settled numerically"), whatever happened: settled, refused, interchangeable or not done.
+    """
     from padiff.adapters import PADDLE, TORCH
 
     groups = tie_groups(result, p_layers)
@@ -130,7 +135,7 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
         _settle_groups(trial, groups, updated, notes)
     except Exception as exc:  # noqa: BLE001 - confirmation is optional; never lose the proposal
         notes.append(f"numeric confirmation not done: {type(exc).__name__}: {str(exc)[:200]}")
-        return result, notes
+        return result, [MapNote.numeric(n) for n in notes]
     finally:
         if trial is not None:
             trial.remove()
@@ -140,7 +145,7 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
         for side, obj, mode in modes:
             side.set_training(obj, mode)
     pairs = [updated.get(p.paddle_path, p) for p in result.pairs]
-    return MatchResult(pairs, result.unpaired, result.unit_pairs, result.params), notes
+    return MatchResult(pairs, result.unpaired, result.unit_pairs, result.params), [MapNote.numeric(n) for n in notes]
 
 
 def _settle_groups(trial: Any, groups: list[list[ProposedPair]], updated: dict[str, ProposedPair],

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 
 import networkx as nx
 
-from padiff.graph.blocks import UNSEEN, compared_parents, enclosing_blocks, numel
+from padiff.graph.blocks import compared_parents, enclosing_blocks, numel
 from padiff.graph.proposal import MatchResult, ProposedPair
 from padiff.graph.units import LayerInfo, Unit, UnitGraph
 from padiff.names import is_within as _within
@@ -172,7 +172,7 @@ def extend(result: MatchResult, ps: UnitGraph, ts: UnitGraph, p_layers: Mapping[
         left_t.discard(single)
         left_p.difference_update(parts)
     plain = [(pr.paddle_path, pr.torch_path) for pr in pairs if not (pr.paddle_parts or pr.torch_parts)]
-    seen = {(u.side, u.path) for u in result.unpaired if not u.reason.startswith(UNSEEN)}
+    seen = {(u.side, u.path) for u in result.unpaired if u.kind != "unseen"}
     # blocks only for layers the graphs saw and could not pair (not for control flow / not executed)
     for b in enclosing_blocks({p for p in left_p if ("paddle", p) in seen}, {t for t in left_t if ("torch", t) in seen},
                               plain, p_layers, t_layers):

@@ -277,7 +277,7 @@ def _explain(me: UnitGraph, other: UnitGraph, mine: Mapping[str, LayerInfo], the
         elif info.shapes:
             reason = ("inside control flow (If/Loop) in the exported graph"
                       if _in_control(path, me) else "not executed for this input")
-            out.append(Left(side, path, reason))
+            out.append(Left(side, path, reason, "unseen"))
         elif info.leaf and path:
             owner = next((a for a in _ancestors(path) if a in paired), None)
             alike = any(o.leaf and o.path not in other_paired and class_key(o.cls) == class_key(info.cls)

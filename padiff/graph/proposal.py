@@ -8,7 +8,7 @@ imports the data, not the matcher. Pure Python.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from padiff.graph.units import Unit
 
@@ -29,13 +29,21 @@ class ProposedPair:
     groups: int = 1  # the parts interleave in this many runs (padiff.runtime.fused.part_indices)
 
 
+#: why a layer is left, as code reads it (the ``reason`` is for a person):
+#: ``unmatched``: the graphs hold its dataflow and nothing on the other side matched it;
+#: ``unseen``: the graphs hold no dataflow for it (inside control flow, not executed for this input);
+#: ``loose``: taken out of a layer pair to be matched parameter by parameter, no verdict yet
+LeftKind = Literal["unmatched", "unseen", "loose"]
+
+
 @dataclass(frozen=True)
 class Left:
-    """A layer left unpaired, with the reason."""
+    """A layer left unpaired, with the reason (for a person) and its kind (for code)."""
 
     side: str
     path: str
     reason: str
+    kind: LeftKind = "unmatched"
 
 
 @dataclass

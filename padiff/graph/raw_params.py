@@ -212,7 +212,7 @@ def param_pairs(pg: nx.DiGraph, tg: nx.DiGraph, result: MatchResult, p_layers: M
     """
     mixed = _mixed_pairs(result, p_layers, t_layers)
     if mixed:
-        loose = [Left(side, path, "") for pr in mixed
+        loose = [Left(side, path, "", "loose") for pr in mixed
                  for side, path in (("paddle", pr.paddle_path), ("torch", pr.torch_path))]
         work = MatchResult([pr for pr in result.pairs if pr not in mixed], [*result.unpaired, *loose],
                            result.unit_pairs, result.params)
@@ -229,11 +229,11 @@ def param_pairs(pg: nx.DiGraph, tg: nx.DiGraph, result: MatchResult, p_layers: M
     kept = {("paddle", pr.paddle_path) for pr in back} | {("torch", pr.torch_path) for pr in back}
     unpaired: list[Left] = []
     for u in work.unpaired:
-        if (u.side, u.path) in done or (not u.reason and (u.side, u.path) in kept):
+        if (u.side, u.path) in done or (u.kind == "loose" and (u.side, u.path) in kept):
             continue
         why = (why_p if u.side == "paddle" else why_t).get(u.path) or u.reason or (
             "its layer pair with a layer holding raw parameters was replaced by parameter pairs, and no op of "
             "the other side's raw parameters lines up with its own")
-        unpaired.append(Left(u.side, u.path, why))
+        unpaired.append(Left(u.side, u.path, why, "unmatched" if u.kind == "loose" else u.kind))
     pairs = [pr for pr in result.pairs if pr not in mixed or pr in back]
     return MatchResult(pairs, unpaired, result.unit_pairs, [*result.params, *props])

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from padiff.errors import MapFileError, MappingError
-from padiff.maps import fields as F
+from padiff.maps.notes import MapNote, note_entry, note_kind
 from padiff.maps.types import (
     MAP_FORMAT_VERSION,
     READABLE_VERSIONS,
@@ -97,10 +97,9 @@ def map_to_dict(md: MapData, *, pairs: Sequence[LayerPair] | None = None, object
     if dup is not None:
         raise MappingError(f"cannot save this LayerMap: {_already_paired(dup)}")
     return {
-        # version 2 only when a fused pair or a parameter pair needs it, so plain maps stay readable by older padiff
-        "version": MAP_FORMAT_VERSION if any(p.split_side for p in pairs) or md.params else 1,
+        "version": _version(md, pairs),
         "route": md.route,
-        "notes": list(md.notes),
+        "notes": [note_entry(n) for n in md.notes],
         "pairs": plain,
         **({"params": [pp.to_dict() for pp in md.params]} if md.params else {}),
         "map": map_entries,
@@ -108,6 +107,13 @@ def map_to_dict(md: MapData, *, pairs: Sequence[LayerPair] | None = None, object
         "unpaired": [u.to_dict() for u in md.unpaired],
         "baseline": [pair_entry(p) for p in md.baseline],
     }
+
+
+def _version(md: MapData, pairs: Sequence[LayerPair]) -> int:
+    """The oldest format that holds ``md``, so plain maps stay readable by older padiff."""
+    if any(note_kind(n) != "general" for n in md.notes):
+        return 3
+    return 2 if any(p.split_side for p in pairs) or md.params else 1
 
 
 def _already_paired(dup: Duplicate) -> str:
@@ -178,7 +184,7 @@ def decode(data: Any, *, source: str = "", lines: Mapping[tuple[str, int], int] 
     return Decoded(
         where=where,
         route=route,
-        notes=[F.text(n, label) for label, n in each("notes")],
+        notes=[MapNote.from_dict(n, label) for label, n in each("notes")],
         pairs=pairs,
         params=[ParamPair.from_dict(e, label) for label, e in each("params")],
         ignores=[Ignore.from_dict(e, label) for label, e in each("ignores")],

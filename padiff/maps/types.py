@@ -17,8 +17,10 @@ from padiff.errors import MapFileError, MappingError
 from padiff.maps import fields as F
 from padiff.names import SIDE_NAMES, SideName, is_within, show
 
-MAP_FORMAT_VERSION = 2  # 2: a pair side may list several layers (fused against split); else 1 is written
-READABLE_VERSIONS = (1, 2)
+# 3: a note may carry a kind ({kind, text}, padiff.maps.notes); 2: a pair side may list several layers
+# (fused against split) or parameters pair one by one; else 1 is written, so plain maps stay readable
+MAP_FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 SIDES = SIDE_NAMES
 LOW_CONFIDENCE = 0.8  # a pair below this confidence is flagged for a person (review, map file comments)
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import pytest
 from models import aligner_pairs as ap
+from models.basic import mlp_pair
 from test_suggest import assert_unchanged, precision_recall, snapshot
 
+import padiff
 from padiff.adapters import PADDLE, TORCH
 from padiff.graph.confirm import confirm_ties
 from padiff.graph.match import MatchResult, ProposedPair
 from padiff.graph.suggest import layer_infos, suggest_layer_map
+from padiff.layer_map import LayerMap
+from padiff.maps.notes import MapNote, note_kind, notes_of
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +32,20 @@ def test_ties_from_different_decompositions_are_settled_numerically(einsum_case:
     assert {"q", "k"} <= settled
     assert any(n.startswith("settled numerically") for n in lm.notes)
     assert_unchanged(before, after)  # weights copied for the trial runs are restored exactly
+
+
+def test_the_confirmations_notes_are_numeric_and_the_routes_are_not(einsum_case: tuple) -> None:
+    _case, lm, _before, _after = einsum_case
+    numeric = notes_of(lm.notes, "numeric")
+    assert any(n.startswith("settled numerically") for n in numeric)
+    assert all(note_kind(n) == "general" for n in lm.notes if n.startswith(("route:", "timings:")))
+
+
+def test_the_report_lists_the_numeric_notes_by_kind_not_by_wording() -> None:
+    layer, module, inp = mlp_pair()
+    lm = LayerMap(notes=["route: manual (ids are numeric)", MapNote.numeric("order of the parts of a kept")])
+    rep = padiff.compare(layer, module, inp, layer_map=lm, auto_weights=True)
+    assert rep.settled_numerically == ["order of the parts of a kept"]
 
 
 def test_a_wrong_structural_guess_is_re_paired_and_weights_restored() -> None:

@@ -189,6 +189,8 @@ def test_same_kind_different_shapes_and_not_executed_are_explained() -> None:
     assert reasons[("paddle", "fc")].startswith("same kind, different shapes")
     assert reasons[("torch", "fc")].startswith("same kind, different shapes")
     assert reasons[("paddle", "unused")] == "not executed for this input"
+    kinds = {(u.side, u.path): u.kind for u in res.unpaired}  # code reads the kind, never the reason's words
+    assert kinds[("paddle", "unused")] == "unseen" and kinds[("paddle", "fc")] == "unmatched"
 
 
 def test_weight_only_pair_when_one_side_is_a_block_with_raw_parameters() -> None:
