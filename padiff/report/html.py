@@ -36,11 +36,11 @@ def render_html(rep: DiffReport) -> str:
     pairs = group_pairs(rep)
     by_paddle = {p.paddle_path: p for p in pairs.values() if p.paddle_class != "loss"}
     by_torch = {p.torch_path: p for p in pairs.values() if p.torch_class != "loss"}
-    skipped = {"paddle": set(), "torch": set()}
+    skipped: dict[str, set[str]] = {"paddle": set(), "torch": set()}
     for s in rep.skipped:
         skipped.setdefault(s.side, set()).add(s.path)
     ok = bool(rep)
-    stages = [s for s in STAGES if any(r.stage == s for r in rep.records)]
+    stages: list[str] = [s for s in STAGES if any(r.stage == s for r in rep.records)]
     stages += [s for s in sorted({r.stage for r in rep.records}) if s not in stages]
     selectable = [s for s in stages if _STAGE_NAME.fullmatch(s)]
     start = first.stage if first is not None and first.stage in selectable else \

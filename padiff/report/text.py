@@ -12,8 +12,8 @@ from __future__ import annotations
 import linecache
 import math
 import os
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from padiff.names import show as show_path
 from padiff.report.log_folders import log_size_note
@@ -25,7 +25,7 @@ HERE = "<--- *** HERE ***"
 MAX_LISTED = 10  # skipped layers / other failures shown on the terminal; the rest go to the logs
 
 
-def fmt_num(v: float) -> str:
+def fmt_num(v: object) -> str:
     """Short, greppable number: ``0``, ``1.23e-05``, ``0.5``, ``inf``, ``nan``."""
     if isinstance(v, bool) or not isinstance(v, int | float):
         return str(v)
@@ -45,7 +45,7 @@ def where(rec: Comparison) -> str:
             f"torch {show_path(rec.torch_path)} ({rec.torch_class}){item}")
 
 
-def numbers(rec: Comparison, options: dict | None = None) -> list[str]:
+def numbers(rec: Comparison, options: Mapping[str, Any] | None = None) -> list[str]:
     """The numbers of one comparison, one per line, aligned; the verdict's own figure first."""
     s = rec.stats
     opts = options or {}
@@ -287,7 +287,7 @@ def _failure(rep: DiffReport, size_note: bool = True) -> str:
         lines.append(f"Other differences ({len(all_others)}{shown}):")
         lines += [f"  {where(r)}: max abs diff {fmt_num(r.max_abs_diff)}" for r in others]
     if first is not None and (first.paddle_path or first.torch_path or first.stage != "assign_weight"):
-        skipped = {s.side: set() for s in rep.skipped}
+        skipped: dict[str, set[str]] = {s.side: set() for s in rep.skipped}
         for s in rep.skipped:
             skipped[s.side].add(s.path)
         lines.append("")
