@@ -161,13 +161,8 @@ class PaddleSide(Side):
         return t.detach().clone()
 
     def add_pre_hook(self, layer: Any, fn: PreHook) -> Any:
-        def hook(lay: Any, args: tuple[Any, ...]) -> Any:
-            res = fn(lay, args, {})
-            if res is not None:
-                return res[0]
-            return None
-
-        return layer.register_forward_pre_hook(hook)
+        # with_kwargs: ``fn`` sees the keyword arguments too, and the (args, kwargs) it returns replace both
+        return layer.register_forward_pre_hook(fn, with_kwargs=True)
 
     def add_post_hook(self, layer: Any, fn: PostHook) -> Any:
         def hook(lay: Any, args: tuple[Any, ...], out: Any) -> None:

@@ -54,7 +54,11 @@ def distance(a: list[list[np.ndarray]], b: list[list[np.ndarray]]) -> float:
 
 
 class Taps:
-    """Hooks keeping, per layer path, each call's inputs (``args``) and/or flattened outputs."""
+    """Hooks keeping, per layer path, each call's inputs (``args``) and/or flattened outputs.
+
+    A call's inputs are ``(args, kwargs)``: a layer called with keyword tensors only
+    (``self.q(x=h)``) has input evidence too, and a block re-runs as it was called.
+    """
 
     def __init__(self, side: Any, root: Any, inputs: set[str], outputs: set[str], arrays: bool = False) -> None:
         self.side = side
@@ -77,10 +81,10 @@ class Taps:
                 self.handles.append(side.add_post_hook(obj, self._post(path)))
 
     def _pre(self, path: str) -> Any:
-        def hook(_layer: Any, args: tuple, _kwargs: dict) -> None:
+        def hook(_layer: Any, args: tuple, kwargs: dict) -> None:
             if self.active:
-                keep = flat(self.side, tuple(args)) if self.arrays else self.side.map_tensors(tuple(args),
-                                                                                              self.side.clone_detached)
+                call = (tuple(args), dict(kwargs))
+                keep = flat(self.side, call) if self.arrays else self.side.map_tensors(call, self.side.clone_detached)
                 self.args[path].append(keep)
                 if path not in self.first:
                     self.first[path] = len(self.first)
@@ -108,7 +112,8 @@ class Taps:
 
 
 def row_costs(args: tuple, t_inputs: Mapping[str, list[Any]], t_paths: list[str], call: int = 0) -> np.ndarray:
-    """Errors of one paddle layer's recorded input (call ``call``) against every torch candidate's input then.
+    """Errors of one paddle layer's recorded input (``(args, kwargs)`` of call ``call``) against every torch
+    candidate's input then.
 
     The same recorded input is compared with every candidate in one pass; a candidate that
     did not run that often, or took another shape, costs :data:`BIG`.

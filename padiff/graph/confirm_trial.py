@@ -136,7 +136,7 @@ class Trial:
         self.p_taps.clear()
         self.p_taps.keep_outputs = True
         with PADDLE.no_grad():
-            got = [flat(PADDLE, self.p_objs[p_block](*args)) for args in calls]
+            got = [flat(PADDLE, self.p_objs[p_block](*args, **kwargs)) for args, kwargs in calls]
         total = distance(got, want[:len(calls)])
         if not np.isfinite(total):
             return self.model_error()

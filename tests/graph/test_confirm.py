@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from models import aligner_pairs as ap
 from models.basic import mlp_pair
@@ -63,6 +64,56 @@ def test_a_wrong_structural_guess_is_re_paired_and_weights_restored() -> None:
     fixed = {p.paddle_path: p for p in result.pairs}
     assert not fixed["q"].uncertain and fixed["q"].confidence >= 0.9
     assert_unchanged(before, snapshot(case.paddle, case.torch))
+
+
+def test_layers_and_blocks_called_with_keyword_tensors_only_are_settled_too() -> None:
+    import paddle
+    import torch
+
+    class PBlock(paddle.nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.one, self.two = paddle.nn.Linear(4, 4), paddle.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.two(input=paddle.tanh(self.one(input=x)))
+
+    class P(paddle.nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blk = PBlock()
+
+        def forward(self, x):
+            return self.blk(x=x)
+
+    class TBlock(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.b(input=torch.tanh(self.a(input=x)))
+
+    class T(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blk = TBlock()
+
+        def forward(self, x):
+            return self.blk(x=x)
+
+    torch.manual_seed(0)
+    p, t = P(), T()
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype("float32")
+    inputs = ({"x": paddle.to_tensor(x)}, {"x": torch.from_numpy(x)})
+    wrong = [ProposedPair("blk", "blk", 1.0, ("same class",), True),
+             ProposedPair("blk.one", "blk.b", 0.4, ("tie: x",), True, True),
+             ProposedPair("blk.two", "blk.a", 0.4, ("tie: x",), True, True)]
+    result, notes = confirm_ties(p, t, inputs, MatchResult(wrong, []), layer_infos(PADDLE, p), layer_infos(TORCH, t))
+    assert not any("not done" in n for n in notes), notes
+    assert {pr.paddle_path: pr.torch_path for pr in result.pairs} == {"blk": "blk", "blk.one": "blk.a",
+                                                                      "blk.two": "blk.b"}
+    assert not any(pr.uncertain for pr in result.pairs)
 
 
 def test_truly_symmetric_ties_are_reported_as_interchangeable() -> None:
