@@ -58,7 +58,7 @@ class SideSnapshot:
                 snap.buffers.append((layer, name, b, side.to_numpy(b)))
         for t in side.flatten(inputs):
             # a non-leaf has no .grad of its own (torch warns when asked)
-            g = side.grad(t) if side.requires_grad(t) and getattr(t, "is_leaf", True) else None
+            g = side.grad(t) if side.requires_grad(t) and side.is_leaf(t) else None
             snap.inputs.append((t, side.requires_grad(t), None if g is None else side.clone_detached(g)))
         return snap
 

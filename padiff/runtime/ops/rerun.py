@@ -147,7 +147,7 @@ def _fed_paddle_inputs(p: _Call, t: _Call) -> _Call:
 
     def swap(x: Any) -> Any:
         src = next(it, None)
-        if src is None or not x.is_floating_point() or tuple(x.shape) != tuple(PADDLE.shape(src)):
+        if src is None or not TORCH.is_floating(x) or TORCH.shape(x) != PADDLE.shape(src):
             return x
         return TORCH.from_numpy(PADDLE.to_numpy(src), like=x)
 
