@@ -3,7 +3,7 @@
 Modules, one job each (only the ``export_*`` modules import a framework):
 
 - ``export_paddle``: ``paddle.jit.save`` here + ``paddle2onnx`` in a child process, with
-  layer-path stamps for attribution; ``_p2o_child`` is that child's entry point.
+  layer-path stamps for attribution; ``export_paddle_child`` is that child's entry point.
 - ``export_torch``: TorchScript ONNX exporter into memory (module scopes in node names).
 - ``build``: ONNX → ``networkx.DiGraph`` of ops attributed to layer paths and calls.
 - ``canonical``: contract exporter noise, normalise op kinds and weight layouts.

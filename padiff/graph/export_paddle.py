@@ -2,7 +2,7 @@
 
 Route (measured, see GRAPH_NOTES): a child process is started first (it loads
 paddle2onnx's converter while we work), ``paddle.jit.save`` runs here into a temp dir,
-then the child converts the saved program (``_p2o_child``). paddle2onnx can SIGABRT or
+then the child converts the saved program (``export_paddle_child``). paddle2onnx can SIGABRT or
 ``sys.exit`` on unsupported ops and may set environment variables or pip-install, so
 it never runs in the user's process; a dead child is a failed export.
 ``paddle.onnx.export`` is avoided: it renames parameters (destroying attribution), runs
@@ -178,7 +178,7 @@ def start_export(layer: Any, kwargs: Mapping[str, Any]) -> PendingPaddleExport:
     env["POLYGRAPHY_AUTOINSTALL_DEPS"] = "0"
     env.setdefault("GLOG_minloglevel", "2")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "padiff.graph._p2o_child"],
+        [sys.executable, "-m", "padiff.graph.export_paddle_child"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE, cwd=tmpdir.name, env=env,
     )
     modes = [(sub, sub.training) for _, sub in layers]

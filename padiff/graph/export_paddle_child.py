@@ -2,7 +2,7 @@
 
 paddle2onnx can abort the whole process (SIGABRT in C++) or call ``sys.exit`` on ops it
 does not support, so the parent never calls it directly. It starts
-``python -m padiff.graph._p2o_child`` *before* its own ``jit.save`` (so start-up
+``python -m padiff.graph.export_paddle_child`` *before* its own ``jit.save`` (so start-up
 overlaps the parent's work), then writes one JSON line
 ``[model_json, params, out_onnx, opset]`` to the child's stdin; end of input without
 a line means "cancelled". A non-zero exit or a missing output file is a failed export.
