@@ -6,9 +6,9 @@ and the compute methods of ``paddle.Tensor`` by thin wrappers for the duration o
 ``with`` block, and puts every original object back on exit (errors and
 ``KeyboardInterrupt`` included; :func:`patched_names` lets tests check identity). Only
 outermost calls on the recording thread are recorded, so an API that calls another public
-API counts once, as in torch's function mode. Arguments are recorded
-as paddle takes them (paddle's momentum, not torch's): reconciling conventions is the
-runtime's job (:mod:`padiff.runtime.conventions`).
+API counts once, as in torch's function mode. Arguments are recorded as paddle takes them
+(paddle's momentum, not torch's): reconciling conventions is the runtime's job
+(:mod:`padiff.runtime.conventions`).
 """
 
 from __future__ import annotations
