@@ -278,9 +278,10 @@ def _fused_pass(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> _Fuse
         return None
     af, bf = a.reshape(-1), b.reshape(-1)
     n = af.size
-    if n >= PARALLEL_MIN and _workers() is not None:
+    pool = _workers() if n >= PARALLEL_MIN else None
+    if pool is not None:
         half = (n // 2 + _BLOCK - 1) // _BLOCK * _BLOCK
-        future = _workers().submit(_blocks, af, bf, half, n, atol, rtol)
+        future = pool.submit(_blocks, af, bf, half, n, atol, rtol)
         first, second = _blocks(af, bf, 0, half, atol, rtol), future.result()
         parts = [first, second] if first is not None and second is not None else None
     else:

@@ -32,7 +32,8 @@ def _shapes(entries: list[StateEntry]) -> tuple[tuple[int, ...], ...]:
 
 def _path_pair(p_path: str, t_path: str, classes: dict[SideName, dict[str, str]]) -> LayerPair:
     """A ``{paddle path: torch path}`` entry of a plain dict, checked against the live trees."""
-    for side, path in (("paddle", p_path), ("torch", t_path)):
+    sides: tuple[tuple[SideName, str], ...] = (("paddle", p_path), ("torch", t_path))
+    for side, path in sides:
         if path not in classes[side]:
             near = difflib.get_close_matches(path, list(classes[side]), n=3)
             hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
