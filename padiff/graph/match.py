@@ -96,6 +96,10 @@ def match_sides(ps: UnitGraph, ts: UnitGraph, p_layers: Mapping[str, LayerInfo],
         compare = _same_output(p_info, t_info)
         if not compare:
             evidence.append("weight-only pair: the layers' outputs are different tensors")
+        absorbed = _absorbed(pu, tu, ps, ts, taken) or _absorbed(tu, pu, ts, ps, chosen, "torch", "paddle")
+        if compare and absorbed:
+            compare = False
+            evidence.append(absorbed)
         conf = round(min(1.0, sum(confs) / len(confs)) * (votes[p_path][t_path] / total), 3)
         pairs.append(ProposedPair(p_path, t_path, conf, tuple(evidence), compare, doubt))
     first_op: dict[str, int] = {}
@@ -211,6 +215,28 @@ def _split_free_layers(votes: dict[str, Counter[str]], ps: UnitGraph, ts: UnitGr
         if not votes[p_path]:
             del votes[p_path]
     return out
+
+
+def _absorbed(mine: Unit, theirs: Unit, me: UnitGraph, other: UnitGraph, other_paired: Mapping[str, str],
+              side: str = "paddle", other_side: str = "torch") -> str:
+    """Why the pair's outputs differ when ``mine`` also runs an activation ``theirs`` leaves to its own layer.
+
+    paddle's ``BatchNorm(act="relu")`` applies the ReLU inside the layer; torch's ``BatchNorm2d``
+    hands its output to a separate ``ReLU``. Such a pair's outputs are different tensors (before
+    and after the activation): it is a weight-only pair, and the result is compared at the next
+    pair. Told by dataflow: the other unit's consumer is an unpaired parameter-free unit
+    computing only ops that ``mine`` has and ``theirs`` lacks. Empty when that is not so.
+    """
+    extra = mine.compute - theirs.compute
+    if not mine.has_params or not extra:
+        return ""
+    for v in other.graph.successors(theirs.uid):
+        nxt = other.units[v]
+        if not nxt.has_params and nxt.layer not in other_paired and nxt.compute <= extra:
+            return (f"weight-only pair: the {side} layer also applies {', '.join(sorted(nxt.compute))}, which "
+                    f"{other_side} applies in its own layer {show(nxt.layer)!r}, so the outputs differ by it "
+                    "(the next pair compares the result)")
+    return ""
 
 
 def _same_output(p: LayerInfo | None, t: LayerInfo | None) -> bool:
