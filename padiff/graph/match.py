@@ -225,7 +225,8 @@ def _absorbed(mine: Unit, theirs: Unit, me: UnitGraph, other: UnitGraph, other_p
     hands its output to a separate ``ReLU``. Such a pair's outputs are different tensors (before
     and after the activation): it is a weight-only pair, and the result is compared at the next
     pair. Told by dataflow: the other unit's consumer is an unpaired parameter-free unit
-    computing only ops that ``mine`` has and ``theirs`` lacks. Empty when that is not so.
+    computing only ops that ``mine`` has and ``theirs`` lacks, or every path out of ``theirs``
+    starts with such an op in the code between layers. Empty when that is not so.
     """
     extra = mine.compute - theirs.compute
     if not mine.has_params or not extra:
@@ -236,6 +237,11 @@ def _absorbed(mine: Unit, theirs: Unit, me: UnitGraph, other: UnitGraph, other_p
             return (f"weight-only pair: the {side} layer also applies {', '.join(sorted(nxt.compute))}, which "
                     f"{other_side} applies in its own layer {show(nxt.layer)!r}, so the outputs differ by it "
                     "(the next pair compares the result)")
+    # or in code between layers (``F.relu(norm5(x))``): every path out of ``theirs`` starts with such an op
+    first = {path.split(">")[1].split("@")[0] if ">" in path else "" for path in theirs.down}
+    if first and first <= extra:
+        return (f"weight-only pair: the {side} layer also applies {', '.join(sorted(first))}, which {other_side} "
+                "applies after the layer returns, so the outputs differ by it (the next pair compares the result)")
     return ""
 
 

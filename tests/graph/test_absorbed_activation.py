@@ -31,10 +31,12 @@ class PdNet(paddle.nn.Layer):
 
 
 class PtNet(torch.nn.Module):
-    def __init__(self, reverse: bool = False) -> None:
+    def __init__(self, reverse: bool = False, functional: bool = False) -> None:
         super().__init__()
         mods = [("c1", torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)), ("n1", torch.nn.BatchNorm2d(8)),
                 ("r1", torch.nn.ReLU()), ("c2", torch.nn.Conv2d(8, 4, 3, padding=1))]
+        if functional:  # torchvision's DenseNet applies its last ReLU as F.relu, in place
+            mods = [m for m in mods if m[0] != "r1"]
         for name, m in reversed(mods) if reverse else mods:
             self.add_module(name, m)
         with torch.no_grad():
@@ -44,7 +46,8 @@ class PtNet(torch.nn.Module):
             self.n1.bias.uniform_(-0.5, 0.5)
 
     def forward(self, x):
-        return self.c2(self.r1(self.n1(self.c1(x))))
+        h = self.n1(self.c1(x))
+        return self.c2(self.r1(h) if hasattr(self, "r1") else torch.nn.functional.relu(h, inplace=True))
 
 
 def _inp():
@@ -52,10 +55,10 @@ def _inp():
     return {"x": paddle.to_tensor(x)}, {"x": torch.tensor(x)}
 
 
-def _models(reverse: bool = False, act: bool = True):
+def _models(reverse: bool = False, act: bool = True, functional: bool = False):
     torch.manual_seed(0)
     paddle.seed(0)
-    layer, module = PdNet(act), PtNet(reverse)
+    layer, module = PdNet(act), PtNet(reverse, functional)
     layer.eval()
     module.eval()
     return layer, module
@@ -89,3 +92,11 @@ def test_a_layer_without_the_activation_inside_keeps_its_outputs_compared():
     lm = padiff.suggest_layer_map(*_models(act=False), _inp())
     pair = next(p for p in lm.pairs if p.paddle_path == "bn_a")
     assert pair.torch_path == "n1" and pair.compare_output
+
+
+def test_an_activation_torch_applies_in_its_forward_code_is_told_too():
+    lm = padiff.suggest_layer_map(*_models(functional=True), _inp())
+    pair = next(p for p in lm.pairs if p.paddle_path == "bn_a")
+    assert pair.torch_path == "n1" and not pair.compare_output
+    assert any("after the layer returns" in e for e in pair.evidence), pair.evidence
+    assert padiff.compare(*_models(functional=True), _inp(), auto_weights=True, layer_map="auto", options=TOL)
