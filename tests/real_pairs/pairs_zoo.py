@@ -216,8 +216,8 @@ def _resnet_vd_free(path: str) -> str:
     """
     import re
 
-    if path == "max_pool":
-        return "maxpool"
+    if path in ("max_pool", "avg_pool"):
+        return {"max_pool": "maxpool", "avg_pool": "global_pool.pool"}[path]
     m = re.fullmatch(r"stem\.(\d)\.relu", path)
     if m:
         k = int(m.group(1))
@@ -284,7 +284,9 @@ def _free_stage(path: str) -> str:
 
 ZOO_PAIRS: list[RealPair] = [
     _zoo_pair("shufflenet_v2_x0_5", "stage3.0.branch1.2", {"_max_pool": "maxpool"}),
-    _zoo_pair("densenet121", "features.denseblock2.denselayer3.conv2"),
+    _zoo_pair("densenet121", "features.denseblock2.denselayer3.conv2",
+              {"pool2d_max": "features.pool0", **{f"tr_conv{k + 1}_blk.pool2d_avg": f"features.transition{k}.pool"
+                                                  for k in (1, 2, 3)}}),
     _zoo_pair("mobilenet_v3_small", "features.4.block.2.fc1"),
     RealPair("resnet18_vd", "paddleclas / timm", ("timm", "ppcls"), _build_resnet_vd,
              _copy_in_order(_timm_resnet18d), "layer3.0.downsample.1", free_rename=_resnet_vd_free),
