@@ -70,6 +70,8 @@ def test_the_pair_is_weight_only_and_says_which_layer_applies_the_activation(rev
     pair = next(p for p in lm.pairs if p.paddle_path == "bn_a")
     assert pair.torch_path == "n1" and not pair.compare_output
     assert any("'r1'" in e and "Relu" in e for e in pair.evidence), pair.evidence
+    left = next(u for u in lm.unpaired if u.path == "r1")
+    assert left.side == "torch" and "inside the other side's 'bn_a'" in left.reason, left
 
 
 @pytest.mark.parametrize("reverse", [False, True])
