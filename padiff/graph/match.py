@@ -103,6 +103,15 @@ def match_sides(ps: UnitGraph, ts: UnitGraph, p_layers: Mapping[str, LayerInfo],
             compare = False
             evidence.append(f"weight-only pair: one layer also runs {', '.join(moved)}, which the other side runs "
                             "after its layer, so their outputs are different tensors")
+        absorbed, side, inside = _absorbed(pu, tu, ps, ts, taken), "torch", p_path
+        if absorbed is None:
+            absorbed, side, inside = _absorbed(tu, pu, ts, ps, chosen, "torch", "paddle"), "paddle", t_path
+        if compare and absorbed:
+            compare = False
+            evidence.append(absorbed[0])
+            if absorbed[1]:  # the other side's activation layer: say where its work is done
+                conflicts.append(Left(side, absorbed[1], f"its activation is applied inside the other side's "
+                                                         f"{show(inside)!r} (paired weight-only)"))
         conf = round(min(1.0, sum(confs) / len(confs)) * (votes[p_path][t_path] / total), 3)
         pairs.append(ProposedPair(p_path, t_path, conf, tuple(evidence), compare, doubt))
     first_op: dict[str, int] = {}
@@ -218,6 +227,35 @@ def _split_free_layers(votes: dict[str, Counter[str]], ps: UnitGraph, ts: UnitGr
         if not votes[p_path]:
             del votes[p_path]
     return out
+
+
+def _absorbed(mine: Unit, theirs: Unit, me: UnitGraph, other: UnitGraph, other_paired: Mapping[str, str],
+              side: str = "paddle", other_side: str = "torch") -> tuple[str, str] | None:
+    """Why the pair's outputs differ when ``mine`` also runs an activation ``theirs`` leaves to its own layer.
+
+    paddle's ``BatchNorm(act="relu")`` applies the ReLU inside the layer; torch's ``BatchNorm2d``
+    hands its output to a separate ``ReLU``. Such a pair's outputs are different tensors (before
+    and after the activation): it is a weight-only pair, and the result is compared at the next
+    pair. Told by dataflow: the other unit's consumer is an unpaired parameter-free unit
+    computing only ops that ``mine`` has and ``theirs`` lacks, or every path out of ``theirs``
+    starts with such an op in the code between layers. Returns the evidence and the other
+    side's activation layer (``""`` when it is code), or None when that is not so.
+    """
+    extra = mine.compute - theirs.compute
+    if not mine.has_params or not extra:
+        return None
+    for v in other.graph.successors(theirs.uid):
+        nxt = other.units[v]
+        if not nxt.has_params and nxt.layer not in other_paired and nxt.compute <= extra:
+            return (f"weight-only pair: the {side} layer also applies {', '.join(sorted(nxt.compute))}, which "
+                    f"{other_side} applies in its own layer {show(nxt.layer)!r}, so the outputs differ by it "
+                    "(the next pair compares the result)", nxt.layer)
+    # or in code between layers (``F.relu(norm5(x))``): every path out of ``theirs`` starts with such an op
+    first = {path.split(">")[1].split("@")[0] if ">" in path else "" for path in theirs.down}
+    if first and first <= extra:
+        return (f"weight-only pair: the {side} layer also applies {', '.join(sorted(first))}, which {other_side} "
+                "applies after the layer returns, so the outputs differ by it (the next pair compares the result)", "")
+    return None
 
 
 def _same_output(p: LayerInfo | None, t: LayerInfo | None) -> bool:

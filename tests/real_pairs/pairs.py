@@ -302,3 +302,7 @@ def by_name(name: str) -> RealPair:
 from .pairs_fused import FUSED_PAIRS  # noqa: E402 - fused/split pairs, in their own file
 
 PAIRS += FUSED_PAIRS
+
+from .pairs_zoo import ZOO_PAIRS  # noqa: E402 - more vision families, in their own file
+
+PAIRS += ZOO_PAIRS
