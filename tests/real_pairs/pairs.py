@@ -32,6 +32,9 @@ class RealPair:
     fault_leaf: str  # torch path of the leaf whose output the planted fault scales
     free_rename: Callable[[str], str] = field(default=lambda p: p)  # paddle path -> its true torch path
     train_mode: bool = False  # models compared in train mode (dropout 0) instead of eval
+    # torch paths of pairs whose outputs the two packages define differently (their APIs, not the
+    # port): scored again with those pairs marked ``compare_output: false``, as a user edits the proposal
+    weights_only: tuple[str, ...] = ()
 
 
 def _inputs(shape: tuple[int, ...], seed: int = 0, key_pd: str = "x", key_pt: str = "x",
@@ -302,3 +305,7 @@ def by_name(name: str) -> RealPair:
 from .pairs_fused import FUSED_PAIRS  # noqa: E402 - fused/split pairs, in their own file
 
 PAIRS += FUSED_PAIRS
+
+from .pairs_nlp import NLP_PAIRS  # noqa: E402 - more paddleformers / transformers decoders, in their own file
+
+PAIRS += NLP_PAIRS

@@ -59,6 +59,12 @@ def test_padiff_on_the_pair(pair: RealPair, reverse: bool) -> None:
     _need(pair)
     row = score_pair(pair, reverse)
     assert not row.error, row.error
+    if pair.weights_only:  # the referee knows some outputs differ by API: the edited map must pass and localise
+        assert row.edited_verdict, "auto_diff is False on a correct port with the API-different pairs not compared"
+        assert row.fault_named, f"planted fault in {pair.fault_leaf} reported at {row.fault_at} (edited map)"
+        if not row.verdict:
+            pytest.xfail(f"{pair.name}: the pairs at {', '.join(pair.weights_only)} return different quantities "
+                         "in the two packages; padiff compares them as given (the edited map passes)")
     if (pair.name, reverse) in VERDICT_XFAIL and not row.verdict:
         pytest.xfail(VERDICT_XFAIL[pair.name, reverse])
     assert row.verdict, "auto_diff(auto_weights=True, layer_map='auto') is False on a correct port"
