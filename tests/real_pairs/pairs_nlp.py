@@ -16,9 +16,16 @@
   top-k weights scattered into a dense table, transformers ``(logits [T, E], top-k weights [T, k],
   indices)``. Only the indices are the same quantity, so the router pairs are ``weights_only``.
 
-(DeepSeek-V3 was tried and dropped: paddleformers' model imports ``paddlefleet_ops`` and its MLA
-attention reads a YaRN ``factor`` from ``rope_parameters`` even for the default rope; no BERT,
-GPT-2 or T5 ships in the installed paddleformers.)
+- DeepSeek-V3: multi-head latent attention (``q_a_proj`` -> ``q_a_layernorm`` -> ``q_b_proj``, a joint
+  ``kv_a_proj_with_mqa`` cut into latent and rope parts, ``kv_b_proj``), a dense first layer, then an
+  MoE layer with group-limited routing and a score-correction bias: paddle's experts are a list of
+  gate/up/down Linears, transformers' two 3-D tensors (``gate_up_proj [E, 2I, H]`` = ``[gate | up]``
+  rows, ``down_proj [E, H, I]``); shared experts are plain MLPs on both sides. paddleformers' MLA
+  reads a YaRN ``factor`` whenever ``rope_parameters`` is set and ropes with ``head_dim``, so both
+  sides get YaRN with factor 1 and ``head_dim = qk_rope_head_dim``; its import needs ``paddlefleet_ops``
+  (stubbed, every probe answering False).
+
+(No BERT, GPT-2 or T5 ships in the installed paddleformers.)
 """
 
 from __future__ import annotations
@@ -135,6 +142,85 @@ def _copy_gpt_oss(layer: Any, module: Any) -> list[Entry]:
     return out
 
 
+def _stub_fleet_ops() -> None:
+    """paddleformers' MoE layers import ``paddlefleet_ops`` (fused all-to-all kernels) only to ask whether
+    DeepEP is available: a stub module whose every function answers False. Test code, not padiff."""
+    import importlib.abc
+    import importlib.machinery
+    import sys
+    import types
+
+    if "paddlefleet_ops" in sys.modules:
+        return
+
+    class _No(types.ModuleType):
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return lambda *a, **k: False
+
+    class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+            if name == "paddlefleet_ops" or name.startswith("paddlefleet_ops."):
+                return importlib.machinery.ModuleSpec(name, self, is_package=True)
+            return None
+
+        def create_module(self, spec: Any) -> Any:
+            return _No(spec.name)
+
+        def exec_module(self, module: Any) -> None:
+            module.__path__ = []
+
+    sys.meta_path.append(_Finder())
+
+
+DS_ROPE = {"rope_type": "yarn", "factor": 1.0, "original_max_position_embeddings": 64, "mscale_all_dim": 0,
+           "beta_fast": 32.0, "beta_slow": 1.0, "mscale": 1.0, "rope_theta": 10000.0}
+DS = dict(n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=12, n_shared_experts=1,
+          first_k_dense_replace=1, q_lora_rank=16, kv_lora_rank=16, qk_rope_head_dim=4, qk_nope_head_dim=8,
+          v_head_dim=8, head_dim=4, n_group=2, topk_group=1, rope_scaling=DS_ROPE, rope_parameters=DS_ROPE,
+          routed_scaling_factor=1.0, norm_topk_prob=True)  # the two packages default these differently
+
+
+def _build_deepseek_v3() -> Built:
+    _stub_fleet_ops()
+    return _build("deepseek_v3", "DeepseekV3Config", "DeepseekV3Model", "deepseek_v3", "DeepseekV3Config",
+                  "DeepseekV3Model", **DS)
+
+
+def _copy_deepseek_v3(layer: Any, module: Any) -> list[Entry]:
+    import numpy as np
+
+    inter = int(DS["moe_intermediate_size"])  # type: ignore[call-overload]
+
+    def expert(e: int, rows: slice) -> Any:
+        return lambda xs: np.ascontiguousarray(xs[0][e][rows].T)
+
+    out = _ends()
+    for i in range(LAYERS):
+        p = f"m.layers.{i}"
+        a = f"{p}.self_attn"
+        for lin in ("q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj"):
+            out.append(Entry(f"{a}.{lin}.weight", (f"{a}.{lin}.weight",), transposed))
+        out += [Entry(f"{a}.{n}.weight", (f"{a}.{n}.weight",)) for n in ("q_a_layernorm", "kv_a_layernorm")]
+        out += [Entry(f"{p}.{n}.weight", (f"{p}.{n}.weight",)) for n in ("input_layernorm", "post_attention_layernorm")]
+        m = f"{p}.mlp"
+        mlps = [m] if i < int(DS["first_k_dense_replace"]) else [f"{m}.shared_experts"]  # type: ignore[call-overload]
+        for mlp in mlps:
+            out += [Entry(f"{mlp}.{n}.weight", (f"{mlp}.{n}.weight",), transposed)
+                    for n in ("gate_proj", "up_proj", "down_proj")]
+        if i < int(DS["first_k_dense_replace"]):  # type: ignore[call-overload]
+            continue
+        out += [Entry(f"{m}.gate.weight", (f"{m}.gate.weight",), transposed),
+                Entry(f"{m}.gate.e_score_correction_bias", (f"{m}.gate.e_score_correction_bias",))]
+        for e in range(int(DS["n_routed_experts"])):  # type: ignore[call-overload]
+            x = f"{m}.experts.{e}"
+            out += [Entry(f"{x}.gate_proj.weight", (f"{m}.experts.gate_up_proj",), expert(e, slice(0, inter))),
+                    Entry(f"{x}.up_proj.weight", (f"{m}.experts.gate_up_proj",), expert(e, slice(inter, None))),
+                    Entry(f"{x}.down_proj.weight", (f"{m}.experts.down_proj",), expert(e, slice(None)))]
+    return out
+
+
 NLP_PAIRS: list[RealPair] = [
     RealPair("qwen3", "paddleformers / transformers (q/k norm, fused qkv, up_gate)", NEEDS, _build_qwen3,
              _copy_qwen3, "m.layers.0.self_attn.k_norm", train_mode=True),
@@ -145,4 +231,6 @@ NLP_PAIRS: list[RealPair] = [
     RealPair("gpt_oss", "paddleformers / transformers (attention sinks, raw router and 3-D experts)", NEEDS,
              _build_gpt_oss, _copy_gpt_oss, "m.layers.0.mlp.experts", train_mode=True,
              weights_only=tuple(f"m.layers.{i}.mlp.router" for i in range(LAYERS))),
+    RealPair("deepseek_v3", "paddleformers / transformers (latent attention, grouped routing, expert list vs 3-D)",
+             NEEDS, _build_deepseek_v3, _copy_deepseek_v3, "m.layers.1.self_attn.kv_b_proj", train_mode=True),
 ]

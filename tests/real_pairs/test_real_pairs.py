@@ -22,10 +22,19 @@ FAULT_XFAIL: dict[str, str] = {
                  "of its own; a fault in the torch experts is named at the enclosing m.layers.1.mlp pair compared "
                  "for it (the torch experts' output is glue on the paddle side)",
 }
+_DEEPSEEK = ("paddle.jit.save cannot export paddleformers' DeepSeek-V3, so the dataflow is recorded eagerly; there "
+             "the dense MLP's gate/up/down Linears (one layout-free shape) are left to the tree route, which pairs "
+             "them by definition order (up <-> down), and numeric confirmation calls the swap 'interchangeable for "
+             "this input'; routed-expert Linears are also paired with shared-expert ones (as in reversed Qwen2-MoE), "
+             "so weight assignment fails")
+FAULT_XFAIL["deepseek_v3"] = _DEEPSEEK
 # pairs padiff's verdict is known to be wrong on, per torch order
 # (padiff before 70004f0 failed nn.TransformerEncoder reversed: dropout paired with dropout2; before the moe branch
 # Qwen2-MoE reversed: expert Linears paired with the shared expert's, crossing the expert block; both now fixed)
-VERDICT_XFAIL: dict[tuple[str, bool], str] = {}
+VERDICT_XFAIL: dict[tuple[str, bool], str] = {
+    ("deepseek_v3", False): _DEEPSEEK,
+    ("deepseek_v3", True): _DEEPSEEK,
+}
 
 
 def _need(pair: RealPair) -> None:
