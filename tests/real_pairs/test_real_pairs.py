@@ -23,10 +23,10 @@ FAULT_XFAIL: dict[str, str] = {
                  "for it (the torch experts' output is glue on the paddle side)",
 }
 _DEEPSEEK = ("paddle.jit.save cannot export paddleformers' DeepSeek-V3, so the dataflow is recorded eagerly; there "
-             "the dense MLP's gate/up/down Linears (one layout-free shape) are left to the tree route, which pairs "
-             "them by definition order (up <-> down), and numeric confirmation calls the swap 'interchangeable for "
-             "this input'; routed-expert Linears are also paired with shared-expert ones (as in reversed Qwen2-MoE), "
-             "so weight assignment fails")
+             "the MLP's gate/up/down Linears (one layout-free shape) are not aligned, even with dense layers only "
+             "(both act_fn calls stay unpaired), so the tree route pairs them by definition order (up <-> down) and "
+             "numeric confirmation calls the swap 'interchangeable for this input'; routed-expert Linears are also "
+             "paired with shared-expert ones (as in reversed Qwen2-MoE), so weight assignment fails")
 FAULT_XFAIL["deepseek_v3"] = _DEEPSEEK
 # pairs padiff's verdict is known to be wrong on, per torch order
 # (padiff before 70004f0 failed nn.TransformerEncoder reversed: dropout paired with dropout2; before the moe branch
