@@ -22,6 +22,7 @@ from padiff.graph.confirm import confirm_ties
 from padiff.graph.match import LayerInfo, Left, MatchResult, ProposedPair
 from padiff.graph.special_units import pair_special_units
 from padiff.graph.tree import match_trees
+from padiff.graph.units import leaves_by_calls
 from padiff.layer_map import LayerMap, LayerPair, ParamPair, Unpaired
 from padiff.names import is_within
 from padiff.runtime.special_init import is_unit, lookup
@@ -86,6 +87,9 @@ def _graph_route(layer: Any, module: Any, p_in: dict[str, Any], t_in: dict[str, 
     t0 = time.perf_counter()
     pg, tg = canonical.canonicalize(pg), canonical.canonicalize(tg)
     timings["canonicalize"] = time.perf_counter() - t0
+    # a tensor-holding layer whose parameter-free children run no op in its graph is compared as a leaf
+    p_layers = leaves_by_calls(p_layers, {d["layer"] for _, d in pg.nodes(data=True) if d["layer"] is not None})
+    t_layers = leaves_by_calls(t_layers, {d["layer"] for _, d in tg.nodes(data=True) if d["layer"] is not None})
     t0 = time.perf_counter()
     result = pair_leftovers(match.match_graphs(pg, tg, p_layers, t_layers), p_layers, t_layers)
     timings["match"] = time.perf_counter() - t0

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import networkx as nx
 
 from padiff.graph.canonical import canonical_kind, compute_kind, shape_key
+from padiff.names import is_strictly_within
 
 SIG_HOPS = 4
 GLUE_HOPS = 8
@@ -193,3 +194,22 @@ def _signature(g: nx.DiGraph, u: Unit, unit_of: dict[int, int], units: list[Unit
     if not out:
         out.add("output" if forward else "input")
     return tuple(sorted(out))
+
+
+def leaves_by_calls(layers: Mapping[str, LayerInfo], called: set[str]) -> dict[str, LayerInfo]:
+    """``layers`` with each tensor-holding layer whose children hold nothing and run no op marked a leaf.
+
+    Such a layer computes its output from its own weights alone: its children are helpers it never
+    calls (an activation the forward does not use), so its output is compared as a leaf's would be.
+    A child that runs ops (``called``: the layer paths the graph attributes ops to) keeps the layer a
+    container, as its output then goes past its weights (raw weights under a called activation).
+    """
+    owners = {p for p, info in layers.items() if info.shapes}
+
+    def dead_helpers(path: str) -> bool:
+        inside = [p for p in layers if is_strictly_within(p, path)]
+        return bool(inside) and not any(p in owners or p in called for p in inside)
+
+    return {p: (replace(info, leaf=True) if info.shapes and not info.leaf and p and dead_helpers(p) else info)
+            for p, info in layers.items()}
+

@@ -10,8 +10,10 @@ Two verdicts, both with the torch side as the reference:
 
 NaN or Inf anywhere in either tensor is never agreement, not even the same Inf on both
 sides: the record says ``note="nan"`` / ``"inf"``. Shapes that differ only by size-1 dims,
-by broadcasting (``[1, S, D]`` against ``[B, S, D]``) or by a layout-free reshape
-(``[B, H*W, C]`` against ``[B, H, W, C]``) are compared after reconciling, and
+by broadcasting (``[1, S, D]`` against ``[B, S, D]``), by a layout-free reshape
+(``[B, H*W, C]`` against ``[B, H, W, C]``) or by the order of the middle axes of an attention
+layout (``[B, S, H, D]`` against ``[B, H, S, D]``) are compared after reconciling
+(:mod:`padiff.runtime.reconcile`), and
 ``Stats.reconciled`` says how; any other shape difference fails. A failure made only of a
 few elements that are zero on one side (an activation within rounding of its threshold:
 a *boundary flip*) is named in the note, and passes only when the user allows that
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from padiff.report.records import CompareMode, Stats
+from padiff.runtime.reconcile import reconcile_shapes
 
 #: a failure whose mismatched elements are all boundary flips is named as such only while
 #: they are at most this fraction of the tensor (beyond it, it is not "a few elements")
@@ -134,53 +137,6 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode:
                  paddle_mean=mean_a, torch_mean=mean_b, cosine=cos, min_atol=float(min_atol), min_rtol=float(min_rtol),
                  worst_index=worst, note=note, note_kind="flip" if note else "", mode=mode, mean_abs_diff=err,
                  mean_abs_ref=ref, flips=flips, reconciled=reconciled)
-
-
-def reconcile_shapes(a: np.ndarray, b: np.ndarray, *,
-                     gradient: bool = False) -> tuple[np.ndarray, np.ndarray, str] | None:
-    """``(a, b, how)`` with equal shapes when the two differ only in a layout-free way, else None.
-
-    Accepted, in this order: size-1 dims only (``[S, D]`` vs ``[1, S, D]``); broadcasting
-    of one side's size-1 dims (``[1, S, D]`` vs ``[B, S, D]``: transformers builds position
-    ids as ``[1, S]``, paddle ports as ``[B, S]``); a reshape that only merges or splits
-    adjacent dims (``[B, H*W, C]`` vs ``[B, H, W, C]``), which keeps the element order. Any
-    other difference is a real shape difference. ``how`` says what was done, for the record.
-    With ``gradient``, a broadcast is undone the way autograd does it: the bigger side is summed
-    over the broadcast dims.
-    """
-    sa, sb = list(a.shape), list(b.shape)
-    if a.size == b.size and [d for d in sa if d != 1] == [d for d in sb if d != 1]:
-        return a.reshape(b.shape), b, f"shapes {sa} vs {sb} differ only by size-1 dims"
-    n = max(a.ndim, b.ndim)
-    pa, pb = [1] * (n - a.ndim) + sa, [1] * (n - b.ndim) + sb
-    differ = [i for i in range(n) if pa[i] != pb[i]]
-    if differ and a.size and b.size:
-        dims = tuple(differ)
-        if all(pa[i] == 1 for i in differ):
-            if gradient:
-                return (a, b.sum(axis=dims, keepdims=True).reshape(sa),
-                        f"torch gradient {sb} summed over the broadcast dims to paddle {sa}")
-            return np.broadcast_to(a.reshape(pa), pb), b, f"paddle {sa} broadcast to torch {sb}"
-        if all(pb[i] == 1 for i in differ):
-            if gradient:
-                return (a.sum(axis=dims, keepdims=True).reshape(sb), b,
-                        f"paddle gradient {sa} summed over the broadcast dims to torch {sb}")
-            return a, np.broadcast_to(b.reshape(pb), pa), f"torch {sb} broadcast to paddle {sa}"
-    if a.size == b.size and a.size and _merges_adjacent(sa, sb):
-        return a.reshape(b.shape), b, f"paddle {sa} compared with torch {sb} as a reshape (same element order)"
-    return None
-
-
-def _merges_adjacent(sa: list[int], sb: list[int]) -> bool:
-    """Whether one shape is the other with runs of adjacent dims merged (same element order)."""
-    def cuts(shape: list[int]) -> set[int]:
-        out, p = set(), 1
-        for d in shape:
-            p *= d
-            out.add(p)
-        return out
-    ca, cb = cuts(sa), cuts(sb)
-    return ca <= cb or cb <= ca
 
 
 def _mean_min_tolerances(err: float, ref: float, atol: float, rtol: float) -> tuple[float, float]:

@@ -64,6 +64,7 @@ class Event:
     shapes: list[tuple[int, ...]] = field(default_factory=list)  # output shapes (fused pairs slice by them)
     pieces: list[Event] | None = None  # torch event of a fused pair with a split paddle side: its paddle parts
     keys: Any = None  # paddle: the output's dict key layout, so torch's is paired by key (runtime.keyed)
+    items: tuple[tuple[int, int], ...] | None = None  # torch: (paddle, torch) output pairs, when the counts differ
 
 
 def assign_roles(side: Side, root: Any, resolved: ResolvedMap, owned_paths: set[str]) -> dict[str, Role]:

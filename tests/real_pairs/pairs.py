@@ -32,6 +32,9 @@ class RealPair:
     fault_leaf: str  # torch path of the leaf whose output the planted fault scales
     free_rename: Callable[[str], str] = field(default=lambda p: p)  # paddle path -> its true torch path
     train_mode: bool = False  # models compared in train mode (dropout 0) instead of eval
+    # torch paths of pairs whose outputs the two packages define differently (their APIs, not the
+    # port): scored again with those pairs marked ``compare_output: false``, as a user edits the proposal
+    weights_only: tuple[str, ...] = ()
 
 
 def _inputs(shape: tuple[int, ...], seed: int = 0, key_pd: str = "x", key_pt: str = "x",
@@ -306,3 +309,7 @@ PAIRS += FUSED_PAIRS
 from .pairs_zoo import ZOO_PAIRS  # noqa: E402 - more vision families, in their own file
 
 PAIRS += ZOO_PAIRS
+
+from .pairs_nlp import NLP_PAIRS  # noqa: E402 - more paddleformers / transformers decoders, in their own file
+
+PAIRS += NLP_PAIRS

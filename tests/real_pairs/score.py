@@ -8,6 +8,8 @@ Per pair, as built and with the torch definition order reversed inside every mod
 - equivalence of the hand copy (max abs diff of the outputs);
 - leaf precision / recall of ``padiff.suggest_layer_map`` against the hand copy's pairing;
 - the ``auto_diff(auto_weights=True, layer_map="auto")`` verdict on the correct port;
+- for a pair with ``weights_only`` pairs (outputs the two APIs define differently), the verdict
+  again with those pairs not compared, as a user edits the proposal; the fault is planted under it;
 - with the output of one torch leaf scaled by 1.05, whether ``compare``'s ``first_diff`` names it;
 - the parameter-free pairs the proposal made and how many of them were wrong.
 """
@@ -194,6 +196,7 @@ class Row:
     hand_diff: float = float("nan")
     score: ProposalScore | None = None
     verdict: bool | None = None
+    edited_verdict: bool | None = None  # with the pair's ``weights_only`` pairs not compared (when it has any)
     fault_named: bool | None = None
     fault_at: str = ""
     seconds: float = 0.0
@@ -237,8 +240,15 @@ def score_pair(pair: RealPair, reverse: bool = False) -> Row:
         with _quiet():
             row.verdict = bool(padiff.compare(layer, module, (p_inp, t_inp), auto_weights=True,
                                               layer_map=auto, options=OPTIONS))
+        if pair.weights_only:
+            layer, module, p_inp, t_inp = build(pair, reverse)
+            lm = weights_only(lm, pair.weights_only)
+            with _quiet():
+                row.edited_verdict = bool(padiff.compare(layer, module, (p_inp, t_inp), auto_weights=True,
+                                                         layer_map=with_special_pairs(lm, layer, module),
+                                                         options=OPTIONS))
         layer, module, p_inp, t_inp = build(pair, reverse)
-        auto = with_special_pairs(lm, layer, module)
+        auto = with_special_pairs(lm, layer, module)  # the edited map, when the pair has one
         leaf = dict(module.named_modules())[pair.fault_leaf]
         handle = leaf.register_forward_hook(_scaled)
         try:
@@ -254,6 +264,17 @@ def score_pair(pair: RealPair, reverse: bool = False) -> Row:
         row.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
     row.seconds = time.time() - start
     return row
+
+
+def weights_only(lm: Any, torch_paths: tuple[str, ...]) -> Any:
+    """A copy of proposal ``lm`` whose pairs at ``torch_paths`` copy weights but compare no outputs."""
+    import copy
+    import dataclasses
+
+    out = copy.copy(lm)
+    out.pairs = [dataclasses.replace(pr, compare_output=False) if pr.torch_path in torch_paths else pr
+                 for pr in lm.pairs]
+    return out
 
 
 def _fmt(x: float) -> str:
@@ -274,6 +295,8 @@ def table(rows: list[Row]) -> str:
         prec = f"{_fmt(s.precision)} ({s.correct}/{s.considered})" if s else ""
         free = f"{s.free_pairs} ({s.free_wrong})" if s else ""
         verdict = "error" if r.verdict is None else str(r.verdict)
+        if r.edited_verdict is not None:
+            verdict += f" (edited map: {r.edited_verdict})"
         named = "error: " + r.error if r.fault_named is None else ("yes" if r.fault_named else "no")
         lines.append(f"| {r.pair} | {r.order} | {r.hand_diff:.1e} | {prec} | {_fmt(s.recall) if s else ''} | "
                      f"{verdict} | {named} | {r.fault_at} | {free} | {r.seconds:.0f} |")

@@ -22,10 +22,19 @@ FAULT_XFAIL: dict[str, str] = {
                  "of its own; a fault in the torch experts is named at the enclosing m.layers.1.mlp pair compared "
                  "for it (the torch experts' output is glue on the paddle side)",
 }
+_DEEPSEEK = ("paddle.jit.save cannot export paddleformers' DeepSeek-V3, so the dataflow is recorded eagerly; there "
+             "the MLP's gate/up/down Linears (one layout-free shape) are not aligned, even with dense layers only "
+             "(both act_fn calls stay unpaired), so the tree route pairs them by definition order (up <-> down) and "
+             "numeric confirmation calls the swap 'interchangeable for this input'; routed-expert Linears are also "
+             "paired with shared-expert ones (as in reversed Qwen2-MoE), so weight assignment fails")
+FAULT_XFAIL["deepseek_v3"] = _DEEPSEEK
 # pairs padiff's verdict is known to be wrong on, per torch order
 # (padiff before 70004f0 failed nn.TransformerEncoder reversed: dropout paired with dropout2; before the moe branch
 # Qwen2-MoE reversed: expert Linears paired with the shared expert's, crossing the expert block; both now fixed)
-VERDICT_XFAIL: dict[tuple[str, bool], str] = {}
+VERDICT_XFAIL: dict[tuple[str, bool], str] = {
+    ("deepseek_v3", False): _DEEPSEEK,
+    ("deepseek_v3", True): _DEEPSEEK,
+}
 
 
 def _need(pair: RealPair) -> None:
@@ -59,6 +68,12 @@ def test_padiff_on_the_pair(pair: RealPair, reverse: bool) -> None:
     _need(pair)
     row = score_pair(pair, reverse)
     assert not row.error, row.error
+    if pair.weights_only:  # the referee knows some outputs differ by API: the edited map must pass and localise
+        assert row.edited_verdict, "auto_diff is False on a correct port with the API-different pairs not compared"
+        assert row.fault_named, f"planted fault in {pair.fault_leaf} reported at {row.fault_at} (edited map)"
+        if not row.verdict:
+            pytest.xfail(f"{pair.name}: the pairs at {', '.join(pair.weights_only)} return different quantities "
+                         "in the two packages; padiff compares them as given (the edited map passes)")
     if (pair.name, reverse) in VERDICT_XFAIL and not row.verdict:
         pytest.xfail(VERDICT_XFAIL[pair.name, reverse])
     assert row.verdict, "auto_diff(auto_weights=True, layer_map='auto') is False on a correct port"

@@ -163,3 +163,28 @@ def test_two_thread_pass_gives_the_one_thread_figures(monkeypatch):
         assert getattr(two, name) == pytest.approx(getattr(one, name), rel=1e-9), name
     p[-1] = np.nan  # in the helper thread's half: still never agreement
     assert compare_arrays(p, t, ATOL, RTOL, "mean").note == "nan"
+
+
+def test_an_attention_layout_is_compared_with_its_middle_axes_reordered():
+    """paddle keeps per-head tensors as ``[B, S, H, D]``, torch as ``[B, H, S, D]`` (a Gemma 3 q/k norm)."""
+    t = _rng().standard_normal((2, 4, 5, 8)).astype("float32")
+    p = t.transpose(0, 2, 1, 3).copy()
+    s = compare_arrays(p, t, ATOL, RTOL, "strict")
+    assert s.passed and "middle axes" in s.reconciled, s
+    p2 = p.copy()
+    p2.flat[3] += 1.0
+    assert not compare_arrays(p2, t, ATOL, RTOL, "strict").passed
+
+
+def test_equal_middle_dims_are_reordered_the_way_the_values_agree():
+    t = _rng().standard_normal((2, 3, 4, 4, 6)).astype("float32")  # S == H: two orders give the shape
+    p = t.transpose(0, 3, 1, 2, 4).copy()
+    s = compare_arrays(p, t, ATOL, RTOL, "strict")
+    assert s.passed and "[0, 2, 3, 1, 4]" in s.reconciled, s
+    assert not compare_arrays(p * 1.05, t, ATOL, RTOL, "mean").passed
+
+
+@pytest.mark.parametrize(("pshape", "tshape"), [((2, 8, 4), (2, 4, 8)), ((2, 4, 5, 8), (2, 4, 8, 5)),
+                                                ((4, 2, 5, 8), (2, 4, 5, 8))])
+def test_a_moved_batch_or_feature_axis_is_still_a_real_shape_difference(pshape, tshape):
+    assert reconcile_shapes(np.zeros(pshape, "float32"), np.zeros(tshape, "float32")) is None

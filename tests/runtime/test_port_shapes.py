@@ -192,3 +192,63 @@ def test_integer_results_carry_no_gradient_in_either_adapter():
     assert PADDLE.carries_grad(h * 2)
     t = torch.ones(2, 4, requires_grad=True)
     assert not TORCH.carries_grad(torch.topk(t * 2, 2)[1]) and TORCH.carries_grad(t * 2)
+
+
+H, HD = 2, 4  # heads, head dim: a per-head norm in each framework's attention layout
+
+
+class PdHeadNorm(paddle.nn.Layer):
+    """A per-head norm applied to ``[B, S, H, D]`` (paddle's attention layout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = paddle.nn.Linear(D, H * HD)
+        self.q_norm = paddle.nn.LayerNorm(HD)
+        self.head = paddle.nn.Linear(H * HD, 2)
+
+    def forward(self, x):
+        q = self.q_norm(self.proj(x).reshape([B, S, H, HD]))
+        return self.head(q.reshape([B, S, H * HD]))
+
+
+class PtHeadNorm(torch.nn.Module):
+    """The same norm applied after the heads are moved before the sequence: ``[B, H, S, D]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = torch.nn.Linear(D, H * HD)
+        self.norm = torch.nn.LayerNorm(HD)
+        self.out = torch.nn.Linear(H * HD, 2)
+
+    def forward(self, x):
+        q = self.norm(self.q(x).view(B, S, H, HD).transpose(1, 2))
+        return self.out(q.transpose(1, 2).reshape(B, S, H * HD))
+
+
+def _tokens() -> tuple[dict, dict]:
+    x = np.random.default_rng(2).standard_normal((B, S, D)).astype("float32")
+    return {"x": paddle.to_tensor(x)}, {"x": torch.tensor(x)}
+
+
+def _with_norm_weights(module: torch.nn.Module) -> torch.nn.Module:
+    with torch.no_grad():  # a norm at its init (1, 0) would hide a planted fault in nothing
+        module.norm.weight.uniform_(0.5, 1.5)
+        module.norm.bias.normal_()
+    return module
+
+
+@pytest.mark.parametrize("mode", ["mean", "strict"])
+def test_a_per_head_norm_in_the_other_attention_layout_passes(mode):
+    rep = padiff.compare(PdHeadNorm(), _with_norm_weights(PtHeadNorm()), _tokens(), auto_weights=True,
+                         options={**TOL, "compare_mode": mode})
+    assert rep, rep.first_diff
+    norm = [r for r in rep.records if r.paddle_path == "q_norm" and r.stage in ("forward", "backward")]
+    assert {r.stage for r in norm} == {"forward", "backward"}
+    assert all("middle axes" in r.stats.reconciled for r in norm)
+
+
+def test_a_fault_in_the_per_head_norm_is_named_at_its_pair():
+    module = _with_norm_weights(PtHeadNorm())
+    _scale_output(module.norm)
+    rep = padiff.compare(PdHeadNorm(), module, _tokens(), auto_weights=True, options=TOL)
+    assert not rep and (rep.first_diff.paddle_path, rep.first_diff.torch_path) == ("q_norm", "norm")

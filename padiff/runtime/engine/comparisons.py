@@ -8,6 +8,7 @@ It does not run models or hook anything: it is given what to compare.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,6 +20,7 @@ from padiff.options import DiffOptions
 from padiff.report.records import Stats
 from padiff.runtime.compare import compare_arrays, structure_mismatch
 from padiff.runtime.engine.sink import RecordSink, Site, SortKey
+from padiff.runtime.items import Items, align_items
 from padiff.runtime.keyed import key_skeleton, reorder_like
 from padiff.runtime.pairing import Event
 
@@ -37,24 +39,37 @@ class Comparer:
 
     # --- forward ---------------------------------------------------------------------------
     def outputs(self, stage: str, pev: Event, tev: Event, p_arrs: list[np.ndarray], t_arrs: list[np.ndarray]) -> None:
-        """A paired call's output tensors, position by position.
+        """A paired call's output tensors, item by item.
 
         Framework APIs differ in how many tensors some layers return (torch's MultiheadAttention
-        also returns the attention weights): the leading ones are compared, with a warning.
+        also returns the attention weights, a router its logits too): the shorter list is laid
+        onto the order-preserving subsequence of the longer one whose shapes fit and whose values
+        agree best (:mod:`padiff.runtime.items`), with a warning; ``tev.items`` keeps the choice
+        for the gradients.
         """
         site = Site.of_events(pev, tev)
+        if (not p_arrs or not t_arrs) and len(p_arrs) != len(t_arrs):
+            self.sink.add(stage, site, structure_mismatch(len(p_arrs), len(t_arrs)), item="output", dtype=tev.dtype)
+            return
+        seen: dict[tuple[int, int], Stats] = {}
+
+        def stats(p: int, t: int) -> Stats:
+            if (p, t) not in seen:
+                seen[p, t] = self.stats(p_arrs[p], t_arrs[t])
+            return seen[p, t]
+
+        def cost(items: Items) -> float:
+            return sum(0.0 if s.passed else 1.0 + _finite(s.mean_abs_diff) / (1.0 + _finite(s.mean_abs_ref))
+                       for s in (stats(p, t) for p, t in items))
+
+        items = align_items([a.shape for a in p_arrs], [b.shape for b in t_arrs], cost)
         if len(p_arrs) != len(t_arrs):
-            if not p_arrs or not t_arrs:
-                self.sink.add(stage, site, structure_mismatch(len(p_arrs), len(t_arrs)), item="output",
-                              dtype=tev.dtype)
-                return
-            n = min(len(p_arrs), len(t_arrs))
+            tev.items = items
             self.sink.warn_once(f"{pev.role.path} ({pev.role.cls}) returns {len(p_arrs)} tensor(s) in paddle and "
-                                f"{tev.role.path} ({tev.role.cls}) {len(t_arrs)} in torch; the first {n} are "
-                                "compared.")
-            p_arrs, t_arrs = p_arrs[:n], t_arrs[:n]
-        for i, (a, b) in enumerate(zip(p_arrs, t_arrs)):
-            self.sink.add(stage, site, self.stats(a, b), item=item_name("output", i, len(p_arrs)), dtype=tev.dtype)
+                                f"{tev.role.path} ({tev.role.cls}) {len(t_arrs)} in torch; compared (paddle, torch): "
+                                + ", ".join(f"({p}, {t})" for p, t in items) + " (by shape and value)")
+        for p, t in items:
+            self.sink.add(stage, site, stats(p, t), item=item_name("output", p, len(p_arrs)), dtype=tev.dtype)
 
     def model_outputs(self, p_out: Any, t_out: Any, p_cls: str, t_cls: str) -> None:
         """The models' own outputs, always last in forward (catches code at the root)."""
@@ -101,6 +116,8 @@ class Comparer:
                 # an output torch does not return at all (paddle's MoE block also returns its router
                 # logits) is compared in neither pass, as in forward
                 beyond = bool(tev.shapes) and i >= len(tev.shapes) and not (tev.role.pair and tev.role.pair.split_side)
+                if tev.items is not None:  # the two return different numbers of tensors: only the paired ones
+                    beyond = all(p != i for p, _ in tev.items)
                 if i not in tev.grads and not beyond and not self.opts.single_step and np.any(p_grad):
                     self.sink.add("backward", Site.of_events(pev, tev),
                                   one_sided("gradient reached the paddle output but not the torch output"),
@@ -132,6 +149,10 @@ def compares_output(pev: Event, tev: Event) -> bool:
     """False for a pair whose map entry says its outputs are not compared (only its weights)."""
     pair = pev.role.pair or tev.role.pair
     return pair is None or pair.compare_output
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else 1e30
 
 
 def item_name(base: str, i: int, n: int) -> str:

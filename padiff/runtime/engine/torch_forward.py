@@ -71,16 +71,26 @@ class TorchForward:
     def _grad_checker(self, exchange: GradExchange, pev: Event, tev: Event, i: int, ps: Pass) -> Callable[[Any], Any]:
         """Torch's gradient of output ``i`` against paddle's, taken from the exchange (waiting for it if needed)."""
         def check(grad: Any) -> Any:
-            p_grad = exchange.take(pev.grads, i, i in pev.grad_hooked)
+            p_i = paddle_index(tev, i)
+            if p_i is None:
+                return None  # an output only torch returns: compared in neither pass
+            p_grad = exchange.take(pev.grads, p_i, p_i in pev.grad_hooked)
             if p_grad is None:
                 return None
             if ps.compare_backward and compares_output(pev, tev):
-                self.cmp.output_grad(pev, tev, i, p_grad, TORCH.host_view(grad))
+                self.cmp.output_grad(pev, tev, p_i, p_grad, TORCH.host_view(grad))
             if ps.sync_grads and p_grad.shape == TORCH.shape(grad):
                 return TORCH.from_numpy(p_grad, like=grad)
             return None
 
         return self.rec.errors.guard(check)
+
+
+def paddle_index(tev: Event, i: int) -> int | None:
+    """The paddle output that torch output ``i`` was compared with in forward (None: with none)."""
+    if tev.items is None:
+        return i
+    return next((p for p, t in tev.items if t == i), None)
 
 
 def replace_inputs(args: tuple[Any, ...], kwargs: dict[str, Any],

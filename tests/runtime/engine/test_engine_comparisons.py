@@ -51,7 +51,7 @@ def test_extra_tensors_on_one_side_are_left_out_with_a_warning_and_none_is_a_str
     assert [r.passed for r in rep.records] == [True, True, False]
     assert rep.records[-1].note.startswith("structure mismatch")
     assert rep.warnings == ["blk.fc (Linear) returns 1 tensor(s) in paddle and block.lin (Linear) 2 in torch; "
-                            "the first 1 are compared."]
+                            "compared (paddle, torch): (0, 0) (by shape and value)"]  # equal values: the leading
 
 
 def test_a_gradient_that_reached_only_paddle_is_a_difference_unless_it_is_all_zero():
