@@ -99,10 +99,6 @@ def match_sides(ps: UnitGraph, ts: UnitGraph, p_layers: Mapping[str, LayerInfo],
         moved = sorted(_moved_ops(pu, tu) | _moved_ops(tu, pu))
         if not compare:
             evidence.append("weight-only pair: the layers' outputs are different tensors")
-        elif moved:
-            compare = False
-            evidence.append(f"weight-only pair: one layer also runs {', '.join(moved)}, which the other side runs "
-                            "after its layer, so their outputs are different tensors")
         absorbed, side, inside = _absorbed(pu, tu, ps, ts, taken), "torch", p_path
         if absorbed is None:
             absorbed, side, inside = _absorbed(tu, pu, ts, ps, chosen, "torch", "paddle"), "paddle", t_path
@@ -112,6 +108,10 @@ def match_sides(ps: UnitGraph, ts: UnitGraph, p_layers: Mapping[str, LayerInfo],
             if absorbed[1]:  # the other side's activation layer: say where its work is done
                 conflicts.append(Left(side, absorbed[1], f"its activation is applied inside the other side's "
                                                          f"{show(inside)!r} (paired weight-only)"))
+        if compare and moved:  # the general form of the rule above, when it named no activation
+            compare = False
+            evidence.append(f"weight-only pair: one layer also runs {', '.join(moved)}, which the other side runs "
+                            "after its layer, so their outputs are different tensors")
         conf = round(min(1.0, sum(confs) / len(confs)) * (votes[p_path][t_path] / total), 3)
         pairs.append(ProposedPair(p_path, t_path, conf, tuple(evidence), compare, doubt))
     first_op: dict[str, int] = {}
