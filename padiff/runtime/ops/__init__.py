@@ -1,9 +1,10 @@
 """Down to the operation (SPEC §6): name the first framework op that parts inside a differing pair.
 
-One interface, :func:`op_view`; the recorders, the aligner and the re-run live in this
-package and nowhere else.
+Two interfaces, :func:`op_view` (forward) and :func:`grad_op_view` (backward); the recorders,
+the aligners and the re-runs live in this package and nowhere else.
 """
 
 from padiff.runtime.ops.rerun import op_view
+from padiff.runtime.ops.rerun_bwd import grad_op_view
 
-__all__ = ["op_view"]
+__all__ = ["grad_op_view", "op_view"]

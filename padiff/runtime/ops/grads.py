@@ -1,0 +1,145 @@
+"""Follow gradients through one recorded re-run: what reached each op's outputs and inputs in backward.
+
+A :class:`GradTrace` is a :class:`~padiff.runtime.ops.events.Trace` that also keeps every
+recorded op's live tensors. Each tensor that carries a gradient gets a gradient hook as soon
+as an op hands it over (*early*: before any hook the user's forward code registers on it
+afterwards) and another one once the forward has returned (*late*: after them), so a gradient
+hook that changes a gradient shows as early != late. :meth:`GradTrace.backward` runs one
+backward from given output gradients without accumulating into anything; :meth:`GradTrace.vjp`
+is one op's own share of its input gradients (several ops may add to one tensor). Every hook
+is removed by :meth:`GradTrace.close`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from padiff.adapters import Side
+from padiff.runtime.ops.events import OpEvent, Trace
+
+Grad = np.ndarray | None
+
+
+class GradTrace(Trace):
+    """The ops of one re-run with their tensors, and the gradients one backward gave them."""
+
+    def __init__(self, root_path: str, side: Side) -> None:
+        super().__init__(root_path)
+        self.side = side
+        self.live: dict[int, tuple[list[Any], list[Any]]] = {}  # op index -> (input tensors, output tensors)
+        self.tensors: dict[int, Any] = {}  # id -> tensor: kept alive, so identities stay unique
+        self.producer: dict[int, int] = {}  # tensor id -> index of the recorded op that returned it
+        self.early: dict[int, np.ndarray] = {}
+        self.late: dict[int, np.ndarray] = {}
+        self._handles: list[Any] = []
+        self._capturing = False
+        self._share: dict[int, np.ndarray] | None = None  # one op's own share, while vjp runs
+
+    # --- forward ---------------------------------------------------------------------------
+    def on_live(self, ev: OpEvent, inputs: list[Any], outputs: list[Any]) -> None:
+        self.live[ev.index] = (inputs, outputs)
+        for t in (*inputs, *outputs):
+            if self.side.carries_grad(t) and id(t) not in self.tensors:
+                self.tensors[id(t)] = t
+                self._hook(t, self.early)
+        for t in outputs:
+            self.producer.setdefault(id(t), ev.index)
+
+    def _hook(self, t: Any, store: dict[int, np.ndarray]) -> None:
+        key, side = id(t), self.side
+
+        def seen(g: Any) -> None:
+            if g is None:
+                return
+            if self._capturing:
+                store[key] = side.to_numpy(g)
+            elif self._share is not None and store is self.early:
+                self._share[key] = side.to_numpy(g)
+
+        self._handles.append(side.add_grad_hook(t, seen))
+
+    def forward_done(self) -> None:
+        """The scope returned: hooks registered now run after the user's own gradient hooks."""
+        for t in self.tensors.values():
+            if not self.side.is_leaf(t):
+                self._hook(t, self.late)
+
+    # --- backward --------------------------------------------------------------------------
+    def backward(self, outputs: list[Any], grads: list[Any]) -> None:
+        """One backward from ``outputs`` with gradients ``grads``; parameter ``.grad`` is left alone."""
+        roots = {id(t) for t in outputs}
+        inputs = [t for k, t in self.tensors.items() if k not in roots]  # paddle stops at an input it starts from
+        self._capturing = True
+        try:
+            got = self.side.grads_of(outputs, inputs, grads) if inputs else []
+        finally:
+            self._capturing = False
+        for t, g in zip(outputs, grads):
+            self.early.setdefault(id(t), self.side.to_numpy(g))
+        for t, g in zip(inputs, got):
+            if g is not None and id(t) not in self.early:  # leaves: the returned gradient is the whole one
+                self.early[id(t)] = self.side.to_numpy(g)
+            if g is not None and id(t) not in self.late:
+                self.late[id(t)] = self.early[id(t)]
+
+    def out_grads(self, i: int) -> list[tuple[Grad, Grad]]:
+        """(early, late) gradient of each output of op ``i`` (None where no gradient reached it)."""
+        _, outs = self.live.get(i, ((), ()))
+        return [(self.early.get(id(t)), self.late.get(id(t), self.early.get(id(t)))) for t in outs]
+
+    def in_grads(self, i: int) -> list[Grad]:
+        """The whole gradient reaching each input of op ``i`` (every op using it added to it), before user hooks."""
+        ins, _ = self.live.get(i, ((), ()))
+        return [self.early.get(id(t)) for t in ins]
+
+    def vjp(self, i: int) -> list[Grad]:
+        """Op ``i``'s own share of its input gradients, from the gradients its outputs received."""
+        ins, outs = self.live.get(i, ((), ()))
+        pairs = [(t, self.early[id(t)]) for t in outs if id(t) in self.early]
+        wanted = [k for k, t in enumerate(ins) if id(t) in self.tensors]
+        if not pairs or not wanted or {id(t) for t in ins} & {id(t) for t in outs}:  # in place: no own share
+            return [None] * len(ins)
+        side = self.side
+        self._share = {}
+        try:
+            got = side.grads_of([t for t, _ in pairs], [ins[k] for k in wanted],
+                                [side.from_numpy(g, like=t) for t, g in pairs])
+            share = self._share
+        except Exception:  # noqa: BLE001 - an op whose share cannot be computed is judged by the whole gradient
+            return self.in_grads(i)
+        finally:
+            self._share = None
+        out: list[Grad] = [None] * len(ins)
+        for k, g in zip(wanted, got):
+            # the gradient as the tensor's first hook saw it (paddle returns it after the user's hooks, torch before)
+            out[k] = share.get(id(ins[k]), side.to_numpy(g) if g is not None else None)
+        return out
+
+    def unrecorded(self, i: int) -> list[str]:
+        """Backward nodes no recorded op accounts for that produced op ``i``'s gradient-carrying inputs."""
+        ins, _ = self.live.get(i, ((), ()))
+        return [self.side.grad_node_name(t) for t in ins
+                if id(t) in self.tensors and id(t) not in self.producer and not self.side.is_leaf(t)]
+
+    def custom(self, i: int) -> list[str]:
+        """The user's autograd Function / PyLayer classes whose backward produces op ``i``'s outputs' gradients."""
+        _, outs = self.live.get(i, ((), ()))
+        return [n for n in dict.fromkeys(self.side.custom_backward(t) for t in outs) if n]
+
+    def has_grads(self, i: int) -> bool:
+        """Whether any input or output of op ``i`` carries a gradient."""
+        ins, outs = self.live.get(i, ((), ()))
+        return any(id(t) in self.tensors for t in (*ins, *outs))
+
+    def close(self) -> None:
+        """Remove every gradient hook and let the tensors go."""
+        for h in self._handles:
+            try:
+                h.remove()
+            except Exception:  # noqa: BLE001 - every other hook must still go
+                pass
+        self._handles.clear()
+        self.tensors.clear()
+        self.live.clear()
