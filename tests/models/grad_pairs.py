@@ -112,3 +112,16 @@ class TorchDetachedScale(torch.nn.Module):
         h = self.fc1(x)
         s = h.abs().mean(dim=-1, keepdim=True)
         return self.fc2(h / s)  # op:detach:torch
+
+
+# --- the same wrong custom backward on a residual branch: ``h + f(h)`` ----------------------------
+class PaddleResidualAct(PaddleCustomAct):
+    def forward(self, x):
+        h = self.fc1(x)
+        return self.fc2(h + PaddleTanh.apply(h))
+
+
+class TorchResidualAct(TorchCustomAct):
+    def forward(self, x):
+        h = self.fc1(x)
+        return self.fc2(h + TorchTanh.apply(h))

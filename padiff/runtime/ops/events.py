@@ -205,11 +205,12 @@ class Trace:
             self.last_exit = path
 
     def add(self, name: str, params: dict[str, Any], inputs: list[np.ndarray], outputs: list[np.ndarray],
-            frame: Frame | None, live: tuple[list[Any], list[Any]] | None = None) -> None:
+            frame: Frame | None, live: tuple[list[Any], list[Any], Any] | None = None) -> None:
         """One op that ran (names already prefixed ``Tensor.``/``F.``/``torch.``/``paddle.``).
 
         ``live``: the op's input and output tensors themselves, in the order of ``inputs`` and
-        ``outputs``, for traces that follow gradients (:meth:`on_live`).
+        ``outputs``, and ``(function, args, kwargs)`` of the call, for traces that follow
+        gradients (:meth:`on_live`).
         """
         if self.full:
             self.dropped += 1
@@ -223,8 +224,8 @@ class Trace:
         if live is not None:
             self.on_live(ev, *live)
 
-    def on_live(self, ev: OpEvent, inputs: list[Any], outputs: list[Any]) -> None:
-        """The tensors of op ``ev`` (a trace following gradients keeps them; this one does not)."""
+    def on_live(self, ev: OpEvent, inputs: list[Any], outputs: list[Any], call: Any) -> None:
+        """The tensors and the call of op ``ev`` (a trace following gradients keeps them; this one does not)."""
 
     def add_refs(self, name: str, inputs: list[Any], outputs: list[Any], shape: Any) -> None:
         """One op by tensor identity only (traces that keep no values override this)."""

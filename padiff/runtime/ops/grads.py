@@ -31,6 +31,7 @@ class GradTrace(Trace):
         self.live: dict[int, tuple[list[Any], list[Any]]] = {}  # op index -> (input tensors, output tensors)
         self.tensors: dict[int, Any] = {}  # id -> tensor: kept alive, so identities stay unique
         self.producer: dict[int, int] = {}  # tensor id -> index of the recorded op that returned it
+        self.calls: dict[int, Any] = {}  # op index -> (function, args, kwargs), to run the op alone again
         self.early: dict[int, np.ndarray] = {}
         self.late: dict[int, np.ndarray] = {}
         self._handles: list[Any] = []
@@ -38,8 +39,12 @@ class GradTrace(Trace):
         self._share: dict[int, np.ndarray] | None = None  # one op's own share, while vjp runs
 
     # --- forward ---------------------------------------------------------------------------
-    def on_live(self, ev: OpEvent, inputs: list[Any], outputs: list[Any]) -> None:
+    def on_live(self, ev: OpEvent, inputs: list[Any], outputs: list[Any], call: Any) -> None:
         self.live[ev.index] = (inputs, outputs)
+        if all(self.side.carries_grad(t) for t in outputs):
+            self.calls[ev.index] = call
+        # else some output ran without gradients (a custom Function's forward body): its gradient is
+        # the custom backward's, which only the recorded graph knows
         for t in (*inputs, *outputs):
             if self.side.carries_grad(t) and id(t) not in self.tensors:
                 self.tensors[id(t)] = t
@@ -86,21 +91,53 @@ class GradTrace(Trace):
 
     def out_grads(self, i: int) -> list[tuple[Grad, Grad]]:
         """(early, late) gradient of each output of op ``i`` (None where no gradient reached it)."""
-        _, outs = self.live.get(i, ((), ()))
+        _, outs = self.live.get(i, ([], []))
         return [(self.early.get(id(t)), self.late.get(id(t), self.early.get(id(t)))) for t in outs]
 
     def in_grads(self, i: int) -> list[Grad]:
         """The whole gradient reaching each input of op ``i`` (every op using it added to it), before user hooks."""
-        ins, _ = self.live.get(i, ((), ()))
+        ins, _ = self.live.get(i, ([], []))
         return [self.early.get(id(t)) for t in ins]
 
     def vjp(self, i: int) -> list[Grad]:
-        """Op ``i``'s own share of its input gradients, from the gradients its outputs received."""
-        ins, outs = self.live.get(i, ((), ()))
-        pairs = [(t, self.early[id(t)]) for t in outs if id(t) in self.early]
+        """Op ``i``'s own share of its input gradients, from the gradients its outputs received.
+
+        The op is run once more on detached copies of its inputs, so the share holds only this
+        op's backward: the recorded graph would also count the paths from one input through the
+        others (``x + f(x)``: the gradient of ``x`` through ``f``). An op whose outputs came from
+        a custom backward, or that cannot run again, is differentiated in the recorded graph.
+        """
+        ins, outs = self.live.get(i, ([], []))
         wanted = [k for k, t in enumerate(ins) if id(t) in self.tensors]
-        if not pairs or not wanted or {id(t) for t in ins} & {id(t) for t in outs}:  # in place: no own share
-            return [None] * len(ins)
+        if not wanted or not any(id(t) in self.early for t in outs) or {id(t) for t in ins} & {id(t) for t in outs}:
+            return [None] * len(ins)  # in place: no share of its own
+        if i in self.calls:
+            try:
+                return self._replayed(i, ins, outs, wanted)
+            except Exception:  # noqa: BLE001 - an op that cannot run again is differentiated in the recorded graph
+                pass
+        return self._in_graph(ins, outs, wanted)
+
+    def _replayed(self, i: int, ins: list[Any], outs: list[Any], wanted: list[int]) -> list[Grad]:
+        side = self.side
+        fn, args, kwargs = self.calls[i]
+        fresh = {id(ins[k]): side.clone_detached(ins[k]) for k in wanted}
+        for t in fresh.values():
+            side.set_requires_grad(t, True)
+        swap = lambda t: fresh.get(id(t), t)  # noqa: E731
+        new_outs = side.flatten(fn(*side.map_tensors(args, swap), **side.map_tensors(kwargs, swap)))
+        if len(new_outs) != len(outs):
+            raise ValueError("the op returned another number of tensors when run again")
+        pairs = [(n, self.early[id(o)]) for n, o in zip(new_outs, outs) if id(o) in self.early and side.carries_grad(n)]
+        got = side.grads_of([n for n, _ in pairs], [fresh[id(ins[k])] for k in wanted],
+                            [side.from_numpy(g, like=n) for n, g in pairs])
+        out: list[Grad] = [None] * len(ins)
+        for k, g in zip(wanted, got):
+            out[k] = side.to_numpy(g) if g is not None else None
+        return out
+
+    def _in_graph(self, ins: list[Any], outs: list[Any], wanted: list[int]) -> list[Grad]:
+        pairs = [(t, self.early[id(t)]) for t in outs if id(t) in self.early]
         side = self.side
         self._share = {}
         try:
@@ -108,7 +145,7 @@ class GradTrace(Trace):
                                 [side.from_numpy(g, like=t) for t, g in pairs])
             share = self._share
         except Exception:  # noqa: BLE001 - an op whose share cannot be computed is judged by the whole gradient
-            return self.in_grads(i)
+            return [self.early.get(id(t)) for t in ins]
         finally:
             self._share = None
         out: list[Grad] = [None] * len(ins)
@@ -119,18 +156,18 @@ class GradTrace(Trace):
 
     def unrecorded(self, i: int) -> list[str]:
         """Backward nodes no recorded op accounts for that produced op ``i``'s gradient-carrying inputs."""
-        ins, _ = self.live.get(i, ((), ()))
+        ins, _ = self.live.get(i, ([], []))
         return [self.side.grad_node_name(t) for t in ins
                 if id(t) in self.tensors and id(t) not in self.producer and not self.side.is_leaf(t)]
 
     def custom(self, i: int) -> list[str]:
         """The user's autograd Function / PyLayer classes whose backward produces op ``i``'s outputs' gradients."""
-        _, outs = self.live.get(i, ((), ()))
+        _, outs = self.live.get(i, ([], []))
         return [n for n in dict.fromkeys(self.side.custom_backward(t) for t in outs) if n]
 
     def has_grads(self, i: int) -> bool:
         """Whether any input or output of op ``i`` carries a gradient."""
-        ins, outs = self.live.get(i, ((), ()))
+        ins, outs = self.live.get(i, ([], []))
         return any(id(t) in self.tensors for t in (*ins, *outs))
 
     def close(self) -> None:
@@ -143,3 +180,4 @@ class GradTrace(Trace):
         self._handles.clear()
         self.tensors.clear()
         self.live.clear()
+        self.calls.clear()

@@ -130,7 +130,8 @@ def _wrap(paddle: Any, orig: Any, label: str, trace: Trace, thread: int) -> Any:
                     out_ts = _tensors(paddle, out)
                     outs = [PADDLE.to_numpy(t) for t in out_ts]
                     if outs:
-                        trace.add(lab, _params(orig, args, kwargs), inputs, outs, _frame(), (in_ts, out_ts))
+                        trace.add(lab, _params(orig, args, kwargs), inputs, outs, _frame(),
+                                  (in_ts, out_ts, (orig, args, kwargs)))
                 except Exception:  # noqa: BLE001 - recording must never break the user's model
                     pass
             return out

@@ -52,7 +52,7 @@ def record_torch(trace: Trace) -> Iterator[Trace]:
                     outs = [TORCH.to_numpy(t) for t in out_ts]
                     if outs:
                         trace.add(_label(torch, func, short), _params(func, short, args, kwargs), inputs, outs,
-                                  _frame(), (in_ts, out_ts))
+                                  _frame(), (in_ts, out_ts, (func, args, kwargs)))
                 except Exception:  # noqa: BLE001 - recording must never break the user's model
                     pass
             return out

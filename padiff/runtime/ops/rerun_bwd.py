@@ -161,6 +161,9 @@ def _record_of(div: BackwardDivergence, p_scope: str, t_scope: str, traces: tupl
 
 def _note(div: BackwardDivergence, nodes: dict[str, list[str]], p: OpEvent, t: OpEvent,
           traces: tuple[GradTrace, GradTrace]) -> str:
+    if div.kind == "op" and div.stats.note_kind == "one_sided":
+        return (f"the gradient reaching its output agrees; {div.stats.note.replace('it', f'its {div.item}', 1)}, "
+                "so the two sides differentiate through different inputs")
     if div.kind == "op":
         custom = [f"{', '.join(names)} ({side})" for side, names in
                   (("paddle", traces[0].custom(p.index)), ("torch", traces[1].custom(t.index))) if names]
