@@ -125,3 +125,40 @@ class TorchResidualAct(TorchCustomAct):
     def forward(self, x):
         h = self.fc1(x)
         return self.fc2(h + TorchTanh.apply(h))
+
+
+# --- a squared ReLU written as a custom function of two ops, its backward missing the factor 2 -----
+class PaddleSquaredReLU(paddle.autograd.PyLayer):
+    @staticmethod
+    def forward(ctx, x):
+        r = paddle.nn.functional.relu(x)
+        ctx.save_for_backward(r)
+        return r * r  # op:squared:paddle
+
+    @staticmethod
+    def backward(ctx, g):
+        (r,) = ctx.saved_tensor()
+        return g * r  # should be 2 * r
+
+
+class TorchSquaredReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        r = torch.relu(x)
+        ctx.save_for_backward(r)
+        return r * r  # op:squared:torch
+
+    @staticmethod
+    def backward(ctx, g):
+        (r,) = ctx.saved_tensors
+        return g * 2 * r
+
+
+class PaddleSquaredAct(PaddleCustomAct):
+    def forward(self, x):
+        return self.fc2(PaddleSquaredReLU.apply(self.fc1(x)))
+
+
+class TorchSquaredAct(TorchCustomAct):
+    def forward(self, x):
+        return self.fc2(TorchSquaredReLU.apply(self.fc1(x)))

@@ -29,9 +29,13 @@ OPTS = {"atol": 1e-6, "rtol": 1e-5}
 CASES = {
     # case: (paddle class, torch class, marker, op names, item, phrase in the note, where)
     "pylayer": (G.PaddleCustomAct, G.TorchCustomAct, "pylayer", ("paddle.tanh", "torch.tanh"), "input 0",
-                "custom backward, PaddleTanh (paddle) and TorchTanh (torch)", "between `fc1` and `fc2`"),
+                "custom autograd function returns, PaddleTanh (paddle) and TorchTanh (torch)", "between `fc1` and `fc2`"),
     "residual": (G.PaddleResidualAct, G.TorchResidualAct, "pylayer", ("paddle.tanh", "torch.tanh"), "input 0",
-                 "custom backward, PaddleTanh (paddle) and TorchTanh (torch)", "between `fc1` and `fc2`"),
+                 "custom autograd function returns, PaddleTanh (paddle) and TorchTanh (torch)",
+                 "between `fc1` and `fc2`"),
+    # the function's body runs two ops; its gradient goes to the first one's input
+    "squared": (G.PaddleSquaredAct, G.TorchSquaredAct, "squared", ("Tensor.__mul__", "Tensor.mul"), "input 0",
+                "PaddleSquaredReLU (paddle) and TorchSquaredReLU (torch)", "between `fc1` and `fc2`"),
     "hook": (G.PaddleGradHook, G.TorchGradHook, "hook", ("F.linear", "F.linear"), "output 0",
              "gradient hook registered on that tensor (on the paddle side)", "inside `fc1`"),
     "detach": (G.PaddleDetachedScale, G.TorchDetachedScale, "detach", ("Tensor.__truediv__", "Tensor.div"), "input 1",

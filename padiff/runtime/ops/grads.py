@@ -32,6 +32,7 @@ class GradTrace(Trace):
         self.tensors: dict[int, Any] = {}  # id -> tensor: kept alive, so identities stay unique
         self.producer: dict[int, int] = {}  # tensor id -> index of the recorded op that returned it
         self.calls: dict[int, Any] = {}  # op index -> (function, args, kwargs), to run the op alone again
+        self.plain: set[int] = set()  # ops whose outputs carried no gradient when they ran
         self.early: dict[int, np.ndarray] = {}
         self.late: dict[int, np.ndarray] = {}
         self._handles: list[Any] = []
@@ -43,8 +44,8 @@ class GradTrace(Trace):
         self.live[ev.index] = (inputs, outputs)
         if all(self.side.carries_grad(t) for t in outputs):
             self.calls[ev.index] = call
-        # else some output ran without gradients (a custom Function's forward body): its gradient is
-        # the custom backward's, which only the recorded graph knows
+        else:  # ran without gradients: e.g. inside a custom Function's forward, whose backward is the user's
+            self.plain.add(ev.index)
         for t in (*inputs, *outputs):
             if self.side.carries_grad(t) and id(t) not in self.tensors:
                 self.tensors[id(t)] = t
@@ -94,10 +95,28 @@ class GradTrace(Trace):
         _, outs = self.live.get(i, ([], []))
         return [(self.early.get(id(t)), self.late.get(id(t), self.early.get(id(t)))) for t in outs]
 
+    def _ins(self, i: int) -> list[Any]:
+        """The inputs gradients flow to from op ``i``'s outputs.
+
+        An op that ran without gradients but whose output carries one now returned it from a custom
+        Function / PyLayer: its gradients go to the inputs of the gradient-free ops run just before it
+        (the custom forward's body), not to its own.
+        """
+        ins, outs = self.live.get(i, ([], []))
+        if i not in self.plain or not any(id(t) in self.tensors for t in outs):
+            return ins
+        found: dict[int, Any] = {}
+        k = i
+        while k in self.plain and k in self.live:
+            for t in self.live[k][0]:
+                if id(t) in self.tensors and self.producer.get(id(t), -1) < k:
+                    found.setdefault(id(t), t)
+            k -= 1
+        return list(found.values())
+
     def in_grads(self, i: int) -> list[Grad]:
         """The whole gradient reaching each input of op ``i`` (every op using it added to it), before user hooks."""
-        ins, _ = self.live.get(i, ([], []))
-        return [self.early.get(id(t)) for t in ins]
+        return [self.early.get(id(t)) for t in self._ins(i)]
 
     def vjp(self, i: int) -> list[Grad]:
         """Op ``i``'s own share of its input gradients, from the gradients its outputs received.
@@ -107,7 +126,7 @@ class GradTrace(Trace):
         others (``x + f(x)``: the gradient of ``x`` through ``f``). An op whose outputs came from
         a custom backward, or that cannot run again, is differentiated in the recorded graph.
         """
-        ins, outs = self.live.get(i, ([], []))
+        ins, outs = self._ins(i), self.live.get(i, ([], []))[1]
         wanted = [k for k, t in enumerate(ins) if id(t) in self.tensors]
         if not wanted or not any(id(t) in self.early for t in outs) or {id(t) for t in ins} & {id(t) for t in outs}:
             return [None] * len(ins)  # in place: no share of its own

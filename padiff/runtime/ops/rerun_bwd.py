@@ -167,8 +167,9 @@ def _note(div: BackwardDivergence, nodes: dict[str, list[str]], p: OpEvent, t: O
     if div.kind == "op":
         custom = [f"{', '.join(names)} ({side})" for side, names in
                   (("paddle", traces[0].custom(p.index)), ("torch", traces[1].custom(t.index))) if names]
-        what = (f"its output is returned by a custom backward, {' and '.join(custom)}, whose backward differs "
-                "(the source lines are its forward's)") if custom else "this op's backward differs"
+        what = (f"its output is what a custom autograd function returns, {' and '.join(custom)}, and that "
+                "function's backward differs (the lines shown are in its forward)") if custom else \
+            "this op's backward differs"
         return (f"the gradient reaching its output agrees and the gradient it passes back to its {div.item} does "
                 f"not: {what}")
     if div.kind == "hook":
