@@ -29,7 +29,8 @@ OPTS = {"atol": 1e-6, "rtol": 1e-5}
 CASES = {
     # case: (paddle class, torch class, marker, op names, item, phrase in the note, where)
     "pylayer": (G.PaddleCustomAct, G.TorchCustomAct, "pylayer", ("paddle.tanh", "torch.tanh"), "input 0",
-                "custom autograd function returns, PaddleTanh (paddle) and TorchTanh (torch)", "between `fc1` and `fc2`"),
+                "custom autograd function returns, PaddleTanh (paddle) and TorchTanh (torch)",
+                "between `fc1` and `fc2`"),
     "residual": (G.PaddleResidualAct, G.TorchResidualAct, "pylayer", ("paddle.tanh", "torch.tanh"), "input 0",
                  "custom autograd function returns, PaddleTanh (paddle) and TorchTanh (torch)",
                  "between `fc1` and `fc2`"),
