@@ -162,3 +162,17 @@ class PaddleSquaredAct(PaddleCustomAct):
 class TorchSquaredAct(TorchCustomAct):
     def forward(self, x):
         return self.fc2(TorchSquaredReLU.apply(self.fc1(x)))
+
+
+# --- the gradient hook again, with torch's ReLU changing fc1's output in place ---------------------
+class PaddleHookRelu(PaddleGradHook):
+    def forward(self, x):
+        h = self.fc1(x)  # op:inplace:paddle
+        h.register_hook(lambda g: g * self.factor)
+        return self.fc2(paddle.nn.functional.relu(h))
+
+
+class TorchHookInplaceRelu(TorchGradHook):
+    def forward(self, x):
+        h = self.fc1(x)  # op:inplace:torch
+        return self.fc2(torch.nn.functional.relu(h, inplace=True))

@@ -39,6 +39,9 @@ CASES = {
                 "PaddleSquaredReLU (paddle) and TorchSquaredReLU (torch)", "between `fc1` and `fc2`"),
     "hook": (G.PaddleGradHook, G.TorchGradHook, "hook", ("F.linear", "F.linear"), "output 0",
              "gradient hook registered on that tensor (on the paddle side)", "inside `fc1`"),
+    # torch's in-place ReLU makes fc1's output a new value: its gradient is not the one fc1's output had
+    "inplace": (G.PaddleHookRelu, G.TorchHookInplaceRelu, "inplace", ("F.linear", "F.linear"), "output 0",
+                "gradient hook registered on that tensor (on the paddle side)", "inside `fc1`"),
     "detach": (G.PaddleDetachedScale, G.TorchDetachedScale, "detach", ("Tensor.__truediv__", "Tensor.div"), "input 1",
                "on the torch side only", "between `fc1` and `fc2`"),
 }
@@ -160,3 +163,13 @@ def test_a_planted_forward_hook_is_named_as_the_differing_op():
     assert "paddle alone runs Tensor.__mul__" in op.note and "this op is the difference" in op.note
     assert op.paddle_frame[2] == "<lambda>"
     assert "Tensor.__mul__ (paddle only)" in op.summary() and "output shape" not in op.summary()
+
+
+def test_gradients_are_judged_relative_to_their_size():
+    # the re-run's output gradient is padiff's, not the run's: an atol that hides 5% of a small
+    # activation gradient must not hide the hook that made the parameter gradients fail
+    torch.manual_seed(0)
+    rep = padiff.compare(G.PaddleGradHook(), G.TorchGradHook(), inputs(("x", "x", rand(3, 8))), auto_weights=True,
+                         options={"atol": 1e-3, "rtol": 1e-3})
+    assert rep.first_diff.stage == "grad" and rep.first_diff.op is not None
+    assert rep.first_diff.op.paddle_op == "F.linear" and "gradient hook" in rep.first_diff.op.note

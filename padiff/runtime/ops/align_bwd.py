@@ -13,6 +13,7 @@ with what the gap holds.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -53,36 +54,51 @@ class BackwardDivergence:
     agreed_after: int = 0  # op pairs whose gradients agreed before this one in backward order
 
 
-def _same(a: np.ndarray, b: np.ndarray, cmp: Compare) -> tuple[Stats | None, bool]:
-    """The comparison of two gradients and whether they agree (weights may be transposed)."""
-    if a.shape != b.shape:
-        if a.ndim == 2 and a.T.shape == b.shape:
-            a = a.T
-        elif a.size == b.size:
-            a, b = a.reshape(-1), b.reshape(-1)
-        else:
-            return None, True  # not comparable position by position: no verdict
-    stats = cmp(a, b)
-    floor = 4 * max((float(np.finfo(x.dtype).eps) for x in (a, b) if x.dtype.kind == "f"),
-                    default=float(np.finfo("f4").eps))
-    return stats, stats.passed or rel_err(a, b) <= floor
+@dataclass(frozen=True)
+class _Worst:
+    k: int  # which tensor of the list
+    stats: Stats
+    err: float  # relative error (inf: a gradient on one side only)
+    tol: float  # the relative error this dtype may have
 
 
-def _first_bad(ps: list[Grad], ts: list[Grad], cmp: Compare) -> tuple[int, Stats] | None:
-    """The first tensor whose gradient reaches one side only, else the first whose gradients differ."""
+def _worst(ps: list[Grad], ts: list[Grad], cmp: Compare, rtol: float) -> _Worst | None:
+    """The tensor whose gradients differ most, relative to their size (None: nothing comparable).
+
+    Gradients are judged by relative error only: their scale is the seeded output gradient's,
+    not the run's, so an absolute tolerance means nothing here. A gradient that reaches one
+    side only (the other does not differentiate through the tensor) differs infinitely; all
+    zeros against none is agreement (paddle's gradients of unused outputs).
+    """
+    worst: _Worst | None = None
     for k, (a, b) in enumerate(zip(ps, ts)):
-        if (a is None) != (b is None) and np.any(a if b is None else b):  # all zeros: paddle's unused outputs
-            alone = "paddle" if b is None else "torch"
-            return k, Stats.failure(f"a gradient reaches it on the {alone} side only (the other side does not "
-                                    "differentiate through it: detached, stop_gradient, no_grad)",
-                                    kind="one_sided", count=1)
-    for k, (a, b) in enumerate(zip(ps, ts)):
-        if a is None or b is None:
+        if a is None and b is None:
             continue
-        stats, ok = _same(a, b, cmp)
-        if not ok and stats is not None:
-            return k, stats
-    return None
+        if a is None or b is None:
+            if not np.any(a if b is None else b):
+                continue
+            alone = "paddle" if b is None else "torch"
+            return _Worst(k, Stats.failure(f"a gradient reaches it on the {alone} side only (the other side does "
+                                           "not differentiate through it: detached, stop_gradient, no_grad)",
+                                           kind="one_sided", count=1), math.inf, rtol)
+        if a.shape != b.shape:
+            if a.ndim == 2 and a.T.shape == b.shape:
+                a = a.T
+            elif a.size == b.size:
+                a, b = a.reshape(-1), b.reshape(-1)
+            else:
+                continue  # not comparable position by position: no verdict
+        eps = max((float(np.finfo(x.dtype).eps) for x in (a, b) if x.dtype.kind == "f"),
+                  default=float(np.finfo("f4").eps))
+        err = rel_err(a, b)
+        if worst is None or err > worst.err:
+            worst = _Worst(k, cmp(a, b), err, max(rtol, 64 * eps))
+    return worst
+
+
+def _jump(w: _Worst | None, before: float) -> bool:
+    """Whether ``w`` differs beyond its tolerance and well beyond what came in (``before``)."""
+    return w is not None and w.err > w.tol and w.err > 4 * before
 
 
 def _changed(early: Grad, late: Grad) -> bool:
@@ -95,34 +111,36 @@ def _last_without(ops: list[OpEvent], grads: OpGrads) -> OpEvent | None:
 
 
 def first_backward_divergence(p_ops: list[OpEvent], t_ops: list[OpEvent], pg: OpGrads, tg: OpGrads,
-                              cmp: Compare) -> BackwardDivergence | None:
-    """The first place, in backward order, where the two sides' gradients part (None if nowhere)."""
+                              cmp: Compare, rtol: float = 0.0) -> BackwardDivergence | None:
+    """The first place, in backward order, where the two sides' gradients part (None if nowhere).
+
+    ``rtol``: the relative error gradients may have (at least a float rounding floor).
+    """
     pairs = [(i, j) for i, j in align(p_ops, t_ops) if pg.has_grads(i) and tg.has_grads(j)]
     after_i, after_j = len(p_ops), len(t_ops)  # the pair visited before (later in forward)
     for agreed, (i, j) in enumerate(reversed(pairs)):
         p, t = p_ops[i], t_ops[j]
         po, to = pg.out_grads(i), tg.out_grads(j)
-        early = _first_bad([e for e, _ in po], [e for e, _ in to], cmp)
-        if early is not None:
+        early = _worst([e for e, _ in po], [e for e, _ in to], cmp, rtol)
+        e_out = early.err if early is not None else 0.0
+        if early is not None and early.err > early.tol:
             gap_p = tuple(o for o in p_ops[i + 1:after_i] if pg.has_grads(o.index))
             gap_t = tuple(o for o in t_ops[j + 1:after_j] if tg.has_grads(o.index))
             nodes = tuple(("paddle", n) for o in p_ops[i + 1:after_i + 1] for n in pg.unrecorded(o.index))
             nodes += tuple(("torch", n) for o in t_ops[j + 1:after_j + 1] for n in tg.unrecorded(o.index))
             inside = (_last_without(p_ops[i + 1:after_i], pg), _last_without(t_ops[j + 1:after_j], tg))
-            return BackwardDivergence(p, t, early[1], "output", f"output {early[0]}", only_paddle=gap_p,
+            return BackwardDivergence(p, t, early.stats, "output", f"output {early.k}", only_paddle=gap_p,
                                       only_torch=gap_t, unrecorded=tuple(dict.fromkeys(nodes)), inside=inside,
                                       agreed_after=agreed)
-        late = _first_bad([lt for _, lt in po], [lt for _, lt in to], cmp)
-        if late is not None:
-            k = late[0]
+        late = _worst([lt for _, lt in po], [lt for _, lt in to], cmp, rtol)
+        if late is not None and _jump(late, e_out):
             hooked = tuple(side for side, outs in (("paddle", po), ("torch", to))
-                           if k < len(outs) and _changed(*outs[k]))
-            return BackwardDivergence(p, t, late[1], "hook", f"output {k}", hooked=hooked, agreed_after=agreed)
-        whole = _first_bad(pg.in_grads(i), tg.in_grads(j), cmp)
-        if whole is not None:
-            own = _first_bad(pg.vjp(i), tg.vjp(j), cmp)
-            if own is not None:
-                return BackwardDivergence(p, t, own[1], "op", f"input {own[0]}", agreed_after=agreed)
+                           if late.k < len(outs) and _changed(*outs[late.k]))
+            return BackwardDivergence(p, t, late.stats, "hook", f"output {late.k}", hooked=hooked,
+                                      agreed_after=agreed)
+        if _jump(_worst(pg.in_grads(i), tg.in_grads(j), cmp, rtol), e_out):
+            own = _worst(pg.vjp(i), tg.vjp(j), cmp, rtol)
+            if own is not None and _jump(own, e_out):
+                return BackwardDivergence(p, t, own.stats, "op", f"input {own.k}", agreed_after=agreed)
         after_i, after_j = i, j
     return None
-

@@ -79,7 +79,8 @@ def grad_op_view(layer: Any, module: Any, paddle_inputs: Mapping[str, Any], torc
             try:
                 recorded = _backward(layer, module, p_path, t_path, p_call, t_call, p_trace, t_trace,
                                      (record_paddle, record_torch), (p_paired, t_paired))
-                div = first_backward_divergence(p_trace.ops, t_trace.ops, p_trace, t_trace, cmp) if recorded else None
+                div = (first_backward_divergence(p_trace.ops, t_trace.ops, p_trace, t_trace, cmp, options.rtol)
+                       if recorded else None)
                 if div is not None:
                     return _record_of(div, p_path, t_path, (p_trace, t_trace), (p_paired, t_paired), outside, sites)
             except Exception:
