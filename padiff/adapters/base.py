@@ -132,6 +132,10 @@ class Side(FrameworkSide):
         """Run the backward pass from a scalar ``loss``."""
         loss.backward()
 
+    def value_version(self, t: Any) -> int:
+        """A counter that in-place operations on ``t`` advance (-1 where the framework keeps none)."""
+        return int(getattr(t, "_version", -1))
+
     def grad_node_name(self, t: Any) -> str:
         """Name of the backward node that produced ``t`` (``FBackward``, ``GradNodePyLayer_F``); "" for a leaf."""
         node = getattr(t, "grad_fn", None)

@@ -182,6 +182,10 @@ class FrameworkSide(Protocol):
         """Name of the backward node that produced ``t`` (``FBackward``, ``GradNodePyLayer_F``); "" for a leaf."""
         ...
 
+    def value_version(self, t: Any) -> int:
+        """A counter that in-place operations on ``t`` advance (-1 where the framework keeps none)."""
+        ...
+
     def custom_backward(self, t: Any) -> str:
         """The class of the user's custom autograd Function / PyLayer that produced ``t``, or ""."""
         ...

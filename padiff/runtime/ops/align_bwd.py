@@ -13,6 +13,7 @@ with what the gap holds.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,6 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from padiff.report.records import Stats
+from padiff.runtime.compare import compare_arrays
 from padiff.runtime.ops.align import Compare, align, rel_err
 from padiff.runtime.ops.events import OpEvent
 
@@ -34,14 +36,15 @@ class OpGrads(Protocol):
     def vjp(self, i: int) -> list[Grad]: ...
     def unrecorded(self, i: int) -> list[str]: ...
     def has_grads(self, i: int) -> bool: ...
+    def produced(self, i: int) -> list[bool]: ...
 
 
 @dataclass(frozen=True)
 class BackwardDivergence:
     """The first op pair, in backward order, where the gradients part."""
 
-    paddle: OpEvent
-    torch: OpEvent
+    paddle: OpEvent | None  # None: the finding is an op only torch runs (a gradient hook on its output)
+    torch: OpEvent | None
     stats: Stats
     kind: str  # "op": its backward; "hook": a gradient hook on its output; "output": the gradient it got
     item: str  # which tensor: "input 1", "output 0"
@@ -88,6 +91,8 @@ def _worst(ps: list[Grad], ts: list[Grad], cmp: Compare, rtol: float) -> _Worst 
                 a, b = a.reshape(-1), b.reshape(-1)
             else:
                 continue  # not comparable position by position: no verdict
+        elif a.ndim == 2 and a.shape[0] == a.shape[1] and rel_err(a.T, b) < rel_err(a, b):
+            a = a.T  # a square weight: paddle's Linear holds it transposed
         eps = max((float(np.finfo(x.dtype).eps) for x in (a, b) if x.dtype.kind == "f"),
                   default=float(np.finfo("f4").eps))
         err = rel_err(a, b)
@@ -110,6 +115,24 @@ def _last_without(ops: list[OpEvent], grads: OpGrads) -> OpEvent | None:
     return next((o for o in reversed(ops) if not grads.has_grads(o.index)), None)
 
 
+def _hooked_alone(p_gap: list[OpEvent], pg: OpGrads, t_gap: list[OpEvent], tg: OpGrads,
+                  rtol: float) -> BackwardDivergence | None:
+    """An op only one side runs whose output gradient a gradient hook changes (no counterpart needed to see it)."""
+    for ops, grads, side in ((t_gap, tg, "torch"), (p_gap, pg, "paddle")):
+        for o in reversed(ops):
+            made = grads.produced(o.index)
+            for k, (early, late) in enumerate(grads.out_grads(o.index)):
+                if early is None or late is None or not made[k] or not _changed(early, late):
+                    continue
+                w = _worst([late], [early], lambda a, b: compare_arrays(a, b, 0.0, rtol, "mean"), rtol)
+                if w is not None and w.err > w.tol:
+                    return BackwardDivergence(o if side == "paddle" else None, o if side == "torch" else None,
+                                              w.stats, "hook", f"output {k}", hooked=(side,),
+                                              only_paddle=(o,) if side == "paddle" else (),
+                                              only_torch=(o,) if side == "torch" else ())
+    return None
+
+
 def first_backward_divergence(p_ops: list[OpEvent], t_ops: list[OpEvent], pg: OpGrads, tg: OpGrads,
                               cmp: Compare, rtol: float = 0.0) -> BackwardDivergence | None:
     """The first place, in backward order, where the two sides' gradients part (None if nowhere).
@@ -119,6 +142,9 @@ def first_backward_divergence(p_ops: list[OpEvent], t_ops: list[OpEvent], pg: Op
     pairs = [(i, j) for i, j in align(p_ops, t_ops) if pg.has_grads(i) and tg.has_grads(j)]
     after_i, after_j = len(p_ops), len(t_ops)  # the pair visited before (later in forward)
     for agreed, (i, j) in enumerate(reversed(pairs)):
+        alone = _hooked_alone(p_ops[i + 1:after_i], pg, t_ops[j + 1:after_j], tg, rtol)
+        if alone is not None:
+            return dataclasses.replace(alone, agreed_after=agreed)
         p, t = p_ops[i], t_ops[j]
         po, to = pg.out_grads(i), tg.out_grads(j)
         early = _worst([e for e, _ in po], [e for e, _ in to], cmp, rtol)
@@ -133,9 +159,10 @@ def first_backward_divergence(p_ops: list[OpEvent], t_ops: list[OpEvent], pg: Op
                                       only_torch=gap_t, unrecorded=tuple(dict.fromkeys(nodes)), inside=inside,
                                       agreed_after=agreed)
         late = _worst([lt for _, lt in po], [lt for _, lt in to], cmp, rtol)
-        if late is not None and _jump(late, e_out):
-            hooked = tuple(side for side, outs in (("paddle", po), ("torch", to))
-                           if late.k < len(outs) and _changed(*outs[late.k]))
+        # the hook belongs to the op that made the value (an identity op returning it is passed over)
+        hooked = tuple(side for side, outs, made in (("paddle", po, pg.produced(i)), ("torch", to, tg.produced(j)))
+                       if late is not None and late.k < len(outs) and _changed(*outs[late.k]) and made[late.k])
+        if late is not None and _jump(late, e_out) and hooked:
             return BackwardDivergence(p, t, late.stats, "hook", f"output {late.k}", hooked=hooked,
                                       agreed_after=agreed)
         if _jump(_worst(pg.in_grads(i), tg.in_grads(j), cmp, rtol), e_out):

@@ -5,11 +5,11 @@ recorded op's live tensors. Each tensor *value* that carries a gradient gets a g
 soon as an op hands it over (*early*: before any hook the user's forward code registers on it
 afterwards) and another one once the forward has returned (*late*: after them), so a gradient
 hook that changes a gradient shows as early != late. A tensor an op changes in place
-(``relu(inplace=True)``) is a new value with its own hook (registered after the change, it
-gets the gradient of the new value). :meth:`GradTrace.backward` runs one backward from given
-output gradients without accumulating into anything; :meth:`GradTrace.vjp` is one op's own
-share of its input gradients (several ops may add to one tensor). Every hook is removed by
-:meth:`GradTrace.close`.
+(``relu(inplace=True)``, seen by its in-place version counter) is a new value with its own
+hook (registered after the change, it gets the gradient of the new value).
+:meth:`GradTrace.backward` runs one backward from given output gradients without
+accumulating into anything; :meth:`GradTrace.vjp` is one op's own share of its input
+gradients (several ops may add to one tensor). Every hook is removed by :meth:`GradTrace.close`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class GradTrace(Trace):
         self.live: dict[int, tuple[list[Any], list[Any]]] = {}  # op index -> (input tensors, output tensors)
         self.keys: dict[int, tuple[list[Key | None], list[Key | None]]] = {}  # op index -> their value keys
         self.tensors: dict[Key, Any] = {}  # kept alive, so identities stay unique
+        self.versions: dict[Key, int] = {}  # the tensor's in-place version when the value was seen
         self.current: dict[int, Key] = {}  # tensor id -> key of its latest value
         self.producer: dict[Key, int] = {}  # value -> index of the recorded op that returned it
         self.calls: dict[int, Any] = {}  # op index -> (function, args, kwargs), to run the op alone again
@@ -55,8 +56,11 @@ class GradTrace(Trace):
                 out_keys.append(None)
                 self.born.setdefault(id(t), (ev.index, n))  # a custom Function may return it with a gradient
                 continue
-            # a tensor seen before and returned again was changed in place: a new value
-            key = self._new(t) if id(t) in self.current else self._key(t)
+            # a tensor seen before and returned again changed in place is a new value; returned
+            # unchanged (dropout with p=0, an identity), the same one
+            seen = id(t) in self.current
+            key = self._new(t) if seen and self.versions[self.current[id(t)]] != side.value_version(t) \
+                else self._key(t)
             out_keys.append(key)
             if key is not None:
                 self.producer.setdefault(key, ev.index)
@@ -82,6 +86,7 @@ class GradTrace(Trace):
     def _new(self, t: Any) -> Key:
         key = len(self.tensors)
         self.tensors[key] = t
+        self.versions[key] = self.side.value_version(t)
         self.current[id(t)] = key
         self._hook(t, key, self.early)
         return key
@@ -225,6 +230,10 @@ class GradTrace(Trace):
         return [self.side.grad_node_name(t) for t, k in zip(ins, in_keys)
                 if k is not None and k not in self.producer and not self.side.is_leaf(t)]
 
+    def produced(self, i: int) -> list[bool]:
+        """For each output of op ``i``: whether this op made the value (not returned an input unchanged)."""
+        return [k is not None and self.producer.get(k) == i for k in self.keys.get(i, ([], []))[1]]
+
     def custom(self, i: int) -> list[str]:
         """The user's autograd Function / PyLayer classes whose backward produces op ``i``'s outputs' gradients."""
         outs = self.live.get(i, ([], []))[1]
@@ -243,5 +252,5 @@ class GradTrace(Trace):
             except Exception:  # noqa: BLE001 - every other hook must still go
                 pass
         self._handles.clear()
-        for store in (self.tensors, self.current, self.live, self.keys, self.calls, self.born):
+        for store in (self.tensors, self.versions, self.current, self.live, self.keys, self.calls, self.born):
             store.clear()

@@ -145,23 +145,29 @@ def _record_of(div: BackwardDivergence, p_scope: str, t_scope: str, traces: tupl
     if t_where != where and t_where:
         where = f"{where} (torch: {t_where})" if where else f"torch: {t_where}"
     scope = "<root>" if not p_scope and not t_scope else f"{p_scope or '<root>'} <-> {t_scope or '<root>'}"
-    p_name, t_name = p.name, t.name
+    p_name, t_name = p.name if p else "", t.name if t else ""
     nodes = {side: [n for s, n in div.unrecorded if s == side] for side in ("paddle", "torch")}
     if div.kind == "output" and (nodes["paddle"] or nodes["torch"]):
         p_name = ", ".join(nodes["paddle"]) or p_name
         t_name = ", ".join(nodes["torch"]) or t_name
+    both = p is not None and t is not None and p.kind == t.kind
     return OpDiff(
-        paddle_op=p_name, torch_op=t_name, kind=p.kind, scope=scope, where=where,
+        paddle_op=p_name, torch_op=t_name, kind=(p or t).kind if (p or t) else "", scope=scope, where=where,
         paddle_source=source_text(p_frame), torch_source=source_text(t_frame),
-        paddle_shape=p.out_shape(), torch_shape=t.out_shape(), args=_differing_args(p, t) if p.kind == t.kind else (),
+        paddle_shape=p.out_shape() if p else (), torch_shape=t.out_shape() if t else (),
+        args=_differing_args(p, t) if both and p and t else (),
         stats=div.stats, inputs_agree=div.kind != "output",
         only_paddle=tuple(o.name for o in div.only_paddle), only_torch=tuple(o.name for o in div.only_torch),
         agreed_before=div.agreed_after, note=_note(div, nodes, p, t, traces), phase="backward", grad_item=div.item,
         paddle_frame=tuple(p_frame) if p_frame else (), torch_frame=tuple(t_frame) if t_frame else ())
 
 
-def _note(div: BackwardDivergence, nodes: dict[str, list[str]], p: OpEvent, t: OpEvent,
+def _note(div: BackwardDivergence, nodes: dict[str, list[str]], p: OpEvent | None, t: OpEvent | None,
           traces: tuple[GradTrace, GradTrace]) -> str:
+    if p is None or t is None:
+        side, op = ("torch", t) if p is None else ("paddle", p)
+        return (f"{side} alone runs {op.name if op else 'this op'} here (the other side fuses or splits it), and a "
+                f"gradient hook registered on its {div.item} (on the {side} side) changes the gradient")
     if div.kind == "op" and div.stats.note_kind == "one_sided":
         return (f"the gradient reaching its output agrees; {div.stats.note.replace('it', f'its {div.item}', 1)}, "
                 "so the two sides differentiate through different inputs")
