@@ -236,28 +236,36 @@ def _assign(layer: Any, module: Any, weights: AutoWeights, rep: DiffReport) -> b
 
 def _attach_op_view(rep: DiffReport, layer: Any, module: Any, p_inp: dict[str, Any], t_inp: dict[str, Any],
                     opts: DiffOptions) -> None:
-    """Look inside the first differing forward pair and put the first differing op on its record (SPEC §6).
+    """Look inside the first differing pair and put the first differing op on its record (SPEC §6).
 
-    With ``single_step`` a forward fault can hide: each torch layer got the paddle layer's
-    input, so every forward compare passed and the first difference is a gradient. Then the
-    whole forward is re-run unsynchronised; a differing op found there is the likelier cause.
+    A forward record gets the forward op view. A gradient record gets the backward one
+    (ops re-run with gradients followed). With ``single_step`` a forward fault can hide: each
+    torch layer got the paddle layer's input, so every forward compare passed and the first
+    difference is a gradient; the whole forward is then re-run unsynchronised first, and a
+    differing op found there is the likelier cause.
     """
     first = rep.first_diff
-    if first is None:
+    if first is None or first.stage not in ("forward", "backward", "grad"):
         return
-    target = first
-    if first.stage != "forward":
-        if not (opts.single_step and opts.checks_forward and first.stage in ("backward", "grad")):
-            return
-        target = dataclasses.replace(first, paddle_path="", torch_path="", call=0)
-    from padiff.runtime.ops import op_view
+    from padiff.runtime.ops import grad_op_view, op_view
 
     try:
-        op = op_view(layer, module, p_inp, t_inp, target, rep.mapping, opts)
-        if op is not None and target is not first:
-            op = dataclasses.replace(op, note=(op.note + "; " if op.note else "") + (
-                "found by re-running the whole forward without single_step's input synchronisation (every "
-                "synchronised forward compare passed)"))
+        if first.stage == "forward":
+            op = op_view(layer, module, p_inp, t_inp, first, rep.mapping, opts)
+        else:
+            op = None
+            if opts.single_step and opts.checks_forward:
+                whole = dataclasses.replace(first, paddle_path="", torch_path="", call=0)
+                try:
+                    op = op_view(layer, module, p_inp, t_inp, whole, rep.mapping, opts)
+                except Exception:  # noqa: BLE001 - a forward needing gradients (it registers hooks): backward view
+                    op = None
+                if op is not None:
+                    op = dataclasses.replace(op, note=(op.note + "; " if op.note else "") + (
+                        "found by re-running the whole forward without single_step's input synchronisation "
+                        "(every synchronised forward compare passed)"))
+            if op is None:
+                op = grad_op_view(layer, module, p_inp, t_inp, first, rep.mapping, opts)
     except Exception as e:  # noqa: BLE001 - the layer verdict stands; the op view is extra detail
         rep.warnings.append(f"the op view could not re-run {show(first.paddle_path)} <-> "
                             f"{show(first.torch_path)}: {type(e).__name__}: {e}. The layer-level result "

@@ -132,6 +132,18 @@ class Side(FrameworkSide):
         """Run the backward pass from a scalar ``loss``."""
         loss.backward()
 
+    def value_version(self, t: Any) -> int:
+        """A counter that in-place operations on ``t`` advance (-1 where the framework keeps none)."""
+        return int(getattr(t, "_version", -1))
+
+    def grad_node_name(self, t: Any) -> str:
+        """Name of the backward node that produced ``t`` (``FBackward``, ``GradNodePyLayer_F``); "" for a leaf."""
+        node = getattr(t, "grad_fn", None)
+        try:
+            return str(node.name()) if node is not None else ""
+        except Exception:  # noqa: BLE001 - a node without a readable name is reported unnamed
+            return type(node).__name__
+
     # --- modes ---------------------------------------------------------------------------
     def is_training(self, layer: Any) -> bool:
         """True if ``layer`` is in train mode."""

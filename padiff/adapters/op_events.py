@@ -198,8 +198,13 @@ class Trace:
             self.last_exit = path
 
     def add(self, name: str, params: dict[str, Any], inputs: list[np.ndarray], outputs: list[np.ndarray],
-            frame: Frame | None) -> None:
-        """One op that ran (names already prefixed ``Tensor.``/``F.``/``torch.``/``paddle.``)."""
+            frame: Frame | None, live: tuple[list[Any], list[Any], Any] | None = None) -> None:
+        """One op that ran (names already prefixed ``Tensor.``/``F.``/``torch.``/``paddle.``).
+
+        ``live``: the op's input and output tensors themselves, in the order of ``inputs`` and
+        ``outputs``, and ``(function, args, kwargs)`` of the call, for traces that follow
+        gradients (:meth:`on_live`).
+        """
         if self.full:
             self.dropped += 1
             return
@@ -209,6 +214,11 @@ class Trace:
                      inputs, outputs, frame, self.stack[-1], len(self.ops), self.last_exit,
                      fingerprint(outputs[0]) if outputs else ())
         self.ops.append(ev)
+        if live is not None:
+            self.on_live(ev, *live)
+
+    def on_live(self, ev: OpEvent, inputs: list[Any], outputs: list[Any], call: Any) -> None:
+        """The tensors and the call of op ``ev`` (a trace following gradients keeps them; this one does not)."""
 
     def add_refs(self, name: str, inputs: list[Any], outputs: list[Any], shape: Any) -> None:
         """One op by tensor identity only (traces that keep no values override this)."""

@@ -122,16 +122,19 @@ def _wrap(side: FrameworkSide, orig: Any, label: str, trace: Trace, thread: int)
                 out = orig(*args, **kwargs)
                 trace.add_refs(lab, _tensors(paddle, (args, kwargs)), _tensors(paddle, out), side.shape)
                 return out
+            in_ts = _tensors(paddle, (args, kwargs))
             try:
-                inputs = [side.to_numpy(t) for t in _tensors(paddle, (args, kwargs))]
+                inputs = [side.to_numpy(t) for t in in_ts]
             except Exception:  # noqa: BLE001 - a tensor padiff cannot read is not recorded
                 inputs = []
             out = orig(*args, **kwargs)
             if inputs:
                 try:
-                    outs = [side.to_numpy(t) for t in _tensors(paddle, out)]
+                    out_ts = _tensors(paddle, out)
+                    outs = [side.to_numpy(t) for t in out_ts]
                     if outs:
-                        trace.add(lab, _params(orig, args, kwargs), inputs, outs, _frame())
+                        trace.add(lab, _params(orig, args, kwargs), inputs, outs, _frame(),
+                                  (in_ts, out_ts, (orig, args, kwargs)))
                 except Exception:  # noqa: BLE001 - recording must never break the user's model
                     pass
             return out

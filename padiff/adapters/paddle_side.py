@@ -196,6 +196,16 @@ class PaddleSide(Side):
         for _, p in root.named_parameters():
             p.clear_gradient(False)
 
+    def grads_of(self, outputs: list[Any], inputs: list[Any], grad_outputs: list[Any]) -> list[Any | None]:
+        return list(self.fw.grad(outputs, inputs, grad_outputs, retain_graph=True, allow_unused=True))
+
+    def value_version(self, t: Any) -> int:
+        return int(getattr(t, "inplace_version", -1))
+
+    def custom_backward(self, t: Any) -> str:
+        name = self.grad_node_name(t)
+        return name[len("GradNodePyLayer_"):] if name.startswith("GradNodePyLayer_") else ""
+
     def step_optimizer(self, opt: Any) -> None:
         if hasattr(opt, "step") and hasattr(opt, "clear_grad"):
             opt.step()

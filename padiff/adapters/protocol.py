@@ -175,6 +175,22 @@ class FrameworkSide(Protocol):
         """Run the backward pass from a scalar ``loss``."""
         ...
 
+    def grads_of(self, outputs: list[Any], inputs: list[Any], grad_outputs: list[Any]) -> list[Any | None]:
+        """Gradients of ``inputs`` from ``outputs`` given their gradients, graph kept, nothing accumulated."""
+        ...
+
+    def grad_node_name(self, t: Any) -> str:
+        """Name of the backward node that produced ``t`` (``FBackward``, ``GradNodePyLayer_F``); "" for a leaf."""
+        ...
+
+    def value_version(self, t: Any) -> int:
+        """A counter that in-place operations on ``t`` advance (-1 where the framework keeps none)."""
+        ...
+
+    def custom_backward(self, t: Any) -> str:
+        """The class of the user's custom autograd Function / PyLayer that produced ``t``, or ""."""
+        ...
+
     def clear_grads(self, root: Any) -> None:
         """Drop every parameter gradient under ``root`` (the run starts from none)."""
         ...

@@ -40,17 +40,19 @@ def record_torch(side: FrameworkSide, trace: Trace) -> Iterator[Trace]:
                 trace.add_refs(_label(torch, func, short), _tensors(torch, (args, kwargs)), _tensors(torch, out),
                                side.shape)
                 return out
+            in_ts = _tensors(torch, (args, kwargs))
             try:
-                inputs = [side.to_numpy(t) for t in _tensors(torch, (args, kwargs))]
+                inputs = [side.to_numpy(t) for t in in_ts]
             except Exception:  # noqa: BLE001 - a tensor padiff cannot read is not recorded
                 inputs = None
             out = func(*args, **kwargs)
             if inputs:
                 try:
-                    outs = [side.to_numpy(t) for t in _tensors(torch, out)]
+                    out_ts = _tensors(torch, out)
+                    outs = [side.to_numpy(t) for t in out_ts]
                     if outs:
                         trace.add(_label(torch, func, short), _params(func, short, args, kwargs), inputs, outs,
-                                  _frame())
+                                  _frame(), (in_ts, out_ts, (func, args, kwargs)))
                 except Exception:  # noqa: BLE001 - recording must never break the user's model
                     pass
             return out

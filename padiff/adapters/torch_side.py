@@ -154,6 +154,13 @@ class TorchSide(Side):
     def clear_grads(self, root: Any) -> None:
         root.zero_grad(set_to_none=True)
 
+    def grads_of(self, outputs: list[Any], inputs: list[Any], grad_outputs: list[Any]) -> list[Any | None]:
+        return list(self.fw.autograd.grad(outputs, inputs, grad_outputs, retain_graph=True, allow_unused=True))
+
+    def custom_backward(self, t: Any) -> str:
+        cls = getattr(getattr(t, "grad_fn", None), "_forward_cls", None)
+        return str(getattr(cls, "__name__", "")) if cls is not None else ""
+
     def step_optimizer(self, opt: Any) -> None:
         if hasattr(opt, "step") and hasattr(opt, "zero_grad"):
             opt.step()

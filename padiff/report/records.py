@@ -98,16 +98,27 @@ class OpDiff:
     note: str = ""
     paddle_frame: tuple[str, int, str] | tuple[()] = ()  # (file, line, function) of the user's code
     torch_frame: tuple[str, int, str] | tuple[()] = ()
+    phase: str = "forward"  # "backward": found by following gradients (the op's backward differs)
+    grad_item: str = ""  # backward: which gradient differs ("input 0": the one the op passes back)
 
     def summary(self) -> str:
         """One line: which ops, where, what differs."""
         same = self.paddle_op == self.torch_op
-        ops = self.paddle_op if same else f"{self.paddle_op} (paddle) vs {self.torch_op} (torch)"
-        text = f"{self.where}: {ops}" if self.where else ops
+        ops = (self.paddle_op if same else f"{self.paddle_op} (paddle only)" if not self.torch_op
+               else f"{self.torch_op} (torch only)" if not self.paddle_op
+               else f"{self.paddle_op} (paddle) vs {self.torch_op} (torch)")
+        if self.phase == "backward":
+            text = f"in backward, at op {ops}" + (f" {self.where}" if self.where else "")
+            if self.grad_item:
+                text += f"; gradient of its {self.grad_item} differs"
+        else:
+            text = f"{self.where}: {ops}" if self.where else ops
         if self.args:
             text += "; " + ", ".join(f"{k}={p!r} vs {t!r}" for k, p, t in self.args)
-        if self.paddle_shape != self.torch_shape:
+        if self.paddle_shape != self.torch_shape and self.paddle_op and self.torch_op:
             text += f"; output shape {list(self.paddle_shape)} vs {list(self.torch_shape)}"
+        elif self.stats is not None and self.stats.note_kind == "one_sided":
+            text += f"; {self.stats.note}"
         elif self.stats is not None:
             text += f"; max abs diff {self.stats.max_abs_diff:.3g}"
         if self.only_torch:
@@ -147,7 +158,7 @@ class Comparison:
     dtype: str = ""
     paddle_stack: tuple[tuple[str, int, str], ...] = ()
     torch_stack: tuple[tuple[str, int, str], ...] = ()
-    op: OpDiff | None = None  # the first differing operation inside the pair (forward only)
+    op: OpDiff | None = None  # the first differing operation inside the pair (forward, or backward: op.phase)
 
     passed = property(lambda self: self.stats.passed)
     max_abs_diff = property(lambda self: self.stats.max_abs_diff)

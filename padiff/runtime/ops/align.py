@@ -38,6 +38,7 @@ class Divergence:
     only_paddle: tuple[OpEvent, ...] = ()  # ops one side ran with no counterpart, just before the pair
     only_torch: tuple[OpEvent, ...] = ()
     agreed_before: int = 0  # matched op pairs that agreed before this one
+    alone_inputs_agree: bool = False  # the one-sided op got what the other side had there: it is the difference
 
 
 def agreement(atol: float, rtol: float, mode: str, mismatch_ratio: float = 0.0) -> Compare:
@@ -185,12 +186,25 @@ def first_divergence(p_ops: list[OpEvent], t_ops: list[OpEvent], cmp: Compare) -
             return Divergence(p, t, stats, in_ok or in_err <= floor, agreed_before=agreed)
         if gap_p or gap_t:
             return Divergence(gap_p[-1] if gap_p else p, gap_t[-1] if gap_t else t, stats, False,
-                              gap_p, gap_t, agreed)
+                              gap_p, gap_t, agreed, _alone_fed_alike(gap_p, gap_t, p_ops, t_ops, prev_i, prev_j, cmp))
         if fallback is None or fallback.inputs_agree:
             fallback = Divergence(p, t, stats, False, agreed_before=agreed)
         prev_i, prev_j = i, j
     tail_p, tail_t = tuple(p_ops[prev_i + 1:]), tuple(t_ops[prev_j + 1:])
     if fallback is None and (tail_p or tail_t):
         return Divergence(tail_p[0] if tail_p else None, tail_t[0] if tail_t else None, None, False,
-                          tail_p, tail_t, agreed)
+                          tail_p, tail_t, agreed, _alone_fed_alike(tail_p, tail_t, p_ops, t_ops, prev_i, prev_j, cmp))
     return fallback
+
+
+def _alone_fed_alike(gap_p: tuple[OpEvent, ...], gap_t: tuple[OpEvent, ...], p_ops: list[OpEvent],
+                     t_ops: list[OpEvent], prev_i: int, prev_j: int, cmp: Compare) -> bool:
+    """Whether the first op only one side runs got the value the other side holds there (the last agreed output)."""
+    if bool(gap_p) == bool(gap_t):
+        return False
+    alone = (gap_p or gap_t)[0]
+    prev = t_ops[prev_j] if gap_p and prev_j >= 0 else p_ops[prev_i] if gap_t and prev_i >= 0 else None
+    if prev is None or not alone.inputs or not prev.outputs:
+        return False
+    a, b = alone.inputs[0], prev.outputs[0]
+    return a.shape == b.shape and bool(cmp(a, b).passed)

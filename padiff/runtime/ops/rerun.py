@@ -9,6 +9,7 @@ re-run runs under ``no_grad``, seeded like the compared run).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -97,8 +98,11 @@ def _encloses(outer: str, inner: str) -> bool:
 
 
 def _capture(side: Side, root: Any, inputs: Mapping[str, Any], paths: list[str], target: str,
-             call: int) -> dict[str, _Call]:
-    """One plain forward: the inputs of ``target``'s call number ``call`` and of the layers enclosing it."""
+             call: int, grad: bool = False) -> dict[str, _Call]:
+    """One plain forward: the inputs of ``target``'s call number ``call`` and of the layers enclosing it.
+
+    ``grad``: run it with gradients on (a forward registering gradient hooks needs them).
+    """
     by_path = {}
     for path, lay in side.named_layers(root):
         by_path.setdefault(path, lay)
@@ -128,7 +132,7 @@ def _capture(side: Side, root: Any, inputs: Mapping[str, Any], paths: list[str],
             hooks.add(side.add_pre_hook(by_path[path], pre))
             hooks.add(side.add_post_hook(by_path[path], post))
         side.seed(0)
-        with side.no_grad():
+        with side.no_grad() if not grad else contextlib.nullcontext():
             root(**inputs)
     return found
 
@@ -157,6 +161,16 @@ def _fed_paddle_inputs(p: _Call, t: _Call) -> _Call:
 
 def _record(side: Side, root: Any, scope: str, call: _Call, paired: set[str]) -> Trace:
     trace = Trace(scope)
+    with side.no_grad():
+        _run_recorded(side, root, scope, call, paired, trace)
+    if side is PADDLE:  # paddle's conventions read the torch way, so they are no differing setting
+        trace.ops = [replace(op, params=paddle_settings_as_torch(op.kind, op.params)) for op in trace.ops]
+    return trace
+
+
+def _run_recorded(side: Side, root: Any, scope: str, call: _Call, paired: set[str],
+                  trace: Trace) -> Any:
+    """Call ``scope`` (a layer path under ``root``) once with ``call``'s arguments, ops going to ``trace``."""
     layers, seen = {}, set()
     for path, lay in side.named_layers(root):
         if id(lay) not in seen:
@@ -176,11 +190,8 @@ def _record(side: Side, root: Any, scope: str, call: _Call, paired: set[str]) ->
             hooks.add(side.add_pre_hook(lay, pre))
             hooks.add(side.add_post_hook(lay, post))
         side.seed(0)
-        with side.no_grad(), side.record_ops(trace):
-            layers[scope](*call.args, **call.kwargs)
-    if side is PADDLE:  # paddle's conventions read the torch way, so they are no differing setting
-        trace.ops = [replace(op, params=paddle_settings_as_torch(op.kind, op.params)) for op in trace.ops]
-    return trace
+        with side.record_ops(trace):
+            return layers[scope](*call.args, **call.kwargs)
 
 
 def _record_of(div: Divergence, p_scope: str, t_scope: str, p_trace: Trace, t_trace: Trace,
@@ -196,7 +207,12 @@ def _record_of(div: Divergence, p_scope: str, t_scope: str, p_trace: Trace, t_tr
         where = f"{where} (torch: {t_where})" if where else f"torch: {t_where}"
     scope = "<root>" if not p_scope and not t_scope else f"{p_scope or '<root>'} <-> {t_scope or '<root>'}"
     note = ""
-    if not div.inputs_agree:
+    if div.alone_inputs_agree:
+        side, alone = ("paddle", div.only_paddle) if div.only_paddle else ("torch", div.only_torch)
+        other = "torch" if side == "paddle" else "paddle"
+        note = (f"{side} alone runs {', '.join(o.name for o in alone)} here ({other} runs no op in its place); its "
+                f"input agrees with {other}'s value at that point, so this op is the difference")
+    elif not div.inputs_agree:
         note = ("the op's inputs already differ; the ops each side runs alone just before it are the likely cause"
                 if div.only_paddle or div.only_torch else "the op's inputs already differ")
     return OpDiff(
@@ -204,7 +220,8 @@ def _record_of(div: Divergence, p_scope: str, t_scope: str, p_trace: Trace, t_tr
         scope=scope, where=where, paddle_source=source_text(p_frame),
         torch_source=source_text(t_frame),
         paddle_shape=p.out_shape() if p else (), torch_shape=t.out_shape() if t else (), args=args,
-        stats=div.stats, inputs_agree=div.inputs_agree, only_paddle=tuple(o.name for o in div.only_paddle),
+        stats=div.stats, inputs_agree=div.inputs_agree or div.alone_inputs_agree,
+        only_paddle=tuple(o.name for o in div.only_paddle),
         only_torch=tuple(o.name for o in div.only_torch), agreed_before=div.agreed_before, note=note,
         paddle_frame=tuple(p_frame) if p_frame else (), torch_frame=tuple(t_frame) if t_frame else ())
 
