@@ -33,9 +33,12 @@ _DUNDERS = {"__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
             "__rmatmul__", "__neg__", "__abs__", "__getitem__"}
 _NOT_COMPUTE = {"numpy", "tolist", "item", "backward", "register_hook", "clear_grad", "clear_gradient", "gradient",
                 "set_value", "value", "get_tensor", "data_ptr", "cpu", "cuda", "pin_memory", "dim", "ndimension",
-                "numel", "element_size", "apply", "apply_", "copy_", "detach", "detach_", "clone", "contiguous",
+                "numel", "element_size", "apply", "apply_", "copy_", "detach_",
                 "stride", "get_strides", "to_dense", "to_sparse_coo", "zero_", "fill_", "retain_grads", "size",
                 "to_tensor", "in_dynamic_mode", "rows", "cols", "offset", "untyped_storage", "data", "grad_fn"}
+# ops that hand on the same values under a new tensor identity: the op view (values) skips them, the
+# dataflow recorder (identities) keeps them, or a ``.contiguous()`` between two layers cuts the edge
+_ALIASES = {"detach", "clone", "contiguous"}
 _NOT_COMPUTE_PREFIXES = ("is_", "set_", "share_", "register_", "get_", "reconstruct", "_")
 
 _METHOD_TYPES = ("method_descriptor", "builtin_function_or_method")
@@ -110,8 +113,11 @@ def record_paddle(side: FrameworkSide, trace: Trace) -> Iterator[Trace]:
 def _wrap(side: FrameworkSide, orig: Any, label: str, trace: Trace, thread: int) -> Any:
     paddle = side.fw
 
+    alias = label.rpartition(".")[2] in _ALIASES
+
     def recorded(*args: Any, **kwargs: Any) -> Any:
-        if getattr(_local, "depth", 1) or threading.get_ident() != thread or (trace.keep_values and trace.full):
+        if getattr(_local, "depth", 1) or threading.get_ident() != thread or (
+                trace.keep_values and (trace.full or alias)):
             return orig(*args, **kwargs)
         lab = label
         if lab == "F._conv_nd":  # Conv1D/2D/3D's shared helper: name it by the conv it runs

@@ -17,10 +17,15 @@ from padiff.adapters.frames import user_stack
 from padiff.adapters.op_events import Trace, torch_positional_names
 from padiff.adapters.protocol import FrameworkSide
 
-_NOISE = {"__get__", "__set__", "contiguous", "clone", "detach", "detach_", "requires_grad_", "size", "dim",
+_NOISE = {"__set__", "detach_", "requires_grad_", "size", "dim",
           "numel", "__len__", "is_floating_point", "item", "tolist", "numpy", "cpu", "stride", "data_ptr",
           "element_size", "__bool__", "__format__", "__repr__", "__iter__", "is_contiguous", "is_complex",
           "__setitem__", "__hash__", "__eq__", "__ne__", "__index__", "__int__", "__float__", "dim_order"}
+# ops that hand on the same values under a new tensor identity: the op view (values) skips them, the
+# dataflow recorder (identities) keeps them, or a ``.contiguous()`` between two layers cuts the edge
+_ALIASES = {"contiguous", "clone", "detach", "__get__"}
+# tensor properties read through ``__get__`` that hand on data: the property -> the kind it records as
+_PROPERTIES = {"data": "Tensor.detach", "T": "Tensor.t", "mT": "Tensor.transpose", "real": "Tensor.detach"}
 
 
 @contextmanager
@@ -33,12 +38,13 @@ def record_torch(side: FrameworkSide, trace: Trace) -> Iterator[Trace]:
         def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
             kwargs = kwargs or {}
             short = getattr(func, "__name__", "")
-            if short in _NOISE or not short or (trace.keep_values and trace.full):
+            if short in _NOISE or not short or (trace.keep_values and (trace.full or short in _ALIASES)):
                 return func(*args, **kwargs)
             if not trace.keep_values:
                 out = func(*args, **kwargs)
-                trace.add_refs(_label(torch, func, short), _tensors(torch, (args, kwargs)), _tensors(torch, out),
-                               side.shape)
+                label = _property(func) if short == "__get__" else _label(torch, func, short)
+                if label:
+                    trace.add_refs(label, _tensors(torch, (args, kwargs)), _tensors(torch, out), side.shape)
                 return out
             in_ts = _tensors(torch, (args, kwargs))
             try:
@@ -67,6 +73,12 @@ def _label(torch: Any, func: Any, short: str) -> str:
     if getattr(torch.nn.functional, short, None) is func:
         return f"F.{short}"
     return f"torch.{short}"
+
+
+def _property(func: Any) -> str:
+    """The label a tensor property read records as (``x.T`` -> ``Tensor.t``), or "" for one that is not data."""
+    owner = getattr(func, "__self__", None)
+    return _PROPERTIES.get(str(getattr(owner, "__name__", "")), "")
 
 
 def _tensors(torch: Any, obj: Any, depth: int = 0) -> list[Any]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from padiff.graph.build import COMMUTATIVE
+from padiff.graph.canonical import NOISE, canonical_kind
 
 ONNX_OP = {
     "linear": "Gemm", "matmul": "MatMul", "conv1d": "Conv", "conv2d": "Conv", "conv3d": "Conv",
@@ -49,16 +50,22 @@ def onnx_op(kind: str) -> str:
 
 
 def build_eager_graph(ops: Sequence[EagerOp], graph_inputs: set[int],
-                      params: Mapping[int, tuple[str, tuple[int, ...], str]]) -> nx.DiGraph:
+                      params: Mapping[int, tuple[str, tuple[int, ...], str]],
+                      returns: Mapping[str, Sequence[int]] | None = None) -> nx.DiGraph:
     """The attributed op graph of a recorded forward.
 
     ``graph_inputs`` are the identities of the model's input tensors; ``params`` maps a
     parameter's (or buffer's) identity to ``(name, shape, owning layer path)``. An op
     reading only parameters and tensors made outside the forward is parameter plumbing
     (``weight.t()``): its outputs stand for the parameters it read, as in ONNX.
+    ``returns`` (layer path -> identities of the tensors its first call returned) becomes
+    the graph attribute ``returns``: per layer, the kind of op that computed each returned
+    tensor, looking through layout ops (``Reshape`` of a ``MatMul`` is a ``MatMul``);
+    ``Input`` for a tensor the forward did not compute, ``Param`` for parameter plumbing.
     """
     g = nx.DiGraph()
     producer: dict[int, int] = {}
+    made_by: dict[int, str] = {}  # tensor identity -> the kind of op that computed its values
     param_of: dict[int, frozenset[int]] = {k: frozenset({k}) for k in params}
     live = set(graph_inputs)
     for idx, op in enumerate(ops):
@@ -68,6 +75,7 @@ def build_eager_graph(ops: Sequence[EagerOp], graph_inputs: set[int],
             for t in op.outputs:
                 if read:
                     param_of[t] = read
+                    made_by[t] = "Param"
             continue
         used = sorted(read, key=lambda k: params[k][0])
         owner = max(used, key=lambda k: (_numel(params[k][1]), params[k][0])) if used else None
@@ -84,10 +92,14 @@ def build_eager_graph(ops: Sequence[EagerOp], graph_inputs: set[int],
                     g.edges[u, idx]["slot"] = min(g.edges[u, idx]["slot"], s)
                 elif u != idx:
                     g.add_edge(u, idx, slot=s)
+        made = made_by.get(data[0], "Input") if kind in NOISE else canonical_kind(kind)
         for t in op.outputs:
             producer[t] = idx
+            made_by[t] = made
             live.add(t)
             param_of.pop(t, None)  # an in-place op on a parameter-derived tensor makes it data
+    g.graph["returns"] = {path: tuple(made_by.get(t, "Param" if t in params else "Input") for t in ids)
+                          for path, ids in (returns or {}).items()}
     g.graph["control_layers"] = frozenset()
     g.graph["used_params"] = frozenset(p for n in g.nodes for p, _ in g.nodes[n]["params"])
     return g

@@ -20,6 +20,7 @@ from padiff.checks import check_example_inp, check_models
 from padiff.errors import ExportError
 from padiff.graph.confirm import confirm_ties
 from padiff.graph.match import LayerInfo, Left, MatchResult, ProposedPair
+from padiff.graph.returns import weights_only_by_returns
 from padiff.graph.special_units import pair_special_units
 from padiff.graph.tree import match_trees
 from padiff.graph.units import leaves_by_calls
@@ -92,6 +93,7 @@ def _graph_route(layer: Any, module: Any, p_in: dict[str, Any], t_in: dict[str, 
     t_layers = leaves_by_calls(t_layers, {d["layer"] for _, d in tg.nodes(data=True) if d["layer"] is not None})
     t0 = time.perf_counter()
     result = pair_leftovers(match.match_graphs(pg, tg, p_layers, t_layers), p_layers, t_layers)
+    result = weights_only_by_returns(result, pg.graph.get("returns"), tg.graph.get("returns"))
     timings["match"] = time.perf_counter() - t0
     return result
 
@@ -105,11 +107,11 @@ def _eager_graphs(layer: Any, module: Any, p_in: dict[str, Any], t_in: dict[str,
     graphs = []
     for side, root, inp in ((PADDLE, layer, p_in), (TORCH, module, t_in)):
         try:
-            ops, inputs, params = record_dataflow(side, root, inp)
+            ops, inputs, params, returns = record_dataflow(side, root, inp)
         except Exception as exc:
             raise ExportError(f"the {side.name} model raised in the eager forward recorded instead of an export: "
                               f"{type(exc).__name__}: {exc}") from exc
-        graphs.append(build_eager_graph(ops, inputs, params))
+        graphs.append(build_eager_graph(ops, inputs, params, returns))
     return graphs[0], graphs[1]
 
 

@@ -30,6 +30,7 @@ class RefTrace(Trace):
         self._alive: list[Any] = []  # keeps every seen tensor alive, so identities stay unique
         self._calls: dict[str, int] = {}
         self._scopes: list[tuple[str, int]] = [("", 0)]
+        self.returned: dict[str, tuple[int, ...]] = {}  # a layer's first call: identities of the tensors it returned
 
     def enter(self, path: str) -> None:
         n = self._calls.get(path, 0)
@@ -41,6 +42,12 @@ class RefTrace(Trace):
             if self._scopes[i][0] == path:
                 del self._scopes[i:]
                 return
+
+    def returns(self, path: str, outputs: list[Any]) -> None:
+        """Note what ``path``'s first call returned (the aligner compares what paired calls hand back)."""
+        if path not in self.returned:
+            self._alive.extend(outputs)
+            self.returned[path] = tuple(id(t) for t in outputs)
 
     def add_refs(self, name: str, inputs: list[Any], outputs: list[Any], shape: Any) -> None:
         if not outputs:
@@ -55,8 +62,17 @@ class RefTrace(Trace):
 Params = dict[int, tuple[str, tuple[int, ...], str]]
 
 
-def record_dataflow(side: Side, root: Any, inputs: Mapping[str, Any]) -> tuple[list[EagerOp], set[int], Params]:
-    """``(ops, input identities, {param identity: (name, shape, owner path)})`` of one forward."""
+Returns = dict[str, tuple[int, ...]]
+
+
+def record_dataflow(side: Side, root: Any,
+                    inputs: Mapping[str, Any]) -> tuple[list[EagerOp], set[int], Params, Returns]:
+    """``(ops, input identities, {param identity: (name, shape, owner path)}, {layer path: returned identities})``.
+
+    The last item holds, per layer, the tensors its first call returned, so the aligner can
+    tell pairs whose calls hand back different quantities (a router returning logits
+    against one returning logits, scores and indices).
+    """
     trace = RefTrace()
     params: Params = {}
     for path, entries in side.owned_state(root).items():
@@ -72,7 +88,7 @@ def record_dataflow(side: Side, root: Any, inputs: Mapping[str, Any]) -> tuple[l
         with HookSet() as hooks:
             for path, lay in layers:
                 hooks.add(side.add_pre_hook(lay, lambda _l, _a, _k, path=path: trace.enter(path)))
-                hooks.add(side.add_post_hook(lay, lambda _l, _a, _o, path=path: trace.exit(path)))
+                hooks.add(side.add_post_hook(lay, lambda _l, _a, o, path=path: _leave(side, trace, path, o)))
             for _, lay in side.named_layers(root):
                 side.set_training(lay, False)
             side.seed(0)
@@ -80,5 +96,13 @@ def record_dataflow(side: Side, root: Any, inputs: Mapping[str, Any]) -> tuple[l
                 root(**inputs)
     finally:
         snap.restore(values=True, grads=True)
-    return trace.refs, {id(t) for t in side.flatten(dict(inputs))}, params
+    return trace.refs, {id(t) for t in side.flatten(dict(inputs))}, params, trace.returned
+
+
+def _leave(side: Side, trace: RefTrace, path: str, out: Any) -> None:
+    try:
+        trace.returns(path, list(side.flatten(out)))
+    except Exception:  # noqa: BLE001 - an output padiff cannot walk leaves nothing to compare, not a crash
+        pass
+    trace.exit(path)
 
