@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from padiff.runtime.fused import assemble, describe, part_indices
-from padiff.runtime.layout_stack import stack_links, unstack_links
+from padiff.runtime.layout_stack import split_unstack_links, stack_links, unstack_links
 from padiff.runtime.layout_types import Fn, Inferred, Tensor, is_linear
 
 __all__ = ["NAME_ALIASES", "Fn", "Inferred", "Tensor", "infer_links", "is_linear", "link_one", "one_to_one",
@@ -117,8 +117,9 @@ def infer_links(ps: Sequence[Tensor], ts: Sequence[Tensor], groups: int = 1) -> 
     if direct is not None or not ps or not ts:
         return direct
     stacked, p_rest, t_rest = stack_links(ps, ts)
+    split, p_rest, t_rest = split_unstack_links(p_rest, t_rest)
     unstacked, p_rest, t_rest = unstack_links(p_rest, t_rest)
-    stacked += unstacked
+    stacked += split + unstacked
     if stacked:
         rest = infer_links(p_rest, t_rest, groups) if (p_rest or t_rest) else []
         if rest is None:

@@ -4,12 +4,15 @@ A paddle MoE may hold its experts as 3-D tensors against a torch ``ModuleList`` 
 (:func:`stack_links`), and the other way round: transformers' MoE models keep
 ``gate_up_proj [E, 2 * I, H]`` and ``down_proj [E, H, I]`` on one experts module while
 paddleformers keeps a ``LayerList`` of E MLPs (:func:`unstack_links`). Pieces are joined in the
-order of the numbers in their paths (indices 0..E-1), never in definition order. Used by
+order of the numbers in their paths (indices 0..E-1), never in definition order; several paddle
+groups cut from one torch tensor (``gate_proj``/``up_proj`` per expert against ``gate_up_proj``) are
+ordered by the fused tensor's name (:func:`split_unstack_links`). Used by
 :func:`padiff.runtime.layout_infer.infer_links`.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -152,6 +155,134 @@ def _unstacked(members: list[Tensor], t: Tensor, transpose: bool) -> list[Inferr
 def _picker(e: int, transpose: bool) -> Fn:
     def fn(arrs: list[np.ndarray]) -> np.ndarray:
         piece = arrs[0][e]
+        return np.ascontiguousarray(piece.T if transpose else piece)
+
+    return fn
+
+
+def _token_order(keys: Sequence[str], fused_name: str) -> list[int] | None:
+    """The order the numbered groups ``keys`` take inside ``fused_name``, read from its name, or None.
+
+    ``*.gate_proj.weight`` and ``*.up_proj.weight`` against ``gate_up_proj``: the tokens only one
+    group's name has (``gate``, ``up``) are looked up in the fused tensor's name, and the groups
+    are ordered by where they appear. None when any group's own tokens are not there, or two
+    groups land on the same position: the names do not say, and nothing is guessed.
+    """
+    tokens = [set(k.rpartition("*.")[2].rsplit(".", 1)[0].split("_")) for k in keys]
+    shared = set.intersection(*tokens)
+    last = fused_name.rsplit(".", 1)[-1]
+    where = []
+    for own in tokens:
+        found = [last.find(tok) for tok in own - shared if tok and last.find(tok) >= 0]
+        if not found:
+            return None
+        where.append(min(found))
+    if len(set(where)) != len(where):
+        return None
+    return sorted(range(len(keys)), key=lambda i: where[i])
+
+
+def _split_fit(pieces: Sequence[tuple[int, ...]], whole: tuple[int, ...],
+               transpose: bool) -> int | None:
+    """The axis of one torch expert slice ``whole`` that the paddle ``pieces`` (in order) split, or None."""
+    shapes = [s[::-1] if transpose else s for s in pieces]
+    if any(len(s) != 2 for s in shapes) or len(whole) != 2:
+        return None
+    for axis in (0, 1):
+        other = 1 - axis
+        if all(s[other] == whole[other] for s in shapes) and sum(s[axis] for s in shapes) == whole[axis]:
+            return axis
+    return None
+
+
+def split_unstack_links(ps: Sequence[Tensor],
+                        ts: Sequence[Tensor]) -> tuple[list[Inferred], list[Tensor], list[Tensor]]:
+    """Several numbered paddle groups cut from one stacked torch tensor, expert by expert.
+
+    paddleformers' DeepSeek experts hold ``gate_proj`` and ``up_proj`` per expert (``[H, I]``
+    each), transformers one ``gate_up_proj [E, 2I, H]`` with ``[gate | up]`` per expert: each
+    paddle piece is slice ``[e]`` of the torch tensor, cut along one axis and transposed. The
+    whole assignment must be unique: every numbered paddle group of one expert list and every
+    torch tensor with ``E`` leading entries covered once, one layout (transposed or not) for all,
+    at least one torch tensor split. The order of the pieces within a split comes from the
+    names (``gate_up_proj``: gate first), never from definition order; when the names do not
+    tell, nothing is linked. Returns the links found and the tensors left on each side.
+    """
+    groups = _numbered_groups(ps)
+    sizes = {len(m) for m in groups.values()}
+    if len(sizes) != 1:
+        return [], list(ps), list(ts)
+    n_exp = sizes.pop()
+    stacked = [t for t in ts if len(t.shape) == 3 and t.shape[0] == n_exp]
+    if len(groups) <= len(stacked):  # no torch tensor can hold two groups
+        return [], list(ps), list(ts)
+    keys = sorted(groups)
+    shape = {k: groups[k][0].shape for k in keys}
+    if any(m.shape != shape[k] for k in keys for m in groups[k]):
+        return [], list(ps), list(ts)
+    solutions: list[tuple[bool, list[tuple[Tensor, tuple[str, ...], int]]]] = []
+    for transpose in (True, False):
+        for cover in _covers(stacked, keys, shape, transpose):
+            solutions.append((transpose, cover))
+    if len(solutions) != 1 or all(len(ks) < 2 for _, ks, _ in solutions[0][1]):
+        return [], list(ps), list(ts)
+    transpose, cover = solutions[0]
+    links: list[Inferred] = []
+    for t, ks, axis in cover:
+        order = [0] if len(ks) == 1 else _token_order(ks, t.name)
+        if order is None:
+            return [], list(ps), list(ts)
+        ordered = [ks[i] for i in order]
+        start = 0
+        for k in ordered:
+            piece = shape[k][::-1] if transpose else shape[k]
+            stop = start + piece[axis]
+            links += _cut(groups[k], t, axis, start, stop, transpose, [_name_of(x) for x in ordered])
+            start = stop
+    done = {lk.paddle_name for lk in links}
+    taken = {t.name for t, _, _ in cover}
+    return links, [p for p in ps if p.name not in done], [t for t in ts if t.name not in taken]
+
+
+def _name_of(key: str) -> str:
+    return key.rpartition("*.")[2].rsplit(".", 1)[0]
+
+
+def _covers(stacked: Sequence[Tensor], keys: Sequence[str], shape: dict[str, tuple[int, ...]],
+            transpose: bool) -> list[list[tuple[Tensor, tuple[str, ...], int]]]:
+    """Every way to give each key to exactly one torch tensor so that each tensor is exactly covered."""
+    out: list[list[tuple[Tensor, tuple[str, ...], int]]] = []
+
+    def walk(i: int, left: frozenset[str], acc: list[tuple[Tensor, tuple[str, ...], int]]) -> None:
+        if len(out) > 1:
+            return  # more than one already: ambiguous, the caller gives up
+        if i == len(stacked):
+            if not left:
+                out.append(list(acc))
+            return
+        t = stacked[i]
+        for r in range(1, len(left) + 1):
+            for subset in itertools.combinations(sorted(left), r):
+                axis = _split_fit([shape[k] for k in subset], t.shape[1:], transpose)
+                if axis is not None:
+                    walk(i + 1, left - set(subset), [*acc, (t, subset, axis)])
+
+    walk(0, frozenset(keys), [])
+    return out
+
+
+def _cut(members: list[Tensor], t: Tensor, axis: int, start: int, stop: int, transpose: bool,
+         order: list[str]) -> list[Inferred]:
+    span = f"{start}:{stop}" if axis == 0 else f":, {start}:{stop}"
+    how = (f"inferred slice [e][{span}] of {t.name} {list(t.shape)} (expert e by index; pieces in the order "
+           f"the name gives: {', '.join(order)})" + (", transposed" if transpose else ""))
+    return [Inferred(p.name, (t.name,), how.replace("[e]", f"[{e}]", 1), _slicer(e, axis, start, stop, transpose))
+            for e, p in enumerate(members)]
+
+
+def _slicer(e: int, axis: int, start: int, stop: int, transpose: bool) -> Fn:
+    def fn(arrs: list[np.ndarray]) -> np.ndarray:
+        piece = arrs[0][e][start:stop] if axis == 0 else arrs[0][e][:, start:stop]
         return np.ascontiguousarray(piece.T if transpose else piece)
 
     return fn

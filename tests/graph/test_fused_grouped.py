@@ -20,7 +20,7 @@ from padiff import LayerMap, LayerPair, MapFileError, MappingError
 from padiff.layer_map import map_from_dict, map_to_dict
 from padiff.runtime.fused import assemble, describe, part_indices, take
 from padiff.runtime.layout_infer import Tensor, infer_links
-from padiff.runtime.layout_stack import unstack_links
+from padiff.runtime.layout_stack import split_unstack_links, unstack_links
 
 TOL = {"atol": 1e-5, "rtol": 1e-4}
 QKV = ("body.q_proj", "body.k_proj", "body.v_proj")
@@ -209,3 +209,55 @@ def test_paddle_expert_list_against_torch_stacked_experts_as_one_block_by_hand()
         handle.remove()
     assert rep.first_diff is not None
     assert (rep.first_diff.stage, rep.first_diff.paddle_path, rep.first_diff.torch_path) == ("forward", "inner", "body")
+
+
+# --- several paddle pieces per expert cut from one stacked torch tensor -------------------------------
+def _split_case(gate_first_in_paddle: bool, fused: str = "gate_up_proj"):
+    rng = np.random.default_rng(0)
+    gate_up, down = rng.standard_normal((3, 12, 4)), rng.standard_normal((3, 4, 6))
+    names = ("gate_proj", "up_proj") if gate_first_in_paddle else ("up_proj", "gate_proj")
+    ps = [Tensor(f"{e}.{n}.weight", s, "Linear") for e in (2, 0, 1)
+          for n, s in ((names[0], (4, 6)), (names[1], (4, 6)), ("down_proj", (6, 4)))]
+    ts = [Tensor(f"experts.{fused}", gate_up.shape, "Experts"), Tensor("experts.down_proj", down.shape, "Experts")]
+    return ps, ts, {f"experts.{fused}": gate_up, "experts.down_proj": down}
+
+
+@pytest.mark.parametrize("gate_first", [True, False], ids=["gate-defined-first", "up-defined-first"])
+def test_per_expert_gate_and_up_are_cut_from_gate_up_in_the_order_its_name_gives(gate_first: bool) -> None:
+    ps, ts, arrays = _split_case(gate_first)
+    links, p_rest, t_rest = split_unstack_links(ps, ts)
+    assert not p_rest and not t_rest
+    by_name = {lk.paddle_name: lk for lk in links}
+    for e in range(3):
+        got = {n: by_name[f"{e}.{n}.weight"] for n in ("gate_proj", "up_proj", "down_proj")}
+        assert np.array_equal(got["gate_proj"].fn([arrays[got["gate_proj"].torch_names[0]]]),
+                              arrays["experts.gate_up_proj"][e][:6].T)
+        assert np.array_equal(got["up_proj"].fn([arrays[got["up_proj"].torch_names[0]]]),
+                              arrays["experts.gate_up_proj"][e][6:].T)
+        assert np.array_equal(got["down_proj"].fn([arrays["experts.down_proj"]]), arrays["experts.down_proj"][e].T)
+    assert "in the order the name gives: gate_proj, up_proj" in by_name["0.up_proj.weight"].conversion
+    assert infer_links(ps, ts) is not None  # the whole inference takes it
+
+
+def test_a_split_whose_names_do_not_give_the_order_is_not_guessed() -> None:
+    ps, ts, _ = _split_case(True, fused="w13")
+    links, p_rest, t_rest = split_unstack_links(ps, ts)
+    assert not links and len(p_rest) == len(ps) and len(t_rest) == len(ts)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["as-built", "paddle-up-first"])
+def test_split_paddle_experts_against_torch_stacked_experts(reverse: bool) -> None:
+    lm = LayerMap([LayerPair("inner", "body", opaque=True)])
+    case = fp.split_paddle_experts(reverse)
+    assert padiff.auto_diff(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map=lm,
+                            options=TOL) is True
+    case = fp.split_paddle_experts(reverse)
+    assert padiff.auto_diff(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map="auto",
+                            options=TOL) is True
+    case = fp.split_paddle_experts(reverse)
+    handle = case.torch.get_submodule("body.experts").register_forward_hook(lambda _m, _i, out: out * 1.05)
+    try:
+        rep = padiff.compare(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map=lm, options=TOL)
+    finally:
+        handle.remove()
+    assert rep.first_diff is not None and rep.first_diff.torch_path == "body"

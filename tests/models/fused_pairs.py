@@ -412,6 +412,29 @@ class PExpertList(pnn.Layer):
         return (y * probs.unsqueeze(-1)).sum(axis=2)
 
 
+class PSplitExpertMLP(pnn.Layer):
+    """One expert with separate gate and up Linears (same shape); ``reverse`` defines up first."""
+
+    def __init__(self, reverse: bool = False) -> None:
+        super().__init__()
+        if reverse:
+            self.up_proj = pnn.Linear(D, HID, bias_attr=False)
+            self.gate_proj = pnn.Linear(D, HID, bias_attr=False)
+        else:
+            self.gate_proj = pnn.Linear(D, HID, bias_attr=False)
+            self.up_proj = pnn.Linear(D, HID, bias_attr=False)
+        self.down_proj = pnn.Linear(HID, D, bias_attr=False)
+
+    def forward(self, x):
+        return self.down_proj(PF.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class PSplitExpertList(PExpertList):
+    def __init__(self, reverse: bool = False) -> None:
+        super().__init__()
+        self.experts = pnn.LayerList([PSplitExpertMLP(reverse) for _ in range(E)])
+
+
 class TStackedExperts(tnn.Module):
     """Experts as two 3-D tensors in torch Linear layout per expert: ``[E, 2 * HID, D]`` and ``[E, D, HID]``."""
 
@@ -447,6 +470,13 @@ def stacked_torch_experts(reverse: bool = False) -> Case:
     paddle.seed(1)
     torch.manual_seed(2)
     return Case(PBlock(PExpertList()), TBlock(TRoutedStack(reverse)), inputs(), None, "body")
+
+
+def split_paddle_experts(reverse: bool = False) -> Case:
+    """Paddle experts with gate_proj/up_proj each against torch ``gate_up_proj [E, 2 * HID, D]``."""
+    paddle.seed(1)
+    torch.manual_seed(2)
+    return Case(PBlock(PSplitExpertList(reverse)), TBlock(TRoutedStack()), inputs(), None, "body")
 
 
 class TScoringRouter(tnn.Module):

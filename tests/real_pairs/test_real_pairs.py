@@ -22,21 +22,14 @@ FAULT_XFAIL: dict[str, str] = {
                  "of its own; a fault in the torch experts is named at the enclosing m.layers.1.mlp pair compared "
                  "for it (the torch experts' output is glue on the paddle side)",
 }
-_DEEPSEEK = ("the aligner pairs every DeepSeek-V3 leaf (precision and recall 1.00), but the routed experts' weights "
-             "cannot be copied: paddleformers keeps one gate_proj and one up_proj Linear per expert ([H, I] each), "
-             "transformers one gate_up_proj tensor [E, 2I, H] holding [gate | up] rows per expert; the opaque expert "
-             "block's plan would need a stack of the experts and a split of each, which it does not infer")
-FAULT_XFAIL["deepseek_v3"] = _DEEPSEEK
 # pairs padiff's verdict is known to be wrong on, per torch order
 # (padiff before 70004f0 failed nn.TransformerEncoder reversed: dropout paired with dropout2; before the moe branch
 # Qwen2-MoE reversed: expert Linears paired with the shared expert's, crossing the expert block; before the eager
-# alias ops DeepSeek-V3's dense MLP Linears were paired by definition order; all now fixed)
-VERDICT_XFAIL: dict[tuple[str, bool], str] = {
-    ("deepseek_v3", False): _DEEPSEEK,
-    ("deepseek_v3", True): _DEEPSEEK,
-}
+# alias ops DeepSeek-V3's dense MLP Linears were paired by definition order, and before the split unstack its
+# per-expert gate/up Linears could not be cut from gate_up_proj; all now fixed)
+VERDICT_XFAIL: dict[tuple[str, bool], str] = {}
 # where a known-wrong verdict must be reported, so an xfail cannot hide a different failure
-XFAIL_AT: dict[str, str] = {"deepseek_v3": "assign_weight: m.layers.1.mlp.experts <-> m.layers.1.mlp.experts"}
+XFAIL_AT: dict[str, str] = {}
 
 
 def _need(pair: RealPair) -> None:
