@@ -136,6 +136,13 @@ class Side(FrameworkSide):
         """A counter that in-place operations on ``t`` advance (-1 where the framework keeps none)."""
         return int(getattr(t, "_version", -1))
 
+    def shares_gradient(self, a: Any, b: Any) -> bool:
+        """Whether two distinct tensor objects are one tensor to autograd (one gradient for both).
+
+        False by default: a torch view has a backward node of its own.
+        """
+        return False
+
     def grad_node_name(self, t: Any) -> str:
         """Name of the backward node that produced ``t`` (``FBackward``, ``GradNodePyLayer_F``); "" for a leaf."""
         node = getattr(t, "grad_fn", None)

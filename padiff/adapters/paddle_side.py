@@ -197,10 +197,31 @@ class PaddleSide(Side):
             p.clear_gradient(False)
 
     def grads_of(self, outputs: list[Any], inputs: list[Any], grad_outputs: list[Any]) -> list[Any | None]:
-        return list(self.fw.grad(outputs, inputs, grad_outputs, retain_graph=True, allow_unused=True))
+        try:
+            return list(self.fw.grad(outputs, inputs, grad_outputs, retain_graph=True, allow_unused=True))
+        except RuntimeError as exc:
+            # paddle refuses two inputs sharing one gradient record (an in-place op can hand back
+            # a second Python tensor for it; nothing public tells them apart): ask for the halves
+            if "AlreadyExists" not in str(exc) or len(inputs) < 2:
+                raise
+        mid = len(inputs) // 2
+        return self.grads_of(outputs, inputs[:mid], grad_outputs) + \
+            self.grads_of(outputs, inputs[mid:], grad_outputs)
 
     def value_version(self, t: Any) -> int:
         return int(getattr(t, "inplace_version", -1))
+
+    def shares_gradient(self, a: Any, b: Any) -> bool:
+        """paddle's full slice (``q[..., :head_dim]``) returns a second tensor object on the same memory
+        with the *same* backward node: paddle gives both one gradient (and refuses both as inputs of
+        ``paddle.grad``)."""
+        if a is b or a.stop_gradient or b.stop_gradient or list(a.shape) != list(b.shape):
+            return False
+        try:
+            node_a, node_b = a.grad_fn, b.grad_fn
+            return node_a is not None and node_a is node_b and a.data_ptr() == b.data_ptr()
+        except Exception:  # noqa: BLE001 - a tensor without a readable node or memory shares nothing
+            return False
 
     def custom_backward(self, t: Any) -> str:
         name = self.grad_node_name(t)

@@ -187,6 +187,10 @@ class FrameworkSide(Protocol):
         """A counter that in-place operations on ``t`` advance (-1 where the framework keeps none)."""
         ...
 
+    def shares_gradient(self, a: Any, b: Any) -> bool:
+        """Whether two distinct tensor objects are one tensor to autograd (one gradient for both)."""
+        ...
+
     def custom_backward(self, t: Any) -> str:
         """The class of the user's custom autograd Function / PyLayer that produced ``t``, or ""."""
         ...

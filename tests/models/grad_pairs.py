@@ -176,3 +176,78 @@ class TorchHookInplaceRelu(TorchGradHook):
     def forward(self, x):
         h = self.fc1(x)  # op:inplace:torch
         return self.fc2(torch.nn.functional.relu(h, inplace=True))
+
+
+# --- a paddle gradient hook on fc1, then code the two sides write differently (same values) --------
+class _HookedPaddle(paddle.nn.Layer):
+    """fc1's output gets a gradient hook scaling it by 1.05; ``rest`` is the port's own way on from there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc3, self.fc2 = paddle.nn.Linear(8, 16), paddle.nn.Linear(8, 16), paddle.nn.Linear(16, 4)
+
+    def forward(self, x):
+        h = self.fc1(x)  # op:hooked:paddle
+        h.register_hook(lambda g: g * 1.05)
+        return self.fc2(self.rest(h, x))
+
+
+class _HookedTorch(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc3, self.fc2 = torch.nn.Linear(8, 16), torch.nn.Linear(8, 16), torch.nn.Linear(16, 4)
+
+    def forward(self, x):
+        h = self.fc1(x)  # op:hooked:torch
+        return self.fc2(self.rest(h, x))
+
+
+class PaddleSwappedMul(_HookedPaddle):
+    def rest(self, h, x):
+        return paddle.tanh(h) * self.fc3(x)
+
+
+class TorchSwappedMul(_HookedTorch):
+    """The operands of the product in the other order: input 0 is not paddle's input 0."""
+
+    def rest(self, h, x):
+        return self.fc3(x) * torch.tanh(h)
+
+
+class PaddleOtherLayout(_HookedPaddle):
+    def rest(self, h, x):
+        return (paddle.tanh(h).reshape([-1, 4, 4]) * 2.0).transpose([0, 2, 1]).reshape([-1, 16])
+
+
+class TorchOtherLayout(_HookedTorch):
+    """The scale applied after the transpose: the product's gradient is laid out the other way."""
+
+    def rest(self, h, x):
+        return (torch.tanh(h).reshape(-1, 4, 4).transpose(1, 2) * 2.0).reshape(-1, 16)
+
+
+class PaddleFullSlice(_HookedPaddle):
+    """``h[..., :16]`` of a 16-wide tensor: paddle hands back a second object sharing h's gradient."""
+
+    def rest(self, h, x):
+        return paddle.tanh(h[..., :16]) * self.fc3(x)
+
+
+class TorchFullSlice(_HookedTorch):
+    def rest(self, h, x):
+        return torch.tanh(h[..., :16]) * self.fc3(x)
+
+
+class PaddleSharedReshape(_HookedPaddle):
+    """One reshaped tensor read twice."""
+
+    def rest(self, h, x):
+        r = h.reshape([-1, 16, 1])
+        return (paddle.tanh(r) + r * 2.0).reshape([-1, 16])
+
+
+class TorchSharedReshape(_HookedTorch):
+    """The same values reshaped once per reader: each reshape's output gets only its reader's gradient."""
+
+    def rest(self, h, x):
+        return (torch.tanh(h.reshape(-1, 16, 1)) + h.reshape(-1, 16, 1) * 2.0).reshape(-1, 16)

@@ -42,6 +42,11 @@ CASES = {
     # torch's in-place ReLU makes fc1's output a new value: its gradient is not the one fc1's output had
     "inplace": (G.PaddleHookRelu, G.TorchHookInplaceRelu, "inplace", ("F.linear", "F.linear"), "output 0",
                 "gradient hook registered on that tensor (on the paddle side)", "inside `fc1`"),
+    # the same paddle hook on fc1, followed by code the two ports write differently with equal values
+    **{f"hooked-{name}": (getattr(G, f"Paddle{cls}"), getattr(G, f"Torch{cls}"), "hooked", ("F.linear", "F.linear"),
+                          "output 0", "gradient hook registered on that tensor (on the paddle side)", "inside `fc1`")
+       for name, cls in (("swapped-operands", "SwappedMul"), ("other-layout", "OtherLayout"),
+                         ("full-slice", "FullSlice"), ("reshaped-per-reader", "SharedReshape"))},
     "detach": (G.PaddleDetachedScale, G.TorchDetachedScale, "detach", ("Tensor.__truediv__", "Tensor.div"), "input 1",
                "on the torch side only", "between `fc1` and `fc2`"),
 }

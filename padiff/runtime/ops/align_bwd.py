@@ -9,11 +9,18 @@ at that op (``kind="hook"``). An output gradient that already differs though eve
 it agreed came back through something no recorded op accounts for — a custom autograd
 ``Function`` / ``PyLayer``, an op only one side ran — and is named at that op (``kind="output"``)
 with what the gap holds.
+
+Real ports write the same values differently, and the walk allows for it: gradients in another
+layout are laid out alike before comparing (``[B, H, W, C]`` against ``[B, C, H, W]``), the
+operands of a commutative op are taken in the order the forward values give, inputs are compared
+by position only when both ops take as many, and an output's gradient is judged only when it
+feeds the same kinds of ops on both sides (else it is the gradient of a different set of readers).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,6 +31,7 @@ from padiff.adapters.op_events import OpEvent
 from padiff.report.records import Stats
 from padiff.runtime.compare import compare_arrays
 from padiff.runtime.ops.align import Compare, align, rel_err
+from padiff.runtime.reconcile import MAX_PERMUTED_RANK
 
 Grad = np.ndarray | None
 
@@ -37,6 +45,7 @@ class OpGrads(Protocol):
     def unrecorded(self, i: int) -> list[str]: ...
     def has_grads(self, i: int) -> bool: ...
     def produced(self, i: int) -> list[bool]: ...
+    def readers(self, i: int) -> list[tuple[str, ...]]: ...
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,9 @@ def _worst(ps: list[Grad], ts: list[Grad], cmp: Compare, rtol: float) -> _Worst 
         if a.shape != b.shape:
             if a.ndim == 2 and a.T.shape == b.shape:
                 a = a.T
-            elif a.size == b.size:
+            elif (laid := _same_layout(a, b)) is not None:
+                a = laid
+            elif a.size == b.size:  # no layout fits: element order as it is
                 a, b = a.reshape(-1), b.reshape(-1)
             else:
                 continue  # not comparable position by position: no verdict
@@ -99,6 +110,76 @@ def _worst(ps: list[Grad], ts: list[Grad], cmp: Compare, rtol: float) -> _Worst 
         if worst is None or err > worst.err:
             worst = _Worst(k, cmp(a, b), err, max(rtol, 64 * eps))
     return worst
+
+
+def _same_layout(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """``a``'s values laid out as ``b`` (adjacent axes merged, then reordered), closest to ``b``; None if none fits.
+
+    The op pairs are aligned by their forward values, so two paired ops whose tensors hold the
+    same values in other layouts have gradients in those layouts too (paddleclas' ConvNeXt scales
+    by gamma in ``[B, H, W, C]``, timm in ``[B, C, H, W]``; paddleclas' PVT averages ``[B, N, C]``
+    over tokens, timm ``[B, C, H, W]`` over ``H, W``): compared after a flat reshape they would
+    differ for no reason.
+    """
+    if a.size != b.size or a.size == 0 or max(a.ndim, b.ndim) > MAX_PERMUTED_RANK or min(a.ndim, b.ndim) < 2:
+        return None
+    best: tuple[float, np.ndarray] | None = None
+    high, low = (a, b) if a.ndim >= b.ndim else (b, a)
+    for merged in _merges(high.shape, low.ndim):
+        if sorted(merged) != sorted(low.shape):
+            continue
+        for p in itertools.permutations(range(low.ndim)):
+            if a.ndim >= b.ndim:  # a merged, then reordered to b's shape
+                if tuple(merged[i] for i in p) != b.shape:
+                    continue
+                cand = np.transpose(a.reshape(merged), p)
+            else:  # a reordered to b merged, then split as b is
+                if tuple(a.shape[i] for i in p) != tuple(merged):
+                    continue
+                cand = np.transpose(a, p).reshape(b.shape)
+            err = rel_err(cand, b)
+            if best is None or err < best[0]:
+                best = (err, cand)
+    return best[1] if best is not None else None
+
+
+def _merges(shape: tuple[int, ...], rank: int) -> list[tuple[int, ...]]:
+    """``shape`` with runs of adjacent dims multiplied together to ``rank`` dims, every way."""
+    out = []
+    for cuts in itertools.combinations(range(1, len(shape)), rank - 1):
+        bounds = (0, *cuts, len(shape))
+        out.append(tuple(int(np.prod(shape[bounds[k]:bounds[k + 1]])) for k in range(rank)))
+    return out
+
+
+#: ops whose two operands may come in either order (``act(gate) * up`` against ``up * act(gate)``)
+_COMMUTATIVE = frozenset({"add", "mul"})
+
+
+def _operand_order(p: OpEvent, t: OpEvent, n: int) -> list[int]:
+    """The torch op's inputs in the paddle op's order: swapped for a commutative op whose forward inputs say so."""
+    same = list(range(n))
+    if p.kind not in _COMMUTATIVE or n != 2 or len(p.inputs) != 2 or len(t.inputs) != 2:
+        return same
+    a0, a1 = p.inputs
+    b0, b1 = t.inputs
+    straight, swapped = rel_err(a0, b0) + rel_err(a1, b1), rel_err(a0, b1) + rel_err(a1, b0)
+    return [1, 0] if swapped < straight else same
+
+
+def _read_alike(p_readers: list[tuple[str, ...]], t_readers: list[tuple[str, ...]], k: int) -> bool:
+    """Whether output ``k`` feeds the same kinds of recorded ops on both sides, so its gradients compare.
+
+    Equal values can still be different tensors to autograd: paddleformers' GPT-OSS hands its
+    flattened hidden states to the router *and* the experts, transformers flattens them once for
+    the router and again inside the experts; paddle's DenseNet concatenates features layer by
+    layer, torchvision every earlier feature again in each layer. Each such tensor gets the
+    gradient of its own readers only, so the two differ with nothing wrong; the walk goes on to
+    where the dataflow agrees again.
+    """
+    if k >= len(p_readers) or k >= len(t_readers):
+        return True
+    return p_readers[k] == t_readers[k]
 
 
 def _jump(w: _Worst | None, before: float) -> bool:
@@ -149,7 +230,7 @@ def first_backward_divergence(p_ops: list[OpEvent], t_ops: list[OpEvent], pg: Op
         po, to = pg.out_grads(i), tg.out_grads(j)
         early = _worst([e for e, _ in po], [e for e, _ in to], cmp, rtol)
         e_out = early.err if early is not None else 0.0
-        if early is not None and early.err > early.tol:
+        if early is not None and early.err > early.tol and _read_alike(pg.readers(i), tg.readers(j), early.k):
             gap_p = tuple(o for o in p_ops[i + 1:after_i] if pg.has_grads(o.index))
             gap_t = tuple(o for o in t_ops[j + 1:after_j] if tg.has_grads(o.index))
             nodes = tuple(("paddle", n) for o in p_ops[i + 1:after_i + 1] for n in pg.unrecorded(o.index))
@@ -165,8 +246,13 @@ def first_backward_divergence(p_ops: list[OpEvent], t_ops: list[OpEvent], pg: Op
         if late is not None and _jump(late, e_out) and hooked:
             return BackwardDivergence(p, t, late.stats, "hook", f"output {late.k}", hooked=hooked,
                                       agreed_after=agreed)
-        if _jump(_worst(pg.in_grads(i), tg.in_grads(j), cmp, rtol), e_out):
-            own = _worst(pg.vjp(i), tg.vjp(j), cmp, rtol)
+        p_in, t_in = pg.in_grads(i), tg.in_grads(j)
+        # inputs are compared by position only when both ops take as many (a paddle concat of two
+        # tensors against a torch cat of every earlier feature: input 1 is not the same tensor)
+        order = _operand_order(p, t, len(t_in))
+        if len(p_in) == len(t_in) and _jump(_worst(p_in, [t_in[k] for k in order], cmp, rtol), e_out):
+            t_vjp = tg.vjp(j)
+            own = _worst(pg.vjp(i), [t_vjp[k] for k in order] if len(t_vjp) == len(order) else t_vjp, cmp, rtol)
             if own is not None and _jump(own, e_out):
                 return BackwardDivergence(p, t, own.stats, "op", f"input {own.k}", agreed_after=agreed)
         after_i, after_j = i, j

@@ -34,6 +34,7 @@ class GradTrace(Trace):
         self.live: dict[int, tuple[list[Any], list[Any]]] = {}  # op index -> (input tensors, output tensors)
         self.keys: dict[int, tuple[list[Key | None], list[Key | None]]] = {}  # op index -> their value keys
         self.tensors: dict[Key, Any] = {}  # kept alive, so identities stay unique
+        self.aliases: list[Any] = []  # second objects of a tensor (Side.shares_gradient), kept alive too
         self.versions: dict[Key, int] = {}  # the tensor's in-place version when the value was seen
         self.current: dict[int, Key] = {}  # tensor id -> key of its latest value
         self.producer: dict[Key, int] = {}  # value -> index of the recorded op that returned it
@@ -59,6 +60,12 @@ class GradTrace(Trace):
             # a tensor seen before and returned again changed in place is a new value; returned
             # unchanged (dropout with p=0, an identity), the same one
             seen = id(t) in self.current
+            alias = next((k for x, k in zip(inputs, in_keys) if k is not None and side.shares_gradient(t, x)), None)
+            if alias is not None and not seen:  # one tensor to autograd under a second object: the input's value
+                self.current[id(t)] = alias
+                self.aliases.append(t)
+                out_keys.append(alias)
+                continue
             key = self._new(t) if seen and self.versions[self.current[id(t)]] != side.value_version(t) \
                 else self._key(t)
             out_keys.append(key)
@@ -115,7 +122,7 @@ class GradTrace(Trace):
     def backward(self, outputs: list[Any], grads: list[Any]) -> None:
         """One backward from ``outputs`` with gradients ``grads``; parameter ``.grad`` is left alone."""
         roots = {id(t) for t in outputs}
-        latest = [(k, self.tensors[k]) for i, k in self.current.items() if i not in roots]
+        latest = [(k, self.tensors[k]) for k in dict.fromkeys(k for i, k in self.current.items() if i not in roots)]
         self._capturing = True
         try:  # paddle stops at an input it starts from: the roots are no inputs
             got = self.side.grads_of(outputs, [t for _, t in latest], grads) if latest else []
@@ -230,6 +237,18 @@ class GradTrace(Trace):
         return [self.side.grad_node_name(t) for t, k in zip(ins, in_keys)
                 if k is not None and k not in self.producer and not self.side.is_leaf(t)]
 
+    def readers(self, i: int) -> list[tuple[str, ...]]:
+        """For each output of op ``i``: the kinds of the recorded ops that read that value afterwards, sorted."""
+        outs = self.keys.get(i, ([], []))[1]
+        kinds = {op.index: op.kind for op in self.ops}
+        found: dict[Key, list[str]] = {k: [] for k in outs if k is not None}
+        for j, (in_keys, _) in self.keys.items():
+            if j > i:
+                for k in set(in_keys):
+                    if k in found:
+                        found[k].append(kinds.get(j, ""))
+        return [tuple(sorted(found[k])) if k is not None else () for k in outs]
+
     def produced(self, i: int) -> list[bool]:
         """For each output of op ``i``: whether this op made the value (not returned an input unchanged)."""
         return [k is not None and self.producer.get(k) == i for k in self.keys.get(i, ([], []))[1]]
@@ -252,5 +271,6 @@ class GradTrace(Trace):
             except Exception:  # noqa: BLE001 - every other hook must still go
                 pass
         self._handles.clear()
+        self.aliases.clear()
         for store in (self.tensors, self.versions, self.current, self.live, self.keys, self.calls, self.born):
             store.clear()
