@@ -13,31 +13,34 @@ from typing import Any
 MAX_DEPTH = 50
 
 
-def flatten(obj: Any, is_tensor: Callable[[Any], bool]) -> list[Any]:
+def flatten(obj: Any, is_tensor: Callable[[Any], bool], *, by_key: bool = False) -> list[Any]:
     """Every tensor in a nested structure, in a stable order; non-tensors are passed over.
 
     Dicts are walked in insertion order, so the two sides must build them alike (they
     do when the models are ports of each other; :mod:`padiff.runtime.keyed` pairs by key).
+    ``by_key``: dicts walked in the order of their keys instead, the same on both sides
+    whatever order each built them in.
     """
     out: list[Any] = []
-    _flatten(obj, is_tensor, out, 0)
+    _flatten(obj, is_tensor, out, 0, by_key)
     return out
 
 
-def _flatten(obj: Any, is_tensor: Callable[[Any], bool], out: list[Any], depth: int) -> None:
+def _flatten(obj: Any, is_tensor: Callable[[Any], bool], out: list[Any], depth: int, by_key: bool) -> None:
     if depth > MAX_DEPTH:
         return
     if is_tensor(obj):
         out.append(obj)
     elif isinstance(obj, Mapping):
-        for v in obj.values():
-            _flatten(v, is_tensor, out, depth + 1)
+        keys = sorted(obj, key=str) if by_key else list(obj)
+        for k in keys:
+            _flatten(obj[k], is_tensor, out, depth + 1, by_key)
     elif isinstance(obj, list | tuple):
         for v in obj:
-            _flatten(v, is_tensor, out, depth + 1)
+            _flatten(v, is_tensor, out, depth + 1, by_key)
     elif hasattr(obj, "__dataclass_fields__"):
         for name in obj.__dataclass_fields__:
-            _flatten(getattr(obj, name, None), is_tensor, out, depth + 1)
+            _flatten(getattr(obj, name, None), is_tensor, out, depth + 1, by_key)
 
 
 def map_tensors(obj: Any, is_tensor: Callable[[Any], bool], fn: Callable[[Any], Any]) -> Any:

@@ -103,7 +103,9 @@ def test_nested_dicts_in_another_key_order_are_paired_by_key_at_every_depth():
     torch.manual_seed(0)
     layer, module = PDict(), TDict()
     copy_weights(layer, module)
-    rep = padiff.compare(layer, module, pair_inputs(x=rand(3, 4)))
+    # float32 tolerances: the default rtol (1e-7) is below what two frameworks' float32 kernels agree to on
+    # the loss on some CPUs; a wrong pairing (hidden against scaled) differs by far more
+    rep = padiff.compare(layer, module, pair_inputs(x=rand(3, 4)), options={"atol": 1e-6, "rtol": 1e-5})
     assert rep, [(r.item, r.stats.note) for r in rep.records if not r.passed]
     assert sum(r.item.startswith("model output") for r in rep.records) == 5
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from padiff.adapters import FrameworkSide
+from padiff.adapters import FrameworkSide, nested
 from padiff.errors import ModelRunError, OptionsError, PadiffError
 from padiff.runtime.engine.recording import SideRecorder
 
@@ -46,9 +46,10 @@ def builtin_loss(side: FrameworkSide, out: Any) -> tuple[Any | None, bool]:
     Half precision would lose digits (and paddle has no CPU float16 mean kernel). Returns
     ``(loss, False)``, or ``(None, all_empty)`` when there is nothing to take the mean of:
     ``all_empty`` when the output has float tensors but none holds an element (the mean of
-    nothing is NaN).
+    nothing is NaN). Dicts are summed in key order, so outputs built in another key order
+    (paired by key) add up in the same order and round alike.
     """
-    floats = [t for t in side.flatten(out) if "float" in side.dtype_name(t)]
+    floats = [t for t in nested.flatten(out, side.is_tensor, by_key=True) if "float" in side.dtype_name(t)]
     tensors = [side.widen(t) for t in floats if side.numel(t) > 0]
     if not tensors:
         return None, bool(floats)
