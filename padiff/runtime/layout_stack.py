@@ -168,7 +168,7 @@ def _token_order(keys: Sequence[str], fused_name: str) -> list[int] | None:
     are ordered by where they appear. None when any group's own tokens are not there, or two
     groups land on the same position: the names do not say, and nothing is guessed.
     """
-    tokens = [set(k.rpartition("*.")[2].rsplit(".", 1)[0].split("_")) for k in keys]
+    tokens = [set(_name_of(k).split("_")) for k in keys]
     shared = set.intersection(*tokens)
     last = fused_name.rsplit(".", 1)[-1]
     where = []
@@ -245,6 +245,7 @@ def split_unstack_links(ps: Sequence[Tensor],
 
 
 def _name_of(key: str) -> str:
+    """The piece's layer name in a numbered group key (``experts.*.gate_proj.weight`` -> ``gate_proj``)."""
     return key.rpartition("*.")[2].rsplit(".", 1)[0]
 
 

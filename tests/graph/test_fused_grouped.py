@@ -23,6 +23,16 @@ from padiff.runtime.layout_infer import Tensor, infer_links
 from padiff.runtime.layout_stack import split_unstack_links, unstack_links
 
 TOL = {"atol": 1e-5, "rtol": 1e-4}
+
+
+def _with_fault(case: fp.Case, torch_leaf: str, layer_map: object) -> padiff.DiffReport:
+    """``compare`` with the output of the torch layer ``torch_leaf`` scaled by 1.05 (hook removed after)."""
+    handle = case.torch.get_submodule(torch_leaf).register_forward_hook(lambda _m, _i, out: out * 1.05)
+    try:
+        return padiff.compare(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map=layer_map,
+                              options=TOL)
+    finally:
+        handle.remove()
 QKV = ("body.q_proj", "body.k_proj", "body.v_proj")
 
 
@@ -128,11 +138,7 @@ def test_torch_fused_grouped_against_paddle_parts_by_hand() -> None:
                             options=TOL) is True
     case = fp.gqa_split_paddle()
     lm = LayerMap([LayerPair("", "body.qkv", paddle_parts=("inner.q", "inner.k", "inner.v"), groups=2)])
-    handle = case.torch.get_submodule("body.qkv").register_forward_hook(lambda _m, _i, out: out * 1.05)
-    try:
-        rep = padiff.compare(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map=lm, options=TOL)
-    finally:
-        handle.remove()
+    rep = _with_fault(case, "body.qkv", lm)
     assert rep.first_diff is not None and rep.first_diff.torch_path == "body.qkv"
 
 
@@ -161,11 +167,7 @@ def test_correct_port_agrees_and_a_fault_in_one_part_is_named(name: str) -> None
     assert padiff.auto_diff(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map="auto",
                             options=TOL) is True
     case = CASES[name]()
-    handle = case.torch.get_submodule(case.fault).register_forward_hook(lambda _m, _i, out: out * 1.05)
-    try:
-        rep = padiff.compare(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map="auto", options=TOL)
-    finally:
-        handle.remove()
+    rep = _with_fault(case, case.fault, "auto")
     assert rep.first_diff is not None
     assert (rep.first_diff.stage, rep.first_diff.paddle_path, rep.first_diff.torch_path) == (
         "forward", case.fused[0] if case.fused else "", case.fault)
@@ -201,12 +203,7 @@ def test_paddle_expert_list_against_torch_stacked_experts_as_one_block_by_hand()
     assert padiff.auto_diff(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map=lm,
                             options=TOL) is True
     case = fp.stacked_torch_experts()
-    handle = case.torch.get_submodule("body.experts").register_forward_hook(lambda _m, _i, out: out * 1.05)
-    try:
-        rep = padiff.compare(case.paddle, case.torch, case.inputs, auto_weights=True,
-                             layer_map=LayerMap([LayerPair("inner", "body", opaque=True)]), options=TOL)
-    finally:
-        handle.remove()
+    rep = _with_fault(case, "body.experts", LayerMap([LayerPair("inner", "body", opaque=True)]))
     assert rep.first_diff is not None
     assert (rep.first_diff.stage, rep.first_diff.paddle_path, rep.first_diff.torch_path) == ("forward", "inner", "body")
 
@@ -255,9 +252,5 @@ def test_split_paddle_experts_against_torch_stacked_experts(reverse: bool) -> No
     assert padiff.auto_diff(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map="auto",
                             options=TOL) is True
     case = fp.split_paddle_experts(reverse)
-    handle = case.torch.get_submodule("body.experts").register_forward_hook(lambda _m, _i, out: out * 1.05)
-    try:
-        rep = padiff.compare(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map=lm, options=TOL)
-    finally:
-        handle.remove()
+    rep = _with_fault(case, "body.experts", lm)
     assert rep.first_diff is not None and rep.first_diff.torch_path == "body"

@@ -251,8 +251,8 @@ def first_backward_divergence(p_ops: list[OpEvent], t_ops: list[OpEvent], pg: Op
         # tensors against a torch cat of every earlier feature: input 1 is not the same tensor)
         order = _operand_order(p, t, len(t_in))
         if len(p_in) == len(t_in) and _jump(_worst(p_in, [t_in[k] for k in order], cmp, rtol), e_out):
-            t_vjp = tg.vjp(j)
-            own = _worst(pg.vjp(i), [t_vjp[k] for k in order] if len(t_vjp) == len(order) else t_vjp, cmp, rtol)
+            t_vjp = tg.vjp(j)  # one entry per input, as in_grads
+            own = _worst(pg.vjp(i), [t_vjp[k] for k in order], cmp, rtol)
             if own is not None and _jump(own, e_out):
                 return BackwardDivergence(p, t, own.stats, "op", f"input {own.k}", agreed_after=agreed)
         after_i, after_j = i, j

@@ -46,6 +46,7 @@ class GradTrace(Trace):
         self._handles: list[Any] = []
         self._capturing = False
         self._share: dict[Key, np.ndarray] | None = None  # one op's own share, while vjp runs
+        self._read_by: dict[Key, list[tuple[int, str]]] | None = None  # value -> (op, kind) reading it
 
     # --- forward ---------------------------------------------------------------------------
     def on_live(self, ev: OpEvent, inputs: list[Any], outputs: list[Any], call: Any) -> None:
@@ -239,15 +240,16 @@ class GradTrace(Trace):
 
     def readers(self, i: int) -> list[tuple[str, ...]]:
         """For each output of op ``i``: the kinds of the recorded ops that read that value afterwards, sorted."""
-        outs = self.keys.get(i, ([], []))[1]
-        kinds = {op.index: op.kind for op in self.ops}
-        found: dict[Key, list[str]] = {k: [] for k in outs if k is not None}
-        for j, (in_keys, _) in self.keys.items():
-            if j > i:
+        if self._read_by is None:  # the forward is over: one index of who reads each value
+            kinds = {op.index: op.kind for op in self.ops}
+            self._read_by = {}
+            for j, (in_keys, _) in self.keys.items():
                 for k in set(in_keys):
-                    if k in found:
-                        found[k].append(kinds.get(j, ""))
-        return [tuple(sorted(found[k])) if k is not None else () for k in outs]
+                    if k is not None:
+                        self._read_by.setdefault(k, []).append((j, kinds.get(j, "")))
+        outs = self.keys.get(i, ([], []))[1]
+        return [tuple(sorted(kind for j, kind in self._read_by.get(k, []) if j > i)) if k is not None else ()
+                for k in outs]
 
     def produced(self, i: int) -> list[bool]:
         """For each output of op ``i``: whether this op made the value (not returned an input unchanged)."""
@@ -272,5 +274,6 @@ class GradTrace(Trace):
                 pass
         self._handles.clear()
         self.aliases.clear()
+        self._read_by = None
         for store in (self.tensors, self.versions, self.current, self.live, self.keys, self.calls, self.born):
             store.clear()
