@@ -7,6 +7,7 @@ float32 widening of half types, cutting an input from the user's graph.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -57,6 +58,10 @@ class Side(FrameworkSide):
     def compute_threads(self) -> int:
         """Threads the framework's CPU kernels use (0: unknown)."""
         return 0
+
+    def limit_threads(self, n: int) -> contextlib.AbstractContextManager[None]:
+        """A context in which the framework's CPU kernels use at most ``n`` threads (here: no change)."""
+        return contextlib.nullcontext()
 
     def shape(self, t: Any) -> tuple[int, ...]:
         """The shape of ``t`` as plain ints."""

@@ -234,6 +234,10 @@ class FrameworkSide(Protocol):
         """Threads the framework's CPU kernels use (0: unknown)."""
         ...
 
+    def limit_threads(self, n: int) -> contextlib.AbstractContextManager[None]:
+        """A context in which the framework's CPU kernels use at most ``n`` threads, put back on leaving."""
+        ...
+
     def is_training(self, layer: Any) -> bool:
         """True if ``layer`` is in train mode."""
         ...

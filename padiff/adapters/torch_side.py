@@ -7,7 +7,7 @@ torch is imported on first use (the ``fw`` property), never at import time, so
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -81,6 +81,18 @@ class TorchSide(Side):
 
     def compute_threads(self) -> int:
         return int(self.fw.get_num_threads())
+
+    @contextlib.contextmanager
+    def limit_threads(self, n: int) -> Iterator[None]:
+        before = int(self.fw.get_num_threads())
+        if n >= before:
+            yield
+            return
+        self.fw.set_num_threads(max(1, n))
+        try:
+            yield
+        finally:
+            self.fw.set_num_threads(before)
 
     def cast_float32(self, t: Any) -> Any:
         return t.float()

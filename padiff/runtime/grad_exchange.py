@@ -9,6 +9,11 @@ there yet. Paddle waits when the box holds more than a budget, so the copies ali
 stay small while the two passes walk the models in the same order; where the orders differ
 the box simply grows, and the result is the same.
 
+With the frameworks' own threads filling the cores, paddle's backward instead starts
+*ahead*, right after paddle's forward, and runs beside torch's forward and backward while
+torch is given the cores paddle leaves free (see :mod:`padiff.runtime.engine.backward_mode`);
+it then holds every gradient, as the sequential order does.
+
 No deadlock: paddle only waits while torch is computing (neither waiting for a gradient that
 is not there yet nor done), and torch only waits while paddle is not done.
 """
@@ -18,7 +23,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -32,8 +37,8 @@ BUDGET_BYTES = 32 << 20
 TRIM_EVERY_BYTES = 4 << 20
 
 
-#: how the two backward passes share the machine (see :meth:`GradExchange.run`)
-OVERLAP, SEQUENTIAL = "overlap", "sequential"
+#: how the two backward passes share the machine (see :meth:`GradExchange.begin`)
+OVERLAP, SEQUENTIAL, AHEAD = "overlap", "sequential", "ahead"
 
 
 class GradExchange:
@@ -49,6 +54,8 @@ class GradExchange:
         self._since_trim = 0
         self.mode = SEQUENTIAL
         self.peak_held = 0  # the most gradient bytes held at once (tests, benchmarks)
+        self._errors: dict[str, BaseException] = {}
+        self._done: Future[None] | None = None  # paddle's backward in the worker thread
 
     @property
     def concurrent(self) -> bool:
@@ -64,7 +71,7 @@ class GradExchange:
             if self._wanted == (id(grads), i):
                 self._wanted = None  # cleared here, not when torch wakes: paddle must not run on meanwhile
             self._cv.notify_all()
-            while self.concurrent and self._held > self._budget and self._wanted is None and not self._torch_done:
+            while self.mode == OVERLAP and self._held > self._budget and self._wanted is None and not self._torch_done:
                 self._cv.wait()
 
     def take(self, grads: dict[int, np.ndarray], i: int, expected: bool = True) -> np.ndarray | None:
@@ -85,7 +92,7 @@ class GradExchange:
                 self._held -= arr.nbytes
                 self._since_trim += arr.nbytes
             self._cv.notify_all()
-        if self.concurrent and self._since_trim >= TRIM_EVERY_BYTES:
+        if self.mode == OVERLAP and self._since_trim >= TRIM_EVERY_BYTES:
             self._since_trim = 0
             trim_free_memory()
         return arr
@@ -97,34 +104,57 @@ class GradExchange:
         ahead by at most the budget. ``sequential``: paddle's backward first, in this thread;
         every gradient is held until torch's backward takes it.
         """
+        self.begin(paddle_backward, mode)
+        self.end(torch_backward)
+
+    def begin(self, paddle_backward: Callable[[], None], mode: str) -> None:
+        """Start paddle's backward: in the worker thread (``overlap``, ``ahead``) or to its end here.
+
+        ``ahead`` starts it before torch's forward, so it runs beside torch's forward and
+        backward; it is never held back by the budget (torch takes nothing until its own
+        backward), so it keeps every gradient as ``sequential`` does. :meth:`end` must follow,
+        also when torch's forward fails.
+        """
         self.mode = mode
-        errors: dict[str, BaseException] = {}
+        self._errors = {}
 
         def paddle_side() -> None:
             try:
                 paddle_backward()
             except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
-                errors["paddle"] = e
+                self._errors["paddle"] = e
             finally:
                 self._finish("paddle")
 
-        done = None
+        self._done = None
         if self.concurrent:
-            done = _worker().submit(paddle_side)
+            self._done = _worker().submit(paddle_side)
         else:
             paddle_side()
+
+    def settle(self) -> None:
+        """Wait for paddle's backward if it still runs (torch's side failed before :meth:`end`)."""
+        self._finish("torch")
+        if self._done is not None:
+            self._done.result()  # paddle_side keeps its error: the one being raised is torch's
+            self._done = None
+
+    def end(self, torch_backward: Callable[[], None]) -> None:
+        """Run torch's backward, wait for paddle's, and re-raise paddle's error first, then torch's."""
         try:
             torch_backward()
         except BaseException as e:  # noqa: BLE001
-            errors["torch"] = e
+            self._errors["torch"] = e
         finally:
             self._finish("torch")
-            if done is not None:
-                done.result()
-                trim_free_memory()  # what the two passes freed, so the run does not leave the process larger
+            if self._done is not None:
+                self._done.result()
+                self._done = None
+                if self.mode == OVERLAP:
+                    trim_free_memory()  # what the two passes freed, so the run does not leave the process larger
         for side in ("paddle", "torch"):
-            if side in errors:
-                raise errors[side]
+            if side in self._errors:
+                raise self._errors[side]
 
     def _finish(self, side: str) -> None:
         with self._cv:

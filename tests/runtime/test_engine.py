@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import paddle
@@ -26,12 +27,14 @@ from padiff import MappingError, OptionsError
 
 #: tests that check how the engine picks the backward mode, so the fixture below leaves it alone
 _PICKS_ITS_OWN_MODE = {"test_backward_mode_follows_free_cores_and_memory",
-                       "test_backward_passes_run_together_holding_few_paddle_gradients"}
+                       "test_backward_passes_run_together_holding_few_paddle_gradients",
+                       "test_ahead_paddle_backward_runs_beside_torch_forward_on_the_core_torch_leaves",
+                       "test_ahead_a_failing_torch_forward_waits_for_paddle_backward_and_leaves_both_models_as_they_were"}
 
 
-@pytest.fixture(autouse=True, params=["sequential", "overlap"])
+@pytest.fixture(autouse=True, params=["sequential", "overlap", "ahead"])
 def backward_mode(request, monkeypatch):
-    """Every engine test runs twice: backward passes one after the other, and overlapped.
+    """Every engine test runs three times: backward passes one after the other, overlapped, and paddle's ahead.
 
     Which one a run takes depends on the machine (cores, torch's threads, memory left), so
     both are forced here rather than left to wherever the suite happens to run.
@@ -514,7 +517,7 @@ def test_paddle_custom_backward_runs_right_in_the_backward_thread():
 @pytest.mark.parametrize("cores, torch_threads, free_memory, mode", [
     (1, 1, 1 << 10, "sequential"),  # one core: nothing to overlap on, even with memory short
     (2, 1, 1 << 40, "overlap"),  # torch leaves a core free: overlapping is faster too
-    (2, 2, 1 << 40, "sequential"),  # the cores are full and memory is plenty: paddle's backward first
+    (2, 2, 1 << 40, "ahead"),  # torch fills the cores, memory is plenty: paddle's backward beside torch's forward
     (2, 2, 1 << 10, "overlap"),  # holding every gradient could exhaust memory: overlap anyway
 ])
 def test_backward_mode_follows_free_cores_and_memory(monkeypatch, cores, torch_threads, free_memory, mode):
@@ -529,5 +532,98 @@ def test_backward_mode_follows_free_cores_and_memory(monkeypatch, cores, torch_t
                          options={"atol": 1e-5, "rtol": 1e-4})
     assert rep, rep.first_diff
     assert made[-1].mode == mode
-    assert made[-1].concurrent is (mode == "overlap")
+    assert made[-1].concurrent is (mode != "sequential")
     assert len(rep.by_stage("backward")) >= 4
+
+
+class _PaddleSeenNet(paddle.nn.Layer):
+    """fc1 -> sin (a PyLayer whose backward notes its thread and sets ``started``) -> fc2."""
+
+    def __init__(self, log: dict) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = paddle.nn.Linear(8, 8), paddle.nn.Linear(8, 3)
+        log_ = log
+
+        class Sin(paddle.autograd.PyLayer):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return paddle.sin(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                log_["paddle_backward_thread"] = threading.current_thread()
+                log_["started"].set()
+                (x,) = ctx.saved_tensor()
+                return g * paddle.cos(x)
+
+        self.sin = Sin
+
+    def forward(self, x):
+        return self.fc2(self.sin.apply(self.fc1(x)))
+
+
+class _TorchSeenNet(torch.nn.Module):
+    """fc1 -> sin -> fc2, noting torch's kernel threads and whether paddle's backward had started."""
+
+    def __init__(self, log: dict, fail: bool = False) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(8, 8), torch.nn.Linear(8, 3)
+        self.log, self.fail = log, fail
+
+    def forward(self, x):
+        self.log["torch_threads"] = torch.get_num_threads()
+        self.log["paddle_backward_seen"] = self.log["started"].wait(timeout=10)
+        if self.fail:
+            raise ValueError("planted: torch's forward fails")
+        return self.fc2(torch.sin(self.fc1(x)))
+
+
+def _ahead(monkeypatch) -> None:
+    from padiff.runtime import grad_exchange
+    from padiff.runtime.engine import backward_mode
+
+    monkeypatch.setattr(backward_mode, "choose_backward_mode", lambda machine, grad_bytes: grad_exchange.AHEAD)
+    monkeypatch.setattr(backward_mode, "usable_cores", lambda: 2)
+
+
+def test_ahead_paddle_backward_runs_beside_torch_forward_on_the_core_torch_leaves(monkeypatch):
+    # torch's threads fill the cores (its default) and paddle's kernels run in one thread: paddle's
+    # backward starts before torch's forward, in the worker, while torch keeps one core fewer
+    _ahead(monkeypatch)
+    log = {"started": threading.Event()}
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rep = padiff.compare(_PaddleSeenNet(log), _TorchSeenNet(log), inputs(("x", "x", rand(4, 8))),
+                             auto_weights=True, options={"atol": 1e-6, "rtol": 1e-5})
+        assert rep, rep.first_diff
+        assert log["paddle_backward_seen"] and log["paddle_backward_thread"] is not threading.main_thread()
+        assert log["torch_threads"] == 1
+        assert torch.get_num_threads() == 2  # put back
+        assert {(r.paddle_path, r.item) for r in rep.by_stage("grad")} >= {("fc1", "weight"), ("fc2", "weight")}
+        assert len(rep.by_stage("backward")) >= 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_ahead_a_failing_torch_forward_waits_for_paddle_backward_and_leaves_both_models_as_they_were(monkeypatch):
+    # (the weights auto_weights copied into paddle stay, as after any run)
+    _ahead(monkeypatch)
+    log = {"started": threading.Event()}
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    layer, module = _PaddleSeenNet(log), _TorchSeenNet(log, fail=True)
+    t_before = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    try:
+        with pytest.raises(Exception, match="planted"):
+            padiff.compare(layer, module, inputs(("x", "x", rand(4, 8))), auto_weights=True)
+        assert log["paddle_backward_seen"]
+        assert torch.get_num_threads() == 2
+        assert all(torch.equal(module.state_dict()[k], v) for k, v in t_before.items())
+        assert all(p.grad is None for p in layer.parameters()) and all(p.grad is None for p in module.parameters())
+        module.fail, log["started"] = False, threading.Event()  # the worker is free for the next run
+        assert padiff.compare(layer, module, inputs(("x", "x", rand(4, 8))), auto_weights=True,
+                              options={"atol": 1e-6, "rtol": 1e-5})
+    finally:
+        torch.set_num_threads(before)

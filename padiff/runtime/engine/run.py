@@ -9,6 +9,7 @@ input gradients, the optimizer step and parameter values. :meth:`Engine.run` ret
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ from padiff.runtime.engine.passes import Pass, passes_for, stages_for
 from padiff.runtime.engine.recording import HookErrors, SideRecorder
 from padiff.runtime.engine.sink import RecordSink
 from padiff.runtime.engine.torch_forward import TorchForward
-from padiff.runtime.grad_exchange import SEQUENTIAL, GradExchange
+from padiff.runtime.grad_exchange import AHEAD, SEQUENTIAL, GradExchange
 from padiff.runtime.hooks import HookSet
 from padiff.runtime.pairing import OnlinePairer, Role, assign_roles
 
@@ -119,40 +120,59 @@ class Engine:
         with HookSet() as hooks:
             self.paddle_fwd.install(hooks, ps, exchange, self.spec.training and ps.backward)
             p_out, p_loss = self.paddle_fwd.run(lambda: self._forward(self.p, self.spec.paddle_inputs, ps, 0))
-            mode = self._backward_mode() if ps.backward else SEQUENTIAL
-            if ps.backward and mode == SEQUENTIAL:
-                # paddle's backward first, as the frameworks' threads would fight over the cores
-                # otherwise: what torch compares later must outlive paddle's graph, so copy it
+            mode, torch_threads = self._backward_mode() if ps.backward else (SEQUENTIAL, 0)
+            if ps.backward and mode in (SEQUENTIAL, AHEAD):
+                # paddle's backward before or beside torch's forward: what torch compares later
+                # must outlive paddle's graph, so copy it
                 self.paddle_fwd.copy_refs()
-                exchange.run(lambda: self._backward(self.p, p_loss), lambda: None, SEQUENTIAL)
-                self.errors.raise_pending()
-            pairer = OnlinePairer(self.p.events)
-            self.torch_fwd.install(hooks, ps, pairer, exchange)
-            t_out, t_loss = self._forward(self.t, self.spec.torch_inputs, ps, 1)
-            pairer.finish()
-            if not self._pairing_checked:
-                self._pairing_checked = True
-                if self.spec.on_paired is not None:
-                    self.spec.on_paired([(sp.paddle, sp.torch) for sp in self.seen.pairs()])
-                check_pairing(pairer, self.p.events, self.t.events, self.sink, self.spec.strict_pairing)
-            if ps.compare_forward:
-                self.cmp.model_outputs(p_out, t_out, type(self.spec.layer).__name__, type(self.spec.module).__name__)
-                if p_loss is not None and t_loss is not None:
-                    self.cmp.loss(p_loss, t_loss)
-            self.paddle_fwd.release()
-            if ps.backward:
-                del p_out
+                exchange.begin(lambda: self._backward(self.p, p_loss), mode)
                 if mode == SEQUENTIAL:
-                    self._backward(self.t, t_loss)
-                else:
-                    exchange.run(lambda: self._backward(self.p, p_loss), lambda: self._backward(self.t, t_loss), mode)
-                self.errors.raise_pending()
-                self.cmp.missing_grads(self.t.events)
-                self.params.compare("grad", self.seen)
-                if ps.compare_backward:
-                    self.cmp.input_grads(self.spec.paddle_inputs, self.spec.torch_inputs,
-                                         type(self.spec.layer).__name__, type(self.spec.module).__name__)
+                    exchange.end(lambda: None)
+                    self.errors.raise_pending()
+            try:
+                with TORCH.limit_threads(torch_threads) if mode == AHEAD else contextlib.nullcontext():
+                    t_out, t_loss = self._torch_forward(hooks, ps, exchange)
+                    self._after_torch_forward(ps, p_out, t_out, p_loss, t_loss, exchange, mode)
+            finally:
+                exchange.settle()  # torch's side failed: paddle's backward ends before anything is put back
         self.errors.raise_pending()
+
+    def _torch_forward(self, hooks: HookSet, ps: Pass, exchange: GradExchange) -> tuple[Any, Any]:
+        """Torch's forward, each call paired and compared online; the pairing checked once per run."""
+        pairer = OnlinePairer(self.p.events)
+        self.torch_fwd.install(hooks, ps, pairer, exchange)
+        t_out, t_loss = self._forward(self.t, self.spec.torch_inputs, ps, 1)
+        pairer.finish()
+        if not self._pairing_checked:
+            self._pairing_checked = True
+            if self.spec.on_paired is not None:
+                self.spec.on_paired([(sp.paddle, sp.torch) for sp in self.seen.pairs()])
+            check_pairing(pairer, self.p.events, self.t.events, self.sink, self.spec.strict_pairing)
+        return t_out, t_loss
+
+    def _after_torch_forward(self, ps: Pass, p_out: Any, t_out: Any, p_loss: Any, t_loss: Any,
+                             exchange: GradExchange, mode: str) -> None:
+        """Model outputs and loss compared, then torch's backward (and paddle's, unless it ran already)."""
+        if ps.compare_forward:
+            self.cmp.model_outputs(p_out, t_out, type(self.spec.layer).__name__, type(self.spec.module).__name__)
+            if p_loss is not None and t_loss is not None:
+                self.cmp.loss(p_loss, t_loss)
+        self.paddle_fwd.release()
+        if not ps.backward:
+            return
+        del p_out
+        if mode == SEQUENTIAL:
+            self._backward(self.t, t_loss)
+        elif mode == AHEAD:
+            exchange.end(lambda: self._backward(self.t, t_loss))
+        else:
+            exchange.run(lambda: self._backward(self.p, p_loss), lambda: self._backward(self.t, t_loss), mode)
+        self.errors.raise_pending()
+        self.cmp.missing_grads(self.t.events)
+        self.params.compare("grad", self.seen)
+        if ps.compare_backward:
+            self.cmp.input_grads(self.spec.paddle_inputs, self.spec.torch_inputs,
+                                 type(self.spec.layer).__name__, type(self.spec.module).__name__)
 
     def _forward(self, rec: SideRecorder, inputs: dict[str, Any], ps: Pass, which: int) -> tuple[Any, Any]:
         """One side's forward from seed 0, and its loss when the pass needs one."""
@@ -168,9 +188,11 @@ class Engine:
             self.errors.raise_pending()
         return out, loss
 
-    def _backward_mode(self) -> str:
+    def _backward_mode(self) -> tuple[str, int]:
+        """How this pass's backward passes share the machine, and torch's threads meanwhile (AHEAD)."""
         machine = backward_mode.Machine.probe(self.spec.layer, self.spec.module)
-        return backward_mode.choose_backward_mode(machine, self.paddle_fwd.grad_bytes)
+        mode = backward_mode.choose_backward_mode(machine, self.paddle_fwd.grad_bytes)
+        return mode, backward_mode.torch_threads_beside_paddle(machine)
 
     def _backward(self, rec: SideRecorder, loss: Any) -> None:
         if loss is None:
