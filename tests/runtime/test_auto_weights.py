@@ -19,12 +19,16 @@ from models.basic import inputs, rand
 import padiff
 
 
-@pytest.fixture(autouse=True, params=["sequential", "overlap"])
+@pytest.fixture(autouse=True, params=["sequential", "overlap", "ahead"])
 def backward_mode(request, monkeypatch):
-    """Both ways the engine runs the backward passes (paddle's first / both at once)."""
+    """Every way the engine runs the backward passes (paddle's first / both at once / paddle's ahead).
+
+    A run stopped by its pairing check while paddle's backward runs ahead must wait for it
+    before the models are put back and the run starts over.
+    """
     from padiff.runtime import engine
 
-    monkeypatch.setattr(engine.Engine, "_backward_mode", lambda self, mode=request.param: mode)
+    monkeypatch.setattr(engine.Engine, "_backward_mode", lambda self, mode=request.param: (mode, 1))
     return request.param
 
 
