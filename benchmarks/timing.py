@@ -33,9 +33,9 @@ MODES: dict[str, dict[str, Any]] = {
 DEFAULT_MODES = ("forward", "both", "single_step")
 
 
-def mode_options(mode: str) -> dict[str, Any]:
-    """A fresh options dict for ``mode`` (padiff 0.2.0 mutates the dict it is given)."""
-    return {**TOLERANCES, **MODES[mode]["options"]}
+def mode_options(mode: str, case: Any = None) -> dict[str, Any]:
+    """A fresh options dict for ``mode`` (padiff 0.2.0 mutates the dict it is given), with the case's tolerances."""
+    return {**(getattr(case, "tolerances", None) or TOLERANCES), **MODES[mode]["options"]}
 
 
 def compared_run(case: Any, mode: str) -> bool:
@@ -49,7 +49,7 @@ def compared_run(case: Any, mode: str) -> bool:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         return bool(padiff.auto_diff(case.layer, case.module, case.example_inp,
                                      auto_weights=bool(MODES[mode].get("auto_weights", False)),
-                                     options=mode_options(mode)))
+                                     options=mode_options(mode, case)))
 
 
 def bare_paddle(layer: Any, inp: dict[str, Any], backward: bool) -> None:

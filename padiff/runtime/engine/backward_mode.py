@@ -15,8 +15,9 @@ and backward, which are given the cores paddle's one kernel thread leaves free
 with torch's default threads one core sat idle through paddle's whole run and torch's
 threads through the comparisons; two framework pools at full width only slow each other
 down (convnet, default threads, both backward passes at once: 1.42x against 1.27x bare).
-Measured on the benchmark models with default threads: 1.65x -> 1.37x (transformer) and
-1.51x -> 1.19x (convnet) of the bare runs. Every gradient is held until torch takes it, as
+Measured on the benchmark models with default threads, same process and comparison pass:
+``SEQUENTIAL`` 1.65x / 1.51x of the bare runs, ``AHEAD`` 1.24-1.28x / 1.14-1.16x
+(transformer / convnet). Every gradient is held until torch takes it, as
 in ``SEQUENTIAL``; when holding them could exhaust the memory left, ``OVERLAP`` instead.
 
 ``SEQUENTIAL`` on one core, and on a GPU, which keeps its current device per thread:

@@ -71,11 +71,16 @@ class Comparer:
         for p, t in items:
             self.sink.add(stage, site, stats(p, t), item=item_name("output", p, len(p_arrs)), dtype=tev.dtype)
 
-    def model_outputs(self, p_out: Any, t_out: Any, p_cls: str, t_cls: str) -> None:
-        """The models' own outputs, always last in forward (catches code at the root)."""
+    def model_outputs(self, p_out: Any, t_out: Any, p_cls: str, t_cls: str,
+                      p_arrays: list[np.ndarray] | None = None) -> None:
+        """The models' own outputs, always last in forward (catches code at the root).
+
+        ``p_arrays``: host copies of paddle's output tensors taken earlier (paddle's backward
+        may be running in another thread now), in :meth:`flatten` order.
+        """
         t_out = reorder_like(t_out, key_skeleton(p_out))  # same keys, other order, at any depth: pair by key
         p_tensors, t_tensors = PADDLE.flatten(p_out), TORCH.flatten(t_out)
-        p_arrs = [PADDLE.to_numpy(t) for t in p_tensors]
+        p_arrs = p_arrays if p_arrays is not None else [PADDLE.to_numpy(t) for t in p_tensors]
         t_arrs = [TORCH.to_numpy(t) for t in t_tensors]
         if len(p_arrs) != len(t_arrs):
             self.sink.add("forward", Site.roots(p_cls, t_cls), structure_mismatch(len(p_arrs), len(t_arrs)),
@@ -87,8 +92,9 @@ class Comparer:
                           key=SortKey.model(i), dtype=TORCH.dtype_name(t_tensors[i]))
 
     def loss(self, p_loss: Any, t_loss: Any) -> None:
-        """The two losses."""
-        self.sink.add("loss", Site("", "", "loss", "loss"), self.stats(PADDLE.to_numpy(p_loss), TORCH.to_numpy(t_loss)),
+        """The two losses (paddle's may be a host copy already)."""
+        p_arr = p_loss if isinstance(p_loss, np.ndarray) else PADDLE.to_numpy(p_loss)
+        self.sink.add("loss", Site("", "", "loss", "loss"), self.stats(p_arr, TORCH.to_numpy(t_loss)),
                       item="loss", dtype=TORCH.dtype_name(t_loss))
 
     # --- backward --------------------------------------------------------------------------

@@ -121,6 +121,11 @@ class Engine:
             self.paddle_fwd.install(hooks, ps, exchange, self.spec.training and ps.backward)
             p_out, p_loss = self.paddle_fwd.run(lambda: self._forward(self.p, self.spec.paddle_inputs, ps, 0))
             mode, torch_threads = self._backward_mode() if ps.backward else (SEQUENTIAL, 0)
+            p_host = None
+            if mode == AHEAD and ps.compare_forward:
+                # no paddle call in this thread while paddle's backward runs in the worker
+                p_host = ([PADDLE.to_numpy(t) for t in PADDLE.flatten(p_out)],
+                          None if p_loss is None else PADDLE.to_numpy(p_loss))
             if ps.backward and mode in (SEQUENTIAL, AHEAD):
                 # paddle's backward before or beside torch's forward: what torch compares later
                 # must outlive paddle's graph, so copy it
@@ -132,7 +137,7 @@ class Engine:
             try:
                 with TORCH.limit_threads(torch_threads) if mode == AHEAD else contextlib.nullcontext():
                     t_out, t_loss = self._torch_forward(hooks, ps, exchange)
-                    self._after_torch_forward(ps, p_out, t_out, p_loss, t_loss, exchange, mode)
+                    self._after_torch_forward(ps, p_out, t_out, p_loss, t_loss, exchange, mode, p_host)
             finally:
                 exchange.settle()  # torch's side failed: paddle's backward ends before anything is put back
         self.errors.raise_pending()
@@ -151,12 +156,17 @@ class Engine:
         return t_out, t_loss
 
     def _after_torch_forward(self, ps: Pass, p_out: Any, t_out: Any, p_loss: Any, t_loss: Any,
-                             exchange: GradExchange, mode: str) -> None:
-        """Model outputs and loss compared, then torch's backward (and paddle's, unless it ran already)."""
+                             exchange: GradExchange, mode: str,
+                             p_host: tuple[list[Any], Any] | None) -> None:
+        """Model outputs and loss compared, then torch's backward (and paddle's, unless it ran already).
+
+        ``p_host``: host copies of paddle's outputs and loss, taken before its backward started ahead.
+        """
         if ps.compare_forward:
-            self.cmp.model_outputs(p_out, t_out, type(self.spec.layer).__name__, type(self.spec.module).__name__)
+            self.cmp.model_outputs(p_out, t_out, type(self.spec.layer).__name__, type(self.spec.module).__name__,
+                                   p_arrays=None if p_host is None else p_host[0])
             if p_loss is not None and t_loss is not None:
-                self.cmp.loss(p_loss, t_loss)
+                self.cmp.loss(p_loss if p_host is None else p_host[1], t_loss)
         self.paddle_fwd.release()
         if not ps.backward:
             return
