@@ -59,9 +59,9 @@ class Side(FrameworkSide):
         """Threads the framework's CPU kernels use (0: unknown)."""
         return 0
 
-    def limit_threads(self, n: int) -> contextlib.AbstractContextManager[None]:
+    def limit_threads(self, n: int) -> contextlib.AbstractContextManager[Callable[[], None]]:
         """A context in which the framework's CPU kernels use at most ``n`` threads (here: no change)."""
-        return contextlib.nullcontext()
+        return contextlib.nullcontext(lambda: None)
 
     def shape(self, t: Any) -> tuple[int, ...]:
         """The shape of ``t`` as plain ints."""

@@ -234,8 +234,12 @@ class FrameworkSide(Protocol):
         """Threads the framework's CPU kernels use (0: unknown)."""
         ...
 
-    def limit_threads(self, n: int) -> contextlib.AbstractContextManager[None]:
-        """A context in which the framework's CPU kernels use at most ``n`` threads, put back on leaving."""
+    def limit_threads(self, n: int) -> contextlib.AbstractContextManager[Callable[[], None]]:
+        """A context in which the framework's CPU kernels use at most ``n`` threads, put back on leaving.
+
+        It gives a function that puts them back earlier (call it from the thread that runs the
+        framework's operations, between them).
+        """
         ...
 
     def is_training(self, layer: Any) -> bool:

@@ -7,7 +7,7 @@ torch is imported on first use (the ``fw`` property), never at import time, so
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -83,16 +83,23 @@ class TorchSide(Side):
         return int(self.fw.get_num_threads())
 
     @contextlib.contextmanager
-    def limit_threads(self, n: int) -> Iterator[None]:
+    def limit_threads(self, n: int) -> Iterator[Callable[[], None]]:
         before = int(self.fw.get_num_threads())
         if n >= before:
-            yield
+            yield lambda: None
             return
+        limited = [True]
+
+        def restore() -> None:
+            if limited[0]:
+                limited[0] = False
+                self.fw.set_num_threads(before)
+
         self.fw.set_num_threads(max(1, n))
         try:
-            yield
+            yield restore
         finally:
-            self.fw.set_num_threads(before)
+            restore()
 
     def cast_float32(self, t: Any) -> Any:
         return t.float()

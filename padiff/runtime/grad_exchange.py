@@ -56,6 +56,9 @@ class GradExchange:
         self.peak_held = 0  # the most gradient bytes held at once (tests, benchmarks)
         self._errors: dict[str, BaseException] = {}
         self._done: Future[None] | None = None  # paddle's backward in the worker thread
+        # called once by the torch side (in its own thread, between its operations) once paddle's
+        # backward has ended: torch gets back the core paddle had (see ``AHEAD``)
+        self.when_paddle_done: Callable[[], None] | None = None
 
     @property
     def concurrent(self) -> bool:
@@ -92,6 +95,10 @@ class GradExchange:
                 self._held -= arr.nbytes
                 self._since_trim += arr.nbytes
             self._cv.notify_all()
+            done_hook = self.when_paddle_done if self._paddle_done else None
+        if done_hook is not None:
+            self.when_paddle_done = None
+            done_hook()
         if self.mode == OVERLAP and self._since_trim >= TRIM_EVERY_BYTES:
             self._since_trim = 0
             trim_free_memory()

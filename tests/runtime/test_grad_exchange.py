@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from padiff.runtime.grad_exchange import OVERLAP, SEQUENTIAL, GradExchange
+from padiff.runtime.grad_exchange import AHEAD, OVERLAP, SEQUENTIAL, GradExchange
 
 
 def _arr(key: int, n: int = 256) -> np.ndarray:
@@ -35,7 +35,7 @@ def _run(ex: GradExchange, produce, consume, mode: str = OVERLAP, timeout: float
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.permutations(list(range(12))), st.integers(0, 3), st.sampled_from([OVERLAP, SEQUENTIAL]))
+@given(st.permutations(list(range(12))), st.integers(0, 3), st.sampled_from([OVERLAP, SEQUENTIAL, AHEAD]))
 def test_every_gradient_reaches_its_taker_in_any_order(order, budget_items, mode):
     ex = GradExchange(budget_bytes=budget_items * 1024)
     boxes = [dict() for _ in range(12)]
@@ -181,3 +181,33 @@ def test_available_memory_reads_a_positive_figure_on_linux():
 
     free = available_memory()
     assert free is None or free > 0
+
+
+def test_ahead_paddle_is_never_held_back_by_the_budget_and_hands_torch_its_cores_back_once_done():
+    # torch takes nothing until its own backward, after its forward: paddle running ahead must
+    # not wait at the budget, and the torch side learns (once) in its own thread that paddle ended
+    ex = GradExchange(budget_bytes=1024)
+    grads: dict[int, np.ndarray] = {}
+    seen: list[str] = []
+    ex.when_paddle_done = lambda: seen.append(threading.current_thread().name)
+    ex.begin(lambda: [ex.put(grads, i, _arr(i)) for i in range(16)], AHEAD)  # 16 KiB against a 1 KiB budget
+    assert ex.concurrent
+    got = [ex.take(grads, i) for i in range(16)]
+    ex.end(lambda: None)
+    assert [int(g[0]) for g in got] == list(range(16))
+    assert ex.peak_held == 16 * 1024
+    assert seen == [threading.current_thread().name]  # called once, by the taking thread
+
+
+def test_an_exchange_left_after_torch_failed_waits_for_paddle_backward():
+    ex = GradExchange()
+    ended = threading.Event()
+
+    def paddle() -> None:
+        ended.wait(5)
+        raise RuntimeError("paddle's own failure")
+
+    ex.begin(paddle, AHEAD)
+    ended.set()
+    ex.settle()  # torch's forward raised: nothing more is taken, paddle's backward is waited for
+    assert ex._done is None

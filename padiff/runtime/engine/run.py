@@ -135,7 +135,9 @@ class Engine:
                     exchange.end(lambda: None)
                     self.errors.raise_pending()
             try:
-                with TORCH.limit_threads(torch_threads) if mode == AHEAD else contextlib.nullcontext():
+                with (TORCH.limit_threads(torch_threads) if mode == AHEAD
+                      else contextlib.nullcontext(lambda: None)) as restore_threads:
+                    exchange.when_paddle_done = restore_threads  # torch's cores back once paddle is done
                     t_out, t_loss = self._torch_forward(hooks, ps, exchange)
                     self._after_torch_forward(ps, p_out, t_out, p_loss, t_loss, exchange, mode, p_host)
             finally:
