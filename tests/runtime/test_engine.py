@@ -536,26 +536,18 @@ def test_backward_mode_follows_free_cores_and_memory(monkeypatch, cores, torch_t
     assert len(rep.by_stage("backward")) >= 4
 
 
-class _PaddleSeenNet(paddle.nn.Layer):
-    """fc1 -> sin (a PyLayer whose backward notes its thread and sets ``started``) -> fc2."""
+class _PaddleSeenNet(_PaddleSinNet):
+    """:class:`_PaddleSinNet` whose sin's backward notes its thread and sets ``log["started"]``."""
 
     def __init__(self, log: dict) -> None:
         super().__init__()
-        self.fc1, self.fc2 = paddle.nn.Linear(8, 8), paddle.nn.Linear(8, 3)
-        log_ = log
 
-        class Sin(paddle.autograd.PyLayer):
-            @staticmethod
-            def forward(ctx, x):
-                ctx.save_for_backward(x)
-                return paddle.sin(x)
-
+        class Sin(_PaddleSin):
             @staticmethod
             def backward(ctx, g):
-                log_["paddle_backward_thread"] = threading.current_thread()
-                log_["started"].set()
-                (x,) = ctx.saved_tensor()
-                return g * paddle.cos(x)
+                log["paddle_backward_thread"] = threading.current_thread()
+                log["started"].set()
+                return _PaddleSin.backward(ctx, g)
 
         self.sin = Sin
 
@@ -563,12 +555,11 @@ class _PaddleSeenNet(paddle.nn.Layer):
         return self.fc2(self.sin.apply(self.fc1(x)))
 
 
-class _TorchSeenNet(torch.nn.Module):
-    """fc1 -> sin -> fc2, noting torch's kernel threads and whether paddle's backward had started."""
+class _TorchSeenNet(_TorchSinNet):
+    """:class:`_TorchSinNet` noting torch's kernel threads and whether paddle's backward had started."""
 
     def __init__(self, log: dict, fail: bool = False) -> None:
         super().__init__()
-        self.fc1, self.fc2 = torch.nn.Linear(8, 8), torch.nn.Linear(8, 3)
         self.log, self.fail = log, fail
 
     def forward(self, x):
@@ -576,7 +567,7 @@ class _TorchSeenNet(torch.nn.Module):
         self.log["paddle_backward_seen"] = self.log["started"].wait(timeout=10)
         if self.fail:
             raise ValueError("planted: torch's forward fails")
-        return self.fc2(torch.sin(self.fc1(x)))
+        return super().forward(x)
 
 
 def _ahead(monkeypatch) -> None:
