@@ -273,13 +273,13 @@ def _scratch(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     Made once per thread and dtype: allocating them for every comparison cost more than
     comparing a 128k-element pair (fresh pages, zeroed by the kernel on first touch).
     """
-    cache: dict[np.dtype, tuple[np.ndarray, ...]] = getattr(_SCRATCH, "blocks", None) or {}
+    cache: dict[np.dtype, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = \
+        getattr(_SCRATCH, "blocks", None) or {}
     _SCRATCH.blocks = cache
     if dtype not in cache:
         cache[dtype] = (np.empty(_BLOCK, dtype), np.empty(_BLOCK, dtype), np.empty(_BLOCK, dtype),
                         np.empty(_BLOCK, bool), np.ones(_BLOCK, dtype))
-    d, r, t, over, ones = cache[dtype]
-    return d, r, t, over, ones
+    return cache[dtype]
 
 
 def _blocks(af: np.ndarray, bf: np.ndarray, lo: int, hi: int, atol: float, rtol: float) -> list[float] | None:

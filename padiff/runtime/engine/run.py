@@ -130,10 +130,11 @@ class Engine:
                 # paddle's backward before or beside torch's forward: what torch compares later
                 # must outlive paddle's graph, so copy it
                 self.paddle_fwd.copy_refs()
-                exchange.begin(lambda: self._backward(self.p, p_loss), mode)
                 if mode == SEQUENTIAL:
-                    exchange.end(lambda: None)
+                    exchange.run(lambda: self._backward(self.p, p_loss), lambda: None, SEQUENTIAL)
                     self.errors.raise_pending()
+                else:
+                    exchange.begin(lambda: self._backward(self.p, p_loss), AHEAD)
             try:
                 with (TORCH.limit_threads(torch_threads) if mode == AHEAD
                       else contextlib.nullcontext(lambda: None)) as restore_threads:
