@@ -26,12 +26,12 @@ from timing import bare_run, compared_run, pin_threads
 PARTS = [
     ("whole auto_diff call", "padiff/api.py", "compare"),
     ("compared run (Engine.run)", "padiff/runtime/engine/run.py", "run"),
-    ("  comparisons (compare_arrays)", "padiff/runtime/compare.py", "compare_arrays"),
+    ("  comparisons (compare_arrays)", "padiff/compare/arrays.py", "compare_arrays"),
     ("  backward passes (both models; gradient comparisons inside)", "padiff/runtime/engine/calls.py", "run_backward"),
     ("  forward passes (both models, hooked; outputs compared inside)", "padiff/runtime/engine/calls.py", "call_model"),
     ("discovery forward (discover_pairs)", "padiff/runtime/discovery.py", "discover_pairs"),
     ("weight plan + copy (_assign)", "padiff/api.py", "_assign"),
-    ("snapshots (SideSnapshot.take)", "padiff/runtime/state.py", "take"),
+    ("snapshots (SideSnapshot.take)", "padiff/adapters/snapshot.py", "take"),
 ]
 
 

@@ -33,14 +33,14 @@ from padiff.layer_map import LayerMap, LayerPair
 from padiff.offline.recorder import Recorder
 from padiff.options import DiffOptions
 from padiff.report.records import Comparison, DiffReport
-from padiff.runtime.special_init import add_special_init
+from padiff.weights.special_init import add_special_init
 
 __version__ = "1.0.0.dev0"
 
 
 def assign_weight(layer: Any, module: Any, layer_map: Any = None) -> bool:
     """Copy the torch model's weights into the paddle model (SPEC §2); False with reasons on failure."""
-    from padiff.runtime.assign import assign_weight as _assign_weight
+    from padiff.assign import assign_weight as _assign_weight
 
     return _assign_weight(layer, module, layer_map)
 

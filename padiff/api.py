@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from padiff.adapters import PADDLE, TORCH, Side
+from padiff.adapters.snapshot import SideSnapshot
 from padiff.checks import check_example_inp, check_models, optimizer_pair, pair_of_callables
+from padiff.compare.arrays import Stats
 from padiff.errors import InputError, OptionsError, OutputPathError, WeightAssignError
 from padiff.layer_map import LayerMap
 from padiff.maps.notes import notes_of
@@ -23,10 +25,8 @@ from padiff.options import DiffOptions, validate_steps
 from padiff.report.progress import status, step_progress
 from padiff.report.records import Comparison, DiffReport
 from padiff.runtime import diagnostics
-from padiff.runtime.compare import Stats
 from padiff.runtime.discovery import AutoWeights, CallOrderDiffers
 from padiff.runtime.engine import Engine, RunSpec
-from padiff.runtime.state import SideSnapshot
 from padiff.runtime.warn_once import warnings_once
 
 log = logging.getLogger("padiff")
@@ -153,7 +153,7 @@ def auto_diff(
 
     Raises a :class:`~padiff.errors.PadiffError` for misuse, never for a numerical difference.
     """
-    from padiff.report.console import print_report
+    from padiff.console import print_report
 
     try:
         rep = compare(layer, module, example_inp, auto_weights, steps, options, layer_map, loss_fn, optimizer,
@@ -193,12 +193,12 @@ def _layer_map(value: Any, layer: Any, module: Any, example_inp: Any) -> LayerMa
     if isinstance(value, str):
         if value != "auto":
             raise InputError(f"layer_map must be a LayerMap, a dict or 'auto', got the string {value!r}.")
+        from padiff.assign import with_special_pairs
         from padiff.graph.suggest import suggest_layer_map
-        from padiff.runtime.assign import with_special_pairs
 
         with status("padiff: proposing a layer map (exporting both models to ONNX)..."):
             lm = with_special_pairs(suggest_layer_map(layer, module, example_inp), layer, module)
-        from padiff.report.console import print_mapping
+        from padiff.console import print_mapping
 
         print_mapping(lm, layer, module)
         return lm
@@ -220,7 +220,7 @@ class _ReportMark:
 
 
 def _assign(layer: Any, module: Any, weights: AutoWeights, rep: DiffReport) -> bool:
-    from padiff.runtime.assign import copy_weights
+    from padiff.weights.assign import copy_weights
 
     try:
         plans = weights.plan()

@@ -10,8 +10,8 @@ This module joins the parts, each a module of its own: the records and their one
 (:mod:`padiff.maps.types`), the versioned dict (:mod:`padiff.maps.codec`), file text
 (:mod:`padiff.maps.text_io`), the review (:mod:`padiff.maps.review`) and the diff
 (:mod:`padiff.maps.diff`), none of which needs a model; and the live side, which does
-(:mod:`padiff.runtime.live_map`: objects to paths, checking a file against the models;
-:mod:`padiff.runtime.special_init`: the pairs ``auto`` adds).
+(:mod:`padiff.weights.live_map`: objects to paths, checking a file against the models;
+:mod:`padiff.weights.special_init`: the pairs ``auto`` adds).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from padiff.maps.types import (
     Unpaired,
 )
 from padiff.names import show
-from padiff.runtime import live_map
-from padiff.runtime.special_init import find_special_pairs
+from padiff.weights import live_map
+from padiff.weights.special_init import find_special_pairs
 
 log = logging.getLogger("padiff")
 

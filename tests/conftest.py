@@ -66,7 +66,7 @@ def _guarded(fn: Any) -> Any:
 _TARGETS = [
     ("padiff.api", "compare"),
     ("padiff", "compare"),
-    ("padiff.runtime.assign", "assign_weight"),
+    ("padiff.weights.assign", "assign_weight"),
     ("padiff.graph.suggest", "suggest_layer_map"),
 ]
 

@@ -172,3 +172,42 @@ def test_layering_rules_see_imports_inside_functions_and_skip_type_checking(tmp_
     names = [n for node in _executed(ast.parse(src)) if isinstance(node, ast.ImportFrom | ast.Import)
              for n in ([node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names])]
     assert names == ["typing", "padiff.runtime"] or sorted(names) == ["padiff.runtime", "typing"]
+
+
+def _folder(module: str) -> str:
+    """``padiff.graph.match`` -> ``graph``; a top-level module (``padiff.api``) is its own folder."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "padiff"
+
+
+def _folder_graph() -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for mod, targets in _graph().items():
+        out.setdefault(_folder(mod), set()).update(_folder(t) for t in targets if _folder(t) != _folder(mod))
+    return out
+
+
+def test_no_import_cycle_between_folders():
+    # a folder is a layer: errors/names/options < adapters < compare < maps < report < weights < layer_map
+    # < graph < runtime < offline < api; an import pointing back down a cycle means a file is in the wrong folder
+    cycles = _cycles(_folder_graph())
+    assert not cycles, "folder cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_folder_cycle_finder_sees_a_folder_cycle():
+    assert _folder("padiff.graph.match") == "graph" and _folder("padiff.api") == "api"
+    assert _cycles({"graph": {"runtime"}, "runtime": {"layer_map"}, "layer_map": {"graph"}})
+
+
+def test_comparison_core_imports_no_framework_no_engine_no_adapter():
+    # the comparison core is shared by the live engine and the offline reader: it sees host arrays only
+    found = _importers_of((*FRAMEWORKS, "padiff.runtime", "padiff.adapters", "padiff.offline", "padiff.graph"),
+                          ("padiff.compare",))
+    assert found == {}
+
+
+def test_weight_plans_do_not_import_the_engine_or_the_aligner():
+    # assign_weight, auto_weights and import_weights share the plans; the engine and the aligner sit above them
+    found = _importers_of(("padiff.runtime", "padiff.graph", "padiff.offline", "padiff.api", "padiff.layer_map"),
+                          ("padiff.weights",))
+    assert found == {}

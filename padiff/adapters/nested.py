@@ -17,7 +17,7 @@ def flatten(obj: Any, is_tensor: Callable[[Any], bool], *, by_key: bool = False)
     """Every tensor in a nested structure, in a stable order; non-tensors are passed over.
 
     Dicts are walked in insertion order, so the two sides must build them alike (they
-    do when the models are ports of each other; :mod:`padiff.runtime.keyed` pairs by key).
+    do when the models are ports of each other; :mod:`padiff.compare.keyed` pairs by key).
     ``by_key``: dicts walked in the order of their keys instead, the same on both sides
     whatever order each built them in.
     """

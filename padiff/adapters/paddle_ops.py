@@ -8,7 +8,7 @@ and the compute methods of ``paddle.Tensor`` by thin wrappers for the duration o
 outermost calls on the recording thread are recorded, so an API that calls another public
 API counts once, as in torch's function mode. Arguments are recorded as paddle takes them
 (paddle's momentum, not torch's): reconciling conventions is the runtime's job
-(:mod:`padiff.runtime.conventions`).
+(:mod:`padiff.compare.conventions`).
 """
 
 from __future__ import annotations

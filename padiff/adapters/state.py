@@ -84,7 +84,7 @@ def pair_state(owned: Mapping[str, list[StateEntry]], paths: Sequence[str], subt
 
 @dataclass(frozen=True)
 class BatchNormUpdate:
-    """How one BatchNorm layer updates its running statistics in this call (see :mod:`padiff.runtime.conventions`)."""
+    """How one BatchNorm layer updates its running statistics in this call (see :mod:`padiff.compare.conventions`)."""
 
     momentum: float  # paddle's: running = momentum * running + (1 - momentum) * batch
     channel_axis: int

@@ -6,7 +6,7 @@ differently). A tie group is the uncertain pairs whose paddle layers share a cla
 parameter-shape signature. Its cost is linear in the candidates, not in the assignments
 (:mod:`padiff.graph.confirm_local`):
 
-1. Torch weights are copied into the paddle model once (:func:`padiff.runtime.weights.plan_pair` /
+1. Torch weights are copied into the paddle model once (:func:`padiff.weights.pair_plan.plan_pair` /
    ``apply_plan``, following the structural proposal); torch runs once, in eval mode
    under ``no_grad``, recording each candidate's inputs and outputs.
 2. Paddle runs once; at each candidate's first call its input is compared with the input

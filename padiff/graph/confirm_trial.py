@@ -72,7 +72,7 @@ class Trial:
 
     def copy(self, assign: Mapping[str, str]) -> None:
         """Copy the torch weights of these pairs into the paddle layers."""
-        from padiff.runtime.weights import apply_plan, plan_pair
+        from padiff.weights.pair_plan import apply_plan, plan_pair
 
         for p_path, t_path in assign.items():
             if p_path in self.p_state and t_path in self.t_state:
@@ -86,7 +86,7 @@ class Trial:
     def copy_fixed(self, pairs: list[ProposedPair]) -> None:
         """Copy fused and opaque pairs by their own plans (fused parts in the order under trial)."""
         from padiff.adapters import pair_state
-        from padiff.runtime.weights import apply_plan, plan_fused, plan_pair
+        from padiff.weights.pair_plan import apply_plan, plan_fused, plan_pair
 
         for pr in pairs:
             i = self.result.pairs.index(pr)
@@ -159,7 +159,7 @@ def fits(trial: Trial, pair: ProposedPair) -> bool:
     """The fused pair's weights can be split/concatenated in this order and interleaving (no forward run)."""
     from padiff.adapters import pair_state
     from padiff.errors import WeightAssignError
-    from padiff.runtime.weights import plan_fused
+    from padiff.weights.pair_plan import plan_fused
 
     try:
         plan_fused(pair, trial.p_objs, pair_state(trial.p_state, pair.paddle_parts or (pair.paddle_path,), False),

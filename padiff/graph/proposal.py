@@ -26,7 +26,7 @@ class ProposedPair:
     opaque: bool = False  # an enclosing block pair: compared at its top, weights converted as a whole
     paddle_parts: tuple[str, ...] = ()  # one layer against several (see padiff.graph.fused)
     torch_parts: tuple[str, ...] = ()
-    groups: int = 1  # the parts interleave in this many runs (padiff.runtime.fused.part_indices)
+    groups: int = 1  # the parts interleave in this many runs (padiff.compare.fused.part_indices)
 
 
 #: why a layer is left, as code reads it (the ``reason`` is for a person):

@@ -2,7 +2,7 @@
 
 A port may return more than its original (a router adding its logits, an attention
 adding its weights); the runtime then compares the tensors both return
-(:mod:`padiff.runtime.items`). That only works when the extra tensors are *extra*: the
+(:mod:`padiff.compare.items`). That only works when the extra tensors are *extra*: the
 shorter side's results must be among the longer side's. When a paddle router returns
 ``(softmax of the top-k, indices)`` and the torch one ``(logits, scores scattered over all
 experts, indices)``, no subsequence means the same thing, and comparing them would fail a

@@ -26,7 +26,7 @@ from padiff.graph.tree import match_trees
 from padiff.graph.units import leaves_by_calls
 from padiff.layer_map import LayerMap, LayerPair, ParamPair, Unpaired
 from padiff.names import is_within
-from padiff.runtime.special_init import is_unit, lookup
+from padiff.weights.special_init import is_unit, lookup
 
 
 def layer_infos(side: Any, root: Any) -> dict[str, LayerInfo]:
@@ -102,7 +102,7 @@ def _eager_graphs(layer: Any, module: Any, p_in: dict[str, Any], t_in: dict[str,
     """Both models' attributed op graphs from one recorded eager forward each (:mod:`padiff.graph.eager`)."""
     from padiff.adapters import PADDLE, TORCH
     from padiff.graph.eager import build_eager_graph
-    from padiff.runtime.ops.dataflow import record_dataflow
+    from padiff.graph.eager_record import record_dataflow
 
     graphs = []
     for side, root, inp in ((PADDLE, layer, p_in), (TORCH, module, t_in)):

@@ -8,5 +8,5 @@
 - ``text_io``: YAML / JSON text with line numbers; atomic writes.
 - ``review``: the side-by-side review; ``diff``: the ``MapDiff`` record and its rendering.
 
-``padiff.layer_map.LayerMap`` adds what needs the live models (``padiff.runtime.live_map``).
+``padiff.layer_map.LayerMap`` adds what needs the live models (``padiff.weights.live_map``).
 """

@@ -47,7 +47,7 @@ class LayerPair:
     split/concatenation the shapes imply, in the parts' order. ``groups > 1`` says the parts
     are interleaved along ``axis`` in that many runs instead of following one another (a
     grouped-query ``qkv_proj`` laid out ``[q_0, k_0, v_0, q_1, k_1, v_1, ...]`` per key-value
-    head; see :func:`padiff.runtime.fused.part_indices`).
+    head; see :func:`padiff.compare.fused.part_indices`).
     """
 
     paddle_path: str

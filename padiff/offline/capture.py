@@ -5,9 +5,9 @@ shared with, or replaced by, another per-side recorder: it turns hooks on one mo
 entries keyed by stage, layer path, call index, item and micro-step, and nothing else.
 It talks to the model only through the framework adapter (:mod:`padiff.adapters`).
 
-Framework conventions (:mod:`padiff.runtime.conventions`) are observed here too: on a paddle
+Framework conventions (:mod:`padiff.compare.conventions`) are observed here too: on a paddle
 model, every training-mode BatchNorm call adds its batch variance to a
-:class:`~padiff.runtime.conventions.BatchNormVariance` that lives as long as the Recorder, so
+:class:`~padiff.compare.conventions.BatchNormVariance` that lives as long as the Recorder, so
 each recorded running variance can also be stored as torch's convention gives it.
 """
 
@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from padiff.adapters.hooks import HookSet
+from padiff.compare.conventions import BatchNormVariance
 from padiff.offline import fmt
 from padiff.offline.shards import local_shard
 from padiff.offline.tensor_file import to_stored
-from padiff.runtime.conventions import BatchNormVariance
 from padiff.runtime.engine.recording import HookErrors, SideRecorder
-from padiff.runtime.hooks import HookSet
 from padiff.runtime.pairing import Event
 
 #: suffix of the key under which a running variance in torch's convention is stored

@@ -1,7 +1,7 @@
 """``compare_runs``: compare a recorded paddle run with a recorded torch run, no framework needed.
 
 The result is the same :class:`~padiff.report.records.DiffReport` ``compare`` returns, built
-from the same :func:`~padiff.runtime.compare.compare_arrays` and read by the same renderers
+from the same :func:`~padiff.compare.arrays.compare_arrays` and read by the same renderers
 and first-difference rule. Layers are paired by a layer map (a ``LayerMap``, a map file, a
 ``{paddle_path: torch_path}`` dict), by ``"auto"`` (the module-tree matcher of
 :mod:`padiff.graph.tree` over the recorded skeletons), or by default by the order in which
@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from padiff.compare.arrays import compare_arrays
+from padiff.compare.conventions import BATCHNORM_VARIANCE_NOTE
 from padiff.errors import InputError, MappingError
 from padiff.graph.match import LayerInfo
 from padiff.layer_map import LayerMap, LayerPair
@@ -29,9 +31,7 @@ from padiff.offline.reader import RankRun, read_run
 from padiff.offline.shards import ShardGroup, group_ranks
 from padiff.options import DiffOptions
 from padiff.report.records import Comparison, DiffReport, Stats
-from padiff.runtime.compare import compare_arrays
-from padiff.runtime.conventions import BATCHNORM_VARIANCE_NOTE
-from padiff.runtime.layout_infer import NAME_ALIASES, Tensor, link_one
+from padiff.weights.layout_infer import NAME_ALIASES, Tensor, link_one
 
 _STAGE_OF = {"forward": "forward", "loss": "loss", "backward": "backward", "grad": "grad", "weight": "weight"}
 
@@ -170,7 +170,7 @@ def compare_runs(paddle_run: str | os.PathLike[str], torch_run: str | os.PathLik
     ``layer_map``: ``None`` (call order), ``"auto"``, a map file, a ``LayerMap`` or a path dict.
     ``options``: the ``compare`` options (``atol``, ``rtol``, ``compare_mode``, ``mismatch_ratio``,
     ``diff_phase``). ``conventions``: reconcile known framework conventions as ``compare`` does
-    (:mod:`padiff.runtime.conventions`: paddle's BatchNorm running variance is compared as torch's
+    (:mod:`padiff.compare.conventions`: paddle's BatchNorm running variance is compared as torch's
     unbiased update gives it, and the record says so); ``False`` compares the raw values.
     """
     opts = DiffOptions.from_mapping(options)

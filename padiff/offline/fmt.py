@@ -25,7 +25,7 @@ framework accumulates it), ``weight`` (parameter value after the step) or ``loss
 ``key`` in the safetensors file, each in the dtype the model computed in (``BF16``, ``F16``,
 ``F32`` ...; see :mod:`padiff.offline.tensor_file`). The BatchNorm running variance of a paddle
 run also carries ``torch_convention`` (``{"key", "stats"}``: the value as torch's unbiased update
-gives it, see :mod:`padiff.runtime.conventions`).
+gives it, see :mod:`padiff.compare.conventions`).
 
 Why this shape: the step's tensors are complete (written to a temporary name, then renamed)
 before its index line is appended with one write, so a run killed at any moment leaves every

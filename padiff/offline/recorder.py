@@ -18,13 +18,13 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from padiff.adapters.hooks import HookSet
 from padiff.errors import InputError, RunFolderError
 from padiff.offline import fmt
 from padiff.offline.capture import Capture, StepCapture
 from padiff.offline.shards import is_distributed
 from padiff.offline.tensor_file import write_tensors
 from padiff.report.files import atomic_write
-from padiff.runtime.hooks import HookSet
 
 
 def side_of(model: Any) -> Any:

@@ -3,7 +3,7 @@
 The file holds every tensor a model owns under ``"<layer path>::<name>"`` and, in its
 metadata, the model skeleton (the same JSON as a run folder's), so the importing side pairs
 layers with the same routes as ``compare_runs`` (definition order, ``"auto"``, a map) and
-converts layouts with :mod:`padiff.runtime.layout_infer`. Each side imports only its own
+converts layouts with :mod:`padiff.weights.layout_infer`. Each side imports only its own
 framework.
 """
 
@@ -66,7 +66,7 @@ def import_weights(model: Any, path: str | os.PathLike[str], layer_map: Any = No
     from padiff.offline.reader import RankRun
     from padiff.offline.recorder import side_of
     from padiff.offline.tensor_file import load_tensors, read_metadata
-    from padiff.runtime.layout_infer import Tensor, one_to_one
+    from padiff.weights.layout_infer import Tensor, one_to_one
 
     side = side_of(model)
     path = os.fspath(path)
@@ -123,7 +123,7 @@ def import_weights(model: Any, path: str | os.PathLike[str], layer_map: Any = No
 
 def _reverse_links(entries: list[Any], side: Any, my_cls: str, src_state: list[dict[str, Any]], src_cls: str) -> Any:
     """torch side importing paddle weights: link in the paddle direction, then apply the inverse."""
-    from padiff.runtime.layout_infer import Inferred, Tensor, one_to_one
+    from padiff.weights.layout_infer import Inferred, Tensor, one_to_one
 
     fwd = one_to_one([Tensor(s["name"], tuple(s["shape"]), src_cls) for s in src_state],
                      [Tensor(e.name, side.shape(e.tensor), my_cls) for e in entries])

@@ -1,1 +1,1 @@
-"""The eager runtime: hooks, pairing, comparison, weights, special init."""
+"""The live engine: hooks on both models, call pairing, gradient exchange, the op view."""

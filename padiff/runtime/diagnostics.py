@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from padiff.adapters import PADDLE, TORCH
+from padiff.adapters.snapshot import SideSnapshot
 from padiff.options import DiffOptions
 from padiff.report.records import DiffReport, ReportWarning
-from padiff.runtime.state import SideSnapshot
 
 
 def randomness_warnings(layer: Any, module: Any) -> list[ReportWarning]:

@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 
 from padiff.adapters import PADDLE, TORCH, Side
+from padiff.adapters.hooks import HookSet
+from padiff.adapters.snapshot import SideSnapshot
 from padiff.errors import WeightAssignError
 from padiff.layer_map import LayerMap, LayerPair, ResolvedMap
-from padiff.runtime.assign_plan import plan_weights
-from padiff.runtime.hooks import HookSet
 from padiff.runtime.pairing import Event, OnlinePairer, Role, assign_roles
-from padiff.runtime.plan import PairPlan
-from padiff.runtime.state import SideSnapshot
+from padiff.weights.assign_plan import plan_weights
+from padiff.weights.plan import PairPlan
 
 log = logging.getLogger("padiff")
 

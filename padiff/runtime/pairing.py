@@ -26,7 +26,7 @@ from padiff.adapters import Side
 from padiff.layer_map import LayerPair, ResolvedMap
 from padiff.names import depth as path_depth
 from padiff.names import is_strictly_within
-from padiff.runtime.special_init import is_special
+from padiff.weights.special_init import is_special
 
 
 def kind_of(class_name: str) -> str:

@@ -66,7 +66,7 @@ def test_each_side_records_the_op_its_value_and_the_users_line(side, x):
 
 
 def test_paddle_records_its_own_momentum_and_the_runtime_reads_it_the_torch_way():
-    from padiff.runtime.conventions import paddle_settings_as_torch
+    from padiff.compare.conventions import paddle_settings_as_torch
 
     bn = paddle.nn.BatchNorm1D(3, momentum=0.9)
     tr = Trace("")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from padiff.adapters import PADDLE, TORCH
-from padiff.runtime.hooks import HookSet
+from padiff.adapters.hooks import HookSet
 
 
 class PAdd(paddle.nn.Layer):

@@ -21,7 +21,7 @@ from padiff.adapters import PADDLE, TORCH
 from padiff.adapters.op_events import Trace
 from padiff.graph import export_torch
 from padiff.graph.eager import build_eager_graph
-from padiff.runtime.ops.dataflow import record_dataflow
+from padiff.graph.eager_record import record_dataflow
 
 
 @pytest.mark.parametrize(("side", "model"), [(PADDLE, E.PaddleAliasNet), (TORCH, E.TorchAliasNet)])

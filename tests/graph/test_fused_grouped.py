@@ -17,10 +17,10 @@ from models import fused_pairs as fp
 
 import padiff
 from padiff import LayerMap, LayerPair, MapFileError, MappingError
+from padiff.compare.fused import assemble, describe, part_indices, take
 from padiff.layer_map import map_from_dict, map_to_dict
-from padiff.runtime.fused import assemble, describe, part_indices, take
-from padiff.runtime.layout_infer import Tensor, infer_links
-from padiff.runtime.layout_stack import split_unstack_links, unstack_links
+from padiff.weights.layout_infer import Tensor, infer_links
+from padiff.weights.layout_stack import split_unstack_links, unstack_links
 
 TOL = {"atol": 1e-5, "rtol": 1e-4}
 

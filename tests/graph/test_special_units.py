@@ -16,7 +16,7 @@ import padiff
 from padiff.graph.match import Left, MatchResult, ProposedPair
 from padiff.graph.special_units import pair_special_units
 from padiff.layer_map import LayerMap
-from padiff.runtime.special_init import is_special, is_unit
+from padiff.weights.special_init import is_special, is_unit
 
 TOL = {"atol": 1e-5, "rtol": 1e-4}
 UNITS = {("self_attn", "self_attn"), ("cross_attn", "cross_attn"), ("rnn", "lstm")}

@@ -173,7 +173,7 @@ def test_jit_save_failure_falls_back_and_leaves_no_hooks(monkeypatch: pytest.Mon
 def test_structure_route_is_the_last_resort_when_the_eager_forward_fails_too(monkeypatch) -> None:
     import paddle
 
-    from padiff.runtime.ops import dataflow
+    from padiff.graph import eager_record as dataflow
 
     def broken_save(*args: object, **kwargs: object) -> None:
         raise RuntimeError("cannot convert this forward to a static graph")

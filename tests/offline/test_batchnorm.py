@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import padiff
-from padiff.runtime.conventions import BATCHNORM_VARIANCE_NOTE
+from padiff.compare.conventions import BATCHNORM_VARIANCE_NOTE
 
 TOL = {"atol": 1e-5, "rtol": 1e-4}
 

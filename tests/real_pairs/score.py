@@ -220,7 +220,7 @@ def _scaled(module: Any, inputs: Any, out: Any) -> Any:
 def score_pair(pair: RealPair, reverse: bool = False) -> Row:
     """Everything the table says about one pair in one definition order."""
     import padiff
-    from padiff.runtime.assign import with_special_pairs
+    from padiff.assign import with_special_pairs
 
     row = Row(pair.name, "reversed" if reverse else "as built")
     start = time.time()

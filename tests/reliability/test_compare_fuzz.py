@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from padiff.runtime.compare import compare_arrays
+from padiff.compare.arrays import compare_arrays
 
 dtypes = st.sampled_from([np.float32, np.float64, np.float16, np.int64])
 shapes = hnp.array_shapes(min_dims=0, max_dims=3, max_side=4)

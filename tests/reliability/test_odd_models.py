@@ -13,7 +13,7 @@ from reliability._helpers import PNet, TNet, copy_weights, net_pair, pair_inputs
 
 import padiff
 from padiff.adapters import PADDLE, TORCH
-from padiff.runtime.compare import compare_arrays
+from padiff.compare.arrays import compare_arrays
 
 OPTS = {"atol": 1e-6}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import os
 
+from padiff.compare.arrays import Stats
 from padiff.report.records import Comparison, DiffReport, SkippedLayer
-from padiff.runtime.compare import Stats
 
 HERE_FILE = os.path.abspath(__file__)
 

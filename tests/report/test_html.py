@@ -179,9 +179,9 @@ def test_renders_in_headless_chromium(tmp_path):
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from padiff.compare.arrays import Stats  # noqa: E402
 from padiff.report.records import Comparison, DiffReport  # noqa: E402
 from padiff.report.text import render_summary  # noqa: E402
-from padiff.runtime.compare import Stats  # noqa: E402
 
 floats = st.floats(allow_nan=True, allow_infinity=True)
 names = st.text(alphabet="ab.<>&\"' _0", max_size=6)

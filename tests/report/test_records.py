@@ -7,8 +7,8 @@ import math
 import pytest
 from records_factory import rec
 
+from padiff.compare.arrays import Stats
 from padiff.report.records import Comparison, DiffReport
-from padiff.runtime.compare import Stats
 
 
 def _nan_record(order: int) -> Comparison:
@@ -57,7 +57,7 @@ def test_json_report_round_trips_through_its_loader(tmp_path):
 
 
 def test_failure_records_without_numbers_agree_on_inf():
-    from padiff.runtime.compare import structure_mismatch
+    from padiff.compare.arrays import structure_mismatch
 
     for stats in (Stats.failure("nothing compared", kind="nothing"), structure_mismatch(1, 2)):
         assert not stats.passed and stats.max_abs_diff == stats.min_atol == math.inf and stats.note_kind

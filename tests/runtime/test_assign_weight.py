@@ -26,8 +26,8 @@ from models.special_pairs import (
 import padiff
 from padiff.errors import InputError, MappingError, WeightAssignError
 from padiff.layer_map import LayerMap
-from padiff.runtime.assign import copy_weights, plan_weights
-from padiff.runtime.special_init import add_special_init, unregister
+from padiff.weights.assign import copy_weights, plan_weights
+from padiff.weights.special_init import add_special_init, unregister
 
 
 def _unchanged(before, layer):
@@ -300,7 +300,7 @@ def test_failure_next_to_a_special_layer_points_at_its_special_init(capsys):
 
 def test_auto_string_keeps_special_pairs_whole():
     """The structural proposal may split an attention layer; the special-init pair wins."""
-    from padiff.runtime.assign import with_special_pairs
+    from padiff.assign import with_special_pairs
 
     layer, module = PaddleAttnBlock(), TorchAttnBlock()
     assert padiff.assign_weight(layer, module, layer_map="auto")

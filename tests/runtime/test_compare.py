@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from padiff.runtime.compare import compare_arrays, reconcile_shapes
+from padiff.compare.arrays import compare_arrays, reconcile_shapes
 
 ATOL, RTOL = 1e-5, 1e-4  # the README's float32 tolerances
 
@@ -149,7 +149,7 @@ def test_nan_is_never_agreement():
 
 
 def test_two_thread_pass_gives_the_one_thread_figures(monkeypatch):
-    from padiff.runtime import compare as c
+    from padiff.compare import arrays as c
 
     t = _rng(5).standard_normal(5 * c._BLOCK + 123).astype("float32")
     p = (t + _rng(6).standard_normal(t.shape) * 1e-3).astype("float32")

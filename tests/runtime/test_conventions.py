@@ -1,4 +1,4 @@
-"""Framework conventions (padiff/runtime/conventions.py): the frameworks differ, the port is not blamed."""
+"""Framework conventions (padiff/compare/conventions.py): the frameworks differ, the port is not blamed."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from models.basic import inputs, rand
 
 import padiff
+from padiff.compare.conventions import BATCHNORM_VARIANCE_NOTE, BatchNormUpdate, BatchNormVariance
 from padiff.report.text import render_summary
-from padiff.runtime.conventions import BATCHNORM_VARIANCE_NOTE, BatchNormUpdate, BatchNormVariance
 
 TOL = {"atol": 1e-5, "rtol": 1e-4}
 
@@ -101,6 +101,6 @@ def test_the_success_report_says_what_was_reconciled():
 
 
 def test_momentum_is_read_the_torch_way():
-    from padiff.runtime.conventions import momentum_as_torch
+    from padiff.compare.conventions import momentum_as_torch
 
     assert momentum_as_torch(0.9) == 0.1 and momentum_as_torch(0.99) == 0.01

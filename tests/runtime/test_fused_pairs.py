@@ -14,8 +14,8 @@ from models import fused_pairs as fp
 import padiff
 from padiff import LayerMap, LayerPair, MapFileError, MappingError
 from padiff.layer_map import map_from_dict, map_to_dict
-from padiff.runtime.layout_infer import Tensor, infer_links
-from padiff.runtime.layout_stack import stack_links
+from padiff.weights.layout_infer import Tensor, infer_links
+from padiff.weights.layout_stack import stack_links
 
 QKV = LayerPair("inner.qkv_proj", "", torch_parts=("body.q_proj", "body.k_proj", "body.v_proj"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from padiff.runtime.hooks import HookSet
+from padiff.adapters.hooks import HookSet
 
 
 class Handle:

@@ -4,7 +4,7 @@ transformers' GPT-OSS router returns ``(logits, top-k weights, indices)``, its p
 ``(scores, indices)``; torch's MultiheadAttention adds attention weights. Comparing the leading
 tensors pairs unlike quantities (the port's probabilities against torch's logits): the shorter list
 is laid onto the order-preserving subsequence of the longer one that fits by shape and agrees by
-value (padiff.runtime.items), in forward and for the output gradients.
+value (padiff.compare.items), in forward and for the output gradients.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import padiff
-from padiff.runtime.items import align_items, shapes_fit
+from padiff.compare.items import align_items, shapes_fit
 
 TOL = {"atol": 1e-5, "rtol": 1e-4}
 

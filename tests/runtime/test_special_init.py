@@ -19,7 +19,7 @@ from models.special_pairs import (
 
 import padiff
 from padiff.layer_map import LayerMap
-from padiff.runtime.special_init import (
+from padiff.weights.special_init import (
     add_special_init,
     find_special_pairs,
     lookup,
@@ -78,7 +78,7 @@ def test_mha_special_init_outputs_and_grads(kdim, vdim):
 
 def test_mha_plan_names_the_packed_rows():
     from padiff.adapters import PADDLE, TORCH, subtree_state
-    from padiff.runtime.weights import plan_pair
+    from padiff.weights.pair_plan import plan_pair
 
     p, t = paddle.nn.MultiHeadAttention(8, 2), torch.nn.MultiheadAttention(8, 2)
     plan = plan_pair("", p, subtree_state(PADDLE.owned_state(p), ""), "", t, subtree_state(TORCH.owned_state(t), ""))

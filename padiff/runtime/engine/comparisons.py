@@ -16,12 +16,12 @@ import numpy as np
 
 from padiff.adapters import PADDLE, TORCH
 from padiff.adapters.frames import user_stack
+from padiff.compare.arrays import compare_arrays, structure_mismatch
+from padiff.compare.items import Items, align_items
+from padiff.compare.keyed import key_skeleton, reorder_like
 from padiff.options import DiffOptions
 from padiff.report.records import Stats
-from padiff.runtime.compare import compare_arrays, structure_mismatch
 from padiff.runtime.engine.sink import RecordSink, Site, SortKey
-from padiff.runtime.items import Items, align_items
-from padiff.runtime.keyed import key_skeleton, reorder_like
 from padiff.runtime.pairing import Event
 
 
@@ -44,7 +44,7 @@ class Comparer:
         Framework APIs differ in how many tensors some layers return (torch's MultiheadAttention
         also returns the attention weights, a router its logits too): the shorter list is laid
         onto the order-preserving subsequence of the longer one whose shapes fit and whose values
-        agree best (:mod:`padiff.runtime.items`), with a warning; ``tev.items`` keeps the choice
+        agree best (:mod:`padiff.compare.items`), with a warning; ``tev.items`` keeps the choice
         for the gradients.
         """
         site = Site.of_events(pev, tev)

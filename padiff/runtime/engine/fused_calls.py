@@ -4,7 +4,7 @@ Split on the torch side: every torch part's call pairs with the one fused paddle
 the last part has run, each part's output is compared against its slice of the fused paddle
 output, and each part's output gradient against its slice of the fused gradient. Split on
 the paddle side: the fused torch output is cut into the paddle parts' sizes and each slice
-compared with its part. The slicing itself is :mod:`padiff.runtime.fused`.
+compared with its part. The slicing itself is :mod:`padiff.compare.fused`.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 
 from padiff.adapters import TORCH
-from padiff.runtime.compare import structure_mismatch
+from padiff.adapters.hooks import HookSet
+from padiff.compare.arrays import structure_mismatch
+from padiff.compare.fused import FusedCall, assemble, axis_of, describe, part_indices, take
 from padiff.runtime.engine.comparisons import Comparer, compares_output, item_name
 from padiff.runtime.engine.passes import Pass
 from padiff.runtime.engine.recording import HookErrors
 from padiff.runtime.engine.sink import Site
-from padiff.runtime.fused import FusedCall, assemble, axis_of, describe, part_indices, take
 from padiff.runtime.grad_exchange import GradExchange
-from padiff.runtime.hooks import HookSet
 from padiff.runtime.pairing import Event
 
 

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from padiff.adapters import PADDLE
-from padiff.runtime.conventions import BatchNormVariance
+from padiff.adapters.hooks import HookSet
+from padiff.compare.conventions import BatchNormVariance
+from padiff.compare.keyed import key_skeleton
 from padiff.runtime.engine.passes import Pass
 from padiff.runtime.engine.recording import SideRecorder
 from padiff.runtime.grad_exchange import GradExchange, make_recorder
-from padiff.runtime.hooks import HookSet
-from padiff.runtime.keyed import key_skeleton
 from padiff.runtime.pairing import Event
 
 

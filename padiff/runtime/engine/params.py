@@ -1,10 +1,10 @@
 """Parameter comparisons: gradients after backward (``grad``) and values after the step (``weight``).
 
 Each pair seen in the run is compared through the weight plan that
-:mod:`padiff.runtime.weights` makes for it, so the torch tensors are converted to paddle's
+:mod:`padiff.weights.pair_plan` makes for it, so the torch tensors are converted to paddle's
 layout exactly as the weight copy converts them (transposes, fused splits, special inits).
 A tensor present on one side only is a difference. Paddle's biased BatchNorm running
-variance is put in torch's convention first (:mod:`padiff.runtime.conventions`). The map's
+variance is put in torch's convention first (:mod:`padiff.compare.conventions`). The map's
 parameter-level pairs (``paddle param <-> torch param``) come after the layer pairs.
 """
 
@@ -15,16 +15,16 @@ from dataclasses import replace
 import numpy as np
 
 from padiff.adapters import PADDLE, TORCH, StateEntry, pair_state
+from padiff.compare.conventions import BATCHNORM_VARIANCE_NOTE, BatchNormVariance
 from padiff.errors import PadiffInternalError, WeightAssignError
 from padiff.layer_map import ResolvedMap
-from padiff.runtime.conventions import BATCHNORM_VARIANCE_NOTE, BatchNormVariance
 from padiff.runtime.engine.comparisons import Comparer, one_sided
 from padiff.runtime.engine.pairs import PairsSeen, SeenPair
 from padiff.runtime.engine.recording import SideRecorder
 from padiff.runtime.engine.sink import Site, SortKey
-from padiff.runtime.opaque_plan import inner_pairs, plan_opaque
 from padiff.runtime.pairing import Role
-from padiff.runtime.weights import PairPlan, plan_fused, plan_pair, plan_param, torch_arrays
+from padiff.weights.opaque_plan import inner_pairs, plan_opaque
+from padiff.weights.pair_plan import PairPlan, plan_fused, plan_pair, plan_param, torch_arrays
 
 
 class ParamComparer:

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 
 from padiff.adapters import FrameworkSide, StateEntry
 from padiff.adapters.frames import user_stack
+from padiff.adapters.hooks import HookSet
 from padiff.errors import PadiffError, PadiffInternalError
-from padiff.runtime.hooks import HookSet
 from padiff.runtime.pairing import Event, Role
 
 T = TypeVar("T")

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from padiff.adapters import PADDLE, TORCH, Side
+from padiff.adapters.hooks import HookSet
+from padiff.compare.conventions import BatchNormVariance
 from padiff.layer_map import ResolvedMap
 from padiff.options import DiffOptions
 from padiff.report.records import DiffReport
-from padiff.runtime.conventions import BatchNormVariance
 from padiff.runtime.engine import backward_mode, calls
 from padiff.runtime.engine.comparisons import Comparer
 from padiff.runtime.engine.fused_calls import FusedComparisons
@@ -30,7 +31,6 @@ from padiff.runtime.engine.recording import HookErrors, SideRecorder
 from padiff.runtime.engine.sink import RecordSink
 from padiff.runtime.engine.torch_forward import TorchForward
 from padiff.runtime.grad_exchange import AHEAD, SEQUENTIAL, GradExchange
-from padiff.runtime.hooks import HookSet
 from padiff.runtime.pairing import OnlinePairer, Role, assign_roles
 
 

@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 
 from padiff.adapters import TORCH
+from padiff.adapters.hooks import HookSet
+from padiff.compare.keyed import reorder_like
 from padiff.runtime.engine.comparisons import Comparer, compares_output
 from padiff.runtime.engine.fused_calls import FusedComparisons
 from padiff.runtime.engine.pairs import PairsSeen
 from padiff.runtime.engine.passes import Pass
 from padiff.runtime.engine.recording import SideRecorder
 from padiff.runtime.grad_exchange import GradExchange
-from padiff.runtime.hooks import HookSet
-from padiff.runtime.keyed import reorder_like
 from padiff.runtime.pairing import Event, OnlinePairer
 
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from padiff.adapters.op_events import OpEvent
+from padiff.compare.arrays import compare_arrays
 from padiff.report.records import Stats
-from padiff.runtime.compare import compare_arrays
 
 Compare = Callable[[np.ndarray, np.ndarray], Stats]
 

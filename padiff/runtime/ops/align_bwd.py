@@ -28,10 +28,10 @@ from typing import Protocol
 import numpy as np
 
 from padiff.adapters.op_events import OpEvent
+from padiff.compare.arrays import compare_arrays
+from padiff.compare.reconcile import MAX_PERMUTED_RANK
 from padiff.report.records import Stats
-from padiff.runtime.compare import compare_arrays
 from padiff.runtime.ops.align import Compare, align, rel_err
-from padiff.runtime.reconcile import MAX_PERMUTED_RANK
 
 Grad = np.ndarray | None
 

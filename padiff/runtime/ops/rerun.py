@@ -16,13 +16,13 @@ from typing import Any
 
 from padiff.adapters import PADDLE, TORCH, Side
 from padiff.adapters.frames import source_text, user_stack
+from padiff.adapters.hooks import HookSet
 from padiff.adapters.op_events import OpEvent, Trace
+from padiff.adapters.snapshot import SideSnapshot
+from padiff.compare.conventions import paddle_settings_as_torch
 from padiff.options import DiffOptions
 from padiff.report.records import Comparison, OpDiff
-from padiff.runtime.conventions import paddle_settings_as_torch
-from padiff.runtime.hooks import HookSet
 from padiff.runtime.ops.align import Divergence, agreement, first_divergence
-from padiff.runtime.state import SideSnapshot
 
 
 @dataclass

@@ -21,6 +21,7 @@ import numpy as np
 from padiff.adapters import PADDLE, TORCH, Side
 from padiff.adapters.frames import source_text, user_stack
 from padiff.adapters.op_events import OpEvent
+from padiff.adapters.snapshot import SideSnapshot
 from padiff.options import DiffOptions
 from padiff.report.records import Comparison, OpDiff
 from padiff.runtime.ops.align import agreement
@@ -36,7 +37,6 @@ from padiff.runtime.ops.rerun import (
     _same_inputs,
     _where,
 )
-from padiff.runtime.state import SideSnapshot
 
 _SEED = 0
 

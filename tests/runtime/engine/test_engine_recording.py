@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from engine_fakes import FAKE, Layer, Tensor, add, chain
 
+from padiff.adapters.hooks import HookSet
 from padiff.errors import OptionsError, PadiffInternalError
 from padiff.runtime.engine.recording import HookErrors, SideRecorder
-from padiff.runtime.hooks import HookSet
 from padiff.runtime.pairing import Role
 
 

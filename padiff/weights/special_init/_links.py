@@ -10,7 +10,7 @@ import numpy as np
 from padiff.adapters import StateEntry
 from padiff.errors import WeightAssignError
 from padiff.names import show
-from padiff.runtime.plan import set_error_fields
+from padiff.weights.plan import set_error_fields
 
 Fn = Callable[[list[np.ndarray]], np.ndarray]
 

@@ -15,11 +15,11 @@ from typing import Any
 
 from padiff.adapters import PADDLE, TORCH, Side, StateEntry
 from padiff.errors import WeightAssignError
-from padiff.layer_map import ResolvedMap
+from padiff.maps.types import ResolvedMap
 from padiff.names import depth as path_depth
 from padiff.names import is_strictly_within, show
-from padiff.runtime.special_init import registered_names
-from padiff.runtime.weights import fmt_state, set_error_fields
+from padiff.weights.pair_plan import fmt_state, set_error_fields
+from padiff.weights.special_init import registered_names
 
 HERE = "<--- *** HERE ***"
 MAX_TREE_LINES = 120  # longer trees are cut around the marked layer

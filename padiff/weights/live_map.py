@@ -17,7 +17,7 @@ from padiff.adapters import PADDLE, TORCH, StateEntry, pair_state, subtree_state
 from padiff.errors import MapFileError, MappingError, WeightAssignError
 from padiff.maps.types import SIDES, Ignore, LayerPair, MapData, ParamPair, ResolvedMap, first_duplicate, ignore_method
 from padiff.names import SideName, id_index, is_within, other_side, show
-from padiff.runtime.weights import plan_fused, plan_pair
+from padiff.weights.pair_plan import plan_fused, plan_pair
 
 ADAPTERS = {"paddle": PADDLE, "torch": TORCH}
 

@@ -6,8 +6,8 @@ torch arrays: copy, Linear transpose, inferred transpose/reshape/split/concat, o
 built-in special init), or a user special init working on the layer objects. The same
 plan converts weights (``assign_weight``), gradients and post-step values, so grad and
 weight comparisons happen in paddle's layout. Shape inference lives in
-:mod:`padiff.runtime.layout_infer`, built-in special inits in
-:mod:`padiff.runtime.special_init`, pairing of whole models in :mod:`padiff.runtime.assign`.
+:mod:`padiff.weights.layout_infer`, built-in special inits in
+:mod:`padiff.weights.special_init`, pairing of whole models in :mod:`padiff.weights.assign`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import numpy as np
 from padiff.adapters import PADDLE, TORCH, Side, StateEntry
 from padiff.errors import WeightAssignError
 from padiff.names import show
-from padiff.runtime.layout_infer import infer_links, one_to_one, raw_conversion, shapes_of
-from padiff.runtime.plan import ArrayDict, Link, PairPlan, set_error_fields
-from padiff.runtime.special_init import special_plan
+from padiff.weights.layout_infer import infer_links, one_to_one, raw_conversion, shapes_of
+from padiff.weights.plan import ArrayDict, Link, PairPlan, set_error_fields
+from padiff.weights.special_init import special_plan
 
 
 def plan_pair(p_path: str, p_layer: Any, p_state: list[StateEntry],
@@ -30,7 +30,7 @@ def plan_pair(p_path: str, p_layer: Any, p_state: list[StateEntry],
     """Work out how torch ``t_state`` maps onto paddle ``p_state``.
 
     A registered special init comes first (by class name), then conversions inferred
-    from shapes (:mod:`padiff.runtime.layout_infer`): one-to-one links by name (with
+    from shapes (:mod:`padiff.weights.layout_infer`): one-to-one links by name (with
     aliases such as BatchNorm statistics) or order — copy, Linear transpose, transpose,
     reshape — and, when the counts differ, splits of packed tensors or concatenations.
     State names may be relative paths (``q_proj.weight``) when a pair covers a subtree.

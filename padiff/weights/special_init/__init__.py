@@ -22,8 +22,8 @@ from typing import Any
 
 from padiff.adapters import PADDLE, TORCH, StateEntry
 from padiff.errors import MappingError
-from padiff.runtime.plan import PairPlan
-from padiff.runtime.special_init import attention, batchnorm, rnn
+from padiff.weights.plan import PairPlan
+from padiff.weights.special_init import attention, batchnorm, rnn
 
 LayerInit = Callable[[Any, Any], None]
 log = logging.getLogger("padiff")

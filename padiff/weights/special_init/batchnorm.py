@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from padiff.adapters import StateEntry
-from padiff.runtime.plan import Link, PairPlan
-from padiff.runtime.special_init._links import check_shapes, copy, fail, state_name
+from padiff.weights.plan import Link, PairPlan
+from padiff.weights.special_init._links import check_shapes, copy, fail, state_name
 
 NAMES = (("weight", "weight"), ("bias", "bias"), ("_mean", "running_mean"), ("_variance", "running_var"))
 CLASS_PAIRS = (("BatchNorm1D", "BatchNorm1d"), ("BatchNorm2D", "BatchNorm2d"), ("BatchNorm3D", "BatchNorm3d"),

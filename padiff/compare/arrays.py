@@ -13,7 +13,7 @@ sides: the record says ``note="nan"`` / ``"inf"``. Shapes that differ only by si
 by broadcasting (``[1, S, D]`` against ``[B, S, D]``), by a layout-free reshape
 (``[B, H*W, C]`` against ``[B, H, W, C]``) or by the order of the middle axes of an attention
 layout (``[B, S, H, D]`` against ``[B, H, S, D]``) are compared after reconciling
-(:mod:`padiff.runtime.reconcile`), and
+(:mod:`padiff.compare.reconcile`), and
 ``Stats.reconciled`` says how; any other shape difference fails. A failure made only of a
 few elements that are zero on one side (an activation within rounding of its threshold:
 a *boundary flip*) is named in the note, and passes only when the user allows that
@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from padiff.compare.reconcile import reconcile_shapes
 from padiff.report.records import CompareMode, Stats
-from padiff.runtime.reconcile import reconcile_shapes
 
 #: a failure whose mismatched elements are all boundary flips is named as such only while
 #: they are at most this fraction of the tensor (beyond it, it is not "a few elements")

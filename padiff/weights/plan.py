@@ -3,8 +3,8 @@
 A :class:`PairPlan` lists :class:`Link` s (each paddle tensor computed from named torch
 arrays: copy, Linear transpose, inferred transpose/reshape/split/concat, or a built-in
 special init), or holds a user special init working on the layer objects. The weight
-planner (:mod:`padiff.runtime.weights`) and the special inits
-(:mod:`padiff.runtime.special_init`) both build plans, so the data lives here, below both.
+planner (:mod:`padiff.weights.pair_plan`) and the special inits
+(:mod:`padiff.weights.special_init`) both build plans, so the data lives here, below both.
 """
 
 from __future__ import annotations

@@ -31,11 +31,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from padiff.adapters.state import BatchNormUpdate  # the adapters report it; defined at the bottom layer
+if TYPE_CHECKING:  # the adapters report it; only its fields are read here
+    from padiff.adapters.state import BatchNormUpdate
 
 BATCHNORM_VARIANCE_NOTE = ("paddle's BatchNorm updates the running variance with the biased batch variance, "
                            "torch's with the unbiased one: compared with that correction")

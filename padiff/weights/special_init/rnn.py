@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from padiff.adapters import PADDLE, StateEntry
-from padiff.runtime.plan import Link, PairPlan
-from padiff.runtime.special_init._links import check_shapes, copy, fail, state_name, transpose
+from padiff.weights.plan import Link, PairPlan
+from padiff.weights.special_init._links import check_shapes, copy, fail, state_name, transpose
 
 PAIRS = (("LSTM", "LSTM"), ("GRU", "GRU"), ("SimpleRNN", "RNN"))
 CELL_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from padiff.adapters import Side
+from padiff.adapters.hooks import HookSet
 from padiff.adapters.op_events import Trace, canonical_kind
+from padiff.adapters.snapshot import SideSnapshot
 from padiff.graph.eager import EagerOp
-from padiff.runtime.hooks import HookSet
-from padiff.runtime.state import SideSnapshot
 
 
 class RefTrace(Trace):

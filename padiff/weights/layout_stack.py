@@ -7,7 +7,7 @@ paddleformers keeps a ``LayerList`` of E MLPs (:func:`unstack_links`). Pieces ar
 order of the numbers in their paths (indices 0..E-1), never in definition order; several paddle
 groups cut from one torch tensor (``gate_proj``/``up_proj`` per expert against ``gate_up_proj``) are
 ordered by the fused tensor's name (:func:`split_unstack_links`). Used by
-:func:`padiff.runtime.layout_infer.infer_links`.
+:func:`padiff.weights.layout_infer.infer_links`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from padiff.runtime.layout_types import Fn, Inferred, Tensor, is_linear
+from padiff.weights.layout_types import Fn, Inferred, Tensor, is_linear
 
 
 def _numbered(name: str) -> tuple[str, int] | None:

@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from padiff.runtime.fused import assemble, describe, part_indices
-from padiff.runtime.layout_stack import split_unstack_links, stack_links, unstack_links
-from padiff.runtime.layout_types import Fn, Inferred, Tensor, is_linear
+from padiff.compare.fused import assemble, describe, part_indices
+from padiff.weights.layout_stack import split_unstack_links, stack_links, unstack_links
+from padiff.weights.layout_types import Fn, Inferred, Tensor, is_linear
 
 __all__ = ["NAME_ALIASES", "Fn", "Inferred", "Tensor", "infer_links", "is_linear", "link_one", "one_to_one",
            "raw_conversion", "shapes_of"]
@@ -111,7 +111,7 @@ def infer_links(ps: Sequence[Tensor], ts: Sequence[Tensor], groups: int = 1) -> 
     split, a larger one a concatenation. The result must be consistent: every paddle
     layer draws all its tensors from the same torch layers. ``groups > 1``: the pieces of a
     split or concatenation are interleaved in that many runs along the axis (a fused pair's
-    ``groups``; :func:`padiff.runtime.fused.part_indices`).
+    ``groups``; :func:`padiff.compare.fused.part_indices`).
     """
     direct = one_to_one(ps, ts)
     if direct is not None or not ps or not ts:

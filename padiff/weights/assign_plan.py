@@ -3,7 +3,7 @@
 The map's pairs come first (a mapped/opaque pair, or a pair with a special init, covers
 its whole subtree), then the remaining layers that own tensors in definition order,
 passing over ignored layers. Each pair gets a :class:`PairPlan` (special init, or
-conversions inferred from shapes). No tensor is written here: :mod:`padiff.runtime.assign`
+conversions inferred from shapes). No tensor is written here: :mod:`padiff.weights.assign`
 applies the plans.
 """
 
@@ -16,10 +16,10 @@ from padiff.adapters import PADDLE, TORCH, StateEntry, pair_state, subtree_state
 from padiff.errors import WeightAssignError
 from padiff.maps.types import LayerPair, ResolvedMap
 from padiff.names import is_within, show
-from padiff.runtime.assign_message import build_error, skip_marks
-from padiff.runtime.opaque_plan import inner_pairs, plan_opaque
-from padiff.runtime.special_init import is_special, lookup
-from padiff.runtime.weights import PairPlan, plan_fused, plan_pair, plan_param
+from padiff.weights.assign_message import build_error, skip_marks
+from padiff.weights.opaque_plan import inner_pairs, plan_opaque
+from padiff.weights.pair_plan import PairPlan, plan_fused, plan_pair, plan_param
+from padiff.weights.special_init import is_special, lookup
 
 log = logging.getLogger("padiff")
 

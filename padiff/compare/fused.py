@@ -12,7 +12,7 @@ The parts either follow one another along the axis (``groups == 1``: ``[q | k | 
 are interleaved per group (``groups == G``: each part cut into G equal blocks, laid out
 ``[q_0, k_0, v_0, q_1, k_1, v_1, ...]``, as a grouped-query attention fuses q/k/v per
 key-value head). :func:`part_indices` gives each part's positions along the axis in both
-cases; weights (:mod:`padiff.runtime.layout_infer`) and outputs are cut with the same rule.
+cases; weights (:mod:`padiff.weights.layout_infer`) and outputs are cut with the same rule.
 """
 
 from __future__ import annotations

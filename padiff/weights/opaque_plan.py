@@ -19,9 +19,9 @@ from typing import Any, Protocol
 from padiff.adapters import StateEntry, pair_state, subtree_state
 from padiff.errors import WeightAssignError
 from padiff.names import is_within
-from padiff.runtime.plan import Link, PairPlan
-from padiff.runtime.special_init import lookup
-from padiff.runtime.weights import plan_fused, plan_pair
+from padiff.weights.pair_plan import plan_fused, plan_pair
+from padiff.weights.plan import Link, PairPlan
+from padiff.weights.special_init import lookup
 
 
 class InnerPair(Protocol):

@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from padiff.adapters import StateEntry
-from padiff.runtime.plan import Link, PairPlan
-from padiff.runtime.special_init._links import check_shapes, copy, fail, rows, state_name, transpose
+from padiff.weights.plan import Link, PairPlan
+from padiff.weights.special_init._links import check_shapes, copy, fail, rows, state_name, transpose
 
 
 def plan(p_path: str, p_layer: Any, p_state: list[StateEntry], t_path: str, t_layer: Any,
