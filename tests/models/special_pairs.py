@@ -17,7 +17,7 @@ import torch
 
 from padiff.adapters import PADDLE, TORCH, subtree_state
 from padiff.layer_map import LayerMap
-from padiff.weights.assign import plan_weights
+from padiff.weights.assign_plan import plan_weights
 
 
 def rand(*shape: int, seed: int = 0) -> np.ndarray:

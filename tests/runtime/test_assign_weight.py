@@ -26,7 +26,8 @@ from models.special_pairs import (
 import padiff
 from padiff.errors import InputError, MappingError, WeightAssignError
 from padiff.layer_map import LayerMap
-from padiff.weights.assign import copy_weights, plan_weights
+from padiff.weights.assign import copy_weights
+from padiff.weights.assign_plan import plan_weights
 from padiff.weights.special_init import add_special_init, unregister
 
 

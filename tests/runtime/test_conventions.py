@@ -9,7 +9,8 @@ import torch
 from models.basic import inputs, rand
 
 import padiff
-from padiff.compare.conventions import BATCHNORM_VARIANCE_NOTE, BatchNormUpdate, BatchNormVariance
+from padiff.adapters.state import BatchNormUpdate
+from padiff.compare.conventions import BATCHNORM_VARIANCE_NOTE, BatchNormVariance
 from padiff.report.text import render_summary
 
 TOL = {"atol": 1e-5, "rtol": 1e-4}

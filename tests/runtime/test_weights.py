@@ -26,7 +26,8 @@ import padiff
 from padiff.adapters import PADDLE, TORCH, subtree_state
 from padiff.errors import WeightAssignError
 from padiff.layer_map import LayerMap
-from padiff.weights.assign import copy_weights, plan_weights
+from padiff.weights.assign import copy_weights
+from padiff.weights.assign_plan import plan_weights
 from padiff.weights.layout_infer import Tensor, infer_links, is_refinement, link_one
 from padiff.weights.pair_plan import plan_pair
 
