@@ -92,9 +92,12 @@ def parse_text(text: str, fmt: str, label: str = "map text") -> tuple[Any, dict[
 def _load_yaml(text: str, label: str) -> tuple[Any, dict[tuple[str, int], int]]:
     import yaml
 
+    loader = None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
+        loader = _loader_class()(text)
+        node = loader.get_single_node()
+        _reject_alias_bombs(node, loader.padiff_aliases, label)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -102,8 +105,86 @@ def _load_yaml(text: str, label: str) -> tuple[Any, dict[tuple[str, int], int]]:
                            "under their section with '- ') or re-create the file with LayerMap.save().") from None
     except (yaml.YAMLError, RecursionError, ValueError, TypeError) as exc:
         raise MapFileError(f"{label}: not valid YAML ({type(exc).__name__}: {exc}).") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     _reject_duplicate_keys(node, label)
     return data, _yaml_lines(node)
+
+
+#: how many nodes YAML aliases may add to a map file when expanded: a real map needs none (aliases
+#: only repeat entries), a few nested aliases in a 1 KB file ("billion laughs") would add billions
+MAX_ALIAS_EXPANSION = 100_000
+
+
+def _loader_class() -> Any:
+    """A ``SafeLoader`` that notes every alias it resolves: ``(anchor, line, node)`` in document order."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints here
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self.padiff_aliases: list[tuple[str, int, Any]] = []
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event() if self.check_event(yaml.AliasEvent) else None
+            node = super().compose_node(parent, index)
+            if event is not None:
+                self.padiff_aliases.append((str(event.anchor), event.start_mark.line + 1, node))
+            return node
+
+    return Loader
+
+
+def _reject_alias_bombs(node: Any, aliases: list[tuple[str, int, Any]], label: str) -> None:
+    """Refuse aliases that expand the document past :data:`MAX_ALIAS_EXPANSION` nodes, or refer to
+    themselves, naming the alias's line, before anything walks the expanded data.
+
+    Sizes are counted once per distinct node (memoised), so checking takes time linear in the
+    file's text, however large the expansion would be.
+    """
+    import yaml
+
+    if node is None or not aliases:
+        return
+    size: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def count(root: Any) -> int:  # iterative post-order, so deep nesting cannot hit the recursion limit
+        stack: list[tuple[Any, bool]] = [(root, False)]
+        while stack:
+            n, done = stack.pop()
+            if id(n) in size:
+                continue
+            kids = ([c for kv in n.value for c in kv] if isinstance(n, yaml.MappingNode)
+                    else list(n.value) if isinstance(n, yaml.SequenceNode) else [])
+            if done:
+                open_.discard(id(n))
+                size[id(n)] = min(1 + sum(size[id(c)] for c in kids), 10 * MAX_ALIAS_EXPANSION ** 2)
+                continue
+            if id(n) in open_:
+                raise _cycle(n)
+            open_.add(id(n))
+            stack.append((n, True))
+            for c in kids:
+                if id(c) in open_:
+                    raise _cycle(c)
+                stack.append((c, False))
+        return size[id(root)]
+
+    def _cycle(n: Any) -> MapFileError:
+        line = next((ln for _a, ln, target in aliases if target is n), n.start_mark.line + 1)
+        anchor = next((a for a, _ln, target in aliases if target is n), "?")
+        return MapFileError(f"{label} line {line}: the alias *{anchor} refers to an entry that contains it, so "
+                            "it never ends; a layer map cannot be recursive. Write the entries out instead.")
+
+    total = count(node)
+    if total - len(size) > MAX_ALIAS_EXPANSION:
+        anchor, line, target = max(aliases, key=lambda a: size.get(id(a[2]), 0))
+        raise MapFileError(
+            f"{label} line {line}: the alias *{anchor} expands to {size[id(target)]:,} entries and the file's "
+            f"aliases to {total:,} in all (at most {MAX_ALIAS_EXPANSION:,} more than written are allowed). "
+            "A layer map needs no aliases: write the entries out, or re-create the file with LayerMap.save().")
 
 
 def _reject_duplicate_keys(node: Any, label: str) -> None:
