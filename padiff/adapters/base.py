@@ -180,14 +180,28 @@ class Side(FrameworkSide):
 
 
 def framework_loaded(name: str) -> bool:
-    """True if the framework ``name`` is imported, or can be (it is then imported)."""
+    """True if the framework ``name`` is imported, or can be (it is then imported).
+
+    A framework made unimportable with ``sys.modules[name] = None`` (the standard way to block a
+    package) is absent, as is one whose import fails.
+    """
     if name in sys.modules:
-        return True
+        return sys.modules[name] is not None
     try:
         __import__(name)
     except ImportError:
         return False
     return True
+
+
+def framework_imported(name: str) -> bool:
+    """True if the framework ``name`` is already imported (nothing is imported here).
+
+    "Is this object a paddle model?" needs no import: an object of a framework that is not
+    loaded cannot be one of its models or tensors. So a torch-only process (paddle blocked,
+    broken or just not imported) never touches paddle, and the reverse.
+    """
+    return sys.modules.get(name) is not None
 
 
 def is_float_dtype(name: str) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from padiff.adapters.base import Side, framework_loaded, is_float_dtype
+from padiff.adapters.base import Side, framework_imported, is_float_dtype
 from padiff.adapters.op_events import Trace
 from padiff.adapters.paddle_ops import record_paddle
 from padiff.adapters.protocol import PostHook, PreHook
@@ -30,10 +30,10 @@ class PaddleSide(Side):
         return paddle
 
     def is_model(self, obj: Any) -> bool:
-        return framework_loaded("paddle") and isinstance(obj, self.fw.nn.Layer)
+        return framework_imported("paddle") and isinstance(obj, self.fw.nn.Layer)
 
     def is_tensor(self, obj: Any) -> bool:
-        return framework_loaded("paddle") and isinstance(obj, self.fw.Tensor)
+        return framework_imported("paddle") and isinstance(obj, self.fw.Tensor)
 
     def batchnorm_update(self, layer: Any) -> BatchNormUpdate | None:
         """A :class:`~padiff.adapters.state.BatchNormUpdate` if ``layer`` is a BatchNorm updating

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from padiff.adapters.base import Side, framework_loaded
+from padiff.adapters.base import Side, framework_imported
 from padiff.adapters.op_events import Trace
 from padiff.adapters.protocol import CallFilter, PostHook, PreHook
 from padiff.adapters.state import StateEntry
@@ -31,7 +31,7 @@ class TorchSide(Side):
         return torch
 
     def is_model(self, obj: Any) -> bool:
-        return framework_loaded("torch") and isinstance(obj, self.fw.nn.Module)
+        return framework_imported("torch") and isinstance(obj, self.fw.nn.Module)
 
     def is_unbiased_batchnorm(self, module: Any) -> bool:
         """Whether ``module`` is a torch BatchNorm tracking an exponential average (``momentum`` set),
@@ -40,7 +40,7 @@ class TorchSide(Side):
         return isinstance(module, bn) and module.track_running_stats and module.momentum is not None
 
     def is_tensor(self, obj: Any) -> bool:
-        return framework_loaded("torch") and isinstance(obj, self.fw.Tensor)
+        return framework_imported("torch") and isinstance(obj, self.fw.Tensor)
 
     def is_compiled(self, layer: Any) -> bool:
         return isinstance(layer, self.fw.jit.ScriptModule) or type(layer).__name__ == "OptimizedModule"
