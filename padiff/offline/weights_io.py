@@ -34,13 +34,22 @@ def _skeleton(side: Any, model: Any) -> dict[str, Any]:
 def export_weights(model: Any, path: str | os.PathLike[str], *, overwrite: bool = False) -> str:
     """Write every parameter and buffer of ``model`` to a safetensors file; returns its path.
 
-    An existing file is kept unless ``overwrite=True``.
+    An existing file is kept unless ``overwrite=True``. Missing parent folders are created (as
+    ``Recorder`` creates its ``out_dir``); a path that cannot be written (under a file, onto a
+    folder, no permission) raises :class:`~padiff.errors.OutputPathError` naming it.
     """
     from padiff.offline.recorder import side_of
     from padiff.offline.tensor_file import to_stored, write_tensors
+    from padiff.report.files import unwritable
 
     side = side_of(model)
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise unwritable(path, IsADirectoryError(path), "the weights")
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    except OSError as exc:
+        raise unwritable(path, exc, "the weights") from exc
     if os.path.exists(path) and not overwrite:
         raise RunFolderError(f"{path} exists; padiff does not overwrite it (pass overwrite=True or a new path).")
     tensors, dtypes = {}, {}
@@ -49,8 +58,13 @@ def export_weights(model: Any, path: str | os.PathLike[str], *, overwrite: bool 
             dtypes[f"{p}::{e.name}"] = dt = side.dtype_name(e.tensor)
             tensors[f"{p}::{e.name}"] = to_stored(side.to_numpy(e.tensor), dt)
     tmp = path + ".partial"
-    write_tensors(tmp, tensors, dtypes, {META_KEY: json.dumps(_skeleton(side, model))})
-    os.replace(tmp, path)
+    try:
+        write_tensors(tmp, tensors, dtypes, {META_KEY: json.dumps(_skeleton(side, model))})
+        os.replace(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise unwritable(path, exc, "the weights") from exc
     return path
 
 

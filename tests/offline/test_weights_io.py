@@ -61,3 +61,23 @@ def test_shapes_that_do_not_correspond_name_the_pair(tmp_path: object) -> None:
         padiff.import_weights(paddle.nn.Linear(4, 5), path)
     with pytest.raises(padiff.WeightAssignError, match="exported from a torch model"):
         padiff.import_weights(torch.nn.Linear(4, 6), path)
+
+
+def test_export_weights_creates_missing_folders(tmp_path: object) -> None:
+    import torch
+
+    path = os.path.join(str(tmp_path), "runs", "deeper", "w.safetensors")
+    assert padiff.export_weights(torch.nn.Linear(4, 3), path) == path
+    assert os.path.getsize(path) > 0 and os.listdir(os.path.dirname(path)) == ["w.safetensors"]
+
+
+def test_export_weights_under_a_file_is_an_output_path_error(tmp_path: object) -> None:
+    import torch
+
+    afile = os.path.join(str(tmp_path), "afile")
+    with open(afile, "w") as f:
+        f.write("mine\n")
+    with pytest.raises(padiff.OutputPathError, match="afile is a file, not a directory"):
+        padiff.export_weights(torch.nn.Linear(4, 3), os.path.join(afile, "w.safetensors"))
+    with pytest.raises(padiff.OutputPathError, match="is a directory; give a file name"):
+        padiff.export_weights(torch.nn.Linear(4, 3), str(tmp_path))
