@@ -80,6 +80,14 @@ def import_weights(model: Any, path: Any, layer_map: Any = None) -> list[str]:
     return _import(model, path, layer_map=layer_map)
 
 
+def rnn_train_mode(*models: Any) -> Any:
+    """A context in which every LSTM/GRU/simple RNN of ``models`` is in train mode with dropout 0
+    (paddle's CPU backward of these fails in eval mode); modes and dropout are put back after it."""
+    from padiff.runtime.rnn_mode import rnn_train_mode as _rnn_train_mode
+
+    return _rnn_train_mode(*models)
+
+
 __all__ = [
     "Comparison",
     "DiffOptions",
@@ -105,5 +113,6 @@ __all__ = [
     "compare_runs",
     "export_weights",
     "import_weights",
+    "rnn_train_mode",
     "suggest_layer_map",
 ]

@@ -137,6 +137,14 @@ class Side(FrameworkSide):
         """Run the backward pass from a scalar ``loss``."""
         loss.backward()
 
+    def rnn_layers(self, root: Any) -> list[tuple[str, Any]]:
+        """``(path, layer)`` of the framework's own recurrent layers (LSTM, GRU, simple RNN) in ``root``.
+
+        They take a ``dropout`` between stacked layers and, in paddle, run a fused kernel whose CPU
+        backward needs train mode (:mod:`padiff.runtime.rnn_mode`). None by default.
+        """
+        return []
+
     def value_version(self, t: Any) -> int:
         """A counter that in-place operations on ``t`` advance (-1 where the framework keeps none)."""
         return int(getattr(t, "_version", -1))

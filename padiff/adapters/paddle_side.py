@@ -55,6 +55,11 @@ class PaddleSide(Side):
         forward = layer.__dict__.get("forward", getattr(type(layer), "forward", None))
         return "StaticFunction" in type(forward).__name__ and _to_static_enabled(self.fw)
 
+    def rnn_layers(self, root: Any) -> list[tuple[str, Any]]:
+        from paddle.nn.layer.rnn import RNNBase
+
+        return [(p, lay) for p, lay in root.named_sublayers(include_self=True) if isinstance(lay, RNNBase)]
+
     def named_layers(self, root: Any) -> list[tuple[str, Any]]:
         return list(root.named_sublayers(include_self=True))
 

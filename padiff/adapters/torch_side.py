@@ -45,6 +45,10 @@ class TorchSide(Side):
     def is_compiled(self, layer: Any) -> bool:
         return isinstance(layer, self.fw.jit.ScriptModule) or type(layer).__name__ == "OptimizedModule"
 
+    def rnn_layers(self, root: Any) -> list[tuple[str, Any]]:
+        rnn_base = self.fw.nn.RNNBase
+        return [(p, m) for p, m in root.named_modules(remove_duplicate=False) if isinstance(m, rnn_base)]
+
     def named_layers(self, root: Any) -> list[tuple[str, Any]]:
         return list(root.named_modules(remove_duplicate=False))
 

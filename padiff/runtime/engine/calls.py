@@ -14,6 +14,7 @@ from typing import Any
 from padiff.adapters import FrameworkSide, nested
 from padiff.errors import ModelRunError, OptionsError, PadiffError
 from padiff.runtime.engine.recording import SideRecorder
+from padiff.runtime.rnn_mode import eval_rnn_hint
 
 
 def call_model(rec: SideRecorder, inputs: Mapping[str, Any], what: str, step: int) -> Any:
@@ -91,8 +92,12 @@ def compute_loss(side: FrameworkSide, out: Any, loss_fn: Callable[[Any], Any] | 
     return loss, False
 
 
-def run_backward(side: FrameworkSide, loss: Any, step: int) -> None:
-    """``loss.backward()`` for one side; a loss that cannot reach any parameter or input is a usage error."""
+def run_backward(side: FrameworkSide, loss: Any, step: int, root: Any = None) -> None:
+    """``loss.backward()`` for one side; a loss that cannot reach any parameter or input is a usage error.
+
+    ``root`` (the side's model) lets a known framework limitation be named with its fix
+    (:func:`padiff.runtime.rnn_mode.eval_rnn_hint`) instead of the generic advice.
+    """
     if not side.requires_grad(loss):
         raise ModelRunError(
             f"the {side.name} loss does not require grad, so backward cannot run: no parameter or "
@@ -104,6 +109,9 @@ def run_backward(side: FrameworkSide, loss: Any, step: int) -> None:
     except PadiffError:
         raise
     except Exception as e:
+        hint = eval_rnn_hint(side, root, e) if root is not None else None
+        if hint is not None:
+            raise ModelRunError(f"the {side.name} model raised during backward (step {step}): {hint}") from e
         raise ModelRunError(
             f"the {side.name} model raised during backward (step {step}): {type(e).__name__}: {e}. "
             f"Check that the {side.name} model's forward and backward run on their own with this input "

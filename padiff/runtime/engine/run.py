@@ -211,7 +211,7 @@ class Engine:
         if loss is None:
             self.sink.warn_once(calls.skipped_backward_warning(rec.side, self._empty_output))
             return
-        calls.run_backward(rec.side, loss, self.step)
+        calls.run_backward(rec.side, loss, self.step, rec.root)
 
     def _optimizer_step(self) -> None:
         assert self.spec.optimizers is not None
