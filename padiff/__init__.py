@@ -17,6 +17,7 @@ from typing import Any
 
 from padiff.api import auto_diff, compare
 from padiff.errors import (
+    DiskFullError,
     ExportError,
     InputError,
     MapFileError,
@@ -92,6 +93,7 @@ __all__ = [
     "Comparison",
     "DiffOptions",
     "DiffReport",
+    "DiskFullError",
     "ExportError",
     "InputError",
     "LayerMap",

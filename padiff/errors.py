@@ -66,6 +66,22 @@ class RunFolderError(PadiffError):
     or would be overwritten; the message names the file."""
 
 
+class DiskFullError(RunFolderError, OSError):
+    """The disk filled while a recording was being written (``ENOSPC``, or a quota: ``EDQUOT``).
+
+    ``path`` is the rank folder, ``needed`` the bytes the step needed, ``free`` the bytes free
+    there when it failed. The step that failed is not written (nor half-written); every earlier
+    step stays readable and the model's hooks are removed. Also an ``OSError``.
+    """
+
+    def __init__(self, message: str, path: str = "", needed: int = 0, free: int = 0) -> None:
+        super().__init__(message)
+        self.path, self.needed, self.free = path, needed, free
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class PadiffInternalError(Exception):
     """An internal invariant failed: this is a padiff bug, not a usage problem."""
 

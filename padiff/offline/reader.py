@@ -19,6 +19,7 @@ import numpy as np
 
 from padiff.errors import RunFolderError
 from padiff.offline import fmt
+from padiff.offline.run_lock import read_lock, unfinished_warning
 from padiff.offline.tensor_file import load_tensors
 
 
@@ -87,6 +88,7 @@ def read_rank(root: str) -> RankRun:
     index = os.path.join(root, fmt.INDEX_FILE)
     if not os.path.isfile(index):
         run.warnings.append(f"{index} is missing: the run recorded no complete step.")
+        _note_unfinished(run)
         return run
     with open(index, "rb") as f:
         raw = f.read()
@@ -113,7 +115,16 @@ def read_rank(root: str) -> RankRun:
         if line["step"] in run.steps:
             raise RunFolderError(f"{index}: step {line['step']} is recorded twice (line {n + 1}).")
         run.steps[line["step"]] = line
+    _note_unfinished(run)
     return run
+
+
+def _note_unfinished(run: RankRun) -> None:
+    """A folder whose recording lock is still there was not closed: say whether it is still being
+    written or stopped (and in which step); only its complete steps are read either way."""
+    info = read_lock(run.root)
+    if info is not None:
+        run.warnings.append(unfinished_warning(info, run.root, sorted(run.steps)))
 
 
 _RANK = re.compile(r"^rank-(\d+)$")

@@ -15,6 +15,7 @@ import datetime as _dt
 import json
 import os
 import sys
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from padiff.adapters.hooks import HookSet
 from padiff.errors import InputError, RunFolderError
 from padiff.offline import fmt
 from padiff.offline.capture import Capture, StepCapture
+from padiff.offline.folder_io import append_line, open_folder, write_failed, written_or_removed
 from padiff.offline.shards import is_distributed
 from padiff.offline.tensor_file import write_tensors
 from padiff.report.files import atomic_write
@@ -82,15 +84,19 @@ class Recorder:
         r, world = detect_rank(self.side.name)
         self.rank = r if rank is None else int(rank)
         self.root = os.path.join(os.fspath(out_dir), fmt.rank_dir(self.rank))
-        if os.path.exists(os.path.join(self.root, fmt.RUN_FILE)) or (
-                os.path.isdir(self.root) and os.listdir(self.root)):
-            raise RunFolderError(f"{self.root} already holds a recording; padiff never overwrites one. "
-                                 "Pass a new out_dir (or delete the old run yourself).")
-        os.makedirs(os.path.join(self.root, fmt.STEPS_DIR), exist_ok=True)
-        self._capture = Capture(self.side, model, self.layers)
-        self._mesh = is_distributed(self.side.name, [e.tensor for es in self.side.owned_state(model).values()
-                                                     for e in es])
-        self._write_header(world)
+        self._lock = open_folder(self.root)  # refuses a folder another Recorder holds or that holds a recording
+        try:
+            os.makedirs(os.path.join(self.root, fmt.STEPS_DIR), exist_ok=True)
+            self._capture = Capture(self.side, model, self.layers)
+            self._mesh = is_distributed(self.side.name, [e.tensor for es in self.side.owned_state(model).values()
+                                                         for e in es])
+            self._write_header(world)
+        except BaseException:
+            self._lock.release()
+            raise
+        # a Recorder dropped (or the interpreter leaving) between steps closes its run; inside a step the
+        # lock stays, so a reader says which step is missing
+        self._finalizer = weakref.finalize(self, self._lock.release_if_between_steps)
         self._done: set[int] = set()
         self._closed = False
         self._graph_pending = graph
@@ -116,11 +122,13 @@ class Recorder:
         state = StepCapture(i, keep_tensors=self.level == "full")
         self._cur = state
         hooks = HookSet()
+        self._lock.set_step(i)  # left in the lock if the process dies inside this step
         try:
             hooks = self._capture.install(state)
             yield
             state.errors.raise_pending()  # a recording hook that failed is reported here, not inside the model
             self._finish(state)
+            self._lock.set_step(None)
         finally:
             hooks.remove_all()
             self._cur = None
@@ -136,8 +144,10 @@ class Recorder:
         st.add("loss", "", "", 0, "loss", max(st.micro, 0), self.side.to_numpy(loss), self.side.dtype_name(loss))
 
     def close(self) -> None:
-        """Finish the run (every complete step is already on disk; this only forbids new steps)."""
+        """Finish the run: every complete step is already on disk; this forbids new steps and removes the
+        folder's lock, so readers know the run is complete (a run never closed is reported as unfinished)."""
         self._closed = True
+        self._lock.release()
 
     def __enter__(self) -> Recorder:
         return self
@@ -184,24 +194,29 @@ class Recorder:
         atomic_write(os.path.join(self.root, fmt.GRAPH_FILE), json.dumps(data))
 
     def _finish(self, st: StepCapture) -> None:
+        """Write the step: its tensor file (under a temporary name, then renamed), then its index line.
+
+        A write that fails (a full disk) leaves neither: the temporary file is removed, an index line
+        cut short is truncated away, so every earlier step stays readable and the step can be retried.
+        """
         self._capture.finish(st)
-        rel, digest = None, None
-        if self.level == "full" and st.tensors:
-            rel = fmt.step_file(st.step)
-            dest = os.path.join(self.root, rel)
-            if os.path.exists(dest):
-                raise RunFolderError(f"{dest} exists already; padiff never overwrites a recorded step.")
-            tmp = dest + ".partial"
-            digest = write_tensors(tmp, st.tensors, st.dtypes)
-            os.replace(tmp, dest)
+        rel, digest, dest = None, None, None
         line = {"step": st.step, "micro_steps": max(st.micro + 1, 1), "tensors": rel, "sha256": digest,
                 "digests": st.digests, "call_order": st.call_order, "entries": st.entries}
-        line["check"] = fmt.line_check(line)
-        data = (json.dumps(line, allow_nan=True) + "\n").encode()
-        fd = os.open(os.path.join(self.root, fmt.INDEX_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            if self.level == "full" and st.tensors:
+                rel = fmt.step_file(st.step)
+                dest = os.path.join(self.root, rel)
+                if os.path.exists(dest):
+                    raise RunFolderError(f"{dest} exists already; padiff never overwrites a recorded step.")
+                with written_or_removed(dest + ".partial") as tmp:
+                    digest = write_tensors(tmp, st.tensors, st.dtypes)
+                    os.replace(tmp, dest)
+            line.update(tensors=rel, sha256=digest)
+            line["check"] = fmt.line_check(line)
+            append_line(os.path.join(self.root, fmt.INDEX_FILE), (json.dumps(line, allow_nan=True) + "\n").encode())
+        except OSError as exc:
+            if dest is not None and os.path.exists(dest):
+                os.unlink(dest)  # no index line names it: the step was not recorded
+            raise write_failed(exc, self.root, st, sorted(self._done)) from exc
         self._done.add(st.step)
