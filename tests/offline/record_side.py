@@ -11,6 +11,7 @@ import argparse
 import os
 import signal
 import sys
+import time
 
 
 class _Block:
@@ -37,7 +38,10 @@ def main() -> None:  # noqa: C901, PLR0915  # a subprocess script: one flat sequ
     ap.add_argument("--fault-step", type=int, default=0, help="first step the scale applies at")
     ap.add_argument("--fault-micro", type=int, default=-1, help="only this micro-step (-1: all)")
     ap.add_argument("--fault-rank", type=int, default=-1, help="only this rank (-1: all)")
-    ap.add_argument("--kill-at-step", type=int, default=-1)
+    ap.add_argument("--kill-at-step", type=int, default=-1, help="SIGKILL itself in this step, after a backward")
+    ap.add_argument("--kill-rank", type=int, default=-1, help="only this rank kills itself (-1: all)")
+    ap.add_argument("--pause-at-step", type=int, default=-1,
+                    help="in this step, after a backward: create OUT.paused, wait until OUT.go exists")
     ap.add_argument("--hidden", type=int, default=8)
     ap.add_argument("--ddp", action="store_true")
     ap.add_argument("--freeze-fc1", action="store_true", help="torch: fc1's parameters do not train")
@@ -117,8 +121,12 @@ def main() -> None:  # noqa: C901, PLR0915  # a subprocess script: one flat sequ
                 loss = (model(x) ** 2).mean() / a.accum
                 rec.loss(loss)
                 loss.backward()
-                if step == a.kill_at_step:
+                if step == a.kill_at_step and a.kill_rank in (-1, rank):
                     os.kill(os.getpid(), signal.SIGKILL)
+                if step == a.pause_at_step:
+                    open(a.out + ".paused", "w").close()
+                    while not os.path.exists(a.out + ".go"):
+                        time.sleep(0.05)
             step_opt()
     rec.close()
     assert a.fw not in ("paddle",) or "torch" not in sys.modules
