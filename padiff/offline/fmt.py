@@ -12,6 +12,8 @@ A run folder holds one ``rank-<r>/`` folder per process; a process writes only i
                                 "error"} when the export failed; see :mod:`padiff.offline.graph_io`)
     RUN/rank-0/index.jsonl     one JSON line per *complete* step, appended after its tensors
     RUN/rank-0/steps/step-000003.safetensors   the step's tensors (level "full" only)
+    RUN/rank-0/recording.lock  {"pid", "host", "started", "proc_start", "step"} while a Recorder writes the
+                                folder (not part of the recording; see :mod:`padiff.offline.run_lock`)
 
 An index line is ``{"step", "micro_steps", "tensors" (relative path or null), "sha256",
 "digests": [input digest per micro-step], "call_order": [paths], "entries": [...], "check"}``
