@@ -106,14 +106,10 @@ def test_disk_full_while_writing_a_step_tensor_file(tmp_path: Any, monkeypatch: 
 
 
 # --- real processes ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def pd_run(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A complete 3-step paddle recording (torch blocked in its process)."""
-    out = str(tmp_path_factory.mktemp("faults") / "pd")
-    p = subprocess.run([sys.executable, SCRIPT, "paddle", out], env=env(), capture_output=True, text=True,
-                       timeout=300)
-    assert p.returncode == 0, p.stdout + p.stderr
-    return out
+@pytest.fixture
+def pd_run(runs: dict[str, str]) -> str:
+    """A complete 3-step paddle recording (torch blocked in its process), shared with the other offline tests."""
+    return runs["pd"]
 
 
 def _start_paused(out: str, step: int) -> subprocess.Popen[str]:
