@@ -45,6 +45,10 @@ class _Preset:
         pass
 
 
+class InterpolationMode:
+    NEAREST, BILINEAR, BICUBIC = "nearest", "bilinear", "bicubic"
+
+
 def __getattr__(name):
     return _Preset
 '''

@@ -337,6 +337,22 @@ def _fault_leaf(module: Any) -> str:
     return (in_block or leaves)[0]
 
 
+def free_rename(layer: Any, module: Any) -> Any:
+    """The true torch partner of a paddle parameter-free layer, read generically: the same path, or else the only
+    parameter-free torch leaf under the same parent that paddle has no layer of that name for (paddle ``mlp.act_fn``
+    against transformers' ``mlp.activation_fn``)."""
+    pd_paths = {n for n, _ in layer.named_sublayers()}
+    free = {n for n, m in module.named_modules()
+            if n and not list(m.children()) and not list(m.parameters(recurse=False))}
+    table: dict[str, str] = {}
+    for p in pd_paths - set(dict(module.named_modules())):
+        parent = p.rpartition(".")[0]
+        cands = [t for t in free if t.rpartition(".")[0] == parent and t not in pd_paths]
+        if len(cands) == 1:
+            table[p] = cands[0]
+    return lambda p: table.get(p, p)
+
+
 @functools.cache
 def enumerated() -> tuple[tuple[RealPair, ...], tuple[tuple[str, str], ...], tuple[str, ...]]:
     """(registered pairs, (model type, reason) for each type left out, every enumerated type)."""
@@ -351,10 +367,10 @@ def enumerated() -> tuple[tuple[RealPair, ...], tuple[tuple[str, str], ...], tup
         except Exception as exc:  # noqa: BLE001 - a type that cannot be proven is listed with its reason
             left.append((arch.model_type, _first_line(exc)))
             continue
-        _, module, _, _ = build_arch(arch)
+        layer, module, _, _ = build_arch(arch)
         pairs.append(RealPair(f"enum:{arch.model_type}", f"paddleformers / transformers (enumerated; rel diff "
                               f"{rel:.1e})", NEEDS, functools.partial(build_arch, arch), generic_copy,
-                              _fault_leaf(module), train_mode=True))
+                              _fault_leaf(module), free_rename=free_rename(layer, module), train_mode=True))
         print(f"enumerated {arch.model_type}: proven, relative diff {rel:.1e}", file=sys.stderr)
     return tuple(pairs), tuple(left), tuple(a.model_type for a in archs)
 
