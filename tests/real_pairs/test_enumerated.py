@@ -52,3 +52,26 @@ def test_the_generic_copy_names_what_it_cannot_place() -> None:
     module.extra = torch.nn.Linear(2, 2)
     with pytest.raises(pairs_enum.Unplaced, match="extra"):
         pairs_enum.generic_copy(layer, module)
+
+
+def test_padiff_names_where_the_packages_gemma3_differs() -> None:
+    """Found by the enumeration: with the packages' default rope thetas (sliding 1e4, full 1e6) paddleformers'
+    Gemma 3 text model is not transformers' one. paddleformers builds one ``Gemma3RotaryEmbedding`` from
+    ``rope_parameters["rope_theta"]`` for every layer; transformers ropes sliding-attention layers with the
+    local theta. Both built from one tiny config and copied by the generic copy, padiff must name the rotary
+    embedding, where the two first differ."""
+    from . import score
+
+    reason = dict(pairs_enum.enumerated()[1]).get("gemma3_text", "")
+    if "not equivalent" not in reason:
+        pytest.skip(f"gemma3_text is not the known non-equivalent pair here ({reason or 'registered'})")
+    import padiff
+
+    arch = next(a for a in pairs_enum.model_types() if a.model_type == "gemma3_text")
+    layer, module, p_inp, t_inp = pairs_enum.build_arch(arch)
+    layer.train()
+    module.train()
+    rep = padiff.compare(layer, module, (p_inp, t_inp), auto_weights=True, layer_map="auto", options=score.OPTIONS)
+    first = rep.first_diff
+    assert not rep and first is not None
+    assert (first.stage, first.paddle_path, first.torch_path) == ("forward", "m.rotary_emb", "m.rotary_emb"), first
