@@ -35,7 +35,8 @@ whose weights ``assign_weight`` cannot map (paddle expert list with fused ``up_g
 3-D ``gate_up_proj``/``down_proj``; Qwen2-MoE, the same with a shared expert, passes). Left out, with
 the reasons :func:`enumerated` gives: deepseek_v3 (its MLA reads a YaRN ``factor``; pairs_nlp.py has it
 with a hand config), gemma3_text (paddleformers ropes every layer with ``rope_parameters["rope_theta"]``,
-1e6; transformers sliding layers with 1e4: padiff names ``m.rotary_emb``, test_enumerated.py), gpt_oss (YaRN defaults differ, 1e-2), qwen3_vl_text (1e-2), ernie4_5_moe (paddle kernel
+1e6; transformers sliding layers with 1e4: padiff names ``m.rotary_emb``, test_enumerated.py),
+gpt_oss (YaRN defaults differ, 1e-2), qwen3_vl_text (1e-2), ernie4_5_moe (paddle kernel
 ``expand_modality_expert_id`` missing on CPU), glm4_moe / glm4v_moe / glm_moe_dsa / minimax_m2 (need the
 real ``paddlefleet``), the VL / OCR / omni / whisper types (no base model or config in paddleformers,
 ``mrope_section`` or the paddlefleet stub).
