@@ -313,3 +313,17 @@ PAIRS += ZOO_PAIRS
 from .pairs_nlp import NLP_PAIRS  # noqa: E402 - more paddleformers / transformers decoders, in their own file
 
 PAIRS += NLP_PAIRS
+
+
+def all_pairs() -> list[RealPair]:
+    """The hand-written pairs and, when the real-pairs suite asked for them (``pairs_enum.wanted``), the
+    enumerated ones: every paddleformers / transformers architecture and PaConvert conversion proven equivalent."""
+    from .pairs_convert import convert_pairs
+    from .pairs_enum import enum_pairs
+
+    return PAIRS + enum_pairs() + convert_pairs()
+
+
+def new_pairs() -> list[RealPair]:
+    """The enumerated pairs only (issue 26), for scoring what the hand-written 23 do not cover."""
+    return [p for p in all_pairs() if p not in PAIRS]

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .handcopy import apply_copy, as_numpy, owner, reverse_definition_order, truth_pairs, within
-from .pairs import PAIRS, Built, RealPair
+from .pairs import Built, RealPair, all_pairs, new_pairs
 
 OPTIONS = {"atol": 1e-5, "rtol": 1e-4}
 FAULT_SCALE = 1.05
@@ -199,6 +199,8 @@ class Row:
     edited_verdict: bool | None = None  # with the pair's ``weights_only`` pairs not compared (when it has any)
     fault_named: bool | None = None
     fault_at: str = ""
+    confident_wrong: int | None = None  # proposed pairs at confidence >= 0.9 that are wrong (SPEC §5b)
+    verdict_at: str = ""  # first_diff of the correct port when the verdict is False
     seconds: float = 0.0
     error: str = ""
 
@@ -235,11 +237,19 @@ def score_pair(pair: RealPair, reverse: bool = False) -> Row:
                                  for pr in lm.pairs), truth,
                                 pair.free_rename, ((pp.paddle_param, pp.torch_param) for pp in lm.params),
                                 {(e.paddle_name, t) for e in entries for t in e.torch_names})
+        confident = score_pairs(((pr.paddle_parts or pr.paddle_path, pr.torch_parts or pr.torch_path, pr.opaque)
+                                 for pr in lm.pairs if pr.confidence >= 0.9), truth, pair.free_rename,
+                                ((pp.paddle_param, pp.torch_param) for pp in lm.params if pp.confidence >= 0.9),
+                                {(e.paddle_name, t) for e in entries for t in e.torch_names})
+        row.confident_wrong = len(confident.wrong)
         # layer_map="auto" is exactly this: the proposal plus the special-init pairs (one export, reused)
         auto = with_special_pairs(lm, layer, module)
         with _quiet():
-            row.verdict = bool(padiff.compare(layer, module, (p_inp, t_inp), auto_weights=True,
-                                              layer_map=auto, options=OPTIONS))
+            rep = padiff.compare(layer, module, (p_inp, t_inp), auto_weights=True, layer_map=auto, options=OPTIONS)
+        row.verdict = bool(rep)
+        if not row.verdict:
+            first = rep.first_diff
+            row.verdict_at = f"{first.stage}: {first.paddle_path} <-> {first.torch_path}" if first else "(none)"
         if pair.weights_only:
             layer, module, p_inp, t_inp = build(pair, reverse)
             lm = weights_only(lm, pair.weights_only)
@@ -264,6 +274,34 @@ def score_pair(pair: RealPair, reverse: bool = False) -> Row:
         row.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
     row.seconds = time.time() - start
     return row
+
+
+ADAMW = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+
+
+def adamw_check(pair: RealPair, steps: int = 3) -> tuple[bool | None, str]:
+    """``compare(..., steps=3, optimizer=[paddle AdamW, torch AdamW])`` with equal hyper-parameters on the
+    correct port: (verdict, first_diff or error text)."""
+    import paddle
+    import torch
+
+    import padiff
+
+    try:
+        layer, module, p_inp, t_inp = build(pair)
+        p_opt = paddle.optimizer.AdamW(learning_rate=ADAMW["lr"], beta1=ADAMW["betas"][0], beta2=ADAMW["betas"][1],
+                                       epsilon=ADAMW["eps"], weight_decay=ADAMW["weight_decay"],
+                                       parameters=layer.parameters())
+        t_opt = torch.optim.AdamW(module.parameters(), lr=ADAMW["lr"], betas=ADAMW["betas"], eps=ADAMW["eps"],
+                                  weight_decay=ADAMW["weight_decay"])
+        with _quiet():
+            rep = padiff.compare(layer, module, (p_inp, t_inp), auto_weights=True, layer_map="auto", steps=steps,
+                                 optimizer=[p_opt, t_opt], options=OPTIONS)
+        first = rep.first_diff
+        at = f"{first.stage}: {first.paddle_path} <-> {first.torch_path}" if first else ""
+        return bool(rep), at
+    except Exception as exc:  # noqa: BLE001 - reported, the table goes on
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 
 def weights_only(lm: Any, torch_paths: tuple[str, ...]) -> Any:
@@ -304,8 +342,20 @@ def table(rows: list[Row]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """Score the pairs named in ``argv`` (all by default) and print the table and the wrong pairs."""
-    chosen = [p for p in PAIRS if not argv or p.name in argv]
+    """Score the pairs named in ``argv`` (all by default) and print the table and the wrong pairs.
+
+    ``--new``: the enumerated pairs only (pairs_enum.py, pairs_convert.py), each also with a 3-step AdamW
+    check and the count of wrong pairs proposed at confidence >= 0.9.
+    """
+    import os
+
+    from .pairs_enum import ENV
+
+    os.environ.setdefault(ENV, "1")
+    new = "--new" in argv
+    argv = [a for a in argv if a != "--new"]
+    pool = new_pairs() if new else all_pairs()
+    chosen = [p for p in pool if not argv or p.name in argv]
     rows: list[Row] = []
     for pair in chosen:
         missing = missing_requirements(pair)
@@ -316,6 +366,14 @@ def main(argv: list[str]) -> int:
             rows.append(score_pair(pair, reverse))
             print(f"done {pair.name} {rows[-1].order} in {rows[-1].seconds:.0f}s", file=sys.stderr)
     print(table(rows))
+    if new:
+        print("\n| pair | order | proposed at confidence >= 0.9 and wrong | verdict first_diff | AdamW 3 steps |")
+        print("|---|---|---|---|---|")
+        adamw = {p.name: adamw_check(p) for p in chosen}
+        for r in rows:
+            v, at = adamw.get(r.pair, (None, ""))
+            print(f"| {r.pair} | {r.order} | {r.confident_wrong} | {r.verdict_at or '-'} | "
+                  f"{v}{' (' + at + ')' if at else ''} |")
     for r in rows:
         if r.score and r.score.wrong:
             print(f"\n{r.pair} ({r.order}) wrong pairs: " + "; ".join(r.score.wrong))
