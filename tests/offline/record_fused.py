@@ -1,0 +1,57 @@
+"""Record one side of the fused decoder block (:mod:`fused_side`) in its own process, the other framework blocked.
+
+``python record_fused.py paddle|torch OUT [--steps N] [--fault F --fault-step S] [--graph 0|1]``:
+SGD steps on the numpy-seeded batches of :func:`fused_side.batch`, recorded by ``padiff.Recorder``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from record_side import _Block  # noqa: E402 - the blocker must be importable before any framework
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("fw")
+    ap.add_argument("out")
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--fault", type=float, default=1.0)
+    ap.add_argument("--fault-step", type=int, default=0)
+    ap.add_argument("--graph", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=0.1)
+    a = ap.parse_args()
+    sys.meta_path.insert(0, _Block("torch" if a.fw == "paddle" else "paddle"))
+    import padiff
+    from fused_side import batch, build
+
+    model, state = build(a.fw, a.fault, a.fault_step)
+    if a.fw == "paddle":
+        import paddle
+
+        opt = paddle.optimizer.SGD(learning_rate=a.lr, parameters=model.parameters())
+        to_t, step_opt = paddle.to_tensor, lambda: (opt.step(), opt.clear_grad())
+    else:
+        import torch
+
+        opt = torch.optim.SGD(model.parameters(), lr=a.lr)
+        to_t, step_opt = torch.from_numpy, lambda: (opt.step(), opt.zero_grad())
+    rec = padiff.Recorder(model, a.out, graph=bool(a.graph))
+    for step in range(a.steps):
+        state["step"] = step
+        with rec.step(step):
+            loss = (model(to_t(batch(0))) ** 2).mean()  # the live engine feeds one input every step
+            rec.loss(loss)
+            loss.backward()
+        step_opt()
+    rec.close()
+    other = "torch" if a.fw == "paddle" else "paddle"
+    assert other not in sys.modules, f"{other} was imported while recording {a.fw}"
+
+
+if __name__ == "__main__":
+    main()
