@@ -95,6 +95,7 @@ def _auto(pd: RankRun, pt: RankRun, p_inf: Mapping[str, LayerInfo], t_inf: Mappi
     from padiff.graph.from_graphs import match_attributed, proposal_map
     from padiff.graph.tree import match_trees
     from padiff.offline.graph_io import read_graph
+    from padiff.offline.settle_parts import settle_fused
 
     notes: list[str] = []
     (pg, p_why), (tg, t_why) = read_graph(pd.root), read_graph(pt.root)
@@ -107,6 +108,7 @@ def _auto(pd: RankRun, pt: RankRun, p_inf: Mapping[str, LayerInfo], t_inf: Mappi
         else:
             route, how = "graph", "auto (graphs recorded where each run was recorded)"
             notes.append("route: graph (the graphs each run recorded, matched by dataflow).")
+            result = settle_fused(result, pd, pt, p_inf, t_inf, notes)
             if any(pr.uncertain for pr in result.pairs):
                 notes.append("auto map: some pairs (or the order of fused parts) are ties the live aligner settles "
                              "by running the models; review the proposal, or pass the map suggest_layer_map saved.")

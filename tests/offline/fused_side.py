@@ -97,8 +97,8 @@ def _torch(fault: float, fault_step: int) -> tuple[Any, Any]:
 
         def forward(self, x):
             b, s, _ = x.shape
-            k = self.k_proj(x) * (fault if state["step"] >= fault_step else 1.0)
-            q, k, v = (t.reshape(b, s, HEADS, D // HEADS).transpose(1, 2) for t in (self.q_proj(x), k, self.v_proj(x)))
+            q, k, v = (t.reshape(b, s, HEADS, D // HEADS).transpose(1, 2)
+                       for t in (self.q_proj(x), self.k_proj(x), self.v_proj(x)))
             a = torch.softmax(q @ k.transpose(-1, -2) / (D // HEADS) ** 0.5, dim=-1)
             return self.out_proj((a @ v).transpose(1, 2).reshape(b, s, D))
 
@@ -126,4 +126,9 @@ def _torch(fault: float, fault_step: int) -> tuple[Any, Any]:
             lin.bias.copy_(torch.from_numpy(w[f"{name}_b"]))
         m.mlp.up.weight.copy_(torch.from_numpy(w["up"]))
         m.mlp.down.weight.copy_(torch.from_numpy(w["down"]))
+
+    def planted(_mod: Any, _args: Any, out: Any) -> Any:
+        return out * fault if state["step"] >= fault_step and fault != 1.0 else None
+
+    m.attn.k_proj.register_forward_hook(planted)  # registered first: every later hook sees the scaled output
     return m, state
