@@ -12,8 +12,9 @@ from typing import Protocol
 
 import numpy as np
 
-from padiff.compare.arrays import Stats, compare_arrays
+from padiff.compare.arrays import compare_arrays
 from padiff.options import CompareMode
+from padiff.report.records import Stats
 
 
 class Tolerance(Protocol):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import networkx as nx
 
@@ -22,7 +22,7 @@ from padiff.graph.returns import weights_only_by_returns
 from padiff.graph.tree import match_trees
 from padiff.graph.units import leaves_by_calls
 from padiff.layer_map import LayerMap, LayerPair, ParamPair, Unpaired
-from padiff.names import is_within
+from padiff.names import SideName, is_within
 
 
 def match_attributed(pg: nx.DiGraph, tg: nx.DiGraph, p_layers: Mapping[str, LayerInfo],
@@ -128,7 +128,7 @@ def _unpaired(result: MatchResult, p_layers: Mapping[str, LayerInfo],
     for left in result.unpaired:
         table = p_layers if left.side == "paddle" else t_layers
         cls = table[left.path].cls if left.path in table else ""
-        out.append(Unpaired(left.side, left.path, cls, left.reason))
+        out.append(Unpaired(cast(SideName, left.side), left.path, cls, left.reason))
     return out
 
 

@@ -79,9 +79,9 @@ def _check(rm: RunMap, p_inf: Mapping[str, LayerInfo], t_inf: Mapping[str, Layer
     for pr in rm.pairs:
         missing = [p for p in pr.paddle_paths if p not in p_inf] + [t for t in pr.torch_paths if t not in t_inf]
         if missing:
+            names = ", ".join(repr(m) for m in missing)
             raise MappingError(f"the layer map pairs {pr.label('paddle')} <-> {pr.label('torch')}, but the recorded "
-                               f"runs have no layer {', '.join(repr(m) for m in missing)}; check the map against the "
-                               "recorded models.")
+                               f"runs have no such layer ({names}); check the map against the recorded models.")
     for pp in rm.params:
         for side, inf in (("paddle", p_inf), ("torch", t_inf)):
             owner = pp.owner(side)[0]  # type: ignore[arg-type]

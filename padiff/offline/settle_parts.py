@@ -81,8 +81,8 @@ def settle_fused(result: MatchResult, pd: RankRun, pt: RankRun, p_layers: Mappin
             notes.append(f"order of fused parts settled numerically: {label}")
         else:
             pairs[i] = replace(_with_order(pr, best, best_g),
-                               evidence=ev + (f"orders of the parts {label} are numerically equivalent for the "
-                                              "recorded input: kept",))
+                               evidence=(*ev, f"orders of the parts {label} are numerically equivalent for the "
+                                                    "recorded input: kept"))
     return replace(result, pairs=pairs)
 
 

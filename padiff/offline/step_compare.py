@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from padiff.offline.reader import RankRun
 from padiff.offline.run_plans import Skeleton, pair_label, plan_param_recorded, plan_recorded, source
 from padiff.offline.shards import ShardGroup
 from padiff.options import DiffOptions
-from padiff.report.records import Comparison, DiffReport, Stats
+from padiff.report.records import Comparison, DiffReport, Stage, Stats
 from padiff.weights.plan import PairPlan
 
 
@@ -113,8 +113,8 @@ class StepComparer:
             item = f"{item}, micro-step {micro}"
         if self.multi:
             item = f"rank {self.rank}: {item}"
-        self.rep.records.append(Comparison(stage, self.step, p_path, t_path, p_cls, t_cls, stats, call=call,
-                                           item=item, order=order,
+        self.rep.records.append(Comparison(cast(Stage, stage), self.step, p_path, t_path, p_cls, t_cls, stats,
+                                           call=call, item=item, order=order,
                                            depth=0 if not p_path else p_path.count(".") + 1, dtype=dtype))
         self.stages.add(stage)
 
@@ -302,8 +302,8 @@ class StepComparer:
     def _param_pair(self, stage: str, k: int, pp: ParamPair, plans: RunPlans) -> None:
         try:
             ps, ts, link = plan_param_recorded(pp, plans.pd, plans.pt)
-        except WeightAssignError as e:
-            msg = f"parameters not compared: {e}"
+        except WeightAssignError as err:
+            msg = f"parameters not compared: {err}"
             if msg not in self.rep.warnings:
                 self.rep.warnings.append(msg)
             return

@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from record_side import _Block  # noqa: E402 - the blocker must be importable before any framework
+from record_side import _Block
 
 
 def main() -> None:
@@ -26,8 +26,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.1)
     a = ap.parse_args()
     sys.meta_path.insert(0, _Block("torch" if a.fw == "paddle" else "paddle"))
-    import padiff
     from fused_side import batch, build
+
+    import padiff
 
     model, state = build(a.fw, a.fault, a.fault_step)
     if a.fw == "paddle":
