@@ -30,6 +30,7 @@ class RunMap:
     route: str = ""
     notes: list[str] = field(default_factory=list)
     proposal: LayerMap | None = None  # what "auto" proposed, for a person to review
+    root_added: bool = False  # the root pair was added for its outputs, not given by the map
 
 
 def skeleton_infos(run: RankRun) -> dict[str, LayerInfo]:
@@ -53,6 +54,7 @@ def resolve_map(pd: RankRun, pt: RankRun, layer_map: Any) -> RunMap:
     _check(rm, p_inf, t_inf)
     if not any(p.paddle_path == "" and p.torch_path == "" for p in rm.pairs):
         rm.pairs.insert(0, LayerPair("", "", pd.skeleton.get("root_class", ""), pt.skeleton.get("root_class", "")))
+        rm.root_added = True
     return rm
 
 
