@@ -120,3 +120,26 @@ def test_planted_fault_named_alike(recorded: dict[str, str], live: dict[str, Any
         off = padiff.compare_runs(recorded["pd"], recorded["pt_fault"], layer_map=layer_map, options=OPTS)
         assert not off
         assert _key(off.first_diff) == _key(live_first), layer_map
+
+
+def test_the_auto_proposal_is_written_beside_the_report(recorded: dict[str, str], live: dict[str, Any],
+                                                        tmp_path: Any) -> None:
+    """The proposal ``"auto"`` used is the one suggest_layer_map makes, saved for review next to the report."""
+    import padiff
+    from padiff.cli import main
+
+    report = os.path.join(str(tmp_path), "r.json")
+    assert main(["compare-runs", recorded["pd"], recorded["pt"], "--map", "auto", "--options",
+                 "atol=1e-5,rtol=1e-4", "--json", report]) == 0
+    saved = padiff.LayerMap.load(os.path.join(str(tmp_path), "r.map.yaml"))
+
+    def pairs(lm: Any) -> set[tuple[tuple[str, ...], tuple[str, ...], int]]:
+        return {(p.paddle_paths, p.torch_paths, p.groups) for p in lm.pairs}
+
+    assert pairs(saved) == pairs(live["lm"])
+    assert {(p.paddle_param, p.torch_param, p.conversion) for p in saved.params} == {
+        (p.paddle_param, p.torch_param, p.conversion) for p in live["lm"].params}
+    # the saved proposal, passed back, gives the same verdict
+    saved_path = os.path.join(str(tmp_path), "r.map.yaml")
+    again = padiff.compare_runs(recorded["pd"], recorded["pt_fault"], layer_map=saved_path, options=OPTS)
+    assert not again and again.first_diff.torch_path == "attn.k_proj"
