@@ -48,7 +48,7 @@ def main() -> None:
             loss = (model(to_t(batch(0))) ** 2).mean()  # the live engine feeds one input every step
             rec.loss(loss)
             loss.backward()
-        step_opt()
+            step_opt()  # inside the step: its "weight" records are the values after the step, as live
     rec.close()
     other = "torch" if a.fw == "paddle" else "paddle"
     assert other not in sys.modules, f"{other} was imported while recording {a.fw}"
