@@ -27,7 +27,7 @@ from padiff.offline.capture import UNBIASED_VARIANCE
 from padiff.offline.entry_compare import compare_entry, compare_shards, entry_array
 from padiff.offline.reader import RankRun
 from padiff.offline.run_plans import Skeleton, pair_label, plan_param_recorded, plan_recorded, source
-from padiff.offline.shards import ShardGroup
+from padiff.offline.shards import Merged, ShardGroup, shard_note
 from padiff.options import DiffOptions
 from padiff.report.records import Comparison, DiffReport, Stage, Stats
 from padiff.weights.plan import PairPlan
@@ -217,7 +217,9 @@ class StepComparer:
         fused_run, part_run = (self.pt, self.pd) if split == "paddle" else (self.pd, self.pt)
         f_ten, p_ten = (self.t_ten, self.p_ten) if split == "paddle" else (self.p_ten, self.t_ten)
         whole = entry_array(fused_run, self.step, f_ten, fe, None)
-        arrs = [entry_array(part_run, self.step, p_ten, pe, None) for pe in pes]  # type: ignore[arg-type]
+        merged = self._merged_parts(part_run, fe, pes, pair.axis)  # type: ignore[arg-type]
+        arrs = ([m.array for m in merged] if merged is not None
+                else [entry_array(part_run, self.step, p_ten, pe, None) for pe in pes])  # type: ignore[arg-type]
         (self.used_t if split == "paddle" else self.used_p).add(fe["key"])
         self.used_t.update(pe["key"] for pe in pes if split == "torch")  # type: ignore[index]
         i, grad = out_index(fe["item"]), stage == "backward"
@@ -255,8 +257,29 @@ class StepComparer:
                         else f"{base} {describe(index[k], pair.groups)} of axis {pair.axis}")
             else:
                 item = base if grad else f"{base} (part {k + 1}/{len(parts)} of the concatenation)"
-            self.add(stage, p_path, t_path, p_cls, t_cls, verdict(p_arr, t_arr, self.opts), item, order,
-                     fe["micro"], fe.get("dtype", ""), fe["call"])
+            stats = verdict(p_arr, t_arr, self.opts)
+            if merged is not None and merged[k].how and isinstance(part_run, ShardGroup):
+                item += f" ({shard_note(merged[k], split, part_run.ranks, p_arr, t_arr, stats, self.opts)})"
+            self.add(stage, p_path, t_path, p_cls, t_cls, stats, item, order, fe["micro"], fe.get("dtype", ""),
+                     fe["call"])
+
+    def _merged_parts(self, part_run: Any, fe: dict[str, Any], pes: list[dict[str, Any]],
+                      axis: int) -> list[Merged] | None:
+        """The parts of a fused pair merged from a tensor-parallel run's ranks (None when not sharded).
+
+        A part recorded as a plain local tensor (a column-parallel output) has no placement; when the
+        parts' local widths times the ranks make up the fused width, each part is merged along the axis.
+        """
+        if not isinstance(part_run, ShardGroup):
+            return None
+        world, full = len(part_run.ranks), list(fe["shape"])
+        ax = axis_of(axis, len(full))
+        local = [list(pe["shape"]) for pe in pes]
+        wants: list[list[int] | None] = [None] * len(pes)
+        if ax is not None and all(len(s) == len(full) for s in local) and \
+                sum(s[ax] for s in local) * world == full[ax]:
+            wants = [[d * world if i == ax else d for i, d in enumerate(s)] for s in local]
+        return [part_run.merged(self.step, pe, want, self.use_stats) for pe, want in zip(pes, wants)]
 
     def _params(self, stage: str, pair: LayerPair, plan: PairPlan, plans: RunPlans) -> None:
         """A pair's parameter gradients or values after the step, each through its link (as live)."""

@@ -31,9 +31,10 @@ def batch(step: int) -> np.ndarray:
     return np.random.default_rng(100 + step).standard_normal((BATCH, SEQ, D)).astype("float32")
 
 
-def build(fw: str, fault: float = 1.0, fault_step: int = 0) -> tuple[Any, Any]:
-    """``(model, state)`` for ``fw``; ``state["step"]`` is set by the loop (the fault starts at ``fault_step``)."""
-    return _paddle() if fw == "paddle" else _torch(fault, fault_step)
+def build(fw: str, fault: float = 1.0, fault_step: int = 0, fault_rank: int = -1) -> tuple[Any, Any]:
+    """``(model, state)`` for ``fw``; ``state["step"]`` is set by the loop (the fault starts at ``fault_step``,
+    on every rank or only on ``fault_rank``)."""
+    return _paddle() if fw == "paddle" else _torch(fault, fault_step, fault_rank)
 
 
 def _paddle() -> tuple[Any, Any]:
@@ -82,7 +83,9 @@ def _paddle() -> tuple[Any, Any]:
     return m, state
 
 
-def _torch(fault: float, fault_step: int) -> tuple[Any, Any]:
+def _torch(fault: float, fault_step: int, fault_rank: int) -> tuple[Any, Any]:
+    import os
+
     import torch
     import torch.nn.functional as F
 
@@ -96,11 +99,11 @@ def _torch(fault: float, fault_step: int) -> tuple[Any, Any]:
             self.out_proj = torch.nn.Linear(D, D)
 
         def forward(self, x):
-            b, s, _ = x.shape
-            q, k, v = (t.reshape(b, s, HEADS, D // HEADS).transpose(1, 2)
+            b, s, _ = x.shape  # heads as many as the projections give: all, or this rank's under tensor parallel
+            q, k, v = (t.reshape(b, s, -1, D // HEADS).transpose(1, 2)
                        for t in (self.q_proj(x), self.k_proj(x), self.v_proj(x)))
             a = torch.softmax(q @ k.transpose(-1, -2) / (D // HEADS) ** 0.5, dim=-1)
-            return self.out_proj((a @ v).transpose(1, 2).reshape(b, s, D))
+            return self.out_proj((a @ v).transpose(1, 2).reshape(b, s, -1))
 
     class Mlp(torch.nn.Module):
         def __init__(self) -> None:
@@ -127,8 +130,11 @@ def _torch(fault: float, fault_step: int) -> tuple[Any, Any]:
         m.mlp.up.weight.copy_(torch.from_numpy(w["up"]))
         m.mlp.down.weight.copy_(torch.from_numpy(w["down"]))
 
+    rank = int(os.environ.get("RANK", "0"))
+
     def planted(_mod: Any, _args: Any, out: Any) -> Any:
-        return out * fault if state["step"] >= fault_step and fault != 1.0 else None
+        on = state["step"] >= fault_step and fault != 1.0 and fault_rank in (-1, rank)
+        return out * fault if on else None
 
     m.attn.k_proj.register_forward_hook(planted)  # registered first: every later hook sees the scaled output
     return m, state

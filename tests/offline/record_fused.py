@@ -24,13 +24,16 @@ def main() -> None:
     ap.add_argument("--fault-step", type=int, default=0)
     ap.add_argument("--graph", type=int, default=1)
     ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--fault-rank", type=int, default=-1)
+    ap.add_argument("--tp", action="store_true", help="torch: heads split over 2 ranks (q/k/v column-, out_proj "
+                                                      "row-parallel, DTensor under torchrun)")
     a = ap.parse_args()
     sys.meta_path.insert(0, _Block("torch" if a.fw == "paddle" else "paddle"))
     from fused_side import batch, build
 
     import padiff
 
-    model, state = build(a.fw, a.fault, a.fault_step)
+    model, state = build(a.fw, a.fault, a.fault_step, a.fault_rank)
     if a.fw == "paddle":
         import paddle
 
@@ -39,6 +42,13 @@ def main() -> None:
     else:
         import torch
 
+        if a.tp:
+            from torch.distributed.device_mesh import init_device_mesh
+            from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+            mesh = init_device_mesh("cpu", (2,))
+            parallelize_module(model, mesh, {"attn.q_proj": ColwiseParallel(), "attn.k_proj": ColwiseParallel(),
+                                             "attn.v_proj": ColwiseParallel(), "attn.out_proj": RowwiseParallel()})
         opt = torch.optim.SGD(model.parameters(), lr=a.lr)
         to_t, step_opt = torch.from_numpy, lambda: (opt.step(), opt.zero_grad())
     rec = padiff.Recorder(model, a.out, graph=bool(a.graph))
