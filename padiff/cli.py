@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_pd", metavar="RUN_PD", help="the paddle run folder")
     p.add_argument("run_pt", metavar="RUN_PT", help="the torch run folder")
     p.add_argument("--map", metavar="MAP|auto",
-                   help="a layer-map file, or 'auto' to match the recorded graphs (else module trees)")
+                   help="a layer-map file, or 'auto' to match the recorded graphs (else module trees); with "
+                        "'auto' the proposal is written beside --report/--json as NAME.map.yaml for review")
     p.add_argument("--no-conventions", action="store_true",
                    help="compare raw values: do not reconcile framework conventions (BatchNorm running variance)")
     p.add_argument("--options", metavar="K=V,...", help="comparison options, e.g. atol=1e-4,rtol=0")

@@ -53,7 +53,7 @@ class StepCapture:
             dtype: str, placement: dict[str, Any] | None = None) -> dict[str, Any]:
         """Add one entry (and its tensor at level ``full``); returns the entry. ``placement``: how a
         tensor-parallel shard sits in the whole tensor (:mod:`padiff.offline.shards`)."""
-        key = f"{stage}|{path}|{call}|{item}|{micro}"
+        key = fmt.entry_key(stage, path, call, item, micro)
         arr = np.asarray(arr)
         entry = {"key": key, "stage": stage, "path": path, "cls": cls, "call": call, "item": item, "micro": micro,
                  "shape": list(arr.shape), "dtype": dtype, "stats": fmt.tensor_stats(arr)}

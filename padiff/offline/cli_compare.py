@@ -17,8 +17,10 @@ def cmd_compare_runs(args: argparse.Namespace) -> int:
     from padiff.offline.compare_runs import compare_runs
     from padiff.report.logs import render_report
 
+    beside = args.report or args.json
+    save_map = os.path.splitext(beside)[0] + ".map.yaml" if args.map == "auto" and beside else None
     rep = compare_runs(args.run_pd, args.run_pt, layer_map=args.map, options=options,
-                       conventions=not getattr(args, "no_conventions", False))
+                       conventions=not getattr(args, "no_conventions", False), save_map=save_map)
     print(render_report(rep, log_dir=args.log_dir, log_keep=args.log_keep))
     for w in rep.warnings:
         print(f"warning: {w}")
@@ -30,6 +32,8 @@ def cmd_compare_runs(args: argparse.Namespace) -> int:
         from padiff.report.json_report import write_json
 
         print(f"JSON report: {write_json(rep, args.json)}")
+    if save_map:
+        print(f"Proposed layer map: {save_map} (review it with `padiff review`, pass it back with --map)")
     if rep:
         return 0
     first = rep.first_diff

@@ -55,6 +55,15 @@ STAGES = ("forward", "loss", "backward", "grad", "weight")
 STAT_NAMES = ("mean", "std", "min", "max", "abs_mean", "rms", "nan", "inf")
 
 
+def entry_key(stage: str, path: str, call: int, item: str, micro: int) -> str:
+    """The key of one recorded entry (and of its tensor in the step file): writer and reader both use this.
+
+    ``stage|path|call|item|micro``; the comparison looks the other run's entry up by the same key,
+    so a change of format here is one change for both sides.
+    """
+    return f"{stage}|{path}|{int(call)}|{item}|{int(micro)}"
+
+
 def rank_dir(rank: int) -> str:
     """The folder name of one rank's recording."""
     return f"rank-{rank}"

@@ -54,11 +54,34 @@ def export_graph(side_name: str, model: Any, inputs: Mapping[str, Any], timeout:
 
             tx = export_torch(model, inputs)
             g = build.build_graph(build.load(tx.model), tx.owner, build.torch_scope(tx.module_paths), tx.shapes)
-    except ExportError as exc:
-        return {"version": GRAPH_VERSION, "error": str(exc), "seconds": time.perf_counter() - t0}
     except Exception as exc:  # noqa: BLE001 - a graph is optional: the run must go on without it
-        return {"version": GRAPH_VERSION, "error": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - t0}
+        why = str(exc) if isinstance(exc, ExportError) else f"{type(exc).__name__}: {exc}"
+        return _eager_instead(side_name, model, inputs, why, t0)
     return {"version": GRAPH_VERSION, "seconds": round(time.perf_counter() - t0, 3), **graph_to_data(g)}
+
+
+def _eager_instead(side_name: str, model: Any, inputs: Mapping[str, Any], export_error: str,
+                   t0: float) -> dict[str, Any]:
+    """The graph of one recorded eager forward (as ``suggest_layer_map`` falls back to), or the reasons there is none.
+
+    The module trees alone cannot see fused pairs or raw parameters; the dataflow of the ops
+    one eager forward runs can (:mod:`padiff.graph.eager_record`), so ``"auto"`` offline keeps
+    the proposal the live aligner would make when an exporter fails.
+    """
+    from padiff.adapters import PADDLE, TORCH
+    from padiff.graph.eager import build_eager_graph
+    from padiff.graph.eager_record import record_dataflow
+
+    side = PADDLE if side_name == "paddle" else TORCH
+    try:
+        ops, ins, params, returns = record_dataflow(side, model, dict(inputs))
+        g = build_eager_graph(ops, ins, params, returns)
+    except Exception as exc:  # noqa: BLE001 - a graph is optional: the run must go on without it
+        return {"version": GRAPH_VERSION, "seconds": time.perf_counter() - t0,
+                "error": f"{export_error}; and recording an eager forward instead failed too: "
+                         f"{type(exc).__name__}: {exc}"}
+    return {"version": GRAPH_VERSION, "seconds": round(time.perf_counter() - t0, 3), "route": "eager",
+            "export_error": export_error, **graph_to_data(g)}
 
 
 def graph_to_data(g: nx.DiGraph) -> dict[str, Any]:
@@ -68,6 +91,7 @@ def graph_to_data(g: nx.DiGraph) -> dict[str, Any]:
         "edges": [[u, v, _plain(a)] for u, v, a in g.edges(data=True)],
         "control_layers": sorted(g.graph.get("control_layers", ())),
         "owner": {k: list(v) for k, v in g.graph.get("owner", {}).items()},
+        "returns": {k: list(v) for k, v in (g.graph.get("returns") or {}).items()},
     }
 
 
@@ -85,6 +109,8 @@ def data_to_graph(data: Mapping[str, Any]) -> nx.DiGraph:
     g.graph["control_layers"] = frozenset(data.get("control_layers", ()))
     g.graph["used_params"] = frozenset(p for n in g.nodes for p, _ in g.nodes[n]["params"])
     g.graph["owner"] = {k: tuple(v) for k, v in data.get("owner", {}).items()}
+    if data.get("returns"):
+        g.graph["returns"] = {k: tuple(v) for k, v in data["returns"].items()}
     return g
 
 

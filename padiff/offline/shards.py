@@ -153,6 +153,26 @@ def shard_of(merged: Merged, index: Sequence[int], ranks: Sequence[int]) -> int 
     return None
 
 
+def shard_note(m: Merged, side: str, ranks: Sequence[int], a: np.ndarray, b: np.ndarray, stats: Any,
+               opts: Any) -> str:
+    """``torch ranks 0-1 merged, sharded on dim 2; differs in the shard of rank 1`` for one merged tensor.
+
+    ``a``/``b`` are the compared paddle and torch arrays, the merged side's laid out as merged.
+    """
+    from padiff.compare.verdict import verdict
+
+    text = f"{side} ranks {ranks[0]}-{ranks[-1]} merged, {m.how}"
+    if stats.passed or m.dim < 0 or a.shape != b.shape or m.dim >= a.ndim:
+        return text
+    bad, start = [], 0
+    for r, size in zip(ranks, m.sizes):
+        sl = tuple(slice(start, start + size) if d == m.dim else slice(None) for d in range(a.ndim))
+        if not verdict(a[sl], b[sl], opts).passed:
+            bad.append(int(r))
+        start += size
+    return text + (f"; differs in the shard of rank {', '.join(str(r) for r in bad)}" if bad else "")
+
+
 class ShardGroup:
     """The ranks of one tensor-parallel mesh, read as one run (what ``compare_runs`` compares).
 

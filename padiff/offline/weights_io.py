@@ -3,8 +3,8 @@
 The file holds every tensor a model owns under ``"<layer path>::<name>"`` and, in its
 metadata, the model skeleton (the same JSON as a run folder's), so the importing side pairs
 layers with the same routes as ``compare_runs`` (definition order, ``"auto"``, a map) and
-converts layouts with :mod:`padiff.weights.layout_infer`. Each side imports only its own
-framework.
+converts them with the same plans (:mod:`padiff.offline.import_plan`). Each side imports only
+its own framework.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from padiff.errors import RunFolderError, WeightAssignError
-from padiff.layer_map import LayerPair
+from padiff.names import show
+from padiff.offline.import_plan import describe, plan_import
 
 META_KEY = "padiff-weights"
 
@@ -72,15 +73,17 @@ def import_weights(model: Any, path: str | os.PathLike[str], layer_map: Any = No
     """Copy the weights of a file written by :func:`export_weights` (the other framework) into ``model``.
 
     Layers are paired by ``layer_map`` (``None``: definition order of parameter-holding layers,
-    ``"auto"``: the module-tree matcher, a map file / ``LayerMap`` / path dict). Returns one line per
-    pair saying how its tensors were converted; raises ``WeightAssignError`` naming the pair when
-    the shapes do not correspond. The file's side must be the other framework.
+    ``"auto"``: the module-tree matcher over the two skeletons, a map file / ``LayerMap`` / path
+    dict with fused pairs and parameter pairs kept) and converted by the same weight plans as the
+    live copy and ``compare_runs`` (:mod:`padiff.offline.run_plans`). Nothing is guessed: a pair
+    ``"auto"`` is not sure of (confidence below 0.9) and a square weight whose orientation neither a
+    known layer convention nor the map decides are refused with a ``WeightAssignError`` naming the
+    layers and saying what to do, before any tensor is written. Returns one line per pair saying
+    how its tensors were converted. The file's side must be the other framework.
     """
-    from padiff.offline.compare_runs import resolve_pairs
     from padiff.offline.reader import RankRun
     from padiff.offline.recorder import side_of
     from padiff.offline.tensor_file import load_tensors, read_metadata
-    from padiff.weights.layout_infer import Tensor, one_to_one
 
     side = side_of(model)
     path = os.fspath(path)
@@ -99,71 +102,20 @@ def import_weights(model: Any, path: str | os.PathLike[str], layer_map: Any = No
         raise WeightAssignError(f"{path} was exported from a {side.name} model; import_weights copies across "
                                 "frameworks (export the other side's model).")
     pd, pt = (dst, src) if side.name == "paddle" else (src, dst)
-    if layer_map is None:
-        from padiff.graph.suggest import baseline_pairs
-        from padiff.offline.compare_runs import skeleton_infos
-
-        pairs = baseline_pairs(skeleton_infos(pd), skeleton_infos(pt))
-    else:
-        pairs, _route, _notes = resolve_pairs(pd, pt, layer_map)
+    copies = plan_import(pd, pt, layer_map)
     owned = side.owned_state(model)
-    layers = dict(side.named_layers(model))
-    done: list[str] = []
-    for pair in pairs:
-        mine, theirs = pair.paddle_path, pair.torch_path
-        if side.name != "paddle":
-            mine, theirs = theirs, mine
-        entries = owned.get(mine, [])
-        if not entries:
-            continue
-        src_state = next((lay["state"] for lay in meta["layers"] if lay["path"] == theirs), [])
-        src_cls = next((lay["cls"] for lay in meta["layers"] if lay["path"] == theirs), "")
-        my_cls = type(layers[mine]).__name__
-        if side.name == "paddle":
-            links = one_to_one([Tensor(e.name, side.shape(e.tensor), my_cls) for e in entries],
-                               [Tensor(s["name"], tuple(s["shape"]), src_cls) for s in src_state])
-        else:
-            links = _reverse_links(entries, side, my_cls, src_state, src_cls)
-        if links is None:
-            raise WeightAssignError(_mismatch(pair, entries, side, src_state))
-        by_name = {e.name: e for e in entries}
-        for link in links:
-            arr = link.fn([arrays[f"{theirs}::{n}"] for n in link.torch_names])
-            side.set_value(by_name[link.paddle_name].tensor, np.ascontiguousarray(arr))
-        how = ", ".join(f"{k.paddle_name} ({k.conversion})" for k in links)
-        done.append(f"{_show(mine)} <- {_show(theirs)}: {how}")
-    return done
+    values = []
+    for c in copies:  # every value computed (and checked) before the model is touched
+        mine = c.target(side.name)
+        entry = next(e for e in owned[mine.path] if e.name == mine.name)
+        arr = c.value(arrays, side.name)
+        if tuple(arr.shape) != tuple(side.shape(entry.tensor)):
+            raise WeightAssignError(f"{c.label}: the converted value has shape {list(arr.shape)} but "
+                                    f"{side.name} {show(mine.path)}.{mine.name} has {list(side.shape(entry.tensor))}.")
+        values.append((entry, arr))
+    for entry, arr in values:
+        side.set_value(entry.tensor, np.ascontiguousarray(arr))
+    return describe(copies)
 
 
-def _reverse_links(entries: list[Any], side: Any, my_cls: str, src_state: list[dict[str, Any]], src_cls: str) -> Any:
-    """torch side importing paddle weights: link in the paddle direction, then apply the inverse."""
-    from padiff.weights.layout_infer import Inferred, Tensor, one_to_one
-
-    fwd = one_to_one([Tensor(s["name"], tuple(s["shape"]), src_cls) for s in src_state],
-                     [Tensor(e.name, side.shape(e.tensor), my_cls) for e in entries])
-    if fwd is None:
-        return None
-    out = []
-    for link in fwd:
-        if "transpose" not in link.conversion and "reshape" not in link.conversion and link.conversion != "copy":
-            return None
-        shape = next(side.shape(e.tensor) for e in entries if e.name == link.torch_names[0])
-
-        def inv(arrs: list[np.ndarray], shape: tuple[int, ...] = shape,
-                tr: bool = "transpose" in link.conversion) -> np.ndarray:
-            a = arrs[0]
-            return a.T.reshape(shape) if tr else a.reshape(shape)
-        out.append(Inferred(link.torch_names[0], (link.paddle_name,), link.conversion, inv))
-    return out
-
-
-def _mismatch(pair: LayerPair, entries: list[Any], side: Any, src_state: list[dict[str, Any]]) -> str:
-    mine = [f"{e.name}{list(side.shape(e.tensor))}" for e in entries]
-    theirs = [f"{s['name']}{s['shape']}" for s in src_state]
-    return (f"cannot copy weights for paddle {_show(pair.paddle_path)} <-> torch {_show(pair.torch_path)}: "
-            f"this model holds {mine}, the file {theirs}. Pass a layer_map (or 'auto') that pairs these layers "
-            "correctly, or register a special init.")
-
-
-def _show(path: str) -> str:
-    return path or "<root>"
+__all__ = ["META_KEY", "export_weights", "import_weights"]

@@ -16,9 +16,10 @@ import numpy as np
 
 from padiff.adapters import PADDLE, TORCH
 from padiff.adapters.frames import user_stack
-from padiff.compare.arrays import compare_arrays, structure_mismatch
+from padiff.compare.arrays import structure_mismatch
 from padiff.compare.items import Items, align_items
 from padiff.compare.keyed import key_skeleton, reorder_like
+from padiff.compare.verdict import verdict
 from padiff.options import DiffOptions
 from padiff.report.records import Stats
 from padiff.runtime.engine.sink import RecordSink, Site, SortKey
@@ -34,8 +35,7 @@ class Comparer:
 
     def stats(self, a: np.ndarray, b: np.ndarray, *, gradient: bool = False) -> Stats:
         """Paddle array ``a`` against torch array ``b`` (``gradient``: both are gradients of outputs)."""
-        o = self.opts
-        return compare_arrays(a, b, o.atol, o.rtol, o.compare_mode, o.mismatch_ratio, gradient=gradient)
+        return verdict(a, b, self.opts, gradient=gradient)
 
     # --- forward ---------------------------------------------------------------------------
     def outputs(self, stage: str, pev: Event, tev: Event, p_arrs: list[np.ndarray], t_arrs: list[np.ndarray]) -> None:

@@ -1,0 +1,141 @@
+"""Which layers of two recorded runs to compare: the same ``LayerMap`` types the live path resolves.
+
+A map file, a ``LayerMap`` or a ``{paddle_path: torch_path}`` dict is read through the one
+map parser (:mod:`padiff.layer_map`): fused pairs keep their parts, axis and groups, parameter
+pairs and opaque pairs are kept. ``"auto"`` makes the proposal ``suggest_layer_map`` makes
+(:mod:`padiff.graph.from_graphs`) from the graphs each run stored (exported, or one eager
+forward's dataflow when the export failed), else from the module trees; the proposal is a
+``LayerMap`` a person can save, review and pass back. ``None``: call order of the first step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from padiff.errors import MappingError
+from padiff.graph.match import LayerInfo
+from padiff.layer_map import LayerMap, LayerPair, ParamPair
+from padiff.offline.reader import RankRun
+
+
+@dataclass
+class RunMap:
+    """The resolved pairing of two runs: layer pairs, parameter pairs, the route and notes for the report."""
+
+    pairs: list[LayerPair]
+    params: list[ParamPair] = field(default_factory=list)
+    route: str = ""
+    notes: list[str] = field(default_factory=list)
+    proposal: LayerMap | None = None  # what "auto" proposed, for a person to review
+    root_added: bool = False  # the root pair was added for its outputs, not given by the map
+
+
+def skeleton_infos(run: RankRun) -> dict[str, LayerInfo]:
+    """``{path: LayerInfo}`` from a recorded skeleton (what the matchers need)."""
+    out = {}
+    for lay in run.skeleton.get("layers", []):
+        shapes = tuple(tuple(int(x) for x in s["shape"]) for s in lay.get("state", []))
+        out[lay["path"]] = LayerInfo(lay["path"], lay["cls"], bool(lay["leaf"]), shapes)
+    return out
+
+
+def resolve_map(pd: RankRun, pt: RankRun, layer_map: Any) -> RunMap:
+    """The pairs to compare (the root pair first when the map has none), checked against both skeletons."""
+    p_inf, t_inf = skeleton_infos(pd), skeleton_infos(pt)
+    if isinstance(layer_map, str) and layer_map == "auto":
+        rm = _auto(pd, pt, p_inf, t_inf)
+    elif layer_map is None or (isinstance(layer_map, Mapping) and not layer_map):
+        rm = _call_order(pd, pt, p_inf, t_inf)
+    else:
+        rm = RunMap(*_given(layer_map, p_inf, t_inf), route="layer map")
+    _check(rm, p_inf, t_inf)
+    if not any(p.paddle_path == "" and p.torch_path == "" for p in rm.pairs):
+        rm.pairs.insert(0, LayerPair("", "", pd.skeleton.get("root_class", ""), pt.skeleton.get("root_class", "")))
+        rm.root_added = True
+    return rm
+
+
+def _given(layer_map: Any, p_inf: Mapping[str, LayerInfo],
+           t_inf: Mapping[str, LayerInfo]) -> tuple[list[LayerPair], list[ParamPair]]:
+    if isinstance(layer_map, (str, os.PathLike)):
+        layer_map = LayerMap.load(os.fspath(layer_map))
+    if isinstance(layer_map, LayerMap):
+        if layer_map.map:
+            raise MappingError("an offline comparison needs a map of layer paths (a map file or LayerMap.pairs); "
+                               "a LayerMap holding live layer objects (.map) cannot be used across processes.")
+        return list(layer_map.pairs), list(layer_map.params)
+    if isinstance(layer_map, Mapping):
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in layer_map.items()):
+            raise MappingError("an offline layer_map dict must map paddle layer paths to torch layer paths "
+                               "(strings such as {'fc1': 'first'}).")
+        return [LayerPair(k, v, p_inf[k].cls if k in p_inf else "", t_inf[v].cls if v in t_inf else "")
+                for k, v in layer_map.items()], []
+    raise MappingError("layer_map must be 'auto', a map file path, a LayerMap or a {paddle_path: torch_path} "
+                       f"dict, got {type(layer_map).__name__}.")
+
+
+def _check(rm: RunMap, p_inf: Mapping[str, LayerInfo], t_inf: Mapping[str, LayerInfo]) -> None:
+    for pr in rm.pairs:
+        missing = [p for p in pr.paddle_paths if p not in p_inf] + [t for t in pr.torch_paths if t not in t_inf]
+        if missing:
+            names = ", ".join(repr(m) for m in missing)
+            raise MappingError(f"the layer map pairs {pr.label('paddle')} <-> {pr.label('torch')}, but the recorded "
+                               f"runs have no such layer ({names}); check the map against the recorded models.")
+    for pp in rm.params:
+        for side, inf in (("paddle", p_inf), ("torch", t_inf)):
+            owner = pp.owner(side)[0]  # type: ignore[arg-type]
+            if owner not in inf:
+                raise MappingError(f"the parameter pair {pp.paddle_param!r} <-> {pp.torch_param!r} names a {side} "
+                                   f"layer {owner!r} the {side} run does not have; check the map.")
+
+
+def _auto(pd: RankRun, pt: RankRun, p_inf: Mapping[str, LayerInfo], t_inf: Mapping[str, LayerInfo]) -> RunMap:
+    """The aligner's proposal from the graphs both runs stored, else from the module trees (with the reason)."""
+    from padiff.graph.from_graphs import match_attributed, proposal_map
+    from padiff.graph.tree import match_trees
+    from padiff.offline.graph_io import read_graph
+    from padiff.offline.settle_parts import settle_fused
+
+    notes: list[str] = []
+    (pg, p_why), (tg, t_why) = read_graph(pd.root), read_graph(pt.root)
+    result, route, how = None, "structure", "auto (module trees recorded in the runs)"
+    if pg is not None and tg is not None:
+        try:
+            result = match_attributed(pg, tg, p_inf, t_inf)
+        except Exception as exc:  # noqa: BLE001 - a matcher bug must not cost the comparison
+            notes.append(f"auto map: graph matching failed ({type(exc).__name__}: {exc}); module trees used.")
+        else:
+            route, how = "graph", "auto (graphs recorded where each run was recorded)"
+            notes.append("route: graph (the graphs each run recorded, matched by dataflow).")
+            result = settle_fused(result, pd, pt, p_inf, t_inf, notes)
+            if any(pr.uncertain for pr in result.pairs):
+                notes.append("auto map: some pairs (or the order of fused parts) are ties the live aligner settles "
+                             "by running the models; review the proposal, or pass the map suggest_layer_map saved.")
+    else:
+        why = "; ".join(f"{side}: {w}" for side, w in (("paddle", p_why), ("torch", t_why)) if w)
+        notes.append(f"auto map: module trees only, no graph on both sides ({why}).")
+    if result is None:
+        result = match_trees(p_inf, t_inf)
+    lm = proposal_map(result, p_inf, t_inf, route, list(notes))
+    return RunMap(list(lm.pairs), list(lm.params), how, notes + [f"unpaired {u.side} {u.path}: {u.reason}"
+                                                                for u in lm.unpaired], lm)
+
+
+def _call_order(pd: RankRun, pt: RankRun, p_inf: Mapping[str, LayerInfo], t_inf: Mapping[str, LayerInfo]) -> RunMap:
+    def order(run: RankRun, inf: Mapping[str, LayerInfo]) -> list[str]:
+        if not run.steps:
+            return [p for p, i in inf.items() if p and (i.shapes or i.leaf)]
+        first = run.steps[min(run.steps)]
+        return [p for p in first.get("call_order", []) if p and p in inf and (inf[p].shapes or inf[p].leaf)]
+
+    po, to = order(pd, p_inf), order(pt, t_inf)
+    notes = []
+    if len(po) != len(to):
+        notes.append(f"call order pairing: paddle called {len(po)} layers, torch {len(to)}; the first "
+                     f"{min(len(po), len(to))} were paired in order. Pass layer_map='auto' or a map file.")
+    pairs = [LayerPair(a, b, p_inf[a].cls, t_inf[b].cls, p_inf[a].shapes, t_inf[b].shapes, 0.5, ("call order",))
+             for a, b in zip(po, to)]
+    return RunMap(pairs, [], "call order", notes)
