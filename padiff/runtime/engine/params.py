@@ -143,11 +143,14 @@ class ParamComparer:
                 plan = plan_opaque(p_role.path, t_role.path, inner_pairs(p_role.path, t_role.path, self.resolved.pairs),
                                    self.p.layer_table(), self.p.owned, self.t.layer_table(), self.t.owned)
             else:
+                # the models hold the same weights here: a square weight's orientation is read from them
                 plan = plan_pair(p_role.path, self.p.layer_at(p_role.path), p_state,
-                                 t_role.path, self.t.layer_at(t_role.path), t_state)
+                                 t_role.path, self.t.layer_at(t_role.path), t_state, settle="values")
         except WeightAssignError as e:
             self.sink.warn(f"parameters not compared: {e}")
             return None
+        for note in plan.notes:
+            self.sink.warn_once(note)
         if plan.layer_init is not None:
             self.sink.warn(f"{p_role.path} <-> {t_role.path}: weights use a user special init, so its parameter "
                            "gradients and values are compared through the outputs only.")
