@@ -60,14 +60,20 @@ def _close(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
     return True
 
 
+def _short(e: Exception) -> str:
+    """The first line of an exception, cut to a readable length."""
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first[:160]}"
+
+
 def _refuse(p_path: str, p_layer: Any, p_state: list[StateEntry], t_path: str, t_layer: Any,
             t_state: list[StateEntry], names: Sequence[str], why: str) -> WeightAssignError:
     p_class, t_class = type(p_layer).__name__, type(t_layer).__name__
     reason = (f"the square weight(s) {', '.join(names)} of paddle {show(p_path)} ({p_class}) may be held as torch "
               f"{show(t_path)} ({t_class}) holds them or transposed, and no framework convention says which; "
-              f"{why}")
-    err = WeightAssignError(f"cannot settle a weight's orientation: {reason}. State it in the map: a parameter "
-                            "pair for each such weight with conversion='copy' or 'transpose'.")
+              f"{why}. State it in the map: a parameter pair for each such weight with conversion='copy' or "
+              "'transpose'")
+    err = WeightAssignError(f"cannot settle a weight's orientation: {reason}.")
     set_error_fields(err, p_path, p_class, p_state, t_path, t_class, t_state, reason)
     return err
 
@@ -109,7 +115,7 @@ def _try_all(links: list[Link], doubt: Sequence[str], p_path: str, p_layer: Any,
         try:
             want = TORCH.run_alone(t_layer, [x])
         except Exception as e:  # noqa: BLE001 - a layer that takes another input: try the next shape
-            errors.append(f"torch: {type(e).__name__}: {e}")
+            errors.append(f"torch: {_short(e)}")
             continue
         for flips in itertools.product((False, True), repeat=len(in_doubt)):
             choice = {lk.paddle_name: f for lk, f in zip(in_doubt, flips)}
@@ -121,7 +127,7 @@ def _try_all(links: list[Link], doubt: Sequence[str], p_path: str, p_layer: Any,
             try:
                 got = PADDLE.run_alone(p_layer, [x])
             except Exception as e:  # noqa: BLE001 - the paddle layer takes another input: next shape
-                errors.append(f"paddle: {type(e).__name__}: {e}")
+                errors.append(f"paddle: {_short(e)}")
                 break
             tried_input = True
             if _close(got, want):
@@ -131,7 +137,7 @@ def _try_all(links: list[Link], doubt: Sequence[str], p_path: str, p_layer: Any,
     if not tried_input:
         raise _refuse(p_path, p_layer, p_state, t_path, t_layer, t_state, doubt,
                       "padiff could not run the two layers alone on a random input to check ("
-                      + "; ".join(errors[:2]) + ")")
+                      + "; ".join(dict.fromkeys(errors[:2])) + ")")
     if len(agreeing) != 1:
         why = ("the layers' outputs agree under no orientation (they compute different things)" if not agreeing
                else "the layers' outputs agree under several orientations (the weight does not reach the output)")

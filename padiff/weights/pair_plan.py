@@ -23,7 +23,7 @@ from padiff.names import show
 from padiff.weights.identity_params import identity_extras
 from padiff.weights.layout_infer import infer_links, one_to_one, raw_conversion, shapes_of
 from padiff.weights.layout_types import Inferred
-from padiff.weights.layouts import owner_layouts
+from padiff.weights.layouts import layout_of, orientation, owner_layouts
 from padiff.weights.orient import settle_by_forward, settle_by_values
 from padiff.weights.plan import ArrayDict, Link, PairPlan, Settle, set_error_fields
 from padiff.weights.special_init import special_plan
@@ -109,11 +109,12 @@ def plan_fused(pair: Any, p_layers: Mapping[str, Any], p_state: list[StateEntry]
 
 
 def plan_param(pair: Any, p_layer: Any, p_state: list[StateEntry], t_layer: Any,
-               t_state: list[StateEntry]) -> PairPlan:
+               t_state: list[StateEntry], settle: Settle = "forward") -> PairPlan:
     """The plan of one parameter pair (``ParamPair``): a single link, copied or transposed.
 
     ``p_state``/``t_state`` are the owning layers' own tensors. ``conversion="auto"`` is
-    read from the shapes and the torch layer's class (:func:`raw_conversion`). Raises
+    read from the shapes (:func:`raw_conversion`); a square weight from the owners' layout
+    conventions, else settled by numbers as in :func:`plan_pair` (``settle``). Raises
     :class:`WeightAssignError` when the parameter is missing or the shapes do not fit.
     """
     (p_path, p_name), (t_path, t_name) = pair.owner("paddle"), pair.owner("torch")
@@ -135,7 +136,16 @@ def plan_param(pair: Any, p_layer: Any, p_state: list[StateEntry], t_layer: Any,
         raise err
     fn = _transpose_arr if conv == "transpose" else _copy_arr
     how = "transpose (parameter pair)" if conv == "transpose" else "copy"
-    return PairPlan(p_path, t_path, p_class, t_class, [Link(p_name, (t_name,), how, fn)])
+    links = [Link(p_name, (t_name,), how, fn)]
+    if pair.conversion == "auto" and len(p_shape) == 2 and p_shape[0] == p_shape[1] and settle != "shape":
+        known = orientation(layout_of(PADDLE, p_layer, p_name), layout_of(TORCH, t_layer, t_name))
+        if known is not None:
+            fn = _transpose_arr if known == "transpose" else _copy_arr
+            links = [Link(p_name, (t_name,), "transpose (parameter pair)" if known == "transpose" else "copy", fn)]
+        else:  # square, no convention: the shape cannot tell
+            how_settle = settle_by_values if settle == "values" else settle_by_forward
+            links = how_settle(links, [p_name], p_path, p_layer, [p_e], t_path, t_layer, [t_e])
+    return PairPlan(p_path, t_path, p_class, t_class, links)
 
 
 def _copy_arr(arrs: list[np.ndarray]) -> np.ndarray:

@@ -116,3 +116,18 @@ def test_in_a_run_the_orientation_is_read_from_equal_values_and_refused_when_the
     PADDLE.set_value(p.w, sym + sym.T)
     with pytest.raises(WeightAssignError, match="symmetric"):
         plan_pair("", p, PADDLE.raw_state(p), "", t, TORCH.raw_state(t), settle="values")
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_a_parameter_pair_with_auto_conversion_is_settled_by_the_owners_forward(transposed):
+    from padiff.layer_map import LayerMap, ParamPair
+
+    layer, module = PaddleRawNet(PaddleRawProj(transposed)), TorchRawNet(torch.nn.Linear(8, 8, bias=False))
+    lm = LayerMap()
+    lm.params = [ParamPair("proj.w", "proj.weight")]
+    assert padiff.assign_weight(layer, module, lm)
+    t_w = module.proj.weight.detach().numpy()
+    np.testing.assert_array_equal(layer.proj.w.numpy(), t_w if transposed else t_w.T)
+    rep = padiff.compare(layer, module, inputs(4, 8), layer_map=lm, options={"atol": 1e-5, "rtol": 1e-4})
+    assert rep, rep.first_diff
+    assert any(r.stage == "grad" and r.item == "proj.w <-> proj.weight" for r in rep.records)
