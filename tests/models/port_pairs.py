@@ -45,13 +45,14 @@ class TorchNet(torch.nn.Module):
 class PaddleRawProj(paddle.nn.Layer):
     """A square weight made with ``create_parameter``; ``transposed``: used as ``x @ W.T`` (torch's layout)."""
 
-    def __init__(self, transposed: bool = False) -> None:
+    def __init__(self, transposed: bool = False, fault: float = 0.0) -> None:
         super().__init__()
         self.w = self.create_parameter([E, E])
         self.transposed = transposed
+        self.fault = fault
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return paddle.matmul(x, self.w, transpose_y=self.transposed)
+        return paddle.matmul(x, self.w, transpose_y=self.transposed) * (1.0 + self.fault)
 
 
 class TorchRawProj(torch.nn.Module):
@@ -89,11 +90,11 @@ class TorchRawNet(torch.nn.Module):
 class PaddleNormNet(paddle.nn.Layer):
     """Linear, LayerNorm, Linear; ``affine=False``: the norm holds no scale and no bias."""
 
-    def __init__(self, affine: bool = True) -> None:
+    def __init__(self, affine: bool = True, epsilon: float = 1e-5) -> None:
         super().__init__()
         self.inp = paddle.nn.Linear(E, E)
-        self.norm = (paddle.nn.LayerNorm(E) if affine
-                     else paddle.nn.LayerNorm(E, weight_attr=False, bias_attr=False))
+        self.norm = (paddle.nn.LayerNorm(E, epsilon=epsilon) if affine
+                     else paddle.nn.LayerNorm(E, epsilon=epsilon, weight_attr=False, bias_attr=False))
         self.out = paddle.nn.Linear(E, 3)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:

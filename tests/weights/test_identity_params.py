@@ -82,3 +82,11 @@ def test_auto_diff_names_a_norm_whose_extra_bias_is_not_zero():
 def test_assign_weight_pairs_around_the_norm_without_a_map(paddle_affine):
     layer, module = PaddleNormNet(paddle_affine), TorchNormNet(not paddle_affine)
     assert padiff.assign_weight(layer, module)
+
+
+def test_a_fault_in_the_norm_paired_around_is_still_named():
+    layer, module = PaddleNormNet(True, epsilon=1e-3), TorchNormNet(False)
+    rep = padiff.compare(layer, module, inputs(4, 8), auto_weights=True, layer_map="auto",
+                         options={"atol": 1e-5, "rtol": 1e-4})
+    assert not rep
+    assert (rep.first_diff.stage, rep.first_diff.paddle_path, rep.first_diff.torch_path) == ("forward", "norm", "norm")

@@ -131,3 +131,24 @@ def test_a_parameter_pair_with_auto_conversion_is_settled_by_the_owners_forward(
     rep = padiff.compare(layer, module, inputs(4, 8), layer_map=lm, options={"atol": 1e-5, "rtol": 1e-4})
     assert rep, rep.first_diff
     assert any(r.stage == "grad" and r.item == "proj.w <-> proj.weight" for r in rep.records)
+
+
+def test_a_fault_inside_the_layer_in_doubt_is_named_not_guessed_around():
+    layer, module = PaddleRawNet(PaddleRawProj(False, fault=0.02)), TorchRawNet(torch.nn.Linear(8, 8, bias=False))
+    rep = padiff.compare(layer, module, inputs(4, 8), auto_weights=True, layer_map="auto")
+    assert not rep
+    assert (rep.first_diff.stage, rep.first_diff.paddle_path, rep.first_diff.torch_path) == ("assign_weight", "proj",
+                                                                                              "proj")
+    assert "agree under no orientation" in rep.assign_error
+
+
+def test_a_fault_after_the_layer_in_doubt_is_named_in_forward():
+    class Faulty(PaddleRawNet):
+        def forward(self, x):
+            return self.out(paddle.tanh(self.proj(x)) + 0.02)
+
+    layer, module = Faulty(PaddleRawProj(False)), TorchRawNet(torch.nn.Linear(8, 8, bias=False))
+    rep = padiff.compare(layer, module, inputs(4, 8), auto_weights=True, layer_map="auto",
+                         options={"atol": 1e-5, "rtol": 1e-4})
+    assert not rep
+    assert (rep.first_diff.stage, rep.first_diff.paddle_path) == ("forward", "out")
