@@ -82,6 +82,43 @@ class Side(FrameworkSide):
         cls = getattr(self.fw.nn, name, None)
         return cls if isinstance(cls, type) else None
 
+    def framework_class(self, dotted: str) -> type | None:
+        """The framework's class at ``dotted`` under its root module (``"compat.nn.Linear"``), or None.
+
+        None when the framework is not loaded or has no such class (an older release without
+        ``paddle.compat``). Convention tables name classes this way; identity, not the class
+        name, then decides whether a layer is one (:meth:`is_framework_layer`).
+        """
+        if not framework_loaded(self.name):
+            return None
+        obj: Any = self.fw
+        for part in dotted.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                return None
+        return obj if isinstance(obj, type) else None
+
+    def is_framework_layer(self, layer: Any, dotted: str) -> bool:
+        """True when ``layer`` is the framework's class ``dotted`` computing with its own ``forward``.
+
+        A subclass that keeps the framework's ``forward`` (torch's ``NonDynamicallyQuantizableLinear``)
+        counts; one that writes its own ``forward`` does not: its use of the weights is its own.
+        """
+        cls = self.framework_class(dotted)
+        if cls is None or not isinstance(layer, cls):
+            return False
+        return getattr(type(layer), "forward", None) is getattr(cls, "forward", None)
+
+    def run_alone(self, layer: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Call ``layer`` alone on ``inputs`` (host arrays) without gradients; every output tensor as a host array.
+
+        Used to confirm a weight layout numerically; the caller sets and restores modes and values.
+        """
+        args = [self.from_numpy(a) for a in inputs]
+        with self.no_grad():
+            out = layer(*args)
+        return [np.array(self.to_numpy(t), copy=True) for t in self.flatten(out)]
+
     def dtype_name(self, t: Any) -> str:
         """``"float32"``, ``"bfloat16"``...: the dtype without the framework prefix."""
         return str(t.dtype).replace("paddle.", "").replace("torch.", "")

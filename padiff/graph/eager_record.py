@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from padiff.adapters import Side
+from padiff.adapters.attrs import AttributeSnapshot
 from padiff.adapters.hooks import HookSet
 from padiff.adapters.op_events import Trace, canonical_kind
 from padiff.adapters.snapshot import SideSnapshot
@@ -84,6 +85,7 @@ def record_dataflow(side: Side, root: Any,
             seen.add(id(lay))
             layers.append((path, lay))
     snap = SideSnapshot.take(side, root, dict(inputs), keep_values=False)
+    attrs = AttributeSnapshot.take(side, root)  # what the forward caches in attributes is put back too
     try:
         with HookSet() as hooks:
             for path, lay in layers:
@@ -95,6 +97,7 @@ def record_dataflow(side: Side, root: Any,
             with side.no_grad(), side.record_ops(trace):
                 root(**inputs)
     finally:
+        attrs.restore()
         snap.restore(values=True, grads=True)
     return trace.refs, {id(t) for t in side.flatten(dict(inputs))}, params, trace.returned
 

@@ -35,6 +35,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from padiff.adapters import PADDLE
+from padiff.adapters.attrs import attributes_kept
 from padiff.errors import ExportError
 from padiff.graph._quiet import quiet
 from padiff.graph.export_message import cause_text, with_rest
@@ -190,7 +192,8 @@ def start_export(layer: Any, kwargs: Mapping[str, Any]) -> PendingPaddleExport:
         handles = _add_stamp_hooks(layer, layers)
         for _, sub in layers:
             sub.training = False
-        with quiet():
+        # the trace runs forward in static mode: attributes it caches would keep static-graph Values
+        with quiet(), attributes_kept(PADDLE, layer):
             paddle.jit.save(layer, prefix, input_spec=specs)
         pending.stamps = read_stamps(prefix + ".json")
     except ExportError:

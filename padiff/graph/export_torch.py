@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from padiff.adapters import TORCH
+from padiff.adapters.attrs import AttributeSnapshot
 from padiff.errors import ExportError
 from padiff.graph._quiet import quiet
 from padiff.graph.export_message import cause_text
@@ -74,6 +76,7 @@ def export_torch(module: Any, kwargs: Mapping[str, Any]) -> TorchExport:
     flags = [(p, p.requires_grad) for p in module.parameters()]
     buf = io.BytesIO()
     exporter, note = "torchscript", ""
+    attrs = AttributeSnapshot.take(TORCH, module)  # a traced forward may cache tensors in attributes
     try:
         module.eval()
         try:
@@ -95,6 +98,7 @@ def export_torch(module: Any, kwargs: Mapping[str, Any]) -> TorchExport:
             note = (f"{first}\nso torch was exported with the dynamo exporter instead "
                     f"({time.perf_counter() - t1:.1f}s)")
     finally:
+        attrs.restore()
         for sub, mode in modes:
             sub.training = mode
         for p, flag in flags:

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from padiff.adapters import PADDLE, TORCH
+from padiff.adapters.attrs import attributes_kept
 from padiff.checks import check_example_inp, check_models
 from padiff.errors import ExportError
 from padiff.graph.confirm import confirm_ties
@@ -116,6 +117,12 @@ def suggest_layer_map(layer: Any, module: Any, example_inp: Any = None, *, timeo
     ``baseline`` the plain definition-order pairing for review.
     """
     check_models(layer, module, call="suggest_layer_map")
+    # a proposal never changes a model: what any forward it runs caches in attributes is put back
+    with attributes_kept(PADDLE, layer), attributes_kept(TORCH, module):
+        return _suggest(layer, module, example_inp, timeout)
+
+
+def _suggest(layer: Any, module: Any, example_inp: Any, timeout: float) -> LayerMap:
     p_layers, t_layers = layer_infos(PADDLE, layer), layer_infos(TORCH, module)
     notes: list[str] = []
     timings: dict[str, float] = {}

@@ -121,5 +121,6 @@ def _describe(plan: PairPlan) -> list[str]:
         return [f"{where}: user special init {plan.special}"]
     out = [f"{where}: special init {plan.special}"] if plan.special else []
     out += [f"{where}: {lk.paddle_name} <- {' + '.join(lk.torch_names)}: {lk.conversion}"
-            for lk in plan.links if lk.conversion.startswith("inferred")]
+            for lk in plan.links if lk.conversion.startswith("inferred") or "orientation" in lk.conversion]
+    out += [f"{where}: {note}" for note in plan.notes]
     return out

@@ -17,6 +17,7 @@ from padiff.errors import WeightAssignError
 from padiff.maps.types import LayerPair, ResolvedMap
 from padiff.names import is_within, show
 from padiff.weights.assign_message import build_error, skip_marks
+from padiff.weights.identity_params import tensor_free_twins
 from padiff.weights.opaque_plan import inner_pairs, plan_opaque
 from padiff.weights.pair_plan import PairPlan, plan_fused, plan_pair, plan_param
 from padiff.weights.special_init import is_special, lookup
@@ -50,8 +51,8 @@ class _Planner:
         for pair in pairs:
             self._explicit(pair)
         self._params()
-        p_units = self._units("paddle")
-        t_units = self._units("torch")
+        p_units = self._without_identity_twins("paddle", self._units("paddle"))
+        t_units = self._without_identity_twins("torch", self._units("torch"))
         p_rest, t_rest = [u for u, _ in p_units], [u for u, _ in t_units]
         for i in range(max(len(p_units), len(t_units))):
             pu = p_units[i] if i < len(p_units) else None
@@ -130,6 +131,31 @@ class _Planner:
             elif path in owned:
                 out.append((path, False))
         return out
+
+    def _without_identity_twins(self, side: str, units: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+        """``units`` minus layers whose twin on the other side holds no tensors (an affine-free norm).
+
+        The twin is the other side's layer at the same path, of the same kind, holding no
+        tensor (:func:`padiff.weights.identity_params.tensor_free_twins`). The pair is planned
+        at once: its tensors must sit at their identity value (a unit scale, a zero bias),
+        which the plan notes; any other value is refused there, naming the tensor.
+        """
+        if side == "paddle":
+            twins = set(tensor_free_twins(PADDLE, self.layer, TORCH, self.module))
+        else:
+            twins = set(tensor_free_twins(TORCH, self.module, PADDLE, self.layer))
+        owned = self.p_owned if side == "paddle" else self.t_owned
+        kept = []
+        for path, sub in units:
+            if sub or path not in twins:
+                kept.append((path, sub))
+                continue
+            (self.p_done if side == "paddle" else self.t_done).add(path)
+            if side == "paddle":
+                self._add(path, path, owned[path], [])
+            else:
+                self._add(path, path, [], owned[path])
+        return kept
 
     def _free(self, side: str, path: str) -> bool:
         tops, done = (self.p_tops, self.p_done) if side == "paddle" else (self.t_tops, self.t_done)

@@ -20,6 +20,7 @@ import numpy as np
 from padiff.compare.fused import assemble, describe, part_indices
 from padiff.weights.layout_stack import split_unstack_links, stack_links, unstack_links
 from padiff.weights.layout_types import Fn, Inferred, Tensor, is_linear
+from padiff.weights.layouts import orientation
 
 __all__ = ["NAME_ALIASES", "Fn", "Inferred", "Tensor", "infer_links", "is_linear", "link_one", "one_to_one",
            "raw_conversion", "shapes_of"]
@@ -27,9 +28,24 @@ __all__ = ["NAME_ALIASES", "Fn", "Inferred", "Tensor", "infer_links", "is_linear
 # paddle name -> torch name for tensors whose names differ between the frameworks
 NAME_ALIASES = {"_mean": "running_mean", "_variance": "running_var"}
 
-def linear_layout(p: Tensor, t_owner: str) -> bool:
-    """True when ``p`` is a 2-D Linear weight paired with a torch Linear: paddle ``[in, out]``, torch ``[out, in]``."""
-    return len(p.shape) == 2 and is_linear(p.owner) and is_linear(t_owner) and not p.name.endswith("bias")
+def linear_layout(p: Tensor, t_owner: str, t_layout: str = "") -> bool:
+    """True when 2-D ``p`` is transposed against its torch counterpart by layout (not by shape).
+
+    Known layouts on both sides (:mod:`padiff.weights.layouts`) decide; a side of unknown
+    layout falls back to the class names (a paddle Linear ``[in, out]`` against a torch
+    Linear ``[out, in]``), which a square weight then confirms numerically.
+    """
+    if len(p.shape) != 2 or p.name.endswith("bias"):
+        return False
+    if p.layout or t_layout:
+        return orientation(p.layout, t_layout) == "transpose"
+    return is_linear(p.owner) and is_linear(t_owner)
+
+
+def _unsure(p: Tensor, t: Tensor) -> bool:
+    """A square 2-D weight whose orientation against ``t`` no convention gives (shape alone cannot tell)."""
+    return (len(p.shape) == 2 and p.shape[0] == p.shape[1] and tuple(t.shape) == p.shape
+            and orientation(p.layout, t.layout) is None)
 
 
 def numel(shape: Sequence[int]) -> int:
@@ -55,10 +71,11 @@ def is_refinement(a: Sequence[int], b: Sequence[int]) -> bool:
 def link_one(p: Tensor, t: Tensor) -> Inferred | None:
     """Link one paddle tensor to one torch tensor, or None when their shapes do not correspond."""
     ps, ts = p.shape, t.shape
-    if linear_layout(p, t.owner) and ps == ts[::-1]:
-        return Inferred(p.name, (t.name,), "transpose (Linear layout)", _transpose)
+    unsure = _unsure(p, t)
+    if linear_layout(p, t.owner, t.layout) and ps == ts[::-1]:
+        return Inferred(p.name, (t.name,), "transpose (Linear layout)", _transpose, unsure)
     if ps == ts:
-        return Inferred(p.name, (t.name,), "copy", _copy)
+        return Inferred(p.name, (t.name,), "copy", _copy, unsure)
     if (len(ps) == 2 and is_linear(p.owner) and not p.name.endswith("bias") and len(ts) > 2
             and all(s == 1 for s in ts[2:]) and tuple(ts[:2]) == ps[::-1]):
         # a paddle Linear against a torch 1x1 convolution [out, in, 1, ...]: squeeze, then Linear layout
@@ -175,9 +192,9 @@ def _align(ps: list[Tensor], ts: list[Tensor], groups: int = 1) -> list[Inferred
     return out
 
 
-def _torch_layout(p: Tensor, t_owner: str) -> tuple[tuple[int, ...], bool]:
+def _torch_layout(p: Tensor, t_owner: str, t_layout: str = "") -> tuple[tuple[int, ...], bool]:
     """Shape of paddle tensor ``p`` as torch would hold it, and whether that needs a transpose."""
-    if linear_layout(p, t_owner):
+    if linear_layout(p, t_owner, t_layout):
         return p.shape[::-1], True
     return p.shape, False
 
@@ -202,7 +219,7 @@ def _split(ps: list[Tensor], i: int, t: Tensor, groups: int = 1) -> list[Inferre
     if acc != total or k < 2:
         return None
     pieces = ps[i:i + k]
-    layouts = [_torch_layout(p, t.owner) for p in pieces]
+    layouts = [_torch_layout(p, t.owner, t.layout) for p in pieces]
     if len({tr for _, tr in layouts}) != 1:
         return None
     ax = _fit_axis([s for s, _ in layouts], t.shape)
@@ -228,10 +245,10 @@ def _concat(p: Tensor, ts: list[Tensor], j: int, groups: int = 1) -> tuple[Infer
     if acc != total or k < 2:
         return None, 0
     parts = ts[j:j + k]
-    owners = {t.owner for t in parts}
+    owners = {(t.owner, t.layout) for t in parts}
     if len(owners) != 1:
         return None, 0
-    shape, tr = _torch_layout(p, next(iter(owners)))
+    shape, tr = _torch_layout(p, *next(iter(owners)))
     ax = _fit_axis([t.shape for t in parts], shape)
     if ax is None or part_indices([t.shape[ax] for t in parts], groups) is None:
         return None, 0
@@ -254,12 +271,14 @@ def _consistent(links: list[Inferred]) -> bool:
     return True
 
 
-def shapes_of(entries: Sequence[object], owners: Mapping[str, str]) -> list[Tensor]:
-    """``Tensor`` views of ``StateEntry``-like objects (``.name``, ``.tensor.shape``)."""
+def shapes_of(entries: Sequence[object], owners: Mapping[str, str],
+              layouts: Mapping[str, str] | None = None) -> list[Tensor]:
+    """``Tensor`` views of ``StateEntry``-like objects (``.name``, ``.tensor.shape``), with known layouts."""
     out = []
     for e in entries:
         name = e.name  # type: ignore[attr-defined]
-        out.append(Tensor(name, tuple(int(s) for s in e.tensor.shape), owners.get(name, "")))  # type: ignore[attr-defined]
+        shape = tuple(int(s) for s in e.tensor.shape)  # type: ignore[attr-defined]
+        out.append(Tensor(name, shape, owners.get(name, ""), (layouts or {}).get(name, "")))
     return out
 
 

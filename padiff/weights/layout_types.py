@@ -17,6 +17,7 @@ class Tensor:
     name: str
     shape: tuple[int, ...]
     owner: str = ""  # class name of the layer holding it (``Linear`` ...)
+    layout: str = ""  # its layout by a framework convention (:mod:`padiff.weights.layouts`), "" when unknown
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Inferred:
     torch_names: tuple[str, ...]
     conversion: str
     fn: Fn
+    unsure: bool = False  # a square 2-D weight whose orientation no convention gives: confirm it numerically
 
 
 def is_linear(owner: str) -> bool:

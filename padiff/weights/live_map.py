@@ -245,7 +245,7 @@ def _checked_state(label: str, pair: LayerPair, objs: Mapping[SideName, Mapping[
     t_state = owned["torch"].get(pair.torch_path, [])
     try:
         plan_pair(pair.paddle_path, objs["paddle"][pair.paddle_path], p_state, pair.torch_path,
-                  objs["torch"][pair.torch_path], t_state)
+                  objs["torch"][pair.torch_path], t_state, settle="shape")
     except WeightAssignError as exc:
         raise MapFileError(f"{label}: shapes cannot be paired: {exc}") from None
     return p_state, t_state

@@ -20,13 +20,17 @@ import numpy as np
 from padiff.adapters import PADDLE, TORCH, Side, StateEntry
 from padiff.errors import WeightAssignError
 from padiff.names import show
+from padiff.weights.identity_params import identity_extras
 from padiff.weights.layout_infer import infer_links, one_to_one, raw_conversion, shapes_of
-from padiff.weights.plan import ArrayDict, Link, PairPlan, set_error_fields
+from padiff.weights.layout_types import Inferred
+from padiff.weights.layouts import layout_of, orientation, owner_layouts
+from padiff.weights.orient import settle_by_forward, settle_by_values
+from padiff.weights.plan import ArrayDict, Link, PairPlan, Settle, set_error_fields
 from padiff.weights.special_init import special_plan
 
 
 def plan_pair(p_path: str, p_layer: Any, p_state: list[StateEntry],
-              t_path: str, t_layer: Any, t_state: list[StateEntry]) -> PairPlan:
+              t_path: str, t_layer: Any, t_state: list[StateEntry], settle: Settle = "forward") -> PairPlan:
     """Work out how torch ``t_state`` maps onto paddle ``p_state``.
 
     A registered special init comes first (by class name), then conversions inferred
@@ -34,19 +38,43 @@ def plan_pair(p_path: str, p_layer: Any, p_state: list[StateEntry],
     aliases such as BatchNorm statistics) or order — copy, Linear transpose, transpose,
     reshape — and, when the counts differ, splits of packed tensors or concatenations.
     State names may be relative paths (``q_proj.weight``) when a pair covers a subtree.
+    A square 2-D weight whose layout no framework convention gives is settled by numbers
+    (:mod:`padiff.weights.orient`): ``settle="forward"`` runs the two layers alone (copying
+    weights), ``"values"`` reads the models' equal values (comparing models in step),
+    ``"shape"`` only checks that the shapes fit (validating a map). A tensor one side holds
+    and the other has no counterpart for is left out with a note when its value is its
+    identity (:mod:`padiff.weights.identity_params`).
     Raises :class:`WeightAssignError` with the shapes when no plan exists.
     """
     p_class, t_class = type(p_layer).__name__, type(t_layer).__name__
     special = special_plan(p_path, p_layer, p_state, t_path, t_layer, t_state)
     if special is not None:
         return special
-    p_tensors = shapes_of(p_state, owner_classes(PADDLE, p_layer, p_state))
-    t_tensors = shapes_of(t_state, owner_classes(TORCH, t_layer, t_state))
-    inferred = infer_links(p_tensors, t_tensors)
+    notes: list[str] = []
+    inferred = _infer(p_layer, p_state, t_layer, t_state)
+    if inferred is None:
+        extras = identity_extras(p_path, p_layer, p_state, t_path, t_layer, t_state)
+        if extras is not None:
+            p_state = [e for e in p_state if e.name not in extras.paddle_names]
+            t_state = [e for e in t_state if e.name not in extras.torch_names]
+            inferred = _infer(p_layer, p_state, t_layer, t_state)
+            notes = extras.notes
     if inferred is None:
         raise mismatch_error(p_path, p_class, p_state, t_path, t_class, t_state)
     links = [Link(x.paddle_name, x.torch_names, x.conversion, x.fn) for x in inferred]
-    return PairPlan(p_path, t_path, p_class, t_class, links)
+    doubt = [x.paddle_name for x in inferred if x.unsure]
+    if doubt and settle != "shape":
+        how = settle_by_values if settle == "values" else settle_by_forward
+        links = how(links, doubt, p_path, p_layer, p_state, t_path, t_layer, t_state)
+    return PairPlan(p_path, t_path, p_class, t_class, links, notes=notes)
+
+
+def _infer(p_layer: Any, p_state: list[StateEntry], t_layer: Any, t_state: list[StateEntry]) -> list[Inferred] | None:
+    """Links inferred from shapes, class names and the layouts the frameworks' own layers fix."""
+    p_names, t_names = [e.name for e in p_state], [e.name for e in t_state]
+    p_tensors = shapes_of(p_state, owner_classes(PADDLE, p_layer, p_state), owner_layouts(PADDLE, p_layer, p_names))
+    t_tensors = shapes_of(t_state, owner_classes(TORCH, t_layer, t_state), owner_layouts(TORCH, t_layer, t_names))
+    return infer_links(p_tensors, t_tensors)
 
 
 def plan_fused(pair: Any, p_layers: Mapping[str, Any], p_state: list[StateEntry],
@@ -81,11 +109,12 @@ def plan_fused(pair: Any, p_layers: Mapping[str, Any], p_state: list[StateEntry]
 
 
 def plan_param(pair: Any, p_layer: Any, p_state: list[StateEntry], t_layer: Any,
-               t_state: list[StateEntry]) -> PairPlan:
+               t_state: list[StateEntry], settle: Settle = "forward") -> PairPlan:
     """The plan of one parameter pair (``ParamPair``): a single link, copied or transposed.
 
     ``p_state``/``t_state`` are the owning layers' own tensors. ``conversion="auto"`` is
-    read from the shapes and the torch layer's class (:func:`raw_conversion`). Raises
+    read from the shapes (:func:`raw_conversion`); a square weight from the owners' layout
+    conventions, else settled by numbers as in :func:`plan_pair` (``settle``). Raises
     :class:`WeightAssignError` when the parameter is missing or the shapes do not fit.
     """
     (p_path, p_name), (t_path, t_name) = pair.owner("paddle"), pair.owner("torch")
@@ -107,7 +136,16 @@ def plan_param(pair: Any, p_layer: Any, p_state: list[StateEntry], t_layer: Any,
         raise err
     fn = _transpose_arr if conv == "transpose" else _copy_arr
     how = "transpose (parameter pair)" if conv == "transpose" else "copy"
-    return PairPlan(p_path, t_path, p_class, t_class, [Link(p_name, (t_name,), how, fn)])
+    links = [Link(p_name, (t_name,), how, fn)]
+    if pair.conversion == "auto" and len(p_shape) == 2 and p_shape[0] == p_shape[1] and settle != "shape":
+        known = orientation(layout_of(PADDLE, p_layer, p_name), layout_of(TORCH, t_layer, t_name))
+        if known is not None:
+            fn = _transpose_arr if known == "transpose" else _copy_arr
+            links = [Link(p_name, (t_name,), "transpose (parameter pair)" if known == "transpose" else "copy", fn)]
+        else:  # square, no convention: the shape cannot tell
+            how_settle = settle_by_values if settle == "values" else settle_by_forward
+            links = how_settle(links, [p_name], p_path, p_layer, [p_e], t_path, t_layer, [t_e])
+    return PairPlan(p_path, t_path, p_class, t_class, links)
 
 
 def _copy_arr(arrs: list[np.ndarray]) -> np.ndarray:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from padiff.adapters import StateEntry
 
 ArrayDict = dict[str, np.ndarray]
+# how a square weight of unknown layout is oriented: a forward of both layers, their equal values, or not at all
+Settle = Literal["forward", "values", "shape"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class PairPlan:
     layer_init: Callable[[Any, Any], None] | None = None  # a user special init (objects)
     paddle_parts: tuple[str, ...] = ()  # a fused pair's split side (tensors named by layer path)
     torch_parts: tuple[str, ...] = ()
+    notes: list[str] = field(default_factory=list)  # tensors left out as a convention (an identity bias ...)
 
     @property
     def paddle_paths(self) -> tuple[str, ...]:

@@ -76,13 +76,20 @@ def test_saved_and_loaded_parameter_pairs_equal_auto(tmp_path: object) -> None:
                             options=TOL) is True
 
 
-def test_hand_written_parameter_pairs_copy_with_the_stated_conversion() -> None:
+def test_hand_written_parameter_pairs_copy_with_the_stated_conversion(capsys: pytest.CaptureFixture[str]) -> None:
     case = fp.raw_params()
     lm = LayerMap()
     lm.params = [ParamPair(p, t) for p, t in fp.RAW_TRUTH.items()]
+    before = case.paddle.w1.numpy().copy()
+    # square w1 [12, 12] with conversion auto: its shape cannot tell, and the root cannot run against fc2 alone
+    assert padiff.assign_weight(case.paddle, case.torch, lm) is False
+    err = capsys.readouterr().err
+    assert "square weight(s) w1" in err and "conversion='copy' or 'transpose'" in err
+    assert (case.paddle.w1.numpy() == before).all()
+    lm.params = [ParamPair(p, t, "transpose" if p == "w1" else "auto") for p, t in fp.RAW_TRUTH.items()]
     assert padiff.assign_weight(case.paddle, case.torch, lm) is True
     w1 = case.paddle.w1.numpy()
-    assert (abs(w1 - case.torch.fc2.weight.detach().numpy().T) < 1e-7).all()  # square: Linear layout transposed
+    assert (abs(w1 - case.torch.fc2.weight.detach().numpy().T) < 1e-7).all()
     lm.params = [ParamPair(p, t, "copy" if p == "w1" else "auto") for p, t in fp.RAW_TRUTH.items()]
     assert padiff.assign_weight(case.paddle, case.torch, lm) is True
     assert (abs(case.paddle.w1.numpy() - case.torch.fc2.weight.detach().numpy()) < 1e-7).all()

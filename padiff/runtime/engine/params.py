@@ -11,6 +11,7 @@ parameter-level pairs (``paddle param <-> torch param``) come after the layer pa
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -89,7 +90,9 @@ class ParamComparer:
             if stage == "grad" and not p_e.trainable:
                 continue
             p_layer, t_layer = self.p.layer_at(pl), self.t.layer_at(tl)
-            plan = plan_param(pp, p_layer, [p_e], t_layer, [t_e])
+            plan = self._param_plan(k, pp, p_layer, p_e, t_layer, t_e)
+            if plan is None:
+                continue
             p_t = PADDLE.grad(p_e.tensor) if stage == "grad" else p_e.tensor
             t_t = TORCH.grad(t_e.tensor) if stage == "grad" else t_e.tensor
             if p_t is None and t_t is None:
@@ -103,6 +106,18 @@ class ParamComparer:
             converted = plan.links[0].fn([TORCH.to_numpy(t_t)])
             self.sink.add(stage, site, self.cmp.stats(PADDLE.to_numpy(p_t), converted), item=item, key=key,
                           dtype=PADDLE.dtype_name(p_e.tensor))
+
+    def _param_plan(self, k: int, pp: Any, p_layer: Any, p_e: StateEntry, t_layer: Any,
+                    t_e: StateEntry) -> PairPlan | None:
+        """Parameter pair ``k``'s plan, made once (a square weight oriented by the equal values before any step)."""
+        key = ("param", str(k))
+        if key not in self._plans:
+            try:
+                self._plans[key] = plan_param(pp, p_layer, [p_e], t_layer, [t_e], settle="values")
+            except WeightAssignError as e:
+                self.sink.warn(f"parameters not compared: {e}")
+                self._plans[key] = None
+        return self._plans[key]
 
     def _batchnorm_corrected(self, p_path: str, t_path: str, name: str, torch_names: tuple[str, ...] | list[str],
                              value: np.ndarray) -> np.ndarray | None:
@@ -143,11 +158,14 @@ class ParamComparer:
                 plan = plan_opaque(p_role.path, t_role.path, inner_pairs(p_role.path, t_role.path, self.resolved.pairs),
                                    self.p.layer_table(), self.p.owned, self.t.layer_table(), self.t.owned)
             else:
+                # the models hold the same weights here: a square weight's orientation is read from them
                 plan = plan_pair(p_role.path, self.p.layer_at(p_role.path), p_state,
-                                 t_role.path, self.t.layer_at(t_role.path), t_state)
+                                 t_role.path, self.t.layer_at(t_role.path), t_state, settle="values")
         except WeightAssignError as e:
             self.sink.warn(f"parameters not compared: {e}")
             return None
+        for note in plan.notes:
+            self.sink.warn_once(note)
         if plan.layer_init is not None:
             self.sink.warn(f"{p_role.path} <-> {t_role.path}: weights use a user special init, so its parameter "
                            "gradients and values are compared through the outputs only.")

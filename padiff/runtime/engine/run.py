@@ -32,6 +32,7 @@ from padiff.runtime.engine.sink import RecordSink
 from padiff.runtime.engine.torch_forward import TorchForward
 from padiff.runtime.grad_exchange import AHEAD, SEQUENTIAL, GradExchange
 from padiff.runtime.pairing import OnlinePairer, Role, assign_roles
+from padiff.weights.identity_params import identity_twins
 
 
 @dataclass
@@ -73,8 +74,11 @@ class Engine:
         self.opts = spec.options
         self.sink = RecordSink(report)
         self.errors = HookErrors()
-        self.p = _recorder(PADDLE, spec.layer, spec.resolved, self.errors)
-        self.t = _recorder(TORCH, spec.module, spec.resolved, self.errors)
+        # a layer whose only tensors are an identity scale/bias against a twin without them pairs as parameter-free
+        self.p = _recorder(PADDLE, spec.layer, spec.resolved, self.errors,
+                           identity_twins(PADDLE, spec.layer, TORCH, spec.module))
+        self.t = _recorder(TORCH, spec.module, spec.resolved, self.errors,
+                           identity_twins(TORCH, spec.module, PADDLE, spec.layer))
         self.seen = PairsSeen()
         self.cmp = Comparer(self.opts, self.sink)
         self.bn = BatchNormVariance()  # paddle's biased running-variance convention, reconciled
@@ -220,9 +224,12 @@ class Engine:
         self.params.compare("weight", self.seen)
 
 
-def _recorder(side: Side, root: Any, resolved: ResolvedMap, errors: HookErrors) -> SideRecorder:
-    """One side's recorder; layers whose tensors are paired parameter by parameter are not compared as layers."""
+def _recorder(side: Side, root: Any, resolved: ResolvedMap, errors: HookErrors, free: set[str]) -> SideRecorder:
+    """One side's recorder; layers whose tensors are paired parameter by parameter are not compared as layers.
+
+    ``free``: layers holding tensors that pair as parameter-free ones (identity tensors, twin without them).
+    """
     owned = side.owned_state(root)
     raw = resolved.param_layers(side.name)
-    roles = assign_roles(side, root, resolved, set(owned) - raw)
+    roles = assign_roles(side, root, resolved, set(owned) - raw - free)
     return SideRecorder(side, root, {k: r for k, r in roles.items() if k not in raw}, owned, errors)

@@ -7,7 +7,9 @@ gradients and post-step weights of the pair in paddle's layout.
 
 Built in (one module each): ``attention`` (``MultiHeadAttention``↔``MultiheadAttention``),
 ``rnn`` (``LSTM``/``GRU``/``SimpleRNN``↔``LSTM``/``GRU``/``RNN``), ``batchnorm``
-(``BatchNorm1D/2D/3D``↔``BatchNorm1d/2d/3d``). A user registration for the same class
+(``BatchNorm1D/2D/3D``↔``BatchNorm1d/2d/3d``), ``compat`` (``paddle.compat.nn.MultiheadAttention``
+↔``MultiheadAttention``, tensors copied by name). A built-in names a class under its
+framework's root (``compat.nn.MultiheadAttention``) and matches it by identity. A user registration for the same class
 names wins over a built-in. A layer whose class is registered counts as one unit with its
 whole subtree when ``assign_weight`` pairs layers, and :func:`find_special_pairs` feeds
 ``LayerMap.auto``.
@@ -23,7 +25,7 @@ from typing import Any
 from padiff.adapters import PADDLE, TORCH, StateEntry
 from padiff.errors import MappingError
 from padiff.weights.plan import PairPlan
-from padiff.weights.special_init import attention, batchnorm, rnn
+from padiff.weights.special_init import attention, batchnorm, compat, rnn
 
 LayerInit = Callable[[Any, Any], None]
 log = logging.getLogger("padiff")
@@ -64,7 +66,13 @@ def register_builtin(paddle_name: str, torch_name: str, planner: Callable[..., P
     same names wins. ``auto=False`` keeps the kind out of :meth:`LayerMap.auto` (layers
     whose tensors pair one by one anyway, such as BatchNorm).
     """
-    _REGISTRY.setdefault((paddle_name, torch_name), SpecialInit(paddle_name, torch_name, planner=planner, auto=auto))
+    key = (_short(paddle_name), _short(torch_name))
+    _REGISTRY.setdefault(key, SpecialInit(paddle_name, torch_name, planner=planner, auto=auto))
+
+
+def _short(name: str) -> str:
+    """The class name of a built-in's dotted class (``compat.nn.MultiheadAttention`` → ``MultiheadAttention``)."""
+    return name.rpartition(".")[2]
 
 
 def unregister(paddle_name: str, torch_name: str) -> None:
@@ -81,11 +89,12 @@ def _class_matches(spec: SpecialInit, side: int, cls: type) -> bool:
     identity decides, so another library's class of the same name is not taken for it.
     """
     name = spec.paddle_name if side == 0 else spec.torch_name
-    if cls.__name__ != name:
+    if cls.__name__ != _short(name):
         return False
     if spec.planner is None:
         return True
-    return (PADDLE if side == 0 else TORCH).nn_class(name) is cls
+    dotted = name if "." in name else f"nn.{name}"  # a built-in names its class under the framework's root
+    return (PADDLE if side == 0 else TORCH).framework_class(dotted) is cls
 
 
 def lookup(p_layer: Any, t_layer: Any) -> SpecialInit | None:
@@ -195,7 +204,7 @@ def _load_builtins(force: bool = False) -> None:
     if _BUILTINS_LOADED and not force:
         return
     _BUILTINS_LOADED = True
-    for mod in (attention, batchnorm, rnn):
+    for mod in (attention, batchnorm, compat, rnn):
         for paddle_name, torch_name, auto in mod.BUILTINS:
             register_builtin(paddle_name, torch_name, mod.plan, auto=auto)
 
