@@ -16,9 +16,9 @@ from typing import Any, Literal, TypeVar
 from padiff.errors import OptionsError
 
 DiffPhase = Literal["both", "forward", "backward"]
-CompareMode = Literal["mean", "strict"]
+CompareMode = Literal["mean", "strict", "calibrated"]
 DIFF_PHASES: tuple[DiffPhase, ...] = ("both", "forward", "backward")
-COMPARE_MODES: tuple[CompareMode, ...] = ("mean", "strict")
+COMPARE_MODES: tuple[CompareMode, ...] = ("mean", "strict", "calibrated")
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,11 @@ class DiffOptions:
             raise OptionsError(
                 "diff_phase='backward' is only valid with single_step=True: without it the "
                 "backward pass depends on the forward, so compare both with diff_phase='both'."
+            )
+        if compare_mode == "calibrated" and single_step:
+            raise OptionsError(
+                "compare_mode='calibrated' cannot be combined with single_step=True: the float64 reference runs "
+                "the torch model on its own inputs, while single_step feeds it paddle's. Use one of them."
             )
         mismatch_ratio = _tolerance(raw.get("mismatch_ratio", cls.mismatch_ratio), "mismatch_ratio")
         if mismatch_ratio >= 1:

@@ -21,6 +21,7 @@ from padiff.layer_map import ResolvedMap
 from padiff.runtime.engine.comparisons import Comparer, one_sided
 from padiff.runtime.engine.pairs import PairsSeen, SeenPair
 from padiff.runtime.engine.recording import SideRecorder
+from padiff.runtime.engine.reference import Ref
 from padiff.runtime.engine.sink import Site, SortKey
 from padiff.runtime.pairing import Role
 from padiff.weights.opaque_plan import inner_pairs, plan_opaque
@@ -57,6 +58,8 @@ class ParamComparer:
         grad = stage == "grad"
         p_state, t_state = self._state(self.p, p_role), self._state(self.t, t_role)
         converted = plan.convert(torch_arrays(t_state, "grad" if grad else "value"))
+        refs, why = self._reference(t_role, plan, grad)
+        t_dtype = TORCH.dtype_name(t_state[0].tensor) if t_state else ""
         t_present = {e.name for e in t_state if (TORCH.grad(e.tensor) if grad else e.tensor) is not None}
         for k, e in enumerate(p_state):
             link = next((lk for lk in plan.links if lk.paddle_name == e.name), None)
@@ -76,9 +79,25 @@ class ParamComparer:
                 continue
             p_arr = PADDLE.to_numpy(p_t)
             fixed = None if grad else self._batchnorm_corrected(p_path, t_path, e.name, link.torch_names, p_arr)
-            stats = (self.cmp.stats(p_arr, converted[e.name]) if fixed is None
-                     else replace(self.cmp.stats(fixed, converted[e.name]), reconciled=BATCHNORM_VARIANCE_NOTE))
+            ref = None if refs is None else Ref(refs.get(e.name), why)
+            stats = (self.cmp.stats(p_arr, converted[e.name], ref=ref, dtype=t_dtype) if fixed is None
+                     else replace(self.cmp.stats(fixed, converted[e.name], ref=ref, dtype=t_dtype),
+                                  reconciled=BATCHNORM_VARIANCE_NOTE))
             self.sink.add(stage, site, stats, item=e.name, key=key, dtype=PADDLE.dtype_name(e.tensor))
+
+    def _reference(self, t_role: Role, plan: PairPlan, grad: bool) -> tuple[dict[str, np.ndarray] | None, str]:
+        """The float64 copy's tensors of this pair in paddle's layout (``None`` outside calibrated runs), or why not."""
+        ref = self.cmp.reference
+        if ref is None:
+            return None, ""
+        why = ref.params_why(grad) if grad else (ref.params_why(False) or ref.weights_why())
+        if why:
+            return {}, why
+        state = self._state(ref.rec, t_role)
+        try:
+            return plan.convert(torch_arrays(state, "grad" if grad else "value")), "no float64 counterpart"
+        except Exception as e:  # noqa: BLE001 - a conversion the float64 copy cannot take: no reference
+            return {}, f"the float64 copy's tensors could not be converted: {type(e).__name__}"
 
     def _param_pairs(self, stage: str) -> None:
         """Each parameter pair of the map: its gradient (``grad``) or value after the step (``weight``)."""
