@@ -10,6 +10,7 @@ state; a zero-argument callable cannot be rebuilt (it closes over the user's par
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,7 +65,10 @@ def mirror_optimizer(opt: Any, module: Any, twin: Any) -> tuple[Any | None, str]
             return None, "the torch optimizer holds tensors that are not parameters of the torch model"
         groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": [twin_params[n] for n in names]})
     try:
-        twin_opt = type(opt)(groups, **opt.defaults)
+        # defaults may hold settings the constructor does not take (AdamW's decoupled_weight_decay);
+        # the groups carry every setting anyway
+        accepted = inspect.signature(type(opt).__init__).parameters
+        twin_opt = type(opt)(groups, **{k: v for k, v in opt.defaults.items() if k in accepted})
         twin_opt.load_state_dict(opt.state_dict())  # state (moments, step counts) cast to float64
     except Exception as e:  # noqa: BLE001 - any failure only means no reference for the weights
         return None, f"the torch optimizer ({type(opt).__name__}) could not be rebuilt on the float64 copy: {e}"

@@ -63,8 +63,13 @@ class Calibration:
                 f"{K:g}x (paddle {self.paddle_error:.3g} vs torch {self.torch_error:.3g} from the float64 reference)")
 
 
-def calibrate(p: np.ndarray, t: np.ndarray, r: np.ndarray, dtype: str, k: float = K) -> Calibration | None:
-    """Paddle ``p`` and torch ``t`` against reference ``r`` (all of one shape); None when ``r`` is not finite."""
+def calibrate(p: np.ndarray, t: np.ndarray, r: np.ndarray, dtype: str, k: float = K,
+              allowance: float = 0.0) -> Calibration | None:
+    """Paddle ``p`` and torch ``t`` against reference ``r`` (all of one shape); None when ``r`` is not finite.
+
+    ``allowance``: a mean error the frameworks' documented conventions explain (it raises the
+    noise level like the floor does; 0 for most records).
+    """
     r64 = np.asarray(r, dtype=np.float64)
     if not np.all(np.isfinite(r64)):
         return None
@@ -72,7 +77,7 @@ def calibrate(p: np.ndarray, t: np.ndarray, r: np.ndarray, dtype: str, k: float 
     p_err = float(np.mean(np.abs(p64 - r64))) if r64.size else 0.0
     t_err = float(np.mean(np.abs(t64 - r64))) if r64.size else 0.0
     floor = resolution(dtype) * (float(np.mean(np.abs(r64))) if r64.size else 0.0)
-    noise_level = max(t_err, floor)
+    noise_level = max(t_err, floor, allowance)
     ratio = p_err / noise_level if noise_level > 0 else (0.0 if p_err == 0 else math.inf)
     mean_p = float(np.mean(np.abs(p64))) if p64.size else 0.0
     mean_t = float(np.mean(np.abs(t64))) if t64.size else 0.0
@@ -81,7 +86,7 @@ def calibrate(p: np.ndarray, t: np.ndarray, r: np.ndarray, dtype: str, k: float 
 
 
 def calibrated_stats(p: np.ndarray, t: np.ndarray, r: np.ndarray, dtype: str, *, gradient: bool = False,
-                     k: float = K) -> Stats | None:
+                     k: float = K, allowance: float = 0.0) -> Stats | None:
     """The record of paddle ``p`` vs torch ``t`` judged against reference ``r`` (torch's shape).
 
     The usual figures (max abs diff, means, cosine) are those of ``p`` against ``t``; the verdict
@@ -100,7 +105,7 @@ def calibrated_stats(p: np.ndarray, t: np.ndarray, r: np.ndarray, dtype: str, *,
         if fitted is None or fitted_r is None:
             return None
         p, t, r = fitted[0], fitted[1], fitted_r[1]
-    cal = calibrate(p, t, r, dtype, k)
+    cal = calibrate(p, t, r, dtype, k, allowance)
     if cal is None:
         return None
     note, kind = "", ""  # the figures of p against t at zero tolerance say nothing of the verdict
@@ -125,7 +130,8 @@ FALLBACK_RTOL_DEFAULT = 1e-4
 
 
 def judge(p: np.ndarray, t: np.ndarray, r: np.ndarray | None, why: str, dtype: str, *, atol: float = 0.0,
-          rtol: float = 0.0, mismatch_ratio: float = 0.0, gradient: bool = False, k: float = K) -> Stats:
+          rtol: float = 0.0, mismatch_ratio: float = 0.0, gradient: bool = False, k: float = K,
+          allowance: float = 0.0) -> Stats:
     """A calibrated record when reference ``r`` can judge, else the ``mean`` verdict with a note saying why.
 
     The fallback uses the run's ``atol`` and at least the README's port-check rtol for the dtype
@@ -133,7 +139,7 @@ def judge(p: np.ndarray, t: np.ndarray, r: np.ndarray | None, why: str, dtype: s
     failed for rounding nor passed unchecked; ``why`` names the reason ("the optimizer is a callable").
     """
     if r is not None:
-        stats = calibrated_stats(p, t, r, dtype, gradient=gradient, k=k)
+        stats = calibrated_stats(p, t, r, dtype, gradient=gradient, k=k, allowance=allowance)
         if stats is not None:
             return stats
         why = why or "the float64 reference does not fit this tensor"

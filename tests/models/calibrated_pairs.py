@@ -87,3 +87,48 @@ def block_pair(fault: str = "", seed: int = 0) -> tuple[PaddleBlock, TorchBlock,
     module = TorchBlock()
     x = block_input(seed)
     return PaddleBlock(fault), module, ({"x": paddle.to_tensor(x)}, {"x": torch.from_numpy(x.copy())})
+
+
+# --- a conv net whose conv biases feed an InstanceNorm: their true gradient is zero ---------------
+class PaddleConvIN(paddle.nn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = paddle.nn.Conv2D(3, 8, 3, padding=1)
+        self.norm1 = paddle.nn.InstanceNorm2D(8)
+        self.conv2 = paddle.nn.Conv2D(8, 8, 3, padding=1)
+        self.norm2 = paddle.nn.InstanceNorm2D(8)
+        self.head = paddle.nn.Linear(8, 5)
+
+    def forward(self, x):
+        h = PF.relu(self.norm1(self.conv1(x)))
+        h = PF.relu(self.norm2(self.conv2(h)))
+        return self.head(h.mean(axis=[2, 3]))
+
+
+class TorchConvIN(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.norm1 = torch.nn.InstanceNorm2d(8, affine=True)
+        self.conv2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.norm2 = torch.nn.InstanceNorm2d(8, affine=True)
+        self.head = torch.nn.Linear(8, 5)
+
+    def forward(self, x):
+        h = TF.relu(self.norm1(self.conv1(x)))
+        h = TF.relu(self.norm2(self.conv2(h)))
+        return self.head(h.mean(dim=(2, 3)))
+
+
+def conv_in_pair(seed: int = 0) -> tuple[PaddleConvIN, TorchConvIN, tuple[dict, dict]]:
+    """The pair (copy torch's weights with ``auto_weights=True``) and a 4x3x16x16 input."""
+    torch.manual_seed(seed)
+    module = TorchConvIN()
+    x = np.random.default_rng(seed).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    return PaddleConvIN(), module, ({"x": paddle.to_tensor(x)}, {"x": torch.from_numpy(x.copy())})
+
+
+def adamw_pair(layer: paddle.nn.Layer, module: torch.nn.Module, lr: float = 1e-3, wd: float = 0.01) -> list:
+    """``[paddle AdamW, torch AdamW]`` with the same settings."""
+    return [paddle.optimizer.AdamW(learning_rate=lr, parameters=layer.parameters(), weight_decay=wd),
+            torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=wd)]

@@ -33,6 +33,7 @@ class Ref:
 
     array: np.ndarray | None
     why: str = ""
+    allowance: float = 0.0  # an error the frameworks' conventions explain (see ReferenceRun.decay_allowance)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class ReferenceRun:
         self.why = ""  # why this step has no reference at all ("" when the copy ran)
         self.why_backward = ""  # why it has no gradients
         self.stale = ""  # set once the copy's weights no longer follow the user's (no optimizer to mirror)
+        self.decay_allowance: dict[int, float] = {}  # id(copy's parameter) -> lr * weight_decay * mean |update|
 
     # --- running --------------------------------------------------------------------------
     def run_step(self, step: int, backward: bool) -> None:
@@ -140,7 +142,14 @@ class ReferenceRun:
         if self.why or self.why_backward:
             self.stale = "no float64 reference after a step the float64 copy could not run"
             return
+        groups = [(g, [(p, _host64(p)) for p in g["params"]]) for g in self.opt.param_groups
+                  if g.get("weight_decay", 0) and g.get("lr", 0)]
         TORCH.step_optimizer(self.opt)
+        # paddle's AdamW applies its decoupled weight decay in another order than torch's: the weights
+        # after a step differ by about lr * weight_decay * |update|, which shows on weights near zero
+        self.decay_allowance = {
+            id(p): float(g["lr"]) * float(g["weight_decay"]) * float(np.mean(np.abs(_host64(p) - before)))
+            for g, kept in groups for p, before in kept if before.size}
 
     # --- look-ups -------------------------------------------------------------------------
     def output(self, path: str, call: int, keys: Any, i: int) -> Ref:
