@@ -4,7 +4,7 @@ Both sides define the same layers in the same order (call-order pairing and ``au
 work), compute LayerNorm -> masked self-attention -> residual -> MLP (Linear, GELU, Linear)
 -> residual -> LayerNorm, and differ only where ``fault`` says, on the paddle side:
 
-- ``"scale"``: the MLP's output multiplied by 1.001
+- ``"scale"``: the MLP's second Linear's output multiplied by 1.001
 - ``"epsilon"``: the final LayerNorm's epsilon 1e-6 instead of 1e-5
 - ``"gelu"``: the tanh approximation of GELU instead of the exact one
 - ``"sqrt_d"``: attention scores not divided by sqrt(d)
@@ -33,6 +33,36 @@ def causal_mask(flip: bool = False) -> np.ndarray:
     return np.where(allowed, 0.0, -1e9).astype(np.float32)
 
 
+class ScaledLinear(paddle.nn.Linear):
+    """A Linear whose output is off by 0.1%."""
+
+    def forward(self, x):
+        return super().forward(x) * 1.001
+
+
+class PaddleMLP(paddle.nn.Layer):
+    def __init__(self, fault: str = "") -> None:
+        super().__init__()
+        self.fault = fault
+        self.fc1 = paddle.nn.Linear(D, 2 * D)
+        self.act = paddle.nn.GELU(approximate=fault == "gelu")
+        self.fc2 = (ScaledLinear if fault == "scale" else paddle.nn.Linear)(2 * D, D)
+
+    def forward(self, h):
+        return self.fc2(self.act(self.fc1(h)))
+
+
+class TorchMLP(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = torch.nn.Linear(D, 2 * D)
+        self.act = torch.nn.GELU()
+        self.fc2 = torch.nn.Linear(2 * D, D)
+
+    def forward(self, h):
+        return self.fc2(self.act(self.fc1(h)))
+
+
 class PaddleBlock(paddle.nn.Layer):
     def __init__(self, fault: str = "") -> None:
         super().__init__()
@@ -40,9 +70,7 @@ class PaddleBlock(paddle.nn.Layer):
         self.norm1 = paddle.nn.LayerNorm(D)
         self.qkv = paddle.nn.Linear(D, 3 * D)
         self.proj = paddle.nn.Linear(D, D)
-        self.fc1 = paddle.nn.Linear(D, 2 * D)
-        self.act = paddle.nn.GELU(approximate=fault == "gelu")
-        self.fc2 = paddle.nn.Linear(2 * D, D)
+        self.mlp = PaddleMLP(fault)
         self.norm2 = paddle.nn.LayerNorm(D, epsilon=1e-6 if fault == "epsilon" else 1e-5)
         self.mask = paddle.to_tensor(causal_mask(flip=fault == "mask"))
 
@@ -52,10 +80,7 @@ class PaddleBlock(paddle.nn.Layer):
         if self.fault != "sqrt_d":
             scores = scores / math.sqrt(D)
         h = x + self.proj(paddle.matmul(PF.softmax(scores + self.mask, axis=-1), v))
-        m = self.fc2(self.act(self.fc1(h)))
-        if self.fault == "scale":
-            m = m * 1.001
-        return self.norm2(h + m)
+        return self.norm2(h + self.mlp(h))
 
 
 class TorchBlock(torch.nn.Module):
@@ -64,9 +89,7 @@ class TorchBlock(torch.nn.Module):
         self.norm1 = torch.nn.LayerNorm(D)
         self.qkv = torch.nn.Linear(D, 3 * D)
         self.proj = torch.nn.Linear(D, D)
-        self.fc1 = torch.nn.Linear(D, 2 * D)
-        self.act = torch.nn.GELU()
-        self.fc2 = torch.nn.Linear(2 * D, D)
+        self.mlp = TorchMLP()
         self.norm2 = torch.nn.LayerNorm(D)
         self.mask = torch.from_numpy(causal_mask())
 
@@ -74,7 +97,11 @@ class TorchBlock(torch.nn.Module):
         q, k, v = self.qkv(self.norm1(x)).chunk(3, dim=-1)
         scores = q @ k.transpose(-1, -2) / math.sqrt(D)
         h = x + self.proj(TF.softmax(scores + self.mask, dim=-1) @ v)
-        return self.norm2(h + self.fc2(self.act(self.fc1(h))))
+        return self.norm2(h + self.mlp(h))
+
+
+#: the pair each planted fault must be reported at (torch path)
+FAULT_AT = {"scale": "mlp.fc2", "epsilon": "norm2", "gelu": "mlp.act", "sqrt_d": "proj", "mask": "proj"}
 
 
 def block_input(seed: int = 0) -> np.ndarray:
@@ -132,3 +159,23 @@ def adamw_pair(layer: paddle.nn.Layer, module: torch.nn.Module, lr: float = 1e-3
     """``[paddle AdamW, torch AdamW]`` with the same settings."""
     return [paddle.optimizer.AdamW(learning_rate=lr, parameters=layer.parameters(), weight_decay=wd),
             torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=wd)]
+
+
+def bf16_block_pair(fault: str = "", seed: int = 0) -> tuple[PaddleBlock, TorchBlock, tuple[dict, dict]]:
+    """The block with torch computing in bfloat16 and paddle emulating it, weights already copied.
+
+    paddle's CPU build has no bfloat16 matmul or LayerNorm kernel, so paddle computes in float32
+    on the same bfloat16 weights and input and rounds every leaf layer's output to bfloat16 (the
+    noise model of bfloat16 storage); torch runs bfloat16 kernels.
+    """
+    layer, module, inp = block_pair(fault, seed)
+    module = module.to(torch.bfloat16)
+    module.mask = module.mask.to(torch.bfloat16)
+    for name, p in layer.named_parameters():
+        src = module.get_parameter(name).detach()
+        p.set_value((src.float().numpy().T if p.ndim == 2 else src.float().numpy()).astype(np.float32))
+    for sub in layer.sublayers():
+        if not sub.sublayers():
+            sub.register_forward_post_hook(lambda lay, args, out: out.astype("bfloat16").astype("float32"))
+    x = inp[1]["x"].to(torch.bfloat16)
+    return layer, module, ({"x": paddle.to_tensor(x.float().numpy())}, {"x": x})

@@ -20,7 +20,7 @@ def test_a_correct_port_ending_in_a_layernorm_passes_forward_and_backward():
 def test_a_backward_only_bug_before_a_final_layernorm_fails_with_the_builtin_loss():
     layer, module, inp = block_pair()
     # a planted bug the forward cannot see: the gradient through the first MLP layer doubled
-    module.fc1.register_full_backward_hook(lambda mod, gin, gout: tuple(2 * g if g is not None else g for g in gin))
+    module.mlp.fc1.register_full_backward_hook(lambda mod, gin, gout: tuple(2 * g if g is not None else g for g in gin))
     report = padiff.compare(layer, module, inp, auto_weights=True, options=TOL)
     assert not report
     assert report.first_diff.stage in ("backward", "grad")
