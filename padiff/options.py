@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, TypeVar
 
 from padiff.errors import OptionsError
@@ -99,6 +99,16 @@ class DiffOptions:
     def checks_backward(self) -> bool:
         """Whether gradients are compared (and so whether backward runs at all)."""
         return self.diff_phase in ("both", "backward")
+
+    def for_ops(self) -> DiffOptions:
+        """The options the op views judge single operations by.
+
+        A calibrated run has a float64 reference for layer records only, so its op views use the
+        ``mean`` verdict at the README's float32 port-check rtol (at least 1e-4).
+        """
+        if self.compare_mode != "calibrated":
+            return self
+        return replace(self, compare_mode="mean", rtol=max(self.rtol, 1e-4))
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict of the options, for reports."""
