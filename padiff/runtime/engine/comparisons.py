@@ -24,6 +24,7 @@ from padiff.options import DiffOptions
 from padiff.report.records import Stats
 from padiff.runtime.engine.reference import Ref, ReferenceRun
 from padiff.runtime.engine.sink import RecordSink, Site, SortKey
+from padiff.runtime.engine.vanishing import VanishingGradients
 from padiff.runtime.pairing import Event
 
 
@@ -34,6 +35,7 @@ class Comparer:
         self.opts = opts
         self.sink = sink
         self.reference: ReferenceRun | None = None  # compare_mode="calibrated": the float64 torch run
+        self.vanishing = VanishingGradients()  # call begin_backward before each backward pass
 
     def stats(self, a: np.ndarray, b: np.ndarray, *, gradient: bool = False, ref: Ref | None = None,
               dtype: str = "") -> Stats:
@@ -129,10 +131,17 @@ class Comparer:
             t_i = i if tev.items is None else next((t for p, t in tev.items if p == i), i)
             ref = self.reference.output_grad(tev.role.path, tev.call, pev.keys, t_i)
         stats = self.stats(p_grad, t_grad, gradient=reconcile, ref=ref, dtype=tev.dtype)
+        stats, warning = self.vanishing.judge(stats, tev.dtype, tev.role.path, tev.role.cls)
+        if warning:
+            self.sink.warn_once(warning)
         self.sink.add("backward", Site.of_events(pev, tev), stats,
                       item=item or item_name("grad of output", i, 2), key=SortKey.backward(pev.index, i),
                       dtype=tev.dtype)
         tev.grads[i] = True
+
+    def begin_backward(self, t_out: Any) -> None:
+        """A backward pass starts from torch output ``t_out`` (its size sets the smallest gradient scale)."""
+        self.vanishing.begin(sum(TORCH.numel(t) for t in TORCH.flatten(t_out) if TORCH.is_floating(t)))
 
     def missing_grads(self, t_events: Iterable[Event]) -> None:
         """An output gradient that reached only paddle's side is a difference, not a silent pass."""

@@ -180,6 +180,7 @@ class Engine:
         self.paddle_fwd.release()
         if not ps.backward:
             return
+        self.cmp.begin_backward(t_out)
         del p_out
         if mode == SEQUENTIAL:
             self._backward(self.t, t_loss)
