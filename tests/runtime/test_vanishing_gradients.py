@@ -34,7 +34,8 @@ def test_a_loss_whose_gradient_vanishes_is_warned_about():
                   lambda out: TF.layer_norm(out, out.shape[-1:]).mean()]
     report = padiff.compare(layer, module, inp, auto_weights=True, options=TOL, loss_fn=normalised)
     assert _noise(report)
-    assert any(w.startswith("the gradient reaching the model is at rounding level on both sides") for w in report.warnings)
+    assert any(w.startswith("the gradient reaching the model is at rounding level on both sides")
+               for w in report.warnings)
 
 
 def test_the_builtin_loss_gives_real_gradients_and_no_warning():
