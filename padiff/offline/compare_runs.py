@@ -22,7 +22,7 @@ import numpy as np
 
 from padiff.compare.arrays import compare_arrays
 from padiff.compare.conventions import BATCHNORM_VARIANCE_NOTE
-from padiff.errors import InputError, MappingError
+from padiff.errors import InputError, MappingError, OptionsError
 from padiff.graph.match import LayerInfo
 from padiff.layer_map import LayerMap, LayerPair
 from padiff.offline import fmt
@@ -174,6 +174,9 @@ def compare_runs(paddle_run: str | os.PathLike[str], torch_run: str | os.PathLik
     unbiased update gives it, and the record says so); ``False`` compares the raw values.
     """
     opts = DiffOptions.from_mapping(options)
+    if opts.compare_mode == "calibrated":
+        raise OptionsError("compare_runs cannot use compare_mode='calibrated' yet: recorded runs hold no float64 "
+                           "reference. Use compare_mode='mean', or compare the models live with padiff.compare.")
     pd_ranks, pt_ranks = read_run(paddle_run), read_run(torch_run)
     pd_ranks, pd_notes = group_ranks(pd_ranks, pt_ranks)
     pt_ranks, pt_notes = group_ranks(pt_ranks, pd_ranks)
