@@ -27,7 +27,7 @@ import numpy as np
 
 from padiff.compare.arrays import compare_arrays
 from padiff.compare.reconcile import reconcile_shapes
-from padiff.report.records import Stats
+from padiff.report.records import NoteKind, Stats
 
 #: paddle's error may be up to this many times torch's own (see the README for the measurements)
 K = 8.0
@@ -108,7 +108,8 @@ def calibrated_stats(p: np.ndarray, t: np.ndarray, r: np.ndarray, dtype: str, *,
     cal = calibrate(p, t, r, dtype, k, allowance)
     if cal is None:
         return None
-    note, kind = "", ""  # the figures of p against t at zero tolerance say nothing of the verdict
+    note: str = ""  # the figures of p against t at zero tolerance say nothing of the verdict
+    kind: NoteKind = ""
     if cal.noise:
         note = ("values at rounding level on both sides (the float64 reference is near zero): this compares "
                 "noise; " + cal.describe())
