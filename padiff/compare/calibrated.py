@@ -64,11 +64,13 @@ class Calibration:
 
 
 def calibrate(p: np.ndarray, t: np.ndarray, r: np.ndarray, dtype: str, k: float = K,
-              allowance: float = 0.0) -> Calibration | None:
+              allowance: float = 0.0, magnitude: float = 0.0) -> Calibration | None:
     """Paddle ``p`` and torch ``t`` against reference ``r`` (all of one shape); None when ``r`` is not finite.
 
     ``allowance``: a mean error the frameworks' documented conventions explain (it raises the
-    noise level like the floor does; 0 for most records).
+    noise level like the floor does; 0 for most records). ``magnitude``: the size of the terms
+    the value was summed from, when they cancel (a loss ``sum(w * out)`` is far smaller than
+    ``sum(|w * out|)``, and rounds at the latter's scale); the floor uses the larger of it and ``mean |r|``.
     """
     r64 = np.asarray(r, dtype=np.float64)
     if not np.all(np.isfinite(r64)):
@@ -76,7 +78,7 @@ def calibrate(p: np.ndarray, t: np.ndarray, r: np.ndarray, dtype: str, k: float 
     p64, t64 = np.asarray(p, dtype=np.float64), np.asarray(t, dtype=np.float64)
     p_err = float(np.mean(np.abs(p64 - r64))) if r64.size else 0.0
     t_err = float(np.mean(np.abs(t64 - r64))) if r64.size else 0.0
-    floor = resolution(dtype) * (float(np.mean(np.abs(r64))) if r64.size else 0.0)
+    floor = resolution(dtype) * max(float(np.mean(np.abs(r64))) if r64.size else 0.0, magnitude)
     noise_level = max(t_err, floor, allowance)
     ratio = p_err / noise_level if noise_level > 0 else (0.0 if p_err == 0 else math.inf)
     mean_p = float(np.mean(np.abs(p64))) if p64.size else 0.0
@@ -86,7 +88,7 @@ def calibrate(p: np.ndarray, t: np.ndarray, r: np.ndarray, dtype: str, k: float 
 
 
 def calibrated_stats(p: np.ndarray, t: np.ndarray, r: np.ndarray, dtype: str, *, gradient: bool = False,
-                     k: float = K, allowance: float = 0.0) -> Stats | None:
+                     k: float = K, allowance: float = 0.0, magnitude: float = 0.0) -> Stats | None:
     """The record of paddle ``p`` vs torch ``t`` judged against reference ``r`` (torch's shape).
 
     The usual figures (max abs diff, means, cosine) are those of ``p`` against ``t``; the verdict
@@ -105,7 +107,7 @@ def calibrated_stats(p: np.ndarray, t: np.ndarray, r: np.ndarray, dtype: str, *,
         if fitted is None or fitted_r is None:
             return None
         p, t, r = fitted[0], fitted[1], fitted_r[1]
-    cal = calibrate(p, t, r, dtype, k, allowance)
+    cal = calibrate(p, t, r, dtype, k, allowance, magnitude)
     if cal is None:
         return None
     note: str = ""  # the figures of p against t at zero tolerance say nothing of the verdict
@@ -132,7 +134,7 @@ FALLBACK_RTOL_DEFAULT = 1e-4
 
 def judge(p: np.ndarray, t: np.ndarray, r: np.ndarray | None, why: str, dtype: str, *, atol: float = 0.0,
           rtol: float = 0.0, mismatch_ratio: float = 0.0, gradient: bool = False, k: float = K,
-          allowance: float = 0.0) -> Stats:
+          allowance: float = 0.0, magnitude: float = 0.0) -> Stats:
     """A calibrated record when reference ``r`` can judge, else the ``mean`` verdict with a note saying why.
 
     The fallback uses the run's ``atol`` and at least the README's port-check rtol for the dtype
@@ -140,7 +142,7 @@ def judge(p: np.ndarray, t: np.ndarray, r: np.ndarray | None, why: str, dtype: s
     failed for rounding nor passed unchecked; ``why`` names the reason ("the optimizer is a callable").
     """
     if r is not None:
-        stats = calibrated_stats(p, t, r, dtype, gradient=gradient, k=k, allowance=allowance)
+        stats = calibrated_stats(p, t, r, dtype, gradient=gradient, k=k, allowance=allowance, magnitude=magnitude)
         if stats is not None:
             return stats
         why = why or "the float64 reference does not fit this tensor"

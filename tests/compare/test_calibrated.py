@@ -86,3 +86,10 @@ def test_nan_and_reference_shape_mismatch():
     assert calibrated_stats(p, t, r, "float32").note_kind == "nan"
     assert calibrated_stats(t, t, r[:10], "float32") is None  # no reference that fits: the caller falls back
     assert calibrate(t, t, np.full(r.shape, np.inf), "float32") is None
+
+
+def test_a_cancelling_sum_is_judged_at_the_scale_of_its_terms():
+    r = np.array(1e-3)  # a loss sum(w * out) whose terms are ~10 in size: it rounds at ~10 * eps
+    t, p = np.float32(1e-3 + 1e-9), np.float32(1e-3 + 6e-7)
+    assert not calibrate(np.array(p), np.array(t), r, "float32").passed
+    assert calibrate(np.array(p), np.array(t), r, "float32", magnitude=10.0).passed

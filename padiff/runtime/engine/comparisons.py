@@ -48,7 +48,8 @@ class Comparer:
         if o.compare_mode == "calibrated":
             r = ref if ref is not None else Ref(None, "not recorded for this kind of comparison")
             return judge(a, b, r.array, r.why, dtype or str(b.dtype), atol=o.atol, rtol=o.rtol,
-                         mismatch_ratio=o.mismatch_ratio, gradient=gradient, allowance=r.allowance)
+                         mismatch_ratio=o.mismatch_ratio, gradient=gradient, allowance=r.allowance,
+                         magnitude=r.magnitude)
         return compare_arrays(a, b, o.atol, o.rtol, o.compare_mode, o.mismatch_ratio, gradient=gradient)
 
     # --- forward ---------------------------------------------------------------------------

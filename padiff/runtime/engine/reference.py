@@ -22,6 +22,7 @@ from padiff.adapters import TORCH, nested
 from padiff.adapters.hooks import HookSet
 from padiff.adapters.torch_reference import float64_copy, float64_inputs, mirror_optimizer
 from padiff.compare.keyed import reorder_like
+from padiff.compare.projection import projection
 from padiff.runtime.engine import calls
 from padiff.runtime.engine.recording import HookErrors, SideRecorder
 from padiff.runtime.pairing import Event, Role
@@ -34,6 +35,7 @@ class Ref:
     array: np.ndarray | None
     why: str = ""
     allowance: float = 0.0  # an error the frameworks' conventions explain (see ReferenceRun.decay_allowance)
+    magnitude: float = 0.0  # the size of the terms a cancelling sum was made of (the built-in loss)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class ReferenceRun:
         self.calls: dict[tuple[str, int], _Call] = {}
         self.model_out: _Call | None = None
         self.loss: np.ndarray | None = None
+        self.loss_magnitude = 0.0  # the built-in loss: sum |w * out|, the scale its rounding is at
         self.why = ""  # why this step has no reference at all ("" when the copy ran)
         self.why_backward = ""  # why it has no gradients
         self.stale = ""  # set once the copy's weights no longer follow the user's (no optimizer to mirror)
@@ -109,6 +112,7 @@ class ReferenceRun:
                 self.why_backward = "no loss"
                 return
             self.loss = _host64(loss)
+            self.loss_magnitude = _projection_magnitude(out) if self.loss_fn is None else 0.0
             if not backward:
                 return
             try:
@@ -178,7 +182,8 @@ class ReferenceRun:
 
     def loss_ref(self) -> Ref:
         """The loss of the copy."""
-        return Ref(self.loss, "" if self.loss is not None else (self.why or self.why_backward))
+        return Ref(self.loss, "" if self.loss is not None else (self.why or self.why_backward),
+                   magnitude=self.loss_magnitude)
 
     def input_grad(self, i: int) -> Ref:
         """The gradient of the ``i``-th leaf input that requires grad."""
@@ -199,6 +204,13 @@ class ReferenceRun:
     def weights_why(self) -> str:
         """Why the copy's values after the step are no reference ("" when they are)."""
         return self.stale
+
+
+def _projection_magnitude(out: Any) -> float:
+    """``sum_k sum |w_k * out_k|`` of padiff's built-in loss on ``out`` (see :func:`calls.builtin_loss`)."""
+    floats = [t for t in nested.flatten(out, TORCH.is_tensor, by_key=True) if "float" in TORCH.dtype_name(t)]
+    arrays = [_host64(t) for t in floats if TORCH.numel(t) > 0]
+    return float(sum(np.sum(np.abs(projection(k, a.shape) * a)) for k, a in enumerate(arrays)))
 
 
 def _short(e: BaseException) -> str:
