@@ -93,3 +93,16 @@ def test_a_cancelling_sum_is_judged_at_the_scale_of_its_terms():
     t, p = np.float32(1e-3 + 1e-9), np.float32(1e-3 + 6e-7)
     assert not calibrate(np.array(p), np.array(t), r, "float32").passed
     assert calibrate(np.array(p), np.array(t), r, "float32", magnitude=10.0).passed
+
+
+def test_two_roundings_of_a_zero_gradient_pass_whatever_their_ratio_below_the_pass_scale():
+    rng = np.random.default_rng(3)
+    r = rng.standard_normal(64) * 1e-18  # the true gradient is zero
+    t = (rng.standard_normal(64) * 1e-10).astype(np.float32)
+    p = (rng.standard_normal(64) * 1e-9).astype(np.float32)  # paddle's residue 10x torch's
+    alone = calibrated_stats(p, t, r, "float32")
+    assert alone is not None and not alone.passed and alone.note_kind == "noise"
+    within = calibrated_stats(p, t, r, "float32", noise_scale=1e-2)  # the pass's gradients are ~1e-2
+    assert within is not None and within.passed and "two roundings of a zero" in within.note
+    real = (rng.standard_normal(64) * 1e-5).astype(np.float32)  # a real gradient where the truth is zero
+    assert not calibrated_stats(real, t, r, "float32", noise_scale=1e-2).passed

@@ -38,18 +38,19 @@ class Comparer:
         self.vanishing = VanishingGradients()  # call begin_backward before each backward pass
 
     def stats(self, a: np.ndarray, b: np.ndarray, *, gradient: bool = False, ref: Ref | None = None,
-              dtype: str = "") -> Stats:
+              dtype: str = "", of_gradients: bool = False) -> Stats:
         """Paddle array ``a`` against torch array ``b`` (``gradient``: both are gradients of outputs).
 
         ``compare_mode="calibrated"``: judged against ``ref``, torch's float64 reference of ``b``
-        (:func:`padiff.compare.calibrated.judge`; none: the ``mean`` verdict, saying so).
+        (:func:`padiff.compare.calibrated.judge`; none: the ``mean`` verdict, saying so);
+        ``of_gradients``: ``a`` and ``b`` are gradients, so noise is measured against this pass's gradients.
         """
         o = self.opts
         if o.compare_mode == "calibrated":
             r = ref if ref is not None else Ref(None, "not recorded for this kind of comparison")
             return judge(a, b, r.array, r.why, dtype or str(b.dtype), atol=o.atol, rtol=o.rtol,
                          mismatch_ratio=o.mismatch_ratio, gradient=gradient, allowance=r.allowance,
-                         magnitude=r.magnitude)
+                         magnitude=r.magnitude, noise_scale=self.vanishing.scale if of_gradients else 0.0)
         return compare_arrays(a, b, o.atol, o.rtol, o.compare_mode, o.mismatch_ratio, gradient=gradient)
 
     # --- forward ---------------------------------------------------------------------------
@@ -131,7 +132,7 @@ class Comparer:
         if self.reference is not None and reconcile:  # fused parts compare slices: no reference slice
             t_i = i if tev.items is None else next((t for p, t in tev.items if p == i), i)
             ref = self.reference.output_grad(tev.role.path, tev.call, pev.keys, t_i)
-        stats = self.stats(p_grad, t_grad, gradient=reconcile, ref=ref, dtype=tev.dtype)
+        stats = self.stats(p_grad, t_grad, gradient=reconcile, ref=ref, dtype=tev.dtype, of_gradients=True)
         stats, warning = self.vanishing.judge(stats, tev.dtype, tev.role.path, tev.role.cls)
         if warning:
             self.sink.warn_once(warning)

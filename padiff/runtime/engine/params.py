@@ -84,7 +84,8 @@ class ParamComparer:
             p_arr = PADDLE.to_numpy(p_t)
             fixed = None if grad else self._batchnorm_corrected(p_path, t_path, e.name, link.torch_names, p_arr)
             ref = None if refs is None else Ref(refs.get(e.name), why, allowance)
-            stats = (self.cmp.stats(p_arr, converted[e.name], ref=ref, dtype=t_dtype) if fixed is None
+            stats = (self.cmp.stats(p_arr, converted[e.name], ref=ref, dtype=t_dtype, of_gradients=grad)
+                     if fixed is None
                      else replace(self.cmp.stats(fixed, converted[e.name], ref=ref, dtype=t_dtype),
                                   reconciled=BATCHNORM_VARIANCE_NOTE))
             if stats.note_kind == "noise" and grad:

@@ -15,11 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from padiff.compare.calibrated import resolution
+from padiff.compare.calibrated import NOISE_TAU, resolution
 from padiff.report.records import Stats
-
-#: a gradient below this many resolutions of the pass's gradient scale, on both sides, is rounding noise
-NOISE_TAU = 100.0
 
 
 class VanishingGradients:
