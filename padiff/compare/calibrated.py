@@ -34,7 +34,7 @@ from padiff.compare.reconcile import reconcile_shapes
 from padiff.report.records import NoteKind, Stats
 
 #: paddle's error may be up to this many times torch's own (see the README for the measurements)
-K = 8.0
+K = 12.0
 
 #: a gradient below this many resolutions of the pass's gradient scale, on both sides, is rounding noise
 NOISE_TAU = 100.0

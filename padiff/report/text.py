@@ -205,7 +205,12 @@ def stack_lines(stack: Sequence[tuple[str, int, str]], title: str) -> list[str]:
 
 
 def tolerance_lines(rep: DiffReport) -> list[str]:
-    """Suggested tolerances per dtype: settings that would have passed every comparison, each complete."""
+    """Suggested tolerances per dtype: settings that would have passed every comparison, each complete.
+
+    None for a calibrated run: its verdicts use no tolerance.
+    """
+    if rep.options.get("compare_mode") == "calibrated":
+        return []
     sug = rep.suggested_tolerances()
     if not sug:
         return []

@@ -46,6 +46,7 @@ def test_a_planted_fault_fails_at_its_pair(fault):
     assert "torch's own rounding" in first.note and "above the allowed" in first.note
     text = report.summary()  # the terminal report speaks in units of torch's own rounding
     assert "noise ratio       paddle error" in text and "largest noise ratio: paddle error" in text
+    assert "Suggested tolerances" not in text  # a calibrated verdict uses none
 
 
 def test_the_torch_model_is_left_as_it_was():
