@@ -51,8 +51,11 @@ def test_fused_and_whole_array_routes_agree(dtype):
     for name in ("passed", "max_abs_diff", "max_rel_diff", "mismatched"):  # element-wise figures: exact
         assert getattr(fast, name) == pytest.approx(getattr(slow, name), rel=1e-9), name
     # sums: float32 pairwise within a block, float64 across blocks
-    for name in ("mean_abs_diff", "mean_abs_ref", "paddle_mean", "torch_mean"):
+    for name in ("mean_abs_diff", "mean_abs_ref"):
         assert getattr(fast, name) == pytest.approx(getattr(slow, name), rel=1e-6, abs=1e-9), name
+    # a signed mean near zero keeps the rounding of its terms: bounded by their magnitude, not its own
+    for name in ("paddle_mean", "torch_mean"):
+        assert getattr(fast, name) == pytest.approx(getattr(slow, name), abs=1e-6 * slow.mean_abs_ref), name
     assert 1 - fast.cosine == pytest.approx(1 - slow.cosine, rel=1e-3)
 
 
