@@ -61,13 +61,15 @@ class Calibration:
     ratio: float  # paddle_error / max(torch_error, floor)
     passed: bool
     noise: bool  # both sides' values are mostly their own rounding (a true value near zero)
+    k: float = K  # the allowed ratio
 
     def describe(self) -> str:
         """``"paddle error 1.4x torch's own rounding"``, or how far above the allowed noise it is."""
         if self.passed:
             return f"paddle error {_x(self.ratio)} torch's own rounding"
-        return (f"paddle error {_x(self.ratio)} torch's own rounding, {_x(self.ratio / K)} above the allowed "
-                f"{K:g}x (paddle {self.paddle_error:.3g} vs torch {self.torch_error:.3g} from the float64 reference)")
+        return (f"paddle error {_x(self.ratio)} torch's own rounding, {_x(self.ratio / self.k)} above the "
+                f"allowed {self.k:g}x (paddle {self.paddle_error:.3g} vs torch {self.torch_error:.3g} from the "
+                "float64 reference)")
 
 
 def calibrate(p: np.ndarray, t: np.ndarray, r: np.ndarray, dtype: str, k: float = K,
@@ -83,14 +85,14 @@ def calibrate(p: np.ndarray, t: np.ndarray, r: np.ndarray, dtype: str, k: float 
     if not np.all(np.isfinite(r64)):
         return None
     if r64.size == 0:
-        return Calibration(0.0, 0.0, 0.0, 0.0, True, False)
+        return Calibration(0.0, 0.0, 0.0, 0.0, True, False, k)
     p_err, t_err = _mean_abs_diff(p, r64), _mean_abs_diff(t, r64)
     floor = resolution(dtype) * max(_mean_abs(r64), magnitude)
     noise_level = max(t_err, floor, allowance)
     ratio = p_err / noise_level if noise_level > 0 else (0.0 if p_err == 0 else math.inf)
     mean_t = _mean_abs(t)
     noise = mean_t > 0 and t_err >= NOISE_FRACTION * mean_t and p_err >= NOISE_FRACTION * _mean_abs(p)
-    return Calibration(p_err, t_err, floor, ratio, ratio <= k, bool(noise))
+    return Calibration(p_err, t_err, floor, ratio, ratio <= k, bool(noise), k)
 
 
 def calibrated_stats(p: np.ndarray, t: np.ndarray, r: np.ndarray, dtype: str, *, gradient: bool = False,

@@ -141,3 +141,32 @@ def test_a_model_the_float64_copy_cannot_run_falls_back_and_says_so():
 def test_calibrated_does_not_combine_with_single_step():
     with pytest.raises(OptionsError, match="cannot be combined with single_step"):
         padiff.compare(*block_pair(), options={**CAL, "single_step": True})
+
+
+def test_a_model_that_cannot_be_copied_falls_back_and_says_so():
+    import threading
+
+    import paddle
+
+    class PaddleOne(paddle.nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = paddle.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.fc(x)
+
+    class TorchLocked(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4)
+            self.lock = threading.Lock()  # deepcopy cannot copy a lock
+
+        def forward(self, x):
+            return self.fc(x)
+
+    x = torch.randn(2, 4)
+    report = padiff.compare(PaddleOne(), TorchLocked(), ({"x": paddle.to_tensor(x.numpy())}, {"x": x}),
+                            auto_weights=True, options=CAL)
+    assert report
+    assert all("the torch model could not be copied to float64" in r.note for r in report.records)

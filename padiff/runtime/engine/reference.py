@@ -63,20 +63,24 @@ class ReferenceRun:
 
     def __init__(self, module: Any, inputs: Mapping[str, Any], roles: Mapping[str, Role],
                  loss_fn: Callable[[Any], Any] | None, optimizer: Any | None) -> None:
-        self.twin = float64_copy(module)
-        self.inputs = float64_inputs(inputs)
+        self.stale = ""  # set once the copy's weights no longer follow the user's (no optimizer to mirror)
+        try:
+            self.twin = float64_copy(module)
+            self.inputs = float64_inputs(inputs)
+        except Exception as e:  # noqa: BLE001 - a model deepcopy cannot copy: every record falls back, saying so
+            self.twin, self.inputs = module, dict(inputs)  # never run: ``stale`` stops every step
+            self.stale = f"the torch model could not be copied to float64: {_short(e)}"
         self.errors = HookErrors()
         self.rec = SideRecorder(TORCH, self.twin, roles, TORCH.owned_state(self.twin), self.errors, stacks=False)
         self.loss_fn = loss_fn
-        self.opt, self.opt_why = (mirror_optimizer(optimizer, module, self.twin) if optimizer is not None
-                                  else (None, "no optimizer"))
+        self.opt, self.opt_why = (mirror_optimizer(optimizer, module, self.twin)
+                                  if optimizer is not None and not self.stale else (None, self.stale or "no optimizer"))
         self.calls: dict[tuple[str, int], _Call] = {}
         self.model_out: _Call | None = None
         self.loss: np.ndarray | None = None
         self.loss_magnitude = 0.0  # the built-in loss: sum |w * out|, the scale its rounding is at
         self.why = ""  # why this step has no reference at all ("" when the copy ran)
         self.why_backward = ""  # why it has no gradients
-        self.stale = ""  # set once the copy's weights no longer follow the user's (no optimizer to mirror)
         self.decay_allowance: dict[int, float] = {}  # id(copy's parameter) -> lr * weight_decay * mean |update|
 
     # --- running --------------------------------------------------------------------------
