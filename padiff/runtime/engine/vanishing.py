@@ -39,6 +39,8 @@ class VanishingGradients:
             return stats, ""
         scale = max(self.scale, self.floor)
         size = stats.mean_abs_ref + stats.mean_abs_diff  # bounds both sides' mean |grad|
+        if size == 0:  # exactly zero on both sides: an output the loss does not use, not noise
+            return stats, ""
         noise = stats.note_kind == "noise" or (scale > 0 and size <= NOISE_TAU * resolution(dtype) * scale)
         if not noise:
             self.scale = max(self.scale, stats.mean_abs_ref)
