@@ -171,7 +171,7 @@ class ReferenceRun:
     def output_grad(self, path: str, call: int, keys: Any, i: int) -> Ref:
         """The gradient reaching output ``i`` (torch's compared order) of that call."""
         c = self.calls.get((path, call))
-        if c is None or self.why_backward:
+        if c is None or self.why or self.why_backward:
             return Ref(None, self.why or self.why_backward or "the float64 copy did not make this call")
         order = c.order(keys)
         g = c.grads.get(order[i]) if i < len(order) else None
