@@ -3,8 +3,8 @@
 Imports no padiff at load time: :func:`compared_run` calls whichever padiff the running
 interpreter has, so the same harness times padiff 0.2.0 when run from its venv. The bare
 baseline is what a user pays without any tool: paddle forward(+backward) then torch
-forward(+backward) on the same inputs, with the same loss padiff uses by default (the
-mean of the output), gradients cleared afterwards.
+forward(+backward) on the same inputs, with the mean of the output as the loss (padiff's
+built-in projection costs the same: one multiply and one sum), gradients cleared afterwards.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ MODES: dict[str, dict[str, Any]] = {
     "forward": {"options": {"diff_phase": "forward"}, "bare": "fwd"},
     "both": {"options": {"diff_phase": "both"}, "bare": "fwd_bwd"},
     "single_step": {"options": {"diff_phase": "both", "single_step": True}, "bare": "fwd_bwd"},
+    # compare_mode="calibrated": a float64 copy of the torch model runs too (benchmarks/bench_calibrated.py)
+    "calibrated": {"options": {"diff_phase": "both", "compare_mode": "calibrated"}, "bare": "fwd_bwd"},
     # what a user types: the torch weights copied first (opt-in: --modes both_auto_weights)
     "both_auto_weights": {"options": {"diff_phase": "both"}, "bare": "fwd_bwd", "auto_weights": True},
 }

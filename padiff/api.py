@@ -251,13 +251,13 @@ def _attach_op_view(rep: DiffReport, layer: Any, module: Any, p_inp: dict[str, A
 
     try:
         if first.stage == "forward":
-            op = op_view(layer, module, p_inp, t_inp, first, rep.mapping, opts)
+            op = op_view(layer, module, p_inp, t_inp, first, rep.mapping, opts.for_ops())
         else:
             op = None
             if opts.single_step and opts.checks_forward:
                 whole = dataclasses.replace(first, paddle_path="", torch_path="", call=0)
                 try:
-                    op = op_view(layer, module, p_inp, t_inp, whole, rep.mapping, opts)
+                    op = op_view(layer, module, p_inp, t_inp, whole, rep.mapping, opts.for_ops())
                 except Exception:  # noqa: BLE001 - a forward needing gradients (it registers hooks): backward view
                     op = None
                 if op is not None:
@@ -265,7 +265,7 @@ def _attach_op_view(rep: DiffReport, layer: Any, module: Any, p_inp: dict[str, A
                         "found by re-running the whole forward without single_step's input synchronisation "
                         "(every synchronised forward compare passed)"))
             if op is None:
-                op = grad_op_view(layer, module, p_inp, t_inp, first, rep.mapping, opts)
+                op = grad_op_view(layer, module, p_inp, t_inp, first, rep.mapping, opts.for_ops())
     except Exception as e:  # noqa: BLE001 - the layer verdict stands; the op view is extra detail
         rep.warnings.append(f"the op view could not re-run {show(first.paddle_path)} <-> "
                             f"{show(first.torch_path)}: {type(e).__name__}: {e}. The layer-level result "

@@ -10,15 +10,15 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, TypeVar
 
 from padiff.errors import OptionsError
 
 DiffPhase = Literal["both", "forward", "backward"]
-CompareMode = Literal["mean", "strict"]
+CompareMode = Literal["mean", "strict", "calibrated"]
 DIFF_PHASES: tuple[DiffPhase, ...] = ("both", "forward", "backward")
-COMPARE_MODES: tuple[CompareMode, ...] = ("mean", "strict")
+COMPARE_MODES: tuple[CompareMode, ...] = ("mean", "strict", "calibrated")
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,11 @@ class DiffOptions:
                 "diff_phase='backward' is only valid with single_step=True: without it the "
                 "backward pass depends on the forward, so compare both with diff_phase='both'."
             )
+        if compare_mode == "calibrated" and single_step:
+            raise OptionsError(
+                "compare_mode='calibrated' cannot be combined with single_step=True: the float64 reference runs "
+                "the torch model on its own inputs, while single_step feeds it paddle's. Use one of them."
+            )
         mismatch_ratio = _tolerance(raw.get("mismatch_ratio", cls.mismatch_ratio), "mismatch_ratio")
         if mismatch_ratio >= 1:
             raise OptionsError(
@@ -94,6 +99,16 @@ class DiffOptions:
     def checks_backward(self) -> bool:
         """Whether gradients are compared (and so whether backward runs at all)."""
         return self.diff_phase in ("both", "backward")
+
+    def for_ops(self) -> DiffOptions:
+        """The options the op views judge single operations by.
+
+        A calibrated run has a float64 reference for layer records only, so its op views use the
+        ``mean`` verdict at the README's float32 port-check rtol (at least 1e-4).
+        """
+        if self.compare_mode != "calibrated":
+            return self
+        return replace(self, compare_mode="mean", rtol=max(self.rtol, 1e-4))
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict of the options, for reports."""

@@ -47,7 +47,8 @@ def test_choices_are_the_literal_values():
         opts = DiffOptions.from_mapping({"diff_phase": phase, "single_step": True})
         assert opts.diff_phase == phase
         assert opts.checks_forward == (phase != "backward") and opts.checks_backward == (phase != "forward")
-    assert [DiffOptions.from_mapping({"compare_mode": m}).compare_mode for m in COMPARE_MODES] == ["mean", "strict"]
+    modes = [DiffOptions.from_mapping({"compare_mode": m}).compare_mode for m in COMPARE_MODES]
+    assert modes == ["mean", "strict", "calibrated"]
 
 
 def test_an_options_object_built_directly_is_validated_too():

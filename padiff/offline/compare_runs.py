@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from padiff.errors import InputError
+from padiff.errors import InputError, OptionsError
 from padiff.layer_map import LayerPair
 from padiff.offline import fmt
 from padiff.offline.reader import RankRun, read_run
@@ -52,6 +52,9 @@ def compare_runs(paddle_run: str | os.PathLike[str], torch_run: str | os.PathLik
     to review and pass back as the map.
     """
     opts = DiffOptions.from_mapping(options)
+    if opts.compare_mode == "calibrated":
+        raise OptionsError("compare_runs cannot use compare_mode='calibrated' yet: recorded runs hold no float64 "
+                           "reference. Use compare_mode='mean', or compare the models live with padiff.compare.")
     pd_ranks, pt_ranks = read_run(paddle_run), read_run(torch_run)
     pd_ranks, pd_notes = group_ranks(pd_ranks, pt_ranks)
     pt_ranks, pt_notes = group_ranks(pt_ranks, pd_ranks)

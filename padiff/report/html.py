@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from padiff.names import show as _show
 from padiff.report.files import atomic_write
 from padiff.report.html_assets import CSS, JS, STAGE_LABELS, stage_css
+from padiff.report.html_calibrated import calibrated_plot_svg
 from padiff.report.html_parts import Pair, group_pairs, plot_svg, tree_html
 from padiff.report.records import STAGES, Comparison, DiffReport
 from padiff.report.text import fmt_num, op_rows, tolerance_lines, user_frames
@@ -206,6 +207,7 @@ def _plots_html(rep: DiffReport, stages: list[str], pairs: dict[tuple[str, str],
             out.append(plot_svg(stage, recs, pairs, first, atol, rtol, "order"))
             out.append(plot_svg(stage, recs, pairs, first, atol, rtol, "depth").replace("<svg ",
                                                                                       '<svg style="display:none" ', 1))
+        out.append(calibrated_plot_svg(stage, recs, first))  # "" outside calibrated runs
         out.append("</div>")
     if not stages:
         out.append("<p>Nothing was compared.</p>")

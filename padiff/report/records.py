@@ -11,9 +11,10 @@ from padiff.report.text import render_summary
 
 REPORT_FORMAT_VERSION = 1  # the JSON report (DiffReport.to_dict); padiff.report.json_report loads it back
 Stage = Literal["assign_weight", "forward", "loss", "backward", "grad", "weight"]
-CompareMode = Literal["mean", "strict"]
+CompareMode = Literal["mean", "strict", "calibrated"]
 # what a comparison's note is about; the note itself is the text a person reads
-NoteKind = Literal["", "nan", "inf", "shape", "structure", "flip", "empty", "nothing", "one_sided", "assign"]
+NoteKind = Literal["", "nan", "inf", "shape", "structure", "flip", "empty", "nothing", "one_sided", "assign",
+                   "noise", "fallback"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +45,10 @@ class Stats:
     mean_abs_ref: float = math.nan  # mean |torch|
     flips: int = 0  # mismatched elements that are boundary flips (zero on one side)
     reconciled: str = ""  # how differing shapes were reconciled before comparing, if they were
+    # compare_mode="calibrated" (padiff.compare.calibrated): errors against torch's float64 reference
+    paddle_error: float = math.nan  # mean |paddle - reference|
+    torch_error: float = math.nan  # mean |torch - reference|: torch's own rounding
+    noise_ratio: float = math.nan  # paddle_error / max(torch_error, floor): passes when <= k
 
     @classmethod
     def failure(cls, note: str, *, kind: NoteKind, count: int = 0, paddle_mean: float = math.nan,

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from padiff.names import show as show_path
+from padiff.report.calibrated_text import calibrated_numbers, largest_ratio_line, ratio_text
 from padiff.report.log_folders import log_size_note
 
 if TYPE_CHECKING:  # records import this module (DiffReport.summary); it needs them for annotations only
@@ -48,6 +49,8 @@ def where(rec: Comparison) -> str:
 def numbers(rec: Comparison, options: Mapping[str, Any] | None = None) -> list[str]:
     """The numbers of one comparison, one per line, aligned; the verdict's own figure first."""
     s = rec.stats
+    if s.mode == "calibrated" or s.note_kind == "fallback":
+        return calibrated_numbers(rec)
     opts = options or {}
     atol, rtol = opts.get("atol"), opts.get("rtol")
     pct = 100.0 * s.mismatched / s.total if s.total else 0.0
@@ -202,7 +205,12 @@ def stack_lines(stack: Sequence[tuple[str, int, str]], title: str) -> list[str]:
 
 
 def tolerance_lines(rep: DiffReport) -> list[str]:
-    """Suggested tolerances per dtype: settings that would have passed every comparison, each complete."""
+    """Suggested tolerances per dtype: settings that would have passed every comparison, each complete.
+
+    None for a calibrated run: its verdicts use no tolerance.
+    """
+    if rep.options.get("compare_mode") == "calibrated":
+        return []
     sug = rep.suggested_tolerances()
     if not sug:
         return []
@@ -226,7 +234,8 @@ def stage_summary(rep: DiffReport) -> list[str]:
         bad = sum(not r.passed for r in recs)
         out.append(f"  {stage:<13} {len(recs):>5} compared, {bad:>4} failed, max abs diff "
                    f"{fmt_num(max(r.max_abs_diff for r in recs))}")
-    return out
+    ratio = largest_ratio_line(rep.records)
+    return out + ([ratio] if ratio else [])
 
 
 def render_summary(rep: DiffReport, *, size_note: bool = True) -> str:
@@ -285,7 +294,8 @@ def _failure(rep: DiffReport, size_note: bool = True) -> str:
         lines.append("")
         shown = "" if len(others) == len(all_others) else f", first {len(others)} shown"
         lines.append(f"Other differences ({len(all_others)}{shown}):")
-        lines += [f"  {where(r)}: max abs diff {fmt_num(r.max_abs_diff)}" for r in others]
+        lines += [f"  {where(r)}: " + (ratio_text(r.stats) or f"max abs diff {fmt_num(r.max_abs_diff)}")
+                  for r in others]
     if first is not None and (first.paddle_path or first.torch_path or first.stage != "assign_weight"):
         skipped: dict[str, set[str]] = {s.side: set() for s in rep.skipped}
         for s in rep.skipped:

@@ -1,4 +1,4 @@
-"""padiff's built-in loss adds the output's means in key order, so key-paired dicts round alike."""
+"""padiff's built-in loss walks dict outputs in key order, so key-paired dicts get the same weights and round alike."""
 
 from __future__ import annotations
 

@@ -141,9 +141,10 @@ def test_tolerances_decide():
     perturb_torch(module, "last.bias", 1e-4)
     assert not padiff.compare(layer, module, inp, options={"atol": 1e-6, "compare_mode": "strict"})
     assert padiff.compare(layer, module, inp, options={"atol": 1e-3, "compare_mode": "strict"})
-    # mean mode judges the means: the shifted bias moves the output mean by 1e-4
-    assert padiff.compare(layer, module, inp, options={"atol": 2e-4, "compare_mode": "mean"})
-    assert not padiff.compare(layer, module, inp, options={"atol": 5e-5, "compare_mode": "mean"})
+    # mean mode judges the means: the shifted bias moves every output, and the loss (their mean here), by 1e-4
+    mean_loss = [lambda out: out.mean(), lambda out: out.mean()]
+    assert padiff.compare(layer, module, inp, options={"atol": 2e-4, "compare_mode": "mean"}, loss_fn=mean_loss)
+    assert not padiff.compare(layer, module, inp, options={"atol": 5e-5, "compare_mode": "mean"}, loss_fn=mean_loss)
 
 
 class TorchMLPFlipped(TorchMLP):

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from padiff.adapters import FrameworkSide, nested
+from padiff.compare.projection import projection
 from padiff.errors import ModelRunError, OptionsError, PadiffError
 from padiff.runtime.engine.recording import SideRecorder
 from padiff.runtime.rnn_mode import eval_rnn_hint
@@ -42,21 +43,26 @@ def call_model(rec: SideRecorder, inputs: Mapping[str, Any], what: str, step: in
 
 
 def builtin_loss(side: FrameworkSide, out: Any) -> tuple[Any | None, bool]:
-    """padiff's own loss: the sum of the means of the output's non-empty float tensors, in float32.
+    """padiff's own loss: a fixed random projection of the output's non-empty float tensors.
 
-    Half precision would lose digits (and paddle has no CPU float16 mean kernel). Returns
-    ``(loss, False)``, or ``(None, all_empty)`` when there is nothing to take the mean of:
-    ``all_empty`` when the output has float tensors but none holds an element (the mean of
-    nothing is NaN). Dicts are summed in key order, so outputs built in another key order
-    (paired by key) add up in the same order and round alike.
+    ``sum_k <w_k, out_k>`` with ``w_k`` from :func:`padiff.compare.projection.projection`
+    (seeded, unit length, the same numbers on both sides), so every output element gets a
+    gradient: the mean of the output would give a final LayerNorm's input a zero gradient and
+    leave the backward check comparing rounding noise. Half precision is widened to float32
+    first (it would lose digits). Returns ``(loss, False)``, or ``(None, all_empty)`` when there
+    is nothing to project: ``all_empty`` when the output has float tensors but none holds an
+    element. Dicts are walked in key order, so outputs built in another key order (paired by
+    key) get the same weights and add up in the same order.
     """
     floats = [t for t in nested.flatten(out, side.is_tensor, by_key=True) if "float" in side.dtype_name(t)]
     tensors = [side.widen(t) for t in floats if side.numel(t) > 0]
     if not tensors:
         return None, bool(floats)
-    loss = side.mean(tensors[0])
-    for t in tensors[1:]:
-        loss = loss + side.mean(t)
+    loss = None
+    for k, t in enumerate(tensors):
+        w = side.from_numpy(projection(k, tuple(side.shape(t))), like=t)
+        term = (t * w).sum()
+        loss = term if loss is None else loss + term
     return loss, False
 
 
@@ -77,7 +83,7 @@ def compute_loss(side: FrameworkSide, out: Any, loss_fn: Callable[[Any], Any] | 
         raise
     except Exception as e:
         what = (f"loss_fn[{which}] (the {side.name} loss function)" if loss_fn is not None
-                else f"padiff's built-in loss (mean of the {side.name} output)")
+                else f"padiff's built-in loss (a fixed projection of the {side.name} output)")
         raise ModelRunError(
             f"{what} raised during step {step}: {type(e).__name__}: {e}. loss_fn must be "
             "[paddle_loss, torch_loss], each taking the model output and returning a scalar tensor."

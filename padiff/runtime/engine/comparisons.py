@@ -17,12 +17,15 @@ import numpy as np
 from padiff.adapters import PADDLE, TORCH
 from padiff.adapters.frames import user_stack
 from padiff.compare.arrays import structure_mismatch
+from padiff.compare.calibrated import judge
 from padiff.compare.items import Items, align_items
 from padiff.compare.keyed import key_skeleton, reorder_like
 from padiff.compare.verdict import verdict
 from padiff.options import DiffOptions
 from padiff.report.records import Stats
+from padiff.runtime.engine.reference import Ref, ReferenceRun
 from padiff.runtime.engine.sink import RecordSink, Site, SortKey
+from padiff.runtime.engine.vanishing import VanishingGradients
 from padiff.runtime.pairing import Event
 
 
@@ -32,10 +35,24 @@ class Comparer:
     def __init__(self, opts: DiffOptions, sink: RecordSink) -> None:
         self.opts = opts
         self.sink = sink
+        self.reference: ReferenceRun | None = None  # compare_mode="calibrated": the float64 torch run
+        self.vanishing = VanishingGradients()  # call begin_backward before each backward pass
 
-    def stats(self, a: np.ndarray, b: np.ndarray, *, gradient: bool = False) -> Stats:
-        """Paddle array ``a`` against torch array ``b`` (``gradient``: both are gradients of outputs)."""
-        return verdict(a, b, self.opts, gradient=gradient)
+    def stats(self, a: np.ndarray, b: np.ndarray, *, gradient: bool = False, ref: Ref | None = None,
+              dtype: str = "", of_gradients: bool = False) -> Stats:
+        """Paddle array ``a`` against torch array ``b`` (``gradient``: both are gradients of outputs).
+
+        ``compare_mode="calibrated"``: judged against ``ref``, torch's float64 reference of ``b``
+        (:func:`padiff.compare.calibrated.judge`; none: the ``mean`` verdict, saying so);
+        ``of_gradients``: ``a`` and ``b`` are gradients, so noise is measured against this pass's gradients.
+        """
+        o = self.opts
+        if o.compare_mode == "calibrated":
+            r = ref if ref is not None else Ref(None, "not recorded for this kind of comparison")
+            return judge(a, b, r.array, r.why, dtype or str(b.dtype), atol=o.atol, rtol=o.rtol,
+                         mismatch_ratio=o.mismatch_ratio, gradient=gradient, allowance=r.allowance,
+                         magnitude=r.magnitude, noise_scale=self.vanishing.scale if of_gradients else 0.0)
+        return verdict(a, b, o, gradient=gradient)
 
     # --- forward ---------------------------------------------------------------------------
     def outputs(self, stage: str, pev: Event, tev: Event, p_arrs: list[np.ndarray], t_arrs: list[np.ndarray]) -> None:
@@ -55,7 +72,9 @@ class Comparer:
 
         def stats(p: int, t: int) -> Stats:
             if (p, t) not in seen:
-                seen[p, t] = self.stats(p_arrs[p], t_arrs[t])
+                ref = (self.reference.output(tev.role.path, tev.call, pev.keys, t)
+                       if self.reference is not None else None)
+                seen[p, t] = self.stats(p_arrs[p], t_arrs[t], ref=ref, dtype=tev.dtype)
             return seen[p, t]
 
         def cost(items: Items) -> float:
@@ -78,7 +97,8 @@ class Comparer:
         ``p_arrays``: host copies of paddle's output tensors taken earlier (paddle's backward
         may be running in another thread now), in :meth:`flatten` order.
         """
-        t_out = reorder_like(t_out, key_skeleton(p_out))  # same keys, other order, at any depth: pair by key
+        keys = key_skeleton(p_out)
+        t_out = reorder_like(t_out, keys)  # same keys, other order, at any depth: pair by key
         p_tensors, t_tensors = PADDLE.flatten(p_out), TORCH.flatten(t_out)
         p_arrs = p_arrays if p_arrays is not None else [PADDLE.to_numpy(t) for t in p_tensors]
         t_arrs = [TORCH.to_numpy(t) for t in t_tensors]
@@ -88,13 +108,17 @@ class Comparer:
             return
         site = Site.roots(p_cls, t_cls, user_stack())
         for i, (a, b) in enumerate(zip(p_arrs, t_arrs)):
-            self.sink.add("forward", site, self.stats(a, b), item=item_name("model output", i, len(p_arrs)),
+            ref = self.reference.model_output(keys, i) if self.reference is not None else None
+            stats = self.stats(a, b, ref=ref, dtype=TORCH.dtype_name(t_tensors[i]))
+            self.sink.add("forward", site, stats, item=item_name("model output", i, len(p_arrs)),
                           key=SortKey.model(i), dtype=TORCH.dtype_name(t_tensors[i]))
 
     def loss(self, p_loss: Any, t_loss: Any) -> None:
         """The two losses (paddle's may be a host copy already)."""
         p_arr = p_loss if isinstance(p_loss, np.ndarray) else PADDLE.to_numpy(p_loss)
-        self.sink.add("loss", Site("", "", "loss", "loss"), self.stats(p_arr, TORCH.to_numpy(t_loss)),
+        ref = self.reference.loss_ref() if self.reference is not None else None
+        stats = self.stats(p_arr, TORCH.to_numpy(t_loss), ref=ref, dtype=TORCH.dtype_name(t_loss))
+        self.sink.add("loss", Site("", "", "loss", "loss"), stats,
                       item="loss", dtype=TORCH.dtype_name(t_loss))
 
     # --- backward --------------------------------------------------------------------------
@@ -105,10 +129,22 @@ class Comparer:
         ``reconcile``: shapes that differ by broadcasting are reconciled as gradients (fused parts,
         compared slice by slice, are not).
         """
-        self.sink.add("backward", Site.of_events(pev, tev), self.stats(p_grad, t_grad, gradient=reconcile),
+        ref = None
+        if self.reference is not None and reconcile:  # fused parts compare slices: no reference slice
+            t_i = i if tev.items is None else next((t for p, t in tev.items if p == i), i)
+            ref = self.reference.output_grad(tev.role.path, tev.call, pev.keys, t_i)
+        stats = self.stats(p_grad, t_grad, gradient=reconcile, ref=ref, dtype=tev.dtype, of_gradients=True)
+        stats, warning = self.vanishing.judge(stats, tev.dtype, tev.role.path, tev.role.cls)
+        if warning:
+            self.sink.warn_once(warning)
+        self.sink.add("backward", Site.of_events(pev, tev), stats,
                       item=item or item_name("grad of output", i, 2), key=SortKey.backward(pev.index, i),
                       dtype=tev.dtype)
         tev.grads[i] = True
+
+    def begin_backward(self, t_out: Any) -> None:
+        """A backward pass starts from torch output ``t_out`` (its size sets the smallest gradient scale)."""
+        self.vanishing.begin(sum(TORCH.numel(t) for t in TORCH.flatten(t_out) if TORCH.is_floating(t)))
 
     def missing_grads(self, t_events: Iterable[Event]) -> None:
         """An output gradient that reached only paddle's side is a difference, not a silent pass."""
@@ -146,7 +182,9 @@ class Comparer:
             if ga is None or gb is None:
                 stats = one_sided(f"input gradient exists only on the {'torch' if ga is None else 'paddle'} side")
             else:
-                stats = self.stats(PADDLE.to_numpy(ga), TORCH.to_numpy(gb), gradient=True)
+                ref = self.reference.input_grad(i) if self.reference is not None else None
+                stats = self.stats(PADDLE.to_numpy(ga), TORCH.to_numpy(gb), gradient=True, ref=ref,
+                                   dtype=TORCH.dtype_name(b))
             self.sink.add("backward", Site.roots(p_cls, t_cls), stats, item=item_name("grad of input", i, len(p_in)),
                           key=SortKey.model(i), dtype=TORCH.dtype_name(b))
 

@@ -28,6 +28,7 @@ from padiff.runtime.engine.pairs import PairsSeen, SeenPair, check_pairing
 from padiff.runtime.engine.params import ParamComparer
 from padiff.runtime.engine.passes import Pass, passes_for, stages_for
 from padiff.runtime.engine.recording import HookErrors, SideRecorder
+from padiff.runtime.engine.reference import ReferenceRun
 from padiff.runtime.engine.sink import RecordSink
 from padiff.runtime.engine.torch_forward import TorchForward
 from padiff.runtime.grad_exchange import AHEAD, SEQUENTIAL, GradExchange
@@ -81,6 +82,10 @@ class Engine:
                            identity_twins(TORCH, spec.module, PADDLE, spec.layer))
         self.seen = PairsSeen()
         self.cmp = Comparer(self.opts, self.sink)
+        if self.opts.compare_mode == "calibrated":  # the float64 torch copy every record is judged against
+            self.cmp.reference = ReferenceRun(spec.module, spec.torch_inputs, self.t.roles,
+                                              spec.loss_fns[1] if spec.loss_fns is not None else None,
+                                              spec.optimizers[1] if spec.optimizers is not None else None)
         self.bn = BatchNormVariance()  # paddle's biased running-variance convention, reconciled
         self.params = ParamComparer(self.cmp, self.p, self.t, spec.resolved, self.bn)
         self.fused = FusedComparisons(self.cmp, self.errors)
@@ -105,6 +110,8 @@ class Engine:
         try:
             for step in range(self.spec.steps):
                 self.sink.step = step
+                if self.cmp.reference is not None:
+                    self.cmp.reference.run_step(step, self.opts.checks_backward)
                 for ps in passes_for(self.opts):
                     self._one_pass(ps)
                 if self.spec.training:
@@ -177,6 +184,7 @@ class Engine:
         self.paddle_fwd.release()
         if not ps.backward:
             return
+        self.cmp.begin_backward(t_out)
         del p_out
         if mode == SEQUENTIAL:
             self._backward(self.t, t_loss)
@@ -221,6 +229,8 @@ class Engine:
         assert self.spec.optimizers is not None
         for rec, opt in ((self.p, self.spec.optimizers[0]), (self.t, self.spec.optimizers[1])):
             calls.step_optimizer(rec.side, opt, self.step)
+        if self.cmp.reference is not None:
+            self.cmp.reference.optimizer_step()
         self.params.compare("weight", self.seen)
 
 

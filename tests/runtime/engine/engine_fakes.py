@@ -35,6 +35,12 @@ class Tensor:
     def __add__(self, other: Tensor) -> Tensor:
         return Tensor(self.value + other.value, self.requires_grad or other.requires_grad)
 
+    def __mul__(self, other: Tensor) -> Tensor:
+        return Tensor(self.value * other.value, self.requires_grad or other.requires_grad)
+
+    def sum(self) -> Tensor:
+        return Tensor(self.value.sum(), self.requires_grad)
+
     def fire_grad(self, g: Any) -> list[Any]:
         """What each gradient hook returned for gradient ``g``."""
         return [h(g) for h in self.grad_hooks]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pytest
 from engine_fakes import FAKE, Layer, Tensor, add, chain
 
+from padiff.compare.projection import projection
 from padiff.errors import ModelRunError, OptionsError
 from padiff.runtime.engine import calls
 from padiff.runtime.engine.recording import HookErrors, SideRecorder
@@ -37,10 +39,13 @@ def test_sys_exit_in_a_model_is_a_usage_error_not_a_verdict():
         calls.call_model(rec, {"x": Tensor([0.0])}, "forward", 0)
 
 
-def test_the_builtin_loss_sums_the_means_of_non_empty_float_outputs():
+def test_the_builtin_loss_projects_non_empty_float_outputs_on_fixed_unit_weights():
     out = (Tensor([1.0, 3.0]), Tensor([[4.0]]), Tensor([5], dtype="int64"), Tensor([]))
     loss, empty = calls.builtin_loss(FAKE, out)
-    assert float(loss.value) == 6.0 and not empty
+    w0, w1 = projection(0, (2,)), projection(1, (1, 1))
+    assert float(loss.value) == pytest.approx(float(w0 @ [1.0, 3.0] + 4.0 * w1[0, 0])) and not empty
+    assert np.linalg.norm(w0) == pytest.approx(1.0) and abs(w1[0, 0]) == pytest.approx(1.0)
+    assert float(calls.builtin_loss(FAKE, out)[0].value) == float(loss.value)  # seeded: the same every run
     assert calls.builtin_loss(FAKE, (Tensor([]),)) == (None, True)
     assert calls.builtin_loss(FAKE, {"ids": Tensor([1], dtype="int64")}) == (None, False)
 

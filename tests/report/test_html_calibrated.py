@@ -1,0 +1,36 @@
+"""The HTML report of a calibrated run plots paddle's error against torch's own per record, failure marked."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from records_factory import make_report
+
+from padiff.report.html import render_html
+from padiff.report.html_calibrated import calibrated_plot_svg
+
+
+def _calibrated(report):
+    """The factory's report with each record judged as a calibrated one (failures 40x torch's own)."""
+    recs = []
+    for r in report.records:
+        ratio = 1.2 if r.passed else 40.0
+        stats = dataclasses.replace(r.stats, mode="calibrated", torch_error=1e-8, paddle_error=1e-8 * ratio,
+                                    noise_ratio=ratio)
+        recs.append(dataclasses.replace(r, stats=stats))
+    report.records = recs
+    return report
+
+
+def test_a_calibrated_run_gets_the_error_plot_with_the_failing_layer_marked():
+    rep = _calibrated(make_report(fail_at="encoder.fc2"))
+    page = render_html(rep)
+    assert "torch's own rounding (dashed)" in page
+    svg = calibrated_plot_svg("forward", rep.by_stage("forward"), rep.first_diff)
+    assert svg.count("<polyline") == 2 and "first diff: " in svg and "paddle error 40x torch&#x27;s own" in svg
+
+
+def test_other_runs_get_no_calibrated_plot():
+    rep = make_report(fail_at="encoder.fc2")
+    assert calibrated_plot_svg("forward", rep.by_stage("forward"), rep.first_diff) == ""
+    assert "torch's own rounding (dashed)" not in render_html(rep)
