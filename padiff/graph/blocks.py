@@ -125,6 +125,11 @@ def _placed(a: str, fits: Sequence[str], pairs: Sequence[tuple[str, str]], need_
     return ranked[0]
 
 
+def _reached(a: str, b: str, pairs: Sequence[tuple[str, str]]) -> bool:
+    """Does some pair join paddle ``a``'s parent with torch ``b``'s parent?"""
+    return any(_within(pp, _parent(a)) and _within(tp, _parent(b)) for pp, tp in pairs)
+
+
 def _anchored_blocks(p_left: set[str], t_left: set[str], pairs: Sequence[tuple[str, str]],
                      p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, LayerInfo]) -> list[Block]:
     """Balanced block pairs for leftovers, whatever the pairs inside them say; placed by the pairs around.
@@ -150,8 +155,10 @@ def _anchored_blocks(p_left: set[str], t_left: set[str], pairs: Sequence[tuple[s
                 out.append(Block(a, best, f"both hold {size} parameter elements and unpaired layers; the pairs "
                                           "around them join their enclosing blocks"))
                 break
-            if fits:
+            if any(_reached(a, b, pairs) for b in fits):
                 break  # the pairs around do not tell the candidates apart: no block from here
+            # no pair around reaches any of them: equal sizes by chance elsewhere in the model (a paddle expert
+            # Linear as large as another layer's key projection), not rivals; the enclosing block may be placed
     return out
 
 

@@ -117,12 +117,18 @@ class Trial:
         self.last_args = {path: list(calls) for path, calls in self.p_taps.args.items()}  # block runs clear taps
         return out
 
-    def model_error(self) -> float:
-        """Output and compared-layer error of a whole paddle forward with the weights it holds now."""
+    def model_error(self, finite: bool = False) -> float:
+        """Output and compared-layer error of a whole paddle forward with the weights it holds now.
+
+        ``finite``: leave out compared layers whose outputs differ in shape (inf): a tie not yet settled
+        (a ``q_norm`` against a ``k_norm``) says nothing of the weights being tried, and would make every
+        trial score inf alike.
+        """
         assert self.p_taps is not None
         total = distance([self.forward(keep_outputs=True)], [self.t_final])
         for p_path, t_path in self.compared.items():
-            total += distance(self.p_taps.outputs.get(p_path, []), self.t_out.get(self.current.get(p_path, t_path), []))
+            d = distance(self.p_taps.outputs.get(p_path, []), self.t_out.get(self.current.get(p_path, t_path), []))
+            total += d if np.isfinite(d) or not finite else 0.0
         return total
 
     def block_error(self, p_block: str, t_block: str, calls: list[tuple]) -> float:
@@ -189,7 +195,7 @@ def settle_orders(trial: Trial, fused: list[int], updated: dict[str, ProposedPai
         for perm, g in layouts:
             trial.orders[i], trial.grouping[i] = perm, g
             trial.copy_fixed([pr])
-            scored.append((trial.model_error(), perm, g))
+            scored.append((trial.model_error(finite=True), perm, g))
             fused_runs += 1
         scored.sort(key=lambda s: s[0])
         (best_err, best, best_g), second = scored[0], (scored[1][0] if len(scored) > 1 else float("inf"))

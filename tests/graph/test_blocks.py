@@ -85,3 +85,30 @@ def test_ops_one_layer_runs_inside_and_the_other_side_runs_after_it_make_a_weigh
     norm_a = _unit(2, {"Mul", "Rsqrt", "AvgPool", "Pow"}, ("@0>U:MatMul",))
     norm_b = _unit(3, {"Mul", "Rsqrt", "AvgPool"}, ("@0>U:MatMul",))
     assert _moved_ops(norm_a, norm_b) == set()
+
+
+
+def test_a_crossed_block_is_found_past_leaves_as_large_as_unrelated_leftovers_elsewhere() -> None:
+    """Qwen3-MoE's shape: no shared expert, and the next layer's key/value projections hold as many elements as
+    an expert's ``down``. The match paired one paddle expert ``down`` with the next layer's torch ``k``; the other
+    experts' ``down`` Linears then fit the leftover torch ``v`` of both layers by size alone, which no pair around
+    reaches: that must not stop the climb to the expert block the pair crosses."""
+    p_layers: dict[str, LayerInfo] = {"": LayerInfo("", "Net", False)}
+    t_layers: dict[str, LayerInfo] = {"": LayerInfo("", "Net", False)}
+    for i in range(2):
+        for table in (p_layers, t_layers):
+            table[f"l.{i}.moe.gate"] = LayerInfo(f"l.{i}.moe.gate", "Linear", True, ((8, 2),))
+        for e in range(2):
+            for name, shape in (("up", (8, 16)), ("down", (16, 8))):
+                path = f"l.{i}.moe.experts.{e}.{name}"
+                p_layers[path] = LayerInfo(path, "Linear", True, (shape,))
+        t_layers[f"l.{i}.moe.experts"] = LayerInfo(f"l.{i}.moe.experts", "Stack", True, ((2, 16, 8), (2, 8, 16)))
+        for name, shape in (("q", (8, 8)), ("k", (16, 8)), ("v", (16, 8))):  # paddle fuses them: not in its table
+            t_layers[f"l.{i}.attn.{name}"] = LayerInfo(f"l.{i}.attn.{name}", "Linear", True, (shape,))
+    pairs = [("l.0.moe.gate", "l.0.moe.gate"), ("l.1.moe.gate", "l.1.moe.gate"),
+             ("l.0.moe.experts.1.down", "l.1.attn.k")]
+    p_left = {p for p in p_layers if ".experts." in p} - {"l.0.moe.experts.1.down"}
+    t_left = {t for t in t_layers if t.endswith(("experts", "attn.q", "attn.k", "attn.v"))} - {"l.1.attn.k"}
+    result = _result(pairs, p_left, t_left)
+    assert [(b.paddle_path, b.torch_path) for b in crossed_blocks(result, p_layers, t_layers)] == [
+        ("l.0.moe.experts", "l.0.moe.experts")]

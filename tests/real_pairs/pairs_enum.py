@@ -27,12 +27,13 @@ eps 1e-8, weight decay 0.01; "conf wrong" = proposed pairs at confidence >= 0.9 
 | qwen2 | 9.5e-07 | 1.00 (14/14) / 1.00 | True | yes | True | 0 |
 | qwen2_moe | 9.5e-07 | 1.00 (20/20) / 1.00 | True | yes | True | 0 |
 | qwen3 | 9.5e-07 | 1.00 (18/18) / 1.00 | True | yes | True | 0 |
-| qwen3_moe | 1.4e-06 | 1.00 (3/3) / 1.00 | False: assign_weight at ``m.layers`` | no | False | 0 |
+| qwen3_moe | 1.4e-06 | not re-measured | True (both orders) | yes | not re-measured | not re-measured |
 | qwen3_next | 7.2e-07 | 1.00 (28/28) / 1.00 | True | yes | True | 0 |
 
-Qwen3-MoE: no pairing is found inside ``m.layers``; the whole stack is one opaque pair (confidence 0.5)
-whose weights ``assign_weight`` cannot map (paddle expert list with fused ``up_gate_proj`` against the
-3-D ``gate_up_proj``/``down_proj``; Qwen2-MoE, the same with a shared expert, passes). Left out, with
+Qwen3-MoE (fixed after this table was measured, its row re-checked by test_real_pairs.py): an expert ``down_proj``
+was paired with the next layer's ``k_proj`` (equal shapes, paddle fusing q/k/v), and the expert block that pair
+crosses was not found past the other experts' Linears, as large as unrelated leftover projections; reversed,
+the fused ``qkv_proj`` layouts all scored inf against the still crossed ``q_norm``/``k_norm``. Left out, with
 the reasons :func:`enumerated` gives: deepseek_v3 (its MLA reads a YaRN ``factor``; pairs_nlp.py has it
 with a hand config), gemma3_text (paddleformers ropes every layer with ``rope_parameters["rope_theta"]``,
 1e6; transformers sliding layers with 1e4: padiff names ``m.rotary_emb``, test_enumerated.py),

@@ -29,21 +29,17 @@ FAULT_XFAIL: dict[str, str] = {
 # (padiff before 70004f0 failed nn.TransformerEncoder reversed: dropout paired with dropout2; before the moe branch
 # Qwen2-MoE reversed: expert Linears paired with the shared expert's, crossing the expert block; before the eager
 # alias ops DeepSeek-V3's dense MLP Linears were paired by definition order, and before the split unstack its
-# per-expert gate/up Linears could not be cut from gate_up_proj; all now fixed)
-_QWEN3_MOE = ("the aligner finds no pairing inside m.layers (the paddle expert LayerList of fused up_gate_proj Linears "
-              "against transformers' 3-D gate_up_proj/down_proj, with no shared expert) and proposes the whole "
-              "m.layers <-> m.layers as one opaque block at confidence 0.5, whose weights assign_weight cannot map "
-              "('no one-to-one pairing, transpose, reshape, split or concatenation ...')")
+# per-expert gate/up Linears could not be cut from gate_up_proj; before the blocks found past unrelated equal-sized
+# leftovers and fused layouts settled without inf ties, enumerated Qwen3-MoE: one opaque m.layers pair, and reversed
+# a plain-concatenated qkv_proj; all now fixed)
 _SWIN = ("auto_weights transposes the square paddle.compat.nn.Linear weight attn.proj.weight [96, 96] (compat Linear "
          "keeps torch's [out, in]; the layer is used only through F.linear in shifted_window_attention, never called)")
 VERDICT_XFAIL: dict[tuple[str, bool], str] = {
-    **{("enum:qwen3_moe", r): _QWEN3_MOE for r in (False, True)},
     **{("paconvert:swin_t", r): _SWIN for r in (False, True)},
 }
 # where a known-wrong verdict must be reported, so an xfail cannot hide a different failure
 XFAIL_AT: dict[str, str] = {}
 VERDICT_FIRST_DIFF: dict[str, str] = {  # the first_diff of the correct port for the enumerated pairs above
-    "enum:qwen3_moe": "assign_weight: m.layers <-> m.layers",
     "paconvert:swin_t": "forward: features.1.0.attn <-> features.1.0.attn",
 }
 
