@@ -29,8 +29,8 @@ from padiff.report.records import Comparison
 
 #: one layer call of a step: ``(step, paddle path, torch path, call)``, as its records carry it
 CallKey = tuple[int, str, str, int]
-#: failures that can be another form of the same values (NaN/Inf and structure cannot)
-EXCUSABLE = frozenset({"", "shape", "flip"})
+#: failures that can be another form of the same values (NaN/Inf, structure and a real shape difference cannot)
+EXCUSABLE = frozenset({"", "flip"})
 
 
 def call_key(rec: Comparison) -> CallKey:

@@ -162,3 +162,10 @@ def test_nan_and_calls_without_consumers_are_never_excused():
     recs = [_rec("r", 0, False, kind="nan"), _rec("a", 1, True), _rec("z", 2, False)]
     out = excuse_representations(recs, _flow(("r", "a")))
     assert [r.passed for r in out] == [False, True, False]
+
+
+def test_single_step_excuses_nothing_as_its_consumers_are_fed_paddle_inputs():
+    rep = padiff.compare(PdMoE(), PtMoE(), _inputs(), auto_weights=True,
+                         options={**TOL, "single_step": True, "diff_phase": "forward"})
+    assert not rep and not [r for r in rep.records if r.stats.note_kind == "representation"]
+    assert (rep.first_diff.stage, rep.first_diff.paddle_path) == ("forward", "router")
