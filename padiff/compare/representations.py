@@ -13,7 +13,7 @@ same call's output-gradient records (backward) are excused with it: a gradient o
 is another form too. Its parameter gradients and values are not: they must still agree.
 
 It never excuses a real fault whose difference reaches the models' outputs or the loss: a call
-without compared consumers, a difference that is NaN/Inf, and every excuse of a step whose model
+without compared consumers, a NaN, a real shape difference, and every excuse of a step whose model
 output or loss still differs while no unexcused forward record does (the difference got there
 by a path the dataflow did not see) are kept as failures. Framework-free, so the offline
 comparison applies the same rule to recorded runs.
@@ -29,8 +29,9 @@ from padiff.report.records import Comparison
 
 #: one layer call of a step: ``(step, paddle path, torch path, call)``, as its records carry it
 CallKey = tuple[int, str, str, int]
-#: failures that can be another form of the same values (NaN/Inf, structure and a real shape difference cannot)
-EXCUSABLE = frozenset({"", "flip"})
+#: failures that can be another form of the same values (an additive mask holds -inf); NaN, structure and a
+#: real shape difference cannot
+EXCUSABLE = frozenset({"", "flip", "inf"})
 
 
 def call_key(rec: Comparison) -> CallKey:
