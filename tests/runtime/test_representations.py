@@ -104,6 +104,7 @@ def test_probabilities_against_logits_pass_as_a_representation():
     assert all(r.stats.note_kind == "representation" and "head <-> head" in r.note for r in router), router
     grads = [r for r in rep.records if r.paddle_path == "router" and r.stage == "grad"]
     assert grads and all(r.passed and r.stats.note_kind != "representation" for r in grads)
+    assert "representation: router <-> router" in rep.summary()
 
 
 def test_a_fault_after_a_representation_fails_at_the_fault():
