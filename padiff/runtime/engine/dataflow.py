@@ -124,6 +124,12 @@ class Dataflow:
         got = self._node_made.get(id(start)) or self._walked.get(id(start))
         return got[1] if got is not None else frozenset()
 
+    def clear(self) -> None:
+        """Drop everything noted (the hooks may outlive the forward; the nodes must not)."""
+        for table in (self._made, self._node_made, self._walked, self._direct, self._parent):
+            table.clear()
+        self._stack.clear()
+
     def consumers(self) -> dict[CallKey, set[CallKey]]:
         """For each compared call: the compared calls reading its output, else its enclosing compared call."""
         out = {k: set(v) for k, v in self._direct.items()}

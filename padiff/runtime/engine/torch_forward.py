@@ -77,6 +77,10 @@ class TorchForward:
 
         self.rec.install(hooks, before, after)
 
+    def release_dataflow(self) -> None:
+        """Forget the pass's dataflow (its consumers were handed on): it keeps autograd nodes alive."""
+        self.dataflow.clear()
+
     def _grad_checker(self, exchange: GradExchange, pev: Event, tev: Event, i: int, ps: Pass) -> Callable[[Any], Any]:
         """Torch's gradient of output ``i`` against paddle's, taken from the exchange (waiting for it if needed)."""
         def check(grad: Any) -> Any:
