@@ -204,9 +204,12 @@ def settle_orders(trial: Trial, fused: list[int], updated: dict[str, ProposedPai
                    for perm in itertools.permutations(_parts_of(pr))
                    if fits(trial, _with_order(pr, perm, g))]
         if not layouts or fused_runs + len(layouts) > MAX_FUSED_RUNS:
-            notes.append(f"order of the parts of {pr.paddle_path} <-> {pr.torch_path} not settled: "
-                         f"{len(layouts)} layouts (orders x interleavings) exceed the numeric budget; check it "
-                         "by hand")
+            why = (f"order of the parts of {pr.paddle_path} <-> {pr.torch_path} not settled: {len(layouts)} layouts "
+                   "(orders x interleavings) " + ("exceed the numeric budget" if layouts else "fit its weights")
+                   + "; check it by hand")
+            notes.append(why)
+            updated[pr.paddle_path] = replace(pr, evidence=(*pr.evidence, f"a guess: {why}"), uncertain=True,
+                                              confidence=min(pr.confidence, GUESS))
             continue
         scored = []
         for perm, g in layouts:

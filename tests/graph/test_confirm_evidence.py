@@ -38,3 +38,17 @@ def test_a_swap_measured_against_its_runner_up_is_settled():
 def test_no_other_allowed_candidate_is_not_the_same_as_never_measured():
     assert not not_evaluated(math.inf) and not not_evaluated(0.3)
     assert not_evaluated(BIG) and not_evaluated(math.nan)
+
+
+def test_a_fused_pair_whose_layouts_cannot_be_tried_is_a_guess(monkeypatch):
+    from padiff.graph import confirm_trial
+
+    pair = ProposedPair("qkv", "q", 0.95, ("fused against split",), True, True, torch_parts=("q", "k", "v"))
+    monkeypatch.setattr(confirm_trial, "fits", lambda trial, pr: False)  # no layout splits its weights
+    monkeypatch.setattr(confirm_trial, "layout_groups", lambda pr, p, t: [1])
+    trial = SimpleNamespace(result=SimpleNamespace(pairs=[pair]))
+    updated: dict[str, ProposedPair] = {}
+    notes: list[str] = []
+    confirm_trial.settle_orders(trial, [0], updated, notes, {}, {})  # type: ignore[arg-type]
+    assert updated["qkv"].confidence <= GUESS and updated["qkv"].uncertain
+    assert "a guess" in updated["qkv"].evidence[-1] and notes
