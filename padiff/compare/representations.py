@@ -13,7 +13,7 @@ same call's output-gradient records (backward) are excused with it: a gradient o
 is another form too. Its parameter gradients and values are not: they must still agree.
 
 It never excuses a real fault whose difference reaches the models' outputs or the loss: a call
-without compared consumers, a NaN, a real shape difference, and every excuse of a step whose model
+without compared consumers, a NaN, an Inf on both sides, a real shape difference, and every excuse of a step whose model
 output or loss still differs while no unexcused forward record does (the difference got there
 by a path the dataflow did not see) are kept as failures. Framework-free, so the offline
 comparison applies the same rule to recorded runs.
@@ -21,17 +21,25 @@ comparison applies the same rule to recorded runs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
 from padiff.names import show
-from padiff.report.records import Comparison
+from padiff.report.records import Comparison, Stats
 
 #: one layer call of a step: ``(step, paddle path, torch path, call)``, as its records carry it
 CallKey = tuple[int, str, str, int]
-#: failures that can be another form of the same values (an additive mask holds -inf); NaN, structure and a
-#: real shape difference cannot
+#: failures that can be another form of the same values; NaN, structure and a real shape difference cannot,
+#: and Inf only on one side (an additive mask's -inf against 0/1): the same Inf on both is never agreement
 EXCUSABLE = frozenset({"", "flip", "inf"})
+
+
+def _excusable(stats: Stats) -> bool:
+    """Whether this failure can be another form of the same values (see :data:`EXCUSABLE`)."""
+    if stats.note_kind == "inf":
+        return math.isfinite(stats.paddle_mean) != math.isfinite(stats.torch_mean)
+    return stats.note_kind in EXCUSABLE
 
 
 def call_key(rec: Comparison) -> CallKey:
@@ -62,7 +70,7 @@ def excuse_representations(records: Sequence[Comparison],
     for key in sorted(forward, key=lambda k: max(records[i].order for i in forward[k]), reverse=True):
         if agrees[key] or any(_is_model_level(records[i]) for i in forward[key]):
             continue
-        if any(records[i].stats.note_kind not in EXCUSABLE for i in forward[key] if not records[i].passed):
+        if not all(_excusable(records[i].stats) for i in forward[key] if not records[i].passed):
             continue
         seen = [c for c in consumers.get(key, ()) if c in forward and c != key]
         if seen and all(agrees[c] for c in seen):

@@ -9,6 +9,9 @@ hand-made records, including that a difference reaching the loss is never excuse
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import numpy as np
 import paddle
 import pytest
@@ -170,3 +173,13 @@ def test_single_step_excuses_nothing_as_its_consumers_are_fed_paddle_inputs():
                          options={**TOL, "single_step": True, "diff_phase": "forward"})
     assert not rep and not [r for r in rep.records if r.stats.note_kind == "representation"]
     assert (rep.first_diff.stage, rep.first_diff.paddle_path) == ("forward", "router")
+
+
+def test_an_inf_is_excused_only_when_one_side_is_finite():
+    one_sided = Stats(passed=False, max_abs_diff=math.inf, max_rel_diff=math.inf, mismatched=1, total=4,
+                      paddle_mean=0.5, torch_mean=-math.inf, cosine=math.nan, min_atol=math.inf, min_rtol=math.inf,
+                      note="inf", note_kind="inf")
+    both = dataclasses.replace(one_sided, paddle_mean=math.inf, torch_mean=math.inf)
+    for stats, excused in ((one_sided, True), (both, False)):
+        recs = [dataclasses.replace(_rec("m", 0, False), stats=stats), _rec("a", 1, True)]
+        assert excuse_representations(recs, _flow(("m", "a")))[0].passed is excused
