@@ -12,9 +12,8 @@ NaN or Inf anywhere in either tensor is never agreement, not even the same Inf o
 sides: the record says ``note="nan"`` / ``"inf"``. Shapes that differ only by size-1 dims,
 by broadcasting (``[1, S, D]`` against ``[B, S, D]``), by a layout-free reshape
 (``[B, H*W, C]`` against ``[B, H, W, C]``) or by the order of the middle axes of an attention
-layout (``[B, S, H, D]`` against ``[B, H, S, D]``) are compared after reconciling, and any other axis
-permutation (with adjacent dims merged) is taken where the values then agree
-(:mod:`padiff.compare.reconcile`), and
+layout (``[B, S, H, D]`` against ``[B, H, S, D]``) are compared after reconciling, any other axis
+permutation (with adjacent dims merged) where the values then agree (:mod:`padiff.compare.reconcile`);
 ``Stats.reconciled`` says how; any other shape difference fails. A failure made only of a
 few elements that are zero on one side (an activation within rounding of its threshold:
 a *boundary flip*) is named in the note, and passes only when the user allows that

@@ -49,6 +49,7 @@ import numpy as np
 
 from padiff.graph.canonical import shape_key
 from padiff.graph.confirm_local import BIG, EQUAL, GUESS, _fused, _inside
+from padiff.graph.confirm_trial import block_errors_elsewhere
 from padiff.graph.match import LayerInfo, MatchResult, ProposedPair
 from padiff.maps.notes import MapNote
 
@@ -323,7 +324,7 @@ def _settle_tied(trial: Any, p_paths: list[str], t_paths: list[str], rows: list[
     decisive = second - best_err > EQUAL * max(1.0, best_err)
     if not decisive:  # the example cannot tell them apart: ask an input that can
         tied = [o for o, e in ranked if e - best_err <= EQUAL * max(1.0, best_err)]
-        again = sorted(_block_errors_elsewhere(trial, p_paths, tied, p_block, t_block).items(), key=lambda kv: kv[1])
+        again = sorted(block_errors_elsewhere(trial, p_paths, tied, p_block, t_block).items(), key=lambda kv: kv[1])
         if len(again) > 1:
             (best_order, best_err), second = again[0], again[1][1]
             decisive = second - best_err > EQUAL * max(1.0, best_err)
@@ -334,26 +335,6 @@ def _settle_tied(trial: Any, p_paths: list[str], t_paths: list[str], rows: list[
     trial.current.update(assign)
     trial.copy(assign)
     return {r: (decisive, best_err, second) for r in rows}
-
-
-def _block_errors_elsewhere(trial: Any, p_paths: list[str], orders: list[tuple[str, ...]], p_block: str,
-                            t_block: str) -> dict[tuple[str, ...], float]:
-    """Each order's block error on a random input of the example's shapes (empty: no such input, or < 2 orders)."""
-    from padiff.graph.separating import separating_input
-
-    inp = separating_input(trial.inp) if len(orders) > 1 else None
-    if inp is None:
-        return {}
-    out: dict[tuple[str, ...], float] = {}
-    with trial.other_input(inp):
-        trial.forward()
-        calls = list(trial.last_args.get(p_block, [])) if p_block else []
-        for order in orders:
-            assign = dict(zip(p_paths, order))
-            trial.current.update(assign)
-            trial.copy(assign)
-            out[order] = trial.block_error(p_block, t_block, calls)
-    return out
 
 
 def _record_group(trial: Any, group: list[ProposedPair], verdicts: Mapping[int, tuple[bool, float, float]],

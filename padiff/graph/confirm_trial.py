@@ -268,3 +268,23 @@ def _on_separating_input(trial: Trial, i: int, pr: ProposedPair,
             trial.copy_fixed([pr])
             out.append((trial.model_error(), perm, g))
     return out
+
+
+def block_errors_elsewhere(trial: Trial, p_paths: list[str], orders: list[tuple[str, ...]], p_block: str,
+                           t_block: str) -> dict[tuple[str, ...], float]:
+    """Each order's block error on a random input of the example's shapes (empty: no such input, or < 2 orders)."""
+    from padiff.graph.separating import separating_input
+
+    inp = separating_input(trial.inp) if len(orders) > 1 else None
+    if inp is None:
+        return {}
+    out: dict[tuple[str, ...], float] = {}
+    with trial.other_input(inp):
+        trial.forward()
+        calls = list(trial.last_args.get(p_block, [])) if p_block else []
+        for order in orders:
+            assign = dict(zip(p_paths, order))
+            trial.current.update(assign)
+            trial.copy(assign)
+            out[order] = trial.block_error(p_block, t_block, calls)
+    return out
