@@ -12,10 +12,11 @@ and passes a differing forward record when every consumer agrees, with a note na
 same call's output-gradient records (backward) are excused with it: a gradient of another form
 is another form too. Its parameter gradients and values are not: they must still agree.
 
-It never excuses a real fault whose difference reaches the models' outputs or the loss: a call
-without compared consumers, a NaN, an Inf on both sides, a real shape difference, and every excuse of a step whose model
-output or loss still differs while no unexcused forward record does (the difference got there
-by a path the dataflow did not see) are kept as failures. Framework-free, so the offline
+It never excuses a real fault whose difference reaches the models' outputs, the loss or the
+gradients: a call without compared consumers, a NaN, an Inf on both sides, a real shape
+difference, and every excuse of a step whose model output, loss, gradients or trained weights
+still differ while no unexcused forward record does (the difference got there by a path the
+dataflow did not see) are kept as failures. Framework-free, so the offline
 comparison applies the same rule to recorded runs.
 """
 
@@ -80,8 +81,10 @@ def excuse_representations(records: Sequence[Comparison],
         return list(records)
     still = [r for r in records if r.stage == "forward" and not r.passed and call_key(r) not in excused
              and not _is_model_level(r)]
-    if not still and any(not r.passed for r in records if _is_model_level(r)):
-        return list(records)  # the difference reached the outputs or the loss: not a representation
+    later = [r for r in records if not r.passed and (_is_model_level(r) or (
+        r.stage in ("backward", "grad", "weight") and not (r.stage == "backward" and call_key(r) in excused)))]
+    if not still and later:
+        return list(records)  # the difference reached the outputs, the loss or the gradients: not a representation
     return [_excuse(r, records, excused[call_key(r)])
             if not r.passed and r.stage in ("forward", "backward") and call_key(r) in excused else r
             for r in records]

@@ -183,3 +183,12 @@ def test_an_inf_is_excused_only_when_one_side_is_finite():
     for stats, excused in ((one_sided, True), (both, False)):
         recs = [dataclasses.replace(_rec("m", 0, False), stats=stats), _rec("a", 1, True)]
         assert excuse_representations(recs, _flow(("m", "a")))[0].passed is excused
+
+
+@pytest.mark.parametrize("stage", ["grad", "backward", "weight"])
+def test_a_difference_that_reaches_the_gradients_is_never_excused(stage):
+    recs = [_rec("r", 0, False), _rec("a", 1, True), _rec("up", 2, False, stage=stage)]
+    out = excuse_representations(recs, _flow(("r", "a")))
+    assert not out[0].passed
+    own = [_rec("r", 0, False), _rec("a", 1, True), _rec("r", 2, False, stage="backward")]
+    assert all(r.passed for r in excuse_representations(own, _flow(("r", "a"))))  # its own output gradient
