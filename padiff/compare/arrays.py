@@ -12,8 +12,8 @@ NaN or Inf anywhere in either tensor is never agreement, not even the same Inf o
 sides: the record says ``note="nan"`` / ``"inf"``. Shapes that differ only by size-1 dims,
 by broadcasting (``[1, S, D]`` against ``[B, S, D]``), by a layout-free reshape
 (``[B, H*W, C]`` against ``[B, H, W, C]``) or by the order of the middle axes of an attention
-layout (``[B, S, H, D]`` against ``[B, H, S, D]``) are compared after reconciling
-(:mod:`padiff.compare.reconcile`), and
+layout (``[B, S, H, D]`` against ``[B, H, S, D]``) are compared after reconciling, any other axis
+permutation (with adjacent dims merged) where the values then agree (:mod:`padiff.compare.reconcile`);
 ``Stats.reconciled`` says how; any other shape difference fails. A failure made only of a
 few elements that are zero on one side (an activation within rounding of its threshold:
 a *boundary flip*) is named in the note, and passes only when the user allows that
@@ -30,11 +30,11 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from padiff.compare.reconcile import reconcile_shapes
+from padiff.compare.reconcile import permuted_layouts, reconcile_shapes
 from padiff.report.records import CompareMode, Stats
 
 #: a failure whose mismatched elements are all boundary flips is named as such only while
@@ -55,6 +55,10 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode:
     if a.shape != b.shape:
         fitted = reconcile_shapes(a, b, gradient=gradient)
         if fitted is None:
+            for pa, pb, how in permuted_layouts(a, b):  # a layout is taken only where its values agree
+                stats = compare_arrays(pa, pb, atol, rtol, mode, mismatch_ratio, gradient=gradient)
+                if stats.passed:
+                    return replace(stats, reconciled=how)
             n = max(a.size, b.size)
             return Stats.failure(f"shape mismatch: paddle {list(a.shape)} vs torch {list(b.shape)}", kind="shape",
                                  count=n, paddle_mean=_mean(a), torch_mean=_mean(b), mode=mode)

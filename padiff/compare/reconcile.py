@@ -12,6 +12,8 @@ import numpy as np
 
 #: axis permutations are tried only up to this rank (at most (rank - 2)! candidates)
 MAX_PERMUTED_RANK = 6
+#: at most this many permuted layouts are compared value by value before a shape difference is final
+MAX_LAYOUTS_TRIED = 8
 
 
 def reconcile_shapes(a: np.ndarray, b: np.ndarray, *,
@@ -89,3 +91,37 @@ def middle_axes_permutation(a: np.ndarray, b: np.ndarray) -> tuple[int, ...] | N
         return None  # complex or object arrays: no closest order to pick
     bf = b.astype(np.float64)
     return min(fits, key=lambda p: float(np.nanmean(np.abs(np.transpose(a, p).astype(np.float64) - bf))))
+
+
+def permuted_layouts(a: np.ndarray, b: np.ndarray,
+                     limit: int = MAX_LAYOUTS_TRIED) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """Candidate ``(a', b', how)`` layouts that give two equal-sized arrays of other shapes one shape.
+
+    For shapes :func:`reconcile_shapes` does not accept: every axis permutation of one side whose
+    result is the other's shape, or reaches it by merging or splitting adjacent dims (an embedding
+    looked up with transposed index arrays gives ``[4, N, C]`` against ``[N, 4, C]``; a
+    ``[B, H, S, D]`` attention output against ``[B, S, H*D]``). Only a layout whose values then
+    agree may be taken (the caller compares them), so a real shape difference still fails. Cheap
+    by construction: none unless both sides hold the same number of elements, ranks up to
+    :data:`MAX_PERMUTED_RANK`, and at most ``limit`` candidates.
+    """
+    out: list[tuple[np.ndarray, np.ndarray, str]] = []
+    if a.size != b.size or a.size == 0 or not 2 <= max(a.ndim, b.ndim) <= MAX_PERMUTED_RANK:
+        return out
+    sa, sb = list(a.shape), list(b.shape)
+    for moved, other, side in ((a, b, "paddle"), (b, a, "torch")):
+        for perm in itertools.permutations(range(moved.ndim)):
+            if perm == tuple(range(moved.ndim)):
+                continue
+            shape = [moved.shape[i] for i in perm]
+            if shape != list(other.shape) and not _merges_adjacent(shape, list(other.shape)):
+                continue
+            fitted = np.transpose(moved, perm).reshape(other.shape)
+            how = (f"paddle {sa} compared with torch {sb} with the {side} axes permuted as {list(perm)}"
+                   + ("" if shape == list(other.shape) else " then reshaped (same element order)"))
+            out.append((fitted, b, how) if side == "paddle" else (a, fitted, how))
+            if len(out) >= limit:
+                return out
+        if a.ndim == b.ndim:
+            break  # same rank: permuting the torch side gives the inverse permutations again
+    return out

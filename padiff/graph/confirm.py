@@ -39,6 +39,7 @@ reliable for arbitrary user models.
 from __future__ import annotations
 
 import itertools
+import math
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import replace
@@ -47,13 +48,19 @@ from typing import Any
 import numpy as np
 
 from padiff.graph.canonical import shape_key
-from padiff.graph.confirm_local import EQUAL, _fused, _inside
+from padiff.graph.confirm_local import BIG, EQUAL, GUESS, _fused, _inside
+from padiff.graph.confirm_trial import block_errors_elsewhere
 from padiff.graph.match import LayerInfo, MatchResult, ProposedPair
 from padiff.maps.notes import MapNote
 
 MAX_ROUNDS = 4  # paddle recordings for the candidate errors (a re-pairing changes later inputs)
 CLEAR = 10.0  # a candidate is taken during the pass when the next one's error is this many times larger
 EXHAUSTIVE = 4  # tied candidates up to this many are run in every order; more by pairwise swaps
+
+
+def not_evaluated(second: float) -> bool:
+    """A runner-up error that stands for "never measured" (:data:`BIG`, NaN), not for "no other allowed" (inf)."""
+    return not second < BIG and second != math.inf
 
 
 def _signature(info: LayerInfo) -> tuple:
@@ -154,7 +161,7 @@ def _settle_groups(trial: Any, groups: list[list[ProposedPair]], updated: dict[s
 
     Candidates the inputs cannot separate are then ordered by their enclosing block (:func:`_settle_tied`).
     """
-    from padiff.graph.confirm_local import BIG, close, runner_up, tied_rows, total
+    from padiff.graph.confirm_local import close, runner_up, tied_rows, total
 
     if not groups:
         return
@@ -168,7 +175,7 @@ def _settle_groups(trial: Any, groups: list[list[ProposedPair]], updated: dict[s
         frees = _passes(trial, groups, wheres, free=True)
         trial.current.update(kept)
         trial.copy(kept)
-    for group, where, (_cost, ok, cols), fr in zip(groups, wheres, costs, frees):
+    for group, where, (every, ok, cols), fr in zip(groups, wheres, costs, frees):
         p_paths, t_paths = [p.paddle_path for p in group], [p.torch_path for p in group]
         best_err = total(ok, cols)
         free, free_err = (fr[2], total(fr[0], fr[2])) if fr is not None else (cols, best_err)
@@ -193,6 +200,8 @@ def _settle_groups(trial: Any, groups: list[list[ProposedPair]], updated: dict[s
             if r not in verdicts:
                 err = float(ok[r, cols[r]])
                 second = runner_up(ok, cols, r)
+                if second >= BIG:  # no other candidate allowed here: the next one anywhere still measures
+                    second = runner_up(every, cols, r)
                 decisive = err < BIG and second > err and not close(second, err)
                 verdicts[r] = (decisive, err, second)
         _record_group(trial, group, verdicts, where, updated, notes)
@@ -212,7 +221,7 @@ def _passes(trial: Any, groups: list[list[ProposedPair]], wheres: list[Mapping[s
     only those :func:`allowed_partners` allows. Returns per group ``(cost, allowed cost,
     chosen columns)``; the paddle model holds the chosen weights afterwards.
     """
-    from padiff.graph.confirm_local import BIG, LOCAL_TIE, REL_TIE, close, row_costs, solve
+    from padiff.graph.confirm_local import LOCAL_TIE, REL_TIE, close, row_costs, solve
 
     p_paths = [[p.paddle_path for p in g] for g in groups]
     t_paths = [[p.torch_path for p in g] for g in groups]
@@ -313,8 +322,14 @@ def _settle_tied(trial: Any, p_paths: list[str], t_paths: list[str], rows: list[
     (best_order, best_err) = ranked[0]
     second = ranked[1][1] if len(ranked) > 1 else float("inf")
     decisive = second - best_err > EQUAL * max(1.0, best_err)
+    if not decisive:  # the example cannot tell them apart: ask an input that can
+        tied = [o for o, e in ranked if e - best_err <= EQUAL * max(1.0, best_err)]
+        again = sorted(block_errors_elsewhere(trial, p_paths, tied, p_block, t_block).items(), key=lambda kv: kv[1])
+        if len(again) > 1:
+            (best_order, best_err), second = again[0], again[1][1]
+            decisive = second - best_err > EQUAL * max(1.0, best_err)
     if not decisive:
-        best_order = tuple(t_paths)  # equivalent for this input: keep the inputs' (structural) choice
+        best_order = tuple(t_paths)  # equivalent on every input tried: keep the inputs' (structural) choice
         best_err = scored.get(best_order, best_err)
     assign = dict(zip(p_paths, best_order))
     trial.current.update(assign)
@@ -329,6 +344,14 @@ def _record_group(trial: Any, group: list[ProposedPair], verdicts: Mapping[int, 
     for r, pair in enumerate(group):
         decisive, err, second = verdicts[r]
         t_path = trial.current[pair.paddle_path]
+        if decisive and not_evaluated(second):
+            # "1e+30 for the next assignment" is no evidence: the alternative was never measured
+            ev = (*pair.evidence, f"not settled numerically: output error {err:.2e}, and no other assignment "
+                                  "could be evaluated on this input to compare it with; check this pair")
+            updated[pair.paddle_path] = replace(pair, torch_path=t_path, evidence=ev, uncertain=True,
+                                                confidence=min(pair.confidence, GUESS))
+            equivalent.append(pair.paddle_path)
+            continue
         old_block, new_block = pair.torch_path.rpartition(".")[0], t_path.rpartition(".")[0]
         if t_path != pair.torch_path:
             moved.append(f"{pair.paddle_path} -> {t_path}")
@@ -347,11 +370,14 @@ def _record_group(trial: Any, group: list[ProposedPair], verdicts: Mapping[int, 
                                                 confidence=max(pair.confidence, 0.9))
             settled.append(pair.paddle_path)
         else:
-            ev = (*pair.evidence, "numerically equivalent assignments for this input (symmetric): kept")
-            updated[pair.paddle_path] = replace(pair, torch_path=t_path, evidence=ev)
+            ev = (*pair.evidence, "a guess: the assignments are numerically equivalent on the example input and "
+                                  "on a random input of its shapes; check this pair")
+            updated[pair.paddle_path] = replace(pair, torch_path=t_path, evidence=ev, uncertain=True,
+                                                confidence=min(pair.confidence, GUESS))
             equivalent.append(pair.paddle_path)
     if settled:
         verdict = ("re-paired " + ", ".join(moved)) if moved else "structural choice confirmed"
         notes.append(f"settled numerically ({verdict}): {', '.join(settled)}")
     if equivalent:
-        notes.append(f"numeric confirmation found {', '.join(equivalent)} interchangeable for this input")
+        notes.append(f"numeric confirmation found {', '.join(equivalent)} interchangeable on every input tried "
+                     "(or could not compare them): kept as a guess, below 0.9")

@@ -28,6 +28,7 @@ from padiff.graph.proposal import ProposedPair
 
 MAX_FUSED_RUNS = 256  # paddle forwards allowed for the layouts of fused pairs (orders x interleavings)
 EQUAL = 1e-6  # relative: block errors closer than this are numerically equivalent
+GUESS = 0.6  # the highest confidence of a pair kept as a guess (numbers could not decide it)
 BIG = 1e30  # stands for "cannot be this pair" in the assignment problem (no inf arithmetic)
 LOCAL_TIE = 1e-3  # candidate errors closer than this (absolute) do not separate two candidates
 REL_TIE = 0.1  # ... nor closer than this fraction of the smaller one: a port's own error (another

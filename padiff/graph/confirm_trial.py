@@ -7,8 +7,9 @@ restores nothing itself: :func:`padiff.graph.confirm.confirm_ties` snapshots and
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from padiff.graph.confirm_local import (
     EQUAL,
+    GUESS,
     MAX_FUSED_RUNS,
     Taps,
     _fused,
@@ -51,19 +53,40 @@ class Trial:
         blocks_p, blocks_t = _ancestors(members_p), _ancestors(members_t)
         self.p_taps: Taps | None = None
         self.t_taps: Taps | None = None
-        t_taps = Taps(TORCH, module, members_t, set(self.compared.values()) | members_t | blocks_t, arrays=True)
-        self.t_taps = t_taps
-        with TORCH.no_grad():
-            self.t_final = flat(TORCH, module(**example_inp[1]))
-        self.t_out = dict(t_taps.outputs)
-        self.t_in = dict(t_taps.args)  # each torch candidate's inputs, per call
-        t_taps.remove()
+        self._t_watch = (members_t, set(self.compared.values()) | members_t | blocks_t)
+        self.t_final, self.t_out, self.t_in = self._record_torch(example_inp)
         self.copy(self.current)
         self.copy_fixed(self.fixed)
         self.p_taps = Taps(PADDLE, layer, members_p | blocks_p, set(self.compared))
         self.runs = 0  # paddle forwards of the whole model
         self.recorded: dict[str, str] = {}
         self.last_args: dict[str, list[tuple]] = {}  # each tapped layer's inputs in the last whole forward
+
+    def _record_torch(self, inp: Any) -> tuple[list[np.ndarray], dict[str, Any], dict[str, Any]]:
+        """One torch forward on ``inp``: the output, and each watched layer's outputs and inputs per call."""
+        from padiff.adapters import TORCH
+
+        self.t_taps = t_taps = Taps(TORCH, self.module, self._t_watch[0], self._t_watch[1], arrays=True)
+        try:
+            with TORCH.no_grad():
+                final = flat(TORCH, self.module(**inp[1]))
+            return final, dict(t_taps.outputs), dict(t_taps.args)
+        finally:
+            t_taps.remove()
+            self.t_taps = None
+
+    @contextlib.contextmanager
+    def other_input(self, inp: Any) -> Iterator[None]:
+        """Score on ``inp`` instead of the example (torch recorded on it once); the example's recording after."""
+        saved = (self.inp, self.t_final, self.t_out, self.t_in)
+        try:
+            self.t_final, self.t_out, self.t_in = self._record_torch(inp)
+            self.inp = inp
+            self.recorded = {}  # paddle's recorded block inputs are the example's: run again before use
+            yield
+        finally:
+            self.inp, self.t_final, self.t_out, self.t_in = saved
+            self.recorded = {}
 
     def remove(self) -> None:
         for taps in (self.p_taps, self.t_taps):
@@ -187,9 +210,12 @@ def settle_orders(trial: Trial, fused: list[int], updated: dict[str, ProposedPai
                    for perm in itertools.permutations(_parts_of(pr))
                    if fits(trial, _with_order(pr, perm, g))]
         if not layouts or fused_runs + len(layouts) > MAX_FUSED_RUNS:
-            notes.append(f"order of the parts of {pr.paddle_path} <-> {pr.torch_path} not settled: "
-                         f"{len(layouts)} layouts (orders x interleavings) exceed the numeric budget; check it "
-                         "by hand")
+            why = (f"order of the parts of {pr.paddle_path} <-> {pr.torch_path} not settled: {len(layouts)} layouts "
+                   "(orders x interleavings) " + ("exceed the numeric budget" if layouts else "fit its weights")
+                   + "; check it by hand")
+            notes.append(why)
+            updated[pr.paddle_path] = replace(pr, evidence=(*pr.evidence, f"a guess: {why}"), uncertain=True,
+                                              confidence=min(pr.confidence, GUESS))
             continue
         scored = []
         for perm, g in layouts:
@@ -199,17 +225,72 @@ def settle_orders(trial: Trial, fused: list[int], updated: dict[str, ProposedPai
             fused_runs += 1
         scored.sort(key=lambda s: s[0])
         (best_err, best, best_g), second = scored[0], (scored[1][0] if len(scored) > 1 else float("inf"))
+        decisive = second - best_err > EQUAL * max(1.0, best_err)
+        how = "on the example input"
+        if not decisive:  # the example cannot tell them apart: ask an input that can
+            tied = [(perm, g) for err, perm, g in scored if err - best_err <= EQUAL * max(1.0, best_err)]
+            again = _on_separating_input(trial, i, pr, tied)
+            fused_runs += len(again)
+            if again:
+                again.sort(key=lambda s: s[0])
+                (best_err, best, best_g) = again[0]
+                second = again[1][0] if len(again) > 1 else float("inf")
+                decisive = second - best_err > EQUAL * max(1.0, best_err)
+                how = f"on a random input of the example's shapes ({len(tied)} layouts tied on the example)"
         trial.orders[i], trial.grouping[i] = best, best_g
         trial.copy_fixed([pr])
-        decisive = second - best_err > EQUAL * max(1.0, best_err)
         label = " + ".join(best) + (f" interleaved in {best_g} groups" if best_g > 1 else "")
         ev = tuple(e for e in pr.evidence if not e.startswith("order of the parts"))
         if decisive:
-            ev += (f"order of the parts {label} settled numerically: output error {best_err:.2e} vs "
+            ev += (f"order of the parts {label} settled numerically {how}: output error {best_err:.2e} vs "
                    f"{second:.2e} for the next order",)
             updated[pr.paddle_path] = replace(_with_order(pr, best, best_g), evidence=ev, uncertain=False,
                                               confidence=max(pr.confidence, 0.9))
             notes.append(f"order of fused parts settled numerically: {label}")
         else:
-            ev += (f"orders of the parts {label} are numerically equivalent for this input: kept",)
-            updated[pr.paddle_path] = replace(_with_order(pr, best, best_g), evidence=ev)
+            ev += (f"order of the parts {label}: a guess; the layouts that fit are numerically equivalent on the "
+                   "example input and on a random input of its shapes (either works for inputs of these shapes); "
+                   "check it by hand",)
+            updated[pr.paddle_path] = replace(_with_order(pr, best, best_g), evidence=ev, uncertain=True,
+                                              confidence=min(pr.confidence, GUESS))
+            notes.append(f"order of the fused parts of {pr.paddle_path} not settled: equivalent on every input "
+                         f"tried; kept {label} as a guess")
+
+
+def _on_separating_input(trial: Trial, i: int, pr: ProposedPair,
+                         tied: list[tuple[tuple[str, ...], int]]) -> list[tuple[float, tuple[str, ...], int]]:
+    """The tied layouts scored again on a random input of the example's shapes (empty: no such input)."""
+    from padiff.graph.separating import separating_input
+
+    if len(tied) < 2:
+        return []
+    inp = separating_input(trial.inp)
+    if inp is None:
+        return []
+    out = []
+    with trial.other_input(inp):
+        for perm, g in tied:
+            trial.orders[i], trial.grouping[i] = perm, g
+            trial.copy_fixed([pr])
+            out.append((trial.model_error(), perm, g))
+    return out
+
+
+def block_errors_elsewhere(trial: Trial, p_paths: list[str], orders: list[tuple[str, ...]], p_block: str,
+                           t_block: str) -> dict[tuple[str, ...], float]:
+    """Each order's block error on a random input of the example's shapes (empty: no such input, or < 2 orders)."""
+    from padiff.graph.separating import separating_input
+
+    inp = separating_input(trial.inp) if len(orders) > 1 else None
+    if inp is None:
+        return {}
+    out: dict[tuple[str, ...], float] = {}
+    with trial.other_input(inp):
+        trial.forward()
+        calls = list(trial.last_args.get(p_block, [])) if p_block else []
+        for order in orders:
+            assign = dict(zip(p_paths, order))
+            trial.current.update(assign)
+            trial.copy(assign)
+            out[order] = trial.block_error(p_block, t_block, calls)
+    return out

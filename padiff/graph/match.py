@@ -24,6 +24,7 @@ import networkx as nx
 
 from padiff.graph.align import align, order_key, pair_score, refine
 from padiff.graph.blocks import rematch_crossed
+from padiff.graph.free_blocks import crossed_free_pairs
 from padiff.graph.fused import extend
 from padiff.graph.proposal import Left, MatchResult, ProposedPair
 from padiff.graph.raw_params import param_pairs
@@ -114,6 +115,12 @@ def match_sides(ps: UnitGraph, ts: UnitGraph, p_layers: Mapping[str, LayerInfo],
                             "after its layer, so their outputs are different tensors")
         conf = round(min(1.0, sum(confs) / len(confs)) * (votes[p_path][t_path] / total), 3)
         pairs.append(ProposedPair(p_path, t_path, conf, tuple(evidence), compare, doubt))
+    free = {p for p, t in chosen.items() if not per_layer[(p, t)][0][0].has_params}
+    for p_path, why in crossed_free_pairs(pairs, free).items():  # neighbours agree, blocks do not
+        t_path = chosen.pop(p_path)
+        taken.pop(t_path, None)
+        pairs = [pr for pr in pairs if pr.paddle_path != p_path]
+        conflicts += [Left("paddle", p_path, why), Left("torch", t_path, why)]
     first_op: dict[str, int] = {}
     for u in ps.units:
         first_op[u.layer] = min(first_op.get(u.layer, u.ops[0]), u.ops[0])

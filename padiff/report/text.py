@@ -253,6 +253,7 @@ def _success(rep: DiffReport) -> str:
     lines += stage_summary(rep)
     lines += [f"  reconciled ({n_rec}x): {what} (at {', '.join(at[:3])}{', ...' if len(at) > 3 else ''})"
               for what, n_rec, at in rep.reconciliations()]
+    lines += representation_lines(rep)
     if rep.mapping_route and rep.mapping_route != "manual":
         lines.append(f"  layer map: {rep.mapping_route} ({len(rep.mapping)} pairs)")
     lines += [f"  warning: {w}" for w in rep.warnings]
@@ -263,6 +264,14 @@ def _success(rep: DiffReport) -> str:
     if rep.log_dir:
         lines.append(f"  logs: {rep.log_dir}")
     return "\n".join(lines)
+
+
+def representation_lines(rep: DiffReport, limit: int = 5) -> list[str]:
+    """The differences passed as representations (their consumers agree), forward ones, at most ``limit``."""
+    found = [r for r in rep.ordered() if r.stage == "forward" and r.stats.note_kind == "representation"]
+    lines = [f"  representation: {show_path(r.paddle_path)} <-> {show_path(r.torch_path)}: {r.note}"
+             for r in found[:limit]]
+    return lines + ([f"  ... and {len(found) - limit} more representation(s)"] if len(found) > limit else [])
 
 
 def _failure(rep: DiffReport, size_note: bool = True) -> str:

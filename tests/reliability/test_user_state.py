@@ -259,7 +259,9 @@ def test_batchnorm_statistics_in_train_mode_are_restored():
     assert padiff.compare(layer, module, inp, options={"atol": 1e-5, "single_step": True})
     assert_same_state(before, user_state(layer, module, inp))
     with torch.no_grad():
-        module.fc.bias.add_(0.1)
+        # a fault that reaches the output: a bias shift alone is cancelled by BatchNorm in train mode, so
+        # its consumer agrees and fc's difference passes as a representation (README)
+        module.fc.weight.add_(torch.linspace(-0.3, 0.3, module.fc.weight.numel()).reshape(module.fc.weight.shape))
     before = user_state(layer, module, inp)
     # a failed run also runs the randomness probe (one more torch forward in train mode)
     assert not padiff.compare(layer, module, inp, options={"atol": 1e-5, "compare_mode": "strict"})

@@ -16,6 +16,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from padiff.adapters.frames import Frame
+from padiff.compare.representations import CallKey, excuse_representations
 from padiff.report.records import Comparison, DiffReport, Stage, Stats
 
 if TYPE_CHECKING:
@@ -102,6 +103,13 @@ class RecordSink:
         self.step = 0
         self._pending: list[tuple[SortKey, int, Comparison]] = []
         self._seq = 0
+        # which compared call reads which one's output, from the passes since the last flush
+        self.consumers: dict[CallKey, set[CallKey]] = {}
+
+    def note_consumers(self, consumers: dict[CallKey, set[CallKey]]) -> None:
+        """Add one pass's dataflow between compared calls (for the representation rule at flush)."""
+        for key, found in consumers.items():
+            self.consumers.setdefault(key, set()).update(found)
 
     def add(self, stage: Stage, site: Site, stats: Stats, *, item: str = "", key: SortKey | None = None,
             dtype: str = "") -> None:
@@ -123,8 +131,13 @@ class RecordSink:
             self.report.warnings.append(text)
 
     def flush(self) -> None:
-        """Move the pending records to the report, each with its rank in ``(step, stage)`` as ``order``."""
+        """Move the pending records to the report, each with its rank in ``(step, stage)`` as ``order``.
+
+        A differing record whose consumers all agree passes as a representation
+        (:func:`~padiff.compare.representations.excuse_representations`).
+        """
         pending, self._pending = self._pending, []
+        consumers, self.consumers = self.consumers, {}
         ranks: dict[int, int] = {}
         counts: dict[tuple[int, str], int] = {}
         for _, seq, rec in sorted(pending, key=lambda p: (p[2].step, p[2].stage, p[0], p[1])):
@@ -132,4 +145,5 @@ class RecordSink:
             ranks[seq] = counts.get(group, 0)
             counts[group] = ranks[seq] + 1
         # the report's list keeps arrival order; ``order`` says where each record is read
-        self.report.records.extend(replace(rec, order=ranks[seq]) for _, seq, rec in pending)
+        placed = [replace(rec, order=ranks[seq]) for _, seq, rec in pending]
+        self.report.records.extend(excuse_representations(placed, consumers) if consumers else placed)

@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 
 from padiff.adapters import TORCH
+from padiff.adapters.autograd_graph import torch_grad_node, torch_node_inputs
 from padiff.adapters.hooks import HookSet
 from padiff.compare.keyed import reorder_like
 from padiff.runtime.engine.comparisons import Comparer, compares_output
+from padiff.runtime.engine.dataflow import Dataflow
 from padiff.runtime.engine.fused_calls import FusedComparisons
 from padiff.runtime.engine.pairs import PairsSeen
 from padiff.runtime.engine.passes import Pass
@@ -35,16 +37,22 @@ class TorchForward:
         self.cmp = comparer
         self.fused = fused
         self.seen = seen
+        self.dataflow = Dataflow()  # which compared call reads which one's output (this pass)
 
     def install(self, hooks: HookSet, ps: Pass, pairer: OnlinePairer, exchange: GradExchange) -> None:
         """Hook torch's layers: pair each call, compare its outputs, hook its output gradients."""
+        self.dataflow = flow = Dataflow(torch_grad_node, torch_node_inputs)
+
         def before(ev: Event, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            flow.enter(TORCH.flatten((args, kwargs)))
             pev = pairer.match(ev)
             ev.partner = pev
             if pev is None:
                 return None
             pev.partner = ev
             self.seen.note(pev, ev)
+            if ps.compare_forward and compares_output(pev, ev) and not (ev.role.pair and ev.role.pair.split_side):
+                flow.set_key((self.cmp.sink.step, pev.role.path, ev.role.path, ev.call))
             if ps.sync_inputs and pev.inputs:
                 return replace_inputs(args, kwargs, pev.inputs)
             return None
@@ -54,6 +62,7 @@ class TorchForward:
             outs = TORCH.flatten(out if pev is None else reorder_like(out, pev.keys))
             ev.dtype = TORCH.dtype_name(outs[0]) if outs else ""
             ev.shapes = [TORCH.shape(t) for t in outs]
+            flow.leave(outs)
             if pev is None:
                 return
             if ev.role.pair is not None and ev.role.pair.split_side:
@@ -67,6 +76,10 @@ class TorchForward:
                 self.rec.hook_output_grads(hooks, ev, outs, lambda i, t: self._grad_checker(exchange, pev, ev, i, ps))
 
         self.rec.install(hooks, before, after)
+
+    def release_dataflow(self) -> None:
+        """Forget the pass's dataflow (its consumers were handed on): it keeps autograd nodes alive."""
+        self.dataflow.clear()
 
     def _grad_checker(self, exchange: GradExchange, pev: Event, tev: Event, i: int, ps: Pass) -> Callable[[Any], Any]:
         """Torch's gradient of output ``i`` against paddle's, taken from the exchange (waiting for it if needed)."""
