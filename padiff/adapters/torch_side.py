@@ -67,6 +67,14 @@ class TorchSide(Side):
             out.append(StateEntry(n, b, False, True))
         return out
 
+    def state_version(self, layer: Any) -> int:
+        """The sum of the in-place version counters of ``layer``'s buffers (its whole subtree).
+
+        It changes when a call updates the layer's state in place (a train-mode BatchNorm's running
+        statistics): such a layer keeps something of its input that its output does not show.
+        """
+        return sum(int(b._version) for b in layer.buffers() if b is not None)
+
     def to_numpy(self, t: Any) -> np.ndarray:
         return self.host_view(t).copy()
 

@@ -53,13 +53,15 @@ def _is_model_level(rec: Comparison) -> bool:
     return rec.stage == "loss" or (rec.paddle_path == "" and rec.torch_path == "")
 
 
-def excuse_representations(records: Sequence[Comparison],
-                           consumers: Mapping[CallKey, Collection[CallKey]]) -> list[Comparison]:
+def excuse_representations(records: Sequence[Comparison], consumers: Mapping[CallKey, Collection[CallKey]],
+                           untrusted: Collection[CallKey] = ()) -> list[Comparison]:
     """``records`` with each representation's forward and output-gradient records passed and noted.
 
     ``consumers[k]``: the compared calls that read call ``k``'s output. Records keep their
     order and every other field; an excused record keeps its numbers (a person can still see
-    how the forms differ) and gets ``note_kind == "representation"``.
+    how the forms differ) and gets ``note_kind == "representation"``. ``untrusted``: calls that
+    updated their layer's state from their input (a train-mode BatchNorm's running statistics); such
+    a consumer keeps what its output hides, so a difference it reads is never excused.
     """
     forward: dict[CallKey, list[int]] = {}
     for i, rec in enumerate(records):
@@ -74,7 +76,7 @@ def excuse_representations(records: Sequence[Comparison],
         if not all(_excusable(records[i].stats) for i in forward[key] if not records[i].passed):
             continue
         seen = [c for c in consumers.get(key, ()) if c in forward and c != key]
-        if seen and all(agrees[c] for c in seen):
+        if seen and all(agrees[c] and c not in untrusted for c in seen):
             excused[key] = seen
             agrees[key] = True
     if not excused:

@@ -192,3 +192,42 @@ def test_a_difference_that_reaches_the_gradients_is_never_excused(stage):
     assert not out[0].passed
     own = [_rec("r", 0, False), _rec("a", 1, True), _rec("r", 2, False, stage="backward")]
     assert all(r.passed for r in excuse_representations(own, _flow(("r", "a"))))  # its own output gradient
+
+
+def test_a_consumer_that_updated_its_state_vouches_for_nothing():
+    recs = [_rec("r", 0, False), _rec("bn", 1, True)]
+    assert excuse_representations(recs, _flow(("r", "bn")))[0].passed
+    assert not excuse_representations(recs, _flow(("r", "bn")), untrusted={(0, "bn", "bn", 0)})[0].passed
+
+
+class PdShiftNorm(paddle.nn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = paddle.nn.Linear(D, D)
+        self.bn = paddle.nn.BatchNorm1D(D)
+        self.out = paddle.nn.Linear(D, 2)
+
+    def forward(self, x):
+        return self.out(self.bn(self.fc(x)))
+
+
+class PtShiftNorm(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(D, D)
+        self.bn = torch.nn.BatchNorm1d(D)
+        self.out = torch.nn.Linear(D, 2)
+
+    def forward(self, x):
+        return self.out(self.bn(self.fc(x)))
+
+
+def test_a_shift_before_a_train_mode_batchnorm_fails_where_it_is():
+    # the train-mode BatchNorm removes a per-channel shift from its output, so everything compared after
+    # it agrees; its running mean keeps the shift, so the difference is real and is named at fc
+    module = PtShiftNorm()
+    module.fc.register_forward_hook(lambda m, args, out: out + 0.5)
+    rep = padiff.compare(PdShiftNorm(), module, _inputs(), auto_weights=True, options=TOL)
+    assert not rep and (rep.first_diff.stage, rep.first_diff.paddle_path) == ("forward", "fc"), rep.first_diff
+    assert rep.first_diff.stats.note_kind != "representation"
+    assert padiff.compare(PdShiftNorm(), PtShiftNorm(), _inputs(), auto_weights=True, options=TOL)

@@ -56,6 +56,7 @@ class Dataflow:
     _stack: list[_Open] = field(default_factory=list)
     _direct: dict[CallKey, set[CallKey]] = field(default_factory=dict)
     _parent: dict[CallKey, CallKey] = field(default_factory=dict)
+    _stateful: set[CallKey] = field(default_factory=set)
 
     def enter(self, inputs: Iterable[Any]) -> None:
         """A call starts, reading ``inputs``: note which compared calls made them."""
@@ -99,6 +100,14 @@ class Dataflow:
         if self._stack:
             self._stack[-1].key = key
 
+    def note_stateful(self, key: CallKey) -> None:
+        """Compared call ``key`` changed its layer's state (buffers) in place: it cannot vouch for its inputs."""
+        self._stateful.add(key)
+
+    def stateful(self) -> set[CallKey]:
+        """The compared calls that updated their layer's state during the pass."""
+        return set(self._stateful)
+
     def _walk(self, start: Any) -> frozenset[CallKey]:
         """The compared calls whose outputs the node ``start`` was computed from (nearest ones only).
 
@@ -128,6 +137,7 @@ class Dataflow:
         """Drop everything noted (the hooks may outlive the forward; the nodes must not)."""
         for table in (self._made, self._node_made, self._walked, self._direct, self._parent):
             table.clear()
+        self._stateful.clear()
         self._stack.clear()
 
     def consumers(self) -> dict[CallKey, set[CallKey]]:

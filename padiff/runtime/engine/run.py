@@ -152,7 +152,8 @@ class Engine:
                     exchange.when_paddle_done = restore_threads  # torch's cores back once paddle is done
                     t_out, t_loss = self._torch_forward(hooks, ps, exchange)
                     if not ps.sync_inputs:  # fed paddle's inputs, a consumer agrees whatever it was given
-                        self.sink.note_consumers(self.torch_fwd.dataflow.consumers())
+                        flow = self.torch_fwd.dataflow
+                        self.sink.note_consumers(flow.consumers(), flow.stateful())
                     self.torch_fwd.release_dataflow()  # it holds autograd nodes: not past the forward
                     self._after_torch_forward(ps, p_out, t_out, p_loss, t_loss, exchange, mode, p_host)
             finally:

@@ -105,9 +105,14 @@ class RecordSink:
         self._seq = 0
         # which compared call reads which one's output, from the passes since the last flush
         self.consumers: dict[CallKey, set[CallKey]] = {}
+        self.stateful: set[CallKey] = set()  # compared calls that updated their layer's state
 
-    def note_consumers(self, consumers: dict[CallKey, set[CallKey]]) -> None:
-        """Add one pass's dataflow between compared calls (for the representation rule at flush)."""
+    def note_consumers(self, consumers: dict[CallKey, set[CallKey]], stateful: set[CallKey] | None = None) -> None:
+        """Add one pass's dataflow between compared calls (for the representation rule at flush).
+
+        ``stateful``: the calls that updated their layer's state in place; they vouch for no input.
+        """
+        self.stateful.update(stateful or ())
         for key, found in consumers.items():
             self.consumers.setdefault(key, set()).update(found)
 
@@ -138,6 +143,7 @@ class RecordSink:
         """
         pending, self._pending = self._pending, []
         consumers, self.consumers = self.consumers, {}
+        stateful, self.stateful = self.stateful, set()
         ranks: dict[int, int] = {}
         counts: dict[tuple[int, str], int] = {}
         for _, seq, rec in sorted(pending, key=lambda p: (p[2].step, p[2].stage, p[0], p[1])):
@@ -146,4 +152,5 @@ class RecordSink:
             counts[group] = ranks[seq] + 1
         # the report's list keeps arrival order; ``order`` says where each record is read
         placed = [replace(rec, order=ranks[seq]) for _, seq, rec in pending]
-        self.report.records.extend(excuse_representations(placed, consumers) if consumers else placed)
+        self.report.records.extend(excuse_representations(placed, consumers, untrusted=stateful) if consumers
+                                   else placed)

@@ -42,6 +42,7 @@ class TorchForward:
     def install(self, hooks: HookSet, ps: Pass, pairer: OnlinePairer, exchange: GradExchange) -> None:
         """Hook torch's layers: pair each call, compare its outputs, hook its output gradients."""
         self.dataflow = flow = Dataflow(torch_grad_node, torch_node_inputs)
+        versions: dict[int, int] = {}  # compared call -> its layer's buffer versions when it started
 
         def before(ev: Event, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             flow.enter(TORCH.flatten((args, kwargs)))
@@ -53,6 +54,7 @@ class TorchForward:
             self.seen.note(pev, ev)
             if ps.compare_forward and compares_output(pev, ev) and not (ev.role.pair and ev.role.pair.split_side):
                 flow.set_key((self.cmp.sink.step, pev.role.path, ev.role.path, ev.call))
+                versions[id(ev)] = TORCH.state_version(self.rec.layer_table()[ev.role.path])
             if ps.sync_inputs and pev.inputs:
                 return replace_inputs(args, kwargs, pev.inputs)
             return None
@@ -65,6 +67,9 @@ class TorchForward:
             flow.leave(outs)
             if pev is None:
                 return
+            started = versions.pop(id(ev), None)
+            if started is not None and TORCH.state_version(self.rec.layer_table()[ev.role.path]) != started:
+                flow.note_stateful((self.cmp.sink.step, pev.role.path, ev.role.path, ev.call))
             if ev.role.pair is not None and ev.role.pair.split_side:
                 self.fused.after_torch_call(hooks, ps, pev, ev, outs)
                 return
