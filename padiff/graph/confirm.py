@@ -126,7 +126,8 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
     trial = None
     updated: dict[str, ProposedPair] = {}
     try:
-        from padiff.graph.confirm_trial import Trial, settle_orders
+        from padiff.graph.confirm_layouts import settle_orders
+        from padiff.graph.confirm_trial import Trial
 
         for side, obj, _ in modes:
             side.set_training(obj, False)
