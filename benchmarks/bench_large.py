@@ -18,10 +18,11 @@ subprocess, so each peak RSS (``ru_maxrss``) is that part's alone:
   against the bare step of the same process, then ``compare_runs`` on the two full recordings
   (GB/s per core = recorded bytes / CPU seconds).
 
-Wall and CPU seconds (``time.process_time``) are both given; ``--threads 0`` keeps the
-frameworks' defaults, ``--threads 1`` pins one each. Memory: peak RSS per part, and the extra
-of a part over ``bare`` set against one model's weights plus activations (``paddle``
-weights bytes + the paddle forward+backward's own RSS growth).
+Wall and CPU seconds (``time.process_time``) are both given; the profiles (``--profile``) count
+CPU seconds of this process (cProfile with ``time.process_time``), so they stay meaningful on a
+loaded machine; ``--threads 0`` keeps the frameworks' defaults, ``--threads 1`` pins one each.
+Memory: peak RSS per part, and the extra of a part over ``bare`` set against one model's weights
+plus activations (paddle's weights bytes + the paddle forward+backward's own RSS growth).
 Results go to ``benchmarks/results/large_<case>_<tag>.json`` and a markdown summary is printed.
 """
 
@@ -80,10 +81,16 @@ SUGGEST_PARTS = [
     ("numeric confirmation", "padiff/graph/confirm.py", "confirm_ties"),
     ("  snapshot of every paddle tensor", "padiff/adapters/paddle_side.py", "to_numpy"),
     ("  Trial set-up (torch recorded, weights copied)", "padiff/graph/confirm_trial.py", "__init__"),
-    ("  fused orders (settle_orders)", "padiff/graph/confirm_trial.py", "settle_orders"),
+    ("  fused orders (settle_orders)", "padiff/graph/confirm_layouts.py", "settle_orders"),
+    ("  fused orders (settle_orders, before)", "padiff/graph/confirm_trial.py", "settle_orders"),
+    ("  block runs (Trial.block_error)", "padiff/graph/confirm_trial.py", "block_error"),
     ("  tie groups (_settle_groups)", "padiff/graph/confirm.py", "_settle_groups"),
     ("  paddle forwards (Trial.forward)", "padiff/graph/confirm_trial.py", "forward"),
     ("  weight copies (apply_plan)", "padiff/weights/pair_plan.py", "apply_plan"),
+    ("export: paddle jit.save + child start", "padiff/graph/export_paddle.py", "start_export"),
+    ("export: wait for paddle2onnx", "padiff/graph/export_paddle.py", "result"),
+    ("export: torch", "padiff/graph/export_torch.py", "export_torch"),
+    ("eager record (export failed)", "padiff/graph/suggest.py", "_eager_graphs"),
     ("  paddle set_value", "padiff/adapters/paddle_side.py", "set_value"),
 ]
 
@@ -165,6 +172,75 @@ def current_rss_gb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
+#: (label, module, attribute) wrapped in the compare part to attribute memory: the highest RSS seen while inside
+MEMORY_PHASES = [
+    ("weight copy", "padiff.weights.assign", "copy_weights"),
+    ("  snapshot before copy", "padiff.weights.assign", "_snapshot"),
+    ("model snapshots", "padiff.adapters.snapshot.SideSnapshot", "take"),
+    ("compared run", "padiff.runtime.engine.run.Engine", "run"),
+    ("  backward passes", "padiff.runtime.engine.calls", "run_backward"),
+    ("op view", "padiff.api", "_attach_op_view"),
+]
+
+
+class PhaseMemory:
+    """The highest current RSS seen in each phase (sampled every 20 ms by a thread), GB."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.stack: list[str] = ["outside"]
+        self.peak: dict[str, float] = {}
+        self.undo: list[Any] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self.done.wait(0.02):
+            now, label = current_rss_gb(), self.stack[-1]
+            if now > self.peak.get(label, 0.0):
+                self.peak[label] = round(now, 3)
+
+    def wrap(self, label: str, owner_path: str, attr: str) -> None:
+        import functools
+        import importlib
+
+        try:
+            owner: Any = importlib.import_module(owner_path)
+        except ImportError:
+            mod_path, _, cls = owner_path.rpartition(".")
+            owner = getattr(importlib.import_module(mod_path), cls)
+        raw = owner.__dict__[attr]
+        fn = raw.__func__ if isinstance(raw, (classmethod, staticmethod)) else raw
+
+        @functools.wraps(fn)
+        def inner(*a: Any, **k: Any) -> Any:
+            self.stack.append(label)
+            try:
+                return fn(*a, **k)
+            finally:
+                self.stack.pop()
+
+        setattr(owner, attr, classmethod(inner) if isinstance(raw, classmethod) else inner)
+        self.undo.append((owner, attr, raw))
+        # callers that imported the function by name hold the original: patch the known ones
+        for mod in list(sys.modules.values()):
+            if getattr(mod, "__name__", "").startswith("padiff") and getattr(mod, attr, None) is raw:
+                setattr(mod, attr, inner)
+
+    def __enter__(self) -> PhaseMemory:
+        for label, owner, attr in MEMORY_PHASES:
+            self.wrap(label, owner, attr)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+        for owner, attr, raw in reversed(self.undo):
+            setattr(owner, attr, raw)
+
+
 def timed(fn: Any) -> tuple[float, float, Any]:
     import gc
 
@@ -241,7 +317,7 @@ def bare_fwd_bwd_one(model: Any, inp: dict[str, Any], side: str) -> None:
 def part_suggest(args: argparse.Namespace, layer: Any, module: Any, inp: Any) -> dict[str, Any]:
     import padiff
 
-    prof = cProfile.Profile() if args.profile else None
+    prof = cProfile.Profile(time.process_time) if args.profile else None
     if prof:
         prof.enable()
     w, c, lm = timed(lambda: padiff.suggest_layer_map(layer, module, inp, timeout=3600))
@@ -264,16 +340,18 @@ def part_compare(args: argparse.Namespace, layer: Any, module: Any, inp: Any) ->
     lm = padiff.LayerMap.load(args.map_path)
     bare_fwd_bwd(layer, module, inp)  # warm both frameworks' kernels, as the bare part does
     before = rss_gb()
-    prof = cProfile.Profile() if args.profile else None
+    prof = cProfile.Profile(time.process_time) if args.profile else None
     if prof:
         prof.enable()
-    w, c, rep = timed(lambda: padiff.compare(layer, module, inp, auto_weights=True, layer_map=lm,
-                                             atol=1e-4, rtol=1e-3))
+    with PhaseMemory() as mem:
+        w, c, rep = timed(lambda: padiff.compare(layer, module, inp, auto_weights=True, layer_map=lm,
+                                                 atol=1e-4, rtol=1e-3))
     if prof:
         prof.disable()
     out: dict[str, Any] = {"wall": round(w, 3), "cpu": round(c, 3), "agree": bool(rep),
                            "peak_before_call_gb": round(before, 3),
-                           "first_diff": str(getattr(rep, "first_diff", ""))[:300]}
+                           "first_diff": str(getattr(rep, "first_diff", ""))[:300],
+                           "rss_by_phase_gb": mem.peak}
     if prof:
         out["profile"] = profile_table(prof, COMPARE_PARTS)
         out["top"] = top_functions(prof)

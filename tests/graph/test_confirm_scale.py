@@ -141,3 +141,30 @@ def test_a_repeat_whose_numbers_disagree_is_searched_on_its_own() -> None:
     assert parts["layers.1.attn.qkv_proj"] == ("blocks.1.attn.q_proj", "blocks.1.attn.k_proj", "blocks.1.attn.v_proj")
     assert parts["layers.2.attn.qkv_proj"] == ("blocks.2.attn.q_proj", "blocks.2.attn.v_proj", "blocks.2.attn.k_proj")
     assert padiff.auto_diff(layer, module, inputs, auto_weights=True, layer_map=lm, options=TOL) is True
+
+
+def test_the_confirmations_undo_values_go_to_a_file_when_large_and_come_back_exactly(monkeypatch: Any) -> None:
+    import tempfile
+
+    import numpy as np
+
+    from padiff.weights import spill
+
+    made: list[str] = []
+    real = tempfile.TemporaryFile
+
+    def counting(*a: Any, **k: Any) -> Any:
+        made.append(str(k.get("prefix", "")))
+        return real(*a, **k)
+
+    monkeypatch.setattr(spill, "SPILL_BYTES", 0)  # this small model counts as large
+    monkeypatch.setattr(tempfile, "TemporaryFile", counting)
+    paddle.seed(1)
+    torch.manual_seed(2)
+    layer, module = PStack(2), TStack(2)
+    before = {k: v.numpy().copy() for k, v in layer.state_dict().items()}
+    lm = padiff.suggest_layer_map(layer, module, fp.inputs())
+    assert any("settled numerically" in str(n) for n in lm.notes)  # the confirmation ran and wrote weights
+    assert "padiff-undo-" in made
+    after = {k: v.numpy() for k, v in layer.state_dict().items()}
+    assert all(np.array_equal(before[k], after[k]) for k in before)
