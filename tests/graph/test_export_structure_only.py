@@ -44,3 +44,32 @@ def test_the_torch_export_holds_no_values() -> None:
     model = onnx.load_from_string(tx.model)
     assert not any(i.raw_data or i.float_data for i in model.graph.initializer)
     assert len(tx.model) < 64 * 64 * 4  # smaller than one weight matrix's values
+
+
+def test_when_torch_cannot_export_paddle_is_not_traced_for_nothing(monkeypatch) -> None:
+    """The eager route replaces both graphs then: paddle's jit.save (seconds at real sizes) is never made."""
+    import padiff
+    import padiff.graph.export_paddle as ep
+
+    class TSvd(torch.nn.Module):  # torch.onnx has no linalg_svdvals
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(64, 8)
+
+        def forward(self, input):
+            h = self.lin(input)
+            return h + torch.linalg.svdvals(h).sum()
+
+    layer = paddle.nn.Sequential(paddle.nn.Linear(64, 8))
+    calls: list[int] = []
+    real = ep.start_export
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(ep, "start_export", counting)
+    _, _, p_in, t_in = _pair()
+    lm = padiff.suggest_layer_map(layer, TSvd(), (p_in, t_in))
+    assert any("torch.onnx.export failed" in n for n in lm.notes), lm.notes
+    assert lm.route == "graph" and calls == []
