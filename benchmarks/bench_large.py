@@ -439,11 +439,14 @@ def worker(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(res), flush=True)
 
 
+PADIFF_ROOT = ""  # --padiff-root: a checkout whose padiff the parts import (a before/after comparison)
+
+
 def run_part(part: str, argv: list[str]) -> dict[str, Any]:
     t0 = time.perf_counter()
     print(f"== {part}", flush=True)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([PADIFF_ROOT or str(ROOT), str(ROOT), env.get("PYTHONPATH", "")])
     proc = subprocess.run([sys.executable, __file__, "--worker", part, *argv], cwd=ROOT, text=True,
                           capture_output=True, check=False, env=env)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -503,12 +506,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=0, help="threads per framework (0: their defaults)")
     ap.add_argument("--profile", action="store_true", help="cProfile the suggest and compare parts")
     ap.add_argument("--tag", default="", help="results file suffix (default: the shape)")
+    ap.add_argument("--padiff-root", default="", help="import padiff from this checkout (the code before a change)")
     ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
     ap.add_argument("--map-path", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         worker(args)
         return
+    global PADIFF_ROOT
+    PADIFF_ROOT = args.padiff_root
     shape = (f"{args.layers}l_v{args.vocab}_s{args.seq}" if args.case == "qwen2" else f"b{args.batch}")
     tag = args.tag or f"{shape}_t{args.threads}"
     tmp = tempfile.mkdtemp(prefix="padiff-bench-large-map-")
@@ -518,6 +524,7 @@ def main(argv: list[str] | None = None) -> None:
             "--map-path", map_path] + (["--profile"] if args.profile else [])
     t0 = time.perf_counter()
     res: dict[str, Any] = {"case": args.case, "shape": shape, "threads": args.threads,
+                           "padiff_root": args.padiff_root or str(ROOT),
                            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                        "load_average": os.getloadavg()}}
