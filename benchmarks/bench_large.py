@@ -98,7 +98,7 @@ SUGGEST_PARTS = [
 # ------------------------------------------------------------------------------------------ models
 def build_qwen2(args: argparse.Namespace) -> tuple[Any, Any, Any, int]:
     """paddleformers Qwen2Model against transformers Qwen2Model, random init, the shape of Qwen2-0.5B."""
-    sys.path.insert(0, str(ROOT))
+    sys.path.append(str(ROOT))  # for tests.real_pairs; last, so --padiff-root's padiff stays first
     from tests.real_pairs.pairs import _import_transformers_first
     from tests.real_pairs.pairs_fused import _stub_paddlefleet
 
