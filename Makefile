@@ -49,3 +49,11 @@ real-pairs: $(VENV_REAL)/.installed
 
 real-pairs-score: $(VENV_REAL)/.installed
 	$(PY_REAL) -m tests.real_pairs.score
+
+# Opt-in real sizes (issue 29): the Qwen2-0.5B-shaped decoder pair and ResNet-50 at batch 32, each part in a
+# fresh process (bare, suggest_layer_map, compare, Recorder + compare_runs). Heavy: needs ~16 GB free and
+# half an hour on 2 cores; results in benchmarks/results/large_*.json (summary: benchmarks/README.md).
+.PHONY: bench-large
+bench-large: $(VENV_REAL)/.installed
+	PYTHONPATH=. $(PY_REAL) benchmarks/bench_large.py --case qwen2 --profile
+	PYTHONPATH=. $(PY_REAL) benchmarks/bench_large.py --case resnet50 --batch 32 --profile

@@ -52,6 +52,7 @@ from padiff.graph.confirm_local import BIG, EQUAL, GUESS, _fused, _inside
 from padiff.graph.confirm_trial import block_errors_elsewhere
 from padiff.graph.match import LayerInfo, MatchResult, ProposedPair
 from padiff.maps.notes import MapNote
+from padiff.weights.spill import spilled
 
 MAX_ROUNDS = 4  # paddle recordings for the candidate errors (a re-pairing changes later inputs)
 CLEAR = 10.0  # a candidate is taken during the pass when the next one's error is this many times larger
@@ -127,13 +128,16 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
         return result, []
     notes: list[str] = []
     p_state = PADDLE.owned_state(layer)
-    snapshot = {(path, e.name): PADDLE.to_numpy(e.tensor) for path, es in p_state.items() for e in es}
+    keys = [(path, e.name) for path, es in p_state.items() for e in es]
+    # the paddle model's values, to put back: in a temporary file when large, not a second model in memory
+    snapshot = dict(zip(keys, spilled(PADDLE.to_numpy(e.tensor) for es in p_state.values() for e in es)))
     modes = [(side, obj, side.is_training(obj)) for side, root in ((PADDLE, layer), (TORCH, module))
              for _, obj in side.named_layers(root)]
     trial = None
     updated: dict[str, ProposedPair] = {}
     try:
-        from padiff.graph.confirm_trial import Trial, settle_orders
+        from padiff.graph.confirm_layouts import settle_orders
+        from padiff.graph.confirm_trial import Trial
 
         for side, obj, _ in modes:
             side.set_training(obj, False)

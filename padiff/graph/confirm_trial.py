@@ -8,17 +8,12 @@ restores nothing itself: :func:`padiff.graph.confirm.confirm_ties` snapshots and
 from __future__ import annotations
 
 import contextlib
-import itertools
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from padiff.graph.confirm_local import (
-    EQUAL,
-    GUESS,
-    MAX_FUSED_RUNS,
     Taps,
     _fused,
     _inside,
@@ -27,8 +22,7 @@ from padiff.graph.confirm_local import (
     distance,
     flat,
 )
-from padiff.graph.fused import layout_groups
-from padiff.graph.match import LayerInfo, MatchResult, ProposedPair
+from padiff.graph.match import MatchResult, ProposedPair
 
 
 class Trial:
@@ -50,7 +44,10 @@ class Trial:
         self.plans: dict[tuple[str, str], Any] = {}
         members_p = {p.paddle_path for g in groups for p in g}
         members_t = {p.torch_path for g in groups for p in g}
-        blocks_p, blocks_t = _ancestors(members_p), _ancestors(members_t)
+        # fused pairs' layouts are scored on their enclosing blocks: those record inputs/outputs too
+        fused_p = {x for pr in self.fixed if _fused(pr) and pr.uncertain for x in (pr.paddle_path, *pr.paddle_parts)}
+        fused_t = {x for pr in self.fixed if _fused(pr) and pr.uncertain for x in (pr.torch_path, *pr.torch_parts)}
+        blocks_p, blocks_t = _ancestors(members_p | fused_p), _ancestors(members_t | fused_t)
         self.p_taps: Taps | None = None
         self.t_taps: Taps | None = None
         self._t_watch = (members_t, set(self.compared.values()) | members_t | blocks_t)
@@ -196,84 +193,6 @@ def fits(trial: Trial, pair: ProposedPair) -> bool:
     except WeightAssignError:
         return False
     return True
-
-
-def settle_orders(trial: Trial, fused: list[int], updated: dict[str, ProposedPair], notes: list[str],
-                  p_layers: Mapping[str, LayerInfo], t_layers: Mapping[str, LayerInfo]) -> None:
-    """The order and interleaving of each uncertain fused pair's parts: one paddle forward per layout
-    whose weights split (orders x the interleavings :func:`layout_groups` allows), within
-    :data:`MAX_FUSED_RUNS`."""
-    fused_runs = 0
-    for i in fused:
-        pr = trial.result.pairs[i]
-        layouts = [(perm, g) for g in layout_groups(pr, p_layers, t_layers)
-                   for perm in itertools.permutations(_parts_of(pr))
-                   if fits(trial, _with_order(pr, perm, g))]
-        if not layouts or fused_runs + len(layouts) > MAX_FUSED_RUNS:
-            why = (f"order of the parts of {pr.paddle_path} <-> {pr.torch_path} not settled: {len(layouts)} layouts "
-                   "(orders x interleavings) " + ("exceed the numeric budget" if layouts else "fit its weights")
-                   + "; check it by hand")
-            notes.append(why)
-            updated[pr.paddle_path] = replace(pr, evidence=(*pr.evidence, f"a guess: {why}"), uncertain=True,
-                                              confidence=min(pr.confidence, GUESS))
-            continue
-        scored = []
-        for perm, g in layouts:
-            trial.orders[i], trial.grouping[i] = perm, g
-            trial.copy_fixed([pr])
-            scored.append((trial.model_error(finite=True), perm, g))
-            fused_runs += 1
-        scored.sort(key=lambda s: s[0])
-        (best_err, best, best_g), second = scored[0], (scored[1][0] if len(scored) > 1 else float("inf"))
-        decisive = second - best_err > EQUAL * max(1.0, best_err)
-        how = "on the example input"
-        if not decisive:  # the example cannot tell them apart: ask an input that can
-            tied = [(perm, g) for err, perm, g in scored if err - best_err <= EQUAL * max(1.0, best_err)]
-            again = _on_separating_input(trial, i, pr, tied)
-            fused_runs += len(again)
-            if again:
-                again.sort(key=lambda s: s[0])
-                (best_err, best, best_g) = again[0]
-                second = again[1][0] if len(again) > 1 else float("inf")
-                decisive = second - best_err > EQUAL * max(1.0, best_err)
-                how = f"on a random input of the example's shapes ({len(tied)} layouts tied on the example)"
-        trial.orders[i], trial.grouping[i] = best, best_g
-        trial.copy_fixed([pr])
-        label = " + ".join(best) + (f" interleaved in {best_g} groups" if best_g > 1 else "")
-        ev = tuple(e for e in pr.evidence if not e.startswith("order of the parts"))
-        if decisive:
-            ev += (f"order of the parts {label} settled numerically {how}: output error {best_err:.2e} vs "
-                   f"{second:.2e} for the next order",)
-            updated[pr.paddle_path] = replace(_with_order(pr, best, best_g), evidence=ev, uncertain=False,
-                                              confidence=max(pr.confidence, 0.9))
-            notes.append(f"order of fused parts settled numerically: {label}")
-        else:
-            ev += (f"order of the parts {label}: a guess; the layouts that fit are numerically equivalent on the "
-                   "example input and on a random input of its shapes (either works for inputs of these shapes); "
-                   "check it by hand",)
-            updated[pr.paddle_path] = replace(_with_order(pr, best, best_g), evidence=ev, uncertain=True,
-                                              confidence=min(pr.confidence, GUESS))
-            notes.append(f"order of the fused parts of {pr.paddle_path} not settled: equivalent on every input "
-                         f"tried; kept {label} as a guess")
-
-
-def _on_separating_input(trial: Trial, i: int, pr: ProposedPair,
-                         tied: list[tuple[tuple[str, ...], int]]) -> list[tuple[float, tuple[str, ...], int]]:
-    """The tied layouts scored again on a random input of the example's shapes (empty: no such input)."""
-    from padiff.graph.separating import separating_input
-
-    if len(tied) < 2:
-        return []
-    inp = separating_input(trial.inp)
-    if inp is None:
-        return []
-    out = []
-    with trial.other_input(inp):
-        for perm, g in tied:
-            trial.orders[i], trial.grouping[i] = perm, g
-            trial.copy_fixed([pr])
-            out.append((trial.model_error(), perm, g))
-    return out
 
 
 def block_errors_elsewhere(trial: Trial, p_paths: list[str], orders: list[tuple[str, ...]], p_block: str,

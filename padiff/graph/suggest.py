@@ -1,7 +1,7 @@
 """``suggest_layer_map``: propose a ``LayerMap`` for a paddle model and its torch port.
 
-With an example input, the graph route: export both models to ONNX (paddle's converter
-in a child process, running while torch exports here), build attributed op graphs,
+With an example input, the graph route: export both models to ONNX (torch first; paddle's
+converter in a child process), build attributed op graphs,
 canonicalise, match (:mod:`padiff.graph.match`), then settle remaining ties by
 comparing layer outputs (:mod:`padiff.graph.confirm`). Without one, or when an export
 fails, the structure-only route over the module trees (:mod:`padiff.graph.tree`).
@@ -48,12 +48,10 @@ def _graph_route(layer: Any, module: Any, p_in: dict[str, Any], t_in: dict[str, 
 
     start = time.perf_counter()
     try:
+        # torch first: when it cannot export, paddle's trace (the costlier one: seconds of CPU at real
+        # sizes) is never made; the two graphs are recorded eagerly instead
+        tx = export_torch(module, t_in)
         pending = start_export(layer, p_in)
-        try:
-            tx = export_torch(module, t_in)
-        except BaseException:  # also on Ctrl-C: never leave the child or its temp dir behind
-            pending.cancel()
-            raise
         px = pending.result(timeout - (time.perf_counter() - start))
     except ExportError as exc:
         # another view of the dataflow: the ops one eager forward of each model runs

@@ -7,7 +7,9 @@ Three steps, each usable alone (the engine calls the first two for ``auto_weight
    covers its whole subtree), then the remaining layers in definition order, passing over
    ignored layers. Each pair gets a :class:`PairPlan` (special init, or inferred conversions).
 2. :func:`copy_weights` applies the plans after snapshotting every paddle tensor it may
-   touch; on any failure everything is restored before the error propagates.
+   touch (a large snapshot in a temporary file, not in memory: :mod:`padiff.weights.spill`);
+   on any failure everything is restored before the error propagates. The torch tensors are
+   read through views, not copied.
 3. :func:`padiff.assign.assign_weight` is the public wrapper: ``True`` on success, ``False`` plus a
    printed explanation when the models cannot be paired or copied.
 """
@@ -23,6 +25,7 @@ from padiff.errors import WeightAssignError
 from padiff.names import show
 from padiff.weights.assign_message import TreeMarks, build_error
 from padiff.weights.pair_plan import PairPlan, torch_arrays
+from padiff.weights.spill import Spill
 
 
 def copy_weights(layer: Any, module: Any, plans: list[PairPlan],
@@ -66,7 +69,7 @@ def _apply(plan: PairPlan, p_layers: dict[str, Any], t_layers: dict[str, Any],
             plan.layer_init(p_layers[plan.paddle_path], t_layers[plan.torch_path])
         return
     p_by_name = {e.name: e.tensor for e in _plan_state(p_owned, plan.paddle_paths)}
-    t_arrays = torch_arrays(_plan_state(t_owned, plan.torch_paths))
+    t_arrays = torch_arrays(_plan_state(t_owned, plan.torch_paths), view=True)
     for link in plan.links:
         missing = [n for n in link.torch_names if n not in t_arrays]
         if missing or link.paddle_name not in p_by_name:
@@ -84,13 +87,16 @@ def _apply(plan: PairPlan, p_layers: dict[str, Any], t_layers: dict[str, Any],
 
 def _snapshot(plans: list[PairPlan], p_layers: dict[str, Any],
               p_owned: dict[str, list[StateEntry]]) -> list[tuple[Any, np.ndarray]]:
+    """Each paddle tensor a plan may write, with its value now (in a temporary file when large: :mod:`spill`)."""
     seen: set[int] = set()
-    out: list[tuple[Any, np.ndarray]] = []
+    tensors: list[Any] = []
+    spill = Spill()
 
     def keep(t: Any) -> None:
         if id(t) not in seen:
             seen.add(id(t))
-            out.append((t, np.array(PADDLE.to_numpy(t), copy=True)))  # never a view of t
+            tensors.append(t)
+            spill.add(PADDLE.to_numpy(t))  # a fresh host copy, never a view of t (to_numpy's contract)
 
     for plan in plans:
         if plan.layer_init is not None:
@@ -102,7 +108,7 @@ def _snapshot(plans: list[PairPlan], p_layers: dict[str, Any],
             for link in plan.links:
                 if link.paddle_name in by_name:
                     keep(by_name[link.paddle_name])
-    return out
+    return list(zip(tensors, spill.arrays()))
 
 
 def _plan_state(owned: dict[str, list[StateEntry]], paths: tuple[str, ...]) -> list[StateEntry]:

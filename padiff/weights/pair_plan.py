@@ -203,13 +203,23 @@ def mismatch_error(p_path: str, p_class: str, p_state: list[StateEntry],
     return err
 
 
-def torch_arrays(t_state: list[StateEntry], which: str = "value") -> ArrayDict:
-    """Host copies of a torch module's own tensors (``which`` = ``"value"`` or ``"grad"``)."""
+def torch_arrays(t_state: list[StateEntry], which: str = "value", view: bool = False) -> ArrayDict:
+    """Host copies of a torch module's own tensors (``which`` = ``"value"`` or ``"grad"``).
+
+    ``view``: read-only views of the torch storage instead of copies, for a caller that consumes
+    them at once (the weight copy writes them into paddle tensors, which copies anyway): a model's
+    worth of host copies saved.
+    """
     out: ArrayDict = {}
+    read = TORCH.host_view if view else TORCH.to_numpy
     for e in t_state:
         t = e.tensor if which == "value" else TORCH.grad(e.tensor)
         if t is not None:
-            out[e.name] = TORCH.to_numpy(t)
+            arr = read(t)
+            if view:
+                arr = arr.view()
+                arr.flags.writeable = False  # a conversion must never write into the torch model
+            out[e.name] = arr
     return out
 
 
@@ -219,7 +229,7 @@ def apply_plan(plan: PairPlan, p_layer: Any, p_state: list[StateEntry], t_layer:
     if plan.layer_init is not None:
         plan.layer_init(p_layer, t_layer)
         return
-    values = plan.convert(torch_arrays(t_state))
+    values = plan.convert(torch_arrays(t_state, view=True))
     by_name = {e.name: e for e in p_state}
     for name, arr in values.items():
         target = by_name[name].tensor
