@@ -42,6 +42,21 @@ def within_any(path: str, tops: Iterable[str]) -> bool:
     return any(is_within(path, top) for top in tops)
 
 
+def common_container(paths: Iterable[str], *, own: bool = False) -> str:
+    """The deepest layer path holding every path of ``paths`` (``""``: the root).
+
+    Without ``own`` only a path's parents count (the block around ``a.b`` and ``a.c`` is ``a``,
+    around ``a.b`` alone it is ``a`` too); with ``own`` a path holds itself (``a.b`` alone gives ``a.b``).
+    """
+    split = [(p.split(".") if p else []) if own else p.split(".")[:-1] for p in paths]
+    out: list[str] = []
+    for level in zip(*split):
+        if len(set(level)) > 1:
+            break
+        out.append(level[0])
+    return ".".join(out)
+
+
 def depth(path: str) -> int:
     """Nesting depth: 0 for the root, 1 for ``fc``, 2 for ``block.fc``."""
     return 0 if path == "" else path.count(".") + 1

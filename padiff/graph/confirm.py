@@ -52,6 +52,7 @@ from padiff.graph.confirm_local import BIG, EQUAL, GUESS, _fused, _inside
 from padiff.graph.confirm_trial import block_errors_elsewhere
 from padiff.graph.match import LayerInfo, MatchResult, ProposedPair
 from padiff.maps.notes import MapNote
+from padiff.names import common_container
 from padiff.weights.spill import spilled
 
 MAX_ROUNDS = 4  # paddle recordings for the candidate errors (a re-pairing changes later inputs)
@@ -80,17 +81,6 @@ def tie_groups(result: MatchResult, p_layers: Mapping[str, LayerInfo]) -> list[l
     return [g for g in groups.values() if len(g) > 1]
 
 
-def _prefix(paths: list[str]) -> str:
-    """Deepest container holding every path (``""`` for the root)."""
-    parts = [p.split(".")[:-1] for p in paths]
-    out: list[str] = []
-    for level in zip(*parts):
-        if len(set(level)) > 1:
-            break
-        out.append(level[0])
-    return ".".join(out)
-
-
 def allowed_partners(result: MatchResult, group: list[ProposedPair]) -> dict[str, str | None]:
     """For each paddle layer of a tie group: the torch container its partner must lie in (None: anywhere).
 
@@ -108,7 +98,7 @@ def allowed_partners(result: MatchResult, group: list[ProposedPair]) -> dict[str
             block = ".".join(parts[:n])
             anchors = [t for p, t in sure if p.startswith(block + ".")]
             if anchors:
-                out[pair.paddle_path] = _prefix(anchors) if len(anchors) > 1 else anchors[0].rpartition(".")[0]
+                out[pair.paddle_path] = common_container(anchors) if len(anchors) > 1 else anchors[0].rpartition(".")[0]
                 break
     return out
 
@@ -290,7 +280,7 @@ def _passes(trial: Any, groups: list[list[ProposedPair]], wheres: list[Mapping[s
 def _settle_tied(trial: Any, p_paths: list[str], t_paths: list[str], rows: list[int],
                  where: Mapping[str, str | None]) -> dict[int, tuple[bool, float, float]]:
     """Order candidates their inputs cannot separate by re-running the smallest block holding them."""
-    p_block, t_block = _prefix(p_paths), _prefix(t_paths)
+    p_block, t_block = common_container(p_paths), common_container(t_paths)
     if trial.recorded != trial.current:  # an earlier settlement changed what this block receives
         trial.forward()
     calls = list(trial.last_args.get(p_block, [])) if p_block else []

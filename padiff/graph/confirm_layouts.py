@@ -27,24 +27,15 @@ from typing import Any
 
 from padiff.graph.confirm_local import EQUAL, GUESS, MAX_FUSED_RUNS, _parts_of, _with_order
 from padiff.graph.match import LayerInfo, ProposedPair
+from padiff.names import common_container
 
 REPEAT_SLACK = 0.1  # a repeat agrees when its error is within this fraction of the gap best -> next best
 
 
-def _container(paths: list[str]) -> str:
-    """Deepest container holding every path (``""`` for the root)."""
-    parts = [p.split(".")[:-1] for p in paths if p]
-    out: list[str] = []
-    for level in zip(*parts):
-        if len(set(level)) > 1:
-            break
-        out.append(level[0])
-    return ".".join(out)
-
-
 def blocks_of(pair: ProposedPair) -> tuple[str, str]:
     """The paddle and torch blocks enclosing a fused pair (its parts and its single layer)."""
-    return (_container([pair.paddle_path, *pair.paddle_parts]), _container([pair.torch_path, *pair.torch_parts]))
+    p_paths, t_paths = (pair.paddle_path, *pair.paddle_parts), (pair.torch_path, *pair.torch_parts)
+    return common_container([p for p in p_paths if p]), common_container([t for t in t_paths if t])
 
 
 def _rel(path: str, block: str) -> str:
@@ -98,7 +89,8 @@ class _Recording:
 
 def _error(trial: Any, pair: ProposedPair, calls: list[tuple]) -> float:
     p_block, t_block = blocks_of(pair)
-    return float(trial.block_error(p_block, t_block, calls))
+    # a tie beside the pair not settled yet (crossed norms of other shapes) says nothing of its layout
+    return float(trial.block_error(p_block, t_block, calls, finite=True))
 
 
 def settle_orders(trial: Any, fused: list[int], updated: dict[str, ProposedPair], notes: list[str],

@@ -151,25 +151,28 @@ class Trial:
             total += d if np.isfinite(d) or not finite else 0.0
         return total
 
-    def block_error(self, p_block: str, t_block: str, calls: list[tuple]) -> float:
-        """Error of paddle block ``p_block`` re-run on its recorded inputs, against torch ``t_block``."""
+    def block_error(self, p_block: str, t_block: str, calls: list[tuple], finite: bool = False) -> float:
+        """Error of paddle block ``p_block`` re-run on its recorded inputs, against torch ``t_block``.
+
+        ``finite``: as in :meth:`model_error`, compared layers whose outputs differ in shape are left out.
+        """
         from padiff.adapters import PADDLE
 
         assert self.p_taps is not None
         want = self.t_out.get(t_block, [])
         if not p_block or not calls or len(want) < len(calls):
-            return self.model_error()
+            return self.model_error(finite)
         self.p_taps.clear()
         self.p_taps.keep_outputs = True
         with PADDLE.no_grad():
             got = [flat(PADDLE, self.p_objs[p_block](*args, **kwargs)) for args, kwargs in calls]
         total = distance(got, want[:len(calls)])
         if not np.isfinite(total):
-            return self.model_error()
+            return self.model_error(finite)
         for p_path, t_path in self.compared.items():
             if _inside(p_path, p_block):
-                total += distance(self.p_taps.outputs.get(p_path, []),
-                                   self.t_out.get(self.current.get(p_path, t_path), []))
+                d = distance(self.p_taps.outputs.get(p_path, []), self.t_out.get(self.current.get(p_path, t_path), []))
+                total += d if np.isfinite(d) or not finite else 0.0
         return total
 
 

@@ -16,23 +16,10 @@ function of the pairs: no framework.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 
 from padiff.graph.proposal import ProposedPair
-from padiff.names import is_within
-
-
-def _lca(paths: Iterable[str]) -> str:
-    """Deepest module path holding every path (``""``: the root)."""
-    split = [p.split(".") if p else [] for p in paths]
-    if not split:
-        return ""
-    out: list[str] = []
-    for level in zip(*split):
-        if len(set(level)) > 1:
-            break
-        out.append(level[0])
-    return ".".join(out)
+from padiff.names import common_container, is_within
 
 
 def _partner_block(path: str, anchors: Sequence[tuple[str, str]]) -> str | None:
@@ -47,7 +34,7 @@ def _partner_block(path: str, anchors: Sequence[tuple[str, str]]) -> str | None:
         block = ".".join(parts[:n])
         inside = [other for mine, other in anchors if mine != path and is_within(mine, block)]
         if inside:
-            return _lca(inside) if len(inside) > 1 else inside[0].rpartition(".")[0]
+            return common_container(inside, own=True) if len(inside) > 1 else inside[0].rpartition(".")[0]
     return None
 
 

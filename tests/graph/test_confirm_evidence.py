@@ -41,14 +41,14 @@ def test_no_other_allowed_candidate_is_not_the_same_as_never_measured():
 
 
 def test_a_fused_pair_whose_layouts_cannot_be_tried_is_a_guess(monkeypatch):
-    from padiff.graph import confirm_trial
+    from padiff.graph import confirm_layouts, confirm_trial, fused
 
     pair = ProposedPair("qkv", "q", 0.95, ("fused against split",), True, True, torch_parts=("q", "k", "v"))
     monkeypatch.setattr(confirm_trial, "fits", lambda trial, pr: False)  # no layout splits its weights
-    monkeypatch.setattr(confirm_trial, "layout_groups", lambda pr, p, t: [1])
+    monkeypatch.setattr(fused, "layout_groups", lambda pr, p, t: [1])
     trial = SimpleNamespace(result=SimpleNamespace(pairs=[pair]))
     updated: dict[str, ProposedPair] = {}
     notes: list[str] = []
-    confirm_trial.settle_orders(trial, [0], updated, notes, {}, {})  # type: ignore[arg-type]
+    confirm_layouts.settle_orders(trial, [0], updated, notes, {}, {})
     assert updated["qkv"].confidence <= GUESS and updated["qkv"].uncertain
     assert "a guess" in updated["qkv"].evidence[-1] and notes
