@@ -26,6 +26,7 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
+from padiff.compare.calibrated import resolution
 from padiff.names import show
 from padiff.report.records import Comparison, Stats
 
@@ -41,6 +42,22 @@ def _excusable(stats: Stats) -> bool:
     if stats.note_kind == "inf":
         return math.isfinite(stats.paddle_mean) != math.isfinite(stats.torch_mean)
     return stats.note_kind in EXCUSABLE
+
+
+#: a consumer vouches for its input only when it agrees to within this many resolutions of its dtype
+#: (mean relative error): a difference diluted below the tolerance (a residual stream) can grow again
+#: further on, so "within tolerance" is not enough to call the producer's difference harmless
+VOUCH_RESOLUTIONS = 100.0
+
+
+def _agrees_closely(rec: Comparison) -> bool:
+    """The record passed with an error at rounding level (see :data:`VOUCH_RESOLUTIONS`)."""
+    s = rec.stats
+    if not rec.passed:
+        return False
+    if s.mode == "calibrated" or not (math.isfinite(s.mean_abs_diff) and math.isfinite(s.mean_abs_ref)):
+        return True  # calibrated verdicts are already judged against the measured rounding
+    return s.mean_abs_diff <= VOUCH_RESOLUTIONS * resolution(rec.dtype or "float32") * s.mean_abs_ref
 
 
 def call_key(rec: Comparison) -> CallKey:
@@ -68,6 +85,7 @@ def excuse_representations(records: Sequence[Comparison], consumers: Mapping[Cal
         if rec.stage == "forward":
             forward.setdefault(call_key(rec), []).append(i)
     agrees = {k: all(records[i].passed for i in idx) for k, idx in forward.items()}
+    close = {k: all(_agrees_closely(records[i]) for i in idx) for k, idx in forward.items()}
     excused: dict[CallKey, list[CallKey]] = {}
     # latest call first, so a consumer that is a representation itself counts as agreeing
     for key in sorted(forward, key=lambda k: max(records[i].order for i in forward[k]), reverse=True):
@@ -76,9 +94,9 @@ def excuse_representations(records: Sequence[Comparison], consumers: Mapping[Cal
         if not all(_excusable(records[i].stats) for i in forward[key] if not records[i].passed):
             continue
         seen = [c for c in consumers.get(key, ()) if c in forward and c != key]
-        if seen and all(agrees[c] and c not in untrusted for c in seen):
+        if seen and all(close[c] and c not in untrusted for c in seen):
             excused[key] = seen
-            agrees[key] = True
+            agrees[key] = close[key] = True
     if not excused:
         return list(records)
     still = [r for r in records if r.stage == "forward" and not r.passed and call_key(r) not in excused
