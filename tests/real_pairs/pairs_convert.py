@@ -17,11 +17,11 @@ its reason (converter error, import error, build error, not equivalent with the 
 Measured (PaConvert 3.3.1, paddle 3.3.1, torchvision 0.29.1): 17 model files, 1 proven. PaConvert 3.3.1
 writes the torch-style paddle API of a later paddle (``paddle.nn.ReLU(inplace=True)``, ``paddle.nn.MaxPool2d``,
 ``BatchNorm2d(eps=...)``), which paddle 3.3.1 lacks, so most files fail to build; Swin-T builds and is
-equivalent (8.9e-07 at 32x32). padiff on it (both torch orders): leaf P/R 0.94 (88/94), auto_diff False
-at ``features.1.0.attn`` (auto_weights transposes the square ``paddle.compat.nn.Linear`` weight
-``attn.proj.weight`` [96, 96], used only through ``F.linear``), fault not named, AdamW False, 6 pairs at
-confidence 0.9 wrong (``features.5.{0,4,5}.norm1 <-> norm2``, re-paired "numerically" though the two
-LayerNorms hold identical init weights).
+equivalent (8.9e-07 at 32x32). padiff on it, both torch orders: leaf P/R 1.00 (94/94), auto_diff True,
+fault named, AdamW True, 0 pairs at confidence >= 0.9 wrong. (Before the layout table by class identity
+and numbers that must discriminate: P/R 0.94, False at ``features.1.0.attn`` -- the square
+``paddle.compat.nn.Linear`` weight ``attn.proj.weight``, used only through ``F.linear``, was copied
+transposed -- and 6 ``norm1 <-> norm2`` pairs wrong at confidence 0.9.)
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ eps 1e-8, weight decay 0.01; "conf wrong" = proposed pairs at confidence >= 0.9 
 | qwen2 | 9.5e-07 | 1.00 (14/14) / 1.00 | True | yes | True | 0 |
 | qwen2_moe | 9.5e-07 | 1.00 (20/20) / 1.00 | True | yes | True | 0 |
 | qwen3 | 9.5e-07 | 1.00 (18/18) / 1.00 | True | yes | True | 0 |
-| qwen3_moe | 1.4e-06 | not re-measured | True (both orders) | yes | not re-measured | not re-measured |
+| qwen3_moe | 1.4e-06 | 1.00 (18/18) / 1.00 | True | yes | True | 0 |
 | qwen3_next | 7.2e-07 | 1.00 (28/28) / 1.00 | True | yes | True | 0 |
 
 Qwen3-MoE (fixed after this table was measured, its row re-checked by test_real_pairs.py): an expert ``down_proj``

@@ -32,16 +32,12 @@ FAULT_XFAIL: dict[str, str] = {
 # per-expert gate/up Linears could not be cut from gate_up_proj; before the blocks found past unrelated equal-sized
 # leftovers and fused layouts settled without inf ties, enumerated Qwen3-MoE: one opaque m.layers pair, and reversed
 # a plain-concatenated qkv_proj; all now fixed)
-_SWIN = ("auto_weights transposes the square paddle.compat.nn.Linear weight attn.proj.weight [96, 96] (compat Linear "
-         "keeps torch's [out, in]; the layer is used only through F.linear in shifted_window_attention, never called)")
-VERDICT_XFAIL: dict[tuple[str, bool], str] = {
-    **{("paconvert:swin_t", r): _SWIN for r in (False, True)},
-}
+# (converted Swin-T: auto_weights transposed a square paddle.compat.nn.Linear used only through F.linear,
+# before the layout table by class identity; now fixed)
+VERDICT_XFAIL: dict[tuple[str, bool], str] = {}
 # where a known-wrong verdict must be reported, so an xfail cannot hide a different failure
 XFAIL_AT: dict[str, str] = {}
-VERDICT_FIRST_DIFF: dict[str, str] = {  # the first_diff of the correct port for the enumerated pairs above
-    "paconvert:swin_t": "forward: features.1.0.attn <-> features.1.0.attn",
-}
+VERDICT_FIRST_DIFF: dict[str, str] = {}  # the first_diff of a correct port listed in VERDICT_XFAIL
 
 
 def _need(pair: RealPair) -> None:
