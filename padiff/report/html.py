@@ -93,6 +93,8 @@ def _banner_html(rep: DiffReport, first: Comparison | None) -> str:
     s = first.stats
     atol, rtol = rep.options.get("atol"), rep.options.get("rtol")
     allowed = f" (allowed: atol {fmt_num(atol)} + rtol {fmt_num(rtol)} · |torch|)" if atol is not None else ""
+    if s.mode == "calibrated":  # no tolerance was used: the verdict is the noise ratio
+        allowed = f" ({s.note})" if s.note else ""
     return (f'<div class="banner" id="first-diff"><b>First difference</b> — {esc(first.stage)}, step {first.step}, '
             f"{esc(first.item or 'output')}: paddle <b>{esc(_show(first.paddle_path, rep.paddle_root_class))}</b> "
             f"({esc(first.paddle_class)}) ↔ torch <b>{esc(_show(first.torch_path, rep.torch_root_class))}</b> "
@@ -127,6 +129,14 @@ def _conversions_html(rep: DiffReport) -> str:
             f"</thead><tbody>{''.join(rows)}</tbody></table></details>")
 
 
+_VERDICT_TEXT = {
+    "mean": "mean abs diff against atol + rtol * mean|torch| (compare_mode=mean)",
+    "strict": "every element against atol + rtol * |torch| (compare_mode=strict)",
+    "calibrated": "paddle's error against torch's float64 reference, judged in units of torch's own error "
+                  "(compare_mode=calibrated; no tolerance used; the note gives the ratio)",
+}
+
+
 def _summary_html(rep: DiffReport, first: Comparison | None, stages: list[str]) -> str:
     rows: list[tuple[str, str]] = []
     if first is not None:
@@ -135,8 +145,7 @@ def _summary_html(rep: DiffReport, first: Comparison | None, stages: list[str]) 
         rows += [("first difference", f"{first.stage}, step {first.step}, {first.item or 'output'}"),
                  ("paddle", f"{_show(first.paddle_path, rep.paddle_root_class)} ({first.paddle_class})"),
                  ("torch", f"{_show(first.torch_path, rep.torch_root_class)} ({first.torch_class})"),
-                 ("verdict", "mean abs diff against atol + rtol * mean|torch| (compare_mode=mean)"
-                  if s.mode == "mean" else "every element against atol + rtol * |torch| (compare_mode=strict)"),
+                 ("verdict", _VERDICT_TEXT.get(s.mode, _VERDICT_TEXT["strict"])),
                  ("mean abs diff", f"{fmt_num(s.mean_abs_diff)} (mean |torch| {fmt_num(s.mean_abs_ref)})"),
                  ("max abs diff", fmt_num(s.max_abs_diff) + (f" at {tuple(s.worst_index)}" if s.worst_index else "")),
                  ("max rel diff", fmt_num(s.max_rel_diff)),
@@ -144,6 +153,8 @@ def _summary_html(rep: DiffReport, first: Comparison | None, stages: list[str]) 
                  ("means", f"paddle {fmt_num(s.paddle_mean)}, torch {fmt_num(s.torch_mean)}"),
                  ("cosine", fmt_num(s.cosine)),
                  ("would pass with", f"atol ≥ {fmt_num(s.min_atol)} or rtol ≥ {fmt_num(s.min_rtol)}")]
+        if s.mode == "calibrated":  # its min_atol holds paddle's error; tolerances are not what judged it
+            rows = [r for r in rows if r[0] not in ("would pass with", "elements outside tolerance")]
         if s.reconciled:
             rows.append(("shapes", s.reconciled))
         if s.note:

@@ -34,3 +34,14 @@ def test_other_runs_get_no_calibrated_plot():
     rep = make_report(fail_at="encoder.fc2")
     assert calibrated_plot_svg("forward", rep.by_stage("forward"), rep.first_diff) == ""
     assert "torch's own rounding (dashed)" not in render_html(rep)
+
+
+def test_a_calibrated_first_difference_is_not_described_by_tolerances():
+    # no atol/rtol judged it: the banner and the summary speak of the reference, not of tolerances
+    rep = _calibrated(make_report(fail_at="encoder.fc2"))
+    rep.options = {**rep.options, "compare_mode": "calibrated"}
+    page = render_html(rep)
+    banner = page[page.index('id="first-diff"'):].split("</div>", 1)[0]
+    assert "allowed: atol" not in banner
+    assert "float64 reference" in page and "would pass with" not in page
+    assert "every element against atol" not in page
