@@ -76,7 +76,7 @@ JS = r"""
       t.scrollTop=Math.max(0,e.offsetTop-t.clientHeight/3);}});}
   document.addEventListener('click',function(ev){var t=ev.target.closest('[data-pair]');
     if(t){pin(t.getAttribute('data-pair'),t);}});
-  function showX(x){document.querySelectorAll('svg.plot').forEach(function(s){
+  function showX(x){document.querySelectorAll('svg.plot[data-x]').forEach(function(s){
       s.style.display=(s.getAttribute('data-x')===x)?'':'none';});
     document.querySelectorAll('button[data-x]').forEach(function(b){
       b.classList.toggle('active',b.getAttribute('data-x')===x);});}

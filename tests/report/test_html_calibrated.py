@@ -45,3 +45,12 @@ def test_a_calibrated_first_difference_is_not_described_by_tolerances():
     assert "allowed: atol" not in banner
     assert "float64 reference" in page and "would pass with" not in page
     assert "every element against atol" not in page
+
+
+def test_the_x_axis_buttons_leave_the_calibrated_plot_shown():
+    # the buttons switch between the call-order and nesting-depth plots (svg.plot with data-x); the
+    # calibrated plot has no x choice and must not be hidden by them
+    page = render_html(_calibrated(make_report(fail_at="encoder.fc2")))
+    cal = page[page.index('<svg class="plot calibrated"'):].split(">", 1)[0]
+    assert "data-x" not in cal and "display:none" not in cal
+    assert "querySelectorAll('svg.plot[data-x]')" in page
