@@ -13,6 +13,7 @@ from html import escape as esc
 
 from padiff.names import show as show_path
 from padiff.report.calibrated_text import ratio_text
+from padiff.report.html_parts import first_diff_label
 from padiff.report.records import Comparison
 
 W, H, ML, MR, MT, MB = 1200, 240, 70, 20, 22, 44
@@ -57,10 +58,8 @@ def calibrated_plot_svg(stage: str, recs: list[Comparison], first: Comparison | 
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}" fill="{colour}"><title>{esc(tip)}</title>'
                      "</circle>")
         if r is first:
-            right = x > ML + (W - ML - MR) * 0.6
-            parts.append(f'<text x="{x - 9 if right else x + 9:.1f}" y="{max(y - 8, MT + 12):.1f}" '
-                         f'class="firstlabel" text-anchor="{"end" if right else "start"}">first diff: '
-                         f"{esc(show_path(r.torch_path))}, {esc(ratio_text(r.stats))}</text>")
+            parts.append(first_diff_label(x, y, f"{esc(show_path(r.torch_path))}, {esc(ratio_text(r.stats))}",
+                                          ML, W - MR, MT))
     parts.append(f'<text x="{(ML + W - MR) / 2:.0f}" y="{H - 10}" class="axis" text-anchor="middle">'
                  "records in call order: paddle's error (solid) and torch's own rounding (dashed) against the "
                  "float64 reference, log scale</text>")

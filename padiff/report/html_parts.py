@@ -115,6 +115,17 @@ def _decades(vals: list[float], tol: float | None) -> tuple[int, int]:
     return min(lo, hi - 1), hi
 
 
+def first_diff_label(x: float, y: float, text: str, left: float, right: float, top: float) -> str:
+    """The "first diff: ..." label beside the marked point at ``(x, y)`` (``text`` already escaped).
+
+    Placed left of the point when it sits in the right 40% of the plot area ``[left, right]``, and
+    kept below the area's ``top``; shared by every plot of the HTML report.
+    """
+    on_right = x > left + (right - left) * 0.6
+    return (f'<text x="{x - 9 if on_right else x + 9:.1f}" y="{max(y - 8, top + 12):.1f}" class="firstlabel" '
+            f'text-anchor="{"end" if on_right else "start"}">first diff: {text}</text>')
+
+
 def plot_svg(stage: str, recs: list[Comparison], pairs: dict[tuple[str, str], Pair], first: Comparison | None,  # noqa: C901, PLR0915  # draws axes, ticks, lines and points of one SVG in order
           atol: float | None, rtol: float | None, x_of: str) -> str:
     """An inline SVG: max abs diff (solid, left axis, with atol) and max rel diff (dotted, right axis, with
@@ -210,10 +221,8 @@ def plot_svg(stage: str, recs: list[Comparison], pairs: dict[tuple[str, str], Pa
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}" class="{cls}"{key}><title>{esc(tip)}</title>'
                      "</circle>")
         if r is first:
-            right = x > ML + (W - ML - MR) * 0.6
-            parts.append(f'<text x="{x - 9 if right else x + 9:.1f}" y="{max(y - 8, MT + 12):.1f}" '
-                         f'class="firstlabel" text-anchor="{"end" if right else "start"}">first diff: '
-                         f'{esc(show_path(r.paddle_path))} ↔ {esc(show_path(r.torch_path))}</text>')
+            parts.append(first_diff_label(x, y, f"{esc(show_path(r.paddle_path))} ↔ {esc(show_path(r.torch_path))}",
+                                          ML, W - MR, MT))
     parts.append(f'<text x="{(ML + W - MR) / 2:.0f}" y="{H - 10}" class="axis" text-anchor="middle">'
                  f"{esc(xlabel)}</text>")
     mid = (MT + H - MB) / 2
