@@ -50,7 +50,7 @@ real-pairs: $(VENV_REAL)/.installed
 real-pairs-score: $(VENV_REAL)/.installed
 	$(PY_REAL) -m tests.real_pairs.score
 
-# Opt-in real sizes (issue 29): the Qwen2-0.5B-shaped decoder pair and ResNet-50 at batch 32, each part in a
+# Opt-in real sizes: the Qwen2-0.5B-shaped decoder pair and ResNet-50 at batch 32, each part in a
 # fresh process (bare, suggest_layer_map, compare, Recorder + compare_runs). Heavy: needs ~16 GB free and
 # half an hour on 2 cores; results in benchmarks/results/large_*.json (summary: benchmarks/README.md).
 .PHONY: bench-large

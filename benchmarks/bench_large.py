@@ -1,4 +1,4 @@
-"""Real sizes (issue 29): a Qwen2-0.5B-shaped decoder pair and ResNet-50 at batch 32, end to end.
+"""Real sizes: a Qwen2-0.5B-shaped decoder pair and ResNet-50 at batch 32, end to end.
 
     python benchmarks/bench_large.py [--case qwen2] [--layers 24] [--vocab 151936] [--seq 64]
                                      [--parts bare suggest compare recorder] [--threads 0] [--profile]
@@ -48,7 +48,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
 
-#: issue 29's bars (ratios over the bare forward+backward of both models, or a bare step)
+#: the real-size bars (ratios over the bare forward+backward of both models, or a bare step)
 TARGETS = {"suggest_over_bare": 2.0, "compare_wall": 1.3, "compare_cpu": 1.5, "extra_memory": 1.0,
            "recorder_stats": 1.1, "recorder_full": 2.0, "compare_runs_gb_s_core": 0.5}
 

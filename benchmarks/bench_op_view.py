@@ -1,4 +1,4 @@
-"""Cost of the op view (SPEC §6) on a failing compare: the re-run's seconds against the whole compare.
+"""Cost of the op view on a failing compare: the re-run's seconds against the whole compare.
 
 The transformer case (see :mod:`models`) with a tanh-approximated GELU in one paddle
 block; ``diff_phase="forward"``. Reports the compare's wall time, the op view's share of

@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE))
 
-#: issue 6: forward+backward checking ≤ 1.3x, single_step ≤ 2.5x, extra memory ≤ 1.5x activations;
+#: the overhead bars: forward+backward checking ≤ 1.3x, single_step ≤ 2.5x, extra memory ≤ 1.5x activations;
 #: the issue sets no target of its own for forward-only checking
 TARGETS = {"both": 1.3, "single_step": 2.5, "extra_memory_over_activation": 1.5}
 MODES = ("forward", "both", "single_step")

@@ -40,7 +40,7 @@ __version__ = "1.0.0.dev0"
 
 
 def assign_weight(layer: Any, module: Any, layer_map: Any = None) -> bool:
-    """Copy the torch model's weights into the paddle model (SPEC §2); False with reasons on failure."""
+    """Copy the torch model's weights into the paddle model; False with reasons on failure."""
     from padiff.assign import assign_weight as _assign_weight
 
     return _assign_weight(layer, module, layer_map)
@@ -58,7 +58,7 @@ def suggest_layer_map(layer: Any, module: Any, example_inp: Any = None, **kwargs
 
 def compare_runs(paddle_run: Any, torch_run: Any, layer_map: Any = None, options: Any = None, *,
                  conventions: bool = True) -> DiffReport:
-    """Compare a recorded paddle run with a recorded torch run (SPEC §7); neither framework is imported.
+    """Compare a recorded paddle run with a recorded torch run; neither framework is imported.
 
     ``conventions=False`` turns off reconciling framework conventions (BatchNorm running variance).
     """

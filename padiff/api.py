@@ -149,7 +149,7 @@ def auto_diff(
     optimizer: Any = None,
     **kwargs: Any,
 ) -> bool:
-    """Compare the two models and print the report; True iff everything agreed (SPEC §1).
+    """Compare the two models and print the report; True iff everything agreed (README "Use").
 
     Raises a :class:`~padiff.errors.PadiffError` for misuse, never for a numerical difference.
     """
@@ -236,7 +236,7 @@ def _assign(layer: Any, module: Any, weights: AutoWeights, rep: DiffReport) -> b
 
 def _attach_op_view(rep: DiffReport, layer: Any, module: Any, p_inp: dict[str, Any], t_inp: dict[str, Any],
                     opts: DiffOptions) -> None:
-    """Look inside the first differing pair and put the first differing op on its record (SPEC §6).
+    """Look inside the first differing pair and put the first differing op on its record.
 
     A forward record gets the forward op view. A gradient record gets the backward one
     (ops re-run with gradients followed). With ``single_step`` a forward fault can hide: each

@@ -71,7 +71,7 @@ def _layer_map(layer_map: Any, layer: Any, module: Any) -> LayerMap:
 
 
 def assign_weight(layer: Any, module: Any, layer_map: Any = None) -> bool:
-    """Copy the torch ``module``'s weights into the paddle ``layer`` (SPEC §2).
+    """Copy the torch ``module``'s weights into the paddle ``layer`` (see the README's "special init").
 
     ``layer_map`` may be None, a :class:`LayerMap`, a dict ``{paddle_layer: torch_module}``
     or ``"auto"``. Returns True when every paired tensor was copied; False when the models

@@ -1,4 +1,4 @@
-"""Record in the user's own training loop, compare offline (SPEC §7).
+"""Record in the user's own training loop, compare offline (README "Your own training loop, several processes").
 
 - :mod:`~padiff.offline.fmt`: the versioned run-folder format (documented there).
 - :mod:`~padiff.offline.recorder`: ``Recorder``, one framework per process; owns the run folder.

@@ -76,7 +76,7 @@ STAGES: tuple[Stage, ...] = ("assign_weight", "forward", "loss", "backward", "gr
 
 @dataclass(frozen=True)
 class OpDiff:
-    """The first framework operation that parts inside the first differing layer pair (SPEC §6).
+    """The first framework operation that parts inside the first differing layer pair (README "Down to the operation").
 
     Found by re-running ``scope`` (the pair, or the enclosing pair when its input already
     differed) on identical inputs with both frameworks' operations recorded. ``where`` places

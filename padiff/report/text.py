@@ -163,7 +163,7 @@ _PADIFF_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.s
 
 
 def op_rows(op: OpDiff | None) -> list[tuple[str, str]]:
-    """``(label, text)`` rows of the first differing operation (SPEC §6), for the text and HTML reports."""
+    """``(label, text)`` rows of the first differing operation, for the text and HTML reports."""
     if op is None:
         return []
     rows = [("first op", op.summary()), ("re-ran", "the whole models" if op.scope == "<root>" else op.scope)]

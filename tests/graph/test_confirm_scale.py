@@ -1,4 +1,4 @@
-"""Numeric confirmation at depth (issue 29): the cost grows with distinct blocks, not with depth x layouts.
+"""Numeric confirmation at depth: the cost grows with distinct blocks, not with depth x layouts.
 
 A decoder repeats one layer N times, and each layer holds fused pairs whose layout (order of the
 parts x interleaving) only numbers settle. Each layout used to cost one forward of the whole model,

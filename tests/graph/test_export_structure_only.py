@@ -1,4 +1,4 @@
-"""Exports at real sizes (issue 29): structure only, no weight values written or converted.
+"""Exports at real sizes: structure only, no weight values written or converted.
 
 ONNX's protobuf stops at 2 GB, and a 0.5B model's values alone are 2 GB: the aligner needs the
 graph's structure, names and shapes, never the values.

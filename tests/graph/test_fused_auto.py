@@ -1,6 +1,6 @@
 """Fused against split layers through ``layer_map="auto"``: correct ports pass, faults are named, shapes still fail.
 
-Each case is checked three ways (SPEC §5): the correct port agrees with ``auto_weights=True,
+Each case is checked three ways (README "The structural aligner"): the correct port agrees with ``auto_weights=True,
 layer_map="auto"``; a fault planted in one torch piece (its output scaled by 1.05) is named at
 that piece's pair; a real shape difference still fails. Both directions of fusing, GPT-2's
 Conv1D layout, expert stacks and reversed torch definition order are covered.

@@ -1,4 +1,4 @@
-"""Fused pairs interleaved per group, and parts that feed different layers (issue 11, real ports).
+"""Fused pairs interleaved per group, and parts that feed different layers (real ports).
 
 paddleformers' ERNIE 4.5 and Qwen2 fuse q/k/v per key-value head (``[q_0, k_0, v_0, q_1, ...]``),
 not as ``[q | k | v]``; their ``up_gate_proj`` halves go different ways (gate into the activation

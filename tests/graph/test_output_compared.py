@@ -1,4 +1,4 @@
-"""Pairs whose layers decompose the same computation differently still compare outputs (issue 11, point 5)."""
+"""Pairs whose layers decompose the same computation differently still compare outputs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Model pairs where one side fuses what the other splits (SPEC §5), with the known truth.
+"""Model pairs where one side fuses what the other splits (README "The structural aligner"), with the known truth.
 
 - attention: paddle ``qkv_proj = Linear(d, 3d)`` against torch ``q_proj``/``k_proj``/``v_proj``
   (and the reverse); torch may define its projections in reversed order.

@@ -325,5 +325,5 @@ def all_pairs() -> list[RealPair]:
 
 
 def new_pairs() -> list[RealPair]:
-    """The enumerated pairs only (issue 26), for scoring what the hand-written 23 do not cover."""
+    """The enumerated pairs only, for scoring what the hand-written 23 do not cover."""
     return [p for p in all_pairs() if p not in PAIRS]

@@ -1,4 +1,4 @@
-"""PaConvert conversions of torchvision's own model files, found by enumeration (issue 26).
+"""PaConvert conversions of torchvision's own model files, found by enumeration.
 
 At run time (once per process) torchvision's ``models/*.py`` files, and the two helper files they
 import model code from (``ops/misc.py``, ``ops/stochastic_depth.py``, ``utils.py``), are copied into a

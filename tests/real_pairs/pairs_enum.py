@@ -1,4 +1,4 @@
-"""Every architecture paddleformers and transformers both ship, found by enumeration (issue 26).
+"""Every architecture paddleformers and transformers both ship, found by enumeration.
 
 The model types are read from the installed packages at run time: paddleformers' auto mapping
 (``CONFIG_MAPPING_NAMES``) and its ``transformers`` subpackages, intersected with transformers'

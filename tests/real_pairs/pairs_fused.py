@@ -1,4 +1,4 @@
-"""Real pairs where one side fuses what the other splits (issue 11, SPEC §5).
+"""Real pairs where one side fuses what the other splits (README "The structural aligner").
 
 - ERNIE 4.5: paddleformers ``ernie4_5`` (fused ``qkv_proj``, fused ``up_gate_proj``) against
   transformers' Ernie 4.5 (``q_proj``/``k_proj``/``v_proj``, ``gate_proj``/``up_proj``).

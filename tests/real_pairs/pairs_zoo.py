@@ -1,4 +1,4 @@
-"""More vision families: paddle.vision against torchvision, paddleclas against timm (issue 11).
+"""More vision families: paddle.vision against torchvision, paddleclas against timm.
 
 Chosen for structure the other pairs do not have:
 - ShuffleNet V2 x0.5: channel split, two branches, channel shuffle (reshape/transpose); paddle's

@@ -199,7 +199,7 @@ class Row:
     edited_verdict: bool | None = None  # with the pair's ``weights_only`` pairs not compared (when it has any)
     fault_named: bool | None = None
     fault_at: str = ""
-    confident_wrong: int | None = None  # proposed pairs at confidence >= 0.9 that are wrong (SPEC §5b)
+    confident_wrong: int | None = None  # proposed pairs at confidence >= 0.9 that are wrong
     verdict_at: str = ""  # first_diff of the correct port when the verdict is False
     seconds: float = 0.0
     error: str = ""

@@ -1,4 +1,4 @@
-"""Issue 26: the suite grows by enumeration. Every architecture both paddleformers and transformers ship, and
+"""The suite grows by enumeration. Every architecture both paddleformers and transformers ship, and
 every torchvision model file PaConvert converts, is either registered as a proven real pair or listed with
 the reason it is not (the lists are what these tests print on failure)."""
 

@@ -1,4 +1,4 @@
-"""The op view (SPEC §6): the first differing framework op inside the first differing pair.
+"""The op view (README "Down to the operation"): the first differing framework op inside the first differing pair.
 
 Each case is a real port mistake; the op view must name the op on both sides, the setting
 that differs where it can be read, and the user's source line on each side (looked up by

@@ -1,4 +1,4 @@
-"""The op view in backward (SPEC §6): the first op whose gradients part, when the first difference is a gradient.
+"""The op view in backward: the first op whose gradients part, when the first difference is a gradient.
 
 Each pair's forward agrees and its backward does not: a custom PyLayer / autograd.Function
 whose hand-written backward is wrong (alone, and on a residual branch ``h + f(h)``, where the

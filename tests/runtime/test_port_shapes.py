@@ -1,4 +1,4 @@
-"""Real ports whose outputs differ only in layout (SPEC §5): broadcast tables, merged dims, integer outputs.
+"""Real ports whose outputs differ only in layout: broadcast tables, merged dims, integer outputs.
 
 Each pair is checked three ways: the correct port passes, a fault planted in one torch
 layer is named at that pair, and a real shape difference still fails.

@@ -1,4 +1,4 @@
-"""Verdicts a user can trust: real port bugs fail at their layer, correct ports pass (issue 12, SPEC §1).
+"""Verdicts a user can trust: real port bugs fail at their layer, correct ports pass (README "Use").
 
 Each bug is one that signed errors hide from a difference of means: an exact against a
 tanh-approximated GELU, a LayerNorm epsilon of 1e-5 against 1e-6, one BatchNorm epsilon

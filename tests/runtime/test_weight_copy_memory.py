@@ -1,4 +1,4 @@
-"""The weight copy at real sizes (issue 29): no extra full copy of either model in memory.
+"""The weight copy at real sizes: no extra full copy of either model in memory.
 
 All or nothing still holds (every paddle tensor's value before the copy is kept until the copy
 succeeded), but a large snapshot lives in a temporary file, and the torch tensors are read

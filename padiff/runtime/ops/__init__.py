@@ -1,4 +1,4 @@
-"""Down to the operation (SPEC §6): name the first framework op that parts inside a differing pair.
+"""Down to the operation: name the first framework op that parts inside a differing pair.
 
 Two interfaces, :func:`op_view` (forward) and :func:`grad_op_view` (backward); the aligners
 and the re-runs live in this package. The recording itself patches a framework, so it is each adapter's ``record_ops``

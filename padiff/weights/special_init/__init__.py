@@ -1,7 +1,7 @@
 """Special init registry: weight copies for pairs whose tensors do not map one by one.
 
 A special init is registered by the two class names. It can be a user function
-``init(paddle_layer, torch_module)`` that copies weights (SPEC §3), or a built-in
+``init(paddle_layer, torch_module)`` that copies weights, or a built-in
 array converter (``torch arrays -> paddle arrays``) which padiff also uses to compare
 gradients and post-step weights of the pair in paddle's layout.
 
