@@ -94,6 +94,28 @@ SUGGEST_PARTS = [
     ("  paddle set_value", "padiff/adapters/paddle_side.py", "set_value"),
 ]
 
+#: the same for one step under ``Recorder`` (the bare step's own time is inside "user step")
+RECORDER_PARTS = [
+    ("whole recorded step", "padiff/offline/recorder.py", "step"),
+    ("statistics (tensor_stats)", "padiff/offline/fmt.py", "tensor_stats"),
+    ("host copies: paddle to_numpy", "padiff/adapters/paddle_side.py", "to_numpy"),
+    ("host copies: torch to_numpy", "padiff/adapters/torch_side.py", "to_numpy"),
+    ("host views: paddle host_view", "padiff/adapters/paddle_side.py", "host_view"),
+    ("host views: torch host_view", "padiff/adapters/torch_side.py", "host_view"),
+    ("stored form (to_stored)", "padiff/offline/tensor_file.py", "to_stored"),
+    ("step end (_finish)", "padiff/offline/recorder.py", "_finish"),
+    ("  parameter values (Capture.finish)", "padiff/offline/capture.py", "finish"),
+    ("  tensor file (write_tensors)", "padiff/offline/tensor_file.py", "write_tensors"),
+]
+COMPARE_RUNS_PARTS = [
+    ("whole compare_runs", "padiff/offline/compare_runs.py", "compare_runs"),
+    ("read tensors (RankRun.tensors)", "padiff/offline/reader.py", "tensors"),
+    ("  load_tensors", "padiff/offline/tensor_file.py", "load_tensors"),
+    ("  map_tensors", "padiff/offline/tensor_file.py", "map_tensors"),
+    ("steps (StepComparer.run)", "padiff/offline/step_compare.py", "run"),
+    ("  comparisons (compare_arrays)", "padiff/compare/arrays.py", "compare_arrays"),
+    ("  weight plans (plan_recorded)", "padiff/offline/run_plans.py", "plan_recorded"),
+]
 
 # ------------------------------------------------------------------------------------------ models
 def build_qwen2(args: argparse.Namespace) -> tuple[Any, Any, Any, int]:
@@ -393,14 +415,22 @@ def part_recorder(args: argparse.Namespace, layer: Any, module: Any, inp: Any) -
             for level in ("stats", "full"):
                 rec = padiff.Recorder(model, tmp / f"{side}_{level}", level=level, graph=False)
                 ws, cs = [], []
+                prof = cProfile.Profile(time.process_time) if args.profile else None
                 for i in range(args.repeats):
                     def rec_step(i: int = i, rec: Any = rec, step: Any = step) -> None:
                         with rec.step(i):
                             step()
+                    if prof:
+                        prof.enable()
                     w, c, _ = timed(rec_step)
+                    if prof:
+                        prof.disable()
                     ws.append(w)
                     cs.append(c)
                 rec.close()
+                if prof:
+                    out[f"{side}_{level}_profile"] = profile_table(prof, RECORDER_PARTS)
+                    out[f"{side}_{level}_top"] = top_functions(prof)
                 size = sum(f.stat().st_size for f in (tmp / f"{side}_{level}").rglob("*") if f.is_file())
                 out[f"{side}_{level}"] = {
                     "wall": round(statistics.median(ws), 3), "cpu": round(statistics.median(cs), 3),
@@ -409,7 +439,14 @@ def part_recorder(args: argparse.Namespace, layer: Any, module: Any, inp: Any) -
                     "bytes_per_step": size // args.repeats}
         n_bytes = sum(f.stat().st_size for side in ("paddle", "torch") for f in (tmp / f"{side}_full").rglob("*")
                       if f.is_file())
+        prof = cProfile.Profile(time.process_time) if args.profile else None
+        if prof:
+            prof.enable()
         w, c, _ = timed(lambda: padiff.compare_runs(tmp / "paddle_full", tmp / "torch_full"))
+        if prof:
+            prof.disable()
+            out["compare_runs_profile"] = profile_table(prof, COMPARE_RUNS_PARTS)
+            out["compare_runs_top"] = top_functions(prof)
         out["compare_runs"] = {"wall": round(w, 3), "cpu": round(c, 3), "bytes": n_bytes,
                                "gb_per_s_per_core": round(n_bytes / 1e9 / max(c, 1e-9), 3),
                                "gb_per_s_wall": round(n_bytes / 1e9 / max(w, 1e-9), 3)}
@@ -504,7 +541,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="threads per framework (0: their defaults)")
-    ap.add_argument("--profile", action="store_true", help="cProfile the suggest and compare parts")
+    ap.add_argument("--profile", action="store_true", help="cProfile the suggest, compare and recorder parts")
     ap.add_argument("--tag", default="", help="results file suffix (default: the shape)")
     ap.add_argument("--padiff-root", default="", help="import padiff from this checkout (the code before a change)")
     ap.add_argument("--worker", default="", help=argparse.SUPPRESS)

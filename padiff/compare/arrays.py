@@ -117,18 +117,20 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, mode:
         min_atol, min_rtol = _mean_min_tolerances(err, ref, atol, rtol)
     else:
         passed = mismatched == 0
-    if (diff is None or abs_b is None) and not passed:  # the fused pass keeps no element arrays
-        diff, abs_b = np.abs(np.subtract(a, b)), np.abs(b)
     if mode == "strict":
         assert diff is not None and abs_b is not None  # the fused pass runs in mean mode only
         min_atol, min_rtol = _strict_min_tolerances(diff, abs_b, atol, rtol)
     worst: tuple[int, ...] = ()
     note, flips = "", 0
     if not passed:
-        assert diff is not None and abs_b is not None  # computed above for every failure
+        if fused is not None:  # the failure's figures in a second pass over blocks, as the first
+            at, flips, rest_ok = _fused_failure(a, b, atol, rtol, fused, total)
+        else:
+            assert diff is not None and abs_b is not None  # computed above for every failure
+            at = int(np.argmax(diff))
+            flips, rest_ok = _boundary_flips(a, diff, abs_b, atol, rtol, mode)
         if total > 1:
-            worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape))
-        flips, rest_ok = _boundary_flips(a, diff, abs_b, atol, rtol, mode)
+            worst = tuple(int(i) for i in np.unravel_index(at, a.shape))
         if flips and rest_ok and flips <= FLIP_NOTE_FRACTION * total:
             accepted = flips <= mismatch_ratio * total
             note = (f"boundary flip: {flips} of {total} element(s) differ by their whole value (zero on one "
@@ -329,6 +331,50 @@ def _blocks(af: np.ndarray, bf: np.ndarray, lo: int, hi: int, atol: float, rtol:
             if not math.isnan(q):
                 rel = q if math.isnan(rel) else max(rel, q)
     return [peak, rel, sa, sb, sd, sr, aa, bb, dd, float(bad)]
+
+
+def _fused_failure(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, f: _Fused,
+                   total: int) -> tuple[int, int, bool]:
+    """``(flat index of the largest difference, boundary flips, rest_ok)`` of a failed mean-mode pair,
+    block by block (see :func:`_boundary_flips` for what they mean).
+
+    The pair is one :func:`_fused_pass` accepted (same float dtype, contiguous, finite), so no
+    whole-size ``|a - b|`` or ``|b|`` is made: each block's difference is taken again in cache,
+    and only its elements outside the tolerance are looked at one by one. The means of the
+    elements that are not flips are the first pass's sums less the flips' own.
+    """
+    af, bf = a.reshape(-1), b.reshape(-1)
+    d, r, t, over, _ = _scratch(af.dtype)
+    best, at, flips = -1.0, 0, 0
+    flip_d = flip_b = 0.0
+    with np.errstate(all="ignore"):
+        for i in range(0, af.size, _BLOCK):
+            k = min(_BLOCK, af.size - i)
+            a_k, b_k, dk, rk, tk, ok = af[i:i + k], bf[i:i + k], d[:k], r[:k], t[:k], over[:k]
+            np.subtract(a_k, b_k, out=dk)
+            np.abs(dk, out=dk)
+            j = int(np.argmax(dk))
+            if float(dk[j]) > best:  # the first largest, as argmax over the whole array finds it
+                best, at = float(dk[j]), i + j
+            np.abs(b_k, out=rk)
+            np.multiply(rk, rtol, out=tk)
+            np.add(tk, atol, out=tk)  # the element-wise allowance, in the arrays' dtype as the whole route
+            np.greater(dk, tk, out=ok)
+            bad = np.flatnonzero(ok)
+            if not bad.size:
+                continue
+            allowed, rb = tk[bad], rk[bad]
+            flip = np.minimum(np.abs(a_k[bad]), rb) <= allowed
+            n = int(np.count_nonzero(flip))
+            if n:
+                flips += n
+                flip_d += float(np.add.reduce(dk[bad][flip], dtype=np.float64))
+                flip_b += float(np.add.reduce(rb[flip], dtype=np.float64))
+    if flips == 0 or flips == total:
+        return at, flips, False
+    keep = total - flips
+    rest_err, rest_ref = (f.sum_diff - flip_d) / keep, (f.sum_abs_b - flip_b) / keep
+    return at, flips, rest_err <= atol + rtol * rest_ref
 
 
 def _cos_from_norms(aa: float, bb: float, dd: float) -> float:

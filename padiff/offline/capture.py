@@ -64,19 +64,27 @@ class StepCapture:
         return entry
 
     def keep(self, key: str, arr: np.ndarray, dtype: str) -> None:
-        """Keep a tensor under ``key`` (level ``full`` only), in its own dtype (the adapter widened halves)."""
+        """Keep a tensor under ``key`` (level ``full`` only), in its own dtype (the adapter widened halves).
+
+        ``arr`` is kept as it is, not copied: it is either padiff's own host copy (outputs, gradients)
+        or a view of a parameter that the step's end writes before the user's code runs again.
+        """
         if self.keep_tensors:
-            self.tensors[key] = to_stored(arr, dtype)
+            self.tensors[key] = to_stored(arr, dtype, copy=False)
             self.dtypes[key] = dtype
 
     def accumulate(self, path: str, cls: str, name: str, g: np.ndarray, dtype: str,
                    placement: dict[str, Any] | None = None) -> None:
         """Sum one backward pass's gradient of a parameter into the step's (as the framework accumulates)."""
         key = (path, cls, name)
-        if key in self.grads:
-            self.grads[key] = (self.grads[key][0] + g, dtype, placement)
+        if key not in self.grads:
+            self.grads[key] = (g, dtype, placement)  # ``g`` is a host copy of its own (see ``host``)
+            return
+        prev = self.grads[key][0]
+        if prev.shape == g.shape and np.result_type(prev, g) == prev.dtype and prev.flags.writeable:
+            np.add(prev, g, out=prev)  # summed in place: no second copy of every gradient per micro-step
         else:
-            self.grads[key] = (np.array(g, copy=True), dtype, placement)
+            self.grads[key] = (prev + g, dtype, placement)
 
 
 class Capture:
@@ -134,8 +142,9 @@ class Capture:
             events.reset()  # call indices count per micro-step
             h = hashlib.sha256()
             for t in side.flatten((args, kwargs)):
-                a = np.ascontiguousarray(side.to_numpy(t))
-                h.update(str(a.shape).encode() + a.tobytes())
+                a = np.ascontiguousarray(side.host_view(t))  # hashed at once: a view will do
+                h.update(str(a.shape).encode())
+                h.update(a.reshape(-1).view(np.uint8) if a.size else b"")
             st.digests.append(h.hexdigest()[:16])
             return None
 
@@ -148,7 +157,7 @@ class Capture:
             micro = max(st.micro, 0)
             outs = side.flatten(out)
             for k, t in enumerate(outs):
-                st.add("forward", path, cls, call, f"out[{k}]", micro, *host(side, t))
+                st.add("forward", path, cls, call, f"out[{k}]", micro, *host(side, t, view=not st.keep_tensors))
 
             def on_grad(k: int, _t: Any) -> Callable[[Any], None]:
                 return _grad_recorder(st, side, path, cls, call, f"out[{k}]", micro)
@@ -180,7 +189,7 @@ class Capture:
             cls = self.cls_of.get(path, "")
             for e in entries:
                 item = f"buffer:{e.name}" if e.is_buffer and not e.trainable else e.name
-                value, dtype, placement = host(side, e.tensor)
+                value, dtype, placement = host(side, e.tensor, view=True)  # written before the user's code runs on
                 entry = st.add("weight", path, cls, 0, item, 0, value, dtype, placement)
                 fixed = self.batchnorm.corrected(path, e.name, value)
                 if fixed is not None:  # the same value as torch's unbiased convention would hold it
@@ -189,10 +198,15 @@ class Capture:
                     st.keep(key, fixed, dtype)
 
 
-def host(side: Any, t: Any) -> tuple[np.ndarray, str, dict[str, Any] | None]:
-    """``t`` on the host (its local shard when distributed), its dtype name and its placement."""
+def host(side: Any, t: Any, view: bool = False) -> tuple[np.ndarray, str, dict[str, Any] | None]:
+    """``t`` on the host (its local shard when distributed), its dtype name and its placement.
+
+    ``view``: the array may share the tensor's memory (no copy on a CPU tensor), for a tensor
+    whose statistics are taken and whose values are written before the framework can change it;
+    otherwise it is a host copy of padiff's own.
+    """
     local, placement = local_shard(side.name, t)
-    return side.to_numpy(local), side.dtype_name(local), placement
+    return (side.host_view(local) if view else side.to_numpy(local)), side.dtype_name(local), placement
 
 
 def _is_batchnorm(update_of: Callable[[Any], Any], layer: Any) -> bool:
@@ -209,7 +223,7 @@ def _grad_recorder(st: StepCapture, side: Any, path: str, cls: str, call: int, i
                    micro: int) -> Callable[[Any], None]:
     def on_grad(g: Any) -> None:
         if g is not None:
-            st.add("backward", path, cls, call, item, micro, *host(side, g))
+            st.add("backward", path, cls, call, item, micro, *host(side, g, view=not st.keep_tensors))
     return on_grad
 
 

@@ -38,9 +38,9 @@ changed file is detected. A folder that already holds a recording is never writt
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from padiff.offline import moments
 
 FORMAT = "padiff-run"
 VERSION = 1
@@ -84,12 +84,8 @@ def line_check(line: dict) -> str:
 
 
 def tensor_stats(a: np.ndarray) -> list[float]:
-    """:data:`STAT_NAMES` of ``a`` in float64, over its finite elements (NaN/Inf counted apart)."""
-    x = np.asarray(a, dtype=np.float64).ravel()
-    finite = np.isfinite(x)
-    nan, inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
-    f = x[finite] if (nan or inf) else x
-    if f.size == 0:
-        return [math.nan] * 6 + [float(nan), float(inf)]
-    return [float(f.mean()), float(f.std()), float(f.min()), float(f.max()), float(np.abs(f).mean()),
-            float(np.sqrt(np.mean(f * f))), float(nan), float(inf)]
+    """:data:`STAT_NAMES` of ``a`` in float64, over its finite elements (NaN/Inf counted apart).
+
+    Computed block by block without a float64 copy of the tensor (:mod:`padiff.offline.moments`).
+    """
+    return moments.tensor_stats(a)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import re
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import numpy as np
 from padiff.errors import RunFolderError
 from padiff.offline import fmt
 from padiff.offline.run_lock import read_lock, unfinished_warning
-from padiff.offline.tensor_file import load_tensors
+from padiff.offline.tensor_file import map_tensors
 
 
 @dataclass
@@ -50,12 +51,23 @@ class RankRun:
                                  f"outside the run folder ({rel!r}); the index was tampered with.")
         if not os.path.isfile(path):
             raise RunFolderError(f"{path} is missing (step {step} of {self.root}); the run folder is incomplete.")
-        with open(path, "rb") as f:
-            data = f.read()
+        data = _mapped(path)
         if hashlib.sha256(data).hexdigest() != line.get("sha256"):
             raise RunFolderError(f"{path} does not match the SHA-256 recorded for step {step}: it was changed "
                                  "after recording. Re-record the run.")
-        return load_tensors(data, path)
+        return map_tensors(data, path)
+
+
+def _mapped(path: str) -> Any:
+    """The file's bytes, memory-mapped read-only (its pages are read as they are used, and not copied).
+
+    An empty file cannot be mapped: its (empty) bytes then. The map stays open as long as an array
+    made from it lives; the caller never writes into it.
+    """
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return b""
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def _read_json(path: str) -> dict[str, Any]:

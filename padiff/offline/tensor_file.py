@@ -10,6 +10,7 @@ unpickled: the file is a JSON header and raw little-endian bytes.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -24,18 +25,20 @@ _CODES = {"float64": "F64", "float32": "F32", "float16": "F16", "int64": "I64", 
 _NUMPY = {v: k for k, v in _CODES.items()}
 
 
-def to_stored(arr: np.ndarray, dtype: str) -> np.ndarray:
+def to_stored(arr: np.ndarray, dtype: str, copy: bool = True) -> np.ndarray:
     """``arr`` (as the adapter gave it) in the form kept on disk for a tensor of framework dtype ``dtype``.
 
     A bfloat16 tensor comes back as its 16-bit patterns (``uint16``); write it with
-    :func:`save_tensors` passing ``dtype``; float16 as float16; others as a contiguous copy.
+    :func:`write_tensors` passing ``dtype``; float16 as float16; others as a contiguous copy, or
+    ``arr`` itself when ``copy`` is False and it is contiguous already (the caller owns it, or
+    writes it before its tensor can change).
     """
     if dtype == "bfloat16":
         bits = np.ascontiguousarray(arr, dtype=np.float32).view(np.uint32)
         return (bits >> 16).astype(np.uint16)
     if dtype == "float16":
         return np.ascontiguousarray(arr, dtype=np.float16)
-    return np.array(arr, copy=True, order="C")
+    return np.array(arr, copy=True, order="C") if copy else np.ascontiguousarray(arr)
 
 
 def write_tensors(path: str, tensors: Mapping[str, np.ndarray], dtypes: Mapping[str, str],
@@ -76,7 +79,7 @@ def _little(a: np.ndarray) -> np.ndarray:
 
 def load_tensors(data: bytes, where: str) -> dict[str, np.ndarray]:
     """Every tensor of a safetensors file's bytes; ``BF16`` widened to float32 (exactly). ``where`` names
-    the file in errors."""
+    the file in errors. The arrays are writable copies (see :func:`map_tensors` for read-only views)."""
     import safetensors
 
     try:
@@ -87,12 +90,60 @@ def load_tensors(data: bytes, where: str) -> dict[str, np.ndarray]:
     for name, t in items:
         code, shape, raw = str(t["dtype"]).upper(), [int(s) for s in t["shape"]], t["data"]
         if code == "BF16":
-            bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
-            out[name] = bits.view(np.float32).reshape(shape)
+            out[name] = widen_bf16(np.frombuffer(raw, dtype="<u2")).reshape(shape)
         elif code in _NUMPY:
             out[name] = np.frombuffer(raw, dtype=np.dtype(_NUMPY[code]).newbyteorder("<")).reshape(shape).copy()
         else:
             raise RunFolderError(f"{where}: tensor {name!r} has dtype {code}, which padiff does not read.")
+    return out
+
+
+def widen_bf16(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns (``uint16``) as the float32 values they stand for (exact)."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def map_tensors(buf: Any, where: str) -> dict[str, np.ndarray]:
+    """Every tensor of a safetensors file held in ``buf`` (an ``mmap`` or bytes) as read-only views of it.
+
+    No tensor is copied (the file's pages are read when a comparison reads them, and can be
+    dropped by the kernel again); ``BF16`` is the exception, widened to float32 (numpy has no
+    bfloat16). The header is checked as the safetensors library checks it: known dtypes,
+    shapes that match the byte ranges, ranges inside the data and not overlapping.
+    """
+    size = len(buf)
+    n = int.from_bytes(bytes(buf[:8]), "little") if size >= 8 else -1
+    try:
+        header = json.loads(bytes(buf[8:8 + n])) if 0 < n <= size - 8 else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        raise RunFolderError(f"{where} is not a readable safetensors file (no header); re-record the run.")
+    start, end = 8 + n, size
+    out: dict[str, np.ndarray] = {}
+    spans = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            code = str(info["dtype"]).upper()
+            shape = [int(x) for x in info["shape"]]
+            lo, hi = (int(x) for x in info["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise RunFolderError(f"{where}: the header entry of {name!r} is malformed; re-record the run.") from None
+        if code != "BF16" and code not in _NUMPY:
+            raise RunFolderError(f"{where}: tensor {name!r} has dtype {code}, which padiff does not read.")
+        dt = np.dtype("<u2") if code == "BF16" else np.dtype(_NUMPY[code]).newbyteorder("<")
+        count = int(np.prod(shape)) if shape else 1
+        if min(shape, default=0) < 0 or lo < 0 or hi - lo != count * dt.itemsize or start + hi > end:
+            raise RunFolderError(f"{where}: tensor {name!r} does not fit its byte range; the file is damaged.")
+        spans.append((lo, hi, name))
+        arr = np.frombuffer(buf, dtype=dt, count=count, offset=start + lo).reshape(shape)
+        out[name] = widen_bf16(arr) if code == "BF16" else arr
+    spans.sort()
+    for (_, prev_hi, prev), (lo, _, name) in itertools.pairwise(spans):
+        if lo < prev_hi:
+            raise RunFolderError(f"{where}: tensors {prev!r} and {name!r} overlap; the file is damaged.")
     return out
 
 
