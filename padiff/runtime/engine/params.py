@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from padiff.adapters import PADDLE, TORCH, StateEntry, pair_state
+from padiff.compare.calibrated import noisy_update
 from padiff.compare.conventions import BATCHNORM_VARIANCE_NOTE, BatchNormVariance
 from padiff.errors import PadiffInternalError, WeightAssignError
 from padiff.layer_map import ResolvedMap
-from padiff.report.records import Stats
 from padiff.runtime.engine.comparisons import Comparer, one_sided
 from padiff.runtime.engine.pairs import PairsSeen, SeenPair
 from padiff.runtime.engine.recording import SideRecorder
@@ -202,18 +202,6 @@ class ParamComparer:
                            "gradients and values are compared through the outputs only.")
             return None
         return plan
-
-
-def noisy_update(stats: Stats) -> Stats:
-    """A value after the step whose gradient was rounding noise on both sides: the record says so.
-
-    An optimizer that normalises its step (Adam, AdamW) turns such gradients into full-size
-    updates, different on each side; torch's own float32 run shows the same noise against the
-    float64 reference, which is why the record can pass.
-    """
-    text = (f"update driven by rounding-level gradients on both sides (paddle error {stats.noise_ratio:.2g}x "
-            "torch's own)")
-    return replace(stats, note=text + (f"; {stats.note}" if stats.note else ""), note_kind="noise")
 
 
 def _join(path: str, name: str) -> str:
