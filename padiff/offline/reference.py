@@ -307,12 +307,14 @@ class ReferenceRecorder:
         for path, entries in TORCH.owned_state(self.twin).items():
             if not self.selected(path):
                 continue
+            # the layer's largest, for each of its tensors, as the live engine allows it per layer pair
+            allowance = max((self.allowance.get(id(e.tensor), 0.0) for e in entries), default=0.0)
             for e in entries:
                 item = f"buffer:{e.name}" if e.is_buffer and not e.trainable else e.name
                 key = fmt.entry_key("weight", path, 0, item, 0)
                 self.arrays[key] = _host64(e.tensor)
-                if id(e.tensor) in self.allowance:
-                    self.extra[key] = {"allowance": self.allowance[id(e.tensor)]}
+                if allowance:
+                    self.extra[key] = {"allowance": allowance}
 
     def why_not(self, stage: str) -> str:
         """Why an entry of ``stage`` has no reference in this step."""

@@ -2,7 +2,7 @@
 
 ``fc1 -> BatchNorm1D -> ReLU -> fc2 -> LayerNorm -> head``: fc1's bias sits before a BatchNorm that
 removes it, so its true gradient is zero (rounding noise on both sides, which AdamW turns into
-full-size updates); the LayerNorm's ``eps`` and a scale on fc2's output are the planted faults.
+full-size updates); the LayerNorm's ``eps`` and a scale on its output are the planted faults.
 Weights and batches come from numpy seeds, the same numbers on both sides.
 """
 
@@ -37,7 +37,7 @@ def loss_of(out: Any) -> Any:
 
 
 def build(fw: str, scale: float = 1.0, eps: float = 1e-5) -> Any:
-    """The model for ``fw``; ``scale`` multiplies fc2's output, ``eps`` is the LayerNorm's."""
+    """The model for ``fw``; ``scale`` multiplies the LayerNorm's output, ``eps`` is the LayerNorm's."""
     w = weights()
     if fw == "paddle":
         import paddle
@@ -50,7 +50,7 @@ def build(fw: str, scale: float = 1.0, eps: float = 1e-5) -> Any:
                 self.head = paddle.nn.Linear(HID, OUT)
 
             def forward(self, x: Any) -> Any:
-                return self.head(self.ln(self.fc2(paddle.nn.functional.relu(self.bn(self.fc1(x)))) * scale))
+                return self.head(self.ln(self.fc2(paddle.nn.functional.relu(self.bn(self.fc1(x))))) * scale)
 
         pm = PNet()
         for name, p in pm.named_parameters():
@@ -67,7 +67,7 @@ def build(fw: str, scale: float = 1.0, eps: float = 1e-5) -> Any:
             self.head = torch.nn.Linear(HID, OUT)
 
         def forward(self, x: Any) -> Any:
-            return self.head(self.ln(self.fc2(torch.relu(self.bn(self.fc1(x)))) * scale))
+            return self.head(self.ln(self.fc2(torch.relu(self.bn(self.fc1(x))))) * scale)
 
     tm = TNet()
     with torch.no_grad():

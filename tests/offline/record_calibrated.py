@@ -3,6 +3,9 @@
 ``python record_calibrated.py paddle|torch OUT [--steps N] [--opt sgd|adamw] [--scale S] [--eps E]
 [--reference 0|1] [--loss-fn 0|1] [--level full|stats]``: optimizer steps on one numpy-seeded batch,
 recorded by ``padiff.Recorder`` (the torch side with ``reference="float64"`` unless ``--reference 0``).
+``python record_calibrated.py live OUT.json [...]``: the same training compared live by ``padiff.compare``
+with ``compare_mode="calibrated"``, its report written as JSON (in a process whose thread count is the
+recordings', so rounding-level figures are comparable).
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ def main() -> None:
     ap.add_argument("--loss-fn", type=int, default=1)
     ap.add_argument("--level", default="full")
     a = ap.parse_args()
+    if a.fw == "live":
+        live(a)
+        return
     sys.meta_path.insert(0, _Block("torch" if a.fw == "paddle" else "paddle"))
     from calibrated_side import batch, build, loss_of, optimizer
 
@@ -56,6 +62,23 @@ def main() -> None:
     rec.close()
     other = "torch" if a.fw == "paddle" else "paddle"
     assert other not in sys.modules, f"{other} was imported while recording {a.fw}"
+
+
+def live(a: argparse.Namespace) -> None:
+    """The live calibrated comparison of the same training, written to ``a.out`` as JSON."""
+    import paddle
+    import torch
+    from calibrated_side import batch, build, loss_of, optimizer
+
+    import padiff
+    from padiff.report.json_report import write_json
+
+    pm, tm = build("paddle"), build("torch", a.scale, a.eps)
+    x = batch()
+    opts = (optimizer("paddle", pm, a.opt, a.lr), optimizer("torch", tm, a.opt, a.lr))
+    rep = padiff.compare(pm, tm, ({"x": paddle.to_tensor(x)}, {"x": torch.from_numpy(x)}), steps=a.steps,
+                         optimizer=opts, options={"compare_mode": "calibrated"}, loss_fn=(loss_of, loss_of))
+    write_json(rep, a.out)
 
 
 if __name__ == "__main__":
