@@ -1,0 +1,111 @@
+"""``Recorder(..., reference="float64")`` on the torch side: the float64 copy follows the user's own loop.
+
+The user's model, its training and its random draws are exactly what they are without the reference;
+the copy sees the same inputs, dropout masks, train/eval modes and optimizer steps (also on steps not
+recorded), and says why where it cannot follow (weights changed outside an optimizer step).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import padiff
+from padiff.offline import fmt
+from padiff.offline.reader import read_run
+
+
+class Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.drop, self.fc2 = torch.nn.Linear(5, 16), torch.nn.Dropout(0.3), torch.nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.drop(torch.relu(self.fc1(x))))
+
+
+def _train(tmp: Any, reference: str | None, steps: int = 3, record: set[int] | None = None,
+           opt_kind: str = "adamw", manual_at: int = -1) -> tuple[Net, str, list[float]]:
+    torch.manual_seed(0)
+    net = Net()
+    opt = (torch.optim.AdamW(net.parameters(), lr=0.01) if opt_kind == "adamw"
+           else torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9))
+    out = os.path.join(str(tmp), f"run-{reference}-{opt_kind}-{manual_at}")
+    rec = padiff.Recorder(net, out, reference=reference, steps=record, graph=False)
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((8, 5)).astype("float32"))
+    draws = []
+    for step in range(steps):
+        with rec.step(step):
+            loss = (net(x) ** 2).mean()
+            rec.loss(loss, fn=lambda o: (o ** 2).mean())
+            loss.backward()
+            if step == manual_at:
+                with torch.no_grad():
+                    for p in net.parameters():
+                        p -= 0.1 * p.grad
+            else:
+                opt.step()
+            opt.zero_grad()
+        draws.append(float(torch.rand(1)))  # the user's random stream after the step
+    rec.close()
+    return net, out, draws
+
+
+def _entries(out: str, step: int) -> tuple[dict[str, dict], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    run = read_run(out)[0]
+    return ({e["key"]: e for e in run.steps[step]["entries"]}, run.tensors(step), run.reference_tensors(step))
+
+
+def test_the_users_model_training_and_random_draws_are_unchanged(tmp_path: Any) -> None:
+    plain, _, plain_draws = _train(tmp_path, None)
+    ref, out, ref_draws = _train(tmp_path, "float64")
+    for (n, a), (_, b) in zip(plain.state_dict().items(), ref.state_dict().items()):
+        assert torch.equal(a, b), n
+    assert plain_draws == ref_draws
+    assert all(p.dtype == torch.float32 for p in ref.parameters())
+    assert json.load(open(os.path.join(out, "rank-0", fmt.RUN_FILE)))["reference"] == "float64"
+
+
+def test_the_copy_follows_the_dropout_masks_and_every_optimizer_step(tmp_path: Any) -> None:
+    _, out, _ = _train(tmp_path, "float64")
+    for step in range(3):
+        entries, ten, ref = _entries(out, step)
+        for key, e in entries.items():
+            assert "reference" in e, (key, e.get("reference_why"))
+            assert ref[key].dtype == np.float64
+            # float32 against its float64 twin: rounding apart, so the same masks, inputs and AdamW steps
+            np.testing.assert_allclose(ten[key], ref[key], rtol=1e-3, atol=1e-5, err_msg=key)
+        assert any(k.startswith("forward|drop|") for k in entries)
+
+
+def test_steps_not_recorded_are_still_followed(tmp_path: Any) -> None:
+    _, out, _ = _train(tmp_path, "float64", steps=4, record={0, 3}, opt_kind="sgd")
+    run = read_run(out)[0]
+    assert sorted(run.steps) == [0, 3]
+    entries, ten, ref = _entries(out, 3)
+    weights = [k for k in entries if k.startswith("weight|")]
+    assert weights
+    for key in weights:  # three momentum steps later, the copy's weights are still the user's, rounding apart
+        np.testing.assert_allclose(ten[key], ref[key], rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+def test_weights_changed_outside_an_optimizer_step_end_the_reference_and_say_so(tmp_path: Any) -> None:
+    _, out, _ = _train(tmp_path, "float64", manual_at=1)
+    entries, _, _ = _entries(out, 0)
+    assert all("reference" in e for e in entries.values())
+    for step in (1, 2):
+        entries, _, _ = _entries(out, step)
+        whys = {e.get("reference_why", "") for e in entries.values() if e["stage"] == "weight"}
+        assert whys and all("outside a torch.optim optimizer step" in w for w in whys), whys
+    entries, _, _ = _entries(out, 2)
+    assert all("reference_why" in e for e in entries.values())
+
+
+def test_only_the_float64_reference_exists(tmp_path: Any) -> None:
+    with pytest.raises(padiff.InputError if hasattr(padiff, "InputError") else Exception, match="float64"):
+        padiff.Recorder(Net(), tmp_path / "r", reference="float32")
