@@ -280,6 +280,9 @@ class ReferenceRecorder:
             if self.why or self.why_backward:
                 self.stale = "no float64 reference after a step the float64 copy could not run"
                 return
+            if self.ranks_why:  # the user's step used averaged gradients: the copy's weights would part from theirs
+                self.stale = f"no float64 reference after the first optimizer step: {self.ranks_why}"
+                return
             self.allowance.update(step_with_allowance(twin_opt, twin_opt.step))
             self._stepped = True
         except Exception as e:  # noqa: BLE001 - never break the user's optimizer step

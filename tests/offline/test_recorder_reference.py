@@ -110,3 +110,20 @@ def test_weights_changed_outside_an_optimizer_step_end_the_reference_and_say_so(
 def test_only_the_float64_reference_exists(tmp_path: Any) -> None:
     with pytest.raises(padiff.InputError, match="float64"):
         padiff.Recorder(Net(), tmp_path / "r", reference="float32")
+
+
+def test_with_several_ranks_each_reference_is_its_own_and_averaged_gradients_are_said(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a data-parallel launcher each rank's copy sees that rank's inputs; the gradients the user's
+    step applies are averaged across ranks, which one rank's copy cannot know: those fall back, saying so."""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    _, out, _ = _train(tmp_path, "float64", steps=2)
+    run = read_run(out)
+    assert list(run) == [1]
+    entries = {e["key"]: e for e in run[1].steps[0]["entries"]}
+    assert all("reference" in e for k, e in entries.items() if e["stage"] in ("forward", "backward"))
+    grads = [e for e in entries.values() if e["stage"] in ("grad", "weight")]
+    assert grads and all("averaged across the data-parallel ranks" in e["reference_why"] for e in grads)
+    later = run[1].steps[1]["entries"]
+    assert all("averaged across the data-parallel ranks" in e["reference_why"] for e in later)
