@@ -117,7 +117,7 @@ def backward_from(outputs: list[Any], grads: list[Any]) -> None:
     """Backward from ``outputs`` with the given gradients (cast to each output's dtype)."""
     import torch
 
-    torch.autograd.backward(outputs, [g.to(o.dtype) for o, g in zip(outputs, grads)])
+    torch.autograd.backward(outputs, [g.to(device=o.device, dtype=o.dtype) for o, g in zip(outputs, grads)])
 
 
 def backward_loss(loss: Any) -> None:

@@ -186,7 +186,7 @@ class ReferenceRecorder:
             if not call.seeds:  # the user's backward reaches the model now: its gradients are as zero_grad left them
                 follow_cleared_grads(self.pairs)
             if grad is not None:
-                call.seeds[i] = grad.detach().to("cpu", copy=True)
+                call.seeds[i] = grad.detach().clone()
         return hook
 
     def _after(self, ev: Event, _args: tuple, out: Any) -> None:
