@@ -127,3 +127,35 @@ def test_with_several_ranks_each_reference_is_its_own_and_averaged_gradients_are
     assert grads and all("averaged across the data-parallel ranks" in e["reference_why"] for e in grads)
     later = run[1].steps[1]["entries"]
     assert all("averaged across the data-parallel ranks" in e["reference_why"] for e in later)
+
+
+class Float32Only(torch.nn.Module):
+    """A layer the float64 copy cannot run (it insists on float32 input)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32:
+            raise TypeError(f"expects float32, got {x.dtype}")
+        return x * 2
+
+
+def test_a_model_the_copy_cannot_run_is_recorded_as_usual_and_each_entry_says_why(tmp_path: Any) -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 4), Float32Only())
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with padiff.Recorder(net, tmp_path / "r", reference="float64", graph=False) as rec:
+        for step in range(2):
+            with rec.step(step):
+                loss = net(torch.randn(3, 5)).mean()
+                rec.loss(loss, fn=lambda o: o.mean())
+                loss.backward()
+                opt.step()
+                opt.zero_grad()
+    entries, ten, ref = _entries(str(tmp_path / "r"), 0)
+    assert set(ten) == set(entries)  # the recording itself is complete
+    ran = fmt.entry_key("forward", "0", 0, "out[0]", 0)  # the Linear before the failing layer ran in float64
+    assert set(ref) == {ran} and "reference" in entries[ran]
+    assert all("could not run: TypeError: expects float32" in e["reference_why"]
+               for k, e in entries.items() if k != ran)
+    entries, ten, ref = _entries(str(tmp_path / "r"), 1)  # from then on the copy no longer follows: no reference
+    assert set(ten) == set(entries) and not ref
+    assert all("could not run: TypeError: expects float32" in e["reference_why"] for e in entries.values())
