@@ -145,7 +145,7 @@ class Recorder:
         self._lock.set_step(i)  # left in the lock if the process dies inside this step
         try:
             if ref is not None:  # before any hook of padiff's is on the model: the copy must not hold them
-                ref.start(recording=True)
+                ref.start(recording=True, keep_tensors=self.level == "full")
             hooks = self._capture.install(state)
             if ref is not None:
                 ref.install(hooks)

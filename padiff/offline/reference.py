@@ -98,7 +98,9 @@ class ReferenceRecorder:
         self._stepped = False  # an optimizer step was mirrored since the versions were taken
         # the current step
         self.recording = False
+        self.keep_tensors = True  # level "full": the tensors are written; "stats": only their statistics
         self.arrays: dict[str, np.ndarray] = {}
+        self.summaries: dict[str, tuple[list[int], list[float]]] = {}  # key -> (shape, statistics) at level stats
         self.extra: dict[str, dict[str, float]] = {}
         self.why = ""  # why this step has no reference
         self.why_backward = ""
@@ -110,8 +112,9 @@ class ReferenceRecorder:
         self._rng: Any = None
 
     # --- the copy ---------------------------------------------------------------------------------
-    def start(self, recording: bool) -> None:
-        """A step begins (``recording``: its tensors are kept); the copy is made at the first one."""
+    def start(self, recording: bool, keep_tensors: bool = True) -> None:
+        """A step begins (``recording``: its entries get references; ``keep_tensors``: level ``full``, the
+        tensors are kept, else only their statistics); the copy is made at the first recorded step."""
         if self.twin is None and not self.stale:
             try:
                 self.twin = float64_copy(self.model)
@@ -129,8 +132,8 @@ class ReferenceRecorder:
                             self._grad_keys.setdefault(id(e.tensor), []).append(key)
                             TORCH.add_grad_hook(e.tensor, self.errors.guard(self._param_grad(key)))
                 self._opt_hook = on_optimizer_step(self._on_optimizer_step)
-        self.recording = recording
-        self.arrays, self.extra, self.calls = {}, {}, []
+        self.recording, self.keep_tensors = recording, keep_tensors
+        self.arrays, self.summaries, self.extra, self.calls = {}, {}, {}, []
         self.why, self.why_backward, self.loss_why, self.weights_why = self.stale, "", "", ""
         self.micro = -1
         self.tensor_hooks = HookSet()
@@ -197,17 +200,24 @@ class ReferenceRecorder:
         micro = self.micro
         outs = TORCH.flatten(out)
         for k, t in enumerate(outs):
-            self.arrays[fmt.entry_key("forward", path, ev.call, f"out[{k}]", micro)] = _host64(t)
+            self._keep(fmt.entry_key("forward", path, ev.call, f"out[{k}]", micro), _host64(t))
 
         def make_hook(k: int, _t: Any) -> Callable[[Any], None]:
             key = fmt.entry_key("backward", path, ev.call, f"out[{k}]", micro)
 
             def hook(g: Any) -> None:
                 if g is not None:
-                    self.arrays[key] = _host64(g)
+                    self._keep(key, _host64(g))
             return hook
 
         self.rec.hook_output_grads(self.tensor_hooks, ev, outs, make_hook)
+
+    def _keep(self, key: str, arr: np.ndarray) -> None:
+        """The reference of one entry: the tensor at level ``full``, its shape and statistics at ``stats``."""
+        if self.keep_tensors:
+            self.arrays[key] = arr
+        else:
+            self.summaries[key] = (list(arr.shape), fmt.tensor_stats(arr))
 
     def _param_grad(self, key: str) -> Callable[[Any], None]:
         def hook(g: Any) -> None:
@@ -233,7 +243,7 @@ class ReferenceRecorder:
             self.loss_why = f"the loss could not be computed in float64: {_short(e)}"
             return
         if self.recording:
-            self.arrays[fmt.entry_key("loss", "", 0, "loss", max(self.micro, 0))] = _host64(call.loss)
+            self._keep(fmt.entry_key("loss", "", 0, "loss", max(self.micro, 0)), _host64(call.loss))
 
     def flush(self, everything: bool) -> None:
         """Run the copy's backward for each call whose torch output has received its gradient
@@ -315,7 +325,7 @@ class ReferenceRecorder:
             for e in entries:
                 item = f"buffer:{e.name}" if e.is_buffer and not e.trainable else e.name
                 key = fmt.entry_key("weight", path, 0, item, 0)
-                self.arrays[key] = _host64(e.tensor)
+                self._keep(key, _host64(e.tensor))
                 if allowance:
                     self.extra[key] = {"allowance": allowance}
 
@@ -338,13 +348,15 @@ class ReferenceRecorder:
         for e in entries:
             key = e["key"]
             arr = self.arrays.get(key)
-            if arr is None or (e["stage"] == "grad" and self.ranks_why):
+            shape, stats = (list(arr.shape), None) if arr is not None else self.summaries.get(key, (None, None))
+            if shape is None or (e["stage"] == "grad" and self.ranks_why):
                 e["reference_why"] = self.why_not(e["stage"])
                 continue
-            if list(arr.shape) != list(e["shape"]):
-                e["reference_why"] = f"the float64 copy's tensor has shape {list(arr.shape)}"
+            if shape != list(e["shape"]):
+                e["reference_why"] = f"the float64 copy's tensor has shape {shape}"
                 continue
-            e["reference"] = {"stats": fmt.tensor_stats(arr), **self.extra.get(key, {})}
-            out[key] = arr
-        self.arrays = {}
+            e["reference"] = {"stats": stats if arr is None else fmt.tensor_stats(arr), **self.extra.get(key, {})}
+            if arr is not None and self.keep_tensors:
+                out[key] = arr
+        self.arrays, self.summaries = {}, {}
         return out

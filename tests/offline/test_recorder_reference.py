@@ -159,3 +159,20 @@ def test_a_model_the_copy_cannot_run_is_recorded_as_usual_and_each_entry_says_wh
     entries, ten, ref = _entries(str(tmp_path / "r"), 1)  # from then on the copy no longer follows: no reference
     assert set(ten) == set(entries) and not ref
     assert all("could not run: TypeError: expects float32" in e["reference_why"] for e in entries.values())
+
+
+def test_at_level_stats_only_the_references_statistics_are_kept(tmp_path: Any) -> None:
+    torch.manual_seed(0)
+    net = Net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with padiff.Recorder(net, tmp_path / "r", level="stats", reference="float64", graph=False) as rec, rec.step(0):
+        loss = (net(torch.randn(8, 5)) ** 2).mean()
+        rec.loss(loss, fn=lambda o: (o ** 2).mean())
+        loss.backward()
+        opt.step()
+    run = read_run(str(tmp_path / "r"))[0]
+    assert not run.reference_tensors(0) and "reference_tensors" not in run.steps[0]
+    entries = run.steps[0]["entries"]
+    assert entries and all("reference" in e for e in entries)
+    for e in entries:  # the float64 statistics are those of the recorded tensor, rounding apart
+        np.testing.assert_allclose(e["reference"]["stats"], e["stats"], rtol=1e-4, atol=1e-6, err_msg=e["key"])
