@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -73,3 +73,53 @@ def mirror_optimizer(opt: Any, module: Any, twin: Any) -> tuple[Any | None, str]
     except Exception as e:  # noqa: BLE001 - any failure only means no reference for the weights
         return None, f"the torch optimizer ({type(opt).__name__}) could not be rebuilt on the float64 copy: {e}"
     return twin_opt, ""
+
+
+# --- following the user's own training loop (``padiff.Recorder(..., reference="float64")``) ----------------
+def parameter_pairs(module: Any, twin: Any) -> list[tuple[Any, Any]]:
+    """``(user parameter, copy's parameter)`` for every parameter of ``module`` (by name)."""
+    twin_params = dict(twin.named_parameters(remove_duplicate=False))
+    return [(p, twin_params[n]) for n, p in module.named_parameters(remove_duplicate=False) if n in twin_params]
+
+
+def follow_cleared_grads(pairs: list[tuple[Any, Any]]) -> None:
+    """Clear a copy's gradient where the user's is cleared (``None`` or all zero: ``zero_grad`` ran)."""
+    for p, q in pairs:
+        if q.grad is not None and (p.grad is None or not bool(p.grad.any())):
+            q.grad = None
+
+
+def follow_modes(module: Any, twin: Any) -> None:
+    """Give every layer of the copy its user's layer's train/eval mode (``model.eval()`` after the copy was made)."""
+    for (_, m), (_, t) in zip(module.named_modules(remove_duplicate=False), twin.named_modules(remove_duplicate=False)):
+        t.training = m.training
+
+
+def versions(params: list[Any]) -> list[int]:
+    """Each tensor's in-place version counter: it moves when anything writes into the tensor."""
+    return [int(p._version) for p in params]
+
+
+def on_optimizer_step(hook: Callable[[Any], None]) -> Any:
+    """Call ``hook(optimizer)`` before every ``torch.optim`` optimizer's step, in this process; returns the
+    handle (``.remove()``). Observing the step this way leaves the user's optimizer as it is."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    return register_optimizer_step_pre_hook(lambda opt, _args, _kwargs: hook(opt))
+
+
+def optimizer_params(opt: Any) -> list[Any]:
+    """The tensors a torch optimizer updates."""
+    return [p for g in getattr(opt, "param_groups", []) for p in g["params"]]
+
+
+def backward_from(outputs: list[Any], grads: list[Any]) -> None:
+    """Backward from ``outputs`` with the given gradients (cast to each output's dtype)."""
+    import torch
+
+    torch.autograd.backward(outputs, [g.to(device=o.device, dtype=o.dtype) for o, g in zip(outputs, grads)])
+
+
+def backward_loss(loss: Any) -> None:
+    """Backward from a scalar loss."""
+    loss.backward()

@@ -52,10 +52,9 @@ def compare_runs(paddle_run: str | os.PathLike[str], torch_run: str | os.PathLik
     to review and pass back as the map.
     """
     opts = DiffOptions.from_mapping(options)
-    if opts.compare_mode == "calibrated":
-        raise OptionsError("compare_runs cannot use compare_mode='calibrated' yet: recorded runs hold no float64 "
-                           "reference. Use compare_mode='mean', or compare the models live with padiff.compare.")
     pd_ranks, pt_ranks = read_run(paddle_run), read_run(torch_run)
+    if opts.compare_mode == "calibrated":
+        _need_reference(pt_ranks, torch_run)
     pd_ranks, pd_notes = group_ranks(pd_ranks, pt_ranks)
     pt_ranks, pt_notes = group_ranks(pt_ranks, pd_ranks)
     for ranks, want, arg in ((pd_ranks, "paddle", "paddle_run"), (pt_ranks, "torch", "torch_run")):
@@ -107,6 +106,18 @@ def compare_runs(paddle_run: str | os.PathLike[str], torch_run: str | os.PathLik
     rep.steps = len(steps_seen)
     rep.stages = [s for s in fmt.STAGES if s in stages]
     return rep
+
+
+def _need_reference(pt_ranks: Mapping[int, RankRun], torch_run: str | os.PathLike[str]) -> None:
+    """``compare_mode="calibrated"`` judges against the torch run's float64 reference: refuse a run without one."""
+    missing = sorted(r for r, run in pt_ranks.items()
+                     if run.framework == "torch" and run.meta.get("reference") != "float64")
+    if missing:
+        raise OptionsError(
+            f"compare_mode='calibrated' needs the torch run's float64 reference, but {os.fspath(torch_run)} "
+            f"(rank {', '.join(map(str, missing))}) was recorded without one. Record the torch side with "
+            "padiff.Recorder(model, out_dir, reference='float64') (and rec.loss(loss, fn=...) to calibrate the "
+            "loss too), or compare with compare_mode='mean'.")
 
 
 def _save_proposal(rm: RunMap, path: str | os.PathLike[str] | None) -> None:

@@ -9,10 +9,12 @@ merged first, and a difference is attributed to the rank whose shard holds it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from padiff.compare.calibrated import judge
 from padiff.compare.verdict import verdict
 from padiff.offline.shards import ShardGroup
 from padiff.options import DiffOptions
@@ -20,27 +22,98 @@ from padiff.report.records import Stats
 
 Fn = Callable[[list[np.ndarray]], np.ndarray] | None
 
+#: the moments of :data:`padiff.offline.fmt.STAT_NAMES` a calibrated verdict on statistics judges (not the counts)
+_MOMENTS = 6
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The float64 reference of one torch entry (``compare_mode="calibrated"``), or why there is none.
+
+    ``array``: the tensor (level ``full``), ``stats``: its recorded statistics; ``allowance``: an error
+    the optimizers' weight-decay conventions explain; ``noise_scale``: the scale of the pass's
+    gradients (a gradient below ``NOISE_TAU`` resolutions of it on both sides is rounding noise).
+    """
+
+    array: np.ndarray | None = None
+    stats: list[float] | None = None
+    why: str = ""
+    allowance: float = 0.0
+    noise_scale: float = 0.0
+
+    @classmethod
+    def of(cls, te: dict[str, Any], refs: Mapping[str, np.ndarray], noise_scale: float = 0.0) -> Reference:
+        """The reference the torch run recorded for entry ``te`` (``refs``: the step's reference tensors)."""
+        info = te.get("reference")
+        if not isinstance(info, dict):
+            return cls(why=str(te.get("reference_why") or "none recorded for this tensor"))
+        return cls(refs.get(te["key"]), info.get("stats"), "", float(info.get("allowance", 0.0)), noise_scale)
+
+    def converted(self, fn: Fn) -> Reference:
+        """The reference in paddle's layout (the link that converts the torch tensor converts it too)."""
+        if fn is None or self.array is None:
+            return self
+        try:
+            return Reference(fn([self.array]), self.stats, self.why, self.allowance, self.noise_scale)
+        except Exception as e:  # noqa: BLE001 - a conversion the float64 tensor cannot take: no reference
+            return Reference(None, None, f"the float64 tensor could not be converted: {type(e).__name__}")
+
+
+def calibrated(a: np.ndarray, b: np.ndarray, ref: Reference | None, dtype: str, opts: DiffOptions,
+               gradient: bool = False, of_gradients: bool | None = None) -> Stats:
+    """Paddle ``a`` against torch ``b`` judged against the float64 reference, by the live engine's rule
+    (:func:`padiff.compare.calibrated.judge`; no reference: the ``mean`` verdict, saying why).
+
+    ``gradient``: shapes that differ by broadcasting are reconciled as gradients; ``of_gradients``
+    (default: ``gradient``): the arrays are gradients, so rounding noise is measured against the pass's."""
+    ref = ref or Reference(why="none recorded for this tensor")
+    grads = gradient if of_gradients is None else of_gradients
+    return judge(a, b, ref.array, ref.why, dtype or str(b.dtype), atol=opts.atol, rtol=opts.rtol,
+                 mismatch_ratio=opts.mismatch_ratio, gradient=gradient, allowance=ref.allowance,
+                 noise_scale=ref.noise_scale if grads else 0.0)
+
 
 def compare_entry(pe: dict[str, Any], te: dict[str, Any], p_ten: Mapping[str, np.ndarray],
-                  t_ten: Mapping[str, np.ndarray], fn: Fn, opts: DiffOptions, use_stats: bool) -> Stats:
-    """The verdict of one entry pair (``fn`` converts the torch array; None copies it)."""
+                  t_ten: Mapping[str, np.ndarray], fn: Fn, opts: DiffOptions, use_stats: bool,
+                  ref: Reference | None = None) -> Stats:
+    """The verdict of one entry pair (``fn`` converts the torch array; None copies it).
+
+    ``compare_mode="calibrated"``: judged against ``ref``, the torch entry's float64 reference; at level
+    ``stats`` the same rule judges the recorded moments (mean, std, min, max, mean |x|, rms) against the
+    reference's, after the NaN/Inf counts agree.
+    """
+    dtype = str(te.get("dtype", ""))
+    grad = pe["stage"] in ("backward", "grad")
     if use_stats or pe["key"] not in p_ten or te["key"] not in t_ten:
         a = np.asarray(pe["stats"], dtype=np.float64)
         b = np.asarray(te["stats"], dtype=np.float64)
         if int(np.prod(pe["shape"])) != int(np.prod(te["shape"])):
             return verdict(np.zeros(pe["shape"]), np.zeros(te["shape"]), opts, mode="strict")
+        if opts.compare_mode == "calibrated" and np.array_equal(a[_MOMENTS:], b[_MOMENTS:]):
+            r = ref.stats if ref is not None else None
+            r_arr = np.asarray(r, dtype=np.float64)[:_MOMENTS] if r is not None else None
+            why = (ref.why if ref is not None else "") or "no float64 statistics recorded for this tensor"
+            return calibrated(a[:_MOMENTS], b[:_MOMENTS], Reference(r_arr, None, why, ref.allowance if ref else 0.0),
+                              dtype, opts)
         # moments are layout-free: compare all of them element by element
         return verdict(a, b, opts, mode="strict")
     a, b = p_ten[pe["key"]], t_ten[te["key"]]
     if fn is not None:
         b = fn([b])
-    return verdict(a, b, opts, gradient=pe["stage"] in ("backward", "grad"))
+    if opts.compare_mode == "calibrated":
+        return calibrated(a, b, ref.converted(fn) if ref is not None else None, dtype, opts, gradient=grad)
+    return verdict(a, b, opts, gradient=grad)
 
 
 def compare_shards(step: int, e: dict[str, Any], te: dict[str, Any], pd: Any, pt: Any,
                    p_ten: Mapping[str, np.ndarray], t_ten: Mapping[str, np.ndarray], fn: Fn, opts: DiffOptions,
-                   use_stats: bool) -> tuple[Stats, str]:
-    """Compare one entry after merging the tensor-parallel side's shards; say which shard differs."""
+                   use_stats: bool, ref: Reference | None = None) -> tuple[Stats, str]:
+    """Compare one entry after merging the tensor-parallel side's shards; say which shard differs.
+
+    ``ref``: the torch entry's float64 reference (``compare_mode="calibrated"``), usable when torch's
+    side is not the sharded one."""
+    if isinstance(pt, ShardGroup):
+        ref = Reference(why="the torch run's tensor-parallel shards are merged without a float64 reference")
     merged = {}
     for name, run, mine, other in (("paddle", pd, e, te), ("torch", pt, te, e)):
         if isinstance(run, ShardGroup):
@@ -51,7 +124,7 @@ def compare_shards(step: int, e: dict[str, Any], te: dict[str, Any], pd: Any, pt
                 e, p_ten = m.entry, ten
             else:
                 te, t_ten = m.entry, ten
-    stats = compare_entry(e, te, p_ten, t_ten, fn, opts, use_stats)
+    stats = compare_entry(e, te, p_ten, t_ten, fn, opts, use_stats, ref)
     notes = []
     for name, (m, ranks) in merged.items():
         if not m.how:

@@ -12,6 +12,8 @@ A run folder holds one ``rank-<r>/`` folder per process; a process writes only i
                                 "error"} when the export failed; see :mod:`padiff.offline.graph_io`)
     RUN/rank-0/index.jsonl     one JSON line per *complete* step, appended after its tensors
     RUN/rank-0/steps/step-000003.safetensors   the step's tensors (level "full" only)
+    RUN/rank-0/steps/step-000003.float64.safetensors   the float64 reference's tensors, by the same keys
+                                (a torch run recorded with ``reference="float64"``, level "full" only)
     RUN/rank-0/recording.lock  {"pid", "host", "started", "proc_start", "step"} while a Recorder writes the
                                 folder (not part of the recording; see :mod:`padiff.offline.run_lock`)
 
@@ -27,7 +29,11 @@ framework accumulates it), ``weight`` (parameter value after the step) or ``loss
 ``key`` in the safetensors file, each in the dtype the model computed in (``BF16``, ``F16``,
 ``F32`` ...; see :mod:`padiff.offline.tensor_file`). The BatchNorm running variance of a paddle
 run also carries ``torch_convention`` (``{"key", "stats"}``: the value as torch's unbiased update
-gives it, see :mod:`padiff.compare.conventions`).
+gives it, see :mod:`padiff.compare.conventions`). A torch run recorded with ``reference="float64"``
+has ``"reference": "float64"`` in ``run.json``; its index lines add ``reference_tensors`` and
+``reference_sha256`` (the file above) and each entry either ``reference`` (``{"stats"`` of the float64
+copy's tensor, and ``"allowance"`` where the optimizers' weight-decay conventions explain an error``}``)
+or ``reference_why`` (why the copy has none: :mod:`padiff.offline.reference`).
 
 Why this shape: the step's tensors are complete (written to a temporary name, then renamed)
 before its index line is appended with one write, so a run killed at any moment leaves every
@@ -72,6 +78,11 @@ def rank_dir(rank: int) -> str:
 def step_file(step: int) -> str:
     """The tensor file of one step, relative to the rank folder."""
     return f"{STEPS_DIR}/step-{step:06d}.safetensors"
+
+
+def reference_file(step: int) -> str:
+    """The float64 reference tensors of one step of a torch run recorded with ``reference="float64"``."""
+    return f"{STEPS_DIR}/step-{step:06d}.float64.safetensors"
 
 
 def line_check(line: dict) -> str:

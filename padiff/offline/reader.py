@@ -41,8 +41,20 @@ class RankRun:
 
     def tensors(self, step: int) -> dict[str, np.ndarray]:
         """The full-level tensors of one step (empty at level ``stats``), after checking the file's digest."""
+        return self._step_file(step, "tensors", "sha256")
+
+    @property
+    def has_reference(self) -> bool:
+        """Whether this is a torch run recorded with ``reference="float64"``."""
+        return self.meta.get("reference") == "float64"
+
+    def reference_tensors(self, step: int) -> dict[str, np.ndarray]:
+        """The float64 reference's tensors of one step by entry key (empty at level ``stats`` or without one)."""
+        return self._step_file(step, "reference_tensors", "reference_sha256")
+
+    def _step_file(self, step: int, field_name: str, digest_name: str) -> dict[str, np.ndarray]:
         line = self.steps[step]
-        rel = line.get("tensors")
+        rel = line.get(field_name)
         if not rel:
             return {}
         path = os.path.normpath(os.path.join(self.root, rel))
@@ -52,7 +64,7 @@ class RankRun:
         if not os.path.isfile(path):
             raise RunFolderError(f"{path} is missing (step {step} of {self.root}); the run folder is incomplete.")
         data = _mapped(path)
-        if hashlib.sha256(data).hexdigest() != line.get("sha256"):
+        if hashlib.sha256(data).hexdigest() != line.get(digest_name):
             raise RunFolderError(f"{path} does not match the SHA-256 recorded for step {step}: it was changed "
                                  "after recording. Re-record the run.")
         return map_tensors(data, path)

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from padiff.adapters.hooks import HookSet
@@ -24,6 +24,7 @@ from padiff.errors import InputError, RunFolderError
 from padiff.offline import fmt
 from padiff.offline.capture import Capture, StepCapture
 from padiff.offline.folder_io import append_line, open_folder, write_failed, written_or_removed
+from padiff.offline.reference import REFERENCES, ReferenceRecorder
 from padiff.offline.shards import is_distributed
 from padiff.offline.tensor_file import write_tensors
 from padiff.report.files import atomic_write
@@ -69,14 +70,22 @@ class Recorder:
     Per step: every layer call's output and the gradient flowing out of it, parameter gradients
     (summed over the step's backward passes, as the framework accumulates them), parameter values
     at the end of the step, the loss given to :meth:`loss`, and a digest of the root inputs.
+
+    ``reference="float64"`` (torch models only): a float64 copy of the model follows the user's loop
+    (same inputs, same optimizer steps; :mod:`padiff.offline.reference`) and its tensors are kept
+    beside every recorded entry, so ``compare_runs(..., options={"compare_mode": "calibrated"})``
+    can judge paddle's errors against torch's own, as the live ``compare`` does.
     """
 
     def __init__(self, model: Any, out_dir: str | os.PathLike[str], level: str = "full", *,
                  layers: Iterable[str] | None = None, steps: Iterable[int] | None = None,
-                 rank: int | None = None, graph: bool = True) -> None:
+                 rank: int | None = None, graph: bool = True, reference: str | None = None) -> None:
         if level not in fmt.LEVELS:
             raise InputError(f"level must be one of {list(fmt.LEVELS)}, got {level!r}.")
         self.side = side_of(model)
+        if reference is not None and (reference not in REFERENCES or self.side.name != "torch"):
+            raise InputError(f"reference={reference!r}: the Recorder runs a float64 reference of a torch model only "
+                             "(reference='float64' on the torch side; the paddle run needs none).")
         self.model = model
         self.level = level
         self.layers = None if layers is None else set(layers)
@@ -90,6 +99,8 @@ class Recorder:
             self._capture = Capture(self.side, model, self.layers)
             self._mesh = is_distributed(self.side.name, [e.tensor for es in self.side.owned_state(model).values()
                                                          for e in es])
+            self._reference = (ReferenceRecorder(model, self._capture.selected, world)
+                               if reference is not None else None)
             self._write_header(world)
         except BaseException:
             self._lock.release()
@@ -111,11 +122,20 @@ class Recorder:
         i = int(i)
         if i in self._done:
             raise RunFolderError(f"step {i} is already recorded in {self.root}; step numbers must not repeat.")
+        ref = self._following(i)
         if self.steps is not None and i not in self.steps:
+            ref_hooks = HookSet()
+            if ref is not None and ref.twin is not None:  # the float64 copy keeps following the training
+                ref.start(recording=False)
+                ref.install(ref_hooks)
             handles = self._capture.install_conventions()  # conventions still accumulate
             try:
                 yield
+                if ref is not None and ref.twin is not None:
+                    ref.finish()
+                    ref.errors.raise_pending()
             finally:
+                ref_hooks.remove_all()
                 for h in handles:
                     h.remove()
             return
@@ -124,9 +144,16 @@ class Recorder:
         hooks = HookSet()
         self._lock.set_step(i)  # left in the lock if the process dies inside this step
         try:
+            if ref is not None:  # before any hook of padiff's is on the model: the copy must not hold them
+                ref.start(recording=True, keep_tensors=self.level == "full")
             hooks = self._capture.install(state)
+            if ref is not None:
+                ref.install(hooks)
             yield
             state.errors.raise_pending()  # a recording hook that failed is reported here, not inside the model
+            if ref is not None:
+                ref.finish()
+                ref.errors.raise_pending()
             self._finish(state)
             self._lock.set_step(None)
         finally:
@@ -136,17 +163,30 @@ class Recorder:
             self._graph_pending = False
             self._write_graph(*state.root_call)
 
-    def loss(self, loss: Any) -> None:
-        """Record the loss of the current micro-step (call inside ``step``)."""
+    def loss(self, loss: Any, fn: Callable[[Any], Any] | None = None) -> None:
+        """Record the loss of the current micro-step (call inside ``step``).
+
+        ``fn`` (with ``reference="float64"``): the loss as a function of the model's output, e.g.
+        ``lambda out: criterion(out, y)``; the float64 copy then computes its own loss and its backward
+        starts from it, so the loss is calibrated too. Without it the copy's backward starts from torch's
+        gradient at the model output and the loss is judged by the ``mean`` verdict, saying so.
+        """
         st = self._cur
         if st is None:
+            if self._reference is not None and self._reference.twin is not None:
+                self._reference.loss(fn)  # a step not recorded: the copy still needs its loss
+                return
             raise InputError("rec.loss(...) must be called inside a `with rec.step(i):` block.")
         st.add("loss", "", "", 0, "loss", max(st.micro, 0), self.side.to_numpy(loss), self.side.dtype_name(loss))
+        if self._reference is not None:
+            self._reference.loss(fn)
 
     def close(self) -> None:
         """Finish the run: every complete step is already on disk; this forbids new steps and removes the
         folder's lock, so readers know the run is complete (a run never closed is reported as unfinished)."""
         self._closed = True
+        if self._reference is not None:
+            self._reference.close()
         self._lock.release()
 
     def __enter__(self) -> Recorder:
@@ -156,6 +196,13 @@ class Recorder:
         self.close()
 
     # --- internals --------------------------------------------------------------------------
+    def _following(self, i: int) -> ReferenceRecorder | None:
+        """The float64 reference while it is needed: from the first recorded step to the last selected one."""
+        ref = self._reference
+        if ref is not None and self.steps is not None and self.steps and i > max(self.steps) and ref.twin is not None:
+            ref.close()  # no recorded step is left: stop paying for the copy
+        return ref
+
     def _write_header(self, world: int) -> None:
         owned = self.side.owned_state(self.model)
         layers = []
@@ -176,6 +223,8 @@ class Recorder:
                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         if self._mesh is not None:  # tensor-parallel: compare_runs merges the shards of these ranks
             run["mesh"] = self._mesh
+        if self._reference is not None:  # compare_mode="calibrated" can use this run
+            run["reference"] = "float64"
         atomic_write(os.path.join(self.root, fmt.RUN_FILE), json.dumps(run, indent=1))
 
     def _write_graph(self, args: tuple, kwargs: dict[str, Any]) -> None:
@@ -200,10 +249,20 @@ class Recorder:
         cut short is truncated away, so every earlier step stays readable and the step can be retried.
         """
         self._capture.finish(st)
-        rel, digest, dest = None, None, None
+        refs = self._reference.attach(st.entries) if self._reference is not None else {}
+        rel, digest, dest, ref_dest = None, None, None, None
         line = {"step": st.step, "micro_steps": max(st.micro + 1, 1), "tensors": rel, "sha256": digest,
                 "digests": st.digests, "call_order": st.call_order, "entries": st.entries}
         try:
+            if self.level == "full" and refs:
+                ref_rel = fmt.reference_file(st.step)
+                ref_dest = os.path.join(self.root, ref_rel)
+                if os.path.exists(ref_dest):
+                    raise RunFolderError(f"{ref_dest} exists already; padiff never overwrites a recorded step.")
+                with written_or_removed(ref_dest + ".partial") as tmp:
+                    ref_digest = write_tensors(tmp, refs, {k: "float64" for k in refs})
+                    os.replace(tmp, ref_dest)
+                line.update(reference_tensors=ref_rel, reference_sha256=ref_digest)
             if self.level == "full" and st.tensors:
                 rel = fmt.step_file(st.step)
                 dest = os.path.join(self.root, rel)
@@ -216,7 +275,8 @@ class Recorder:
             line["check"] = fmt.line_check(line)
             append_line(os.path.join(self.root, fmt.INDEX_FILE), (json.dumps(line, allow_nan=True) + "\n").encode())
         except OSError as exc:
-            if dest is not None and os.path.exists(dest):
-                os.unlink(dest)  # no index line names it: the step was not recorded
+            for written in (dest, ref_dest):
+                if written is not None and os.path.exists(written):
+                    os.unlink(written)  # no index line names it: the step was not recorded
             raise write_failed(exc, self.root, st, sorted(self._done)) from exc
         self._done.add(st.step)

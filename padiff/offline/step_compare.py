@@ -17,6 +17,7 @@ from typing import Any, cast
 import numpy as np
 
 from padiff.compare.arrays import structure_mismatch
+from padiff.compare.calibrated import noisy_update
 from padiff.compare.conventions import BATCHNORM_VARIANCE_NOTE
 from padiff.compare.fused import axis_of, describe, part_indices, take
 from padiff.compare.verdict import verdict
@@ -24,7 +25,7 @@ from padiff.errors import WeightAssignError
 from padiff.layer_map import LayerPair, ParamPair
 from padiff.offline import fmt
 from padiff.offline.capture import UNBIASED_VARIANCE
-from padiff.offline.entry_compare import compare_entry, compare_shards, entry_array
+from padiff.offline.entry_compare import Reference, calibrated, compare_entry, compare_shards, entry_array
 from padiff.offline.reader import RankRun
 from padiff.offline.run_plans import Skeleton, pair_label, plan_param_recorded, plan_recorded, source
 from padiff.offline.shards import Merged, ShardGroup, shard_note
@@ -87,6 +88,13 @@ class StepComparer:
         self.used_p: set[str] = set()
         self.used_t: set[str] = set()
         self.one_sided: dict[str, list[str]] = {"paddle": [], "torch": []}
+        # compare_mode="calibrated": the torch run's float64 reference of this step
+        self.calibrated = opts.compare_mode == "calibrated"
+        has_ref = self.calibrated and not self.use_stats and getattr(pt, "has_reference", False)
+        self.t_ref: dict[str, np.ndarray] = pt.reference_tensors(step) if has_ref else {}
+        self.scale_before: dict[str, float] = {}  # backward key -> the pass's gradient scale when it arrived
+        self.scale_after: float = 0.0  # the last pass's gradient scale (parameter gradients are judged after it)
+        self.noise_grads: set[tuple[str, str]] = set()  # (pair, paddle name): gradient at rounding level
 
     # --- entry look-up ---------------------------------------------------------------------
     def p_entry(self, stage: str, path: str, call: int, item: str, micro: int) -> dict[str, Any] | None:
@@ -104,6 +112,31 @@ class StepComparer:
         if stage in ("backward", "grad"):
             return self.opts.checks_backward
         return True
+
+    # --- the float64 reference (compare_mode="calibrated") --------------------------------------
+    def ref(self, te: dict[str, Any]) -> Reference | None:
+        """The torch entry's float64 reference (None outside calibrated comparisons), with the gradient
+        scale a gradient is judged at (as the live engine measures it: the largest mean |grad| so far in
+        the backward pass, over paired layers' output gradients in the order torch computed them)."""
+        if not self.calibrated:
+            return None
+        scale = self.scale_before.get(te["key"], 0.0) if te["stage"] == "backward" else \
+            self.scale_after if te["stage"] == "grad" else 0.0
+        return Reference.of(te, self.t_ref, scale)
+
+    def _gradient_scales(self, pairs: list[LayerPair]) -> None:
+        paired = {p for pair in pairs if pair.compare_output for p in pair.torch_paths if p}
+        scale, micro = 0.0, None
+        for e in self.tl["entries"]:
+            if e["stage"] != "backward" or e["path"] not in paired:
+                continue
+            if e["micro"] != micro:  # a new backward pass
+                scale, micro = 0.0, e["micro"]
+            self.scale_before[e["key"]] = scale
+            size = e["stats"][4]  # mean |grad|
+            if size == size:  # not NaN
+                scale = max(scale, float(size))
+        self.scale_after = scale
 
     # --- records ---------------------------------------------------------------------------
     def add(self, stage: str, p_path: str, t_path: str, p_cls: str, t_cls: str, stats: Stats, item: str,
@@ -131,6 +164,8 @@ class StepComparer:
     # --- the step --------------------------------------------------------------------------
     def run(self, pairs: list[LayerPair], params: list[ParamPair], plans: RunPlans) -> set[str]:
         """Compare the loss, every pair's outputs, gradients and parameters, and the parameter pairs."""
+        if self.calibrated:
+            self._gradient_scales(pairs)
         self._loss()
         for k, pair in enumerate(pairs):
             if pair.compare_output:
@@ -160,7 +195,7 @@ class StepComparer:
                 self.missing("paddle", "loss", "", e["item"])
                 continue
             self.used_t.add(te["key"])
-            stats = compare_entry(e, te, self.p_ten, self.t_ten, None, self.opts, self.use_stats)
+            stats = compare_entry(e, te, self.p_ten, self.t_ten, None, self.opts, self.use_stats, self.ref(te))
             self.add("loss", "", "", "loss", "loss", stats, "loss", self.order("loss", "", 0, e["micro"]),
                      e["micro"], e.get("dtype", ""))
 
@@ -201,10 +236,11 @@ class StepComparer:
 
     def _compare(self, stage: str, e: dict[str, Any], te: dict[str, Any],
                  fn: Callable[[list[np.ndarray]], np.ndarray] | None) -> tuple[Stats, str]:
+        ref = self.ref(te)
         if isinstance(self.pd, ShardGroup) or isinstance(self.pt, ShardGroup):
             return compare_shards(self.step, e, te, self.pd, self.pt, self.p_ten, self.t_ten, fn, self.opts,
-                                  self.use_stats)
-        return compare_entry(e, te, self.p_ten, self.t_ten, fn, self.opts, self.use_stats), ""
+                                  self.use_stats, ref)
+        return compare_entry(e, te, self.p_ten, self.t_ten, fn, self.opts, self.use_stats, ref), ""
 
     def _fused_output(self, stage: str, pair: LayerPair, fe: dict[str, Any], parts: tuple[str, ...],
                       split: str) -> None:
@@ -233,6 +269,12 @@ class StepComparer:
                                      "of the fused tensor; statistics of the whole say nothing of a part).")
             return
         ax = axis_of(pair.axis, whole.ndim)
+        # the float64 reference of the torch side: its parts' own, or the fused tensor's (cut like it)
+        t_whole = self.ref(fe) if split == "paddle" else None
+        t_parts = [self.ref(pe) for pe in pes] if split == "torch" else []  # type: ignore[arg-type]
+        if merged is not None or isinstance(self.pt, ShardGroup):
+            t_whole = Reference(why="tensor-parallel shards are merged without a float64 reference")
+            t_parts = [t_whole] * len(pes)
         sizes = [int(a.shape[ax]) if ax is not None and a.ndim == whole.ndim else -1 for a in arrs]  # type: ignore[union-attr]
         index = None if ax is None or min(sizes) < 0 else part_indices(sizes, pair.groups)
         fits = index is not None and ax is not None and sum(sizes) == whole.shape[ax]
@@ -242,10 +284,11 @@ class StepComparer:
             p_cls = pe.get("cls", "") if split == "paddle" else fe.get("cls", "")
             t_cls = fe.get("cls", "") if split == "paddle" else pe.get("cls", "")
             order = self.order(stage, pair.paddle_path if split == "torch" else pe["path"], fe["call"], fe["micro"])
+            t_ref = t_whole if split == "paddle" else (t_parts[k] if t_parts else None)
             if not fits:
                 p_arr, t_arr = (arr, whole) if split == "paddle" else (whole, arr)
-                stats = structure_mismatch(1, len(parts)) if ax is None else verdict(
-                    p_arr, t_arr, self.opts, gradient=grad)
+                stats = structure_mismatch(1, len(parts)) if ax is None else self._verdict(
+                    p_arr, t_arr, t_ref, fe, gradient=grad)
                 self.add(stage, p_path, t_path, p_cls, t_cls, stats, base, order, fe["micro"], fe.get("dtype", ""),
                          fe["call"])
                 continue
@@ -257,11 +300,24 @@ class StepComparer:
                         else f"{base} {describe(index[k], pair.groups)} of axis {pair.axis}")
             else:
                 item = base if grad else f"{base} (part {k + 1}/{len(parts)} of the concatenation)"
-            stats = verdict(p_arr, t_arr, self.opts)
+            if split == "paddle" and t_ref is not None and t_ref.array is not None:
+                t_ref = Reference(take(t_ref.array, ax, index[k]), None, "", t_ref.allowance, t_ref.noise_scale)
+            stats = self._verdict(p_arr, t_arr, t_ref, fe, gradient=False, of_gradients=grad)
             if merged is not None and merged[k].how and isinstance(part_run, ShardGroup):
                 item += f" ({shard_note(merged[k], split, part_run.ranks, p_arr, t_arr, stats, self.opts)})"
             self.add(stage, p_path, t_path, p_cls, t_cls, stats, item, order, fe["micro"], fe.get("dtype", ""),
                      fe["call"])
+
+    def _verdict(self, a: np.ndarray, b: np.ndarray, ref: Reference | None, e: dict[str, Any], *,
+                 gradient: bool, of_gradients: bool = False) -> Stats:
+        """One verdict under the options: calibrated against ``ref`` when the mode says so.
+
+        ``gradient``: reconcile broadcast shapes as gradients; ``of_gradients``: the arrays are gradients
+        (judged as noise against the pass's gradient scale), as the live engine's fused parts are."""
+        if not self.calibrated:
+            return verdict(a, b, self.opts, gradient=gradient)
+        return calibrated(a, b, ref, str(e.get("dtype", "")), self.opts, gradient=gradient,
+                          of_gradients=gradient or of_gradients)
 
     def _merged_parts(self, part_run: Any, fe: dict[str, Any], pes: list[dict[str, Any]],
                       axis: int) -> list[Merged] | None:
@@ -301,6 +357,10 @@ class StepComparer:
             stats, note = self._param_stats(stage, e, [te for te in tes if te is not None], link.fn, pair)
             if stats is None:
                 continue
+            if stats.note_kind == "noise" and stage == "grad":
+                self.noise_grads.add((p_label, link.paddle_name))
+            elif stage == "weight" and (p_label, link.paddle_name) in self.noise_grads and stats.mode == "calibrated":
+                stats = noisy_update(stats)
             item = f"{link.paddle_name} ({note})" if note else link.paddle_name
             self.add(stage, p_label, t_label, plan.paddle_class, plan.torch_class, stats, item,
                      self.order(stage, pair.paddle_path, 0, 0), dtype=e.get("dtype", ""))
@@ -310,7 +370,8 @@ class StepComparer:
         if len(tes) == 1:
             fixed = e.get("torch_convention") if self.conventions and stage == "weight" else None
             if fixed and UNBIASED_VARIANCE in self.t_flags.get(tes[0]["path"], ()):
-                stats = compare_entry({**e, **fixed}, tes[0], self.p_ten, self.t_ten, fn, self.opts, self.use_stats)
+                stats = compare_entry({**e, **fixed}, tes[0], self.p_ten, self.t_ten, fn, self.opts, self.use_stats,
+                                      self.ref(tes[0]))
                 return replace(stats, reconciled=BATCHNORM_VARIANCE_NOTE), ""
             return self._compare(stage, e, tes[0], fn)
         arr = entry_array(self.pd, self.step, self.p_ten, e, None)
@@ -320,7 +381,16 @@ class StepComparer:
                                      f"{pair.label('paddle')} <-> {pair.label('torch')} is made of several torch "
                                      "tensors: compared at level 'full' only.")
             return None, ""
-        return verdict(arr, fn(parts), self.opts, gradient=stage == "grad"), ""  # type: ignore[arg-type]
+        ref = None
+        if self.calibrated:
+            refs = [self.ref(te) for te in tes]
+            arrays = [r.array for r in refs if r is not None and r.array is not None]
+            if len(arrays) == len(tes):
+                ref = Reference(arrays[0], None, "", max(r.allowance for r in refs if r is not None),
+                                refs[0].noise_scale if refs[0] is not None else 0.0).converted(lambda _: fn(arrays))
+            else:
+                ref = Reference(why=next((r.why for r in refs if r is not None and r.why), "none recorded"))
+        return self._verdict(arr, fn(parts), ref, tes[0], gradient=stage == "grad"), ""  # type: ignore[arg-type]
 
     def _param_pair(self, stage: str, k: int, pp: ParamPair, plans: RunPlans) -> None:
         try:

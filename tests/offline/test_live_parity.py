@@ -30,7 +30,8 @@ STEPS = 2
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """``{name: run folder}``: paddle, torch, and torch with k_proj's output scaled from step 1."""
     base = tmp_path_factory.mktemp("parity_runs")
-    jobs = {"pd": ["paddle"], "pt": ["torch"], "pt_fault": ["torch", "--fault", "1.05", "--fault-step", "1"]}
+    jobs = {"pd": ["paddle"], "pt": ["torch"], "pt_fault": ["torch", "--fault", "1.05", "--fault-step", "1"],
+            "pt_ref": ["torch", "--reference"]}
     out = {}
     for name, args in jobs.items():
         out[name] = str(base / name)
@@ -40,7 +41,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return out
 
 
-def _live(fault: float, layer_map: Any) -> Any:
+def _live(fault: float, layer_map: Any, options: dict[str, Any] = OPTS) -> Any:
     import paddle
     import torch
 
@@ -61,7 +62,7 @@ def _live(fault: float, layer_map: Any) -> Any:
 
     opts = (paddle.optimizer.SGD(learning_rate=0.1, parameters=pm.parameters()),
             torch.optim.SGD(tm.parameters(), lr=0.1))
-    return padiff.compare(pm, tm, inp, steps=STEPS, layer_map=layer_map, optimizer=opts, options=OPTS,
+    return padiff.compare(pm, tm, inp, steps=STEPS, layer_map=layer_map, optimizer=opts, options=options,
                           loss_fn=(lambda out: (out ** 2).mean(), t_loss))
 
 
@@ -143,3 +144,23 @@ def test_the_auto_proposal_is_written_beside_the_report(recorded: dict[str, str]
     saved_path = os.path.join(str(tmp_path), "r.map.yaml")
     again = padiff.compare_runs(recorded["pd"], recorded["pt_fault"], layer_map=saved_path, options=OPTS)
     assert not again and again.first_diff.torch_path == "attn.k_proj"
+
+
+def test_calibrated_fused_parts_are_judged_against_their_reference_slices(recorded: dict[str, str],
+                                                                         live: dict[str, Any]) -> None:
+    """Each torch part of the fused qkv pair is judged by the calibrated rule against its own float64
+    reference, live and offline alike (not by the ``mean`` fallback); so are the parameter pairs."""
+    import padiff
+
+    cal = {"compare_mode": "calibrated"}
+    live_rep = _live(1.0, live["lm"], cal)
+    off = padiff.compare_runs(recorded["pd"], recorded["pt_ref"], layer_map=live["map"], options=cal)
+    for rep in (live_rep, off):
+        assert rep, [str(r) for r in rep.failures()]
+        parts = [r for r in rep.records if r.paddle_path == "attn.qkv_proj" and r.stage in ("forward", "backward")]
+        assert {r.torch_path for r in parts} == {"attn.q_proj", "attn.k_proj", "attn.v_proj"}
+        assert all(r.stats.mode == "calibrated" and r.stats.note_kind != "fallback" for r in parts), [
+            (r.item, r.stats.note) for r in parts]
+        pairs = [r for r in rep.records if "<->" in r.item]
+        assert pairs and all(r.stats.mode == "calibrated" for r in pairs)
+    assert {_key(r): r.passed for r in off.records} == {_key(r): r.passed for r in live_rep.records}

@@ -123,14 +123,14 @@ class Comparer:
 
     # --- backward --------------------------------------------------------------------------
     def output_grad(self, pev: Event, tev: Event, i: int, p_grad: np.ndarray, t_grad: np.ndarray, *,
-                    item: str | None = None, reconcile: bool = True) -> None:
+                    item: str | None = None, reconcile: bool = True, ref: Ref | None = None) -> None:
         """The gradient reaching output ``i`` of a paired call on each side.
 
         ``reconcile``: shapes that differ by broadcasting are reconciled as gradients (fused parts,
-        compared slice by slice, are not).
+        compared slice by slice, are not); ``ref``: the float64 reference of ``t_grad`` when the caller
+        cut it (a fused part's slice), else it is looked up by ``tev``'s call.
         """
-        ref = None
-        if self.reference is not None and reconcile:  # fused parts compare slices: no reference slice
+        if ref is None and self.reference is not None and reconcile:
             t_i = i if tev.items is None else next((t for p, t in tev.items if p == i), i)
             ref = self.reference.output_grad(tev.role.path, tev.call, pev.keys, t_i)
         stats = self.stats(p_grad, t_grad, gradient=reconcile, ref=ref, dtype=tev.dtype, of_gradients=True)

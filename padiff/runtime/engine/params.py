@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from padiff.adapters import PADDLE, TORCH, StateEntry, pair_state
+from padiff.compare.calibrated import noisy_update
 from padiff.compare.conventions import BATCHNORM_VARIANCE_NOTE, BatchNormVariance
 from padiff.errors import PadiffInternalError, WeightAssignError
 from padiff.layer_map import ResolvedMap
-from padiff.report.records import Stats
 from padiff.runtime.engine.comparisons import Comparer, one_sided
 from padiff.runtime.engine.pairs import PairsSeen, SeenPair
 from padiff.runtime.engine.recording import SideRecorder
@@ -135,8 +135,28 @@ class ParamComparer:
                 self.sink.add(stage, site, one_sided(f"{stage} exists only on the {side} side"), item=item, key=key)
                 continue
             converted = plan.links[0].fn([TORCH.to_numpy(t_t)])
-            self.sink.add(stage, site, self.cmp.stats(PADDLE.to_numpy(p_t), converted), item=item, key=key,
-                          dtype=PADDLE.dtype_name(p_e.tensor))
+            ref = self._param_pair_reference(stage == "grad", tl, tn, plan)
+            stats = self.cmp.stats(PADDLE.to_numpy(p_t), converted, ref=ref, dtype=TORCH.dtype_name(t_e.tensor),
+                                   of_gradients=stage == "grad")
+            self.sink.add(stage, site, stats, item=item, key=key, dtype=PADDLE.dtype_name(p_e.tensor))
+
+    def _param_pair_reference(self, grad: bool, t_path: str, t_name: str, plan: PairPlan) -> Ref | None:
+        """The float64 copy's tensor of a map's parameter pair in paddle's layout (None outside calibrated runs)."""
+        ref = self.cmp.reference
+        if ref is None:
+            return None
+        why = ref.params_why(grad) if grad else (ref.params_why(False) or ref.weights_why())
+        if why:
+            return Ref(None, why)
+        twin = next((e.tensor for e in ref.rec.owned.get(t_path, []) if e.name == t_name), None)
+        value = None if twin is None else (TORCH.grad(twin) if grad else twin)
+        if value is None:
+            return Ref(None, "no float64 counterpart")
+        allowance = 0.0 if grad else ref.decay_allowance.get(id(twin), 0.0)
+        try:
+            return Ref(plan.links[0].fn([np.asarray(TORCH.to_numpy(value), dtype=np.float64)]), "", allowance)
+        except Exception as e:  # noqa: BLE001 - a conversion the float64 copy cannot take: no reference
+            return Ref(None, f"the float64 copy's tensor could not be converted: {type(e).__name__}")
 
     def _param_plan(self, k: int, pp: Any, p_layer: Any, p_e: StateEntry, t_layer: Any,
                     t_e: StateEntry) -> PairPlan | None:
@@ -202,18 +222,6 @@ class ParamComparer:
                            "gradients and values are compared through the outputs only.")
             return None
         return plan
-
-
-def noisy_update(stats: Stats) -> Stats:
-    """A value after the step whose gradient was rounding noise on both sides: the record says so.
-
-    An optimizer that normalises its step (Adam, AdamW) turns such gradients into full-size
-    updates, different on each side; torch's own float32 run shows the same noise against the
-    float64 reference, which is why the record can pass.
-    """
-    text = (f"update driven by rounding-level gradients on both sides (paddle error {stats.noise_ratio:.2g}x "
-            "torch's own)")
-    return replace(stats, note=text + (f"; {stats.note}" if stats.note else ""), note_kind="noise")
 
 
 def _join(path: str, name: str) -> str:

@@ -150,14 +150,8 @@ class ReferenceRun:
         if self.why or self.why_backward:
             self.stale = "no float64 reference after a step the float64 copy could not run"
             return
-        groups = [(g, [(p, _host64(p)) for p in g["params"]]) for g in self.opt.param_groups
-                  if g.get("weight_decay", 0) and g.get("lr", 0)]
-        TORCH.step_optimizer(self.opt)
-        # paddle's AdamW applies its decoupled weight decay in another order than torch's: the weights
-        # after a step differ by about lr * weight_decay * |update|, which shows on weights near zero
-        self.decay_allowance = {
-            id(p): float(g["lr"]) * float(g["weight_decay"]) * float(np.mean(np.abs(_host64(p) - before)))
-            for g, kept in groups for p, before in kept if before.size}
+        opt = self.opt
+        self.decay_allowance = step_with_allowance(opt, lambda: TORCH.step_optimizer(opt))
 
     # --- look-ups -------------------------------------------------------------------------
     def output(self, path: str, call: int, keys: Any, i: int) -> Ref:
@@ -208,6 +202,21 @@ class ReferenceRun:
     def weights_why(self) -> str:
         """Why the copy's values after the step are no reference ("" when they are)."""
         return self.stale
+
+
+def step_with_allowance(opt: Any, step: Callable[[], None]) -> dict[int, float]:
+    """Run ``step`` (the float64 copy's optimizer ``opt`` stepping) and return, per parameter id, the error
+    the optimizers' weight-decay conventions explain in its value after the step.
+
+    paddle's AdamW applies its decoupled weight decay in another order than torch's: the weights
+    after a step differ by about ``lr * weight_decay * mean |update|``, which shows on weights near
+    zero. Shared by the live reference run and the Recorder's (``reference="float64"``).
+    """
+    groups = [(g, [(p, _host64(p)) for p in g["params"]]) for g in opt.param_groups
+              if g.get("weight_decay", 0) and g.get("lr", 0)]
+    step()
+    return {id(p): float(g["lr"]) * float(g["weight_decay"]) * float(np.mean(np.abs(_host64(p) - before)))
+            for g, kept in groups for p, before in kept if before.size}
 
 
 def _projection_magnitude(out: Any) -> float:
