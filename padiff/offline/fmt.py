@@ -83,6 +83,25 @@ def line_check(line: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=True).encode()).hexdigest()
 
 
+def combined_stats(parts: list[tuple[list[float], int]]) -> list[float]:
+    """:data:`STAT_NAMES` of the tensors ``(stats, element count)`` put together, from their statistics alone.
+
+    Every statistic kept is blind to the order of the elements, so the result is that of any
+    concatenation or interleaving of the tensors: what a fused layer's output is made of.
+    """
+    nan = sum(float(s[6]) for s, _ in parts)
+    inf = sum(float(s[7]) for s, _ in parts)
+    counted = [(s, n - int(s[6]) - int(s[7])) for s, n in parts]
+    counted = [(s, n) for s, n in counted if n > 0]
+    total = sum(n for _, n in counted)
+    if not total:
+        return [math.nan] * 6 + [nan, inf]
+    mean = sum(s[0] * n for s, n in counted) / total
+    square = sum(s[5] * s[5] * n for s, n in counted) / total
+    return [mean, math.sqrt(max(square - mean * mean, 0.0)), min(s[2] for s, _ in counted),
+            max(s[3] for s, _ in counted), sum(s[4] * n for s, n in counted) / total, math.sqrt(square), nan, inf]
+
+
 def tensor_stats(a: np.ndarray) -> list[float]:
     """:data:`STAT_NAMES` of ``a`` in float64, over its finite elements (NaN/Inf counted apart)."""
     x = np.asarray(a, dtype=np.float64).ravel()

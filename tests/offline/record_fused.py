@@ -1,6 +1,6 @@
 """Record one side of the fused decoder block (:mod:`fused_side`) in its own process, the other framework blocked.
 
-``python record_fused.py paddle|torch OUT [--steps N] [--fault F --fault-step S] [--graph 0|1]``:
+``python record_fused.py paddle|torch OUT [--steps N] [--fault F --fault-step S] [--graph 0|1] [--level L]``:
 SGD steps on the numpy-seeded batches of :func:`fused_side.batch`, recorded by ``padiff.Recorder``.
 """
 
@@ -25,6 +25,7 @@ def main() -> None:
     ap.add_argument("--graph", type=int, default=1)
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--fault-rank", type=int, default=-1)
+    ap.add_argument("--level", default="full")
     ap.add_argument("--tp", action="store_true", help="torch: heads split over 2 ranks (q/k/v column-, out_proj "
                                                       "row-parallel, DTensor under torchrun)")
     a = ap.parse_args()
@@ -51,7 +52,7 @@ def main() -> None:
                                              "attn.v_proj": ColwiseParallel(), "attn.out_proj": RowwiseParallel()})
         opt = torch.optim.SGD(model.parameters(), lr=a.lr)
         to_t, step_opt = torch.from_numpy, lambda: (opt.step(), opt.zero_grad())
-    rec = padiff.Recorder(model, a.out, graph=bool(a.graph))
+    rec = padiff.Recorder(model, a.out, graph=bool(a.graph), level=a.level)
     for step in range(a.steps):
         state["step"] = step
         with rec.step(step):

@@ -204,7 +204,8 @@ def state_numpy(fw: str, model: Any) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
 
 
-def record(fw: str, model: Any, inp: dict[str, Any], out: str, steps: int, fault: tuple[str, int] | None = None) -> None:
+def record(fw: str, model: Any, inp: dict[str, Any], out: str, steps: int,
+           fault: tuple[str, int] | None = None) -> None:
     """``steps`` AdamW steps on ``inp`` recorded into ``out``; ``fault``: (torch leaf, first step) scaled."""
     import padiff
     from padiff.offline.recorder import side_of
