@@ -16,8 +16,10 @@ A run folder holds one ``rank-<r>/`` folder per process; a process writes only i
                                 folder (not part of the recording; see :mod:`padiff.offline.run_lock`)
 
 An index line is ``{"step", "micro_steps", "tensors" (relative path or null), "sha256",
-"digests": [input digest per micro-step], "call_order": [paths], "entries": [...], "check"}``
-(``check``: :func:`line_check`, the SHA-256 of the line's other fields); each
+"digests": [input digest per micro-step], "call_order": [paths], "calls": [[path, call]], "entries": [...],
+"check"}`` (``check``: :func:`line_check`, the SHA-256 of the line's other fields; ``call_order``: each layer's
+first call, in the order they returned; ``calls``: every call of the first micro-step in the order they began,
+as the live engine pairs them; older runs have no ``calls``); each
 entry is ``{"key", "stage", "path", "cls", "call", "item", "micro", "shape", "dtype",
 "stats"}`` where ``stage`` is ``forward`` (layer output), ``backward`` (gradient flowing out
 of a layer output), ``grad`` (parameter gradient, summed over the step's micro-steps as the

@@ -202,7 +202,8 @@ class Recorder:
         self._capture.finish(st)
         rel, digest, dest = None, None, None
         line = {"step": st.step, "micro_steps": max(st.micro + 1, 1), "tensors": rel, "sha256": digest,
-                "digests": st.digests, "call_order": st.call_order, "entries": st.entries}
+                "digests": st.digests, "call_order": st.call_order,
+                "calls": [[path, call] for _, path, call in sorted(st.opened)], "entries": st.entries}
         try:
             if self.level == "full" and st.tensors:
                 rel = fmt.step_file(st.step)
