@@ -61,7 +61,7 @@ class RunPlans:
                 out.plans[k] = None  # the root pair's own tensors: those of its children's pairs
                 continue
             try:
-                out.plans[k] = plan_recorded(pair, out.pd, out.pt)
+                out.plans[k] = plan_recorded(pair, out.pd, out.pt, pairs)
             except WeightAssignError as e:
                 out.plans[k] = None
                 out.warnings.append(f"parameters not compared: {e}")
