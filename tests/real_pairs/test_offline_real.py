@@ -23,6 +23,12 @@ from .test_real_pairs import FAULT_XFAIL
 pytestmark = pytest.mark.real_pairs
 
 DEFAULT = ("llama", "ernie4_5", "qwen2", "qwen2_moe")
+# pairs whose recorded comparison compares more than the live one, and why (the extra records must pass)
+OFFLINE_EXTRA: dict[str, str] = {
+    "qwen2_moe": "the paddle experts are a LayerList that is never called: live compares a pair's parameters only "
+                 "when its layers run, so the expert stacks' gradients and trained weights (an opaque pair) are "
+                 "compared offline only",
+}
 
 
 def _chosen() -> list[RealPair]:
@@ -79,7 +85,13 @@ def test_compare_runs_gives_the_live_records(pair: RealPair, reverse: bool, how:
     assert agree.same_verdict, (bool(live), [str(r) for r in off.failures()[:5]])
     assert agree.same_stages, (live.stages, off.stages)
     assert _first(off) == _first(live)
-    assert (agree.only_live, agree.only_offline, agree.passed_differs) == (0, 0, 0), agree
+    assert (agree.only_live, agree.passed_differs) == (0, 0), agree
+    if agree.only_offline and pair.name in OFFLINE_EXTRA:
+        live_keys = {(r.stage, r.step, r.paddle_path, r.torch_path, r.item) for r in live.records}
+        extra = [r for r in off.records if (r.stage, r.step, r.paddle_path, r.torch_path, r.item) not in live_keys]
+        assert all(r.stage in ("grad", "weight") and r.passed for r in extra), [str(r) for r in extra[:5]]
+        return
+    assert agree.only_offline == 0, agree
 
 
 @params
