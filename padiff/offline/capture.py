@@ -42,6 +42,7 @@ class StepCapture:
         self.micro = -1
         self.errors = HookErrors()  # the first error inside a recording hook, raised when the step ends
         self.call_order: list[str] = []
+        self.opened: list[tuple[int, str, int]] = []  # (open index, path, call) of the first micro-step's calls
         self.digests: list[str] = []
         self.entries: list[dict[str, Any]] = []
         self.tensors: dict[str, np.ndarray] = {}
@@ -152,6 +153,8 @@ class Capture:
             path, cls, call = ev.role.path, ev.role.cls, ev.call
             if st.micro == 0 and call == 0:
                 st.call_order.append(path)
+            if st.micro == 0:
+                st.opened.append((ev.index, path, call))
             if not self.selected(path):
                 return
             micro = max(st.micro, 0)

@@ -22,6 +22,7 @@ from padiff.layer_map import LayerPair
 from padiff.offline import fmt
 from padiff.offline.reader import RankRun, read_run
 from padiff.offline.run_map import RunMap, resolve_map, skeleton_infos
+from padiff.offline.run_soft import soft_pairs
 from padiff.offline.shards import group_ranks
 from padiff.offline.step_compare import RunPlans, StepComparer
 from padiff.options import DiffOptions
@@ -77,6 +78,10 @@ def compare_runs(paddle_run: str | os.PathLike[str], torch_run: str | os.PathLik
     first_pd, first_pt = pd_ranks[common[0]], pt_ranks[common[0]]
     rm = resolve_map(first_pd, first_pt, layer_map)
     _save_proposal(rm, save_map)
+    # the parameter-free layers compare pairs while the models run (a map leaves them out for that reason)
+    extra, soft_notes = soft_pairs(first_pd, first_pt, rm.pairs)
+    rm.pairs += extra
+    rm.notes += soft_notes
     rep.mapping_route, rep.mapping = rm.route, [p.to_dict() for p in rm.pairs]
     rep.mapping += [{"paddle_path": pp.paddle_param, "torch_path": pp.torch_param, "param": True} for pp in rm.params]
     rep.warnings += rm.notes

@@ -18,8 +18,10 @@ A run folder holds one ``rank-<r>/`` folder per process; a process writes only i
                                 folder (not part of the recording; see :mod:`padiff.offline.run_lock`)
 
 An index line is ``{"step", "micro_steps", "tensors" (relative path or null), "sha256",
-"digests": [input digest per micro-step], "call_order": [paths], "entries": [...], "check"}``
-(``check``: :func:`line_check`, the SHA-256 of the line's other fields); each
+"digests": [input digest per micro-step], "call_order": [paths], "calls": [[path, call]], "entries": [...],
+"check"}`` (``check``: :func:`line_check`, the SHA-256 of the line's other fields; ``call_order``: each layer's
+first call, in the order they returned; ``calls``: every call of the first micro-step in the order they began,
+as the live engine pairs them; older runs have no ``calls``); each
 entry is ``{"key", "stage", "path", "cls", "call", "item", "micro", "shape", "dtype",
 "stats"}`` where ``stage`` is ``forward`` (layer output), ``backward`` (gradient flowing out
 of a layer output), ``grad`` (parameter gradient, summed over the step's micro-steps as the
@@ -92,6 +94,25 @@ def line_check(line: dict) -> str:
 
     body = {k: v for k, v in line.items() if k != "check"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=True).encode()).hexdigest()
+
+
+def combined_stats(parts: list[tuple[list[float], int]]) -> list[float]:
+    """:data:`STAT_NAMES` of the tensors ``(stats, element count)`` put together, from their statistics alone.
+
+    Every statistic kept is blind to the order of the elements, so the result is that of any
+    concatenation or interleaving of the tensors: what a fused layer's output is made of.
+    """
+    nan = sum(float(s[6]) for s, _ in parts)
+    inf = sum(float(s[7]) for s, _ in parts)
+    counted = [(s, n - int(s[6]) - int(s[7])) for s, n in parts]
+    counted = [(s, n) for s, n in counted if n > 0]
+    total = sum(n for _, n in counted)
+    if not total:
+        return [math.nan] * 6 + [nan, inf]
+    mean = sum(s[0] * n for s, n in counted) / total
+    square = sum(s[5] * s[5] * n for s, n in counted) / total
+    return [mean, math.sqrt(max(square - mean * mean, 0.0)), min(s[2] for s, _ in counted),
+            max(s[3] for s, _ in counted), sum(s[4] * n for s, n in counted) / total, math.sqrt(square), nan, inf]
 
 
 def tensor_stats(a: np.ndarray) -> list[float]:

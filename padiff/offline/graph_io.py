@@ -57,7 +57,12 @@ def export_graph(side_name: str, model: Any, inputs: Mapping[str, Any], timeout:
     except Exception as exc:  # noqa: BLE001 - a graph is optional: the run must go on without it
         why = str(exc) if isinstance(exc, ExportError) else f"{type(exc).__name__}: {exc}"
         return _eager_instead(side_name, model, inputs, why, t0)
-    return {"version": GRAPH_VERSION, "seconds": round(time.perf_counter() - t0, 3), **graph_to_data(g)}
+    out = {"version": GRAPH_VERSION, "seconds": round(time.perf_counter() - t0, 3), **graph_to_data(g)}
+    # the other run's export may fail: suggest_layer_map then matches two eager graphs, never an export with
+    # an eager graph, so the eager graph is kept too (:func:`read_graphs` takes it when the other side has no export)
+    eager = _eager_instead(side_name, model, inputs, "", time.perf_counter())
+    out["eager"] = {k: v for k, v in eager.items() if k not in ("version", "route", "export_error")}
+    return out
 
 
 def _eager_instead(side_name: str, model: Any, inputs: Mapping[str, Any], export_error: str,
@@ -122,11 +127,38 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def read_graph(root: str) -> tuple[nx.DiGraph | None, str]:
-    """One rank folder's graph, or ``(None, why there is none)``."""
+def read_graphs(pd_root: str, pt_root: str) -> tuple[tuple[nx.DiGraph | None, str], tuple[nx.DiGraph | None, str],
+                                                      str]:
+    """Both runs' graphs as ``suggest_layer_map`` would match them, and a note when that changed which.
+
+    Live, when either model cannot be exported, both dataflows are recorded from one eager forward
+    each: an exported graph is never matched against an eager one (their ops differ: ``Sigmoid`` and
+    ``Mul`` in one, ``Silu`` in the other). So when one run holds only an eager graph, the other run's
+    eager graph (kept beside its export) is taken.
+    """
+    datas = [_graph_data(pd_root), _graph_data(pt_root)]
+    eager = [isinstance(d, dict) and d.get("route") == "eager" for d in datas]
+    note = ""
+    if eager[0] != eager[1] and all(isinstance(d, dict) and not d.get("error") for d in datas):
+        k = 1 if eager[0] else 0  # the side that exported
+        alt = datas[k].get("eager")  # type: ignore[union-attr]
+        if isinstance(alt, dict) and not alt.get("error"):
+            datas[k] = {"version": GRAPH_VERSION, "route": "eager", **alt}
+            note = (f"auto map: the {'torch' if k == 0 else 'paddle'} export failed where it was recorded, so both "
+                    "runs' eager dataflow graphs are matched, as suggest_layer_map does.")
+        else:
+            note = ("auto map: one run's graph is an export and the other's an eager dataflow (its export failed); "
+                    "suggest_layer_map would match two eager graphs: record again with this padiff for the same "
+                    "proposal.")
+    roots = (pd_root, pt_root)
+    return _graph_of(datas[0], roots[0]), _graph_of(datas[1], roots[1]), note
+
+
+def _graph_data(root: str) -> dict[str, Any] | str:
+    """One rank folder's graph JSON data, or why there is none."""
     path = os.path.join(root, fmt.GRAPH_FILE)
     if not os.path.isfile(path):
-        return None, f"{path} is missing (recorded with graph=False, or no step was recorded)"
+        return f"{path} is missing (recorded with graph=False, or no step was recorded)"
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -134,9 +166,21 @@ def read_graph(root: str) -> tuple[nx.DiGraph | None, str]:
         raise RunFolderError(f"{path} is not valid JSON ({exc}); the run folder is damaged.") from None
     if not isinstance(data, dict) or data.get("version") != GRAPH_VERSION:
         raise RunFolderError(f"{path} is not a graph of version {GRAPH_VERSION}; re-record with this padiff.")
+    return data
+
+
+def _graph_of(data: dict[str, Any] | str, root: str) -> tuple[nx.DiGraph | None, str]:
+    if isinstance(data, str):
+        return None, data
     if data.get("error"):
         return None, f"the export failed where the run was recorded: {data['error']}"
     try:
         return data_to_graph(data), ""
     except (KeyError, TypeError, ValueError) as exc:
+        path = os.path.join(root, fmt.GRAPH_FILE)
         raise RunFolderError(f"{path} does not hold a valid graph ({exc}); the run folder is damaged.") from None
+
+
+def read_graph(root: str) -> tuple[nx.DiGraph | None, str]:
+    """One rank folder's graph, or ``(None, why there is none)``."""
+    return _graph_of(_graph_data(root), root)

@@ -93,7 +93,9 @@ def plan_import(pd: RankRun, pt: RankRun, layer_map: Any) -> list[Copy]:
     copies: list[Copy] = []
     unsure: list[str] = []
     for pair in pairs:
-        if not psk.tensors(pair.paddle_paths, False) and not tsk.tensors(pair.torch_paths, False):
+        if pair.opaque and not (psk.subtree(pair.paddle_path) or tsk.subtree(pair.torch_path)):
+            continue
+        if not pair.opaque and not psk.tensors(pair.paddle_paths, False) and not tsk.tensors(pair.torch_paths, False):
             continue
         label = f"paddle {pair.label('paddle')} ({psk.cls(pair.paddle_path)}) <- torch {pair.label('torch')} " \
                 f"({tsk.cls(pair.torch_path)})"
@@ -102,7 +104,7 @@ def plan_import(pd: RankRun, pt: RankRun, layer_map: Any) -> list[Copy]:
                           f"({'; '.join(pair.evidence[:2]) or 'no evidence'})")
             continue
         try:
-            plan = plan_recorded(pair, psk, tsk)
+            plan = plan_recorded(pair, psk, tsk, pairs)
         except WeightAssignError as e:
             raise WeightAssignError(f"cannot copy weights: {e}") from None
         for link in plan.links:

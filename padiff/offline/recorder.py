@@ -252,7 +252,8 @@ class Recorder:
         refs = self._reference.attach(st.entries) if self._reference is not None else {}
         rel, digest, dest, ref_dest = None, None, None, None
         line = {"step": st.step, "micro_steps": max(st.micro + 1, 1), "tensors": rel, "sha256": digest,
-                "digests": st.digests, "call_order": st.call_order, "entries": st.entries}
+                "digests": st.digests, "call_order": st.call_order,
+                "calls": [[path, call] for _, path, call in sorted(st.opened)], "entries": st.entries}
         try:
             if self.level == "full" and refs:
                 ref_rel = fmt.reference_file(st.step)

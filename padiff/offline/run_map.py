@@ -96,11 +96,13 @@ def _auto(pd: RankRun, pt: RankRun, p_inf: Mapping[str, LayerInfo], t_inf: Mappi
     """The aligner's proposal from the graphs both runs stored, else from the module trees (with the reason)."""
     from padiff.graph.from_graphs import match_attributed, proposal_map
     from padiff.graph.tree import match_trees
-    from padiff.offline.graph_io import read_graph
+    from padiff.offline.graph_io import read_graphs
     from padiff.offline.settle_parts import settle_fused
 
     notes: list[str] = []
-    (pg, p_why), (tg, t_why) = read_graph(pd.root), read_graph(pt.root)
+    (pg, p_why), (tg, t_why), which = read_graphs(pd.root, pt.root)
+    if which:
+        notes.append(which)
     result, route, how = None, "structure", "auto (module trees recorded in the runs)"
     if pg is not None and tg is not None:
         try:

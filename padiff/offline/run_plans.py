@@ -13,7 +13,7 @@ refused with the pair named.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,9 @@ import numpy as np
 
 from padiff.errors import WeightAssignError
 from padiff.layer_map import LayerPair, ParamPair
+from padiff.names import show
 from padiff.weights.layout_infer import Tensor, infer_links, raw_conversion
+from padiff.weights.opaque_plan import inner_pairs
 from padiff.weights.plan import Link, PairPlan
 
 
@@ -55,6 +57,27 @@ class Skeleton:
                 out.append(Tensor(name, tuple(int(x) for x in s["shape"]), cls))
         return out
 
+    def subtree(self, top: str) -> list[Tensor]:
+        """Every tensor owned inside the layer at ``top``, named relative to it (as the live opaque plans name them),
+        each with its owner's class."""
+        out = []
+        prefix = top + "." if top else ""
+        for path, (cls, state) in self.layers.items():
+            if path == top or top == "" or path.startswith(prefix):
+                rel = path[len(prefix):] if prefix else path
+                out += [Tensor(f"{rel}.{s['name']}" if rel else str(s["name"]), tuple(int(x) for x in s["shape"]), cls)
+                        for s in state]
+        return out
+
+    def owner(self, top: str, name: str) -> tuple[str, str]:
+        """The layer path and own name of tensor ``name`` given relative to ``top`` (the deepest layer holding it)."""
+        full = f"{top}.{name}" if top else name
+        best = max((p for p in self.layers if p and full.startswith(p + ".")
+                    and any(s["name"] == full[len(p) + 1:] for s in self.state(p))), key=len, default=None)
+        if best is None:
+            return top, name
+        return best, full[len(best) + 1:]
+
     def item(self, path: str, name: str) -> str:
         """The item a run recorded tensor ``name`` of layer ``path`` under (``buffer:`` for buffers)."""
         for s in self.state(path):
@@ -71,11 +94,15 @@ class Source:
     item: str
 
 
-def plan_recorded(pair: LayerPair, pd: Skeleton, pt: Skeleton) -> PairPlan:
+def plan_recorded(pair: LayerPair, pd: Skeleton, pt: Skeleton, pairs: Sequence[LayerPair] = ()) -> PairPlan:
     """The plan of one layer pair from the two skeletons (paddle names, torch names as the live plans give them).
 
-    Raises :class:`WeightAssignError` naming the pair and the shapes when no conversion fits.
+    An opaque pair is planned over its whole subtrees as live (:func:`plan_recorded_opaque`; ``pairs``: the
+    map's pairs, those inside it place their tensors). Raises :class:`WeightAssignError` naming the pair and
+    the shapes when no conversion fits.
     """
+    if pair.opaque and not (pair.paddle_parts or pair.torch_parts):
+        return plan_recorded_opaque(pair, pd, pt, pairs)
     p_paths, t_paths = pair.paddle_paths, pair.torch_paths
     p_t, t_t = pd.tensors(p_paths, len(p_paths) > 1), pt.tensors(t_paths, len(t_paths) > 1)
     inferred = infer_links(p_t, t_t, pair.groups) if (p_t or t_t) else []
@@ -90,6 +117,46 @@ def plan_recorded(pair: LayerPair, pd: Skeleton, pt: Skeleton) -> PairPlan:
                     paddle_parts=tuple(pair.paddle_parts), torch_parts=tuple(pair.torch_parts))
 
 
+def plan_recorded_opaque(pair: LayerPair, pd: Skeleton, pt: Skeleton, pairs: Sequence[LayerPair]) -> PairPlan:
+    """An opaque pair's plan as :func:`padiff.weights.opaque_plan.plan_opaque` makes it live: each pair of the map
+    inside both tops planned alone (its names made relative to the tops), the subtrees' other tensors from their
+    shapes. Tensor names are relative to the tops (``0.up_gate_proj.weight``); :func:`source` finds their layers."""
+    p_top, t_top = pair.paddle_path, pair.torch_path
+    links: list[Link] = []
+    held_p: set[str] = set()
+    held_t: set[str] = set()
+    for pr in inner_pairs(p_top, t_top, pairs):
+        p_paths, t_paths = pr.paddle_paths, pr.torch_paths
+        if not pd.tensors(p_paths, False) and not pt.tensors(t_paths, False):
+            continue
+        plan = plan_recorded(pr, pd, pt)
+        p_name, t_name = _relative_names(p_paths, p_top), _relative_names(t_paths, t_top)
+        links += [Link(p_name(lk.paddle_name), tuple(t_name(n) for n in lk.torch_names), lk.conversion, lk.fn)
+                  for lk in plan.links]
+        held_p |= {p_name(t.name) for t in pd.tensors(p_paths, len(p_paths) > 1)}
+        held_t |= {t_name(t.name) for t in pt.tensors(t_paths, len(t_paths) > 1)}
+    p_rest = [t for t in pd.subtree(p_top) if t.name not in held_p]
+    t_rest = [t for t in pt.subtree(t_top) if t.name not in held_t]
+    if p_rest or t_rest:
+        inferred = infer_links(p_rest, t_rest)
+        if inferred is None:
+            raise WeightAssignError(
+                f"cannot pair the weights of paddle {show(p_top)} ({pd.cls(p_top)}) and torch {show(t_top)} "
+                f"({pt.cls(t_top)}), compared as a whole: paddle has {_fmt(p_rest)}; torch has {_fmt(t_rest)} (the "
+                "tensors no pair inside holds): no one-to-one pairing, transpose, reshape, split, concatenation or "
+                "stack gives the paddle shapes unambiguously. Pair the layers inside in the layer map.")
+        links += [Link(x.paddle_name, x.torch_names, x.conversion, x.fn) for x in inferred]
+    return PairPlan(p_top, t_top, pd.cls(p_top), pt.cls(t_top), links)
+
+
+def _relative_names(paths: Sequence[str], top: str) -> Callable[[str], str]:
+    """A pair's tensor names (own names, or ``layer.path.name`` for several parts) made relative to ``top``."""
+    def rename(name: str) -> str:
+        full = name if len(paths) > 1 else (f"{paths[0]}.{name}" if paths[0] else name)
+        return full[len(top) + 1:] if top else full
+    return rename
+
+
 def source(pair: LayerPair | PairPlan, side: str, name: str, sk: Skeleton) -> Source:
     """The recorded layer and item of a plan's tensor ``name`` on ``side`` (``"paddle"`` / ``"torch"``)."""
     parts = pair.paddle_parts if side == "paddle" else pair.torch_parts
@@ -99,6 +166,8 @@ def source(pair: LayerPair | PairPlan, side: str, name: str, sk: Skeleton) -> So
         if name.startswith(owner + "."):
             name = name[len(owner) + 1:]
         path = owner
+    elif "." in name:  # an opaque pair's tensor, named relative to its top
+        path, name = sk.owner(path, name)
     return Source(path, sk.item(path, name))
 
 

@@ -62,7 +62,7 @@ class RunPlans:
                 out.plans[k] = None  # the root pair's own tensors: those of its children's pairs
                 continue
             try:
-                out.plans[k] = plan_recorded(pair, out.pd, out.pt)
+                out.plans[k] = plan_recorded(pair, out.pd, out.pt, pairs)
             except WeightAssignError as e:
                 out.plans[k] = None
                 out.warnings.append(f"parameters not compared: {e}")
@@ -264,9 +264,7 @@ class StepComparer:
                 and e["micro"] == fe["micro"])
         base = item_name("output", i, n) if not grad else item_name("grad of output", i, 2)
         if whole is None or any(a is None for a in arrs):
-            self.rep.warnings.append(f"rank {self.rank}, step {self.step}: the fused pair {pair.label('paddle')} <-> "
-                                     f"{pair.label('torch')} is compared at level 'full' only (its parts are slices "
-                                     "of the fused tensor; statistics of the whole say nothing of a part).")
+            self._fused_stats(stage, pair, fe, pes, split, base)  # type: ignore[arg-type]
             return
         ax = axis_of(pair.axis, whole.ndim)
         # the float64 reference of the torch side: its parts' own, or the fused tensor's (cut like it)
@@ -318,6 +316,30 @@ class StepComparer:
             return verdict(a, b, self.opts, gradient=gradient)
         return calibrated(a, b, ref, str(e.get("dtype", "")), self.opts, gradient=gradient,
                           of_gradients=gradient or of_gradients)
+
+    def _fused_stats(self, stage: str, pair: LayerPair, fe: dict[str, Any], pes: list[dict[str, Any]], split: str,
+                     base: str) -> None:
+        """A fused pair recorded at level ``stats``: the fused tensor's statistics against those of all its parts
+        together (:func:`padiff.offline.fmt.combined_stats`), one record for the pair, as the parts' own slices
+        of the fused tensor were not recorded."""
+        counts = [int(np.prod(pe["shape"])) for pe in pes]
+        n_whole = int(np.prod(fe["shape"]))
+        if sum(counts) != n_whole or isinstance(self.pd, ShardGroup) or isinstance(self.pt, ShardGroup):
+            self.rep.warnings.append(f"rank {self.rank}, step {self.step}: the fused pair {pair.label('paddle')} <-> "
+                                     f"{pair.label('torch')} is compared at level 'full' only (its parts do not make "
+                                     "up the fused tensor, or are sharded).")
+            return
+        together = {"key": "", "stage": stage, "shape": [n_whole],
+                    "stats": fmt.combined_stats([(pe["stats"], n) for pe, n in zip(pes, counts)])}
+        whole = {**fe, "shape": [n_whole]}
+        p_e, t_e = (together, whole) if split == "paddle" else (whole, together)
+        stats = compare_entry(p_e, t_e, {}, {}, None, self.opts, True)
+        p_cls = fe.get("cls", "") if split == "torch" else "+".join(pe.get("cls", "") for pe in pes)
+        t_cls = fe.get("cls", "") if split == "paddle" else "+".join(pe.get("cls", "") for pe in pes)
+        self.add(stage, pair_label(pair, "paddle"), pair_label(pair, "torch"), p_cls, t_cls, stats,
+                 f"{base} (its {len(pes)} parts together, by statistics)",
+                 self.order(stage, pair.paddle_path, fe["call"], fe["micro"]), fe["micro"], fe.get("dtype", ""),
+                 fe["call"])
 
     def _merged_parts(self, part_run: Any, fe: dict[str, Any], pes: list[dict[str, Any]],
                       axis: int) -> list[Merged] | None:
@@ -376,6 +398,14 @@ class StepComparer:
             return self._compare(stage, e, tes[0], fn)
         arr = entry_array(self.pd, self.step, self.p_ten, e, None)
         parts = [entry_array(self.pt, self.step, self.t_ten, te, None) for te in tes]
+        counts = [int(np.prod(te["shape"])) for te in tes]
+        if (arr is None or any(p is None for p in parts)) and sum(counts) == int(np.prod(e["shape"])) \
+                and not isinstance(self.pd, ShardGroup) and not isinstance(self.pt, ShardGroup):
+            # several torch tensors put together into one (the same elements, rearranged): by statistics, as
+            # a fused output (:meth:`_fused_stats`)
+            together = {"key": "", "stage": stage, "shape": list(e["shape"]),
+                        "stats": fmt.combined_stats([(te["stats"], n) for te, n in zip(tes, counts)])}
+            return compare_entry(e, together, {}, {}, None, self.opts, True), "by statistics"
         if arr is None or any(p is None for p in parts):
             self.rep.warnings.append(f"rank {self.rank}, step {self.step}: {stage} of {e['item']} of "
                                      f"{pair.label('paddle')} <-> {pair.label('torch')} is made of several torch "

@@ -1,6 +1,7 @@
 """Record one side of the fused decoder block (:mod:`fused_side`) in its own process, the other framework blocked.
 
-``python record_fused.py paddle|torch OUT [--steps N] [--fault F --fault-step S] [--graph 0|1] [--reference]``:
+``python record_fused.py paddle|torch OUT [--steps N] [--fault F --fault-step S] [--graph 0|1] [--level L]
+[--reference]``:
 SGD steps on the numpy-seeded batches of :func:`fused_side.batch`, recorded by ``padiff.Recorder``.
 """
 
@@ -26,6 +27,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--fault-rank", type=int, default=-1)
     ap.add_argument("--reference", action="store_true", help="torch: record the float64 reference too")
+    ap.add_argument("--level", default="full")
     ap.add_argument("--tp", action="store_true", help="torch: heads split over 2 ranks (q/k/v column-, out_proj "
                                                       "row-parallel, DTensor under torchrun)")
     a = ap.parse_args()
@@ -53,7 +55,7 @@ def main() -> None:
         opt = torch.optim.SGD(model.parameters(), lr=a.lr)
         to_t, step_opt = torch.from_numpy, lambda: (opt.step(), opt.zero_grad())
     reference = "float64" if a.reference and a.fw == "torch" else None
-    rec = padiff.Recorder(model, a.out, graph=bool(a.graph), reference=reference)
+    rec = padiff.Recorder(model, a.out, graph=bool(a.graph), level=a.level, reference=reference)
     for step in range(a.steps):
         state["step"] = step
         with rec.step(step):

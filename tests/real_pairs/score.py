@@ -344,6 +344,8 @@ def table(rows: list[Row]) -> str:
 def main(argv: list[str]) -> int:
     """Score the pairs named in ``argv`` (all by default) and print the table and the wrong pairs.
 
+    ``--offline``: the offline table instead (:mod:`offline`: ``Recorder`` + ``compare_runs`` against the live
+    ``compare``, and ``import_weights`` against the hand copy).
     ``--new``: the enumerated pairs only (pairs_enum.py, pairs_convert.py), each also with a 3-step AdamW
     check and the count of wrong pairs proposed at confidence >= 0.9.
     """
@@ -351,6 +353,10 @@ def main(argv: list[str]) -> int:
 
     from .pairs_enum import ENV
 
+    if "--offline" in argv:  # the offline table (tests/real_pairs/offline.py): hand-written pairs
+        from .offline import main as offline_main
+
+        return offline_main([a for a in argv if a != "--offline"])
     os.environ.setdefault(ENV, "1")
     new = "--new" in argv
     argv = [a for a in argv if a != "--new"]
