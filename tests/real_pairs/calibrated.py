@@ -132,6 +132,7 @@ class FaultRow:
     verdict: bool | None = None
     first_diff: str = ""
     ratio: float = math.nan  # the noise ratio at the first difference
+    site_ratio: float = math.nan  # the largest forward noise ratio at the expected layer
     named: bool | None = None
     what: str = ""
     seconds: float = 0.0
@@ -271,13 +272,26 @@ def _flip_mask(*args: Any, **kwargs: Any) -> tuple[tuple, dict]:
     return (), kw
 
 
-def run_fault(pair: RealPair, fault: str, reverse: bool = False) -> FaultRow:
-    """Plant ``fault`` in the torch model and run calibrated ``compare`` once (one step, no tolerance)."""
+def proposed_map(pair: RealPair, reverse: bool = False) -> Any:
+    """``padiff.suggest_layer_map`` on the correct port (what ``layer_map="auto"`` uses, special pairs aside):
+    the faults are planted under it, as score.py plants its fault under the correct port's map."""
     import padiff
+
+    layer, module, p_inp, t_inp = build(pair, reverse)
+    with _quiet():
+        return padiff.suggest_layer_map(layer, module, ({**p_inp}, {**t_inp}))
+
+
+def run_fault(pair: RealPair, fault: str, reverse: bool = False, lm: Any = None) -> FaultRow:
+    """Plant ``fault`` in the torch model and run calibrated ``compare`` once (one step, no tolerance) under the
+    correct port's proposed map ``lm`` (:func:`proposed_map` when not given)."""
+    import padiff
+    from padiff.assign import with_special_pairs
 
     row = FaultRow(pair.name, fault)
     start = time.time()
     try:
+        lm = proposed_map(pair, reverse) if lm is None else lm
         layer, module, p_inp, t_inp = build(pair, reverse)
         with contextlib.ExitStack() as stack:
             planted: Planted | None = None
@@ -295,7 +309,7 @@ def run_fault(pair: RealPair, fault: str, reverse: bool = False) -> FaultRow:
                 if not sites:
                     row.seconds = time.time() - start
                     return row
-                planted = Planted(sites[0], lambda: None, f"F.{function} {what}")
+                planted = Planted(sites[0] or "<root>", lambda: None, f"F.{function} {what}")
             elif planted is None:
                 planted = {"scale": _scale, "eps": _eps, "gelu_tanh": _gelu_tanh}[fault](module, t_inp, pair)
                 if planted is None:
@@ -304,10 +318,11 @@ def run_fault(pair: RealPair, fault: str, reverse: bool = False) -> FaultRow:
                 stack.callback(planted.undo)
             row.site, row.what = planted.site, planted.what
             with _quiet():
-                rep = padiff.compare(layer, module, (p_inp, t_inp), auto_weights=True, layer_map="auto",
-                                     options=CAL)
+                rep = padiff.compare(layer, module, (p_inp, t_inp), auto_weights=True,
+                                     layer_map=with_special_pairs(lm, layer, module), options=CAL)
         compared = {r.torch_path for r in rep.records if r.stage == "forward"}
-        holders = [p for p in compared if within(row.site, p)]
+        site = "" if row.site == "<root>" else row.site
+        holders = [p for p in compared if within(site, p)]
         row.expected = max(holders, key=len) if holders else ""
         row.verdict = bool(rep)
         first = rep.first_diff
@@ -316,12 +331,22 @@ def run_fault(pair: RealPair, fault: str, reverse: bool = False) -> FaultRow:
             row.ratio = first.stats.noise_ratio
         # at the innermost compared layer holding the fault, or at one inside the faulty module (an
         # attention module's output projection, when the attention module itself is not compared)
-        row.named = first is not None and (
-            first.torch_path == row.expected or (bool(row.site) and within(first.torch_path, row.site)))
+        row.named = first is not None and (first.torch_path == row.expected or within(first.torch_path, site))
+        row.site_ratio = max((r.stats.noise_ratio for r in rep.records if r.stage == "forward"
+                              and r.torch_path == row.expected), default=math.nan)
     except Exception as exc:  # noqa: BLE001 - reported, the table goes on
         row.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
     row.seconds = time.time() - start
     return row
+
+
+def run_faults(pair: RealPair, faults: tuple[str, ...] = FAULTS, reverse: bool = False) -> list[FaultRow]:
+    """Every fault of ``faults`` on ``pair``, under one proposal of the correct port."""
+    try:
+        lm = proposed_map(pair, reverse)
+    except Exception as exc:  # noqa: BLE001
+        return [FaultRow(pair.name, f, error=f"{type(exc).__name__}: {str(exc)[:200]}") for f in faults]
+    return [run_fault(pair, f, reverse, lm) for f in faults]
 
 
 # --- bfloat16 -----------------------------------------------------------------------------
@@ -411,14 +436,14 @@ def correct_table(rows: list[CalRow]) -> str:
 
 def fault_table(rows: list[FaultRow]) -> str:
     """Planted faults as a markdown table."""
-    lines = ["| pair | fault | planted at | expected | verdict | first diff | ratio | named | s |",
-             "|" + "---|" * 9]
+    lines = ["| pair | fault | planted at | expected | verdict | first diff | ratio | ratio at expected | named | s |",
+             "|" + "---|" * 10]
     for r in rows:
         if not r.site and not r.error:
             continue
         named = f"error: {r.error}" if r.error else ("yes" if r.named else "no")
         lines.append(f"| {r.pair} | {r.fault} ({r.what}) | {r.site} | {r.expected} | {r.verdict} | "
-                     f"{r.first_diff or '-'} | {_r(r.ratio)} | {named} | {r.seconds:.0f} |")
+                     f"{r.first_diff or '-'} | {_r(r.ratio)} | {_r(r.site_ratio)} | {named} | {r.seconds:.0f} |")
     return "\n".join(lines)
 
 
@@ -437,9 +462,9 @@ def print_margin(pairs: list[RealPair], faults: tuple[str, ...] = FAULTS, orders
             margin.correct.append(calibrated_bf16(pair))
             print(f"bf16 {pair.name}: {margin.correct[-1]}", file=sys.stderr, flush=True)
     for pair in pairs:
-        for fault in faults:
-            margin.faults.append(run_fault(pair, fault))
-            print(f"fault {pair.name} {fault}: {margin.faults[-1]}", file=sys.stderr, flush=True)
+        for row in run_faults(pair, faults):
+            margin.faults.append(row)
+            print(f"fault {pair.name} {row.fault}: {row}", file=sys.stderr, flush=True)
     print(correct_table(margin.correct))
     print()
     print(fault_table(margin.faults))
