@@ -55,6 +55,7 @@ class CalRow:
     verdict: bool | None = None
     max_ratio: float = math.nan
     max_at: str = ""
+    first_step_max: float = math.nan  # the largest ratio of step 0 (judged with K; later steps with K_AFTER_STEP)
     judged: int = 0
     fell_back: int = 0
     first_diff: str = ""
@@ -74,6 +75,8 @@ def summarize(rep: Any, row: CalRow) -> CalRow:
     row.fell_back = sum(r.stats.note_kind == "fallback" for r in rep.records)
     if ratios:
         row.max_ratio, row.max_at = max(ratios)
+    row.first_step_max = max((r.stats.noise_ratio for r in rep.records
+                              if r.step == 0 and not math.isnan(r.stats.noise_ratio)), default=math.nan)
     first = rep.first_diff
     if first is not None:
         row.first_diff = f"{_where(first)} {first.stats.noise_ratio:.3g}x {first.stats.note[:160]}"
@@ -425,12 +428,12 @@ def _r(x: float) -> str:
 
 def correct_table(rows: list[CalRow]) -> str:
     """Correct ports as a markdown table."""
-    lines = ["| pair | order | calibrated verdict | largest ratio | at | judged | fell back | first diff | s |",
-             "|" + "---|" * 9]
+    lines = ["| pair | order | calibrated verdict | largest ratio | at | largest at step 0 | judged | fell back | "
+             "first diff | s |", "|" + "---|" * 10]
     for r in rows:
         verdict = f"error: {r.error}" if r.error else str(r.verdict)
-        lines.append(f"| {r.pair} | {r.order} | {verdict} | {_r(r.max_ratio)} | {r.max_at} | {r.judged} | "
-                     f"{r.fell_back} | {r.first_diff or '-'} | {r.seconds:.0f} |")
+        lines.append(f"| {r.pair} | {r.order} | {verdict} | {_r(r.max_ratio)} | {r.max_at} | "
+                     f"{_r(r.first_step_max)} | {r.judged} | {r.fell_back} | {r.first_diff or '-'} | {r.seconds:.0f} |")
     return "\n".join(lines)
 
 

@@ -20,8 +20,20 @@ pytestmark = pytest.mark.real_pairs
 
 PAIRS = all_pairs()
 
+# pairs whose two models really differ where the hand copy's float32 check (atol 1e-5, rtol 1e-4) cannot see it,
+# and the torch layer the calibrated verdict must name (found by score.py --calibrated)
+REAL_DIFFERENCE: dict[str, tuple[str, str]] = {
+    "pvt_v2": ("stages.0.blocks.0.norm2", "paddleclas' PVT_V2 block norms use epsilon 1e-5, timm's 1e-6 (norm1's "
+               "difference is absorbed by the attention branch and excused as a representation; norm2 is named)"),
+}
+
 # planted faults the calibrated verdict is known not to see at their pair, and why
-FAULT_XFAIL: dict[tuple[str, str], str] = {}
+FAULT_XFAIL: dict[tuple[str, str], str] = {
+    ("convnext", "gelu_tanh"): "the activations at timm's init are small (|x| << 1), where tanh GELU differs from "
+                               "the exact one by less than 3 roundings (2.8x at the GELU): nothing to find",
+    ("swin", "gelu_tanh"): "7.3x at the GELU itself (small activations at timm's init); named at the next layer, "
+                           "mlp.fc2 (12.9x)",
+}
 
 _MAPS: dict[str, Any] = {}  # the correct port's proposal per pair, shared by its faults
 
@@ -32,6 +44,10 @@ def test_a_correct_port_passes_calibrated_adamw(pair: RealPair, reverse: bool) -
     _need(pair)
     row = calibrated_adamw(pair, reverse)
     assert not row.error, row.error
+    if pair.name in REAL_DIFFERENCE:
+        at, why = REAL_DIFFERENCE[pair.name]
+        assert row.verdict is False and row.first_diff.startswith(f"forward@0 {at} "), row.first_diff
+        pytest.xfail(why)
     assert row.verdict, f"calibrated AdamW check is False on a correct port: {row.first_diff}"
     assert row.judged > 0
 
@@ -48,6 +64,8 @@ def test_a_bfloat16_port_passes_calibrated(pair: RealPair) -> None:
 @pytest.mark.parametrize("pair", PAIRS, ids=[p.name for p in PAIRS])
 def test_a_planted_fault_is_named_at_its_pair(pair: RealPair, fault: str) -> None:
     _need(pair)
+    if pair.name in REAL_DIFFERENCE:
+        pytest.skip(f"{pair.name}'s correct port already differs at {REAL_DIFFERENCE[pair.name][0]}")
     if pair.name not in _MAPS:
         _MAPS[pair.name] = proposed_map(pair)
     row = run_fault(pair, fault, lm=_MAPS[pair.name])
