@@ -43,12 +43,16 @@ $(VENV_REAL)/.installed: pyproject.toml
 	$(PIP_REAL) install -e . --no-deps
 	touch $@
 
-.PHONY: real-pairs real-pairs-score
+.PHONY: real-pairs real-pairs-score real-pairs-calibrated
 real-pairs: $(VENV_REAL)/.installed
 	$(PY_REAL) -m pytest -q -m real_pairs tests/real_pairs
 
 real-pairs-score: $(VENV_REAL)/.installed
 	$(PY_REAL) -m tests.real_pairs.score
+
+# compare_mode="calibrated" on every pair: AdamW verdicts, planted faults, bfloat16, the margin (hours on 2 cores)
+real-pairs-calibrated: $(VENV_REAL)/.installed
+	$(PY_REAL) -m tests.real_pairs.score --calibrated
 
 # Opt-in real sizes: the Qwen2-0.5B-shaped decoder pair and ResNet-50 at batch 32, each part in a
 # fresh process (bare, suggest_layer_map, compare, Recorder + compare_runs). Heavy: needs ~16 GB free and

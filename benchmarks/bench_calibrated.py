@@ -9,6 +9,10 @@ the same run in ``diff_phase="both"`` mean mode, one thread per framework:
   calibrated over mean, also divided by the torch model's own forward+backward growth.
 
     python benchmarks/bench_calibrated.py [--cases convnet transformer] [--repeats 3] [--json out.json]
+
+A case ``real:<pair>`` is a real pair of tests/real_pairs (run in the real-pairs venv from the
+repository root): both packages' models, the torch weights copied once under the aligner's
+proposal, which every run then uses as its layer map.
 """
 
 from __future__ import annotations
@@ -28,18 +32,43 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
+def build_case(case_name: str) -> Any:
+    """The benchmark case ``case_name`` (models.py), or ``real:<pair>``: a real pair, weights copied, with its map."""
+    import models
+
+    if not case_name.startswith("real:"):
+        return models.build(case_name)
+    import contextlib
+    import io
+
+    import padiff
+    from padiff.assign import with_special_pairs
+    from tests.real_pairs.pairs import by_name
+    from tests.real_pairs.score import build
+
+    layer, module, p_inp, t_inp = build(by_name(case_name[5:]))
+    with contextlib.redirect_stdout(io.StringIO()):
+        lm = with_special_pairs(padiff.suggest_layer_map(layer, module, ({**p_inp}, {**t_inp})), layer, module)
+        if not padiff.assign_weight(layer, module, layer_map=lm):
+            raise RuntimeError(f"{case_name}: the weights could not be copied")
+    case = models.Case(case_name, layer, module, (p_inp, t_inp))
+    case.layer_map = lm  # type: ignore[attr-defined]
+    return case
+
+
 def measure(case_name: str, repeats: int) -> dict[str, Any]:
     """Time and memory of ``both`` and ``calibrated`` on one case."""
-    import models
     from timing import compared_run, interleaved, pin_threads
 
     pin_threads(1)
-    case = models.build(case_name)
+    case = build_case(case_name)
     times = interleaved({m: (lambda m=m: compared_run(case, m)) for m in ("both", "calibrated")}, repeats)
     grown = {w: _spawn(case_name, w).get("grown_mib") for w in ("torch", "both", "calibrated")}
     out: dict[str, Any] = {"case": case_name, "seconds": {k: round(v["median"], 3) for k, v in times.items()},
+                           "cpu_seconds": {k: round(v["cpu_median"], 3) for k, v in times.items()},
                            "passed": {m: compared_run(case, m) for m in ("both", "calibrated")}, "grown_mib": grown}
     out["time_ratio"] = round(times["calibrated"]["median"] / times["both"]["median"], 3)
+    out["cpu_ratio"] = round(times["calibrated"]["cpu_median"] / times["both"]["cpu_median"], 3)
     if None not in grown.values():
         out["extra_mib"] = round(grown["calibrated"] - grown["both"], 1)
         out["extra_over_torch_activation"] = round(out["extra_mib"] / grown["torch"], 2) if grown["torch"] else None
@@ -57,11 +86,10 @@ def worker(case_name: str, what: str) -> dict[str, Any]:
     The peak RSS of the whole process is the imports' (about 1.3 GB), so the growth during the run
     is sampled every 2 ms instead; a first run warms the allocators up and is not counted.
     """
-    import models
     from timing import bare_torch, compared_run, pin_threads
 
     pin_threads(1)
-    case = models.build(case_name)
+    case = build_case(case_name)
 
     def run() -> None:
         if what == "torch":

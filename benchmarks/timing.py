@@ -48,10 +48,12 @@ def compared_run(case: Any, mode: str) -> bool:
     """
     import padiff
 
+    # a case may carry its layer map (a real pair's proposal, bench_calibrated.py's real: cases)
+    extra = {"layer_map": case.layer_map} if getattr(case, "layer_map", None) is not None else {}
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         return bool(padiff.auto_diff(case.layer, case.module, case.example_inp,
                                      auto_weights=bool(MODES[mode].get("auto_weights", False)),
-                                     options=mode_options(mode, case)))
+                                     options=mode_options(mode, case), **extra))
 
 
 def bare_paddle(layer: Any, inp: dict[str, Any], backward: bool) -> None:

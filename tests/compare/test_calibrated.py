@@ -106,3 +106,9 @@ def test_two_roundings_of_a_zero_gradient_pass_whatever_their_ratio_below_the_pa
     assert within is not None and within.passed and "two roundings of a zero" in within.note
     real = (rng.standard_normal(64) * 1e-5).astype(np.float32)  # a real gradient where the truth is zero
     assert not calibrated_stats(real, t, r, "float32", noise_scale=1e-2).passed
+
+
+def test_the_allowed_ratio_widens_after_the_first_step_only():
+    from padiff.compare.calibrated import K_AFTER_STEP, allowed_ratio
+
+    assert allowed_ratio(0) == K and allowed_ratio(1) == allowed_ratio(5) == K_AFTER_STEP > K

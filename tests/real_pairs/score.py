@@ -341,13 +341,24 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def _skipped(pair: RealPair) -> bool:
+    """True (and says so) when a package ``pair`` needs is not installed."""
+    missing = missing_requirements(pair)
+    if missing:
+        print(f"skip {pair.name}: {', '.join(missing)} not installed", file=sys.stderr)
+    return bool(missing)
+
+
 def main(argv: list[str]) -> int:
     """Score the pairs named in ``argv`` (all by default) and print the table and the wrong pairs.
 
     ``--offline``: the offline table instead (:mod:`offline`: ``Recorder`` + ``compare_runs`` against the live
     ``compare``, and ``import_weights`` against the hand copy).
     ``--new``: the enumerated pairs only (pairs_enum.py, pairs_convert.py), each also with a 3-step AdamW
-    check and the count of wrong pairs proposed at confidence >= 0.9.
+    check and the count of wrong pairs proposed at confidence >= 0.9. ``--calibrated``: instead of the
+    table above, ``compare_mode="calibrated"`` with no tolerance (calibrated.py): each pair's 3-step AdamW
+    verdict and largest noise ratio in both torch orders, the planted faults, the bfloat16 subset and the
+    margin between correct ports and faults.
     """
     import os
 
@@ -359,14 +370,18 @@ def main(argv: list[str]) -> int:
         return offline_main([a for a in argv if a != "--offline"])
     os.environ.setdefault(ENV, "1")
     new = "--new" in argv
-    argv = [a for a in argv if a != "--new"]
+    calibrated = "--calibrated" in argv
+    argv = [a for a in argv if a not in ("--new", "--calibrated")]
     pool = new_pairs() if new else all_pairs()
     chosen = [p for p in pool if not argv or p.name in argv]
+    if calibrated:
+        from .calibrated import print_margin
+
+        print_margin([p for p in chosen if not _skipped(p)])
+        return 0
     rows: list[Row] = []
     for pair in chosen:
-        missing = missing_requirements(pair)
-        if missing:
-            print(f"skip {pair.name}: {', '.join(missing)} not installed", file=sys.stderr)
+        if _skipped(pair):
             continue
         for reverse in (False, True):
             rows.append(score_pair(pair, reverse))

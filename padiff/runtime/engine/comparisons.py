@@ -17,7 +17,7 @@ import numpy as np
 from padiff.adapters import PADDLE, TORCH
 from padiff.adapters.frames import user_stack
 from padiff.compare.arrays import structure_mismatch
-from padiff.compare.calibrated import judge
+from padiff.compare.calibrated import allowed_ratio, judge
 from padiff.compare.items import Items, align_items
 from padiff.compare.keyed import key_skeleton, reorder_like
 from padiff.compare.verdict import verdict
@@ -45,12 +45,14 @@ class Comparer:
         ``compare_mode="calibrated"``: judged against ``ref``, torch's float64 reference of ``b``
         (:func:`padiff.compare.calibrated.judge`; none: the ``mean`` verdict, saying so);
         ``of_gradients``: ``a`` and ``b`` are gradients, so noise is measured against this pass's gradients.
+        The allowed ratio depends on the step (:func:`~padiff.compare.calibrated.allowed_ratio`).
         """
         o = self.opts
         if o.compare_mode == "calibrated":
             r = ref if ref is not None else Ref(None, "not recorded for this kind of comparison")
             return judge(a, b, r.array, r.why, dtype or str(b.dtype), atol=o.atol, rtol=o.rtol,
-                         mismatch_ratio=o.mismatch_ratio, gradient=gradient, allowance=r.allowance,
+                         mismatch_ratio=o.mismatch_ratio, gradient=gradient, k=allowed_ratio(self.sink.step),
+                         allowance=r.allowance,
                          magnitude=r.magnitude, noise_scale=self.vanishing.scale if of_gradients else 0.0)
         return verdict(a, b, o, gradient=gradient)
 

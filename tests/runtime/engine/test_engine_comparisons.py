@@ -85,3 +85,25 @@ def test_helpers():
     assert (item_name("output", 0, 1), item_name("output", 1, 3)) == ("output", "output[1]")
     s = one_sided("grad exists only on the torch side")
     assert not s.passed and s.max_abs_diff == math.inf and s.note == "grad exists only on the torch side"
+
+
+def test_calibrated_records_after_an_optimizer_step_allow_the_wider_trajectory_spread():
+    """After the first step both float32 runs carry their own trajectory (Adam's normalised step on
+    gradients whose sign rounding decides); a ratio the first step fails at passes later, up to
+    K_AFTER_STEP, and the failure text names the allowed ratio of its step."""
+    from padiff.compare.calibrated import K_AFTER_STEP, K
+    from padiff.runtime.engine.reference import Ref
+
+    rng = np.random.default_rng(0)
+    r = rng.standard_normal(4096)
+    eps = float(np.finfo(np.float32).eps)
+    t = (r * (1 + eps * rng.standard_normal(4096))).astype(np.float32)
+    p = (r * (1 + 20 * eps * rng.standard_normal(4096))).astype(np.float32)  # ~20x torch's own error
+    far = (r * (1 + 3 * K_AFTER_STEP * eps * rng.standard_normal(4096))).astype(np.float32)
+    _, sink, cmp = _pair(compare_mode="calibrated")
+    first = cmp.stats(p, t, ref=Ref(r), dtype="float32")
+    assert K < first.noise_ratio < K_AFTER_STEP and not first.passed and f"allowed {K:g}x" in first.note
+    sink.step = 1
+    assert cmp.stats(p, t, ref=Ref(r), dtype="float32").passed
+    later = cmp.stats(far, t, ref=Ref(r), dtype="float32")
+    assert not later.passed and f"allowed {K_AFTER_STEP:g}x" in later.note
