@@ -180,6 +180,7 @@ MEMORY_PHASES = [
     ("compared run", "padiff.runtime.engine.run.Engine", "run"),
     ("  backward passes", "padiff.runtime.engine.calls", "run_backward"),
     ("op view", "padiff.api", "_attach_op_view"),
+    ("randomness probe", "padiff.runtime.diagnostics", "randomness_probe"),
 ]
 
 
@@ -379,8 +380,10 @@ def part_fault(args: argparse.Namespace, layer: Any, module: Any, inp: Any) -> d
         prof = cProfile.Profile(time.process_time) if args.profile else None
         if prof:
             prof.enable()
-        w, c, rep = timed(lambda: padiff.compare(layer, module, inp, auto_weights=True, layer_map=lm,
-                                                 atol=1e-4, rtol=1e-3))
+        before = rss_gb()
+        with PhaseMemory() as mem:
+            w, c, rep = timed(lambda: padiff.compare(layer, module, inp, auto_weights=True, layer_map=lm,
+                                                     atol=1e-4, rtol=1e-3))
         if prof:
             prof.disable()
     finally:
@@ -391,6 +394,7 @@ def part_fault(args: argparse.Namespace, layer: Any, module: Any, inp: Any) -> d
                            "first_diff_torch": named, "first_diff_paddle": first.paddle_path if first else "",
                            "first_diff_stage": first.stage if first else "",
                            "named_at_its_layer": bool(first is not None and named == path),
+                           "peak_before_call_gb": round(before, 3), "rss_by_phase_gb": mem.peak,
                            "op": str(getattr(first, "op", ""))[:300] if first else ""}
     if prof:
         out["profile"] = profile_table(prof, COMPARE_PARTS)
@@ -539,6 +543,7 @@ def summarise(res: dict[str, Any]) -> dict[str, Any]:
         s["fault_named_at_its_layer"] = fault["named_at_its_layer"]
         s["fault_over_bare_wall"] = round(fault["wall"] / bw, 2)
         s["fault_over_bare_cpu"] = round(fault["cpu"] / bc, 2)
+        s["fault_extra_peak_gb"] = round(fault["peak_rss_gb"] - bare["peak_rss_gb"], 3)
     rec = res.get("recorder", {})
     for side in ("paddle", "torch"):
         for level in ("stats", "full"):
