@@ -34,8 +34,13 @@ class SideSnapshot:
     rng: Any = None  # the global random state: runs seed the frameworks
 
     @classmethod
-    def take(cls, side: Side, root: Any, inputs: Any, keep_values: bool) -> SideSnapshot:
-        """Record modes, flags, grads and running statistics (and all values if asked)."""
+    def take(cls, side: Side, root: Any, inputs: Any, keep_values: bool, grads: bool = True) -> SideSnapshot:
+        """Record modes, flags, grads and running statistics (and all values if asked).
+
+        ``grads=False``: the parameters' gradients are not kept (nor put back), for a caller that
+        only runs forwards, which never change them: keeping them is a clone of a model's worth of
+        gradients (2 GB at 0.5B parameters) when a run has left them.
+        """
         snap = cls(side, root)
         snap.modes = [(layer, side.is_training(layer)) for _, layer in side.named_layers(root)]
         try:
@@ -46,8 +51,9 @@ class SideSnapshot:
             for e in entries:
                 if not e.is_buffer:
                     snap.flags.append((e.tensor, side.requires_grad(e.tensor)))
-                    g = side.grad(e.tensor)
-                    snap.grads.append((e.tensor, None if g is None else _kept_grad(side, g)))
+                    if grads:
+                        g = side.grad(e.tensor)
+                        snap.grads.append((e.tensor, None if g is None else _kept_grad(side, g)))
         snap._read_values(keep_values)
         for t in side.flatten(inputs):
             # a non-leaf has no .grad of its own (torch warns when asked)

@@ -114,3 +114,31 @@ def test_a_gradient_with_a_negative_zero_is_cloned() -> None:
     assert not isinstance(kept[id(w)], ZeroGrad)
     snap.restore(values=False, grads=True)
     assert np.signbit(w.grad.numpy()).all()
+
+
+def test_a_failing_run_clones_the_gradients_only_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The op view and the randomness probes run forwards only: they keep no gradients of their own."""
+    layer, module, inp = _pair()
+    layer(**inp[0]).sum().backward()
+    module(**inp[1]).sum().backward()
+    before = [p.grad.numpy().copy() for p in layer.parameters()]
+    clones = {PADDLE.name: 0, TORCH.name: 0}
+    for side in (PADDLE, TORCH):
+        real = side.clone_detached
+
+        def counting(t: object, real: object = real, name: str = side.name) -> object:
+            if tuple(t.shape) in ((WIDTH, WIDTH), (WIDTH,)):  # type: ignore[attr-defined]  # a parameter's grad
+                clones[name] += 1
+            return real(t)  # type: ignore[operator]
+
+        monkeypatch.setattr(side, "clone_detached", counting)
+    handle = module[0].register_forward_hook(lambda _m, _i, out: out * 1.05)
+    try:
+        rep = padiff.compare(layer, module, inp, auto_weights=True, atol=1e-5, rtol=1e-4)
+    finally:
+        handle.remove()
+    assert not bool(rep) and rep.first_diff.torch_path == "0" and rep.first_diff.op is not None
+    n = len(before)
+    assert clones == {PADDLE.name: n, TORCH.name: n}, clones  # the first snapshot's, nothing more
+    for b, p in zip(before, layer.parameters()):
+        np.testing.assert_array_equal(b, p.grad.numpy())
