@@ -1,7 +1,8 @@
 """Real sizes (issue 29): a Qwen2-0.5B-shaped decoder pair and ResNet-50 at batch 32, end to end.
 
     python benchmarks/bench_large.py [--case qwen2] [--layers 24] [--vocab 151936] [--seq 64]
-                                     [--parts bare suggest compare recorder] [--threads 0] [--profile]
+                                     [--parts bare suggest compare fault recorder] [--threads 0] [--profile]
+                                     [--keep-map FILE] [--merge]
     make bench-large        # the full 0.5B shape and ResNet-50 at batch 32 (needs ~16 GB free)
 
 Opt-in and heavy: run with the real-pairs venv (paddleformers, transformers), nothing is
@@ -14,6 +15,9 @@ subprocess, so each peak RSS (``ru_maxrss``) is that part's alone:
   confirmation) and the map saved for the next part;
 - ``compare``: ``padiff.compare(auto_weights=True, layer_map=<map>)``, under ``cProfile``
   with ``--profile`` (split into weight copy, hooks, host copies, comparisons, the passes);
+- ``fault``: the same compare with a planted fault (the middle decoder layer's torch output scaled
+  by 1.05 through a forward hook): is it named at that layer, and what does the failing run cost
+  (op view and randomness probes included)?
 - ``recorder``: one training step per side under ``Recorder(level=...)`` for stats and full,
   against the bare step of the same process, then ``compare_runs`` on the two full recordings
   (GB/s per core = recorded bytes / CPU seconds).
@@ -363,13 +367,21 @@ def part_fault(args: argparse.Namespace, layer: Any, module: Any, inp: Any) -> d
     """The planted fault: one torch decoder layer's output scaled by 1.05 (a forward hook); is it named?
 
     The layer is the middle one of the model's repeated blocks (the longest list of same-class
-    children), so the report must name that block's pair, not an earlier or a later one.
+    children), so the report must name that block's pair, not an earlier or a later one;
+    ``--fault-at leaf``: the last-defined layer with a weight matrix that the map pairs inside that block
+    (a decoder's MLP down projection).
     """
     import padiff
 
     lm = padiff.LayerMap.load(args.map_path)
     blocks = _repeated_blocks(module)
     path, target = blocks[len(blocks) // 2]
+    if args.fault_at == "leaf":
+        order = [n for n, _ in module.named_modules()]
+        inside = [pr.torch_path for pr in lm.pairs if pr.compare_output and not (pr.paddle_parts or pr.torch_parts)
+                  and pr.torch_path.startswith(path + ".") and any(len(s) >= 2 for s in pr.torch_shapes)]
+        path = max(inside, key=order.index)
+        target = dict(module.named_modules())[path]
 
     def scale(_mod: Any, _inp: Any, out: Any) -> Any:
         return (out[0] * 1.05, *out[1:]) if isinstance(out, tuple) else out * 1.05
@@ -570,6 +582,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--padiff-root", default="", help="import padiff from this checkout (the code before a change)")
     ap.add_argument("--keep-map", default="", help="save suggest's map to this file, or reuse it there when "
                     "suggest is not among --parts (run the parts one at a time when memory is short)")
+    ap.add_argument("--fault-at", choices=["block", "leaf"], default="block",
+                    help="fault part: scale the middle decoder block's output, or its last layer the map pairs")
     ap.add_argument("--merge", action="store_true", help="add these parts to the results file of the same tag")
     ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
     ap.add_argument("--map-path", default="", help=argparse.SUPPRESS)
@@ -585,6 +599,7 @@ def main(argv: list[str] | None = None) -> None:
     map_path = args.keep_map or os.path.join(tmp, "map.json")
     base = ["--case", args.case, "--layers", str(args.layers), "--vocab", str(args.vocab), "--seq", str(args.seq),
             "--batch", str(args.batch), "--repeats", str(args.repeats), "--threads", str(args.threads),
+            "--fault-at", args.fault_at,
             "--map-path", map_path] + (["--profile"] if args.profile else [])
     t0 = time.perf_counter()
     path = RESULTS / f"large_{args.case}_{tag}.json"
