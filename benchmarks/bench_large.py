@@ -1,7 +1,8 @@
 """Real sizes: a Qwen2-0.5B-shaped decoder pair and ResNet-50 at batch 32, end to end.
 
     python benchmarks/bench_large.py [--case qwen2] [--layers 24] [--vocab 151936] [--seq 64]
-                                     [--parts bare suggest compare recorder] [--threads 0] [--profile]
+                                     [--parts bare suggest compare fault recorder] [--threads 0] [--profile]
+                                     [--keep-map FILE] [--merge]
     make bench-large        # the full 0.5B shape and ResNet-50 at batch 32 (needs ~16 GB free)
 
 Opt-in and heavy: run with the real-pairs venv (paddleformers, transformers), nothing is
@@ -14,6 +15,9 @@ subprocess, so each peak RSS (``ru_maxrss``) is that part's alone:
   confirmation) and the map saved for the next part;
 - ``compare``: ``padiff.compare(auto_weights=True, layer_map=<map>)``, under ``cProfile``
   with ``--profile`` (split into weight copy, hooks, host copies, comparisons, the passes);
+- ``fault``: the same compare with a planted fault (the middle decoder layer's torch output scaled
+  by 1.05 through a forward hook): is it named at that layer, and what does the failing run cost
+  (op view and randomness probes included)?
 - ``recorder``: one training step per side under ``Recorder(level=...)`` for stats and full,
   against the bare step of the same process, then ``compare_runs`` on the two full recordings
   (GB/s per core = recorded bytes / CPU seconds).
@@ -202,6 +206,7 @@ MEMORY_PHASES = [
     ("compared run", "padiff.runtime.engine.run.Engine", "run"),
     ("  backward passes", "padiff.runtime.engine.calls", "run_backward"),
     ("op view", "padiff.api", "_attach_op_view"),
+    ("randomness probe", "padiff.runtime.diagnostics", "randomness_probe"),
 ]
 
 
@@ -380,6 +385,67 @@ def part_compare(args: argparse.Namespace, layer: Any, module: Any, inp: Any) ->
     return out
 
 
+def part_fault(args: argparse.Namespace, layer: Any, module: Any, inp: Any) -> dict[str, Any]:
+    """The planted fault: one torch decoder layer's output scaled by 1.05 (a forward hook); is it named?
+
+    The layer is the middle one of the model's repeated blocks (the longest list of same-class
+    children), so the report must name that block's pair, not an earlier or a later one;
+    ``--fault-at leaf``: the last-defined layer with a weight matrix that the map pairs inside that block
+    (a decoder's MLP down projection).
+    """
+    import padiff
+
+    lm = padiff.LayerMap.load(args.map_path)
+    blocks = _repeated_blocks(module)
+    path, target = blocks[len(blocks) // 2]
+    if args.fault_at == "leaf":
+        order = [n for n, _ in module.named_modules()]
+        inside = [pr.torch_path for pr in lm.pairs if pr.compare_output and not (pr.paddle_parts or pr.torch_parts)
+                  and pr.torch_path.startswith(path + ".") and any(len(s) >= 2 for s in pr.torch_shapes)]
+        path = max(inside, key=order.index)
+        target = dict(module.named_modules())[path]
+
+    def scale(_mod: Any, _inp: Any, out: Any) -> Any:
+        return (out[0] * 1.05, *out[1:]) if isinstance(out, tuple) else out * 1.05
+
+    handle = target.register_forward_hook(scale)
+    try:
+        bare_fwd_bwd(layer, module, inp)
+        prof = cProfile.Profile(time.process_time) if args.profile else None
+        if prof:
+            prof.enable()
+        before = rss_gb()
+        with PhaseMemory() as mem:
+            w, c, rep = timed(lambda: padiff.compare(layer, module, inp, auto_weights=True, layer_map=lm,
+                                                     atol=1e-4, rtol=1e-3))
+        if prof:
+            prof.disable()
+    finally:
+        handle.remove()
+    first = rep.first_diff
+    named = first.torch_path if first is not None else ""
+    out: dict[str, Any] = {"wall": round(w, 3), "cpu": round(c, 3), "agree": bool(rep), "planted_at": path,
+                           "first_diff_torch": named, "first_diff_paddle": first.paddle_path if first else "",
+                           "first_diff_stage": first.stage if first else "",
+                           "named_at_its_layer": bool(first is not None and named == path),
+                           "peak_before_call_gb": round(before, 3), "rss_by_phase_gb": mem.peak,
+                           "op": str(getattr(first, "op", ""))[:300] if first else ""}
+    if prof:
+        out["profile"] = profile_table(prof, COMPARE_PARTS)
+        out["top"] = top_functions(prof)
+    return out
+
+
+def _repeated_blocks(module: Any) -> list[tuple[str, Any]]:
+    """The children of the module's longest list of same-class layers (a decoder's blocks), with their paths."""
+    best: list[tuple[str, Any]] = []
+    for name, sub in module.named_modules():
+        kids = list(sub.named_children())
+        if len(kids) > len(best) and len({type(k) for _, k in kids}) == 1:
+            best = [(f"{name}.{k}" if name else k, m) for k, m in kids]
+    return best
+
+
 def part_recorder(args: argparse.Namespace, layer: Any, module: Any, inp: Any) -> dict[str, Any]:
     import paddle
     import torch
@@ -455,7 +521,8 @@ def part_recorder(args: argparse.Namespace, layer: Any, module: Any, inp: Any) -
     return out
 
 
-PARTS = {"bare": part_bare, "suggest": part_suggest, "compare": part_compare, "recorder": part_recorder}
+PARTS = {"bare": part_bare, "suggest": part_suggest, "compare": part_compare, "fault": part_fault,
+         "recorder": part_recorder}
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -520,6 +587,12 @@ def summarise(res: dict[str, Any]) -> dict[str, Any]:
         s["compare_extra_peak_gb"] = round(extra, 3)
         s["compare_extra_over_weights_plus_act"] = round(extra / weights_plus_act, 2) if weights_plus_act else None
         s["compare_agree"] = cmp_["agree"]
+    fault = res.get("fault", {})
+    if "wall" in fault:
+        s["fault_named_at_its_layer"] = fault["named_at_its_layer"]
+        s["fault_over_bare_wall"] = round(fault["wall"] / bw, 2)
+        s["fault_over_bare_cpu"] = round(fault["cpu"] / bc, 2)
+        s["fault_extra_peak_gb"] = round(fault["peak_rss_gb"] - bare["peak_rss_gb"], 3)
     rec = res.get("recorder", {})
     for side in ("paddle", "torch"):
         for level in ("stats", "full"):
@@ -544,6 +617,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", action="store_true", help="cProfile the suggest, compare and recorder parts")
     ap.add_argument("--tag", default="", help="results file suffix (default: the shape)")
     ap.add_argument("--padiff-root", default="", help="import padiff from this checkout (the code before a change)")
+    ap.add_argument("--keep-map", default="", help="save suggest's map to this file, or reuse it there when "
+                    "suggest is not among --parts (run the parts one at a time when memory is short)")
+    ap.add_argument("--fault-at", choices=["block", "leaf"], default="block",
+                    help="fault part: scale the middle decoder block's output, or its last layer the map pairs")
+    ap.add_argument("--merge", action="store_true", help="add these parts to the results file of the same tag")
     ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
     ap.add_argument("--map-path", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -555,11 +633,14 @@ def main(argv: list[str] | None = None) -> None:
     shape = (f"{args.layers}l_v{args.vocab}_s{args.seq}" if args.case == "qwen2" else f"b{args.batch}")
     tag = args.tag or f"{shape}_t{args.threads}"
     tmp = tempfile.mkdtemp(prefix="padiff-bench-large-map-")
-    map_path = os.path.join(tmp, "map.json")
+    map_path = args.keep_map or os.path.join(tmp, "map.json")
     base = ["--case", args.case, "--layers", str(args.layers), "--vocab", str(args.vocab), "--seq", str(args.seq),
             "--batch", str(args.batch), "--repeats", str(args.repeats), "--threads", str(args.threads),
+            "--fault-at", args.fault_at,
             "--map-path", map_path] + (["--profile"] if args.profile else [])
     t0 = time.perf_counter()
+    path = RESULTS / f"large_{args.case}_{tag}.json"
+    old: dict[str, Any] = json.loads(path.read_text()) if args.merge and path.exists() else {}
     res: dict[str, Any] = {"case": args.case, "shape": shape, "threads": args.threads,
                            "padiff_root": args.padiff_root or str(ROOT),
                            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -567,15 +648,19 @@ def main(argv: list[str] | None = None) -> None:
                                        "load_average": os.getloadavg()}}
     try:
         for part in args.parts:
-            if part == "compare" and "suggest" not in args.parts:
+            reuse = bool(args.keep_map) and os.path.exists(args.keep_map)
+            if part in ("compare", "fault") and "suggest" not in args.parts and "suggest" not in res and not reuse:
                 res["suggest"] = run_part("suggest", base)
             res[part] = run_part(part, base)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    res["summary"] = summarise(res)
     res["seconds"] = round(time.perf_counter() - t0, 1)
+    if old:  # parts run one at a time: each keeps its own date and load average
+        runs = old.get("runs", [{k: old.get(k) for k in ("date", "machine", "seconds")}])
+        this = {"parts": args.parts, **{k: res[k] for k in ("date", "machine", "seconds")}}
+        res = {**old, **{k: v for k, v in res.items() if k in args.parts}, "runs": [*runs, this]}
+    res["summary"] = summarise(res)
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"large_{args.case}_{tag}.json"
     path.write_text(json.dumps(res, indent=1))
     print(f"\nwritten {path.relative_to(ROOT)}")
     print("| figure | value | target |\n|---|---|---|")

@@ -93,7 +93,7 @@ def compare(
                 if not _assign(layer, module, weights, rep):
                     return _finish(rep, report, json_path, log_dir)
                 # the assigned weights stay: record them as the state to come back to
-                snaps[0] = SideSnapshot.take(PADDLE, layer, p_inp, keep_values=False)
+                snaps[0] = snaps[0].with_values_now()
             if opts.checks_backward:
                 rep.warnings.extend(_inputs_for_backward(layer, module, p_inp, t_inp))
             spec = RunSpec(layer, module, p_inp, t_inp, opts, resolved, steps, loss_fns, optimizers,

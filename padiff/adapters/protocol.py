@@ -155,6 +155,10 @@ class FrameworkSide(Protocol):
         """Store ``g`` as ``t``'s gradient (None clears it)."""
         ...
 
+    def zero_grad_in_place(self, t: Any) -> bool:
+        """Fill ``t``'s stored gradient with zeros where it is (no new tensor); False if it has none."""
+        ...
+
     def requires_grad(self, t: Any) -> bool:
         """True if a backward pass computes a gradient for ``t`` (paddle: not ``stop_gradient``)."""
         ...

@@ -138,6 +138,13 @@ class TorchSide(Side):
     def set_grad(self, t: Any, g: Any | None) -> None:
         t.grad = g
 
+    def zero_grad_in_place(self, t: Any) -> bool:
+        if t.grad is None:
+            return False
+        with self.fw.no_grad():
+            t.grad.zero_()
+        return True
+
     def requires_grad(self, t: Any) -> bool:
         return bool(t.requires_grad)
 

@@ -44,7 +44,23 @@ def _parent(path: str) -> str:
 
 
 def subtree_numel(layers: Mapping[str, LayerInfo], top: str) -> int:
+    """Parameter elements of ``top`` and everything under it."""
     return sum(numel(s) for path, info in layers.items() if _within(path, top) for s in info.shapes)
+
+
+def subtree_sizes(layers: Mapping[str, LayerInfo]) -> dict[str, int]:
+    """:func:`subtree_numel` of every layer (and every ancestor of one), in one walk of the table.
+
+    The block searches ask for the size of each ancestor of each leftover against each candidate
+    block: asked of the table one at a time that is layers x leftovers x candidates, which at 24
+    decoder layers took most of a minute; a path missing here holds 0 elements.
+    """
+    out: dict[str, int] = {}
+    for path, info in layers.items():
+        n = sum(numel(s) for s in info.shapes)
+        for a in _ancestors_or_self(path):
+            out[a] = out.get(a, 0) + n
+    return out
 
 
 @dataclass(frozen=True)
@@ -69,14 +85,16 @@ def enclosing_blocks(p_left: set[str], t_left: set[str], pairs: Sequence[tuple[s
     taken_p: list[str] = []
     taken_t: list[str] = []
     t_tops = sorted({a for t in t_left for a in _ancestors_or_self(t) if a}, key=lambda a: (-a.count("."), a))
+    p_size, t_size = subtree_sizes(p_layers), subtree_sizes(t_layers)
     for p in sorted(p_left):
         if any(_within(p, top) for top in taken_p):
             continue
         for a in (x for x in _ancestors_or_self(p) if x):
-            size = subtree_numel(p_layers, a)
+            size = p_size.get(a, 0)
             inner = [(pp, tp) for pp, tp in pairs if _within(pp, a)]
-            fits = [b for b in t_tops if not any(_within(b, top) or _within(top, b) for top in taken_t)
-                    and subtree_numel(t_layers, b) == size and any(_within(t, b) for t in t_left)
+            fits = [b for b in t_tops if t_size.get(b, 0) == size
+                    and not any(_within(b, top) or _within(top, b) for top in taken_t)
+                    and any(_within(t, b) for t in t_left)
                     and all(_within(tp, b) for _, tp in inner)
                     and all(_within(pp, a) for pp, tp in pairs if _within(tp, b))]
             hit = _placed(a, fits, pairs)
@@ -141,14 +159,15 @@ def _anchored_blocks(p_left: set[str], t_left: set[str], pairs: Sequence[tuple[s
     """
     out: list[Block] = []
     t_tops = sorted({a for t in t_left for a in _ancestors_or_self(t) if a}, key=lambda a: (-a.count("."), a))
+    p_size, t_size = subtree_sizes(p_layers), subtree_sizes(t_layers)
     for p in sorted(p_left):
         if any(_within(p, b.paddle_path) for b in out):
             continue
         for a in (x for x in _ancestors_or_self(p) if x):
             if any(_within(o.paddle_path, a) for o in out):
                 break  # a block found already lies inside: climbing on only gets coarser
-            size = subtree_numel(p_layers, a)
-            fits = [b for b in t_tops if subtree_numel(t_layers, b) == size and any(_within(t, b) for t in t_left)
+            size = p_size.get(a, 0)
+            fits = [b for b in t_tops if t_size.get(b, 0) == size and any(_within(t, b) for t in t_left)
                     and not any(_within(b, o.torch_path) or _within(o.torch_path, b) for o in out)]
             best = _placed(a, fits, pairs, need_anchor=True)
             if best is not None:
@@ -231,6 +250,7 @@ def compared_parents(pairs: Sequence[ProposedPair], p_own: Collection[str], t_ow
     plain = [(pp, tp) for pr in pairs for pp in (pr.paddle_parts or (pr.paddle_path,))
              for tp in (pr.torch_parts or (pr.torch_path,))]
     have = {(pr.paddle_path, pr.torch_path) for pr in pairs}
+    p_size, t_size = subtree_sizes(p_layers), subtree_sizes(t_layers)
     out: list[ProposedPair] = []
     for pr in pairs:
         if not pr.opaque or (pr.paddle_path in p_own and pr.torch_path in t_own):
@@ -238,7 +258,7 @@ def compared_parents(pairs: Sequence[ProposedPair], p_own: Collection[str], t_ow
         a, b = pr.paddle_path.rpartition(".")[0], pr.torch_path.rpartition(".")[0]
         while a and b:
             inside = [(pp, tp) for pp, tp in plain if _within(pp, a) or _within(tp, b)]
-            if subtree_numel(p_layers, a) == subtree_numel(t_layers, b) and \
+            if p_size.get(a, 0) == t_size.get(b, 0) and \
                     all(_within(pp, a) and _within(tp, b) for pp, tp in inside):
                 break
             a, b = a.rpartition(".")[0], b.rpartition(".")[0]
@@ -252,4 +272,4 @@ def compared_parents(pairs: Sequence[ProposedPair], p_own: Collection[str], t_ow
 
 
 __all__ = ["Block", "compared_parents", "crossed_blocks", "enclosing_blocks", "numel", "open_elements",
-           "rematch_crossed", "subtree_numel"]
+           "rematch_crossed", "subtree_numel", "subtree_sizes"]

@@ -120,7 +120,8 @@ def confirm_ties(layer: Any, module: Any, example_inp: Any, result: MatchResult,
     p_state = PADDLE.owned_state(layer)
     keys = [(path, e.name) for path, es in p_state.items() for e in es]
     # the paddle model's values, to put back: in a temporary file when large, not a second model in memory
-    snapshot = dict(zip(keys, spilled(PADDLE.to_numpy(e.tensor) for es in p_state.values() for e in es)))
+    snapshot = dict(zip(keys, spilled((PADDLE.host_view(e.tensor) for es in p_state.values() for e in es),
+                                      views=True)))
     modes = [(side, obj, side.is_training(obj)) for side, root in ((PADDLE, layer), (TORCH, module))
              for _, obj in side.named_layers(root)]
     trial = None

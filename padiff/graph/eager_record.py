@@ -84,7 +84,7 @@ def record_dataflow(side: Side, root: Any,
         if id(lay) not in seen and path:
             seen.add(id(lay))
             layers.append((path, lay))
-    snap = SideSnapshot.take(side, root, dict(inputs), keep_values=False)
+    snap = SideSnapshot.take(side, root, dict(inputs), keep_values=False, grads=False)  # a no_grad forward
     attrs = AttributeSnapshot.take(side, root)  # what the forward caches in attributes is put back too
     try:
         with HookSet() as hooks:

@@ -59,13 +59,31 @@ def _param_path(owner: Mapping[str, tuple[str, str]], tensor: str) -> str | None
     return f"{layer}.{attr}" if layer else attr
 
 
-def weight_ops(g: nx.DiGraph, layer: str) -> list[_Op]:
-    """The ops reading a weight (2-D or more) that ``layer`` owns, in graph order, each with its bias."""
+def weight_nodes(g: nx.DiGraph) -> dict[str, list[int]]:
+    """``{layer: nodes}``: the ops reading a weight (2-D or more) each layer owns, in graph order.
+
+    One walk of the graph for :func:`weight_ops` over many layers: walking every node once per
+    layer cost seconds for a 24-layer decoder's few thousand ops.
+    """
+    owner: Mapping[str, tuple[str, str]] = g.graph.get("owner", {})
+    out: dict[str, list[int]] = {}
+    for n in sorted(g.nodes):
+        layers = {owner[t][0] for t, s in g.nodes[n]["params"] if t in owner and len(s) >= 2}
+        for lay in layers:
+            out.setdefault(lay, []).append(n)
+    return out
+
+
+def weight_ops(g: nx.DiGraph, layer: str, nodes: Mapping[str, list[int]] | None = None) -> list[_Op]:
+    """The ops reading a weight (2-D or more) that ``layer`` owns, in graph order, each with its bias.
+
+    ``nodes``: :func:`weight_nodes` of ``g``, when asked for many layers.
+    """
     owner: Mapping[str, tuple[str, str]] = g.graph.get("owner", {})
     mine = {t for t, (lay, _) in owner.items() if lay == layer}
     ops: list[_Op] = []
     taken: set[str] = set()
-    for n in sorted(g.nodes):
+    for n in (sorted(g.nodes) if nodes is None else nodes.get(layer, [])):
         weights = [(t, s) for t, s in g.nodes[n]["params"] if t in mine and len(s) >= 2]
         if not weights:
             continue
@@ -99,8 +117,9 @@ def _pair_params(a: _Op, b: _Op) -> list[tuple[str, str]] | None:
 def _raw_layers(g: nx.DiGraph, candidates: set[str], containers: set[str] = frozenset()) -> dict[str, list[_Op]]:
     """Layers among ``candidates`` whose own weights feed two or more separate ops (one, for ``containers``)."""
     out = {}
+    nodes = weight_nodes(g)
     for path in candidates:
-        ops = weight_ops(g, path)
+        ops = weight_ops(g, path, nodes)
         if len(ops) >= (1 if path in containers else 2):
             out[path] = ops
     return out
@@ -143,7 +162,9 @@ def _one_side(raw_g: nx.DiGraph, other_g: nx.DiGraph, raw_side: str, result: Mat
     done_raw: set[str] = set()
     done_other: set[str] = set()
     reasons: dict[str, str] = {}
-    other_ops = sorted((op for path in left_other for op in weight_ops(other_g, path)), key=lambda o: o.node)
+    other_nodes = weight_nodes(other_g)
+    other_ops = sorted((op for path in left_other for op in weight_ops(other_g, path, other_nodes)),
+                       key=lambda o: o.node)
     for path, ops in sorted(_raw_layers(raw_g, left_raw, containers).items()):
         free = [o for o in other_ops if _owner_layer(o) not in done_other]
         labels = [o.label for o in ops]

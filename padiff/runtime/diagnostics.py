@@ -57,7 +57,7 @@ def precision_warnings(rep: DiffReport, opts: DiffOptions) -> list[str]:
 
 def randomness_probe(module: Any, t_inp: dict[str, Any]) -> list[str]:
     """After a failed run: does the torch forward draw random numbers (functional dropout, rand...)?"""
-    snap = SideSnapshot.take(TORCH, module, t_inp, keep_values=False)
+    snap = SideSnapshot.take(TORCH, module, t_inp, keep_values=False, grads=False)  # forwards only
     try:
         calls = TORCH.calls_matching(module, t_inp, draws_random)
     except Exception:  # noqa: BLE001 - only a hint; the run itself has been reported
@@ -74,7 +74,7 @@ def paddle_randomness_probe(layer: Any, p_inp: dict[str, Any]) -> list[str]:
     """After a failed run with a deterministic torch side: do two paddle seeds give two outputs?"""
     import numpy as np
 
-    snap = SideSnapshot.take(PADDLE, layer, p_inp, keep_values=False)
+    snap = SideSnapshot.take(PADDLE, layer, p_inp, keep_values=False, grads=False)  # forwards only
     try:
         outs = []
         with PADDLE.no_grad():

@@ -84,7 +84,7 @@ def _record(side: Side, root: Any, inputs: dict[str, Any], roles: dict[str, Role
     events: list[Event] = []
     calls: dict[str, int] = {}
     seen: set[int] = set()
-    snap = SideSnapshot.take(side, root, inputs, keep_values=False)
+    snap = SideSnapshot.take(side, root, inputs, keep_values=False, grads=False)  # a no_grad forward
     try:
         with HookSet() as hooks:
             for path, layer in side.named_layers(root):

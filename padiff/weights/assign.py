@@ -96,7 +96,7 @@ def _snapshot(plans: list[PairPlan], p_layers: dict[str, Any],
         if id(t) not in seen:
             seen.add(id(t))
             tensors.append(t)
-            spill.add(PADDLE.to_numpy(t))  # a fresh host copy, never a view of t (to_numpy's contract)
+            spill.add(PADDLE.host_view(t), view=True)  # copied or written out at once: t changes later
 
     for plan in plans:
         if plan.layer_init is not None:

@@ -28,18 +28,28 @@ class Spill:
         self.size = 0
         self.file: IO[bytes] | None = None
 
-    def add(self, arr: np.ndarray) -> None:
-        """Keep ``arr`` (a fresh host copy the caller no longer uses)."""
+    def add(self, arr: np.ndarray, *, view: bool = False) -> None:
+        """Keep ``arr``: a fresh host copy the caller no longer uses, or (``view``) one that may share the
+        memory of a tensor about to change, whose values are then copied or written out before returning.
+
+        A view spares the host copy: above the threshold the values go from the tensor's own memory
+        straight to the file (no copy in between, which cost as much as the write at 0.5B parameters).
+        """
         self.size += arr.nbytes
         if self.file is None and self.size >= self.threshold:
             self.file = tempfile.TemporaryFile(prefix="padiff-undo-")  # noqa: SIM115 - lives as long as its maps
             self.held = [self._write(a) for a in self.held]
-        self.held.append(self._write(arr) if self.file is not None else arr)
+        if self.file is not None:
+            self.held.append(self._write(arr))
+        else:
+            self.held.append(np.array(arr) if view else arr)
 
     def _write(self, arr: np.ndarray) -> tuple[int, tuple[int, ...], np.dtype]:
         assert self.file is not None
         offset = self.file.tell()
-        self.file.write(np.ascontiguousarray(arr).tobytes() if arr.size else b"")
+        if arr.size:
+            # the array's own buffer (a contiguous one is written without a bytes copy)
+            self.file.write(np.ascontiguousarray(arr).reshape(-1).view(np.uint8).data)
         return offset, arr.shape, arr.dtype
 
     def arrays(self) -> list[np.ndarray]:
@@ -56,9 +66,12 @@ class Spill:
         return out
 
 
-def spilled(values: Iterable[np.ndarray], threshold: int | None = None) -> list[np.ndarray]:
-    """``values`` kept as :class:`Spill` keeps them (each array is released once written)."""
+def spilled(values: Iterable[np.ndarray], threshold: int | None = None, *, views: bool = False) -> list[np.ndarray]:
+    """``values`` kept as :class:`Spill` keeps them (each array is released once written).
+
+    ``views``: the values may share memory with tensors that change later (see :meth:`Spill.add`).
+    """
     spill = Spill(threshold)
     for v in values:
-        spill.add(v)
+        spill.add(v, view=views)
     return spill.arrays()

@@ -112,3 +112,15 @@ def test_a_crossed_block_is_found_past_leaves_as_large_as_unrelated_leftovers_el
     result = _result(pairs, p_left, t_left)
     assert [(b.paddle_path, b.torch_path) for b in crossed_blocks(result, p_layers, t_layers)] == [
         ("l.0.moe.experts", "l.0.moe.experts")]
+
+
+def test_subtree_sizes_gives_every_subtree_numel_of_the_table_in_one_walk() -> None:
+    from padiff.graph.blocks import _ancestors_or_self, numel, subtree_numel, subtree_sizes
+
+    for layers in (P_LAYERS, T_LAYERS, _layers("list", 3)):
+        sizes = subtree_sizes(layers)
+        tops = {a for path in layers for a in _ancestors_or_self(path)}
+        assert tops <= set(sizes)
+        for top in tops | {"l.9", "l.0.moe.nothing"}:  # paths holding no layer hold 0 elements
+            assert sizes.get(top, 0) == subtree_numel(layers, top), top
+        assert sizes[""] == sum(numel(s) for info in layers.values() for s in info.shapes)

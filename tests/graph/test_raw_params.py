@@ -126,3 +126,23 @@ def test_raw_parameters_on_the_torch_side_pair_the_other_way() -> None:
     assert padiff.auto_diff(case.paddle, case.torch, case.inputs, auto_weights=True, layer_map="auto",
                             options=TOL) is True
     assert (abs(case.paddle.fc2.weight.numpy() - case.torch.w1.detach().numpy()) < 1e-7).all()  # copied, not transposed
+
+
+def test_weight_ops_from_the_one_walk_index_are_those_of_the_full_walk() -> None:
+    import networkx as nx
+
+    from padiff.graph.raw_params import weight_nodes, weight_ops
+
+    g = nx.DiGraph(owner={"w1": ("", "w1"), "b1": ("", "b1"), "w2": ("", "w2"), "fc.w": ("fc", "weight"),
+                          "fc.b": ("fc", "bias")})
+    nodes = [("MatMul", [("w1", (4, 8))]), ("Add", [("b1", (8,))]), ("Relu", []), ("Gemm", [("fc.w", (8, 8)),
+             ("fc.b", (8,))]), ("MatMul", [("w2", (8, 2))])]
+    for i, (op, params) in enumerate(nodes):
+        g.add_node(i, op=op, params=params)
+        if i:
+            g.add_edge(i - 1, i)
+    index = weight_nodes(g)
+    assert index == {"": [0, 4], "fc": [3]}
+    for layer in ("", "fc", "nothing"):
+        assert weight_ops(g, layer, index) == weight_ops(g, layer)
+    assert [op.params for op in weight_ops(g, "", index)] == [(("w1", (4, 8)), ("b1", (8,))), (("w2", (8, 2)),)]

@@ -77,3 +77,40 @@ def test_spill_gives_back_what_it_was_given() -> None:
     for threshold in (0, 10**9):
         got = spill.spilled([v.copy() for v in values], threshold)
         assert all(g.dtype == v.dtype and np.array_equal(g, v) for g, v in zip(got, values))
+
+
+def test_spill_of_views_keeps_the_values_they_had_when_added() -> None:
+    rng = np.random.default_rng(1)
+    for threshold in (0, 10**9):  # written to the file at once, or copied in memory
+        sources = [rng.standard_normal((3, 4)).astype("float32"), rng.standard_normal(6).astype("float64")]
+        want = [s.copy() for s in sources]
+        keep = spill.Spill(threshold)
+        for s in sources:
+            view = s.view()
+            view.flags.writeable = False
+            keep.add(view, view=True)
+            s[...] = 7.0  # the tensor behind the view changes right after
+        got = keep.arrays()
+        assert all(np.array_equal(g, w) for g, w in zip(got, want)), threshold
+
+
+def test_the_copy_reads_the_old_paddle_values_without_a_host_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    layer, module = _pair()
+    before = [p.numpy().copy() for p in layer.parameters()]
+    monkeypatch.setattr(spill, "SPILL_BYTES", 0)
+    copies: list[tuple[int, ...]] = []
+    real = PADDLE.to_numpy
+
+    def counting(t: object) -> np.ndarray:
+        copies.append(tuple(t.shape))  # type: ignore[attr-defined]
+        return real(t)
+
+    monkeypatch.setattr(PADDLE, "to_numpy", counting)
+    snapshot: list[tuple[object, np.ndarray]] = []
+    from padiff.layer_map import LayerMap
+    from padiff.weights.assign import copy_weights  # the copy compare(auto_weights=True) makes
+    from padiff.weights.assign_plan import plan_weights
+
+    copy_weights(layer, module, plan_weights(layer, module, LayerMap().resolve(layer, module)), keep=snapshot)
+    assert (WIDTH, WIDTH) not in copies  # every weight's old value went from paddle's memory to the file
+    assert all(np.array_equal(b, arr) for b, (_, arr) in zip(before, snapshot))

@@ -62,7 +62,8 @@ class ParamComparer:
         site = Site.of_roles(p_path, t_path, p_role, t_role)
         grad = stage == "grad"
         p_state, t_state = self._state(self.p, p_role), self._state(self.t, t_role)
-        converted = plan.convert(torch_arrays(t_state, "grad" if grad else "value"))
+        # views of both models' memory, compared at once: no host copy of either model's gradients or values
+        converted = plan.convert(torch_arrays(t_state, "grad" if grad else "value", view=True))
         refs, why, allowance = self._reference(t_role, plan, grad)
         t_dtype = TORCH.dtype_name(t_state[0].tensor) if t_state else ""
         t_present = {e.name for e in t_state if (TORCH.grad(e.tensor) if grad else e.tensor) is not None}
@@ -82,7 +83,7 @@ class ParamComparer:
                 side = "torch" if p_t is None else "paddle"
                 self.sink.add(stage, site, one_sided(f"{stage} exists only on the {side} side"), item=e.name, key=key)
                 continue
-            p_arr = PADDLE.to_numpy(p_t)
+            p_arr = PADDLE.host_view(p_t)
             fixed = None if grad else self._batchnorm_corrected(p_path, t_path, e.name, link.torch_names, p_arr)
             ref = None if refs is None else Ref(refs.get(e.name), why, allowance)
             stats = (self.cmp.stats(p_arr, converted[e.name], ref=ref, dtype=t_dtype, of_gradients=grad)

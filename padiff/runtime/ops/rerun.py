@@ -47,8 +47,9 @@ def op_view(layer: Any, module: Any, paddle_inputs: Mapping[str, Any], torch_inp
     chain = _chain(first, mapping)
     p_paired = {m["paddle_path"] for m in mapping}
     t_paired = {m["torch_path"] for m in mapping}
-    snaps = [SideSnapshot.take(PADDLE, layer, dict(paddle_inputs), keep_values=False),
-             SideSnapshot.take(TORCH, module, dict(torch_inputs), keep_values=False)]
+    # forwards only (no backward runs here): the gradients the compared run left are not touched
+    snaps = [SideSnapshot.take(PADDLE, layer, dict(paddle_inputs), keep_values=False, grads=False),
+             SideSnapshot.take(TORCH, module, dict(torch_inputs), keep_values=False, grads=False)]
     try:
         p_caps = _capture(PADDLE, layer, paddle_inputs, [p for p, _ in chain], first.paddle_path, first.call)
         t_caps = _capture(TORCH, module, torch_inputs, [t for _, t in chain], first.torch_path, first.call)
