@@ -15,6 +15,23 @@ the fewest parameters (counted on the meta device among the names that sound sma
 both sides with ``num_classes=10`` (and a small ``img_size`` where the builder takes one); the torch
 weights are copied by identical state names (:func:`pairs_convert.by_name_copy`) and the pair is
 registered when the outputs agree. Every other file is listed by :func:`enumerated` with its reason.
+
+Measured (timm 1.0.31, PaConvert 3.3.1, paddle 3.3.1): 98 model files enumerated, 0 import and build, so
+none is registered (the mechanism registers them as ``timm:<builder>`` once a converter and paddle agree).
+Why, per file (``python -c "from tests.real_pairs import pairs_timm; print(pairs_timm.enumerated()[1])"``):
+- 48: ``NameError: FrozenBatchNorm2d`` -- ``layers/norm_act.py`` (imported by nearly every model through
+  ``create_norm_act``) reads ``torchvision.ops.misc.FrozenBatchNorm2d``, which PaConvert drops;
+- 39: a model-file line PaConvert could not convert and marked, nearly all ``nn.BatchNorm2d(c, **dd)`` /
+  ``nn.LayerNorm(d, **dd)`` (timm passes ``device``/``dtype`` keyword dicts), the others ``ConvTranspose2d``,
+  ``nn.LSTM``, ``torch.jit.annotate``, ``fuse_conv_bn_eval``, ``isinstance(m, torch.nn.Linear)``;
+- 7 build and fail in paddle 3.3.1, whose API PaConvert 3.3 writes ahead of: ``BatchNorm2D(device=..)``,
+  ``BatchNorm2D(eps=..)``, ``Tensor.mul_(float)``, a module called as a class;
+- 2: ``Attention2d`` missing from the converted ``layers`` (its module fails to import); 2 with no builder
+  under 30M parameters among those tried.
+Before the finishing steps above (hints, the dropped ``try: from torch import f`` fallback, PaConvert's
+``**(a or {})`` written as ``**a or {}``, ``F``/``nn`` that came by star import, the lazy ``layers``), every
+file failed on ``paddle.nn.MaxPool2d`` (paddle 3.3.1 has ``MaxPool2D``), subclassed at import in
+``layers/pool2d_same.py``.
 """
 
 from __future__ import annotations
@@ -82,7 +99,7 @@ def converted() -> Path:
     shutil.copytree(raw / PACKAGE, out / PACKAGE)
     for f in (out / PACKAGE).rglob("*.py"):
         model_file = f.parent.name == "models" and not f.name.startswith("_")
-        f.write_text(finish_by_hand(f.read_text(), strict=model_file))
+        f.write_text(star_aliases(finish_by_hand(f.read_text(), strict=model_file)))
     from importlib.metadata import version
 
     (out / PACKAGE / "__init__.py").write_text(f"__version__ = {version('timm')!r}\n")
@@ -93,6 +110,21 @@ def converted() -> Path:
     layers.write_text(lazy_init(layers.read_text()))
     sys.path.insert(0, str(out))
     return out
+
+
+def star_aliases(text: str) -> str:
+    """Give a file the ``F`` / ``nn`` aliases it used from a star import (``from .activations import *``).
+
+    timm's ``create_act.py`` calls ``F.silu`` with ``F`` imported by ``activations.py``; PaConvert drops that
+    import there and does not follow the name into the importing file, so the user imports paddle's module
+    under the alias (the functions used that way keep their names in paddle)."""
+    star = re.search(r"(?m)^from \.\w+ import \*", text)
+    add = []
+    if star and re.search(r"(?m)^[^#\n]*\bF\.\w", text) and not re.search(r"(?m)^import .* as F$", text):
+        add.append("import paddle.nn.functional as F")
+    if star and re.search(r"(?m)^[^#\n]*\bnn\.\w", text) and not re.search(r"(?m)^from \w+ import nn$", text):
+        add.append("from paddle import nn")
+    return "\n".join([*add, text]) if add else text
 
 
 def lazy_init(text: str) -> str:

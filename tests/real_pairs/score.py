@@ -305,11 +305,22 @@ def attribute_state(model: Any) -> list[tuple[str, dict[str, Any]]]:
             else:
                 facts[key] = ("object", id(value))
         for name, t in [*getattr(sub, "_parameters", {}).items(), *getattr(sub, "_buffers", {}).items()]:
-            if t is not None:
-                arr = t.detach().cpu().numpy() if hasattr(t, "detach") and hasattr(t, "cpu") else np.asarray(t.numpy())
+            if t is None:
+                continue
+            try:
+                arr = t.detach().cpu().numpy() if isinstance(t, _torch_tensor()) else np.asarray(t.numpy())
+            except RuntimeError:  # a paddle view without memory of its own (an LSTM's flattened weights)
+                facts[f"<value {name}>"] = ("object", id(t))
+            else:
                 facts[f"<value {name}>"] = ("tensor", arr.copy())
         out.append((path, facts))
     return out
+
+
+def _torch_tensor() -> type:
+    import torch
+
+    return torch.Tensor
 
 
 def attributes_changed(before: list[tuple[str, dict[str, Any]]], after: list[tuple[str, dict[str, Any]]],
