@@ -26,9 +26,10 @@ from padiff.graph.align import align, order_key, pair_score, refine
 from padiff.graph.blocks import rematch_crossed
 from padiff.graph.free_blocks import crossed_free_pairs
 from padiff.graph.fused import extend
+from padiff.graph.identity_affine import identity_affine_pairs
 from padiff.graph.proposal import Left, MatchResult, ProposedPair
 from padiff.graph.raw_params import param_pairs
-from padiff.graph.units import LayerInfo, Unit, UnitGraph, build_units
+from padiff.graph.units import LayerInfo, Unit, UnitGraph, build_units, optional_affine_kinds
 from padiff.names import class_key, show
 
 __all__ = ["LayerInfo", "Left", "MatchResult", "ProposedPair", "Unit", "align", "build_units", "match_graphs",
@@ -45,7 +46,8 @@ def match_sides(ps: UnitGraph, ts: UnitGraph, p_layers: Mapping[str, LayerInfo],
     unit_pairs, unsettled = refine(aligned, ps, ts)
     kept = _drop_stray_free_pairs(unit_pairs, ps, ts)
     misplaced = {(ps.units[a].layer, ts.units[b].layer) for a, b in set(unit_pairs) - set(kept)}
-    unit_pairs = kept
+    # a norm holding only its identity scale/bias against the same norm holding none
+    unit_pairs = kept + identity_affine_pairs(kept, ps, ts, skip_p, skip_t, _placed)
     mapping = dict(unit_pairs)
 
     votes: dict[str, Counter[str]] = defaultdict(Counter)
@@ -83,8 +85,11 @@ def match_sides(ps: UnitGraph, ts: UnitGraph, p_layers: Mapping[str, LayerInfo],
             confs.append(c)
         pu, tu = units[0]
         evidence.append(f"same op kind {pu.kind}")
-        if pu.has_params:
+        if pu.has_params and tu.has_params:
             evidence.append(f"same parameter shapes {list(pu.shapes)} (layout-free)")
+        elif pu.has_params or tu.has_params:
+            evidence.append(f"only {'paddle' if pu.has_params else 'torch'} holds parameters, all vectors "
+                            f"{list((pu if pu.has_params else tu).shapes)} (a scale/bias the other side leaves out)")
         evidence.append(f"{nbr_ok}/{nbr_total} graph neighbours agree")
         if pu.down == tu.down:
             evidence.append("same consumer position")
@@ -359,6 +364,9 @@ def match_graphs(pg: nx.DiGraph, tg: nx.DiGraph, p_layers: Mapping[str, LayerInf
     block, once more with those blocks left out (:func:`padiff.graph.blocks.rematch_crossed`).
     """
     ps, ts = build_units(pg, p_layers), build_units(tg, t_layers)
+    quiet = optional_affine_kinds(ps, ts)
+    if quiet:  # norms with a scale/bias on one side and none on the other: depths without them
+        ps, ts = build_units(pg, p_layers, quiet), build_units(tg, t_layers, quiet)
 
     def one_to_one(skip_p: frozenset[str], skip_t: frozenset[str]) -> MatchResult:
         return param_pairs(pg, tg, match_sides(ps, ts, p_layers, t_layers, skip_p, skip_t), p_layers, t_layers)

@@ -68,8 +68,25 @@ class UnitGraph:
 
 
 
-def build_units(g: nx.DiGraph, layers: Mapping[str, LayerInfo]) -> UnitGraph:
-    """Group the ops of canonical graph ``g`` into units and glue (see module docstring)."""
+def vectors_only(u: Unit) -> bool:
+    """A parameter unit whose every tensor is a vector (a per-feature scale or bias)."""
+    return u.has_params and bool(u.shapes) and all(len(s) == 1 for s in u.shapes)
+
+
+def optional_affine_kinds(*sides: UnitGraph) -> frozenset[str]:
+    """Op kinds some unit runs with vector parameters only and another runs with none (a norm created
+    with and without its scale/bias): their parameters are a convention, so they add no depth."""
+    units = [u for side in sides for u in side.units]
+    with_vectors = {u.kind for u in units if vectors_only(u)}
+    return frozenset(with_vectors & {u.kind for u in units if not u.has_params})
+
+
+def build_units(g: nx.DiGraph, layers: Mapping[str, LayerInfo], quiet: frozenset[str] = frozenset()) -> UnitGraph:
+    """Group the ops of canonical graph ``g`` into units and glue (see module docstring).
+
+    ``quiet``: op kinds whose vector-only parameter units add no depth (:func:`optional_affine_kinds`), so
+    a norm holding its identity scale/bias on one side and none on the other shifts no later unit's depth.
+    """
     groups: dict[tuple[str, int], list[int]] = defaultdict(list)
     for n, data in g.nodes(data=True):
         groups[(data["layer"], data["call"])].append(n)
@@ -99,7 +116,7 @@ def build_units(g: nx.DiGraph, layers: Mapping[str, LayerInfo]) -> UnitGraph:
             for n in comp_ops:
                 unit_of[n] = uid
     ug = _unit_graph(g, units, unit_of)
-    _depths(g, units, unit_of)
+    _depths(g, units, unit_of, quiet)
     for u in units:
         u.down = _signature(g, u, unit_of, units, forward=True)
         u.up = _signature(g, u, unit_of, units, forward=False)
@@ -144,8 +161,10 @@ def _unit_graph(g: nx.DiGraph, units: list[Unit], unit_of: dict[int, int]) -> nx
     return ug
 
 
-def _depths(g: nx.DiGraph, units: list[Unit], unit_of: dict[int, int]) -> None:
-    """Depth = parameter units crossed on the longest path in; fine = all units crossed."""
+def _depths(g: nx.DiGraph, units: list[Unit], unit_of: dict[int, int], quiet: frozenset[str]) -> None:
+    """Depth = parameter units crossed on the longest path in (not the ``quiet`` ones, see
+    :func:`build_units`); fine = all units crossed."""
+    steps = [u.has_params and not (u.kind in quiet and vectors_only(u)) for u in units]
     deep: dict[int, int] = {}
     fine: dict[int, int] = {}
     for n in nx.topological_sort(g):
@@ -153,7 +172,7 @@ def _depths(g: nx.DiGraph, units: list[Unit], unit_of: dict[int, int]) -> None:
         for p in g.predecessors(n):
             pu = unit_of.get(p)
             step = pu is not None and pu != unit_of.get(n)
-            d = max(d, deep[p] + (1 if step and units[pu].has_params else 0))  # type: ignore[index]
+            d = max(d, deep[p] + (1 if step and steps[pu] else 0))  # type: ignore[index]
             f = max(f, fine[p] + (1 if step else 0))
         deep[n], fine[n] = d, f
     for u in units:

@@ -320,8 +320,9 @@ def all_pairs() -> list[RealPair]:
     enumerated ones: every paddleformers / transformers architecture and PaConvert conversion proven equivalent."""
     from .pairs_convert import convert_pairs
     from .pairs_enum import enum_pairs
+    from .pairs_timm import timm_pairs
 
-    return PAIRS + enum_pairs() + convert_pairs()
+    return PAIRS + enum_pairs() + convert_pairs() + timm_pairs()
 
 
 def new_pairs() -> list[RealPair]:

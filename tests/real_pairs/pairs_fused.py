@@ -117,6 +117,11 @@ def _stub_paddlefleet() -> None:
         def __mro_entries__(self, bases: tuple) -> tuple:
             return ()  # a stub base class drops out of the class it is a base of
 
+        def __or__(self, other: Any) -> Any:  # a stub type in an annotation union (``X | None``)
+            return Any
+
+        __ror__ = __or__
+
     class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
             if name == "paddlefleet" or name.startswith("paddlefleet."):

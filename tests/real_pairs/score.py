@@ -201,6 +201,9 @@ class Row:
     fault_at: str = ""
     confident_wrong: int | None = None  # proposed pairs at confidence >= 0.9 that are wrong
     verdict_at: str = ""  # first_diff of the correct port when the verdict is False
+    norm_fault_named: bool | None = None  # a planted norm fault (other epsilon, or scaled output) named there
+    norm_fault_at: str = ""
+    attrs_changed: str | None = None  # what suggest_layer_map left changed on a sublayer ("" = nothing)
     seconds: float = 0.0
     error: str = ""
 
@@ -231,8 +234,11 @@ def score_pair(pair: RealPair, reverse: bool = False) -> Row:
         layer, module, p_inp, t_inp = build(pair, reverse)
         entries = pair.copy(layer, module)
         truth = truth_pairs(entries)
+        before = attribute_state(layer), attribute_state(module)
         with _quiet():
             lm = padiff.suggest_layer_map(layer, module, ({**p_inp}, {**t_inp}))
+        row.attrs_changed = attributes_changed(before[0], attribute_state(layer), "paddle") or attributes_changed(
+            before[1], attribute_state(module), "torch")
         row.score = score_pairs(((pr.paddle_parts or pr.paddle_path, pr.torch_parts or pr.torch_path, pr.opaque)
                                  for pr in lm.pairs), truth,
                                 pair.free_rename, ((pp.paddle_param, pp.torch_param) for pp in lm.params),
@@ -270,10 +276,122 @@ def score_pair(pair: RealPair, reverse: bool = False) -> Row:
         first = rep.first_diff
         row.fault_at = f"{first.stage}: {first.paddle_path} <-> {first.torch_path}" if first else "(none)"
         row.fault_named = first is not None and first.torch_path == pair.fault_leaf
+        row.norm_fault_named, row.norm_fault_at = norm_fault_check(pair, reverse, lm, truth)
     except Exception as exc:  # noqa: BLE001 - a pair that breaks is a row saying so, the table goes on
         row.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
     row.seconds = time.time() - start
     return row
+
+
+# --- the planted norm fault and the attribute check (separate functions: other branches edit score_pair) ---
+
+NORM_EPS = 0.5  # a planted norm's epsilon (1e-5 / 1e-6 in the models): as a wrong default in a port
+
+
+def attribute_state(model: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Every sublayer's attributes as plain facts: each value's identity, and for tensors their values, for
+    plain values the value, for containers their members' identities."""
+    named = model.named_sublayers(include_self=True) if hasattr(model, "named_sublayers") else model.named_modules()
+    out = []
+    for path, sub in named:
+        facts: dict[str, Any] = {}
+        for key, value in vars(sub).items():
+            if isinstance(value, (bool, int, float, str, type(None), tuple)):
+                facts[key] = ("plain", value)
+            elif isinstance(value, dict):
+                facts[key] = ("dict", tuple((k, id(v)) for k, v in value.items()))
+            elif isinstance(value, (list, set)):
+                facts[key] = ("seq", tuple(sorted(id(v) for v in value)))
+            else:
+                facts[key] = ("object", id(value))
+        for name, t in [*getattr(sub, "_parameters", {}).items(), *getattr(sub, "_buffers", {}).items()]:
+            if t is None:
+                continue
+            try:
+                arr = t.detach().cpu().numpy() if isinstance(t, _torch_tensor()) else np.asarray(t.numpy())
+            except RuntimeError:  # a paddle view without memory of its own (an LSTM's flattened weights)
+                facts[f"<value {name}>"] = ("object", id(t))
+            else:
+                facts[f"<value {name}>"] = ("tensor", arr.copy())
+        out.append((path, facts))
+    return out
+
+
+def _torch_tensor() -> type:
+    import torch
+
+    return torch.Tensor
+
+
+def attributes_changed(before: list[tuple[str, dict[str, Any]]], after: list[tuple[str, dict[str, Any]]],
+                       side: str) -> str:
+    """The first attribute that differs between two :func:`attribute_state` records, or ""."""
+    if [p for p, _ in before] != [p for p, _ in after]:
+        return f"{side}: the sublayers changed"
+    for (path, a), (_, b) in zip(before, after):
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b:
+                return f"{side} {path or '<root>'}.{key}: {'added' if key not in a else 'removed'}"
+            (ka, va), (kb, vb) = a[key], b[key]
+            same = ka == kb and (np.array_equal(va, vb) if ka == "tensor" else va == vb)
+            if not same:
+                return f"{side} {path or '<root>'}.{key}: changed"
+    return ""
+
+
+def _norm_leaf(module: Any, truth: set[tuple[str, str]]) -> str:
+    """The torch norm leaf (class name with "Norm") in the middle of those the hand copy reads."""
+    read = {b for _, b in truth}
+    norms = [n for n, m in module.named_modules() if n in read and not list(m.children())
+             and "norm" in type(m).__name__.lower()]
+    return norms[len(norms) // 2] if norms else ""
+
+
+def _plant_norm_fault(m: Any) -> Any:
+    """Give norm ``m`` another epsilon when it keeps one as a float attribute (the port's wrong default);
+    otherwise scale its output. Returns the undo."""
+    for attr in ("eps", "variance_epsilon", "epsilon"):
+        if isinstance(getattr(m, attr, None), float):
+            old = getattr(m, attr)
+            setattr(m, attr, NORM_EPS)
+            return lambda: setattr(m, attr, old)
+    handle = m.register_forward_hook(_scaled)
+    return handle.remove
+
+
+def norm_fault_check(pair: RealPair, reverse: bool, lm: Any, truth: set[tuple[str, str]]) -> tuple[bool | None, str]:
+    """(named, first diff) for a planted fault in a torch norm the hand copy reads; (None, why) without one.
+
+    The fault is another epsilon (or, when the changed epsilon does not change the torch output, because
+    the norm reads it from elsewhere, the output scaled by ``FAULT_SCALE``); named when ``first_diff`` is at it.
+    """
+    import torch
+
+    import padiff
+    from padiff.assign import with_special_pairs
+
+    layer, module, p_inp, t_inp = build(pair, reverse)
+    leaf = _norm_leaf(module, truth)
+    if not leaf:
+        return None, "no norm"
+    m = dict(module.named_modules())[leaf]
+    with torch.no_grad():
+        clean = as_numpy(module(**t_inp))
+    undo = _plant_norm_fault(m)
+    with torch.no_grad():
+        faulty = as_numpy(module(**t_inp))
+    if all(np.array_equal(a, b) for a, b in zip(clean, faulty)):  # epsilon not read from the attribute
+        undo()
+        undo = m.register_forward_hook(_scaled).remove
+    try:
+        with _quiet():
+            rep = padiff.compare(layer, module, (p_inp, t_inp), auto_weights=True,
+                                 layer_map=with_special_pairs(lm, layer, module), options=OPTIONS)
+    finally:
+        undo()
+    first = rep.first_diff
+    at = f"{leaf}: {first.stage}: {first.paddle_path} <-> {first.torch_path}" if first else f"{leaf}: (none)"
+    return first is not None and first.torch_path == leaf, at
 
 
 ADAMW = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
@@ -349,6 +467,17 @@ def _skipped(pair: RealPair) -> bool:
     return bool(missing)
 
 
+def checks_table(rows: list[Row]) -> str:
+    """The planted norm fault and the attribute check, one line per row."""
+    lines = ["| pair | order | norm fault named | first diff with norm fault | attributes after suggest_layer_map |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        named = "n/a" if r.norm_fault_named is None else ("yes" if r.norm_fault_named else "no")
+        attrs = "n/a" if r.attrs_changed is None else (r.attrs_changed or "unchanged")
+        lines.append(f"| {r.pair} | {r.order} | {named} | {r.norm_fault_at} | {attrs} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     """Score the pairs named in ``argv`` (all by default) and print the table and the wrong pairs.
 
@@ -387,6 +516,8 @@ def main(argv: list[str]) -> int:
             rows.append(score_pair(pair, reverse))
             print(f"done {pair.name} {rows[-1].order} in {rows[-1].seconds:.0f}s", file=sys.stderr)
     print(table(rows))
+    print()
+    print(checks_table(rows))
     if new:
         print("\n| pair | order | proposed at confidence >= 0.9 and wrong | verdict first_diff | AdamW 3 steps |")
         print("|---|---|---|---|---|")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from . import pairs_convert, pairs_enum
+from . import pairs_convert, pairs_enum, pairs_timm
 from .pairs import all_pairs
 
 pytestmark = pytest.mark.real_pairs
@@ -39,6 +39,17 @@ def test_every_converted_torchvision_file_is_registered_or_listed() -> None:
     files = {f for f, bs in builders.items() if bs & names}
     assert not files & {f for f, _ in left}
     assert set(found) == files | {f for f, _ in left}, f"neither registered nor listed: {set(found) - files}"
+
+
+def test_every_converted_timm_file_is_registered_or_listed() -> None:
+    registered, left, found = pairs_timm.enumerated()
+    print("\nregistered:", [p.name for p in registered], "\nleft out:\n" + "\n".join(f"  {t}: {r}" for t, r in left))
+    assert len(found) > 50, f"timm registers models from {len(found)} files only"
+    names = {p.name.split(":", 1)[1] for p in registered}
+    files = {f for f, models in pairs_timm.files().items() if set(models) & names}
+    assert not files & {f for f, _ in left}
+    assert set(found) == files | {f for f, _ in left}, f"neither registered nor listed: {set(found) - files}"
+    assert all(reason.strip() for _, reason in left)
 
 
 def test_the_generic_copy_names_what_it_cannot_place() -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .handcopy import Entry, reverse_definition_order, truth_pairs
-from .score import pair_is_correct, score_pairs
+from .pairs_convert import finish_by_hand
+from .score import attribute_state, attributes_changed, pair_is_correct, score_pairs
 
 TRUTH = truth_pairs([
     Entry("attn.q_proj.weight", ("attn.in_proj_weight",)),
@@ -68,3 +69,35 @@ def test_a_fused_pair_is_scored_by_all_its_parts() -> None:
     assert (s.considered, s.correct, s.recall) == (2, 2, 1.0)
     assert pair_is_correct("qkv", ("q", "k", "v"), truth) and not pair_is_correct("qkv", "q", truth)
     assert not pair_is_correct("qkv", ("q", "k", "o"), truth)
+
+
+def test_attribute_check_sees_an_added_a_rebound_and_a_changed_value() -> None:
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LayerNorm(2))
+    before = attribute_state(net)
+    assert attributes_changed(before, attribute_state(net), "torch") == ""
+    net[1].eps = 0.5
+    assert attributes_changed(before, attribute_state(net), "torch") == "torch 1.eps: changed"
+    net[1].eps = 1e-5
+    net[0].cache = 1
+    assert attributes_changed(before, attribute_state(net), "torch") == "torch 0.cache: added"
+    del net[0].cache
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    assert attributes_changed(before, attribute_state(net), "torch") == "torch 0.<value weight>: changed"
+
+
+def test_finishing_a_conversion_fixes_hints_and_dropped_imports_but_keeps_real_work_marked() -> None:
+    text = ("try:\n    pass\nexcept ImportError:\n\n    def f(c, m):\n        assert c, m\n"
+            "try:\n    pass\nexcept ImportError:\nx = 1\n"
+            ">>>>>>    fused: torch.jit.Final[bool]\n"
+            ">>>>>>        self.bn = torch.nn.BatchNorm2d(c, **dd)\n"
+            "ok = hasattr(torch.nn.functional, 'silu')\n"
+            "kw = {**dd, **kw or {}}\n")
+    out = finish_by_hand(text)
+    assert "if True:" in out and "    def f(c, m):" in out  # the fallback is defined
+    assert "pass  # the converter dropped a torch import and its torch fallback\nx = 1" in out
+    assert "    fused: bool" in out
+    assert ">>>>>>        self.bn = torch.nn.BatchNorm2d(c, **dd)" in out  # real work stays marked
+    assert "hasattr(paddle.nn.functional, 'silu')" in out and "**(kw or {})" in out
