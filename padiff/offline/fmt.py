@@ -46,6 +46,8 @@ changed file is detected. A folder that already holds a recording is never writt
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from padiff.offline import moments
