@@ -9,12 +9,12 @@ merged first, and a difference is attributed to the rank whose shard holds it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from padiff.compare.calibrated import judge
+from padiff.compare.calibrated import K, judge
 from padiff.compare.verdict import verdict
 from padiff.offline.shards import ShardGroup
 from padiff.options import DiffOptions
@@ -32,7 +32,9 @@ class Reference:
 
     ``array``: the tensor (level ``full``), ``stats``: its recorded statistics; ``allowance``: an error
     the optimizers' weight-decay conventions explain; ``noise_scale``: the scale of the pass's
-    gradients (a gradient below ``NOISE_TAU`` resolutions of it on both sides is rounding noise).
+    gradients (a gradient below ``NOISE_TAU`` resolutions of it on both sides is rounding noise);
+    ``k``: the allowed ratio, which depends on the training step as live
+    (:func:`padiff.compare.calibrated.allowed_ratio`).
     """
 
     array: np.ndarray | None = None
@@ -40,21 +42,23 @@ class Reference:
     why: str = ""
     allowance: float = 0.0
     noise_scale: float = 0.0
+    k: float = K
 
     @classmethod
-    def of(cls, te: dict[str, Any], refs: Mapping[str, np.ndarray], noise_scale: float = 0.0) -> Reference:
+    def of(cls, te: dict[str, Any], refs: Mapping[str, np.ndarray], noise_scale: float = 0.0,
+           k: float = K) -> Reference:
         """The reference the torch run recorded for entry ``te`` (``refs``: the step's reference tensors)."""
         info = te.get("reference")
         if not isinstance(info, dict):
             return cls(why=str(te.get("reference_why") or "none recorded for this tensor"))
-        return cls(refs.get(te["key"]), info.get("stats"), "", float(info.get("allowance", 0.0)), noise_scale)
+        return cls(refs.get(te["key"]), info.get("stats"), "", float(info.get("allowance", 0.0)), noise_scale, k)
 
     def converted(self, fn: Fn) -> Reference:
         """The reference in paddle's layout (the link that converts the torch tensor converts it too)."""
         if fn is None or self.array is None:
             return self
         try:
-            return Reference(fn([self.array]), self.stats, self.why, self.allowance, self.noise_scale)
+            return replace(self, array=fn([self.array]))
         except Exception as e:  # noqa: BLE001 - a conversion the float64 tensor cannot take: no reference
             return Reference(None, None, f"the float64 tensor could not be converted: {type(e).__name__}")
 
@@ -70,7 +74,7 @@ def calibrated(a: np.ndarray, b: np.ndarray, ref: Reference | None, dtype: str, 
     grads = gradient if of_gradients is None else of_gradients
     return judge(a, b, ref.array, ref.why, dtype or str(b.dtype), atol=opts.atol, rtol=opts.rtol,
                  mismatch_ratio=opts.mismatch_ratio, gradient=gradient, allowance=ref.allowance,
-                 noise_scale=ref.noise_scale if grads else 0.0)
+                 noise_scale=ref.noise_scale if grads else 0.0, k=ref.k)
 
 
 def compare_entry(pe: dict[str, Any], te: dict[str, Any], p_ten: Mapping[str, np.ndarray],
@@ -93,8 +97,9 @@ def compare_entry(pe: dict[str, Any], te: dict[str, Any], p_ten: Mapping[str, np
             r = ref.stats if ref is not None else None
             r_arr = np.asarray(r, dtype=np.float64)[:_MOMENTS] if r is not None else None
             why = (ref.why if ref is not None else "") or "no float64 statistics recorded for this tensor"
-            return calibrated(a[:_MOMENTS], b[:_MOMENTS], Reference(r_arr, None, why, ref.allowance if ref else 0.0),
-                              dtype, opts)
+            base = ref if ref is not None else Reference()
+            return calibrated(a[:_MOMENTS], b[:_MOMENTS], replace(base, array=r_arr, stats=None, why=why,
+                                                                  noise_scale=0.0), dtype, opts)
         # moments are layout-free: compare all of them element by element
         return verdict(a, b, opts, mode="strict")
     a, b = p_ten[pe["key"]], t_ten[te["key"]]

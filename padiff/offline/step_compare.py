@@ -17,7 +17,7 @@ from typing import Any, cast
 import numpy as np
 
 from padiff.compare.arrays import structure_mismatch
-from padiff.compare.calibrated import noisy_update
+from padiff.compare.calibrated import allowed_ratio, noisy_update
 from padiff.compare.conventions import BATCHNORM_VARIANCE_NOTE
 from padiff.compare.fused import axis_of, describe, part_indices, take
 from padiff.compare.verdict import verdict
@@ -122,7 +122,7 @@ class StepComparer:
             return None
         scale = self.scale_before.get(te["key"], 0.0) if te["stage"] == "backward" else \
             self.scale_after if te["stage"] == "grad" else 0.0
-        return Reference.of(te, self.t_ref, scale)
+        return Reference.of(te, self.t_ref, scale, k=allowed_ratio(self.step))
 
     def _gradient_scales(self, pairs: list[LayerPair]) -> None:
         paired = {p for pair in pairs if pair.compare_output for p in pair.torch_paths if p}
