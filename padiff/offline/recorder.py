@@ -26,7 +26,7 @@ from padiff.offline.capture import Capture, StepCapture
 from padiff.offline.folder_io import append_line, open_folder, write_failed, written_or_removed
 from padiff.offline.shards import is_distributed
 from padiff.offline.tensor_file import write_tensors
-from padiff.offline.weights_io import layout_field
+from padiff.offline.weights_io import layout_field, special_field
 from padiff.report.files import atomic_write
 
 
@@ -166,7 +166,8 @@ class Recorder:
                       "buffer": bool(e.is_buffer), **layout_field(self.side, lay, e.name)}
                      for e in owned.get(path, [])]
             entry = {"path": path, "cls": type(lay).__name__, "leaf": not self.side.children(lay),
-                     "depth": 0 if not path else path.count(".") + 1, "state": state}
+                     "depth": 0 if not path else path.count(".") + 1, "state": state,
+                     **special_field(self.side, lay)}
             flags = self._capture.layer_flags(lay)
             if flags:
                 entry["conventions"] = flags

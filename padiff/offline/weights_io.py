@@ -22,6 +22,16 @@ from padiff.offline.import_plan import describe, plan_import
 META_KEY = "padiff-weights"
 
 
+def special_field(side: Any, layer: Any) -> dict[str, list[list[str]]]:
+    """``{"special": [[paddle_name, torch_name], ...]}`` when a registered special init pairs ``layer`` as a whole
+    (``LayerMap.auto``'s kinds: MultiHeadAttention, LSTM ...), else ``{}``: an ``"auto"`` map of recorded runs adds
+    the same special-init pairs the live ``"auto"`` adds, which the class name alone cannot tell."""
+    from padiff.weights.special_init import special_kinds
+
+    kinds = special_kinds(layer, 0 if side.name == "paddle" else 1)
+    return {"special": kinds} if kinds else {}
+
+
 def layout_field(side: Any, layer: Any, name: str) -> dict[str, str]:
     """``{"layout": ...}`` when the framework's own layer fixes how its weight ``name`` is used
     (:mod:`padiff.weights.layouts`: ``nn.Linear``'s ``[in, out]`` / ``[out, in]``, torch ``MultiheadAttention``'s
@@ -38,6 +48,7 @@ def _skeleton(side: Any, model: Any) -> dict[str, Any]:
     layers = []
     for path, lay in side.named_layers(model):
         layers.append({"path": path, "cls": type(lay).__name__, "leaf": not side.children(lay),
+                       **special_field(side, lay),
                        "state": [{"name": e.name, "shape": list(side.shape(e.tensor)), "buffer": bool(e.is_buffer),
                                   "trainable": bool(e.trainable), **layout_field(side, lay, e.name)}
                                  for e in owned.get(path, [])]})

@@ -163,3 +163,27 @@ def test_square_weights_of_framework_layers_are_oriented_as_live(tmp_path: Any) 
     grads = [r for r in off.records if r.stage == "grad" and r.paddle_path == "attn"]
     assert {r.item for r in grads} >= {"q_proj.weight", "k_proj.weight", "v_proj.weight"}
     assert off, [str(r) for r in off.failures()]
+
+
+def test_auto_adds_the_special_init_pairs_live_auto_adds(tmp_path: Any) -> None:
+    """Live ``"auto"`` pairs a paddle ``MultiHeadAttention`` with a torch ``MultiheadAttention`` as a whole (a
+    registered special init); the recorded skeletons say which layers are such kinds, so ``compare_runs`` does too."""
+    import paddle
+    import torch
+
+    pd_m, pt_m, x = _attention()
+    padiff.import_weights(pd_m, padiff.export_weights(pt_m, os.path.join(str(tmp_path), "w.safetensors")),
+                          layer_map=LayerMap(pairs=[LayerPair("attn", "attn", opaque=True), LayerPair("head", "head")]))
+    pd, pt = os.path.join(str(tmp_path), "pd"), os.path.join(str(tmp_path), "pt")
+    _record(pd_m, pd, paddle.to_tensor(x))
+    _record(pt_m, pt, torch.from_numpy(x))
+    off = padiff.compare_runs(pd, pt, layer_map="auto", options=OPTS)
+    live = padiff.compare(pd_m, pt_m, ({"x": paddle.to_tensor(x)}, {"x": torch.from_numpy(x)}), layer_map="auto",
+                          options=OPTS, loss_fn=(lambda o: (o ** 2).mean(), lambda o: (o ** 2).mean()))
+
+    def keys(rep: Any) -> set[tuple[str, str, str, str]]:
+        return {(r.stage, r.paddle_path, r.torch_path, r.item) for r in rep.records if r.stage != "weight"}
+
+    assert live and off, [str(r) for r in off.failures()][:5]
+    assert keys(off) == keys(live)
+    assert any("special-init pairs added" in w for w in off.warnings)
