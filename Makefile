@@ -43,7 +43,7 @@ $(VENV_REAL)/.installed: pyproject.toml
 	$(PIP_REAL) install -e . --no-deps
 	touch $@
 
-.PHONY: real-pairs real-pairs-score real-pairs-calibrated
+.PHONY: real-pairs real-pairs-score real-pairs-calibrated real-pairs-offline
 real-pairs: $(VENV_REAL)/.installed
 	$(PY_REAL) -m pytest -q -m real_pairs tests/real_pairs
 
@@ -53,6 +53,10 @@ real-pairs-score: $(VENV_REAL)/.installed
 # compare_mode="calibrated" on every pair: AdamW verdicts, planted faults, bfloat16, the margin (hours on 2 cores)
 real-pairs-calibrated: $(VENV_REAL)/.installed
 	$(PY_REAL) -m tests.real_pairs.score --calibrated
+
+# offline = live on the hand-written pairs (Recorder per framework in its own process; PAIRS="llama qwen2" to choose)
+real-pairs-offline: $(VENV_REAL)/.installed
+	$(PY_REAL) -m tests.real_pairs.score --offline $(PAIRS)
 
 # Opt-in real sizes: the Qwen2-0.5B-shaped decoder pair and ResNet-50 at batch 32, each part in a
 # fresh process (bare, suggest_layer_map, compare, Recorder + compare_runs). Heavy: needs ~16 GB free and

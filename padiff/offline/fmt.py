@@ -6,7 +6,8 @@ A run folder holds one ``rank-<r>/`` folder per process; a process writes only i
                                 "world_size", "level", "created", "mesh" (tensor-parallel only:
                                 {"ranks", "shape"})}  (written once, at start)
     RUN/rank-0/skeleton.json   {"root_class", "layers": [{"path", "cls", "leaf", "depth",
-                                "state": [{"name", "shape", "dtype", "trainable", "buffer"}]}]}
+                                "state": [{"name", "shape", "dtype", "trainable", "buffer",
+                                "layout" (when a framework layer fixes it)}]}]}
     RUN/rank-0/graph.json      the exported, attributed op graph (written after the first recorded step;
                                 {"version", "nodes", "edges", "control_layers", "owner"} or {"version",
                                 "error"} when the export failed; see :mod:`padiff.offline.graph_io`)

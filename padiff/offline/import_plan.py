@@ -31,6 +31,7 @@ from padiff.offline.reader import RankRun
 from padiff.offline.run_map import resolve_map, skeleton_infos
 from padiff.offline.run_plans import Skeleton, plan_param_recorded, plan_recorded, source
 from padiff.weights.layout_infer import is_linear
+from padiff.weights.layouts import orientation
 from padiff.weights.plan import Link
 
 SURE = 0.9  # below this an "auto" pair is not copied without a person's review
@@ -147,6 +148,11 @@ def _ref(sk: Skeleton, path: str, item: str) -> Ref:
     return Ref(path, name, shape)
 
 
+def _layout(sk: Skeleton, ref: Ref) -> str:
+    """The layout the skeleton recorded for one tensor ("" when none is known)."""
+    return next((str(s.get("layout", "")) for s in sk.state(ref.path) if s["name"] == ref.name), "")
+
+
 def _kind(cls: str) -> str:
     """A layer class name without framework spelling (``Conv2D`` / ``Conv2d``, ``BatchNorm1D`` / ``BatchNorm1d``)."""
     return re.sub(r"[^a-z0-9]", "", cls.lower())
@@ -158,6 +164,9 @@ def _orientation_unsure(c: Copy, psk: Skeleton, tsk: Skeleton) -> str:
     if not any(len(s) == 2 and s[0] == s[1] for s in shapes):
         return ""
     p_cls, t_cls = psk.cls(c.paddle.path), tsk.cls(c.torch[0].path)
+    p_layout = _layout(psk, c.paddle)
+    if p_layout and all(orientation(p_layout, _layout(tsk, t)) for t in c.torch):
+        return ""  # the framework layers fix both layouts (recorded in the skeletons)
     if is_linear(p_cls) and is_linear(t_cls):
         return ""  # both Linear: paddle [in, out], torch [out, in]
     if all(_kind(tsk.cls(t.path)) == _kind(p_cls) for t in c.torch):

@@ -27,6 +27,7 @@ from padiff.offline.folder_io import append_line, open_folder, write_failed, wri
 from padiff.offline.reference import REFERENCES, ReferenceRecorder
 from padiff.offline.shards import is_distributed
 from padiff.offline.tensor_file import write_tensors
+from padiff.offline.weights_io import layout_field, special_field
 from padiff.report.files import atomic_write
 
 
@@ -209,9 +210,11 @@ class Recorder:
         for path, lay in self.side.named_layers(self.model):
             state = [{"name": e.name, "shape": list(self.side.shape(e.tensor)),
                       "dtype": self.side.dtype_name(e.tensor), "trainable": bool(e.trainable),
-                      "buffer": bool(e.is_buffer)} for e in owned.get(path, [])]
+                      "buffer": bool(e.is_buffer), **layout_field(self.side, lay, e.name)}
+                     for e in owned.get(path, [])]
             entry = {"path": path, "cls": type(lay).__name__, "leaf": not self.side.children(lay),
-                     "depth": 0 if not path else path.count(".") + 1, "state": state}
+                     "depth": 0 if not path else path.count(".") + 1, "state": state,
+                     **special_field(self.side, lay)}
             flags = self._capture.layer_flags(lay)
             if flags:
                 entry["conventions"] = flags

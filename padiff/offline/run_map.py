@@ -18,6 +18,7 @@ from typing import Any
 from padiff.errors import MappingError
 from padiff.graph.match import LayerInfo
 from padiff.layer_map import LayerMap, LayerPair, ParamPair
+from padiff.names import is_within, show
 from padiff.offline.reader import RankRun
 
 
@@ -122,8 +123,55 @@ def _auto(pd: RankRun, pt: RankRun, p_inf: Mapping[str, LayerInfo], t_inf: Mappi
     if result is None:
         result = match_trees(p_inf, t_inf)
     lm = proposal_map(result, p_inf, t_inf, route, list(notes))
-    return RunMap(list(lm.pairs), list(lm.params), how, notes + [f"unpaired {u.side} {u.path}: {u.reason}"
-                                                                for u in lm.unpaired], lm)
+    pairs, added = with_recorded_specials(list(lm.pairs), pd, pt)
+    if added:
+        notes.append("special-init pairs added: " + ", ".join(f"{show(p.paddle_path)}<->{show(p.torch_path)}"
+                                                             for p in added))
+    return RunMap(pairs, list(lm.params), how, notes + [f"unpaired {u.side} {u.path}: {u.reason}"
+                                                       for u in lm.unpaired], lm)
+
+
+def with_recorded_specials(pairs: list[LayerPair], pd: RankRun, pt: RankRun) -> tuple[list[LayerPair], list[LayerPair]]:
+    """``pairs`` plus the special-init pairs the live ``"auto"`` adds (:func:`padiff.assign.with_special_pairs`),
+    found from the kinds each skeleton recorded: the k-th paddle layer of a kind with the k-th torch layer of it,
+    in tree order, passing over layers inside one already paired; a layer the proposal pairs already is not
+    paired again, and the proposal's pairs inside a special pair are dropped (the pair is compared as a whole)."""
+    covered = {(side, path) for pr in pairs for side in ("paddle", "torch") for path in pr.paths(side)}
+    tops = [(side, path) for pr in pairs if pr.opaque for side in ("paddle", "torch") for path in pr.paths(side)]
+
+    def taken(side: str, path: str) -> bool:
+        return (side, path) in covered or any(s == side and is_within(path, top) for s, top in tops)
+
+    def kinds(lay: dict[str, Any]) -> list[tuple[str, str]]:
+        return [(str(k[0]), str(k[1])) for k in lay.get("special", [])]
+
+    queues: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for lay in pt.skeleton.get("layers", []):
+        for key in kinds(lay):
+            queues.setdefault(key, []).append(lay)
+    found: list[LayerPair] = []
+    done_p: list[str] = []
+    done_t: list[str] = []
+    for lay in pd.skeleton.get("layers", []):
+        if any(is_within(lay["path"], top) and lay["path"] != top for top in done_p):
+            continue
+        for key in kinds(lay):
+            queue = queues.get(key, [])
+            while queue and any(is_within(queue[0]["path"], top) for top in done_t):
+                queue.pop(0)
+            if queue:
+                tl = queue.pop(0)
+                found.append(LayerPair(lay["path"], tl["path"], lay["cls"], tl["cls"], opaque=True,
+                                       evidence=(f"special init {key[0]} <-> {key[1]} (the k-th of its kind)",)))
+                done_p.append(lay["path"])
+                done_t.append(tl["path"])
+                break
+    found = [p for p in found if not taken("paddle", p.paddle_path) and not taken("torch", p.torch_path)]
+    if not found:
+        return pairs, []
+    kept = [pr for pr in pairs if not any(is_within(pr.paddle_path, f.paddle_path) for f in found)
+            and not any(is_within(pr.torch_path, f.torch_path) for f in found)]
+    return kept + found, found
 
 
 def _call_order(pd: RankRun, pt: RankRun, p_inf: Mapping[str, LayerInfo], t_inf: Mapping[str, LayerInfo]) -> RunMap:

@@ -54,7 +54,7 @@ class Skeleton:
             cls = self.cls(path)
             for s in self.state(path):
                 name = f"{path}.{s['name']}" if named_by_path and path else str(s["name"])
-                out.append(Tensor(name, tuple(int(x) for x in s["shape"]), cls))
+                out.append(Tensor(name, tuple(int(x) for x in s["shape"]), cls, str(s.get("layout", ""))))
         return out
 
     def subtree(self, top: str) -> list[Tensor]:
@@ -65,8 +65,8 @@ class Skeleton:
         for path, (cls, state) in self.layers.items():
             if path == top or top == "" or path.startswith(prefix):
                 rel = path[len(prefix):] if prefix else path
-                out += [Tensor(f"{rel}.{s['name']}" if rel else str(s["name"]), tuple(int(x) for x in s["shape"]), cls)
-                        for s in state]
+                out += [Tensor(f"{rel}.{s['name']}" if rel else str(s["name"]), tuple(int(x) for x in s["shape"]), cls,
+                               str(s.get("layout", ""))) for s in state]
         return out
 
     def owner(self, top: str, name: str) -> tuple[str, str]:

@@ -113,3 +113,77 @@ def test_the_opaque_pair_records_are_the_live_ones(tmp_path: Any) -> None:
         return {(r.stage, r.paddle_path, r.torch_path, r.item) for r in rep.records if r.stage == "grad"}
 
     assert keys(off) == keys(live) and keys(live)  # (live without an optimizer compares no trained weights)
+
+
+def _attention() -> tuple[Any, Any, np.ndarray]:
+    import paddle
+    import torch
+
+    class Pd(paddle.nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn, self.head = paddle.nn.MultiHeadAttention(8, 2), paddle.nn.Linear(8, 3)
+
+        def forward(self, x: Any) -> Any:
+            return self.head(self.attn(x, x, x))
+
+    class Pt(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn, self.head = torch.nn.MultiheadAttention(8, 2, batch_first=True), torch.nn.Linear(8, 3)
+
+        def forward(self, x: Any) -> Any:
+            return self.head(self.attn(x, x, x, need_weights=False)[0])
+
+    torch.manual_seed(0)
+    pt = Pt()
+    with torch.no_grad():
+        pt.attn.in_proj_bias.normal_()
+    return Pd(), pt, np.random.default_rng(1).standard_normal((2, 5, 8)).astype("float32")
+
+
+def test_square_weights_of_framework_layers_are_oriented_as_live(tmp_path: Any) -> None:
+    """torch's packed ``in_proj_weight`` [3E, E] against paddle's q/k/v Linears [E, E]: square, so the shapes do
+    not tell copy from transpose; the layouts the framework layers fix (recorded with the skeleton) do, as live."""
+    import paddle
+    import torch
+
+    lm = LayerMap(pairs=[LayerPair("attn", "attn", "MultiHeadAttention", "MultiheadAttention", opaque=True),
+                         LayerPair("head", "head")])
+    pd_m, pt_m, x = _attention()
+    path = padiff.export_weights(pt_m, os.path.join(str(tmp_path), "w.safetensors"))
+    padiff.import_weights(pd_m, path, layer_map=lm)
+    w = pt_m.attn.in_proj_weight.detach().numpy()
+    for i, name in enumerate(("q_proj", "k_proj", "v_proj")):
+        np.testing.assert_array_equal(getattr(pd_m.attn, name).weight.numpy(), w[i * 8:(i + 1) * 8].T)
+    pd, pt = os.path.join(str(tmp_path), "pd"), os.path.join(str(tmp_path), "pt")
+    _record(pd_m, pd, paddle.to_tensor(x))
+    _record(pt_m, pt, torch.from_numpy(x))
+    off = padiff.compare_runs(pd, pt, layer_map=lm, options=OPTS)
+    grads = [r for r in off.records if r.stage == "grad" and r.paddle_path == "attn"]
+    assert {r.item for r in grads} >= {"q_proj.weight", "k_proj.weight", "v_proj.weight"}
+    assert off, [str(r) for r in off.failures()]
+
+
+def test_auto_adds_the_special_init_pairs_live_auto_adds(tmp_path: Any) -> None:
+    """Live ``"auto"`` pairs a paddle ``MultiHeadAttention`` with a torch ``MultiheadAttention`` as a whole (a
+    registered special init); the recorded skeletons say which layers are such kinds, so ``compare_runs`` does too."""
+    import paddle
+    import torch
+
+    pd_m, pt_m, x = _attention()
+    padiff.import_weights(pd_m, padiff.export_weights(pt_m, os.path.join(str(tmp_path), "w.safetensors")),
+                          layer_map=LayerMap(pairs=[LayerPair("attn", "attn", opaque=True), LayerPair("head", "head")]))
+    pd, pt = os.path.join(str(tmp_path), "pd"), os.path.join(str(tmp_path), "pt")
+    _record(pd_m, pd, paddle.to_tensor(x))
+    _record(pt_m, pt, torch.from_numpy(x))
+    off = padiff.compare_runs(pd, pt, layer_map="auto", options=OPTS)
+    live = padiff.compare(pd_m, pt_m, ({"x": paddle.to_tensor(x)}, {"x": torch.from_numpy(x)}), layer_map="auto",
+                          options=OPTS, loss_fn=(lambda o: (o ** 2).mean(), lambda o: (o ** 2).mean()))
+
+    def keys(rep: Any) -> set[tuple[str, str, str, str]]:
+        return {(r.stage, r.paddle_path, r.torch_path, r.item) for r in rep.records if r.stage != "weight"}
+
+    assert live and off, [str(r) for r in off.failures()][:5]
+    assert keys(off) == keys(live)
+    assert any("special-init pairs added" in w for w in off.warnings)

@@ -112,6 +112,12 @@ def is_special(obj: Any, side: int) -> bool:
     return any(_class_matches(spec, side, cls) for cls in type(obj).__mro__ for spec in _REGISTRY.values())
 
 
+def special_kinds(obj: Any, side: int) -> list[list[str]]:
+    """The registered special-init kinds ``[paddle_name, torch_name]`` that pair ``obj`` as a whole (``LayerMap.auto``
+    kinds, most specific first): what a recorded skeleton keeps so a run's ``"auto"`` map adds the same pairs."""
+    return [list(key) for key in _keys_for(obj, side, auto_only=True)]
+
+
 def is_unit(obj: Any, side: int) -> bool:
     """True when ``obj`` is a special-init layer paired as a whole (MHA, LSTM ...; not BatchNorm)."""
     return bool(_keys_for(obj, side, auto_only=True))
