@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from padiff.compare.calibrated import K_AFTER_STEP, K
+
 from .handcopy import within
 from .pairs import RealPair
 from .score import ADAMW, _quiet, build
@@ -412,9 +414,16 @@ class Margin:
     faults: list[FaultRow] = field(default_factory=list)
 
     def largest_correct(self) -> tuple[float, str]:
+        """The largest ratio over every record of the correct ports (any step) and where."""
         rows = [r for r in self.correct if not math.isnan(r.max_ratio)]
         top = max(rows, key=lambda r: r.max_ratio, default=None)
         return (top.max_ratio, f"{top.pair} ({top.order}) {top.max_at}") if top else (math.nan, "")
+
+    def largest_first_step(self) -> tuple[float, str]:
+        """The largest ratio of the correct ports' first step (judged with K) and which pair."""
+        rows = [r for r in self.correct if not math.isnan(r.first_step_max)]
+        top = max(rows, key=lambda r: r.first_step_max, default=None)
+        return (top.first_step_max, f"{top.pair} ({top.order})") if top else (math.nan, "")
 
     def smallest_fault(self) -> tuple[float, str]:
         rows = [r for r in self.faults if r.verdict is False and not math.isnan(r.ratio)]
@@ -471,10 +480,13 @@ def print_margin(pairs: list[RealPair], faults: tuple[str, ...] = FAULTS, orders
     print(correct_table(margin.correct))
     print()
     print(fault_table(margin.faults))
-    hi, hi_at = margin.largest_correct()
+    hi, hi_at = margin.largest_first_step()
+    after, after_at = margin.largest_correct()
     lo, lo_at = margin.smallest_fault()
     passed = [f"{r.pair} {r.fault}" for r in margin.faults if r.site and r.verdict]
-    print(f"\nlargest ratio of a correct port: {_r(hi)} ({hi_at})")
+    print(f"\nlargest ratio of a correct port on the first step (k = {K:g}): {_r(hi)} ({hi_at})")
+    print(f"largest ratio of a correct port on any step (k = {K_AFTER_STEP:g} after the first): {_r(after)} "
+          f"({after_at})")
     print(f"smallest ratio at a failing planted fault: {_r(lo)} ({lo_at})")
     print(f"margin: {lo / hi:.3g}x" if hi == hi and lo == lo and hi > 0 else "margin: n/a")
     if passed:
