@@ -31,6 +31,9 @@ REAL_DIFFERENCE: dict[str, tuple[str, str]] = {
 FAULT_XFAIL: dict[tuple[str, str], str] = {
     ("convnext", "gelu_tanh"): "the activations at timm's init are small (|x| << 1), where tanh GELU differs from "
                                "the exact one by less than 3 roundings (2.8x at the GELU): nothing to find",
+    ("densenet121", "scale"): "paddle.vision's BatchNorm has the ReLU fused: norm2's output is another form, "
+                              "excused on the correct port because conv2 agrees; with the fault in conv2 the excuse "
+                              "is withdrawn and norm2 is named first (mean mode names conv2)",
     ("swin", "gelu_tanh"): "7.3x at the GELU itself (small activations at timm's init); named at the next layer, "
                            "mlp.fc2 (12.9x)",
 }
