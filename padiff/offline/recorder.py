@@ -25,8 +25,8 @@ from padiff.offline import fmt
 from padiff.offline.capture import Capture, StepCapture
 from padiff.offline.folder_io import append_line, open_folder, write_failed, written_or_removed
 from padiff.offline.shards import is_distributed
+from padiff.offline.skeleton_fields import layout_field, special_field
 from padiff.offline.tensor_file import write_tensors
-from padiff.offline.weights_io import layout_field, special_field
 from padiff.report.files import atomic_write
 
 
