@@ -26,8 +26,8 @@ from padiff.offline.capture import Capture, StepCapture
 from padiff.offline.folder_io import append_line, open_folder, write_failed, written_or_removed
 from padiff.offline.reference import REFERENCES, ReferenceRecorder
 from padiff.offline.shards import is_distributed
+from padiff.offline.skeleton_fields import layout_field, special_field
 from padiff.offline.tensor_file import write_tensors
-from padiff.offline.weights_io import layout_field, special_field
 from padiff.report.files import atomic_write
 
 
