@@ -48,8 +48,8 @@ def allowed_ratio(step: int) -> float:
     gradient element whose sign rounding decides into a full ``+-lr`` step, different in paddle's
     float32 run, torch's and the float64 reference. From then on both errors against the reference
     are mostly the consequences of which few elements flipped, and their ratio spreads far wider than
-    one step's rounding (the README's measurements: up to 16.5x on correct real ports after one or two
-    AdamW steps, 5.2x on their first steps). A fault in the forward or backward shows on the first
+    one step's rounding (the README's measurements: up to 16.8x on correct real ports after one or two
+    AdamW steps, 6.5x on their first steps). A fault in the forward or backward shows on the first
     step; one in the optimizer shows on the weights after it (``weight`` stage, still step 0).
     """
     return K if step <= 0 else K_AFTER_STEP
