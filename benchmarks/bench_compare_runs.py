@@ -65,7 +65,9 @@ print("RESULT " + json.dumps({"cpu": time.process_time() - c, "wall": time.perf_
 
 def _run(code: str, root: str, *args: str) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=root, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=False)
+    # cwd: a folder without a padiff package, or ``-c`` would import the one in the current folder
+    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=False,
+                          cwd=tempfile.gettempdir())
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode or (line is None and "RESULT" in code):
         raise SystemExit(f"failed ({root}):\n{proc.stderr[-3000:]}")
