@@ -272,11 +272,16 @@ def prove(file: str, builder: str) -> float:
     import paddle
     import torch
 
-    from .score import run_both
-
     paddle.seed(0)
     torch.manual_seed(0)
-    layer, module, p_inp, t_inp = build_converted(file, builder)
+    return prove_built(*build_converted(file, builder))
+
+
+def prove_built(layer: Any, module: Any, p_inp: Any, t_inp: Any) -> float:
+    """Copy a converted pair's weights by name and compare in eval mode: the relative max diff, or an
+    exception with the reason (:class:`NotEquivalent` names the first differing layer)."""
+    from .score import run_both
+
     layer.eval()
     module.eval()
     apply_copy(layer, module, by_name_copy(layer, module))

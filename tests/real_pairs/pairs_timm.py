@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from .pairs import Built, RealPair, _inputs, _random_bn_stats
-from .pairs_convert import MARK, NotEquivalent, by_name_copy, finish_by_hand, first_differing_layer
+from .pairs_convert import MARK, by_name_copy, finish_by_hand, prove_built
 
 PACKAGE = "timmpc"
 FOLDERS = ("layers", "models", "data")
@@ -237,32 +237,12 @@ def build_converted(file: str, builder: str) -> Built:
 
 def prove(file: str, builder: str) -> float:
     """Build, copy by name, compare; the relative max diff, or an exception with the reason."""
-    import numpy as np
     import paddle
     import torch
 
-    from .handcopy import apply_copy
-    from .score import run_both
-
     paddle.seed(0)
     torch.manual_seed(0)
-    layer, module, p_inp, t_inp = build_converted(file, builder)
-    layer.eval()
-    module.eval()
-    apply_copy(layer, module, by_name_copy(layer, module))
-    p_out, t_out = run_both(layer, module, p_inp, t_inp)
-    if not p_out or len(p_out) != len(t_out) or any(a.shape != b.shape for a, b in zip(p_out, t_out)):
-        raise AssertionError(f"outputs differ in count or shape: paddle {[a.shape for a in p_out]}, "
-                             f"torch {[b.shape for b in t_out]}")
-    scale = max(float(np.max(np.abs(b))) for b in t_out)
-    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(p_out, t_out))
-    if scale < 1e-3:
-        raise AssertionError(f"torch output ~0 (max {scale:.1e}): nothing proven")
-    if diff / scale >= 1e-4:
-        at = first_differing_layer(layer, module, p_inp, t_inp)
-        raise NotEquivalent(f"not equivalent: max abs diff {diff:.2e} (relative {diff / scale:.1e}); "
-                            f"first differing layer {at}", at)
-    return diff / scale
+    return prove_built(*build_converted(file, builder))
 
 
 def _fault_leaf(module: Any) -> str:
