@@ -29,7 +29,7 @@ def _num(v: float) -> str:
 
 
 def calibrated_numbers(rec: Comparison) -> list[str]:
-    """The figures of one calibrated record, the verdict's first."""
+    """The figures of one calibrated record, the verdict's first (the caller adds shapes, note and dtype)."""
     s = rec.stats
     lines = []
     if not math.isnan(s.noise_ratio):
@@ -39,12 +39,6 @@ def calibrated_numbers(rec: Comparison) -> list[str]:
     lines += [f"  mean abs diff     {_num(s.mean_abs_diff)} (paddle vs torch)",
               f"  max abs diff      {_num(s.max_abs_diff)}",
               f"  means             paddle {_num(s.paddle_mean)}   torch {_num(s.torch_mean)}"]
-    if s.reconciled:
-        lines.append(f"  shapes            {s.reconciled}")
-    if s.note:
-        lines.append(f"  note              {s.note}")
-    if rec.dtype:
-        lines.append(f"  dtype             {rec.dtype}")
     return lines
 
 

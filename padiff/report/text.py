@@ -50,7 +50,7 @@ def numbers(rec: Comparison, options: Mapping[str, Any] | None = None) -> list[s
     """The numbers of one comparison, one per line, aligned; the verdict's own figure first."""
     s = rec.stats
     if s.mode == "calibrated" or s.note_kind == "fallback":
-        return calibrated_numbers(rec)
+        return calibrated_numbers(rec) + _record_facts(rec)
     opts = options or {}
     atol, rtol = opts.get("atol"), opts.get("rtol")
     pct = 100.0 * s.mismatched / s.total if s.total else 0.0
@@ -80,6 +80,12 @@ def numbers(rec: Comparison, options: Mapping[str, Any] | None = None) -> list[s
         + f"  or  rtol >= {fmt_num(s.min_rtol)}" + (f" (at atol {fmt_num(atol)})" if atol is not None else "")
         + f"  [judging the {figure}]",
     ]
+    return lines + _record_facts(rec)
+
+
+def _record_facts(rec: Comparison) -> list[str]:
+    """The lines every record's numbers end with, whatever judged it: reconciled shapes, note, dtype."""
+    s, lines = rec.stats, []
     if s.reconciled:
         lines.append(f"  shapes            {s.reconciled}")
     if s.note:

@@ -175,32 +175,38 @@ def builders() -> dict[str, list[tuple[int, str]]]:
     return {f: sorted(v) for f, v in sorted(files.items())}
 
 
-def _input_size(module: Any) -> int:
+def _input_size(module: Any, sizes: tuple[int, ...] = SIZES) -> int:
     import torch
 
-    for s in SIZES:
+    for s in sizes:
         try:
             with torch.no_grad():
                 module.eval()(torch.zeros(1, 3, s, s))
             return s
         except Exception:  # noqa: BLE001 - too small for this architecture: try the next size
             continue
-    raise RuntimeError(f"torch model runs at none of the sizes {SIZES}")
+    raise RuntimeError(f"torch model runs at none of the sizes {sizes}")
 
 
 def build_converted(file: str, builder: str) -> Built:
     """torchvision's ``builder`` and the converted file's one, same tiny arguments, BN statistics randomised."""
-    import paddle
     import torchvision
 
     converted()
     kw = dict(weights=None, num_classes=10)
     pt = _random_bn_stats(torchvision.models.get_model_builder(builder)(**kw))
     mod = importlib.import_module(f"{PACKAGE}.models.{file}")
-    pd = getattr(mod, builder)(**kw)
+    return converted_pair(getattr(mod, builder)(**kw), pt, builder)
+
+
+def converted_pair(pd: Any, pt: Any, builder: str, sizes: tuple[int, ...] = SIZES) -> Built:
+    """The converted model ``pd`` and the torch one ``pt`` with inputs of the smallest image size in ``sizes``
+    torch runs at; a converted builder that returned no paddle Layer is an error."""
+    import paddle
+
     if not isinstance(pd, paddle.nn.Layer):
         raise TypeError(f"the converted {builder} returned {type(pd).__name__}, not a paddle Layer")
-    s = _input_size(pt)
+    s = _input_size(pt, sizes)
     return (pd, pt, *_inputs((2, 3, s, s)))
 
 

@@ -46,8 +46,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .pairs import Built, RealPair, _inputs, _random_bn_stats
-from .pairs_convert import MARK, by_name_copy, finish_by_hand, prove_built
+from .pairs import Built, RealPair, _random_bn_stats
+from .pairs_convert import MARK, by_name_copy, converted_pair, finish_by_hand, prove_built
 
 PACKAGE = "timmpc"
 FOLDERS = ("layers", "models", "data")
@@ -206,33 +206,15 @@ def _kwargs(builder: str) -> dict[str, Any]:
     return dict(num_classes=10)
 
 
-def _input_size(module: Any) -> int:
-    import torch
-
-    for s in SIZES:
-        try:
-            with torch.no_grad():
-                module.eval()(torch.zeros(1, 3, s, s))
-            return s
-        except Exception:  # noqa: BLE001 - too small for this architecture: try the next size
-            continue
-    raise RuntimeError(f"torch model runs at none of the sizes {SIZES}")
-
-
 def build_converted(file: str, builder: str) -> Built:
     """timm's ``builder`` and the converted file's one, same arguments, BatchNorm statistics randomised."""
-    import paddle
     import timm
 
     converted()
     kw = _kwargs(builder)
     pt = _random_bn_stats(timm.create_model(builder, pretrained=False, **kw))
     mod = importlib.import_module(f"{PACKAGE}.models.{file}")
-    pd = getattr(mod, builder)(pretrained=False, **kw)
-    if not isinstance(pd, paddle.nn.Layer):
-        raise TypeError(f"the converted {builder} returned {type(pd).__name__}, not a paddle Layer")
-    s = _input_size(pt)
-    return (pd, pt, *_inputs((2, 3, s, s)))
+    return converted_pair(getattr(mod, builder)(pretrained=False, **kw), pt, builder, SIZES)
 
 
 def prove(file: str, builder: str) -> float:
