@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Collection, Mapping
 
 import pytest
 
@@ -38,23 +39,31 @@ def env() -> dict[str, str]:
     return e
 
 
-@pytest.fixture(scope="session")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Record every run of :data:`RUNS` (two at a time) and return ``{name: run folder}``."""
-    base = tmp_path_factory.mktemp("offline_runs")
+def record_two_at_a_time(script: str, jobs: Mapping[str, tuple[str, list[str]]], base: str,
+                         suffix: Callable[[str], str] = lambda fw: "",
+                         killed: Collection[str] = ()) -> dict[str, str]:
+    """Run ``script FW OUT *extra`` for every ``{name: (FW, extra)}`` of ``jobs``, two processes at a time,
+    and return ``{name: OUT}`` (``base/name`` plus ``suffix(FW)``). Each must exit 0; a job in ``killed``
+    must have been killed (it kills itself mid-run)."""
     out: dict[str, str] = {}
-    names = list(RUNS)
+    names = list(jobs)
     for i in range(0, len(names), 2):
         procs = []
         for name in names[i:i + 2]:
-            fw, extra = RUNS[name]
-            out[name] = str(base / name)
-            procs.append((name, subprocess.Popen([sys.executable, SCRIPT, fw, out[name], *extra], env=env(),
+            fw, extra = jobs[name]
+            out[name] = os.path.join(base, name) + suffix(fw)
+            procs.append((name, subprocess.Popen([sys.executable, script, fw, out[name], *extra], env=env(),
                                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
         for name, p in procs:
             text, _ = p.communicate(timeout=300)
-            if name == "pt_killed":
+            if name in killed:
                 assert p.returncode == -9, text
             else:
-                assert p.returncode == 0, f"{name} failed:\n{text}"
+                assert p.returncode == 0, f"{name} failed:\n{text[-3000:]}"
     return out
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Record every run of :data:`RUNS` (two at a time) and return ``{name: run folder}``."""
+    return record_two_at_a_time(SCRIPT, RUNS, str(tmp_path_factory.mktemp("offline_runs")), killed=("pt_killed",))

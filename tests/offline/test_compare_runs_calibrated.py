@@ -13,8 +13,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -22,7 +20,7 @@ import pytest
 import padiff
 from padiff.compare.calibrated import K
 from padiff.errors import OptionsError
-from tests.offline.conftest import env
+from tests.offline.conftest import record_two_at_a_time
 
 HERE = os.path.dirname(__file__)
 RECORD = os.path.join(HERE, "record_calibrated.py")
@@ -48,20 +46,8 @@ RUNS = {
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Record every run of :data:`RUNS` (two at a time) and return ``{name: run folder}``."""
-    base = tmp_path_factory.mktemp("calibrated_runs")
-    out: dict[str, str] = {}
-    names = list(RUNS)
-    for i in range(0, len(names), 2):
-        procs = []
-        for name in names[i:i + 2]:
-            fw, extra = RUNS[name]
-            out[name] = str(base / name) + (".json" if fw == "live" else "")
-            procs.append((name, subprocess.Popen([sys.executable, RECORD, fw, out[name], *extra], env=env(),
-                                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
-        for name, p in procs:
-            text, _ = p.communicate(timeout=300)
-            assert p.returncode == 0, f"{name} failed:\n{text[-3000:]}"
-    return out
+    return record_two_at_a_time(RECORD, RUNS, str(tmp_path_factory.mktemp("calibrated_runs")),
+                                suffix=lambda fw: ".json" if fw == "live" else "")
 
 
 def _live(runs: dict[str, str], name: str) -> Any:
